@@ -1,0 +1,209 @@
+//! Command-line interface: flags as clap parses them, and the dispatch to
+//! each command. `main.rs` only sets up logging and calls [`run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::inventory::Inventory;
+
+/// Exit code for invalid input or a failed run.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of `pictl plan` when something would change.
+pub const EXIT_CHANGES: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Examples:
+  pictl validate -i inventory/playson.toml     check an inventory, report every problem
+  pictl plan -i inventory/playson.toml         show what apply would change (exit 2 if anything)
+  pictl apply -i inventory/playson.toml        converge every node; re-runs report changed=0
+
+Exit codes: 0 success (plan: nothing to change), 1 invalid input or failure, 2 plan has changes.
+Logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG overrides, e.g. RUST_LOG=pictl=debug.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pictl",
+    version,
+    about = "Declarative K3s provisioner for small fleets (Raspberry Pis first)",
+    long_about = "pictl reads a TOML inventory of nodes, connects over SSH (host keys verified), \
+detects each node's CPU architecture, installs and joins K3s from checksum-verified artifacts, \
+and keeps the cluster converged: a re-run that finds nothing drifted reports changed=0.",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Inventory file (TOML) describing the cluster and its nodes.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PICTL_INVENTORY",
+        default_value = "inventory/playson.toml"
+    )]
+    pub inventory: PathBuf,
+
+    /// How many nodes to work on at once.
+    #[arg(long, global = true, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Output for people (default) or machines.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// More logging (repeat for more); RUST_LOG takes precedence.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an inventory offline and report every problem at once.
+    ///
+    /// Each problem is printed as FILE:LINE:COL: key.path: message (hint).
+    /// Nothing is contacted. Exit 0 when valid, 1 otherwise.
+    ///
+    /// Example: pictl validate -i inventory/playson.toml
+    Validate,
+    /// Show, per node and step, what `apply` would change (before → after).
+    ///
+    /// Read-only: connects to every node and gathers facts, changes nothing.
+    /// Exit 0 when converged, 2 when anything would change, 1 on failure.
+    ///
+    /// Example: pictl plan -i inventory/playson.toml && echo converged
+    Plan,
+    /// Converge every node: install or upgrade K3s, join agents, fetch kubeconfig.
+    ///
+    /// Servers go before agents; unreachable nodes are reported and the rest
+    /// still converge. Ends with a recap (ok / changed / skipped / failed /
+    /// unreachable per node); a re-run with nothing drifted shows changed=0.
+    ///
+    /// Example: pictl apply -i inventory/playson.toml --concurrency 3
+    Apply,
+    /// Show every node's health in one table.
+    ///
+    /// Example: pictl status -i inventory/playson.toml
+    Status,
+    /// Write the cluster's admin kubeconfig (0600), merged under a named context.
+    ///
+    /// Example: pictl kubeconfig -i inventory/playson.toml --out ~/.kube/config
+    Kubeconfig {
+        /// Kubeconfig file to write or merge into.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Uninstall K3s from the nodes (destructive; asks for --yes).
+    ///
+    /// Example: pictl reset -i inventory/playson.toml --yes
+    Reset {
+        /// Confirm that the cluster's data may be destroyed.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs one command; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match &cli.command {
+        Command::Validate => validate(&cli),
+        Command::Plan
+        | Command::Apply
+        | Command::Status
+        | Command::Kubeconfig { .. }
+        | Command::Reset { .. } => {
+            let inv = match load(&cli) {
+                Ok(inv) => inv,
+                Err(code) => return code,
+            };
+            let name = command_name(&cli.command);
+            eprintln!(
+                "pictl {name}: not implemented yet in this build (inventory {} is valid: cluster {}, {} nodes)",
+                cli.inventory.display(),
+                inv.cluster.name,
+                inv.nodes.len()
+            );
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Validate => "validate",
+        Command::Plan => "plan",
+        Command::Apply => "apply",
+        Command::Status => "status",
+        Command::Kubeconfig { .. } => "kubeconfig",
+        Command::Reset { .. } => "reset",
+    }
+}
+
+/// Loads the inventory, printing every diagnostic on failure.
+pub fn load(cli: &Cli) -> Result<Inventory, ExitCode> {
+    Inventory::load(&cli.inventory).map_err(|diags| {
+        for d in diags.iter() {
+            eprintln!("{d}");
+        }
+        eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
+        ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+fn validate(cli: &Cli) -> ExitCode {
+    match Inventory::load(&cli.inventory) {
+        Ok(inv) => {
+            match cli.output {
+                OutputFormat::Human => println!(
+                    "{}: valid: cluster {} ({} server(s), {} agent(s))",
+                    cli.inventory.display(),
+                    inv.cluster.name,
+                    inv.servers().count(),
+                    inv.agents().count()
+                ),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": cli.inventory.display().to_string(),
+                        "valid": true,
+                        "cluster": inv.cluster.name,
+                        "nodes": inv.nodes.iter().map(|n| serde_json::json!({
+                            "name": n.name, "address": n.address, "role": n.role.as_str(),
+                        })).collect::<Vec<_>>(),
+                    })
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            match cli.output {
+                OutputFormat::Human => {
+                    for d in diags.iter() {
+                        eprintln!("{d}");
+                    }
+                    eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
+                }
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": cli.inventory.display().to_string(),
+                        "valid": false,
+                        "problems": diags.iter().map(|d| serde_json::json!({
+                            "file": d.file, "line": d.line, "col": d.col,
+                            "key": d.key_path, "message": d.message, "hint": d.hint,
+                        })).collect::<Vec<_>>(),
+                    })
+                ),
+            }
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The `pictl` binary as a user runs it: exit codes and what it prints.
+
+use std::process::Command;
+
+fn pictl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pictl"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env_remove("PICTL_INVENTORY")
+        .output()
+        .expect("run pictl")
+}
+
+#[test]
+fn validate_accepts_the_playson_inventory() {
+    let out = pictl(&["validate", "-i", "inventory/playson.toml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("valid: cluster playson (1 server(s), 2 agent(s))"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[cluster]\nname = \"x\"\nk3s_version = \"latest\"\n[[nodes]]\nname = \"n\"\naddress = \"1.2.3\"\nrole = \"server\"\n")
+        .expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let out = pictl(&["validate", "-i", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{path}:3:15: cluster.k3s_version: \"latest\" is not a K3s release version"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{path}:6:11: nodes[0].address: \"1.2.3\" is not a valid IP address"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+}
+
+#[test]
+fn validate_json_output_is_machine_readable() {
+    let out = pictl(&[
+        "validate",
+        "-i",
+        "/nonexistent/inv.toml",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["problems"][0]["line"], 1);
+    assert!(
+        v["problems"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot read the inventory")
+    );
+}
+
+#[test]
+fn help_explains_commands_with_examples() {
+    let out = pictl(&["help", "plan"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("exit 2") || stdout.contains("Exit 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Example: pictl plan"), "{stdout}");
+}
