@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         ),
         ("cli_errors_are_clear", cli_errors),
         ("up_is_idempotent_on_a_healthy_lab", up_idempotent),
+        ("down_recovers_from_a_crashed_run", down_recovers),
         ("up_recovers_from_a_crashed_run", up_recovers),
     ];
     harness::run(
@@ -469,9 +470,9 @@ fn up_idempotent(lab: &Lab) {
     assert_eq!(machine_ids(lab), before, "a second up replaced the nodes");
 }
 
-fn up_recovers(lab: &Lab) {
-    // A crash of whatever supervised the lab: the launchers and nspawns die,
-    // the nodes themselves keep running as orphans.
+/// A crash of whatever supervised the lab: the launchers and nspawns die,
+/// the nodes themselves keep running as orphans. Returns the orphans' pids.
+fn crash_supervisors(lab: &Lab) -> Vec<String> {
     let mut orphans = Vec::new();
     for node in lab.nodes() {
         let dir = lab.dir().join("nodes").join(&node.name);
@@ -498,6 +499,33 @@ fn up_recovers(lab: &Lab) {
         );
     }
     assert!(!orphans.is_empty(), "nodes should survive their supervisor");
+    orphans
+}
+
+fn assert_gone(pids: &[String]) {
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let live = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'));
+        assert!(!live, "orphan {pid} survived: {stat}");
+    }
+}
+
+fn down_recovers(lab: &Lab) {
+    lab.cut("node1").unwrap_or_else(|e| panic!("{e:#}"));
+    let orphans = crash_supervisors(lab);
+    lab.tool(&["down"]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_gone(&orphans);
+    let leaks = pictl_e2e::leaks(lab.id());
+    assert!(leaks.is_empty(), "down after a crash left: {leaks:#?}");
+    let said = lab.up_again().unwrap_or_else(|e| panic!("{e:#}"));
+    println!("    up again: {}", said.trim());
+    assert!(said.contains("from cached base"), "{said}");
+}
+
+fn up_recovers(lab: &Lab) {
+    let orphans = crash_supervisors(lab);
     let before = machine_ids(lab);
     let started = Instant::now();
     let said = lab.up_again().unwrap_or_else(|e| panic!("{e:#}"));
@@ -506,13 +534,7 @@ fn up_recovers(lab: &Lab) {
         said.trim(),
         started.elapsed().as_secs_f64()
     );
-    for pid in &orphans {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let live = stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, r)| !r.starts_with('Z'));
-        assert!(!live, "orphan {pid} survived: {stat}");
-    }
+    assert_gone(&orphans);
     let after = machine_ids(lab);
     assert!(
         before.iter().all(|m| !after.contains(m)),

@@ -98,7 +98,8 @@ pub fn run(cases: &[Case], spec: LabSpec) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if !lab::lab_or_skip() {
-        println!("lab: 0 passed, 0 failed ({} skipped)", selected.len());
+        println!("lab: {} cases skipped", selected.len());
+        println!("lab: 0 passed, 0 failed");
         return ExitCode::SUCCESS;
     }
     let id = match lab::instance_id() {

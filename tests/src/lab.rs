@@ -318,6 +318,25 @@ impl Lab {
         &self.mirror_url
     }
 
+    /// Fill `mirror_dir()` with the K3s release layout by running
+    /// `tests/k3s-sim/mirror.sh` (owned by the simulator), for tests that
+    /// install K3s from the lab's mirror.
+    pub fn populate_mirror(&self) -> Result<()> {
+        let script = repo_root().join("tests").join("k3s-sim").join("mirror.sh");
+        if !script.is_file() {
+            bail!("{} does not exist", script.display());
+        }
+        let status = Command::new(&script)
+            .arg(self.mirror_dir())
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !status.success() {
+            bail!("{} failed ({status})", script.display());
+        }
+        Ok(())
+    }
+
     /// The host's address on the lab bridge.
     pub fn host_address(&self) -> String {
         format!("10.77.{}.1", self.id)
