@@ -1,4 +1,101 @@
-//! k3s simulator entry point (built out by the simulator issue).
+//! k3s simulator: one binary that behaves like `k3s` on the surface pictl uses
+//! (`--version`, `server`, `agent`, config.yaml, token, kubeconfig with real TLS,
+//! node registration, a Kubernetes API subset). It exists because real K3s cannot
+//! be downloaded in the lab; see tests/k3s-sim/README.md for what it does and
+//! does not do.
+
+mod agent;
+mod api;
+mod apply;
+mod certs;
+mod config;
+mod healthz;
+mod http;
+mod log;
+mod nodes;
+mod notify;
+mod openapi;
+mod select;
+mod server;
+mod store;
+mod tables;
+mod validate;
+mod version;
+mod watch;
+
+use config::Role;
+
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn fatal(e: &anyhow::Error) -> ! {
+    log::emit("fatal", &format!("Error: {e:#}"));
+    std::process::exit(1);
+}
+
 fn main() {
-    println!("k3s version v0.0.0+k3s0 (simulator)");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprintln!("usage: k3s [--version] <server|agent> [OPTIONS]");
+        std::process::exit(1);
+    };
+    let role = match cmd.as_str() {
+        "--version" | "-v" | "version" => {
+            version::print_version();
+            return;
+        }
+        "--help" | "-h" | "help" => {
+            println!(
+                "NAME:\n   k3s - Kubernetes, but small and simple (k3s-sim)\n\nCOMMANDS:\n   server  Run management server\n   agent   Run node agent"
+            );
+            return;
+        }
+        "server" => Role::Server,
+        "agent" => Role::Agent,
+        "kubectl" | "crictl" | "ctr" | "check-config" | "token" | "etcd-snapshot"
+        | "secrets-encrypt" | "certificate" | "completion" => {
+            eprintln!("k3s-sim: the '{cmd}' subcommand is not simulated");
+            std::process::exit(1);
+        }
+        other => {
+            eprintln!("No help topic for '{other}'");
+            std::process::exit(3);
+        }
+    };
+    let settings = match config::load(role, &args[1..]) {
+        Ok(s) => s,
+        Err(e) => fatal(&e),
+    };
+    log::set_debug(settings.bool("debug"));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => fatal(&e.into()),
+    };
+    let res = rt.block_on(async move {
+        match role {
+            Role::Server => server::run(settings).await,
+            Role::Agent => agent::run(settings).await,
+        }
+    });
+    if let Err(e) = res {
+        fatal(&e);
+    }
+    // Watch streams and listeners may still hold tasks; do not wait for them.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
 }

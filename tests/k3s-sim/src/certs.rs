@@ -1,0 +1,274 @@
+//! The cluster's TLS material and join token, laid out like K3s under
+//! `<data-dir>/server/`: one cluster CA (K3s has several; one is enough for what
+//! pictl and kubectl check), the API serving certificate whose SANs follow the node's
+//! addresses and `tls-san`, the admin client certificate for the kubeconfig, and the
+//! `K10<ca-hash>::server:<secret>` token whose hash lets agents pin the CA.
+
+use anyhow::{Context, Result, anyhow, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+
+pub struct ClusterTls {
+    pub ca_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+}
+
+pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// Loads the CA (creating it once) and (re)issues the serving certificate when the
+/// wanted SANs changed, the way K3s's dynamic listener adds new SANs.
+pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<ClusterTls> {
+    let tls = data_dir.join("server/tls");
+    let ca_crt = tls.join("server-ca.crt");
+    let ca_key = tls.join("server-ca.key");
+    let (ca_pem, ca_key_pem) = match (read(&ca_crt), read(&ca_key)) {
+        (Some(c), Some(k)) => (c, k),
+        _ => {
+            let key = KeyPair::generate()?;
+            let mut p = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, format!("k3s-server-ca@{}", unix_now()));
+            p.distinguished_name = dn;
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+            p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+            let cert = p.self_signed(&key)?;
+            write_private(&ca_key, key.serialize_pem().as_bytes(), 0o600)?;
+            write_private(&ca_crt, cert.pem().as_bytes(), 0o644)?;
+            // K3s keeps a separate client CA; this cluster uses one CA for both.
+            write_private(&tls.join("client-ca.crt"), cert.pem().as_bytes(), 0o644)?;
+            (cert.pem(), key.serialize_pem())
+        }
+    };
+    let ca_key = KeyPair::from_pem(&ca_key_pem).context("parsing server-ca.key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("parsing server-ca.crt")?;
+
+    let serving_crt = tls.join("serving-kube-apiserver.crt");
+    let serving_key = tls.join("serving-kube-apiserver.key");
+    let sans_file = tls.join("serving-kube-apiserver.sans");
+    let want_sans = sans.join("\n");
+    let (serving_cert_pem, serving_key_pem) =
+        match (read(&serving_crt), read(&serving_key), read(&sans_file)) {
+            (Some(c), Some(k), Some(s)) if s == want_sans => (c, k),
+            _ => {
+                let key = KeyPair::generate()?;
+                let mut p = CertificateParams::default();
+                let mut dn = DistinguishedName::new();
+                dn.push(DnType::CommonName, "kube-apiserver");
+                p.distinguished_name = dn;
+                p.subject_alt_names = sans
+                    .iter()
+                    .map(|s| match s.parse::<std::net::IpAddr>() {
+                        Ok(ip) => Ok(SanType::IpAddress(ip)),
+                        Err(_) => Ok(SanType::DnsName(s.clone().try_into()?)),
+                    })
+                    .collect::<Result<_, rcgen::Error>>()?;
+                p.key_usages = vec![
+                    KeyUsagePurpose::DigitalSignature,
+                    KeyUsagePurpose::KeyEncipherment,
+                ];
+                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+                p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+                p.use_authority_key_identifier_extension = true;
+                let cert = p.signed_by(&key, &issuer)?;
+                write_private(&serving_key, key.serialize_pem().as_bytes(), 0o600)?;
+                write_private(&serving_crt, cert.pem().as_bytes(), 0o644)?;
+                write_private(&sans_file, want_sans.as_bytes(), 0o644)?;
+                (cert.pem(), key.serialize_pem())
+            }
+        };
+
+    let admin_crt = tls.join("client-admin.crt");
+    let admin_key = tls.join("client-admin.key");
+    let (admin_cert_pem, admin_key_pem) = match (read(&admin_crt), read(&admin_key)) {
+        (Some(c), Some(k)) => (c, k),
+        _ => {
+            let key = KeyPair::generate()?;
+            let mut p = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "system:admin");
+            dn.push(DnType::OrganizationName, "system:masters");
+            p.distinguished_name = dn;
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+            p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+            p.use_authority_key_identifier_extension = true;
+            let cert = p.signed_by(&key, &issuer)?;
+            write_private(&admin_key, key.serialize_pem().as_bytes(), 0o600)?;
+            write_private(&admin_crt, cert.pem().as_bytes(), 0o644)?;
+            (cert.pem(), key.serialize_pem())
+        }
+    };
+    Ok(ClusterTls {
+        ca_pem,
+        serving_cert_pem,
+        serving_key_pem,
+        admin_cert_pem,
+        admin_key_pem,
+    })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// K3s's CA hash: sha256 over the bytes `/cacerts` serves (the CA bundle PEM).
+pub fn ca_hash(ca_pem: &str) -> String {
+    hex::encode(sha2::Sha256::digest(ca_pem.as_bytes()))
+}
+
+/// A parsed token: full `K10<hash>::<user>:<secret>` or a bare secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub ca_hash: Option<String>,
+    pub secret: String,
+}
+
+pub fn parse_token(raw: &str) -> Result<Token> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        bail!("token is empty");
+    }
+    if let Some(rest) = raw.strip_prefix("K10") {
+        let (hash, creds) = rest
+            .split_once("::")
+            .ok_or_else(|| anyhow!("invalid token format: K10 prefix without '::'"))?;
+        let (_user, secret) = creds
+            .split_once(':')
+            .ok_or_else(|| anyhow!("invalid token format: missing '<user>:<secret>'"))?;
+        if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("invalid token format: CA hash is not a sha256 hex digest");
+        }
+        if secret.is_empty() {
+            bail!("invalid token format: empty secret");
+        }
+        return Ok(Token {
+            ca_hash: Some(hash.to_string()),
+            secret: secret.to_string(),
+        });
+    }
+    Ok(Token {
+        ca_hash: None,
+        secret: raw.to_string(),
+    })
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Writes `<data-dir>/server/token` once and returns the server's secret. An existing
+/// token is kept; a different configured token is refused, as K3s refuses bootstrap
+/// data encrypted with another token.
+pub fn ensure_token(data_dir: &Path, configured: Option<&str>, ca_pem: &str) -> Result<String> {
+    let path: PathBuf = data_dir.join("server/token");
+    let hash = ca_hash(ca_pem);
+    let wanted = configured.map(parse_token).transpose()?;
+    if let Some(t) = &wanted
+        && let Some(h) = &t.ca_hash
+        && h != &hash
+    {
+        bail!("token CA hash does not match the Cluster CA certificate hash: {h} != {hash}");
+    }
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(existing) => {
+            let existing = parse_token(&existing).context("parsing existing server token file")?;
+            if let Some(w) = &wanted
+                && w.secret != existing.secret
+            {
+                bail!(
+                    "bootstrap data already found and encrypted with different token: the configured token does not match {}",
+                    path.display()
+                );
+            }
+            existing.secret
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match wanted {
+            Some(w) => w.secret,
+            None => random_hex(16),
+        },
+        Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
+    };
+    let full = format!("K10{hash}::server:{secret}\n");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(full.as_str()) {
+        write_private(&path, full.as_bytes(), 0o600)?;
+    }
+    let node_token = data_dir.join("server/node-token");
+    if std::fs::read_to_string(&node_token).ok().as_deref() != Some(full.as_str()) {
+        write_private(&node_token, full.as_bytes(), 0o600)?;
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_in_both_forms() {
+        let h = "a".repeat(64);
+        let t = parse_token(&format!("K10{h}::server:s3cret")).expect("full form");
+        assert_eq!(
+            t,
+            Token {
+                ca_hash: Some(h),
+                secret: "s3cret".into()
+            }
+        );
+        assert_eq!(parse_token("bare").expect("bare").secret, "bare");
+        assert!(parse_token("K10abc::server:x").is_err());
+        assert!(parse_token("  ").is_err());
+    }
+}

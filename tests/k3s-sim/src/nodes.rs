@@ -1,0 +1,575 @@
+//! Nodes as K3s registers them (labels, roles, addresses, nodeInfo, Lease
+//! heartbeats, K3s's node-password secret) and the two controllers the simulator
+//! needs: the node lifecycle monitor (Ready -> Unknown after the grace period without
+//! heartbeat, back to Ready when heartbeats resume) and the Deployment status
+//! controller.
+//!
+//! Deployment availability rule (documented in README): eligible nodes are Ready
+//! nodes that are schedulable and whose NoSchedule/NoExecute taints the pod template
+//! tolerates and whose labels match its nodeSelector; each eligible node runs any
+//! number of replicas, except one per node when the template has a required pod
+//! anti-affinity on `kubernetes.io/hostname`. availableReplicas = min(replicas,
+//! capacity), Available=True when availableReplicas >= replicas - maxUnavailable.
+
+use crate::store::{RESOURCES, ResourceType, State, Store, meta_str};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+fn rt(kind: &str) -> &'static ResourceType {
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind)
+        .unwrap_or(&RESOURCES[0])
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    pub name: String,
+    pub internal_ip: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<String>,
+    pub os_image: String,
+    pub kernel_version: String,
+    pub kubelet_version: String,
+    pub server: bool,
+    pub password: String,
+}
+
+pub struct Cluster {
+    pub store: Store,
+    /// Last heartbeat and last Lease renewal per node.
+    pub heartbeats: Mutex<HashMap<String, (Instant, Option<Instant>)>>,
+    pub grace: Duration,
+    pub secrets: Vec<String>,
+}
+
+pub fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+pub fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn parse_taint(t: &str) -> Option<Value> {
+    let (kv, effect) = t.rsplit_once(':')?;
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (kv, None),
+    };
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") || key.is_empty() {
+        return None;
+    }
+    let mut v = json!({"key": key, "effect": effect});
+    if let Some(val) = value {
+        v["value"] = json!(val);
+    }
+    Some(v)
+}
+
+pub fn validate_taints(taints: &[String]) -> anyhow::Result<()> {
+    for t in taints {
+        if parse_taint(t).is_none() {
+            anyhow::bail!(
+                "invalid node-taint {t:?}: expected key[=value]:NoSchedule|PreferNoSchedule|NoExecute"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ready_condition(ready: bool, now: &str) -> Value {
+    if ready {
+        json!({"type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now})
+    } else {
+        json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+            "message": "Kubelet stopped posting node status.", "lastHeartbeatTime": now, "lastTransitionTime": now})
+    }
+}
+
+fn password_hash(p: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(p.as_bytes()))
+}
+
+pub enum RegisterError {
+    PasswordRejected,
+    Invalid(String),
+    Store(anyhow::Error),
+}
+
+impl Cluster {
+    pub fn register(&self, info: &NodeInfo) -> Result<(), RegisterError> {
+        if info.name.is_empty()
+            || !info
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            return Err(RegisterError::Invalid(format!(
+                "invalid node name {:?}",
+                info.name
+            )));
+        }
+        let mut st = self.store.lock();
+        // K3s's node password: the first registration of a name fixes its password.
+        let secret_rt = rt("Secret");
+        let secret_name = format!("{}.node-password.k3s", info.name);
+        let hash = password_hash(&info.password);
+        match st.get(secret_rt, "kube-system", &secret_name) {
+            Some(s) => {
+                use base64::Engine;
+                let stored = s["data"]["hash"]
+                    .as_str()
+                    .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
+                    .unwrap_or_default();
+                if stored != hash.as_bytes() {
+                    return Err(RegisterError::PasswordRejected);
+                }
+            }
+            None => {
+                use base64::Engine;
+                let s = json!({"apiVersion": "v1", "kind": "Secret", "type": "k3s.cattle.io/node-password",
+                    "metadata": {"name": secret_name, "namespace": "kube-system",
+                        "uid": crate::validate::uuid(), "creationTimestamp": crate::log::k8s_now()},
+                    "immutable": true,
+                    "data": {"hash": base64::engine::general_purpose::STANDARD.encode(&hash)}});
+                st.put(secret_rt, s).map_err(RegisterError::Store)?;
+            }
+        }
+        let node_rt = rt("Node");
+        let now = crate::log::k8s_now();
+        let existing = st.get(node_rt, "", &info.name).cloned();
+        let mut node = existing.clone().unwrap_or_else(|| {
+            let n = st.list(node_rt, None).len();
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": info.name, "uid": crate::validate::uuid(), "creationTimestamp": now},
+                "spec": {"podCIDR": format!("10.42.{n}.0/24"), "podCIDRs": [format!("10.42.{n}.0/24")],
+                    "providerID": format!("k3s://{}", info.name)}})
+        });
+        let mut labels = serde_json::Map::new();
+        if let Some(old) = node["metadata"]["labels"].as_object() {
+            labels = old.clone();
+        }
+        let arch = arch();
+        for (k, v) in [
+            ("beta.kubernetes.io/arch", arch),
+            ("beta.kubernetes.io/os", "linux"),
+            ("kubernetes.io/arch", arch),
+            ("kubernetes.io/os", "linux"),
+            ("kubernetes.io/hostname", info.name.as_str()),
+            ("node.kubernetes.io/instance-type", "k3s"),
+            ("beta.kubernetes.io/instance-type", "k3s"),
+        ] {
+            labels.insert(k.into(), json!(v));
+        }
+        if info.server {
+            labels.insert(
+                "node-role.kubernetes.io/control-plane".into(),
+                json!("true"),
+            );
+            labels.insert("node-role.kubernetes.io/master".into(), json!("true"));
+        }
+        for (k, v) in &info.labels {
+            labels.insert(k.clone(), json!(v));
+        }
+        node["metadata"]["labels"] = Value::Object(labels);
+        node["metadata"]["annotations"]["k3s.io/internal-ip"] = json!(info.internal_ip);
+        node["metadata"]["annotations"]["k3s.io/hostname"] = json!(info.hostname);
+        node["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] = json!("0");
+        let taints: Vec<Value> = info.taints.iter().filter_map(|t| parse_taint(t)).collect();
+        if taints.is_empty() {
+            if let Some(m) = node["spec"].as_object_mut() {
+                m.remove("taints");
+            }
+        } else {
+            node["spec"]["taints"] = json!(taints);
+        }
+        let ready_now = node["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .is_some_and(|c| c["status"] == "True");
+        let conditions = if ready_now {
+            node["status"]["conditions"].clone()
+        } else {
+            json!([ready_condition(true, &now)])
+        };
+        node["status"] = json!({
+            "addresses": [{"type": "InternalIP", "address": info.internal_ip}, {"type": "Hostname", "address": info.hostname}],
+            "conditions": conditions,
+            "capacity": {"cpu": "4", "memory": "3882924Ki", "pods": "110", "ephemeral-storage": "30000000Ki"},
+            "allocatable": {"cpu": "4", "memory": "3882924Ki", "pods": "110", "ephemeral-storage": "29000000Ki"},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": arch, "operatingSystem": "linux", "osImage": info.os_image,
+                "kernelVersion": info.kernel_version, "kubeletVersion": info.kubelet_version,
+                "kubeProxyVersion": info.kubelet_version,
+                "containerRuntimeVersion": "containerd://2.0.5-k3s1",
+                "machineID": "", "systemUUID": "", "bootID": "",
+            },
+        });
+        st.put(node_rt, node).map_err(RegisterError::Store)?;
+        drop(st);
+        self.heartbeat(&info.name).map_err(RegisterError::Store)?;
+        Ok(())
+    }
+
+    /// Returns Ok(false) when the node is unknown (deleted): the agent re-registers.
+    pub fn heartbeat(&self, name: &str) -> anyhow::Result<bool> {
+        let now = Instant::now();
+        let mut st = self.store.lock();
+        let node_rt = rt("Node");
+        let Some(node) = st.get(node_rt, "", name).cloned() else {
+            return Ok(false);
+        };
+        let renew_lease = {
+            let mut hb = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = hb.entry(name.to_string()).or_insert((now, None));
+            entry.0 = now;
+            if entry
+                .1
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+            {
+                entry.1 = Some(now);
+                true
+            } else {
+                false
+            }
+        };
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .is_some_and(|c| c["status"] == "True");
+        if !ready {
+            let mut n = node.clone();
+            set_ready(&mut n, true);
+            st.put(node_rt, n)?;
+            crate::info!("Node {name} is Ready again (heartbeat resumed)");
+        }
+        if renew_lease {
+            let lease_rt = rt("Lease");
+            let existing = st.get(lease_rt, "kube-node-lease", name).cloned();
+            let micro = format!("{}.000000Z", crate::log::k8s_now().trim_end_matches('Z'));
+            let mut lease = existing.unwrap_or_else(|| {
+                json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
+                    "name": name, "namespace": "kube-node-lease", "uid": crate::validate::uuid(),
+                    "creationTimestamp": crate::log::k8s_now(),
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"]["uid"]}]},
+                    "spec": {"holderIdentity": name, "leaseDurationSeconds": 40}})
+            });
+            lease["spec"]["renewTime"] = json!(micro);
+            st.put(lease_rt, lease)?;
+        }
+        Ok(true)
+    }
+
+    /// One pass of the node lifecycle and Deployment controllers.
+    pub fn reconcile(&self) {
+        let now = Instant::now();
+        let mut st = self.store.lock();
+        let node_rt = rt("Node");
+        let names: Vec<String> = st
+            .list(node_rt, None)
+            .iter()
+            .map(|n| meta_str(n, "name").to_string())
+            .collect();
+        for name in names {
+            let last = {
+                let mut hb = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+                // A node never heard from since this server started gets a full grace period.
+                hb.entry(name.clone()).or_insert((now, None)).0
+            };
+            if now.duration_since(last) <= self.grace {
+                continue;
+            }
+            let Some(mut node) = st.get(node_rt, "", &name).cloned() else {
+                continue;
+            };
+            let ready = node["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .is_some_and(|c| c["status"] == "True");
+            if ready {
+                set_ready(&mut node, false);
+                crate::info!(
+                    "Node {name} is NotReady: no heartbeat for {:?}",
+                    now.duration_since(last)
+                );
+                if let Err(e) = st.put(node_rt, node) {
+                    crate::error!("updating node {name}: {e}");
+                }
+            }
+        }
+        update_deployments(&mut st);
+    }
+}
+
+fn set_ready(node: &mut Value, ready: bool) {
+    let now = crate::log::k8s_now();
+    let mut conds: Vec<Value> = node["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "Ready")
+        .collect();
+    conds.push(ready_condition(ready, &now));
+    node["status"]["conditions"] = json!(conds);
+    let unreachable =
+        json!({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule", "timeAdded": now});
+    let mut taints: Vec<Value> = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t["key"] != "node.kubernetes.io/unreachable")
+        .collect();
+    if !ready {
+        taints.push(unreachable);
+    }
+    if taints.is_empty() {
+        if let Some(m) = node["spec"].as_object_mut() {
+            m.remove("taints");
+        }
+    } else {
+        node["spec"]["taints"] = json!(taints);
+    }
+}
+
+fn tolerated(taint: &Value, tolerations: &[Value]) -> bool {
+    tolerations.iter().any(|t| {
+        let key_ok = match t["key"].as_str() {
+            None | Some("") => t["operator"] == "Exists",
+            Some(k) => k == taint["key"].as_str().unwrap_or(""),
+        };
+        let value_ok = t["operator"] == "Exists"
+            || t["value"] == taint["value"]
+            || (t["value"].is_null() && taint["value"].is_null());
+        let effect_ok = t["effect"]
+            .as_str()
+            .is_none_or(|e| e.is_empty() || Some(e) == taint["effect"].as_str());
+        key_ok && value_ok && effect_ok
+    })
+}
+
+fn node_ready(n: &Value) -> bool {
+    n["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .is_some_and(|c| c["status"] == "True")
+}
+
+fn capacity(dep: &Value, nodes: &[&Value]) -> i64 {
+    let pod = &dep["spec"]["template"]["spec"];
+    let tolerations = pod["tolerations"].as_array().cloned().unwrap_or_default();
+    let selector = pod["nodeSelector"].as_object();
+    let eligible = nodes
+        .iter()
+        .filter(|n| node_ready(n) && n["spec"]["unschedulable"] != json!(true))
+        .filter(|n| {
+            n["spec"]["taints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|t| {
+                    !matches!(t["effect"].as_str(), Some("NoSchedule") | Some("NoExecute"))
+                        || tolerated(t, &tolerations)
+                })
+        })
+        .filter(|n| {
+            selector.is_none_or(|s| {
+                s.iter()
+                    .all(|(k, v)| n["metadata"]["labels"].get(k) == Some(v))
+            })
+        })
+        .count() as i64;
+    let one_per_node =
+        pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            .as_array()
+            .is_some_and(|terms| {
+                terms
+                    .iter()
+                    .any(|t| t["topologyKey"] == "kubernetes.io/hostname")
+            });
+    if one_per_node {
+        eligible
+    } else if eligible > 0 {
+        i64::MAX
+    } else {
+        0
+    }
+}
+
+fn max_unavailable(dep: &Value, replicas: i64) -> i64 {
+    let strategy = &dep["spec"]["strategy"];
+    if strategy["type"].as_str().unwrap_or("RollingUpdate") != "RollingUpdate" || replicas == 0 {
+        return 0;
+    }
+    let mu = &strategy["rollingUpdate"]["maxUnavailable"];
+    if let Some(n) = mu.as_i64() {
+        return n.min(replicas);
+    }
+    let pct = mu
+        .as_str()
+        .unwrap_or("25%")
+        .trim_end_matches('%')
+        .parse::<i64>()
+        .unwrap_or(25);
+    (replicas * pct / 100).min(replicas)
+}
+
+fn condition(old: &Value, ty: &str, status: &str, reason: &str, message: &str, now: &str) -> Value {
+    let prev = old["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == ty))
+        .cloned();
+    match prev {
+        Some(p) if p["status"] == status && p["reason"] == reason => p,
+        Some(p) if p["status"] == status => {
+            let mut c = p.clone();
+            c["reason"] = json!(reason);
+            c["message"] = json!(message);
+            c["lastUpdateTime"] = json!(now);
+            c
+        }
+        _ => json!({"type": ty, "status": status, "reason": reason, "message": message,
+            "lastUpdateTime": now, "lastTransitionTime": now}),
+    }
+}
+
+fn update_deployments(st: &mut State) {
+    let node_rt = rt("Node");
+    let dep_rt = rt("Deployment");
+    let nodes: Vec<Value> = st.list(node_rt, None).into_iter().cloned().collect();
+    let node_refs: Vec<&Value> = nodes.iter().collect();
+    let deps: Vec<Value> = st.list(dep_rt, None).into_iter().cloned().collect();
+    let now = crate::log::k8s_now();
+    for dep in deps {
+        let replicas = dep["spec"]["replicas"].as_i64().unwrap_or(1);
+        let available = replicas.min(capacity(&dep, &node_refs));
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(
+            dep["spec"]["template"].to_string().as_bytes(),
+        ));
+        let rs = format!("{}-{}", meta_str(&dep, "name"), &hash[..10]);
+        let min_ok = available >= replicas - max_unavailable(&dep, replicas);
+        let mut conditions = vec![if min_ok {
+            condition(
+                &dep,
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                &now,
+            )
+        } else {
+            condition(
+                &dep,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                &now,
+            )
+        }];
+        conditions.push(if available == replicas {
+            condition(
+                &dep,
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                &now,
+            )
+        } else {
+            condition(
+                &dep,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs}\" is progressing."),
+                &now,
+            )
+        });
+        let mut status = json!({"observedGeneration": dep["metadata"]["generation"], "replicas": replicas,
+            "updatedReplicas": replicas, "conditions": conditions});
+        if available > 0 {
+            status["readyReplicas"] = json!(available);
+            status["availableReplicas"] = json!(available);
+        }
+        if replicas - available > 0 {
+            status["unavailableReplicas"] = json!(replicas - available);
+        }
+        if dep["status"] != status {
+            let mut d = dep.clone();
+            d["status"] = status;
+            if let Err(e) = st.put(dep_rt, d) {
+                crate::error!("updating deployment status: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_parse_like_kubectl() {
+        assert!(
+            validate_taints(&["dedicated=gpu:NoSchedule".into(), "k:NoExecute".into()]).is_ok()
+        );
+        assert!(validate_taints(&["k=v".into()]).is_err());
+    }
+
+    #[test]
+    fn availability_follows_nodes_and_anti_affinity() {
+        let ready = json!({"spec": {}, "metadata": {"labels": {}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        let notready = json!({"spec": {}, "metadata": {"labels": {}}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
+        let plain = json!({"spec": {"replicas": 3, "template": {"spec": {}}}});
+        assert_eq!(capacity(&plain, &[&notready]), 0);
+        assert_eq!(3i64.min(capacity(&plain, &[&ready])), 3);
+        let spread = json!({"spec": {"template": {"spec": {"affinity": {"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname"}]}}}}}});
+        assert_eq!(capacity(&spread, &[&ready, &ready, &notready]), 2);
+        assert_eq!(max_unavailable(&plain, 3), 0);
+        assert_eq!(
+            max_unavailable(
+                &json!({"spec": {"strategy": {"rollingUpdate": {"maxUnavailable": 1}}}}),
+                3
+            ),
+            1
+        );
+    }
+}

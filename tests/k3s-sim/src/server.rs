@@ -1,0 +1,517 @@
+//! `k3s server`: certificates, token, kubeconfig, the API listener on :6443 (with
+//! the supervisor paths `/cacerts`, `/ping` and the agent protocol under
+//! `/v1-k3s/`), its own node's registration and heartbeats, the controllers, and
+//! READY=1 for systemd once all of that is serving.
+
+use crate::api::{Api, json_resp, status_err, text_resp, unauthorized};
+use crate::config::Settings;
+use crate::http::Body;
+use crate::nodes::{Cluster, NodeInfo, RegisterError};
+use crate::store::{RESOURCES, Store};
+use anyhow::{Context, Result, anyhow, bail};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Default NotReady grace. Real Kubernetes uses 40s (50s since 1.32); the
+/// simulator defaults shorter so fault tests stay fast, and honours
+/// `kube-controller-manager-arg: [node-monitor-grace-period=NNs]`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(20);
+
+/// Every local IPv4 address, from the kernel's FIB (no libc needed).
+pub fn local_ipv4s() -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut last = "";
+    for line in text.lines() {
+        let t = line.trim_start_matches([' ', '|', '-', '+', '`']).trim();
+        if t.contains("/32 host LOCAL") {
+            if !last.is_empty() && !out.iter().any(|o| o == last) {
+                out.push(last.to_string());
+            }
+        } else if t.split('.').count() == 4 && t.parse::<std::net::Ipv4Addr>().is_ok() {
+            last = t;
+        }
+    }
+    out.retain(|ip| !ip.starts_with("127."));
+    out
+}
+
+/// The address of the interface holding the default route (what K3s picks when
+/// `node-ip` is not set). A UDP connect to the gateway sends nothing.
+pub fn default_ip() -> Option<String> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let gw_hex = routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[1] == "00000000").then(|| f[2].to_string())
+    })?;
+    let gw = u32::from_str_radix(&gw_hex, 16).ok()?;
+    let gw = std::net::Ipv4Addr::from(gw.to_le_bytes());
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect((gw, 9)).ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
+}
+
+pub fn node_name(settings: &Settings) -> String {
+    let base = settings
+        .str("node-name")
+        .unwrap_or_else(crate::nodes::hostname)
+        .to_lowercase();
+    if settings.bool("with-node-id") {
+        let id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        let id = id.trim();
+        let suffix = if id.len() >= 8 {
+            id[..8].to_string()
+        } else {
+            crate::certs::random_hex(4)
+        };
+        format!("{base}-{suffix}")
+    } else {
+        base
+    }
+}
+
+/// K3s's node password file: /etc/rancher/node/password, or beside the data dir when
+/// a non-default data dir is used (so host-side tests need no /etc).
+pub fn node_password(settings: &Settings) -> Result<String> {
+    let path = if settings.str("data-dir").is_some() {
+        settings.data_dir().join("agent/node-password")
+    } else {
+        PathBuf::from("/etc/rancher/node/password")
+    };
+    if let Ok(p) = std::fs::read_to_string(&path) {
+        return Ok(p.trim().to_string());
+    }
+    let p = crate::certs::random_hex(16);
+    crate::certs::write_private(&path, format!("{p}\n").as_bytes(), 0o600)?;
+    Ok(p)
+}
+
+pub fn node_labels(settings: &Settings) -> Result<std::collections::BTreeMap<String, String>> {
+    settings
+        .list("node-label")
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("invalid node-label {l:?}: expected key=value"))
+        })
+        .collect()
+}
+
+pub fn grace(settings: &Settings) -> Result<Duration> {
+    match settings.component_arg("kube-controller-manager-arg", "node-monitor-grace-period") {
+        Some(v) => crate::config::parse_duration(&v).ok_or_else(|| {
+            anyhow!("invalid kube-controller-manager-arg node-monitor-grace-period={v}")
+        }),
+        None => Ok(DEFAULT_GRACE),
+    }
+}
+
+fn kubeconfig(server: &str, tls: &crate::certs::ClusterTls) -> String {
+    use base64::Engine;
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b(&tls.ca_pem),
+        b(&tls.admin_cert_pem),
+        b(&tls.admin_key_pem)
+    )
+}
+
+fn bootstrap(store: &Store) -> Result<()> {
+    let mut st = store.lock();
+    let ns_rt = &RESOURCES[0];
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        if st.get(ns_rt, "", ns).is_none() {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": ns, "uid": crate::validate::uuid(), "creationTimestamp": crate::log::k8s_now(),
+                "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+            st.put(ns_rt, obj)?;
+            crate::validate::namespace_created(&mut st, ns);
+        }
+    }
+    let svc_rt = &RESOURCES[2];
+    if st.get(svc_rt, "default", "kubernetes").is_none() {
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {
+            "name": "kubernetes", "namespace": "default", "uid": crate::validate::uuid(),
+            "creationTimestamp": crate::log::k8s_now(),
+            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.43.0.1", "clusterIPs": ["10.43.0.1"],
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                "internalTrafficPolicy": "Cluster"},
+            "status": {"loadBalancer": {}}});
+        st.put(svc_rt, svc)?;
+    }
+    Ok(())
+}
+
+fn basic_auth_secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
+    use base64::Engine;
+    let h = req.headers().get("authorization")?.to_str().ok()?;
+    let enc = h.strip_prefix("Basic ")?;
+    let dec = base64::engine::general_purpose::STANDARD
+        .decode(enc.trim())
+        .ok()?;
+    let s = String::from_utf8(dec).ok()?;
+    let (user, secret) = s.split_once(':')?;
+    matches!(user, "node" | "server").then(|| secret.to_string())
+}
+
+fn secret_ok(cluster: &Cluster, given: &str) -> bool {
+    use sha2::Digest;
+    let g = sha2::Sha256::digest(given.as_bytes());
+    cluster
+        .secrets
+        .iter()
+        .any(|s| sha2::Sha256::digest(s.as_bytes()) == g)
+}
+
+async fn supervisor(cluster: Arc<Cluster>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let Some(secret) = basic_auth_secret(&req) else {
+        return unauthorized();
+    };
+    if !secret_ok(&cluster, &secret) {
+        crate::warn!("Refused /v1-k3s request: invalid token");
+        return unauthorized();
+    }
+    let path = req.uri().path().to_string();
+    let body = match crate::http::read_body(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return status_err(400, "BadRequest", &e.to_string(), Value::Null),
+    };
+    match path.as_str() {
+        "/v1-k3s/sim/register" => {
+            let info: NodeInfo = match serde_json::from_slice(&body) {
+                Ok(i) => i,
+                Err(e) => {
+                    return status_err(
+                        400,
+                        "BadRequest",
+                        &format!("invalid registration: {e}"),
+                        Value::Null,
+                    );
+                }
+            };
+            match cluster.register(&info) {
+                Ok(()) => {
+                    crate::info!(
+                        "Node {} registered (internal IP {})",
+                        info.name,
+                        info.internal_ip
+                    );
+                    json_resp(200, &json!({"registered": info.name}))
+                }
+                Err(RegisterError::PasswordRejected) => {
+                    crate::error!("Node password validation failed for '{}'", info.name);
+                    text_resp(
+                        403,
+                        &format!(
+                            "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag (node {})",
+                            info.name
+                        ),
+                    )
+                }
+                Err(RegisterError::Invalid(m)) => status_err(400, "BadRequest", &m, Value::Null),
+                Err(RegisterError::Store(e)) => {
+                    status_err(500, "InternalError", &e.to_string(), Value::Null)
+                }
+            }
+        }
+        "/v1-k3s/sim/heartbeat" => {
+            let name = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["name"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            match cluster.heartbeat(&name) {
+                Ok(true) => json_resp(200, &json!({"ok": true})),
+                Ok(false) => status_err(
+                    404,
+                    "NotFound",
+                    &format!("nodes \"{name}\" not found"),
+                    Value::Null,
+                ),
+                Err(e) => status_err(500, "InternalError", &e.to_string(), Value::Null),
+            }
+        }
+        _ => status_err(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            Value::Null,
+        ),
+    }
+}
+
+pub async fn run(settings: Settings) -> Result<()> {
+    crate::info!(
+        "Starting k3s {} ({})",
+        crate::version::version(),
+        crate::version::commit()
+    );
+    if let Some(f) = &settings.config_file {
+        crate::info!("Using config file {}", f.display());
+    }
+    for unsupported in ["server", "datastore-endpoint"] {
+        if settings.str(unsupported).is_some() {
+            bail!(
+                "k3s-sim supports a single server: --{unsupported} is not supported for k3s server"
+            );
+        }
+    }
+    let data_dir = settings.data_dir();
+    let port: u16 = settings
+        .str("https-listen-port")
+        .map(|p| {
+            p.parse()
+                .with_context(|| format!("invalid https-listen-port {p}"))
+        })
+        .transpose()?
+        .unwrap_or(6443);
+    let bind = settings
+        .str("bind-address")
+        .unwrap_or_else(|| "0.0.0.0".into());
+    let bind_ip: IpAddr = bind
+        .parse()
+        .with_context(|| format!("invalid bind-address {bind}"))?;
+    let name = node_name(&settings);
+    let node_ips = settings.list("node-ip");
+    let internal_ip = node_ips
+        .first()
+        .cloned()
+        .or_else(|| settings.str("advertise-address"))
+        .or_else(default_ip)
+        .or_else(|| local_ipv4s().into_iter().next())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let hostname = crate::nodes::hostname();
+    let grace = grace(&settings)?;
+    let taints = settings.list("node-taint");
+    crate::nodes::validate_taints(&taints)?;
+    let labels = node_labels(&settings)?;
+    let mode = settings.str("write-kubeconfig-mode");
+    let mode_bits = match &mode {
+        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|b| *b <= 0o777)
+            .ok_or_else(|| {
+                anyhow!("invalid write-kubeconfig-mode {m:?}: expected an octal mode such as 0600")
+            })?,
+        None => 0o600,
+    };
+
+    let mut sans: Vec<String> = vec![
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+        "10.43.0.1".into(),
+        hostname.clone(),
+        name.clone(),
+        internal_ip.clone(),
+    ];
+    sans.extend(node_ips.iter().cloned());
+    sans.extend(settings.str("advertise-address"));
+    sans.extend(local_ipv4s());
+    if !bind_ip.is_unspecified() {
+        sans.push(bind.clone());
+    }
+    sans.extend(settings.list("tls-san"));
+    sans.sort();
+    sans.dedup();
+    let tls = crate::certs::ensure(&data_dir, &sans)?;
+    let secret = crate::certs::ensure_token(
+        &data_dir,
+        settings
+            .str("token")
+            .as_deref()
+            .or(token_file(&settings)?.as_deref()),
+        &tls.ca_pem,
+    )?;
+    let mut secrets = vec![secret];
+    if let Some(agent_token) = settings.str("agent-token") {
+        let t = crate::certs::parse_token(&agent_token)?;
+        let full = format!(
+            "K10{}::node:{}\n",
+            crate::certs::ca_hash(&tls.ca_pem),
+            t.secret
+        );
+        crate::certs::write_private(&data_dir.join("server/agent-token"), full.as_bytes(), 0o600)?;
+        secrets.push(t.secret);
+    }
+
+    let store = Store::open(&data_dir)?;
+    bootstrap(&store)?;
+
+    let kube_host = if bind_ip.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        bind.clone()
+    };
+    let kube_host = if kube_host.contains(':') {
+        format!("[{kube_host}]")
+    } else {
+        kube_host
+    };
+    let kc_path = PathBuf::from(
+        settings
+            .str("write-kubeconfig")
+            .unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into()),
+    );
+    crate::certs::write_private(
+        &kc_path,
+        kubeconfig(&format!("https://{kube_host}:{port}"), &tls).as_bytes(),
+        mode_bits,
+    )?;
+    crate::info!("Wrote kubeconfig {}", kc_path.display());
+
+    let server_cfg = Arc::new(crate::http::server_config(&tls)?);
+    let listener = tokio::net::TcpListener::bind((bind_ip, port))
+        .await
+        .map_err(|e| anyhow!("listen tcp {bind}:{port}: {e}"))?;
+    crate::healthz::serve(&settings).await?;
+
+    let cluster = Arc::new(Cluster {
+        store: store.clone(),
+        heartbeats: Mutex::new(HashMap::new()),
+        grace,
+        secrets,
+    });
+    let api = Arc::new(Api {
+        store: store.clone(),
+        server_addr: format!("{internal_ip}:{port}"),
+    });
+    let ca_pem = Arc::new(tls.ca_pem.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
+    {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _peer)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let api = api.clone();
+                let cluster = cluster.clone();
+                let ca_pem = ca_pem.clone();
+                tokio::spawn(async move {
+                    let tls =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(t)) => t,
+                            Ok(Err(e)) => {
+                                crate::debug!("TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let authed = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .is_some_and(|c| !c.is_empty());
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let api = api.clone();
+                            let cluster = cluster.clone();
+                            let ca_pem = ca_pem.clone();
+                            async move {
+                                let path = req.uri().path();
+                                let resp = if path == "/cacerts" {
+                                    text_resp(200, &ca_pem)
+                                } else if path == "/ping" {
+                                    text_resp(200, "pong")
+                                } else if path.starts_with("/v1-k3s/") {
+                                    supervisor(cluster, req).await
+                                } else if !authed {
+                                    unauthorized()
+                                } else {
+                                    api.handle(req).await
+                                };
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+    }
+
+    let info = NodeInfo {
+        name: name.clone(),
+        internal_ip: internal_ip.clone(),
+        hostname,
+        labels,
+        taints,
+        os_image: crate::nodes::os_image(),
+        kernel_version: crate::nodes::kernel_version(),
+        kubelet_version: crate::version::version().to_string(),
+        server: true,
+        password: node_password(&settings)?,
+    };
+    match cluster.register(&info) {
+        Ok(()) => {}
+        Err(RegisterError::PasswordRejected) => {
+            bail!("Node password rejected for the server's own node {name}")
+        }
+        Err(RegisterError::Invalid(m)) => bail!("{m}"),
+        Err(RegisterError::Store(e)) => return Err(e),
+    }
+    {
+        let cluster = cluster.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match cluster.heartbeat(&name) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if let Err(RegisterError::Store(e)) = cluster.register(&info) {
+                            crate::error!("re-registering node {name}: {e}");
+                        }
+                    }
+                    Err(e) => crate::error!("node heartbeat: {e}"),
+                }
+            }
+        });
+    }
+    {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                cluster.reconcile();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    crate::info!(
+        "k3s is up and running (API on {bind}:{port}, node {name}, node-monitor-grace-period {grace:?})"
+    );
+    crate::notify::ready();
+    crate::wait_for_signal().await;
+    crate::info!("Shutting down k3s server");
+    Ok(())
+}
+
+pub fn token_file(settings: &Settings) -> Result<Option<String>> {
+    match settings.str("token-file") {
+        Some(f) => std::fs::read_to_string(&f)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| anyhow!("reading token-file {f}: {e}")),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,310 @@
+//! meta.k8s.io/v1 Table responses, which `kubectl get` asks for: the node table has
+//! kubectl's familiar NAME STATUS ROLES AGE VERSION columns, Deployments READY
+//! UP-TO-DATE AVAILABLE, others NAME AGE (plus a few kind-specific columns).
+
+use crate::store::ResourceType;
+use serde_json::{Value, json};
+
+/// Kubernetes' HumanDuration, as kubectl prints AGE.
+pub fn human_age(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 120 {
+        return format!("{s}s");
+    }
+    let m = s / 60;
+    if m < 10 {
+        return if s % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", s % 60)
+        };
+    }
+    if m < 180 {
+        return format!("{m}m");
+    }
+    let h = s / 3600;
+    if h < 8 {
+        return if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        };
+    }
+    if h < 48 {
+        return format!("{h}h");
+    }
+    let d = h / 24;
+    if d < 8 {
+        return if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        };
+    }
+    if d < 730 {
+        return format!("{d}d");
+    }
+    format!("{}y", d / 365)
+}
+
+fn age(o: &Value) -> String {
+    let created = o["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(crate::log::parse_k8s_time);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    created
+        .map(|c| human_age(now - c))
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+fn col(name: &str, ty: &str, priority: i32) -> Value {
+    json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" },
+        "description": name, "priority": priority})
+}
+
+pub fn node_status(o: &Value) -> String {
+    let ready = o["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| c["status"] == "True")
+        .unwrap_or(false);
+    let mut s = if ready {
+        "Ready".to_string()
+    } else {
+        "NotReady".to_string()
+    };
+    if o["spec"]["unschedulable"] == json!(true) {
+        s.push_str(",SchedulingDisabled");
+    }
+    s
+}
+
+pub fn node_roles(o: &Value) -> String {
+    let mut roles: Vec<&str> = o["metadata"]["labels"]
+        .as_object()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    if roles.is_empty() {
+        "<none>".into()
+    } else {
+        roles.join(",")
+    }
+}
+
+fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> (Vec<Value>, Vec<Vec<Value>>) {
+    let name = |o: &Value| json!(o["metadata"]["name"].as_str().unwrap_or(""));
+    match rt.kind {
+        "Node" => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Roles", "string", 0),
+                col("Age", "string", 0),
+                col("Version", "string", 0),
+                col("Internal-IP", "string", 1),
+                col("External-IP", "string", 1),
+                col("OS-Image", "string", 1),
+                col("Kernel-Version", "string", 1),
+                col("Container-Runtime", "string", 1),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    let addr = |t: &str| {
+                        o["status"]["addresses"]
+                            .as_array()
+                            .and_then(|a| a.iter().find(|x| x["type"] == t))
+                            .and_then(|x| x["address"].as_str())
+                            .unwrap_or("<none>")
+                            .to_string()
+                    };
+                    let info = &o["status"]["nodeInfo"];
+                    vec![
+                        name(o),
+                        json!(node_status(o)),
+                        json!(node_roles(o)),
+                        json!(age(o)),
+                        info["kubeletVersion"].clone(),
+                        json!(addr("InternalIP")),
+                        json!(addr("ExternalIP")),
+                        info["osImage"].clone(),
+                        info["kernelVersion"].clone(),
+                        info["containerRuntimeVersion"].clone(),
+                    ]
+                })
+                .collect(),
+        ),
+        "Deployment" => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Up-to-date", "integer", 0),
+                col("Available", "integer", 0),
+                col("Age", "string", 0),
+                col("Containers", "string", 1),
+                col("Images", "string", 1),
+                col("Selector", "string", 1),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    let st = &o["status"];
+                    let n = |k: &str| st[k].as_i64().unwrap_or(0);
+                    let cs = o["spec"]["template"]["spec"]["containers"].as_array();
+                    let join = |f: &str| {
+                        cs.map(|c| {
+                            c.iter()
+                                .filter_map(|x| x[f].as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default()
+                    };
+                    let sel = o["spec"]["selector"]["matchLabels"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    vec![
+                        name(o),
+                        json!(format!(
+                            "{}/{}",
+                            n("readyReplicas"),
+                            o["spec"]["replicas"].as_i64().unwrap_or(0)
+                        )),
+                        json!(n("updatedReplicas")),
+                        json!(n("availableReplicas")),
+                        json!(age(o)),
+                        json!(join("name")),
+                        json!(join("image")),
+                        json!(sel),
+                    ]
+                })
+                .collect(),
+        ),
+        "Namespace" => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Age", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|o| vec![name(o), o["status"]["phase"].clone(), json!(age(o))])
+                .collect(),
+        ),
+        "Service" => (
+            vec![
+                col("Name", "string", 0),
+                col("Type", "string", 0),
+                col("Cluster-IP", "string", 0),
+                col("External-IP", "string", 0),
+                col("Port(s)", "string", 0),
+                col("Age", "string", 0),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    let ports = o["spec"]["ports"]
+                        .as_array()
+                        .map(|ps| {
+                            ps.iter()
+                                .map(|p| {
+                                    format!(
+                                        "{}/{}",
+                                        p["port"],
+                                        p["protocol"].as_str().unwrap_or("TCP")
+                                    )
+                                })
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    vec![
+                        name(o),
+                        o["spec"]["type"].clone(),
+                        o["spec"]["clusterIP"].clone(),
+                        json!("<none>"),
+                        json!(ports),
+                        json!(age(o)),
+                    ]
+                })
+                .collect(),
+        ),
+        "ConfigMap" | "Secret" => {
+            let mut cols = vec![col("Name", "string", 0)];
+            if rt.kind == "Secret" {
+                cols.push(col("Type", "string", 0));
+            }
+            cols.push(col("Data", "string", 0));
+            cols.push(col("Age", "string", 0));
+            (
+                cols,
+                items
+                    .iter()
+                    .map(|o| {
+                        let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                            + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
+                        let mut row = vec![name(o)];
+                        if rt.kind == "Secret" {
+                            row.push(o["type"].clone());
+                        }
+                        row.push(json!(n));
+                        row.push(json!(age(o)));
+                        row
+                    })
+                    .collect(),
+            )
+        }
+        _ => (
+            vec![col("Name", "string", 0), col("Age", "string", 0)],
+            items.iter().map(|o| vec![name(o), json!(age(o))]).collect(),
+        ),
+    }
+}
+
+pub fn table(rt: &ResourceType, items: &[&Value], rv: u64, include: Option<&str>) -> Value {
+    let (cols, cells) = columns_and_cells(rt, items);
+    let rows: Vec<Value> = items
+        .iter()
+        .zip(cells)
+        .map(|(o, cells)| {
+            let object = match include {
+                Some("None") => Value::Null,
+                Some("Object") => (*o).clone(),
+                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
+            };
+            let mut row = json!({"cells": cells});
+            if !object.is_null() {
+                row["object"] = object;
+            }
+            row
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv.to_string()},
+        "columnDefinitions": cols, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_print_like_kubectl() {
+        assert_eq!(human_age(5), "5s");
+        assert_eq!(human_age(150), "2m30s");
+        assert_eq!(human_age(900), "15m");
+        assert_eq!(human_age(3 * 3600 + 60), "3h1m");
+        assert_eq!(human_age(30 * 3600), "30h");
+        assert_eq!(human_age(3 * 86400), "3d");
+    }
+}
