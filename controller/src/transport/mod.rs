@@ -1,0 +1,89 @@
+//! How pictl touches a node: the [`Transport`] trait and its SSH
+//! implementation.
+//!
+//! Every side effect on a node goes through [`Transport`], so steps stay
+//! testable and the rules that keep nodes safe live in one place: commands
+//! are structured ([`RemoteCommand`]) and quoted by construction, secrets go
+//! through stdin and never argv, uploads are atomic and hash-verified, and
+//! host keys are checked against a known_hosts file. The edge: this module
+//! knows nothing of K3s or steps; it runs commands and moves files.
+
+mod auth;
+mod command;
+mod error;
+pub mod known_hosts;
+pub mod quote;
+mod ssh;
+pub mod sudo;
+pub mod upload;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use auth::{Auth, PassphrasePrompt};
+pub use command::{InvalidCommand, KILL_AFTER, RemoteCommand};
+pub use error::TransportError;
+pub use known_hosts::HostKeyPolicy;
+pub use ssh::{SshTarget, SshTransport};
+pub use sudo::SudoMode;
+
+/// The future type of [`Transport`] methods: boxed so the trait stays
+/// dyn-compatible (`Arc<dyn Transport>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a finished remote command left behind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Exit status; when the process was killed by a signal, minus the
+    /// signal number (`-9` for KILL, `-1` for a signal without a number).
+    pub status: i32,
+    /// The signal name (`"KILL"`, `"TERM"`, ...) when killed by one.
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0 && self.signal.is_none()
+    }
+
+    /// stdout as text, invalid UTF-8 replaced (for facts and messages).
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A connection to one node.
+pub trait Transport: Send + Sync {
+    /// The node's name, for messages.
+    fn host(&self) -> &str;
+
+    /// Run `cmd`; a non-zero exit is an `Ok(Output)`, only failures to run
+    /// it at all (or a refused sudo, or a timeout) are errors.
+    fn exec<'a>(&'a self, cmd: &'a RemoteCommand) -> BoxFuture<'a, Result<Output, TransportError>>;
+
+    /// Atomically replace `path` (absolute) with `contents` and `mode`,
+    /// verified by sha256 on the node. Parent directories are created.
+    fn put_file<'a>(
+        &'a self,
+        contents: &'a [u8],
+        path: &'a str,
+        mode: u32,
+        sudo: bool,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// The contents of `path`; [`TransportError::NotFound`] when it is absent.
+    fn read_file<'a>(
+        &'a self,
+        path: &'a str,
+        sudo: bool,
+    ) -> BoxFuture<'a, Result<Vec<u8>, TransportError>>;
+
+    /// Network round trips so far (each exec, put and read is one).
+    fn round_trips(&self) -> u64;
+}

@@ -1,0 +1,571 @@
+//! [`SshTransport`]: the real [`Transport`], one russh session per node.
+//!
+//! Connecting checks the host key against known_hosts before anything else
+//! is sent, then authenticates; each exec, upload or read is one SSH channel
+//! on that session (so they may run concurrently). stdin is streamed in
+//! window-sized chunks, so a 60 MB binary never sits in argv or in base64.
+//! The edge: building command lines is [`super::command`]/[`super::sudo`],
+//! the file scripts are [`super::upload`], host-key rules are
+//! [`super::known_hosts`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use russh::client::{self, Handle, Handler};
+use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Preferred, Sig};
+use tokio::net::TcpStream;
+
+use super::auth::{self, Auth, PassphrasePrompt};
+use super::command::{KILL_AFTER, RemoteCommand, TIMEOUT_STATUSES};
+use super::error::{TransportError, is_connection_error};
+use super::known_hosts::{self, HostKeyPolicy, KnownHosts, Verdict};
+use super::sudo::{self, SudoMode, WireCommand};
+use super::upload;
+use super::{BoxFuture, Output, Transport};
+
+/// Everything needed to reach one node.
+#[derive(Clone)]
+pub struct SshTarget {
+    /// Node name, used in messages.
+    pub name: String,
+    /// Address or DNS name to connect to; also the known_hosts lookup name.
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: Auth,
+    /// Asked for an encrypted key's passphrase when the environment does not
+    /// provide it.
+    pub passphrase_prompt: Option<PassphrasePrompt>,
+    pub known_hosts: PathBuf,
+    pub policy: HostKeyPolicy,
+    pub sudo: SudoMode,
+    /// Bound on TCP connect + handshake + authentication.
+    pub connect_timeout: Duration,
+    /// Send a keepalive after this much silence; three unanswered ones drop
+    /// the connection (so a dead node surfaces as unreachable, not a hang).
+    pub keepalive: Duration,
+}
+
+impl SshTarget {
+    /// A target with the defaults: port 22, strict host keys, no sudo,
+    /// 10 s connect timeout, 15 s keepalive.
+    pub fn new(
+        name: impl Into<String>,
+        address: impl Into<String>,
+        user: impl Into<String>,
+        auth: Auth,
+        known_hosts: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            address: address.into(),
+            port: 22,
+            user: user.into(),
+            auth,
+            passphrase_prompt: None,
+            known_hosts: known_hosts.into(),
+            policy: HostKeyPolicy::Strict,
+            sudo: SudoMode::None,
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
+        }
+    }
+}
+
+impl fmt::Debug for SshTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshTarget")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("auth", &self.auth)
+            .field("passphrase_prompt", &self.passphrase_prompt.is_some())
+            .field("known_hosts", &self.known_hosts)
+            .field("policy", &self.policy)
+            .field("sudo", &self.sudo)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keepalive", &self.keepalive)
+            .finish()
+    }
+}
+
+/// An authenticated SSH session to one node.
+pub struct SshTransport {
+    name: String,
+    user: String,
+    sudo: SudoMode,
+    handle: Handle<HostKeyCheck>,
+    round_trips: AtomicU64,
+}
+
+impl fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .field("closed", &self.handle.is_closed())
+            .finish()
+    }
+}
+
+impl SshTransport {
+    pub async fn connect(target: SshTarget) -> Result<Self, TransportError> {
+        let credentials = auth::load(&target.auth, target.passphrase_prompt.as_ref()).await?;
+        let lookup = known_hosts::lookup_name(&target.address, target.port);
+        let known = KnownHosts::load(&target.known_hosts).map_err(|source| {
+            TransportError::KnownHostsRead {
+                path: target.known_hosts.clone(),
+                source,
+            }
+        })?;
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(target.keepalive),
+            keepalive_max: 3,
+            nodelay: true,
+            preferred: Preferred {
+                key: Cow::Owned(prefer_known(&known.algorithms_for(&lookup))),
+                ..Preferred::default()
+            },
+            ..client::Config::default()
+        });
+        let check = HostKeyCheck {
+            host: target.name.clone(),
+            lookup,
+            path: target.known_hosts.clone(),
+            policy: target.policy,
+            known,
+        };
+        let address = format!("{}:{}", target.address, target.port);
+        let session = async {
+            let stream = TcpStream::connect((target.address.as_str(), target.port))
+                .await
+                .map_err(|source| TransportError::Connect {
+                    host: target.name.clone(),
+                    address: address.clone(),
+                    source,
+                })?;
+            // Commands are small request/response exchanges: Nagle plus
+            // delayed ACKs would add tens of milliseconds to each.
+            let _ = stream.set_nodelay(true);
+            let mut handle = client::connect_stream(config, stream, check)
+                .await
+                .map_err(|e| match e {
+                    CheckError::Rejected(e) => *e,
+                    CheckError::Ssh(source) => TransportError::Handshake {
+                        host: target.name.clone(),
+                        source,
+                    },
+                })?;
+            auth::authenticate(&mut handle, &target.name, &target.user, &credentials).await?;
+            Ok(handle)
+        };
+        let handle = tokio::time::timeout(target.connect_timeout, session)
+            .await
+            .map_err(|_| TransportError::ConnectTimeout {
+                host: target.name.clone(),
+                address: address.clone(),
+                after: target.connect_timeout,
+            })??;
+        Ok(Self {
+            name: target.name,
+            user: target.user,
+            sudo: target.sudo,
+            handle,
+            round_trips: AtomicU64::new(0),
+        })
+    }
+
+    /// Say goodbye to the server (dropping the transport also ends the
+    /// session, less politely).
+    pub async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    fn wire(&self, cmd: &RemoteCommand, what: &str) -> Result<WireCommand, TransportError> {
+        cmd.validate()
+            .map_err(|source| TransportError::InvalidCommand {
+                host: self.name.clone(),
+                source,
+            })?;
+        self.sudo
+            .wire(cmd, &self.user)
+            .map_err(|source| TransportError::SudoSetup {
+                host: self.name.clone(),
+                what: what.to_owned(),
+                source,
+            })
+    }
+
+    fn channel_error(&self, source: russh::Error) -> TransportError {
+        if self.handle.is_closed() || is_connection_error(&source) {
+            TransportError::ConnectionLost {
+                host: self.name.clone(),
+                source: Some(source),
+            }
+        } else {
+            TransportError::Channel {
+                host: self.name.clone(),
+                source,
+            }
+        }
+    }
+
+    /// One channel: send `wire.line`, stream the stdin preamble and `body`,
+    /// collect output until the channel closes or `timeout` passes.
+    async fn run(
+        &self,
+        what: &str,
+        wire: &WireCommand,
+        body: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<Output, TransportError> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| self.channel_error(e))?;
+        channel
+            .exec(true, wire.line.as_bytes())
+            .await
+            .map_err(|e| self.channel_error(e))?;
+        let (mut reader, writer) = channel.split();
+        let prefix = wire.stdin_prefix();
+
+        let send_stdin = async {
+            // A write error means the command stopped reading (or the
+            // session died); its exit status, read below, tells which.
+            let mut ok = true;
+            if !prefix.is_empty() {
+                ok = writer.data(prefix).await.is_ok();
+            }
+            if ok && let Some(body) = body {
+                ok = writer.data(body).await.is_ok();
+            }
+            if ok {
+                let _ = writer.eof().await;
+            }
+            std::future::pending::<()>().await
+        };
+        let collect = async {
+            let mut out = Output::default();
+            let mut status = None;
+            let mut refused = false;
+            while let Some(msg) = reader.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        out.stderr.extend_from_slice(&data)
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(i32::try_from(exit_status).unwrap_or(i32::MAX))
+                    }
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = Some(-signal_number(&signal_name));
+                        out.signal = Some(signal_name_of(&signal_name));
+                    }
+                    ChannelMsg::Failure => refused = true,
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            (out, status, refused)
+        };
+        // The node's `timeout` normally ends the command; this local
+        // deadline only fires when the link stalls or `timeout` is missing.
+        let started = tokio::time::Instant::now();
+        let deadline = async {
+            match timeout {
+                Some(after) => tokio::time::sleep(after + KILL_AFTER + BACKSTOP_SLACK).await,
+                None => std::future::pending().await,
+            }
+        };
+        let finished = tokio::select! {
+            done = collect => Some(done),
+            () = send_stdin => None,
+            () = deadline => None,
+        };
+        let Some((mut out, status, refused)) = finished else {
+            // Only the deadline can get here: send_stdin never completes.
+            // Best effort: sshd honours signal requests for non-root logins.
+            let _ = writer.signal(Sig::KILL).await;
+            let _ = writer.close().await;
+            return Err(TransportError::CommandTimeout {
+                host: self.name.clone(),
+                what: what.to_owned(),
+                after: timeout.unwrap_or_default(),
+            });
+        };
+        let Some(status) = status else {
+            if self.handle.is_closed() {
+                return Err(TransportError::ConnectionLost {
+                    host: self.name.clone(),
+                    source: None,
+                });
+            }
+            let reason = if refused {
+                "the node refused to start the command"
+            } else {
+                "the channel closed without an exit status"
+            };
+            return Err(TransportError::Channel {
+                host: self.name.clone(),
+                source: russh::Error::IO(std::io::Error::other(reason)),
+            });
+        };
+        out.status = status;
+        if let Some(after) = timeout
+            && TIMEOUT_STATUSES.contains(&status)
+            && started.elapsed() >= after
+        {
+            return Err(TransportError::CommandTimeout {
+                host: self.name.clone(),
+                what: what.to_owned(),
+                after,
+            });
+        }
+        if wire.via_sudo
+            && let Err(reason) = sudo::take_sentinel(&mut out.stderr, status)
+        {
+            return Err(TransportError::Sudo {
+                host: self.name.clone(),
+                what: what.to_owned(),
+                reason,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn exec_impl(&self, cmd: &RemoteCommand) -> Result<Output, TransportError> {
+        let what = describe(cmd);
+        let wire = self.wire(cmd, &what)?;
+        self.run(&what, &wire, cmd.stdin_bytes(), cmd.timeout_after())
+            .await
+    }
+
+    async fn put_impl(
+        &self,
+        contents: &[u8],
+        path: &str,
+        mode: u32,
+        sudo: bool,
+    ) -> Result<(), TransportError> {
+        let expected = upload::sha256_hex(contents);
+        let cmd = upload::put_command(path, mode, &expected, sudo);
+        let what = format!("upload of {path}");
+        let wire = self.wire(&cmd, &what)?;
+        let out = self.run(&what, &wire, Some(contents), None).await?;
+        upload::check_put(&self.name, path, &expected, &out)
+    }
+
+    async fn read_impl(&self, path: &str, sudo: bool) -> Result<Vec<u8>, TransportError> {
+        let cmd = upload::read_command(path, sudo);
+        let what = format!("read of {path}");
+        let wire = self.wire(&cmd, &what)?;
+        let out = self.run(&what, &wire, None, None).await?;
+        upload::check_read(&self.name, path, out)
+    }
+}
+
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    fn exec<'a>(&'a self, cmd: &'a RemoteCommand) -> BoxFuture<'a, Result<Output, TransportError>> {
+        Box::pin(self.exec_impl(cmd))
+    }
+
+    fn put_file<'a>(
+        &'a self,
+        contents: &'a [u8],
+        path: &'a str,
+        mode: u32,
+        sudo: bool,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(self.put_impl(contents, path, mode, sudo))
+    }
+
+    fn read_file<'a>(
+        &'a self,
+        path: &'a str,
+        sudo: bool,
+    ) -> BoxFuture<'a, Result<Vec<u8>, TransportError>> {
+        Box::pin(self.read_impl(path, sudo))
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+}
+
+/// How much longer than the node's own `timeout` the local backstop waits.
+const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
+
+/// A short name for a command in messages: the program, or "sh script".
+fn describe(cmd: &RemoteCommand) -> String {
+    if cmd.program() == "sh" && cmd.arguments().first().map(String::as_str) == Some("-c") {
+        "sh script".to_owned()
+    } else {
+        format!("`{}`", cmd.program())
+    }
+}
+
+fn signal_name_of(sig: &Sig) -> String {
+    match sig {
+        Sig::Custom(name) => name.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Linux signal numbers for the names SSH reports.
+fn signal_number(sig: &Sig) -> i32 {
+    match sig {
+        Sig::HUP => 1,
+        Sig::INT => 2,
+        Sig::QUIT => 3,
+        Sig::ILL => 4,
+        Sig::ABRT => 6,
+        Sig::FPE => 8,
+        Sig::KILL => 9,
+        Sig::USR1 => 10,
+        Sig::SEGV => 11,
+        Sig::PIPE => 13,
+        Sig::ALRM => 14,
+        Sig::TERM => 15,
+        Sig::Custom(name) => match name.as_str() {
+            "USR2" => 12,
+            "BUS" => 7,
+            _ => 1,
+        },
+    }
+}
+
+/// russh's host-key algorithm list with the ones known_hosts has for this
+/// host first, so the server presents a key we can verify instead of one we
+/// would have to call unknown.
+fn prefer_known(known: &[Algorithm]) -> Vec<Algorithm> {
+    let is_rsa = |a: &Algorithm| matches!(a, Algorithm::Rsa { .. });
+    let same_kind = |a: &Algorithm, b: &Algorithm| a == b || (is_rsa(a) && is_rsa(b));
+    let mut algs: Vec<Algorithm> = Preferred::DEFAULT.key.to_vec();
+    algs.sort_by_key(|a| !known.iter().any(|k| same_kind(k, a)));
+    algs
+}
+
+/// The russh callback that applies the host-key policy.
+struct HostKeyCheck {
+    host: String,
+    lookup: String,
+    path: PathBuf,
+    policy: HostKeyPolicy,
+    known: KnownHosts,
+}
+
+#[derive(Debug)]
+enum CheckError {
+    Ssh(russh::Error),
+    /// Boxed: a TransportError is large and this travels through russh.
+    Rejected(Box<TransportError>),
+}
+
+impl From<russh::Error> for CheckError {
+    fn from(e: russh::Error) -> Self {
+        CheckError::Ssh(e)
+    }
+}
+
+impl HostKeyCheck {
+    fn verdict(&self, key: &PublicKey) -> Result<(), TransportError> {
+        let mut verdict = self.known.check(&self.lookup, key);
+        if verdict == Verdict::Unknown && self.policy == HostKeyPolicy::AcceptNew {
+            verdict = known_hosts::learn(&self.path, &self.lookup, key).map_err(|source| {
+                TransportError::KnownHostsWrite {
+                    host: self.host.clone(),
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
+            if verdict == Verdict::Unknown {
+                tracing::warn!(
+                    host = %self.host,
+                    fingerprint = %key.fingerprint(HashAlg::Sha256),
+                    file = %self.path.display(),
+                    "learned new host key"
+                );
+                return Ok(());
+            }
+        }
+        let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+        let key_type = key.algorithm().as_str().to_owned();
+        let known_hosts = known_hosts::display_path(&self.path);
+        match verdict {
+            Verdict::Known => Ok(()),
+            Verdict::Unknown => Err(TransportError::HostKeyUnknown {
+                host: self.host.clone(),
+                lookup: self.lookup.clone(),
+                known_hosts,
+                fingerprint,
+            }),
+            Verdict::Changed { line } => Err(TransportError::HostKeyChanged {
+                host: self.host.clone(),
+                known_hosts,
+                line,
+                key_type,
+                fingerprint,
+            }),
+            Verdict::Revoked { line } => Err(TransportError::HostKeyRevoked {
+                host: self.host.clone(),
+                known_hosts,
+                line,
+                fingerprint,
+            }),
+        }
+    }
+}
+
+impl Handler for HostKeyCheck {
+    type Error = CheckError;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            // Never advertised (Preferred::host_key_certificates is empty).
+            PublicKeyOrCertificate::Certificate(_) => return Ok(false),
+        };
+        self.verdict(key)
+            .map(|()| true)
+            .map_err(|e| CheckError::Rejected(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_algorithms_are_asked_for_first() {
+        let algs = prefer_known(&[Algorithm::Rsa { hash: None }]);
+        assert!(matches!(algs[0], Algorithm::Rsa { .. }), "{algs:?}");
+        let default = prefer_known(&[]);
+        assert_eq!(default, Preferred::DEFAULT.key.to_vec());
+    }
+
+    #[test]
+    fn scripts_are_described_without_their_source() {
+        let cmd = RemoteCommand::script("secret-ish source").arg("x");
+        assert_eq!(describe(&cmd), "sh script");
+        assert_eq!(describe(&RemoteCommand::new("k3s")), "`k3s`");
+    }
+}
