@@ -325,6 +325,18 @@ impl Api {
             .unwrap_or("")
             .trim()
             .to_string();
+        if content_type.contains("protobuf") || content_type.contains("cbor") {
+            // Only JSON/YAML bodies are decoded; client-go answers a 415 by
+            // retrying in JSON.
+            return status_err(
+                415,
+                "UnsupportedMediaType",
+                &format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
+                ),
+                Value::Null,
+            );
+        }
         let body = if method == Method::GET || method == Method::HEAD {
             Vec::new()
         } else {

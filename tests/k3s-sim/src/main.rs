@@ -46,6 +46,10 @@ fn fatal(e: &anyhow::Error) -> ! {
 }
 
 fn main() {
+    if let Err(e) = version::check_arch() {
+        eprintln!("k3s: {e}");
+        std::process::exit(126);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
         eprintln!("usage: k3s [--version] <server|agent> [OPTIONS]");

@@ -17,13 +17,43 @@ pub fn version() -> &'static str {
     VERSION.get_or_init(|| read_trailer().unwrap_or_else(|| DEFAULT_VERSION.to_string()))
 }
 
-fn read_trailer() -> Option<String> {
+/// The architecture mirror.sh stamped on this copy, if any.
+pub const ARCH_MARKER: &[u8] = b"\n#K3S-SIM-ARCH=";
+
+fn tail() -> Option<Vec<u8>> {
     let mut f = std::fs::File::open("/proc/self/exe").ok()?;
     let len = f.metadata().ok()?.len();
     let tail = len.min(256);
     f.seek(SeekFrom::Start(len - tail)).ok()?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// A copy stamped for another architecture refuses to run, as a foreign ELF
+/// would (`exec format error`), so a wrong-arch download is caught in the lab.
+pub fn check_arch() -> Result<(), String> {
+    let Some(buf) = tail() else { return Ok(()) };
+    let Some(pos) = buf
+        .windows(ARCH_MARKER.len())
+        .rposition(|w| w == ARCH_MARKER)
+    else {
+        return Ok(());
+    };
+    let rest = String::from_utf8_lossy(&buf[pos + ARCH_MARKER.len()..]).to_string();
+    let stamped = rest.lines().next().unwrap_or("").trim().to_string();
+    let native = crate::nodes::arch();
+    if stamped.is_empty() || stamped == native {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot execute binary file: Exec format error (k3s binary for {stamped}, machine is {native})"
+        ))
+    }
+}
+
+fn read_trailer() -> Option<String> {
+    let buf = tail()?;
     let pos = buf.windows(MARKER.len()).rposition(|w| w == MARKER)?;
     let rest = std::str::from_utf8(&buf[pos + MARKER.len()..]).ok()?;
     let v = rest.trim_end_matches('\n').trim();
