@@ -161,30 +161,43 @@ impl Sshd {
         }
     }
 
-    /// Kill sshd and every connection and session it spawned (connection
+    /// sshd and every connection and session process under it (connection
     /// processes start their own sessions, so a process group is not enough).
+    fn tree(&self) -> Vec<u32> {
+        let Some(child) = &self.child else {
+            return Vec::new();
+        };
+        let mut tree = vec![child.id()];
+        let mut i = 0;
+        while i < tree.len() {
+            if let Ok(out) = Command::new("pgrep")
+                .args(["-P", &tree[i].to_string()])
+                .output()
+            {
+                tree.extend(
+                    String::from_utf8_lossy(&out.stdout)
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+            i += 1;
+        }
+        tree
+    }
+
+    fn signal_all(&self, signal: &str) {
+        for pid in self.tree() {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+
     fn kill(&mut self) {
+        // CONT first: a stopped process would not die until resumed.
+        self.signal_all("-CONT");
+        self.signal_all("-KILL");
         if let Some(mut child) = self.child.take() {
-            let mut tree = vec![child.id()];
-            let mut i = 0;
-            while i < tree.len() {
-                let out = Command::new("pgrep")
-                    .args(["-P", &tree[i].to_string()])
-                    .output();
-                if let Ok(out) = out {
-                    tree.extend(
-                        String::from_utf8_lossy(&out.stdout)
-                            .split_whitespace()
-                            .filter_map(|p| p.parse::<u32>().ok()),
-                    );
-                }
-                i += 1;
-            }
-            for pid in tree.iter().skip(1) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -533,6 +546,7 @@ async fn accept_new_learns_then_a_changed_key_is_a_hard_error() {
     sshd.restart_with_new_host_key();
     let err = SshTransport::connect(target).await.unwrap_err();
     let msg = err.to_string();
+    eprintln!("changed-key error reads: {msg}");
     match &err {
         TransportError::HostKeyChanged {
             host,
@@ -617,6 +631,24 @@ async fn lost_connection_is_unreachable() {
     sshd.kill();
     let err = t.exec(&RemoteCommand::new("true")).await.unwrap_err();
     assert!(err.is_unreachable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn stalled_node_is_detected_by_keepalive() {
+    let sshd = sshd_or_skip!();
+    let mut target = sshd.target(sshd.trusting_known_hosts());
+    target.keepalive = Duration::from_millis(300);
+    let t = SshTransport::connect(target).await.unwrap();
+    assert!(t.exec(&RemoteCommand::new("true")).await.unwrap().success());
+    // The TCP connection stays up but nothing answers: a hung or cut node.
+    sshd.signal_all("-STOP");
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(20), t.exec(&RemoteCommand::new("true")))
+        .await
+        .expect("keepalive should end the exec, not the test's own timeout");
+    let err = result.unwrap_err();
+    assert!(err.is_unreachable(), "{err:?}");
+    eprintln!("stalled node detected after {:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -18,7 +18,9 @@ use super::error::TransportError;
 use crate::secret::Secret;
 
 /// Asks a human for the passphrase of the key at the given path; `None` when
-/// there is nobody to ask (no TTY) or they declined.
+/// there is nobody to ask (no TTY) or they declined. Called on a blocking
+/// thread, once per connection that needs it: a caller connecting to many
+/// nodes should remember the answer inside the closure.
 pub type PassphrasePrompt = Arc<dyn Fn(&Path) -> Option<Secret> + Send + Sync>;
 
 /// How to authenticate.
