@@ -15,8 +15,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     let raw_token = match settings.str("token") {
         Some(t) => t,
         None => match crate::server::token_file(&settings)? {
-            Some(t) => t,
-            None => bail!("--token is required"),
+            Some(t) if !t.is_empty() => t,
+            _ => bail!("--token is required"),
         },
     };
     let server = settings

@@ -1,0 +1,1455 @@
+//! The K3s simulator judged by real `kubectl` and real systemd. pictl's other
+//! end-to-end tests only mean something if the simulator behaves like K3s on the
+//! surfaces pictl uses, so this drives it the way an operator would: the host-side
+//! cases run `k3s server` / `k3s agent` processes on loopback (no root needed) and
+//! check kubeconfig, token, TLS, discovery, server-side apply semantics, watch
+//! (`kubectl wait`), joins, NotReady and restarts; the lab case installs it from
+//! the lab mirror under a node's systemd with K3s's own unit and joins an agent.
+
+use std::net::TcpListener;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Output, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pictl_e2e::{Case, Lab, LabSpec, harness, lab};
+
+fn kubectl_bin() -> String {
+    if let Ok(k) = std::env::var("KUBECTL") {
+        return k;
+    }
+    let pinned = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+    if Path::new(pinned).exists() {
+        pinned.into()
+    } else {
+        "kubectl".into()
+    }
+}
+
+fn k3s_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let root = lab::repo_root();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "k3s-sim"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build -p k3s-sim");
+        assert!(st.success(), "cargo build -p k3s-sim failed");
+    });
+    root.join("target/debug/k3s")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!(
+            "k3s-sim-e2e-{}-{}-{tag}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A k3s process we started; killed (by its own pid) on drop.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(args: &[&str], env: &[(&str, &str)], log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(k3s_bin());
+        cmd.args(args)
+            .env_remove("K3S_TOKEN")
+            .env_remove("K3S_URL")
+            .env_remove("K3S_CONFIG_FILE")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc {
+            child: cmd.spawn().expect("spawn k3s"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&mut self, needle: &str, within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "k3s exited ({st}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "k3s did not log {needle:?} within {within:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits for the process to exit by itself; its status code.
+    fn wait_exit(&mut self, within: Duration) -> i32 {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("k3s still running after {within:?}:\n{}", self.log());
+    }
+
+    fn stop(&mut self) {
+        // SIGTERM like systemd, by our child's pid.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.wait_exit(Duration::from_secs(10));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A simulated server on loopback with its own data dir, ports and kubeconfig.
+struct Sim {
+    dir: Scratch,
+    port: u16,
+    server: Proc,
+}
+
+impl Sim {
+    fn start(config: &str, extra: &[&str]) -> Sim {
+        let dir = Scratch::new("server");
+        let port = free_port();
+        Sim::start_in(dir, port, config, extra)
+    }
+
+    fn start_in(dir: Scratch, port: u16, config: &str, extra: &[&str]) -> Sim {
+        let d = dir.0.clone();
+        std::fs::write(d.join("config.yaml"), config).expect("config");
+        let hz = free_port().to_string();
+        let port_s = port.to_string();
+        let data = d.join("data");
+        let kc = d.join("kubeconfig.yaml");
+        let cfg = d.join("config.yaml");
+        let mut args = vec![
+            "server",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--write-kubeconfig",
+            kc.to_str().expect("utf8"),
+            "--https-listen-port",
+            &port_s,
+            "--bind-address",
+            "127.0.0.1",
+        ];
+        let hz_arg = format!("healthz-port={hz}");
+        args.extend(["--kubelet-arg", hz_arg.as_str()]);
+        args.extend(extra);
+        let log = d.join(format!("server-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
+        let mut server = Proc::spawn(&args, &[], log);
+        server.wait_log("k3s is up and running", Duration::from_secs(30));
+        Sim { dir, port, server }
+    }
+
+    fn restart(self, config: &str, extra: &[&str]) -> Sim {
+        let Sim {
+            dir,
+            port,
+            mut server,
+        } = self;
+        server.stop();
+        Sim::start_in(dir, port, config, extra)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.0.join(rel)
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.path("data/server/token"))
+            .expect("token file")
+            .trim()
+            .to_string()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl_with(&self.path("kubeconfig.yaml"), &self.path("kcache"), args)
+    }
+
+    /// kubectl that must succeed; its stdout.
+    fn k(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}\nserver log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.server.log()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn apply(&self, manifest: &str, extra: &[&str]) -> Output {
+        let f = self.path(&format!("m-{}.yaml", SEQ.fetch_add(1, Ordering::SeqCst)));
+        std::fs::write(&f, manifest).expect("manifest");
+        let mut args = vec!["apply", "--server-side", "-f", f.to_str().expect("utf8")];
+        args.extend(extra);
+        self.kubectl(&args)
+    }
+
+    fn agent(&self, name: &str, token: &str, extra: &[&str]) -> Proc {
+        let data = self.path(&format!("agent-{name}"));
+        let hz = format!("healthz-port={}", free_port());
+        let url = self.url();
+        let mut args = vec![
+            "agent",
+            "--server",
+            &url,
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--node-name",
+            name,
+            "--kubelet-arg",
+            &hz,
+            "--config",
+            "/dev/null",
+        ];
+        args.extend(extra);
+        // The token goes through the environment, never argv.
+        Proc::spawn(
+            &args,
+            &[("K3S_TOKEN", token)],
+            self.path(&format!(
+                "agent-{name}-{}.log",
+                SEQ.fetch_add(1, Ordering::SeqCst)
+            )),
+        )
+    }
+}
+
+fn kubectl_with(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
+    Command::new(kubectl_bin())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running kubectl")
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+fn sha256_file(p: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{containerPort: 80}]
+";
+
+// ---------------- host-side cases ----------------
+
+fn version_format() {
+    let out = Command::new(k3s_bin())
+        .arg("--version")
+        .output()
+        .expect("k3s --version");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("k3s version v1.32.5+k3s1 ("), "{text}");
+    assert!(
+        lines[0].ends_with(')') && lines[1].starts_with("go version go1."),
+        "{text}"
+    );
+}
+
+fn mirror_layout_two_versions() {
+    let dir = Scratch::new("mirror");
+    let script = lab::repo_root().join("tests/k3s-sim/mirror.sh");
+    for _ in 0..2 {
+        let st = Command::new(&script)
+            .arg(&dir.0)
+            .status()
+            .expect("mirror.sh");
+        assert!(st.success(), "mirror.sh failed");
+    }
+    let mut amd64 = Vec::new();
+    for v in ["v1.32.5+k3s1", "v1.33.1+k3s1"] {
+        let d = dir.0.join(v);
+        for (sums, file) in [
+            ("sha256sum-amd64.txt", "k3s"),
+            ("sha256sum-arm64.txt", "k3s-arm64"),
+            ("sha256sum-arm.txt", "k3s-armhf"),
+        ] {
+            let listed = std::fs::read_to_string(d.join(sums)).expect("sums file");
+            let line = listed
+                .lines()
+                .find(|l| l.ends_with(&format!("  {file}")))
+                .unwrap_or_else(|| panic!("{sums} lacks {file}: {listed}"));
+            assert_eq!(
+                line.split_whitespace().next(),
+                Some(sha256_file(&d.join(file)).as_str()),
+                "{v}/{sums}"
+            );
+        }
+        let out = Command::new(d.join("k3s"))
+            .arg("--version")
+            .output()
+            .expect("run mirrored k3s");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with(&format!("k3s version {v} (")),
+            "{v}: {text}"
+        );
+        amd64.push(sha256_file(&d.join("k3s")));
+        // An arm build on this x86_64 host fails like a foreign binary.
+        let arm = Command::new(d.join("k3s-arm64"))
+            .arg("--version")
+            .output()
+            .expect("run arm64");
+        assert!(!arm.status.success());
+        assert!(String::from_utf8_lossy(&arm.stderr).contains("Exec format error"));
+    }
+    assert_ne!(amd64[0], amd64[1], "the two versions' binaries must differ");
+}
+
+fn server_writes_token_kubeconfig_and_real_tls() {
+    let sim = Sim::start(
+        "token: s3cret-token\nwrite-kubeconfig-mode: \"0640\"\ntls-san:\n  - pictl.example.test\n  - 10.99.0.1\nnode-label:\n  - pictl.io/role=edge\nnode-name: simserver\n",
+        &[],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let token_path = sim.path("data/server/token");
+    let token = sim.token();
+    let ca = std::fs::read(sim.path("data/server/tls/server-ca.crt")).expect("CA");
+    let ca_hash = {
+        let out = Command::new("sha256sum")
+            .arg(sim.path("data/server/tls/server-ca.crt"))
+            .output()
+            .expect("sha");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(!ca.is_empty());
+    assert_eq!(token, format!("K10{ca_hash}::server:s3cret-token"));
+    assert_eq!(
+        std::fs::metadata(&token_path)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let kc = sim.path("kubeconfig.yaml");
+    assert_eq!(
+        std::fs::metadata(&kc).expect("meta").permissions().mode() & 0o777,
+        0o640
+    );
+    let kc_text = std::fs::read_to_string(&kc).expect("kubeconfig");
+    assert!(
+        kc_text.contains(&format!("server: https://127.0.0.1:{}", sim.port)),
+        "{kc_text}"
+    );
+    assert!(
+        kc_text.contains("client-certificate-data:")
+            && kc_text.contains("certificate-authority-data:")
+    );
+
+    // The serving certificate's SANs, read by openssl.
+    let sans = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(sim.path("data/server/tls/serving-kube-apiserver.crt"))
+        .output()
+        .expect("openssl");
+    let sans = String::from_utf8_lossy(&sans.stdout);
+    for want in [
+        "IP Address:127.0.0.1",
+        "DNS:pictl.example.test",
+        "IP Address:10.99.0.1",
+        "DNS:kubernetes.default.svc",
+        "DNS:simserver",
+    ] {
+        assert!(sans.contains(want), "SANs lack {want}: {sans}");
+    }
+    // Verify the chain independently of our own code.
+    let verify = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(sim.path("data/server/tls/server-ca.crt"))
+        .arg(sim.path("data/server/tls/serving-kube-apiserver.crt"))
+        .arg(sim.path("data/server/tls/client-admin.crt"))
+        .output()
+        .expect("openssl verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
+    let nodes = sim.k(&["get", "nodes"]);
+    let line = nodes
+        .lines()
+        .find(|l| l.starts_with("simserver "))
+        .unwrap_or_else(|| panic!("{nodes}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1], "Ready", "{nodes}");
+    assert_eq!(cols[2], "control-plane,master", "{nodes}");
+    assert_eq!(cols[4], "v1.32.5+k3s1", "{nodes}");
+    let node = json(&sim.k(&["get", "node", "simserver", "-o", "json"]));
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/arch"], "amd64");
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    assert_eq!(labels["kubernetes.io/hostname"], "simserver");
+    assert_eq!(labels["node-role.kubernetes.io/control-plane"], "true");
+    assert_eq!(labels["node-role.kubernetes.io/master"], "true");
+    assert_eq!(labels["pictl.io/role"], "edge");
+    assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.32.5+k3s1");
+    assert!(
+        node["status"]["addresses"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["type"] == "InternalIP"))
+    );
+
+    let version = json(&sim.k(&["get", "--raw", "/version"]));
+    assert_eq!(version["gitVersion"], "v1.32.5+k3s1");
+    let ns = sim.k(&["get", "namespaces", "-o", "name"]);
+    for want in [
+        "namespace/default",
+        "namespace/kube-system",
+        "namespace/kube-public",
+        "namespace/kube-node-lease",
+    ] {
+        assert!(ns.contains(want), "{ns}");
+    }
+    // Without a client certificate the API refuses, like the apiserver.
+    let anon = sim.path("anon.yaml");
+    let stripped: String = kc_text
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        &anon,
+        stripped.replace("  user:\n", "  user: {token: not-a-valid-token}\n"),
+    )
+    .expect("anon kubeconfig");
+    let out = kubectl_with(&anon, &sim.path("kcache-anon"), &["get", "nodes"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("provide credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And a client that does not trust the cluster CA refuses the server.
+    let insecure = kubectl_with(
+        &kc,
+        &sim.path("kcache-x"),
+        &[
+            "--certificate-authority=/etc/ssl/certs/ca-certificates.crt",
+            "get",
+            "nodes",
+        ],
+    );
+    assert!(
+        !insecure.status.success(),
+        "server cert must not verify against system CAs"
+    );
+}
+
+fn server_side_apply_semantics() {
+    let sim = Sim::start("", &[]);
+    let out = sim.apply(DEPLOYMENT, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deployment.apps/web serverside-applied")
+    );
+    let y = sim.k(&["get", "deployment", "web", "-o", "yaml"]);
+    assert!(
+        y.contains("image: nginx:1.27") && y.contains("replicas: 2"),
+        "{y}"
+    );
+    let d = json(&sim.k(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]));
+    assert_eq!(d["metadata"]["generation"], 1);
+    let mf = d["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields");
+    assert!(
+        mf.iter()
+            .any(|m| m["manager"] == "kubectl" && m["operation"] == "Apply"),
+        "{mf:?}"
+    );
+
+    // Wait for the status controller, then an identical apply changes nothing.
+    sim.k(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=20s",
+    ]);
+    let rv1 = sim.k(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let again = sim.apply(DEPLOYMENT, &[]);
+    assert!(again.status.success());
+    std::thread::sleep(Duration::from_millis(1200));
+    let rv2 = sim.k(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(rv1, rv2, "an identical apply must not bump resourceVersion");
+
+    // A real change bumps resourceVersion and generation.
+    let changed = DEPLOYMENT.replace("nginx:1.27", "nginx:1.28");
+    assert!(sim.apply(&changed, &[]).status.success());
+    let d = json(&sim.k(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(d["metadata"]["generation"], 2);
+    assert_ne!(
+        d["metadata"]["resourceVersion"].as_str(),
+        Some(rv2.as_str())
+    );
+
+    // Another manager setting the same field differently is a conflict...
+    let three = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec: {replicas: 3}\n";
+    let conflict = sim.apply(three, &["--field-manager=other"]);
+    assert!(!conflict.status.success());
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        err.contains("conflict") && err.contains(".spec.replicas") && err.contains("\"kubectl\""),
+        "{err}"
+    );
+    // ...unless forced, which moves ownership.
+    let forced = sim.apply(three, &["--field-manager=other", "--force-conflicts"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let d = json(&sim.k(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]));
+    assert_eq!(d["spec"]["replicas"], 3);
+    let owners: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .expect("mf")
+        .iter()
+        .filter(|m| m["fieldsV1"]["f:spec"].get("f:replicas").is_some())
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(owners, vec!["other"]);
+
+    // A label the manager stops applying is removed.
+    let unlabelled = changed
+        .replace("  labels: {app: web}\nspec:", "spec:")
+        .replace("  replicas: 2\n", "");
+    let out = sim.apply(&unlabelled, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = json(&sim.k(&["get", "deployment", "web", "-o", "json"]));
+    assert!(d["metadata"].get("labels").is_none(), "{}", d["metadata"]);
+    assert_eq!(
+        d["spec"]["replicas"], 3,
+        "fields owned by another manager stay"
+    );
+
+    // Label selectors, strict errors.
+    assert!(
+        sim.k(&["get", "deployments", "-l", "app=web", "-o", "name"])
+            .trim()
+            .is_empty()
+    );
+    let bad = sim.apply(
+        &DEPLOYMENT.replace("namespace: default", "namespace: nope"),
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("namespaces \"nope\" not found"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let invalid = sim.apply(
+        &DEPLOYMENT
+            .replace(
+                "labels: {app: web}\n    spec:",
+                "labels: {app: other}\n    spec:",
+            )
+            .replace("name: web\n  namespace", "name: web2\n  namespace"),
+        &[],
+    );
+    assert!(!invalid.status.success());
+    assert!(
+        String::from_utf8_lossy(&invalid.stderr)
+            .contains("`selector` does not match template `labels`"),
+        "{}",
+        String::from_utf8_lossy(&invalid.stderr)
+    );
+    let unknown = sim.apply(&DEPLOYMENT.replace("  replicas: 2", "  replicaz: 2"), &[]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains(".spec.replicaz: field not declared in schema"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+
+    // Delete, then it is gone.
+    let del = sim.k(&["delete", "deployment", "web"]);
+    assert!(del.contains("deployment.apps \"web\" deleted"), "{del}");
+    let gone = sim.kubectl(&["get", "deployment", "web"]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("deployments.apps \"web\" not found"));
+}
+
+fn other_kinds_apply_and_list() {
+    let sim = Sim::start("", &[]);
+    let manifest = "apiVersion: v1
+kind: Namespace
+metadata: {name: playson, labels: {pod-security.kubernetes.io/enforce: restricted}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: playson}
+spec:
+  selector: {app: httpbin}
+  ports: [{port: 8080, targetPort: 8080}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: playson, labels: {tier: a}}
+data: {k: v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec, namespace: playson}
+stringData: {password: hunter2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny, namespace: playson}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: httpbin, namespace: playson}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: httpbin}
+  minReplicas: 3
+  maxReplicas: 6
+  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: httpbin, namespace: playson}
+spec: {minAvailable: 2, selector: {matchLabels: {app: httpbin}}}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: limits, namespace: playson}
+spec: {limits: [{type: Container, default: {cpu: 200m}}]}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: quota, namespace: playson}
+spec: {hard: {pods: \"10\"}}
+";
+    let out = sim.apply(manifest, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = sim.k(&[
+        "get",
+        "-n",
+        "playson",
+        "svc,cm,secret,netpol,hpa,pdb,limits,quota,sa",
+        "-o",
+        "name",
+    ]);
+    for want in [
+        "service/httpbin",
+        "configmap/cfg",
+        "secret/sec",
+        "networkpolicy.networking.k8s.io/default-deny",
+        "horizontalpodautoscaler.autoscaling/httpbin",
+        "poddisruptionbudget.policy/httpbin",
+        "limitrange/limits",
+        "resourcequota/quota",
+        "serviceaccount/default",
+    ] {
+        assert!(all.contains(want), "missing {want} in {all}");
+    }
+    let svc = json(&sim.k(&["get", "svc", "httpbin", "-n", "playson", "-o", "json"]));
+    assert!(
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.43.")),
+        "{svc}"
+    );
+    let sec = json(&sim.k(&["get", "secret", "sec", "-n", "playson", "-o", "json"]));
+    assert_eq!(sec["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(
+        sim.k(&["get", "cm", "-n", "playson", "-l", "tier=a", "-o", "name"])
+            .trim(),
+        "configmap/cfg"
+    );
+    assert_eq!(
+        sim.k(&["get", "cm", "-n", "playson", "-l", "tier!=a", "-o", "name"])
+            .trim(),
+        ""
+    );
+    let ns = json(&sim.k(&["get", "ns", "playson", "-o", "json"]));
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    // Deleting the namespace takes its objects with it.
+    sim.k(&["delete", "ns", "playson"]);
+    let out = sim.kubectl(&["get", "cm", "cfg", "-n", "playson"]);
+    assert!(!out.status.success());
+}
+
+fn agents_join_heartbeat_and_go_not_ready() {
+    let sim = Sim::start(
+        "kube-controller-manager-arg:\n  - node-monitor-grace-period=4s\nnode-name: srv\n",
+        &[],
+    );
+    let token = sim.token();
+    let mut a1 = sim.agent("worker1", &token, &["--node-label", "pictl.io/pool=a"]);
+    a1.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    // The bare secret works too.
+    let secret = token.rsplit(':').next().expect("secret").to_string();
+    let mut a2 = sim.agent("worker2", &secret, &[]);
+    a2.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    let nodes = sim.k(&["get", "nodes"]);
+    for (n, role) in [
+        ("srv", "control-plane,master"),
+        ("worker1", "<none>"),
+        ("worker2", "<none>"),
+    ] {
+        let line = nodes
+            .lines()
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap_or_else(|| panic!("{nodes}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((cols[1], cols[2]), ("Ready", role), "{nodes}");
+    }
+    assert_eq!(
+        sim.k(&["get", "nodes", "-l", "pictl.io/pool=a", "-o", "name"])
+            .trim(),
+        "node/worker1"
+    );
+    // Heartbeats renew the node Lease, like the kubelet's.
+    let lease = json(&sim.k(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        "worker1",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(lease["spec"]["holderIdentity"], "worker1");
+
+    // One replica per node: with three Ready nodes three replicas are available.
+    let spread = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: spread}}, topologyKey: kubernetes.io/hostname}
+      containers: [{name: c, image: busybox}]
+";
+    assert!(sim.apply(spread, &[]).status.success());
+    sim.k(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/spread",
+        "--timeout=20s",
+    ]);
+    sim.k(&["rollout", "status", "deployment/spread", "--timeout=20s"]);
+
+    // The agent stops: after the grace period its node is NotReady and the
+    // Deployment loses availability.
+    a2.stop();
+    let started = Instant::now();
+    sim.k(&[
+        "wait",
+        "--for=condition=Available=false",
+        "deployment/spread",
+        "--timeout=30s",
+    ]);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "NotReady came before the grace period: {waited:?}"
+    );
+    let nodes = sim.k(&["get", "nodes"]);
+    let w2 = nodes
+        .lines()
+        .find(|l| l.starts_with("worker2 "))
+        .unwrap_or_default();
+    assert!(w2.contains("NotReady"), "{nodes}");
+    let w1 = nodes
+        .lines()
+        .find(|l| l.starts_with("worker1 "))
+        .unwrap_or_default();
+    assert!(w1.split_whitespace().nth(1) == Some("Ready"), "{nodes}");
+    let d = json(&sim.k(&["get", "deployment", "spread", "-o", "json"]));
+    assert_eq!(d["status"]["availableReplicas"], 2, "{}", d["status"]);
+
+    // It comes back: Ready again, availability restored.
+    let mut a2b = sim.agent("worker2", &secret, &[]);
+    a2b.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    sim.k(&[
+        "wait",
+        "--for=condition=Ready",
+        "node/worker2",
+        "--timeout=20s",
+    ]);
+    sim.k(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/spread",
+        "--timeout=20s",
+    ]);
+    drop(a1);
+}
+
+fn wrong_token_is_refused() {
+    let sim = Sim::start("", &[]);
+    let token = sim.token();
+    let mut bad = sim.agent("intruder", "not-the-secret", &[]);
+    let code = bad.wait_exit(Duration::from_secs(20));
+    assert_ne!(code, 0);
+    let log = bad.log();
+    assert!(
+        log.contains("level=fatal") && log.contains("token is not valid"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("not-the-secret"),
+        "the token must not be logged: {log}"
+    );
+    // A K10 token whose CA hash is not this cluster's: CA pinning refuses it.
+    let secret = token.rsplit(':').next().expect("secret");
+    let forged = format!("K10{}::server:{secret}", "0".repeat(64));
+    let mut pinned = sim.agent("intruder2", &forged, &[]);
+    assert_ne!(pinned.wait_exit(Duration::from_secs(20)), 0);
+    assert!(
+        pinned
+            .log()
+            .contains("token CA hash does not match the Cluster CA certificate hash"),
+        "{}",
+        pinned.log()
+    );
+    let nodes = sim.k(&["get", "nodes", "-o", "name"]);
+    assert!(!nodes.contains("intruder"), "{nodes}");
+    // A second node claiming an existing name with another node password is refused.
+    let mut good = sim.agent("dup", &token, &[]);
+    good.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    let mut dup = Proc::spawn(
+        &[
+            "agent",
+            "--server",
+            &sim.url(),
+            "--data-dir",
+            sim.path("other-dup").to_str().expect("utf8"),
+            "--node-name",
+            "dup",
+            "--kubelet-arg",
+            &format!("healthz-port={}", free_port()),
+            "--config",
+            "/dev/null",
+        ],
+        &[("K3S_TOKEN", &token)],
+        sim.path("dup2.log"),
+    );
+    assert_ne!(dup.wait_exit(Duration::from_secs(20)), 0);
+    assert!(
+        dup.log().contains("Node password rejected"),
+        "{}",
+        dup.log()
+    );
+}
+
+fn config_errors_are_clear() {
+    let dir = Scratch::new("cfg");
+    let run = |args: &[&str]| {
+        let out = Command::new(k3s_bin())
+            .args(args)
+            .env_remove("K3S_TOKEN")
+            .env_remove("K3S_URL")
+            .env_remove("K3S_CONFIG_FILE")
+            .output()
+            .expect("run k3s");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let data = dir.0.join("data");
+    let data = data.to_str().expect("utf8");
+    let cfg = dir.0.join("config.yaml");
+    std::fs::write(&cfg, "node-name: a\nwrite-kubeconfig-mdoe: \"0644\"\n").expect("cfg");
+    let (code, err) = run(&["server", "-c", cfg.to_str().expect("utf8"), "-d", data]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("level=fatal")
+            && err.contains("unknown key")
+            && err.contains("write-kubeconfig-mdoe"),
+        "{err}"
+    );
+    let missing = dir.0.join("missing.yaml");
+    let (code, err) = run(&[
+        "server",
+        "--config",
+        missing.to_str().expect("utf8"),
+        "-d",
+        data,
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("unable to read config file") && err.contains("missing.yaml"),
+        "{err}"
+    );
+    let (code, err) = run(&["server", "--no-such-flag"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("flag provided but not defined: -no-such-flag"),
+        "{err}"
+    );
+    // An agent with neither config nor flags: K3s's own message.
+    let (code, err) = run(&["agent", "-c", "/dev/null", "-d", data]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--token is required"), "{err}");
+    let (code, err) = run(&[
+        "agent",
+        "-c",
+        "/dev/null",
+        "-d",
+        data,
+        "--token-file",
+        "/dev/null",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--token is required") || err.contains("token is empty"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "token: abc\n").expect("cfg");
+    let (code, err) = run(&["agent", "-c", cfg.to_str().expect("utf8"), "-d", data]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--server is required"), "{err}");
+    std::fs::write(&cfg, "node-label: [a=b]\ntls-san: [x]\n").expect("cfg");
+    let (code, err) = run(&["agent", "-c", cfg.to_str().expect("utf8"), "-d", data]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("Unknown flag --tls-san found in config.yaml, skipping"),
+        "a server key in an agent's config is skipped like K3s: {err}"
+    );
+}
+
+fn restarted_server_keeps_everything() {
+    let config = "node-name: keeper\n";
+    let sim = Sim::start(config, &[]);
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep, namespace: default}\ndata: {a: b}\n";
+    assert!(sim.apply(cm, &[]).status.success());
+    let before = json(&sim.k(&["get", "cm", "keep", "-o", "json"]));
+    let token = sim.token();
+    let ca = std::fs::read(sim.path("data/server/tls/server-ca.crt")).expect("ca");
+    let sim = sim.restart(config, &[]);
+    let after = json(&sim.k(&["get", "cm", "keep", "-o", "json"]));
+    assert_eq!(before["metadata"]["uid"], after["metadata"]["uid"]);
+    assert_eq!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
+    assert_eq!(sim.token(), token, "an existing token is kept");
+    assert_eq!(
+        std::fs::read(sim.path("data/server/tls/server-ca.crt")).expect("ca"),
+        ca
+    );
+    // A different configured token is refused, like K3s's bootstrap data check.
+    let Sim {
+        dir,
+        port,
+        mut server,
+    } = sim;
+    server.stop();
+    let mut other = Proc::spawn(
+        &[
+            "server",
+            "-c",
+            "/dev/null",
+            "-d",
+            dir.0.join("data").to_str().expect("utf8"),
+            "--token",
+            "different",
+            "--https-listen-port",
+            &port.to_string(),
+            "--bind-address",
+            "127.0.0.1",
+            "--write-kubeconfig",
+            dir.0.join("kc2.yaml").to_str().expect("utf8"),
+            "--kubelet-arg",
+            &format!("healthz-port={}", free_port()),
+        ],
+        &[],
+        dir.0.join("other.log"),
+    );
+    assert_ne!(other.wait_exit(Duration::from_secs(20)), 0);
+    assert!(
+        other
+            .log()
+            .contains("bootstrap data already found and encrypted with different token"),
+        "{}",
+        other.log()
+    );
+}
+
+fn run_host_cases(cases: &[(&str, fn())]) -> (usize, usize) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in cases {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        match catch_unwind(AssertUnwindSafe(case)) {
+            Ok(()) => {
+                passed += 1;
+                println!(
+                    "test {name} ... ok ({:.1}s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    println!("host: {passed} passed, {failed} failed");
+    (passed, failed)
+}
+
+// ---------------- lab case ----------------
+
+const SERVER_UNIT: &str = "[Unit]
+Description=Lightweight Kubernetes
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+EnvironmentFile=-/etc/systemd/system/%N.service.env
+KillMode=process
+Delegate=yes
+User=root
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/k3s ROLE
+";
+
+fn install_cmd(mirror: &str, version: &str) -> String {
+    let v = version.replace('+', "%2B");
+    format!(
+        "set -e; cd /tmp; curl -fsS -o k3s.dl {mirror}/{v}/k3s; curl -fsS -o sums.txt {mirror}/{v}/sha256sum-amd64.txt; \
+         grep '  k3s$' sums.txt | sed 's/k3s$/k3s.dl/' | sha256sum -c --quiet; install -m 0755 k3s.dl /usr/local/bin/k3s; rm -f k3s.dl sums.txt"
+    )
+}
+
+fn write_file_cmd(path: &str, content: &str, mode: &str) -> String {
+    format!(
+        "mkdir -p $(dirname {path}) && printf '%s' '{}' > {path} && chmod {mode} {path}",
+        content.replace('\'', "'\\''")
+    )
+}
+
+fn lab_k3s_under_systemd(lab: &Lab) {
+    lab.populate_mirror().expect("populate mirror");
+    let mirror = lab.mirror_url().trim_end_matches('/').to_string();
+    let server_ip = lab.address("node1").expect("node1").to_string();
+    // Server: installed from the mirror, K3s's unit, Type=notify.
+    lab.ssh_ok("node1", "root", &install_cmd(&mirror, "v1.32.5+k3s1"))
+        .expect("install on node1");
+    let cfg = format!(
+        "node-name: node1\nwrite-kubeconfig-mode: \"0600\"\ntls-san:\n  - {server_ip}\nkube-controller-manager-arg:\n  - node-monitor-grace-period=6s\n"
+    );
+    lab.ssh_ok(
+        "node1",
+        "root",
+        &write_file_cmd("/etc/rancher/k3s/config.yaml", &cfg, "0600"),
+    )
+    .expect("config");
+    lab.ssh_ok(
+        "node1",
+        "root",
+        &write_file_cmd(
+            "/etc/systemd/system/k3s.service",
+            &SERVER_UNIT.replace("ROLE", "server"),
+            "0644",
+        ),
+    )
+    .expect("unit");
+    lab.ssh_ok(
+        "node1",
+        "root",
+        "systemctl daemon-reload && systemctl enable --now k3s.service",
+    )
+    .expect("start k3s");
+    assert_eq!(
+        lab.ssh_ok("node1", "root", "systemctl is-active k3s")
+            .expect("is-active"),
+        "active"
+    );
+    assert_eq!(
+        lab.ssh_ok("node1", "root", "curl -fsS http://127.0.0.1:10248/healthz")
+            .expect("healthz"),
+        "ok"
+    );
+    let token = lab
+        .ssh_ok("node1", "root", "cat /var/lib/rancher/k3s/server/token")
+        .expect("token");
+    assert!(
+        token.starts_with("K10") && token.contains("::server:"),
+        "token format"
+    );
+    assert_eq!(
+        lab.ssh_ok(
+            "node1",
+            "root",
+            "stat -c %a /var/lib/rancher/k3s/server/token"
+        )
+        .expect("stat"),
+        "600"
+    );
+
+    // Agent on node2 with K3s's agent unit.
+    lab.ssh_ok("node2", "root", &install_cmd(&mirror, "v1.32.5+k3s1"))
+        .expect("install on node2");
+    let acfg = format!("server: https://{server_ip}:6443\ntoken: {token}\n");
+    lab.ssh_ok(
+        "node2",
+        "root",
+        &write_file_cmd("/etc/rancher/k3s/config.yaml", &acfg, "0600"),
+    )
+    .expect("agent config");
+    lab.ssh_ok(
+        "node2",
+        "root",
+        &write_file_cmd(
+            "/etc/systemd/system/k3s-agent.service",
+            &SERVER_UNIT.replace("ROLE", "agent"),
+            "0644",
+        ),
+    )
+    .expect("agent unit");
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "systemctl daemon-reload && systemctl enable --now k3s-agent.service",
+    )
+    .expect("start agent");
+    assert_eq!(
+        lab.ssh_ok("node2", "root", "systemctl is-active k3s-agent")
+            .expect("is-active"),
+        "active"
+    );
+
+    // kubectl on the host, through node1's address.
+    let scratch = Scratch::new("lab");
+    let kc = scratch.0.join("kubeconfig");
+    let text = lab
+        .ssh_ok("node1", "root", "cat /etc/rancher/k3s/k3s.yaml")
+        .expect("kubeconfig");
+    std::fs::write(
+        &kc,
+        text.replace(
+            "https://127.0.0.1:6443",
+            &format!("https://{server_ip}:6443"),
+        ),
+    )
+    .expect("write kc");
+    let cache = scratch.0.join("cache");
+    let k = |args: &[&str]| {
+        let out = kubectl_with(&kc, &cache, args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    k(&[
+        "wait",
+        "--for=condition=Ready",
+        "node/node1",
+        "node/node2",
+        "--timeout=30s",
+    ]);
+    let nodes = k(&["get", "nodes"]);
+    assert!(
+        nodes.lines().any(|l| l.starts_with("node1 ")
+            && l.contains(" Ready ")
+            && l.contains("control-plane,master")),
+        "{nodes}"
+    );
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("node2 ") && l.contains(" Ready ") && l.contains("<none>")),
+        "{nodes}"
+    );
+    let node2 = json(&k(&["get", "node", "node2", "-o", "json"]));
+    let ip = node2["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .map(|x| x["address"].clone());
+    assert_eq!(
+        ip,
+        Some(serde_json::json!(lab.address("node2").expect("node2")))
+    );
+
+    // Stopping the agent's unit makes node2 NotReady; restarting brings it back.
+    lab.ssh_ok("node2", "root", "systemctl stop k3s-agent")
+        .expect("stop agent");
+    k(&[
+        "wait",
+        "--for=condition=Ready=false",
+        "node/node2",
+        "--timeout=40s",
+    ]);
+    lab.ssh_ok("node2", "root", "systemctl start k3s-agent")
+        .expect("start agent");
+    k(&[
+        "wait",
+        "--for=condition=Ready",
+        "node/node2",
+        "--timeout=30s",
+    ]);
+
+    // Upgrade: the v1.33.1 binary from the mirror, restart, the node reports it.
+    let cm = scratch.0.join("cm.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: survives, namespace: default}\ndata: {a: b}\n").expect("cm");
+    k(&["apply", "--server-side", "-f", cm.to_str().expect("utf8")]);
+    lab.ssh_ok(
+        "node1",
+        "root",
+        &format!(
+            "{} && systemctl restart k3s",
+            install_cmd(&mirror, "v1.33.1+k3s1")
+        ),
+    )
+    .expect("upgrade");
+    assert_eq!(
+        lab.ssh_ok("node1", "root", "systemctl is-active k3s")
+            .expect("is-active"),
+        "active"
+    );
+    assert!(
+        lab.ssh_ok("node1", "root", "k3s --version")
+            .expect("version")
+            .starts_with("k3s version v1.33.1+k3s1")
+    );
+    let start = Instant::now();
+    loop {
+        let v = kubectl_with(
+            &kc,
+            &cache,
+            &[
+                "get",
+                "node",
+                "node1",
+                "-o",
+                "jsonpath={.status.nodeInfo.kubeletVersion}",
+            ],
+        );
+        if String::from_utf8_lossy(&v.stdout) == "v1.33.1+k3s1" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node1 never reported v1.33.1+k3s1"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        k(&["get", "cm", "survives", "-o", "jsonpath={.data.a}"]),
+        "b",
+        "objects survive the upgrade"
+    );
+}
+
+fn main() -> ExitCode {
+    let host: &[(&str, fn())] = &[
+        ("version_format", version_format),
+        ("mirror_layout_two_versions", mirror_layout_two_versions),
+        (
+            "server_writes_token_kubeconfig_and_real_tls",
+            server_writes_token_kubeconfig_and_real_tls,
+        ),
+        ("server_side_apply_semantics", server_side_apply_semantics),
+        ("other_kinds_apply_and_list", other_kinds_apply_and_list),
+        (
+            "agents_join_heartbeat_and_go_not_ready",
+            agents_join_heartbeat_and_go_not_ready,
+        ),
+        ("wrong_token_is_refused", wrong_token_is_refused),
+        ("config_errors_are_clear", config_errors_are_clear),
+        (
+            "restarted_server_keeps_everything",
+            restarted_server_keeps_everything,
+        ),
+    ];
+    let (_, host_failed) = run_host_cases(host);
+    let lab_cases: &[Case] = &[(
+        "k3s_sim_under_systemd_with_k3s_units",
+        lab_k3s_under_systemd,
+    )];
+    let lab_result = if std::env::var("SIM_SKIP_LAB").is_ok_and(|v| v == "1") {
+        println!("lab: skipped (SIM_SKIP_LAB=1)");
+        ExitCode::SUCCESS
+    } else {
+        harness::run(lab_cases, LabSpec { nodes: 2, pi: &[] })
+    };
+    if host_failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        lab_result
+    }
+}
