@@ -1350,7 +1350,7 @@ fn lab_k3s_under_systemd(lab: &Lab) {
         .expect("stop agent");
     k(&[
         "wait",
-        "--for=condition=Ready=false",
+        "--for=condition=Ready=Unknown",
         "node/node2",
         "--timeout=40s",
     ]);
