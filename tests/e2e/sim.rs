@@ -933,6 +933,46 @@ spec:
     drop(a1);
 }
 
+fn client_side_apply_and_patch() {
+    let sim = Sim::start("", &[]);
+    let f = sim.path("csa.yaml");
+    std::fs::write(&f, DEPLOYMENT).expect("manifest");
+    let path = f.to_str().expect("utf8");
+    assert!(
+        sim.k(&["apply", "-f", path])
+            .contains("deployment.apps/web created")
+    );
+    assert!(
+        sim.k(&["apply", "-f", path])
+            .contains("deployment.apps/web unchanged")
+    );
+    // A changed image goes as a strategic merge patch: containers merge by name,
+    // so the ports kubectl did not resend survive.
+    std::fs::write(&f, DEPLOYMENT.replace("nginx:1.27", "nginx:1.28")).expect("manifest");
+    assert!(
+        sim.k(&["apply", "-f", path])
+            .contains("deployment.apps/web configured")
+    );
+    let d = json(&sim.k(&["get", "deployment", "web", "-o", "json"]));
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "nginx:1.28");
+    assert_eq!(c["ports"][0]["containerPort"], 80, "{c}");
+    assert!(!d.to_string().contains("$setElementOrder"), "{d}");
+    // Merge patch and label, as `kubectl patch` / `kubectl label` send them.
+    sim.k(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"replicas\":4}}",
+    ]);
+    sim.k(&["label", "deployment", "web", "team=edge"]);
+    let d = json(&sim.k(&["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(d["spec"]["replicas"], 4);
+    assert_eq!(d["metadata"]["labels"]["team"], "edge");
+}
+
 fn wrong_token_is_refused() {
     let sim = Sim::start("", &[]);
     let token = sim.token();
@@ -1425,6 +1465,7 @@ fn main() -> ExitCode {
         ),
         ("server_side_apply_semantics", server_side_apply_semantics),
         ("other_kinds_apply_and_list", other_kinds_apply_and_list),
+        ("client_side_apply_and_patch", client_side_apply_and_patch),
         (
             "agents_join_heartbeat_and_go_not_ready",
             agents_join_heartbeat_and_go_not_ready,

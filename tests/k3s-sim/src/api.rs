@@ -581,7 +581,11 @@ impl Api {
                     return not_found(t.rt, name);
                 };
                 let mut obj = existing.clone();
-                apply::merge_patch(&mut obj, &patch);
+                if ct == "application/strategic-merge-patch+json" {
+                    apply::strategic_merge(&mut obj, &patch);
+                } else {
+                    apply::merge_patch(&mut obj, &patch);
+                }
                 if let Err(r) = self.check_identity(t, &mut obj, Some(name)) {
                     return r;
                 }

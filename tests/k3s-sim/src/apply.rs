@@ -461,3 +461,122 @@ mod tests {
         assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
     }
 }
+
+/// Merge keys of the lists kubectl's strategic merge patches address in the kinds
+/// served here (from the Kubernetes API types' `patchMergeKey` tags).
+fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
+    let has = |k: &str| sample.get(k).is_some();
+    match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets" => Some("name"),
+        "ports" if has("containerPort") => Some("containerPort"),
+        "ports" if has("port") => Some("port"),
+        "volumeMounts" => Some("mountPath"),
+        "volumeDevices" => Some("devicePath"),
+        "topologySpreadConstraints" => Some("topologyKey"),
+        "conditions" => Some("type"),
+        _ => None,
+    }
+}
+
+/// A strategic merge patch as kubectl's client-side apply, edit and patch send it:
+/// maps merge, lists with a merge key merge element-wise (`$patch: delete`
+/// removes an element), other lists replace, `$setElementOrder` and
+/// `$retainKeys` directives are honoured only as far as ignoring them, and
+/// `$deleteFromPrimitiveList` removes values.
+pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    let Some(pm) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if pm.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut p = patch.clone();
+        if let Some(m) = p.as_object_mut() {
+            m.remove("$patch");
+        }
+        *target = p;
+        return;
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Some(tm) = target.as_object_mut() else {
+        return;
+    };
+    for (k, v) in pm {
+        if k.starts_with("$setElementOrder/") || k == "$retainKeys" || k == "$patch" {
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(list), Some(del)) = (
+                tm.get_mut(field).and_then(Value::as_array_mut),
+                v.as_array(),
+            ) {
+                list.retain(|x| !del.contains(x));
+            }
+            continue;
+        }
+        if v.is_null() {
+            tm.remove(k);
+            continue;
+        }
+        match (tm.get_mut(k), v) {
+            (Some(Value::Array(cur)), Value::Array(items)) => {
+                let key = items.first().or(cur.first()).and_then(|s| merge_key(k, s));
+                match key {
+                    Some(key) => {
+                        for item in items {
+                            let id = &item[key];
+                            let pos = cur.iter().position(|c| &c[key] == id);
+                            let delete =
+                                item.get("$patch").and_then(Value::as_str) == Some("delete");
+                            match (pos, delete) {
+                                (Some(i), true) => {
+                                    cur.remove(i);
+                                }
+                                (None, true) => {}
+                                (Some(i), false) => strategic_merge(&mut cur[i], item),
+                                (None, false) => {
+                                    let mut fresh = Value::Object(Map::new());
+                                    strategic_merge(&mut fresh, item);
+                                    cur.push(fresh);
+                                }
+                            }
+                        }
+                    }
+                    None => *cur = items.clone(),
+                }
+            }
+            (Some(cur @ Value::Object(_)), Value::Object(_)) => strategic_merge(cur, v),
+            _ => {
+                let mut fresh = Value::Null;
+                strategic_merge(&mut fresh, v);
+                tm.insert(k.clone(), fresh);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod smp_tests {
+    use super::*;
+
+    #[test]
+    fn strategic_merge_merges_containers_by_name() {
+        let mut d = json!({"spec": {"containers": [
+            {"name": "a", "image": "x:1", "ports": [{"containerPort": 80}]},
+            {"name": "b", "image": "y:1"}]}});
+        let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}],
+            "containers": [{"name": "a", "image": "x:2"}, {"name": "b", "$patch": "delete"}]}});
+        strategic_merge(&mut d, &patch);
+        assert_eq!(
+            d,
+            json!({"spec": {"containers": [
+            {"name": "a", "image": "x:2", "ports": [{"containerPort": 80}]}]}})
+        );
+    }
+}
