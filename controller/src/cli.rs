@@ -6,7 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::inventory::Inventory;
+use crate::runner::{self, Mode};
 
 /// Exit code for invalid input or a failed run.
 pub const EXIT_FAILURE: u8 = 1;
@@ -115,11 +119,10 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Validate => validate(&cli),
-        Command::Plan
-        | Command::Apply
-        | Command::Status
-        | Command::Kubeconfig { .. }
-        | Command::Reset { .. } => {
+        Command::Plan => converge(&cli, Mode::Plan).await,
+        Command::Apply => converge(&cli, Mode::Apply).await,
+        Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
+        Command::Status | Command::Reset { .. } => {
             let inv = match load(&cli) {
                 Ok(inv) => inv,
                 Err(code) => return code,
@@ -203,6 +206,90 @@ fn validate(cli: &Cli) -> ExitCode {
                     })
                 ),
             }
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
+    let inv = match load(cli) {
+        Ok(inv) => inv,
+        Err(code) => return code,
+    };
+    let opts = runner::Options {
+        mode,
+        concurrency: usize::from(cli.concurrency),
+        connector: Arc::new(runner::SshConnector),
+        progress: match mode {
+            Mode::Plan => Arc::new(runner::QuietProgress),
+            Mode::Apply => Arc::new(runner::StderrProgress),
+        },
+        cache_dir: crate::artifacts::default_cache_dir(),
+        wait: Duration::from_secs(180),
+    };
+    let report = match runner::run(&inv, &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pictl: {}", runner::error_chain(&e));
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match cli.output {
+        OutputFormat::Human => print!("{}", crate::recap::human(&report)),
+        OutputFormat::Json => println!("{}", crate::recap::json(&report)),
+    }
+    if report.failed() {
+        ExitCode::from(EXIT_FAILURE)
+    } else if mode == Mode::Plan && report.changed() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
+    let inv = match load(cli) {
+        Ok(inv) => inv,
+        Err(code) => return code,
+    };
+    let ours_path = crate::state::kubeconfig_path(&inv);
+    let ours = match std::fs::read_to_string(&ours_path) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!(
+                "pictl: {}: {e} (run `pictl apply` first)",
+                ours_path.display()
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let Some(out) = out else {
+        print!("{ours}");
+        return ExitCode::SUCCESS;
+    };
+    let existing = std::fs::read_to_string(out).ok();
+    let merged = match crate::kubeconfig::merge(existing.as_deref(), &ours) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!(
+                "pictl: merging into {}: {}",
+                out.display(),
+                runner::error_chain(&e)
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match crate::state::write_private(out, merged.as_bytes()) {
+        Ok(()) => {
+            eprintln!(
+                "wrote context {} to {} (0600)",
+                inv.cluster.name,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pictl: {}", runner::error_chain(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -1,10 +1,21 @@
 //! pictl: a declarative K3s provisioner for small fleets, Raspberry Pis first.
 //!
-//! The binary (`main.rs`) only wires things; everything it runs lives here:
-//! the [`inventory`] model, the SSH [`transport`], and the [`cli`] commands.
+//! The binary (`main.rs`) only wires things; everything it runs lives here.
+//! Pure parts: [`inventory`], [`facts`] parsing, [`render`], [`kubeconfig`],
+//! each step's `check`. Side effects: the SSH [`transport`], [`artifacts`]
+//! downloads, the [`state`] directory, and the [`runner`] that drives steps.
 
 pub mod arch;
+pub mod artifacts;
 pub mod cli;
+pub mod facts;
 pub mod inventory;
+pub mod kubeconfig;
+pub mod recap;
+pub mod render;
+pub mod runner;
 pub mod secret;
+pub mod state;
+pub mod step;
+pub mod steps;
 pub mod transport;

@@ -1,0 +1,313 @@
+//! Facts: what a node is and what it runs, gathered in ONE round trip.
+//!
+//! A single `sh` script prints `key=base64(value)` lines; [`Facts::parse`]
+//! turns them into plain data that every step's `check` reads. Parsing is
+//! pure and unit-tested; the script only uses coreutils, systemctl and awk,
+//! which every Raspberry Pi OS and Debian image has.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+
+use crate::arch::Arch;
+use crate::secret::Secret;
+
+/// Paths pictl manages on a node (hashed by the facts script).
+pub mod paths {
+    pub const K3S_BIN: &str = "/usr/local/bin/k3s";
+    pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+    pub const SERVER_UNIT: &str = "/etc/systemd/system/k3s.service";
+    pub const AGENT_UNIT: &str = "/etc/systemd/system/k3s-agent.service";
+    pub const TOKEN: &str = "/var/lib/rancher/k3s/server/token";
+    pub const ADMIN_KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+    pub const MANAGED: [&str; 4] = [K3S_BIN, CONFIG, SERVER_UNIT, AGENT_UNIT];
+}
+
+/// The script; managed file paths arrive as positional parameters.
+pub const SCRIPT: &str = r#"set -u
+e() { printf '%s=' "$1"; printf '%s' "$2" | base64 -w0; printf '\n'; }
+e uname "$(uname -m)"
+e os "$( (. /etc/os-release 2>/dev/null; printf '%s' "${PRETTY_NAME:-unknown}") )"
+e model "$(tr -d '\000' </proc/device-tree/model 2>/dev/null)"
+e machine_id "$(cat /etc/machine-id 2>/dev/null)"
+e hostname "$(cat /proc/sys/kernel/hostname)"
+e boot_id "$(cat /proc/sys/kernel/random/boot_id)"
+e now "$(date +%s.%N)"
+e uptime "$(cut -d' ' -f1 /proc/uptime)"
+e cgroup2 "$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
+e cgroup1 "$(awk '$1=="memory"{print $4}' /proc/cgroups 2>/dev/null)"
+for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
+  if [ -f "$f" ] && ! grep -q 'DO NOT EDIT' "$f"; then e cmdline_path "$f"; e cmdline "$(cat "$f")"; break; fi
+done
+if [ -x /usr/local/bin/k3s ]; then e k3s_version "$(/usr/local/bin/k3s --version 2>/dev/null | head -n1)"; fi
+for f in "$@"; do
+  if [ -f "$f" ]; then e file "$f $(sha256sum "$f" | cut -d' ' -f1) $(stat -c %.6Y "$f")"; fi
+done
+for u in k3s.service k3s-agent.service; do
+  e unit "$u $(systemctl show -p LoadState,ActiveState,UnitFileState,ActiveEnterTimestampMonotonic,NeedDaemonReload "$u" 2>/dev/null | tr '\n' ' ')"
+done
+if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
+if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
+"#;
+
+/// A managed file as found on the node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileFact {
+    pub sha256: String,
+    /// Modification time, seconds since the epoch (microsecond precision).
+    pub mtime: f64,
+}
+
+/// A systemd unit as found on the node.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UnitFact {
+    pub loaded: bool,
+    pub active: bool,
+    pub active_state: String,
+    pub enabled: bool,
+    /// When the unit last became active, seconds since the epoch (to a few
+    /// milliseconds: derived from the monotonic clock and uptime).
+    pub active_since: Option<f64>,
+    pub need_daemon_reload: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub uname_m: String,
+    pub arch: Result<Arch, String>,
+    pub os: String,
+    pub pi_model: Option<String>,
+    pub machine_id: String,
+    pub hostname: String,
+    pub boot_id: String,
+    /// Node clock minus controller clock, seconds (± the round trip).
+    pub clock_skew: i64,
+    pub memory_cgroup: bool,
+    /// Raspberry Pi boot command line: (path, contents).
+    pub boot_cmdline: Option<(String, String)>,
+    /// First line of `k3s --version`, when installed.
+    pub k3s_version: Option<String>,
+    pub files: BTreeMap<String, FileFact>,
+    pub units: BTreeMap<String, UnitFact>,
+    pub server_token: Option<Secret>,
+    pub admin_kubeconfig: Option<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not read facts: {0}")]
+pub struct FactsError(pub String);
+
+impl Facts {
+    /// Parses the script's output; `controller_now` is the controller's
+    /// clock (seconds since the epoch) when the answer arrived.
+    pub fn parse(output: &str, controller_now: i64) -> Result<Facts, FactsError> {
+        let mut one: BTreeMap<&str, String> = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        let mut units = BTreeMap::new();
+        for line in output.lines() {
+            let Some((key, b64)) = line.split_once('=') else {
+                continue;
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|_| FactsError(format!("value of {key} is not base64")))?;
+            let value = String::from_utf8_lossy(&bytes).into_owned();
+            match key {
+                "file" => {
+                    let mut it = value.split(' ');
+                    if let (Some(path), Some(sha), Some(mtime)) = (it.next(), it.next(), it.next())
+                    {
+                        files.insert(
+                            path.to_string(),
+                            FileFact {
+                                sha256: sha.to_string(),
+                                mtime: mtime.trim().parse().unwrap_or(0.0),
+                            },
+                        );
+                    }
+                }
+                "unit" => {
+                    if let Some((name, props)) = value.split_once(' ') {
+                        units.insert(name.to_string(), parse_unit(props, &one));
+                    }
+                }
+                _ => {
+                    one.insert(key, value);
+                }
+            }
+        }
+        for k in ["uname", "machine_id", "hostname", "now"] {
+            if !one.contains_key(k) {
+                return Err(FactsError(format!("the node did not report {k}")));
+            }
+        }
+        // Units were parsed before `now`/`uptime` may have been seen in
+        // unusual orders; recompute their start times now that both are known.
+        let boot_epoch = boot_epoch(&one);
+        for u in units.values_mut() {
+            if let (Some(mono), Some(boot)) = (u.active_since, boot_epoch) {
+                u.active_since = Some(boot + mono);
+            } else {
+                u.active_since = None;
+            }
+        }
+        let get = |k: &str| one.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
+        let uname_m = get("uname");
+        let node_now = get("now")
+            .parse::<f64>()
+            .map_or(controller_now, |n| n as i64);
+        let memory_cgroup =
+            get("cgroup2").split_whitespace().any(|c| c == "memory") || get("cgroup1") == "1";
+        let boot_cmdline = match (one.get("cmdline_path"), one.get("cmdline")) {
+            (Some(p), Some(c)) => Some((p.clone(), c.clone())),
+            _ => None,
+        };
+        let non_empty = |k: &str| Some(get(k)).filter(|s| !s.is_empty());
+        Ok(Facts {
+            arch: Arch::from_uname(&uname_m),
+            uname_m,
+            os: get("os"),
+            pi_model: non_empty("model"),
+            machine_id: get("machine_id"),
+            hostname: get("hostname"),
+            boot_id: get("boot_id"),
+            clock_skew: node_now - controller_now,
+            memory_cgroup,
+            boot_cmdline,
+            k3s_version: non_empty("k3s_version").map(|v| k3s_version_of(&v)),
+            files,
+            units,
+            server_token: non_empty("token").map(Secret::new),
+            admin_kubeconfig: one
+                .get("kubeconfig")
+                .filter(|s| !s.is_empty())
+                .map(|s| Secret::new(s.clone())),
+        })
+    }
+
+    pub fn file(&self, path: &str) -> Option<&FileFact> {
+        self.files.get(path)
+    }
+
+    pub fn unit(&self, name: &str) -> UnitFact {
+        self.units.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// Epoch second of the node's boot, from its clock and uptime.
+fn boot_epoch(one: &BTreeMap<&str, String>) -> Option<f64> {
+    let now: f64 = one.get("now")?.trim().parse().ok()?;
+    let uptime: f64 = one.get("uptime")?.trim().parse().ok()?;
+    Some(now - uptime)
+}
+
+/// `systemctl show` properties; `active_since` holds seconds since boot
+/// until [`Facts::parse`] turns it into an epoch time.
+fn parse_unit(props: &str, _one: &BTreeMap<&str, String>) -> UnitFact {
+    let mut u = UnitFact::default();
+    for kv in props.split_whitespace() {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        match k {
+            "LoadState" => u.loaded = v == "loaded",
+            "ActiveState" => {
+                u.active = v == "active";
+                u.active_state = v.to_string();
+            }
+            "UnitFileState" => u.enabled = v == "enabled",
+            "ActiveEnterTimestampMonotonic" => {
+                u.active_since = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&us| us > 0)
+                    .map(|us| us as f64 / 1e6)
+            }
+            "NeedDaemonReload" => u.need_daemon_reload = v == "yes",
+            _ => {}
+        }
+    }
+    u
+}
+
+/// `k3s version v1.32.5+k3s1 (abcdef12)` → `v1.32.5+k3s1`.
+pub fn k3s_version_of(line: &str) -> String {
+    line.split_whitespace()
+        .find(|w| w.starts_with('v') && w.contains("+k3s"))
+        .unwrap_or(line)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(k: &str, v: &str) -> String {
+        format!(
+            "{k}={}\n",
+            base64::engine::general_purpose::STANDARD.encode(v)
+        )
+    }
+
+    fn sample() -> String {
+        [
+            enc("uname", "aarch64"),
+            enc("os", "Debian GNU/Linux 12 (bookworm)"),
+            enc("model", "Raspberry Pi 4 Model B Rev 1.4"),
+            enc("machine_id", "0123456789abcdef0123456789abcdef"),
+            enc("hostname", "boolayan"),
+            enc("boot_id", "b1"),
+            enc("now", "1000.25"),
+            enc("uptime", "100.25"),
+            enc("cgroup2", "cpuset cpu io pids"),
+            enc("cgroup1", "0"),
+            enc("cmdline_path", "/boot/firmware/cmdline.txt"),
+            enc("cmdline", "console=tty1 root=PARTUUID=1 rootwait"),
+            enc("k3s_version", "k3s version v1.32.5+k3s1 (8e8f2a47)"),
+            enc("file", "/usr/local/bin/k3s abc123 950"),
+            enc(
+                "unit",
+                "k3s.service LoadState=loaded ActiveState=active UnitFileState=enabled ActiveEnterTimestampMonotonic=50000000 NeedDaemonReload=no ",
+            ),
+            enc("token", "K10aa::server:s3cret"),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn parses_a_pi_without_memory_cgroup() {
+        let f = Facts::parse(&sample(), 998).expect("facts");
+        assert_eq!(f.arch, Ok(Arch::Arm64));
+        assert_eq!(
+            f.pi_model.as_deref(),
+            Some("Raspberry Pi 4 Model B Rev 1.4")
+        );
+        assert!(!f.memory_cgroup);
+        assert_eq!(f.clock_skew, 2);
+        assert_eq!(f.k3s_version.as_deref(), Some("v1.32.5+k3s1"));
+        assert_eq!(f.file(paths::K3S_BIN).map(|x| x.mtime), Some(950.0));
+        let unit = f.unit("k3s.service");
+        assert!(unit.active && unit.enabled && !unit.need_daemon_reload);
+        // booted at 1000 - 100 = 900, active 50 s after boot
+        assert_eq!(unit.active_since, Some(950.0));
+        assert!(!f.unit("k3s-agent.service").loaded);
+        assert_eq!(
+            f.server_token.as_ref().map(Secret::expose),
+            Some("K10aa::server:s3cret")
+        );
+    }
+
+    #[test]
+    fn missing_essentials_are_an_error_not_a_guess() {
+        let err = Facts::parse(&enc("uname", "x86_64"), 0).expect_err("incomplete");
+        assert!(err.to_string().contains("did not report"), "{err}");
+        assert!(Facts::parse("uname=!!!\n", 0).is_err());
+    }
+
+    #[test]
+    fn unknown_arch_is_kept_as_an_error_naming_it() {
+        let out = sample().replace(&enc("uname", "aarch64"), &enc("uname", "armv6l"));
+        let f = Facts::parse(&out, 1000).expect("facts");
+        assert!(f.arch.as_ref().is_err_and(|e| e.contains("armv6l")));
+    }
+}

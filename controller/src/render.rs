@@ -1,0 +1,221 @@
+//! What the managed files on a node must contain: K3s's `config.yaml` and
+//! the systemd units. Pure functions of the inventory, so `plan` and tests
+//! see exactly the bytes `apply` would write.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::inventory::{Inventory, Node, Role};
+use crate::secret::Secret;
+
+pub const HEADER: &str = "# Managed by pictl: edits are reverted by the next `pictl apply`.\n";
+
+/// K3s's `config.yaml` keys pictl sets (the same names as the CLI flags).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct K3sConfig<'a> {
+    node_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<String>,
+    token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    write_kubeconfig_mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tls_san: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    node_label: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    node_taint: Vec<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cluster_init: bool,
+}
+
+/// The server's config; `secret` is the cluster secret (the server derives
+/// its `K10…` token from it).
+pub fn server_config(inv: &Inventory, node: &Node, secret: &Secret) -> String {
+    let mut tls_san: Vec<&str> = vec![inv.api_address()];
+    for s in &inv.cluster.tls_san {
+        if !tls_san.contains(&s.as_str()) {
+            tls_san.push(s);
+        }
+    }
+    if !tls_san.contains(&node.address.as_str()) {
+        tls_san.push(&node.address);
+    }
+    let first_server = inv.servers().next().is_some_and(|s| s.name == node.name);
+    let cfg = K3sConfig {
+        node_name: &node.name,
+        node_ip: ip_of(node),
+        // Extra HA servers join the first one; the first one starts etcd.
+        server: (inv.cluster.ha && !first_server).then(|| api_url(inv)),
+        token: secret.expose(),
+        write_kubeconfig_mode: Some("0600"),
+        tls_san,
+        node_label: labels(node),
+        node_taint: node.taints.iter().map(String::as_str).collect(),
+        cluster_init: inv.cluster.ha && first_server,
+    };
+    to_yaml(&cfg)
+}
+
+/// An agent's config; `join_token` is the server's full `K10…` token, which
+/// also pins the cluster CA.
+pub fn agent_config(inv: &Inventory, node: &Node, join_token: &Secret) -> String {
+    let cfg = K3sConfig {
+        node_name: &node.name,
+        node_ip: ip_of(node),
+        server: Some(api_url(inv)),
+        token: join_token.expose(),
+        write_kubeconfig_mode: None,
+        tls_san: Vec::new(),
+        node_label: labels(node),
+        node_taint: node.taints.iter().map(String::as_str).collect(),
+        cluster_init: false,
+    };
+    to_yaml(&cfg)
+}
+
+pub fn api_url(inv: &Inventory) -> String {
+    let a = inv.api_address();
+    if a.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("https://[{a}]:6443")
+    } else {
+        format!("https://{a}:6443")
+    }
+}
+
+fn ip_of(node: &Node) -> Option<&str> {
+    node.address
+        .parse::<IpAddr>()
+        .is_ok()
+        .then_some(node.address.as_str())
+}
+
+fn labels(node: &Node) -> Vec<String> {
+    node.labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+fn to_yaml<T: Serialize>(v: &T) -> String {
+    // Serializing plain strings, vectors and bools cannot fail.
+    let body = serde_yaml_ng::to_string(v).unwrap_or_default();
+    format!("{HEADER}{body}")
+}
+
+/// The systemd unit name for a role, as K3s's installer names them.
+pub fn unit_name(role: Role) -> &'static str {
+    match role {
+        Role::Server => "k3s.service",
+        Role::Agent => "k3s-agent.service",
+    }
+}
+
+/// The unit file, modelled on the one K3s's install script writes.
+pub fn unit_file(role: Role) -> String {
+    let (desc, kind, exec) = match role {
+        // K3s's installer uses Type=notify for servers and Type=exec for agents.
+        Role::Server => ("Lightweight Kubernetes", "notify", "server"),
+        Role::Agent => ("Lightweight Kubernetes (agent)", "exec", "agent"),
+    };
+    format!(
+        "# Managed by pictl: edits are reverted by the next `pictl apply`.
+[Unit]
+Description={desc}
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type={kind}
+EnvironmentFile=-/etc/default/%N
+KillMode=process
+Delegate=yes
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/k3s {exec}
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn inv() -> Inventory {
+        let text = r#"
+[cluster]
+name = "demo"
+k3s_version = "v1.32.5+k3s1"
+tls_san = ["pi.example.com"]
+[ssh]
+agent = true
+[[nodes]]
+name = "s1"
+address = "10.0.0.1"
+role = "server"
+[[nodes]]
+name = "a1"
+address = "10.0.0.2"
+role = "agent"
+labels = { "zone" = "shelf" }
+taints = ["edge=true:NoSchedule"]
+"#;
+        Inventory::parse(text, "t.toml", Path::new("/")).expect("valid")
+    }
+
+    #[test]
+    fn server_config_holds_sans_and_restricts_the_kubeconfig() {
+        let inv = inv();
+        let y = server_config(&inv, &inv.nodes[0], &Secret::new("sec"));
+        assert!(y.starts_with(HEADER));
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&y).expect("yaml");
+        assert_eq!(v["node-name"], "s1");
+        assert_eq!(v["token"], "sec");
+        assert_eq!(v["write-kubeconfig-mode"], "0600");
+        assert_eq!(v["tls-san"][0], "10.0.0.1");
+        assert_eq!(v["tls-san"][1], "pi.example.com");
+        assert!(v.get("server").is_none());
+        assert!(v.get("cluster-init").is_none());
+    }
+
+    #[test]
+    fn agent_config_joins_the_api_address_with_labels_and_taints() {
+        let inv = inv();
+        let y = agent_config(&inv, &inv.nodes[1], &Secret::new("K10x::server:sec"));
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&y).expect("yaml");
+        assert_eq!(v["server"], "https://10.0.0.1:6443");
+        assert_eq!(v["token"], "K10x::server:sec");
+        assert_eq!(v["node-label"][0], "zone=shelf");
+        assert_eq!(v["node-taint"][0], "edge=true:NoSchedule");
+        assert!(v.get("tls-san").is_none());
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let inv = inv();
+        let s = Secret::new("t");
+        assert_eq!(
+            agent_config(&inv, &inv.nodes[1], &s),
+            agent_config(&inv, &inv.nodes[1], &s)
+        );
+        assert!(unit_file(Role::Server).contains("Type=notify"));
+        assert!(unit_file(Role::Agent).contains("ExecStart=/usr/local/bin/k3s agent"));
+    }
+}

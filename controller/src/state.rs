@@ -1,0 +1,153 @@
+//! The controller's per-cluster state directory: the generated cluster
+//! secret, the apply lock and the fetched kubeconfig. Every file holding a
+//! secret is created 0600 and never logged.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+use crate::inventory::{Inventory, SecretSource};
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot use the state directory {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the cluster token variable {0} is not set")]
+    TokenEnvMissing(String),
+    #[error("{0} is readable by other users; chmod 600 it")]
+    SecretFileOpen(PathBuf),
+    #[error("{0} is empty")]
+    SecretFileEmpty(PathBuf),
+    #[error(
+        "another pictl apply holds the lock for cluster {cluster} ({path}{holder}); wait for it to finish"
+    )]
+    Locked {
+        cluster: String,
+        path: PathBuf,
+        holder: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+}
+
+/// Writes a file atomically with mode 0600.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// The cluster secret: from the environment, a 0600 file, or generated
+/// once into the state directory.
+pub fn cluster_secret(inv: &Inventory) -> Result<Secret, StateError> {
+    match &inv.cluster.token {
+        SecretSource::Env(var) => std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()))
+            .ok_or_else(|| StateError::TokenEnvMissing(var.clone())),
+        SecretSource::File(path) => read_secret_file(path),
+        SecretSource::Generated => {
+            let path = inv.cluster.state_dir.join("token");
+            if path.exists() {
+                return read_secret_file(&path);
+            }
+            ensure_dir(&inv.cluster.state_dir)?;
+            let mut bytes = [0u8; 24];
+            rand::rng().fill_bytes(&mut bytes);
+            let secret = hex::encode(bytes);
+            write_private(&path, format!("{secret}\n").as_bytes())?;
+            Ok(Secret::new(secret))
+        }
+    }
+}
+
+pub fn read_secret_file(path: &Path) -> Result<Secret, StateError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(StateError::SecretFileOpen(path.to_path_buf()));
+    }
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(StateError::SecretFileEmpty(path.to_path_buf()));
+    }
+    Ok(Secret::new(text))
+}
+
+/// Held for the duration of an apply; released when dropped (or when the
+/// process dies: it is an OS file lock, so a crash never leaves it stale).
+#[derive(Debug)]
+pub struct ApplyLock {
+    _file: File,
+}
+
+pub fn lock_cluster(inv: &Inventory) -> Result<ApplyLock, StateError> {
+    ensure_dir(&inv.cluster.state_dir)?;
+    let path = inv.cluster.state_dir.join("apply.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io(&path))?;
+            writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
+            Ok(ApplyLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .map(|p| format!(", pid {p}"))
+                .unwrap_or_default();
+            Err(StateError::Locked {
+                cluster: inv.cluster.name.clone(),
+                path,
+                holder,
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StateError::Io { path, source: e }),
+    }
+}
+
+pub fn kubeconfig_path(inv: &Inventory) -> PathBuf {
+    inv.cluster.state_dir.join("kubeconfig")
+}

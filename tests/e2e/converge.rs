@@ -1,0 +1,580 @@
+//! Node convergence end to end: `pictl plan` and `pictl apply` against the
+//! lab (real sshd, real systemd, the K3s simulator from the lab's mirror),
+//! judged by `kubectl` and by what is on the nodes. Cases run in order and
+//! build on each other, like an operator's day: bootstrap, re-run, drift,
+//! lock, faults, upgrade, a corrupted release.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pictl_e2e::{Case, Lab, LabSpec, harness};
+use serde_json::Value;
+
+const OLD: &str = "v1.32.5+k3s1";
+const NEW: &str = "v1.33.1+k3s1";
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+
+fn main() -> ExitCode {
+    let cases: &[Case] = &[
+        (
+            "plan_on_a_fresh_lab_lists_every_change_and_exits_2",
+            plan_fresh,
+        ),
+        ("first_apply_bootstraps_three_ready_nodes", first_apply),
+        (
+            "second_apply_changes_nothing_and_restarts_nothing",
+            second_apply,
+        ),
+        (
+            "config_drift_is_planned_and_repaired_on_that_node_only",
+            config_drift,
+        ),
+        ("stopped_service_is_planned_and_repaired", stopped_service),
+        (
+            "a_second_concurrent_apply_is_refused_by_the_lock",
+            lock_refuses,
+        ),
+        (
+            "unreachable_node_is_reported_and_the_rest_converge",
+            unreachable_node,
+        ),
+        (
+            "upgrade_goes_server_first_and_survives_a_node_killed_mid_run",
+            upgrade_with_kill,
+        ),
+        (
+            "corrupted_artifact_is_refused_and_nothing_is_replaced",
+            corrupted_artifact,
+        ),
+    ];
+    harness::run(
+        cases,
+        LabSpec {
+            nodes: 3,
+            pi: &["node3"],
+        },
+    )
+}
+
+fn pictl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = pictl_e2e::lab::repo_root();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pictl", "--bin", "pictl"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build pictl");
+        assert!(status.success(), "building pictl failed");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        target.join("debug").join("pictl")
+    })
+}
+
+fn cache_dir(lab: &Lab) -> PathBuf {
+    lab.dir().join("pictl-cache")
+}
+
+fn pictl_cmd(lab: &Lab, inventory: &Path, args: &[&str]) -> Command {
+    // The mirror is filled once per lab.
+    if !lab.mirror_dir().join(NEW).join("k3s").is_file() {
+        lab.populate_mirror()
+            .expect("populate the lab's K3s mirror");
+    }
+    let mut c = Command::new(pictl_bin());
+    c.args(args)
+        .arg("-i")
+        .arg(inventory)
+        .env("PICTL_CACHE_DIR", cache_dir(lab))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
+    pictl_cmd(lab, inventory, args).output().expect("run pictl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `pictl apply --output json`, with its exit code.
+fn apply_json(lab: &Lab, inventory: &Path) -> (i32, Value, Output) {
+    let out = pictl(lab, inventory, &["apply", "--output", "json"]);
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
+    (out.status.code().unwrap_or(-1), v, out)
+}
+
+fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == name))
+        .expect("node in report")
+}
+
+fn statuses(report: &Value, name: &str, status: &str) -> Vec<String> {
+    node(report, name)["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter(|s| s["status"] == status)
+                .filter_map(|s| s["step"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kubectl(lab: &Lab, args: &[&str]) -> String {
+    let out = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(lab.dir().join("state").join("kubeconfig"))
+        .args(args)
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// NAME STATUS ROLES VERSION per node, from real kubectl.
+fn node_table(lab: &Lab) -> Vec<(String, String, String, String)> {
+    kubectl(lab, &["get", "nodes", "--no-headers"])
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].into(),
+                f[1].into(),
+                f[2].into(),
+                f.last().copied().unwrap_or_default().into(),
+            )
+        })
+        .collect()
+}
+
+fn wait_all_ready(lab: &Lab, version: &str) -> Vec<(String, String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = node_table(lab);
+        if t.len() == 3 && t.iter().all(|(_, s, _, v)| s == "Ready" && v == version)
+            || Instant::now() > deadline
+        {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn unit_started(lab: &Lab, node: &str, unit: &str) -> String {
+    lab.ssh_ok(
+        node,
+        "root",
+        &format!("systemctl show -p ActiveEnterTimestampMonotonic,InvocationID {unit}"),
+    )
+    .expect("systemctl show")
+}
+
+fn unit_of(node: &str) -> &'static str {
+    if node == "node1" {
+        "k3s.service"
+    } else {
+        "k3s-agent.service"
+    }
+}
+
+fn ensure_converged(lab: &Lab) {
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "apply failed: {v:#}\n{}", text(&out));
+}
+
+fn plan_fresh(lab: &Lab) {
+    // Controller state left by an earlier run against another lab would not be "fresh".
+    let _ = std::fs::remove_dir_all(lab.dir().join("state"));
+    let out = pictl(lab, &lab.inventory(), &["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            stdout.contains(&format!(
+                "{n} k3s-binary: /usr/local/bin/k3s: absent → {OLD}"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("node3 pi-cgroups: /boot/firmware/cmdline.txt"),
+        "{stdout}"
+    );
+    // plan changed nothing: the nodes still have no k3s, and no secret was generated.
+    assert!(
+        lab.ssh("node1", "root", "test -e /usr/local/bin/k3s")
+            .expect("ssh")
+            .status
+            .code()
+            == Some(1)
+    );
+    assert!(!lab.dir().join("state").join("token").exists());
+}
+
+fn first_apply(lab: &Lab) {
+    let boot_before = lab
+        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id");
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            statuses(&v, n, "changed").contains(&"k3s-binary".to_string()),
+            "{v:#}"
+        );
+        assert_eq!(
+            statuses(&v, n, "ok").last().map(String::as_str),
+            Some("node-ready"),
+            "{v:#}"
+        );
+    }
+    assert_eq!(statuses(&v, "node3", "changed")[0], "pi-cgroups");
+    eprintln!(
+        "first bootstrap: {:.2} s wall",
+        v["seconds"].as_f64().unwrap_or_default()
+    );
+
+    let table = wait_all_ready(lab, OLD);
+    assert_eq!(table.len(), 3, "{table:?}");
+    for (name, status, roles, version) in &table {
+        assert_eq!(status, "Ready", "{table:?}");
+        assert_eq!(version, OLD);
+        let want = if name == "node1" {
+            "control-plane,master"
+        } else {
+            "<none>"
+        };
+        assert_eq!(roles, want, "{table:?}");
+    }
+    // The Pi node got its cgroup flags and was rebooted for them, once.
+    let cmdline = lab
+        .ssh_ok("node3", "root", "cat /boot/firmware/cmdline.txt")
+        .expect("cmdline");
+    assert!(
+        cmdline
+            .trim_end()
+            .ends_with("cgroup_memory=1 cgroup_enable=memory"),
+        "{cmdline}"
+    );
+    let boot_after = lab
+        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id");
+    assert_ne!(boot_before, boot_after, "node3 was not rebooted");
+    // Secrets are 0600, on the node and on the controller.
+    let mode = lab
+        .ssh_ok("node2", "root", "stat -c %a /etc/rancher/k3s/config.yaml")
+        .expect("stat");
+    assert_eq!(mode.trim(), "600");
+    for f in ["token", "kubeconfig"] {
+        use std::os::unix::fs::PermissionsExt;
+        let m = std::fs::metadata(lab.dir().join("state").join(f))
+            .expect("state file")
+            .permissions()
+            .mode();
+        assert_eq!(m & 0o777, 0o600, "{f}");
+    }
+    // The secret is in no process's argv on the node.
+    let token = std::fs::read_to_string(lab.dir().join("state").join("token")).expect("token");
+    let argv = lab
+        .ssh_ok(
+            "node1",
+            "root",
+            "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '",
+        )
+        .expect("argv");
+    assert!(
+        !argv.contains(token.trim()),
+        "the cluster secret is visible in a process argv"
+    );
+}
+
+fn second_apply(lab: &Lab) {
+    let before: Vec<String> = ["node1", "node2", "node3"]
+        .iter()
+        .map(|n| unit_started(lab, n, unit_of(n)))
+        .collect();
+    let boot3 = lab
+        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id");
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            statuses(&v, n, "changed").is_empty(),
+            "{n} changed on a re-run: {v:#}"
+        );
+        let trips = node(&v, n)["ssh_round_trips"].as_u64().unwrap_or(99);
+        assert!(trips <= 2, "{n}: {trips} SSH round trips on a no-op re-run");
+    }
+    let stdout = pictl(lab, &lab.inventory(), &["apply"]).stdout;
+    let recap = String::from_utf8_lossy(&stdout);
+    assert_eq!(recap.matches("changed=0 ").count(), 3, "{recap}");
+    let after: Vec<String> = ["node1", "node2", "node3"]
+        .iter()
+        .map(|n| unit_started(lab, n, unit_of(n)))
+        .collect();
+    assert_eq!(before, after, "a unit was restarted by a no-op re-run");
+    assert_eq!(
+        boot3,
+        lab.ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
+            .expect("boot id")
+    );
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    eprintln!(
+        "no-op re-run: {:.2} s wall",
+        v["seconds"].as_f64().unwrap_or_default()
+    );
+}
+
+fn config_drift(lab: &Lab) {
+    ensure_converged(lab);
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "echo 'debug: true' >> /etc/rancher/k3s/config.yaml",
+    )
+    .expect("drift");
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        stdout.contains("node2 k3s-config: /etc/rancher/k3s/config.yaml"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "node2 k3s-service: k3s-agent.service: running → restarted (k3s-config changed)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("  node1 ") && !stdout.contains("  node3 "),
+        "only node2 drifted: {stdout}"
+    );
+
+    let n1 = unit_started(lab, "node1", "k3s.service");
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(
+        statuses(&v, "node2", "changed"),
+        ["k3s-config", "k3s-service"],
+        "{v:#}"
+    );
+    assert!(
+        statuses(&v, "node1", "changed").is_empty() && statuses(&v, "node3", "changed").is_empty(),
+        "{v:#}"
+    );
+    assert_eq!(n1, unit_started(lab, "node1", "k3s.service"));
+    let cfg = lab
+        .ssh_ok("node2", "root", "cat /etc/rancher/k3s/config.yaml")
+        .expect("cat");
+    assert!(!cfg.contains("debug: true"));
+    assert_eq!(
+        pictl(lab, &lab.inventory(), &["plan"]).status.code(),
+        Some(0)
+    );
+}
+
+fn stopped_service(lab: &Lab) {
+    ensure_converged(lab);
+    lab.ssh_ok("node3", "root", "systemctl stop k3s-agent")
+        .expect("stop");
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        stdout.contains("node3 k3s-service: k3s-agent.service: inactive → active"),
+        "{stdout}"
+    );
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(statuses(&v, "node3", "changed"), ["k3s-service"]);
+    assert!(statuses(&v, "node2", "changed").is_empty(), "{v:#}");
+    assert_eq!(
+        lab.ssh_ok("node3", "root", "systemctl is-active k3s-agent")
+            .expect("active")
+            .trim(),
+        "active"
+    );
+}
+
+fn lock_refuses(lab: &Lab) {
+    ensure_converged(lab);
+    // Hold the lock from a slow apply: node2 is cut, so its connect waits.
+    lab.cut("node2").expect("cut");
+    let mut first = pictl_cmd(lab, &lab.inventory(), &["apply"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(700));
+    let second = pictl(lab, &lab.inventory(), &["apply"]);
+    let _ = first.kill();
+    let _ = first.wait();
+    lab.uncut("node2").expect("uncut");
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another pictl apply holds the lock for cluster lab"),
+        "{}",
+        text(&second)
+    );
+}
+
+fn unreachable_node(lab: &Lab) {
+    ensure_converged(lab);
+    lab.ssh_ok(
+        "node3",
+        "root",
+        "echo 'debug: true' >> /etc/rancher/k3s/config.yaml",
+    )
+    .expect("drift");
+    lab.kill("node2").expect("kill");
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 1, "{}", text(&out));
+    let n2 = node(&v, "node2");
+    assert!(
+        n2["unreachable"]
+            .as_str()
+            .is_some_and(|m| m.contains("connect")),
+        "{n2:#}"
+    );
+    assert_eq!(
+        statuses(&v, "node3", "changed"),
+        ["k3s-config", "k3s-service"],
+        "the rest still converge: {v:#}"
+    );
+    lab.start_node("node2").expect("start");
+    ensure_converged(lab);
+    assert_eq!(
+        pictl(lab, &lab.inventory(), &["plan"]).status.code(),
+        Some(0)
+    );
+}
+
+fn inventory_with_version(lab: &Lab, version: &str, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let path = lab.dir().join(name);
+    std::fs::write(&path, text.replace(OLD, version)).expect("write inventory");
+    path
+}
+
+fn upgrade_with_kill(lab: &Lab) {
+    ensure_converged(lab);
+    let inv = inventory_with_version(lab, NEW, "inventory-new.toml");
+    // Watch progress; kill node3 as its binary upload starts.
+    let mut child = pictl_cmd(lab, &inv, &["apply"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = Vec::new();
+    let mut killed = false;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("line");
+        if !killed && line.starts_with("[node3] k3s-binary: applying") {
+            lab.kill("node3").expect("kill");
+            killed = true;
+        }
+        lines.push(line);
+    }
+    let status = child.wait().expect("wait");
+    assert!(killed, "never saw node3's upload start: {lines:#?}");
+    assert_eq!(status.code(), Some(1), "{lines:#?}");
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("{needle}: {lines:#?}"))
+    };
+    // Servers first: node1 is upgraded and restarted before any agent starts.
+    assert!(
+        pos("[node1] k3s-service: changed") < pos("[node2] k3s-binary: applying"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[node3]") && l.contains("UNREACHABLE")),
+        "{lines:#?}"
+    );
+
+    lab.start_node("node3").expect("start");
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    assert!(
+        statuses(&v, "node3", "changed").contains(&"k3s-binary".to_string()),
+        "{v:#}"
+    );
+    let table = wait_all_ready(lab, NEW);
+    assert!(
+        table.iter().all(|(_, s, _, v)| s == "Ready" && v == NEW),
+        "{table:?}"
+    );
+    let version = lab
+        .ssh_ok("node2", "root", "/usr/local/bin/k3s --version")
+        .expect("version");
+    assert!(version.contains(NEW), "{version}");
+    assert_eq!(pictl(lab, &inv, &["plan"]).status.code(), Some(0));
+}
+
+fn corrupted_artifact(lab: &Lab) {
+    // A release whose binary does not match its checksum file.
+    let bad = "v1.33.9+k3s1";
+    let dst = lab.mirror_dir().join(bad);
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    let mut bin = std::fs::read(lab.mirror_dir().join(NEW).join("k3s")).expect("read");
+    bin.extend_from_slice(b"\n# another release\n");
+    for (asset, sums) in [
+        ("k3s", "sha256sum-amd64.txt"),
+        ("k3s-arm64", "sha256sum-arm64.txt"),
+        ("k3s-armhf", "sha256sum-arm.txt"),
+    ] {
+        std::fs::write(dst.join(asset), &bin).expect("write");
+        let out = Command::new("sha256sum")
+            .arg(asset)
+            .current_dir(&dst)
+            .output()
+            .expect("sha256sum");
+        std::fs::write(dst.join(sums), out.stdout).expect("sums");
+    }
+    // Corrupted in transit or on the mirror: one flipped byte.
+    let mid = bin.len() / 2;
+    bin[mid] ^= 0xff;
+    std::fs::write(dst.join("k3s"), bin).expect("corrupt");
+
+    let sha_before = lab
+        .ssh_ok("node1", "root", "sha256sum /usr/local/bin/k3s")
+        .expect("sha");
+    let inv = inventory_with_version(lab, bad, "inventory-bad.toml");
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 1, "{}", text(&out));
+    let msg = node(&v, "node1")["steps"].to_string();
+    assert!(msg.contains("does not match the release checksum"), "{v:#}");
+    assert_eq!(
+        sha_before,
+        lab.ssh_ok("node1", "root", "sha256sum /usr/local/bin/k3s")
+            .expect("sha"),
+        "the node's binary was replaced"
+    );
+    assert!(
+        !cache_dir(lab).join("k3s").join(bad).join("k3s").exists(),
+        "a corrupted binary was cached"
+    );
+}
