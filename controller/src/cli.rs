@@ -93,7 +93,11 @@ pub enum Command {
     ///
     /// Example: pictl apply -i inventory/playson.toml --concurrency 3
     Apply,
-    /// Show every node's health in one table.
+    /// Show every node's state in one table (read-only).
+    ///
+    /// Per node: reachability, arch, K3s version, service state, Ready in the
+    /// API, memory cgroup, clock skew, Pi model or OS. Exit 0 when every node
+    /// is reachable, active and Ready; 1 otherwise.
     ///
     /// Example: pictl status -i inventory/playson.toml
     Status,
@@ -122,7 +126,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Plan => converge(&cli, Mode::Plan).await,
         Command::Apply => converge(&cli, Mode::Apply).await,
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
-        Command::Status | Command::Reset { .. } => {
+        Command::Status => status(&cli).await,
+        Command::Reset { .. } => {
             let inv = match load(&cli) {
                 Ok(inv) => inv,
                 Err(code) => return code,
@@ -292,5 +297,30 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
             eprintln!("pictl: {}", runner::error_chain(&e));
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+async fn status(cli: &Cli) -> ExitCode {
+    let inv = match load(cli) {
+        Ok(inv) => inv,
+        Err(code) => return code,
+    };
+    let rows = crate::status::collect(
+        &inv,
+        Arc::new(runner::SshConnector),
+        usize::from(cli.concurrency),
+    )
+    .await;
+    match cli.output {
+        OutputFormat::Human => print!("{}", crate::status::table(&rows)),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        ),
+    }
+    if rows.iter().all(crate::status::NodeStatus::healthy) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
     }
 }

@@ -16,6 +16,7 @@ pub mod render;
 pub mod runner;
 pub mod secret;
 pub mod state;
+pub mod status;
 pub mod step;
 pub mod steps;
 pub mod transport;

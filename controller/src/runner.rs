@@ -254,7 +254,8 @@ fn now_epoch() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-async fn gather(t: &dyn Transport, sudo: bool) -> Result<Facts, String> {
+/// Gathers a node's facts in one round trip.
+pub async fn gather(t: &dyn Transport, sudo: bool) -> Result<Facts, String> {
     let cmd = RemoteCommand::script(facts::SCRIPT)
         .args(facts::paths::MANAGED)
         .sudo(sudo)
@@ -451,7 +452,7 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
 }
 
 /// Polls futures concurrently and returns their outputs in order.
-async fn futures_join<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
+pub async fn futures_join<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
 where
     F: std::future::Future<Output = T>,
 {

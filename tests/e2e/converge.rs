@@ -335,6 +335,17 @@ fn second_apply(lab: &Lab) {
     );
     let plan = pictl(lab, &lab.inventory(), &["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let status = pictl(lab, &lab.inventory(), &["status", "--output", "json"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let rows: Value = serde_json::from_slice(&status.stdout).expect("status json");
+    assert_eq!(rows.as_array().map(Vec::len), Some(3));
+    assert!(
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .all(|r| r["ready"] == "True" && r["service"] == "active"),
+        "{rows:#}"
+    );
     eprintln!(
         "no-op re-run: {:.2} s wall",
         v["seconds"].as_f64().unwrap_or_default()
@@ -445,6 +456,21 @@ fn unreachable_node(lab: &Lab) {
     )
     .expect("drift");
     lab.kill("node2").expect("kill");
+    let status = pictl(lab, &lab.inventory(), &["status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("node2 ") && l.contains("UNREACHABLE")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("node1 ") && l.contains(" active ") && l.contains(" True ")),
+        "{table}"
+    );
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 1, "{}", text(&out));
     let n2 = node(&v, "node2");

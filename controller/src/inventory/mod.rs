@@ -278,7 +278,30 @@ pub fn resolve_path(base_dir: &Path, raw: &str) -> PathBuf {
         return PathBuf::from(home).join(rest);
     }
     let p = PathBuf::from(raw);
-    if p.is_absolute() { p } else { base_dir.join(p) }
+    normalize(&if p.is_absolute() { p } else { base_dir.join(p) })
+}
+
+/// Removes `.` and `name/..` lexically, so messages show `.lab/key`, not
+/// `inventory/../.lab/key` (symlinks are not resolved: nothing is read).
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 /// Default per-cluster state directory (`$XDG_STATE_HOME/pictl/<cluster>`).
