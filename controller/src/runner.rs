@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::artifacts::ArtifactStore;
 use crate::facts::{self, Facts};
-use crate::inventory::{Inventory, K3sRelease, Node, Role, SshAuth};
+use crate::inventory::{Inventory, K3sRelease, Node, Role};
 use crate::kubeconfig;
 use crate::render;
 use crate::secret::Secret;
@@ -21,7 +21,7 @@ use crate::state;
 use crate::step::{Applied, Change, Check, Desired, NodeCx, StepError};
 use crate::steps;
 use crate::transport::{
-    self, BoxFuture, RemoteCommand, SshTarget, SshTransport, SudoMode, Transport, TransportError,
+    BoxFuture, RemoteCommand, SshTarget, SshTransport, SudoMode, Transport, TransportError,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,6 +101,8 @@ pub enum RunError {
         "K3s channel \"{0}\" cannot be resolved by this version of pictl; pin k3s_version instead"
     )]
     ChannelUnsupported(String),
+    #[error("node {node}: the sudo password is not available: {source_desc}")]
+    SudoPasswordMissing { node: String, source_desc: String },
 }
 
 /// Opens a transport to a node (SSH in real life; tests may count or fault).
@@ -122,31 +124,23 @@ impl Connector for SshConnector {
     ) -> BoxFuture<'a, Result<Arc<dyn Transport>, TransportError>> {
         Box::pin(async move {
             let s = &node.ssh;
-            let auth = match &s.auth {
-                SshAuth::Key {
-                    path,
-                    passphrase_env,
-                } => transport::Auth::Key {
-                    path: path.clone(),
-                    passphrase_env: passphrase_env.clone(),
-                },
-                SshAuth::Agent => transport::Auth::Agent,
-            };
-            let mut target =
-                SshTarget::new(&node.name, &node.address, &s.user, auth, &s.known_hosts);
+            let mut target = SshTarget::new(
+                &node.name,
+                &node.address,
+                &s.user,
+                s.auth.clone(),
+                &s.known_hosts,
+            );
             target.port = s.port;
             target.connect_timeout = s.connect_timeout;
-            target.policy = match s.host_key_policy {
-                crate::inventory::HostKeyPolicy::Strict => transport::HostKeyPolicy::Strict,
-                crate::inventory::HostKeyPolicy::AcceptNew => transport::HostKeyPolicy::AcceptNew,
-            };
+            target.policy = s.host_key_policy;
             target.sudo = match (&s.sudo_password, s.sudo) {
                 (_, false) => SudoMode::None,
                 (None, true) => SudoMode::Passwordless,
-                (Some(src), true) => match sudo_password(src) {
-                    Some(p) => SudoMode::Password(p),
-                    None => SudoMode::Passwordless,
-                },
+                // `run` has checked that every configured password resolves.
+                (Some(src), true) => {
+                    sudo_password(src).map_or(SudoMode::Passwordless, SudoMode::Password)
+                }
             };
             let t = SshTransport::connect(target).await?;
             Ok(Arc::new(t) as Arc<dyn Transport>)
@@ -278,6 +272,25 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
         K3sRelease::Version(v) => v.clone(),
         K3sRelease::Channel(c) => return Err(RunError::ChannelUnsupported(c.clone())),
     };
+    for node in &inv.nodes {
+        if let (true, Some(src)) = (node.ssh.sudo, &node.ssh.sudo_password)
+            && sudo_password(src).is_none()
+        {
+            let source_desc = match src {
+                crate::inventory::SecretSource::Env(v) => {
+                    format!("environment variable {v} is not set")
+                }
+                crate::inventory::SecretSource::File(p) => {
+                    format!("{} is missing, empty or not 0600", p.display())
+                }
+                crate::inventory::SecretSource::Generated => "it cannot be generated".into(),
+            };
+            return Err(RunError::SudoPasswordMissing {
+                node: node.name.clone(),
+                source_desc,
+            });
+        }
+    }
     let _lock = match opts.mode {
         Mode::Apply => Some(state::lock_cluster(inv)?),
         Mode::Plan => None,
@@ -568,6 +581,49 @@ fn describe(r: &StepReport) -> String {
     }
 }
 
+impl StepReport {
+    fn new(
+        step: &'static str,
+        status: Status,
+        changes: Vec<Change>,
+        message: Option<String>,
+    ) -> Self {
+        Self {
+            step,
+            status,
+            changes,
+            message,
+        }
+    }
+}
+
+impl NodeRun<'_> {
+    /// Records a step that failed; the node stops converging. `lost` means
+    /// the connection went away (reported as unreachable, not failed).
+    fn step_failed(
+        &mut self,
+        progress: &dyn Progress,
+        step: &'static str,
+        changes: Vec<Change>,
+        msg: String,
+        lost: bool,
+    ) {
+        let r = StepReport::new(step, Status::Failed, changes, Some(msg.clone()));
+        progress.event(
+            &self.node.name,
+            step,
+            if lost { "UNREACHABLE" } else { "FAILED" },
+            &describe(&r),
+        );
+        self.report.steps.push(r);
+        if lost {
+            self.report.unreachable = Some(format!("{step}: {msg}"));
+        } else if self.report.unreachable.is_none() {
+            self.report.failed = Some(format!("{step}: {msg}"));
+        }
+    }
+}
+
 /// check → apply → re-check for one node.
 async fn converge(
     inv: &Inventory,
@@ -580,118 +636,54 @@ async fn converge(
     let all = steps::node_steps();
     let mut pending: Vec<&'static str> = Vec::new();
     for step in &all {
-        let Some(facts) = run.facts.clone() else {
+        let (Some(facts), Some(t)) = (run.facts.clone(), run.transport.clone()) else {
             return;
         };
-        let check = {
-            let cx = NodeCx {
-                inv,
-                node: run.node,
-                facts: &facts,
-                desired,
-                pending: &pending,
-            };
-            step.check(&cx)
+        let cx = NodeCx {
+            inv,
+            node: run.node,
+            facts: &facts,
+            desired,
+            pending: &pending,
         };
-        let report = match check {
-            Check::Skip(why) => StepReport {
-                step: step.name(),
-                status: Status::Skipped,
-                changes: vec![],
-                message: Some(why),
-            },
+        let report = match step.check(&cx) {
+            Check::Skip(why) => StepReport::new(step.name(), Status::Skipped, vec![], Some(why)),
             Check::Blocked(why) => {
-                let r = StepReport {
-                    step: step.name(),
-                    status: Status::Failed,
-                    changes: vec![],
-                    message: Some(why.clone()),
-                };
-                progress.event(&run.node.name, step.name(), "FAILED", &describe(&r));
-                run.report.steps.push(r);
-                run.report.failed = Some(format!("{}: {why}", step.name()));
-                return;
+                return run.step_failed(progress, step.name(), vec![], why, false);
             }
-            Check::Changes(c) if c.is_empty() => StepReport {
-                step: step.name(),
-                status: Status::Ok,
-                changes: c,
-                message: None,
-            },
+            Check::Changes(c) if c.is_empty() => StepReport::new(step.name(), Status::Ok, c, None),
             Check::Changes(changes) => {
                 pending.push(step.name());
                 if opts.mode == Mode::Apply {
                     progress.event(&run.node.name, step.name(), "applying", "");
-                    let Some(t) = run.transport.clone() else {
-                        return;
+                    let cx = NodeCx {
+                        inv,
+                        node: run.node,
+                        facts: &facts,
+                        desired,
+                        pending: &pending,
                     };
-                    let result = {
-                        let cx = NodeCx {
-                            inv,
-                            node: run.node,
-                            facts: &facts,
-                            desired,
-                            pending: &pending,
-                        };
-                        step.apply(&cx, t.as_ref(), store, &changes).await
-                    };
-                    match result {
+                    match step.apply(&cx, t.as_ref(), store, &changes).await {
                         Ok(Applied::Done) => {}
                         Ok(Applied::Rebooting) => {
                             if let Err(msg) = wait_for_reboot(run, &facts.boot_id, opts).await {
-                                let r = StepReport {
-                                    step: step.name(),
-                                    status: Status::Failed,
-                                    changes,
-                                    message: Some(msg.clone()),
-                                };
-                                progress.event(
-                                    &run.node.name,
-                                    step.name(),
-                                    "FAILED",
-                                    &describe(&r),
-                                );
-                                run.report.steps.push(r);
-                                if run.report.unreachable.is_none() {
-                                    run.report.failed = Some(format!("{}: {msg}", step.name()));
-                                }
-                                return;
+                                return run.step_failed(progress, step.name(), changes, msg, false);
                             }
                         }
                         Err(e) => {
-                            let msg = error_chain(&e);
-                            let r = StepReport {
-                                step: step.name(),
-                                status: Status::Failed,
-                                changes,
-                                message: Some(msg.clone()),
-                            };
                             let lost =
                                 matches!(&e, StepError::Transport(te) if te.is_unreachable());
-                            progress.event(
-                                &run.node.name,
+                            return run.step_failed(
+                                progress,
                                 step.name(),
-                                if lost { "UNREACHABLE" } else { "FAILED" },
-                                &describe(&r),
+                                changes,
+                                error_chain(&e),
+                                lost,
                             );
-                            run.report.steps.push(r);
-                            match e {
-                                StepError::Transport(te) if te.is_unreachable() => {
-                                    run.report.unreachable =
-                                        Some(format!("{}: {msg}", step.name()));
-                                }
-                                _ => run.report.failed = Some(format!("{}: {msg}", step.name())),
-                            }
-                            return;
                         }
                     }
                 }
-                StepReport {
-                    step: step.name(),
-                    status: Status::Changed,
-                    changes,
-                    message: None,
-                }
+                StepReport::new(step.name(), Status::Changed, changes, None)
             }
         };
         progress.event(
@@ -704,42 +696,43 @@ async fn converge(
     }
 
     // Re-check: gather facts once more and demand that nothing is left to do.
-    if opts.mode == Mode::Apply && !pending.is_empty() {
-        let Some(t) = run.transport.clone() else {
-            return;
-        };
-        match gather(t.as_ref(), run.node.ssh.sudo).await {
-            Ok(f) => {
-                for step in &all {
-                    let cx = NodeCx {
-                        inv,
-                        node: run.node,
-                        facts: &f,
-                        desired,
-                        pending: &[],
-                    };
-                    if let Check::Changes(left) = step.check(&cx)
-                        && !left.is_empty()
-                    {
-                        let what: Vec<String> = left
-                            .iter()
-                            .map(|c| format!("{}: {} → {}", c.what, c.before, c.after))
-                            .collect();
-                        let msg = format!("did not converge: {}", what.join("; "));
-                        progress.event(&run.node.name, step.name(), "FAILED", &msg);
-                        if let Some(r) = run.report.steps.iter_mut().find(|r| r.step == step.name())
-                        {
-                            r.status = Status::Failed;
-                            r.message = Some(msg.clone());
-                        }
-                        run.report.failed = Some(format!("{}: {msg}", step.name()));
-                    }
-                }
-                run.facts = Some(f);
-            }
-            Err(e) => run.fail(progress, format!("re-checking after apply: {e}")),
-        }
+    if opts.mode != Mode::Apply || pending.is_empty() {
+        return;
     }
+    let Some(t) = run.transport.clone() else {
+        return;
+    };
+    let f = match gather(t.as_ref(), run.node.ssh.sudo).await {
+        Ok(f) => f,
+        Err(e) => return run.fail(progress, format!("re-checking after apply: {e}")),
+    };
+    for step in &all {
+        let cx = NodeCx {
+            inv,
+            node: run.node,
+            facts: &f,
+            desired,
+            pending: &[],
+        };
+        let Check::Changes(left) = step.check(&cx) else {
+            continue;
+        };
+        if left.is_empty() {
+            continue;
+        }
+        let what: Vec<String> = left
+            .iter()
+            .map(|c| format!("{}: {} → {}", c.what, c.before, c.after))
+            .collect();
+        let msg = format!("did not converge: {}", what.join("; "));
+        progress.event(&run.node.name, step.name(), "FAILED", &msg);
+        if let Some(r) = run.report.steps.iter_mut().find(|r| r.step == step.name()) {
+            r.status = Status::Failed;
+            r.message = Some(msg.clone());
+        }
+        run.report.failed = Some(format!("{}: {msg}", step.name()));
+    }
+    run.facts = Some(f);
 }
 
 /// Reconnects after a reboot and gathers facts from the new boot.

@@ -38,6 +38,10 @@ fn main() -> ExitCode {
             lock_refuses,
         ),
         (
+            "sudo_password_goes_through_stdin_and_repairs_drift",
+            sudo_password,
+        ),
+        (
             "unreachable_node_is_reported_and_the_rest_converge",
             unreachable_node,
         ),
@@ -603,4 +607,99 @@ fn corrupted_artifact(lab: &Lab) {
         !cache_dir(lab).join("k3s").join(bad).join("k3s").exists(),
         "a corrupted binary was cached"
     );
+}
+
+fn sudo_password(lab: &Lab) {
+    ensure_converged(lab);
+    // A user whose sudo asks for a password (with shell metacharacters in it).
+    let password = "Pa55 w0rd$(id)'\"";
+    for n in ["node1", "node2", "node3"] {
+        lab.ssh_ok(
+            n,
+            "root",
+            "id ops >/dev/null 2>&1 || useradd -m -s /bin/bash ops; \
+             echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops; chmod 0440 /etc/sudoers.d/ops; \
+             install -d -o ops -m 700 /home/ops/.ssh; \
+             install -o ops -m 600 /home/lab/.ssh/authorized_keys /home/ops/.ssh/authorized_keys",
+        )
+        .expect("create ops");
+        let mut c = lab.ssh_command(n, "root").expect("ssh");
+        let mut child = c
+            .arg("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("ops:{password}\n").as_bytes())
+            .expect("write");
+        assert!(child.wait().expect("wait").success());
+    }
+    let needs = lab.ssh("node2", "ops", "sudo -n true").expect("ssh");
+    assert!(!needs.status.success(), "ops must need a password for sudo");
+
+    let original = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let inv = lab.dir().join("inventory-ops.toml");
+    std::fs::write(
+        &inv,
+        original.replace(
+            "user = \"lab\"",
+            "user = \"ops\"\nsudo_password = { env = \"PICTL_TEST_SUDO\" }",
+        ),
+    )
+    .expect("write inventory");
+
+    let missing = pictl(lab, &inv, &["plan"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("environment variable PICTL_TEST_SUDO is not set"),
+        "{}",
+        text(&missing)
+    );
+
+    let wrong = pictl_cmd(lab, &inv, &["plan"])
+        .env("PICTL_TEST_SUDO", "not-it")
+        .output()
+        .expect("pictl");
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(
+        text(&wrong).to_lowercase().contains("sudo"),
+        "{}",
+        text(&wrong)
+    );
+    assert!(
+        !text(&wrong).contains("not-it"),
+        "the password leaked into the output"
+    );
+
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "echo 'debug: true' >> /etc/rancher/k3s/config.yaml",
+    )
+    .expect("drift");
+    let out = pictl_cmd(lab, &inv, &["apply", "--output", "json"])
+        .env("PICTL_TEST_SUDO", password)
+        .output()
+        .expect("pictl");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !text(&out).contains(password),
+        "the password leaked into the output"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        statuses(&v, "node2", "changed"),
+        ["k3s-config", "k3s-service"],
+        "{v:#}"
+    );
+    let plan = pictl_cmd(lab, &inv, &["plan"])
+        .env("PICTL_TEST_SUDO", password)
+        .output()
+        .expect("pictl");
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }

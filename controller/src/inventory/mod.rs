@@ -18,6 +18,8 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 use crate::arch::Arch;
+/// SSH authentication and host-key policy are the transport's own types.
+pub use crate::transport::{Auth as SshAuth, HostKeyPolicy};
 use diagnostic::Sink;
 pub use diagnostic::{Diagnostic, Diagnostics};
 use reader::{Located, TableReader};
@@ -84,25 +86,6 @@ impl Role {
             Role::Agent => "agent",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostKeyPolicy {
-    /// Unknown and changed host keys are errors.
-    Strict,
-    /// Unknown host keys are learned into known_hosts; changed ones are errors.
-    AcceptNew,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SshAuth {
-    /// An OpenSSH private key; its passphrase, if any, from `passphrase_env`.
-    Key {
-        path: PathBuf,
-        passphrase_env: Option<String>,
-    },
-    /// Keys held by the ssh-agent at `$SSH_AUTH_SOCK`.
-    Agent,
 }
 
 /// How to reach one node, after merging `[ssh]` with the node's overrides.
