@@ -224,7 +224,7 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
     let opts = runner::Options {
         mode,
         concurrency: usize::from(cli.concurrency),
-        connector: Arc::new(runner::SshConnector),
+        connector: Arc::new(runner::SshConnector::interactive()),
         progress: match mode {
             Mode::Plan => Arc::new(runner::QuietProgress),
             Mode::Apply => Arc::new(runner::StderrProgress),
@@ -307,7 +307,7 @@ async fn status(cli: &Cli) -> ExitCode {
     };
     let rows = crate::status::collect(
         &inv,
-        Arc::new(runner::SshConnector),
+        Arc::new(runner::SshConnector::interactive()),
         usize::from(cli.concurrency),
     )
     .await;

@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod channel;
 pub mod cli;
 pub mod facts;
 pub mod inventory;

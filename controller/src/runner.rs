@@ -21,7 +21,7 @@ use crate::state;
 use crate::step::{Applied, Change, Check, Desired, NodeCx, StepError};
 use crate::steps;
 use crate::transport::{
-    BoxFuture, RemoteCommand, SshTarget, SshTransport, SudoMode, Transport, TransportError,
+    self, BoxFuture, RemoteCommand, SshTarget, SshTransport, SudoMode, Transport, TransportError,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,10 +97,8 @@ impl RunReport {
 pub enum RunError {
     #[error(transparent)]
     State(#[from] state::StateError),
-    #[error(
-        "K3s channel \"{0}\" cannot be resolved by this version of pictl; pin k3s_version instead"
-    )]
-    ChannelUnsupported(String),
+    #[error(transparent)]
+    Channel(#[from] crate::channel::ChannelError),
     #[error("node {node}: the sudo password is not available: {source_desc}")]
     SudoPasswordMissing { node: String, source_desc: String },
 }
@@ -114,8 +112,37 @@ pub trait Connector: Send + Sync {
 }
 
 /// The real connector: SSH with the node's merged settings.
-#[derive(Debug, Default)]
-pub struct SshConnector;
+#[derive(Default)]
+pub struct SshConnector {
+    /// Asks for an encrypted key's passphrase when its variable is unset.
+    prompt: Option<transport::PassphrasePrompt>,
+}
+
+impl SshConnector {
+    /// A connector that prompts on the terminal for key passphrases (once
+    /// per key file), when stdin is a terminal; otherwise never prompts.
+    pub fn interactive() -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return Self::default();
+        }
+        let asked: std::sync::Mutex<BTreeMap<std::path::PathBuf, Secret>> = Default::default();
+        let prompt: transport::PassphrasePrompt = Arc::new(move |path: &std::path::Path| {
+            let mut asked = asked.lock().ok()?;
+            if let Some(s) = asked.get(path) {
+                return Some(s.clone());
+            }
+            let answer =
+                rpassword::prompt_password(format!("Passphrase for {}: ", path.display())).ok()?;
+            let secret = Secret::new(answer);
+            asked.insert(path.to_path_buf(), secret.clone());
+            Some(secret)
+        });
+        Self {
+            prompt: Some(prompt),
+        }
+    }
+}
 
 impl Connector for SshConnector {
     fn connect<'a>(
@@ -132,6 +159,7 @@ impl Connector for SshConnector {
                 &s.known_hosts,
             );
             target.port = s.port;
+            target.passphrase_prompt = self.prompt.clone();
             target.connect_timeout = s.connect_timeout;
             target.policy = s.host_key_policy;
             target.sudo = match (&s.sudo_password, s.sudo) {
@@ -270,7 +298,16 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
     let started = Instant::now();
     let version = match &inv.cluster.k3s {
         K3sRelease::Version(v) => v.clone(),
-        K3sRelease::Channel(c) => return Err(RunError::ChannelUnsupported(c.clone())),
+        K3sRelease::Channel(c) => {
+            let v = crate::channel::resolve(&inv.cluster.channel_url, c).await?;
+            opts.progress.event(
+                &inv.cluster.name,
+                "channel",
+                "resolved",
+                &format!("({c} → {v})"),
+            );
+            v
+        }
     };
     for node in &inv.nodes {
         if let (true, Some(src)) = (node.ssh.sudo, &node.ssh.sudo_password)

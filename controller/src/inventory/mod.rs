@@ -9,7 +9,7 @@
 
 pub mod diagnostic;
 mod reader;
-mod rules;
+pub mod rules;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,8 @@ pub struct Cluster {
     pub name: String,
     pub k3s: K3sRelease,
     pub mirror: String,
+    /// Where release channels are resolved (only used with `channel`).
+    pub channel_url: String,
     pub token: SecretSource,
     /// Address clients use for the API (kubeconfig, agents' `server:`); the
     /// first server's address when not set.
@@ -384,6 +386,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "name",
     "k3s_version",
     "channel",
+    "channel_url",
     "mirror",
     "token",
     "api_address",
@@ -520,22 +523,8 @@ impl Loader<'_, '_> {
                 None
             }
         };
-        let mirror = match t.str(self.sink, "mirror") {
-            Some(m) => {
-                if !(m.value.starts_with("https://") || m.value.starts_with("http://"))
-                    || m.value.len() < 9
-                {
-                    self.sink.report(
-                        m.span.clone(),
-                        &m.path,
-                        format!("\"{}\" is not an http(s) URL", m.value),
-                        Some(format!("e.g. \"{DEFAULT_MIRROR}\"")),
-                    );
-                }
-                m.value.trim_end_matches('/').to_string()
-            }
-            None => DEFAULT_MIRROR.to_string(),
-        };
+        let mirror = self.url(t, "mirror", DEFAULT_MIRROR);
+        let channel_url = self.url(t, "channel_url", crate::channel::DEFAULT_CHANNEL_URL);
         let token = self
             .secret(t, "token", true)
             .unwrap_or(SecretSource::Generated);
@@ -576,11 +565,32 @@ impl Loader<'_, '_> {
             name,
             k3s: k3s?,
             mirror,
+            channel_url,
             token,
             api_address,
             tls_san,
             ha,
         })
+    }
+
+    /// An http(s) URL (trailing slashes dropped), or `default` when absent.
+    fn url(&mut self, t: &TableReader<'_, '_>, key: &str, default: &str) -> String {
+        let Some(m) = t.str(self.sink, key) else {
+            return default.to_string();
+        };
+        let rest = m
+            .value
+            .strip_prefix("https://")
+            .or_else(|| m.value.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            self.sink.report(
+                m.span.clone(),
+                &m.path,
+                format!("\"{}\" is not an http(s) URL", m.value),
+                Some(format!("e.g. \"{default}\"")),
+            );
+        }
+        m.value.trim_end_matches('/').to_string()
     }
 
     /// A secret source: `{ env = "VAR" }` or `{ file = "path" }`; a plain
