@@ -507,7 +507,8 @@ fn inventory_with_version(lab: &Lab, version: &str, name: &str) -> PathBuf {
 fn upgrade_with_kill(lab: &Lab) {
     ensure_converged(lab);
     let inv = inventory_with_version(lab, NEW, "inventory-new.toml");
-    // Watch progress; kill node3 as its binary upload starts.
+    // Watch progress; kill node3 while the server is being upgraded: its SSH
+    // session (opened for facts) dies mid-run, before the agents' turn.
     let mut child = pictl_cmd(lab, &inv, &["apply"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -518,14 +519,14 @@ fn upgrade_with_kill(lab: &Lab) {
     let mut killed = false;
     for line in BufReader::new(stderr).lines() {
         let line = line.expect("line");
-        if !killed && line.starts_with("[node3] k3s-binary: applying") {
+        if !killed && line.starts_with("[node1] k3s-binary: applying") {
             lab.kill("node3").expect("kill");
             killed = true;
         }
         lines.push(line);
     }
     let status = child.wait().expect("wait");
-    assert!(killed, "never saw node3's upload start: {lines:#?}");
+    assert!(killed, "never saw node1's upgrade start: {lines:#?}");
     assert_eq!(status.code(), Some(1), "{lines:#?}");
     let pos = |needle: &str| {
         lines
