@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::arch::Arch;
@@ -48,11 +47,20 @@ pub enum ArtifactError {
 }
 
 /// One verified binary.
-#[derive(Debug)]
 pub struct Artifact {
     pub arch: Arch,
     pub sha256: String,
     pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifact")
+            .field("arch", &self.arch)
+            .field("sha256", &self.sha256)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
 }
 
 /// Downloads and caches one K3s version's artifacts.
@@ -61,6 +69,7 @@ pub struct ArtifactStore {
     mirror: String,
     version: String,
     cache_dir: PathBuf,
+    persist: bool,
     client: reqwest::Client,
     sums: Mutex<HashMap<Arch, String>>,
     bins: Mutex<HashMap<Arch, Arc<Artifact>>>,
@@ -81,27 +90,26 @@ pub fn default_cache_dir() -> PathBuf {
     base.join("pictl")
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::transport::upload::sha256_hex;
 
 impl ArtifactStore {
-    pub fn new(mirror: &str, version: &str, cache_root: &Path) -> Self {
+    /// `persist`: keep what is downloaded in the cache (`plan` passes
+    /// false: it must leave nothing behind, not even a checksum file).
+    pub fn new(mirror: &str, version: &str, cache_root: &Path, persist: bool) -> Self {
         Self {
+            persist,
             mirror: mirror.trim_end_matches('/').to_string(),
             version: version.to_string(),
             cache_dir: cache_root.join("k3s").join(version),
             client: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_secs(15))
+                // No progress for this long on a read means a dead mirror.
+                .read_timeout(std::time::Duration::from_secs(60))
                 .build()
                 .unwrap_or_default(),
             sums: Mutex::new(HashMap::new()),
             bins: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn version(&self) -> &str {
-        &self.version
     }
 
     fn url(&self, asset: &str) -> String {
@@ -139,6 +147,9 @@ impl ArtifactStore {
     }
 
     fn write_cache(&self, name: &str, bytes: &[u8]) -> Result<(), ArtifactError> {
+        if !self.persist {
+            return Ok(());
+        }
         let err = |source| ArtifactError::Cache {
             path: self.cache_dir.clone(),
             source,
@@ -195,12 +206,12 @@ impl ArtifactStore {
         let asset = arch.k3s_asset();
         let cached = std::fs::read(self.cache_dir.join(asset))
             .ok()
-            .filter(|b| sha256_hex(b) == expected);
+            .filter(|b| tokio::task::block_in_place(|| sha256_hex(b)) == expected);
         let bytes = match cached {
             Some(b) => b,
             None => {
                 let b = self.fetch(asset).await?;
-                let actual = sha256_hex(&b);
+                let actual = tokio::task::block_in_place(|| sha256_hex(&b));
                 if actual != expected {
                     return Err(ArtifactError::ChecksumMismatch {
                         asset: asset.to_string(),

@@ -226,7 +226,7 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
         concurrency: usize::from(cli.concurrency),
         connector: Arc::new(runner::SshConnector::interactive()),
         progress: match mode {
-            Mode::Plan => Arc::new(runner::QuietProgress),
+            Mode::Plan => Arc::new(runner::WarningsOnly),
             Mode::Apply => Arc::new(runner::StderrProgress),
         },
         cache_dir: crate::artifacts::default_cache_dir(),

@@ -20,11 +20,16 @@ pub mod paths {
     pub const AGENT_UNIT: &str = "/etc/systemd/system/k3s-agent.service";
     pub const TOKEN: &str = "/var/lib/rancher/k3s/server/token";
     pub const ADMIN_KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+    /// `sha256sum` of the binary, config and unit the running K3s was
+    /// (re)started with, written by pictl after each successful start.
+    pub const STARTED_WITH: &str = "/var/lib/pictl/k3s-started-with";
     pub const MANAGED: [&str; 4] = [K3S_BIN, CONFIG, SERVER_UNIT, AGENT_UNIT];
 }
 
-/// The script; managed file paths arrive as positional parameters.
+/// The script. `$1` is `secrets` on servers (read the join token and admin
+/// kubeconfig) or `no-secrets`; the managed file paths follow.
 pub const SCRIPT: &str = r#"set -u
+secrets=$1; shift
 e() { printf '%s=' "$1"; printf '%s' "$2" | base64 -w0; printf '\n'; }
 e uname "$(uname -m)"
 e os "$( (. /etc/os-release 2>/dev/null; printf '%s' "${PRETTY_NAME:-unknown}") )"
@@ -32,8 +37,7 @@ e model "$(tr -d '\000' </proc/device-tree/model 2>/dev/null)"
 e machine_id "$(cat /etc/machine-id 2>/dev/null)"
 e hostname "$(cat /proc/sys/kernel/hostname)"
 e boot_id "$(cat /proc/sys/kernel/random/boot_id)"
-e now "$(date +%s.%N)"
-e uptime "$(cut -d' ' -f1 /proc/uptime)"
+e now "$(date +%s)"
 e cgroup2 "$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 e cgroup1 "$(awk '$1=="memory"{print $4}' /proc/cgroups 2>/dev/null)"
 for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
@@ -41,33 +45,25 @@ for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
 done
 if [ -x /usr/local/bin/k3s ]; then e k3s_version "$(/usr/local/bin/k3s --version 2>/dev/null | head -n1)"; fi
 for f in "$@"; do
-  if [ -f "$f" ]; then e file "$f $(sha256sum "$f" | cut -d' ' -f1) $(stat -c %.6Y "$f")"; fi
+  if [ -f "$f" ]; then e file "$f $(sha256sum "$f" | cut -d' ' -f1)"; fi
 done
+e started_with "$(cat /var/lib/pictl/k3s-started-with 2>/dev/null)"
 for u in k3s.service k3s-agent.service; do
-  e unit "$u $(systemctl show -p LoadState,ActiveState,UnitFileState,ActiveEnterTimestampMonotonic,NeedDaemonReload "$u" 2>/dev/null | tr '\n' ' ')"
+  e unit "$u $(systemctl show -p LoadState,ActiveState,UnitFileState,NeedDaemonReload "$u" 2>/dev/null | tr '\n' ' ')"
 done
-if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
-if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
+if [ "$secrets" = secrets ]; then
+  if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
+  if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
+fi
 "#;
 
-/// A managed file as found on the node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileFact {
-    pub sha256: String,
-    /// Modification time, seconds since the epoch (microsecond precision).
-    pub mtime: f64,
-}
-
 /// A systemd unit as found on the node.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UnitFact {
     pub loaded: bool,
     pub active: bool,
     pub active_state: String,
     pub enabled: bool,
-    /// When the unit last became active, seconds since the epoch (to a few
-    /// milliseconds: derived from the monotonic clock and uptime).
-    pub active_since: Option<f64>,
     pub need_daemon_reload: bool,
 }
 
@@ -87,7 +83,10 @@ pub struct Facts {
     pub boot_cmdline: Option<(String, String)>,
     /// First line of `k3s --version`, when installed.
     pub k3s_version: Option<String>,
-    pub files: BTreeMap<String, FileFact>,
+    /// sha256 of each managed file that exists.
+    pub files: BTreeMap<String, String>,
+    /// sha256 per file the running K3s was started with (see [`paths::STARTED_WITH`]).
+    pub started_with: BTreeMap<String, String>,
     pub units: BTreeMap<String, UnitFact>,
     pub server_token: Option<Secret>,
     pub admin_kubeconfig: Option<Secret>,
@@ -114,21 +113,13 @@ impl Facts {
             let value = String::from_utf8_lossy(&bytes).into_owned();
             match key {
                 "file" => {
-                    let mut it = value.split(' ');
-                    if let (Some(path), Some(sha), Some(mtime)) = (it.next(), it.next(), it.next())
-                    {
-                        files.insert(
-                            path.to_string(),
-                            FileFact {
-                                sha256: sha.to_string(),
-                                mtime: mtime.trim().parse().unwrap_or(0.0),
-                            },
-                        );
+                    if let Some((path, sha)) = value.split_once(' ') {
+                        files.insert(path.to_string(), sha.trim().to_string());
                     }
                 }
                 "unit" => {
                     if let Some((name, props)) = value.split_once(' ') {
-                        units.insert(name.to_string(), parse_unit(props, &one));
+                        units.insert(name.to_string(), parse_unit(props));
                     }
                 }
                 _ => {
@@ -141,21 +132,20 @@ impl Facts {
                 return Err(FactsError(format!("the node did not report {k}")));
             }
         }
-        // Units were parsed before `now`/`uptime` may have been seen in
-        // unusual orders; recompute their start times now that both are known.
-        let boot_epoch = boot_epoch(&one);
-        for u in units.values_mut() {
-            if let (Some(mono), Some(boot)) = (u.active_since, boot_epoch) {
-                u.active_since = Some(boot + mono);
-            } else {
-                u.active_since = None;
-            }
-        }
         let get = |k: &str| one.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
         let uname_m = get("uname");
-        let node_now = get("now")
-            .parse::<f64>()
-            .map_or(controller_now, |n| n as i64);
+        let node_now = get("now").parse::<i64>().unwrap_or(controller_now);
+        let started_with = one
+            .get("started_with")
+            .map(|text| {
+                text.lines()
+                    .filter_map(|l| {
+                        l.split_once("  ")
+                            .map(|(sha, path)| (path.to_string(), sha.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let memory_cgroup =
             get("cgroup2").split_whitespace().any(|c| c == "memory") || get("cgroup1") == "1";
         let boot_cmdline = match (one.get("cmdline_path"), one.get("cmdline")) {
@@ -176,6 +166,7 @@ impl Facts {
             boot_cmdline,
             k3s_version: non_empty("k3s_version").map(|v| k3s_version_of(&v)),
             files,
+            started_with,
             units,
             server_token: non_empty("token").map(Secret::new),
             admin_kubeconfig: one
@@ -185,8 +176,9 @@ impl Facts {
         })
     }
 
-    pub fn file(&self, path: &str) -> Option<&FileFact> {
-        self.files.get(path)
+    /// sha256 of a managed file, if it exists.
+    pub fn file_sha(&self, path: &str) -> Option<&str> {
+        self.files.get(path).map(String::as_str)
     }
 
     pub fn unit(&self, name: &str) -> UnitFact {
@@ -194,16 +186,8 @@ impl Facts {
     }
 }
 
-/// Epoch second of the node's boot, from its clock and uptime.
-fn boot_epoch(one: &BTreeMap<&str, String>) -> Option<f64> {
-    let now: f64 = one.get("now")?.trim().parse().ok()?;
-    let uptime: f64 = one.get("uptime")?.trim().parse().ok()?;
-    Some(now - uptime)
-}
-
-/// `systemctl show` properties; `active_since` holds seconds since boot
-/// until [`Facts::parse`] turns it into an epoch time.
-fn parse_unit(props: &str, _one: &BTreeMap<&str, String>) -> UnitFact {
+/// `systemctl show` properties of one unit.
+fn parse_unit(props: &str) -> UnitFact {
     let mut u = UnitFact::default();
     for kv in props.split_whitespace() {
         let Some((k, v)) = kv.split_once('=') else {
@@ -216,13 +200,6 @@ fn parse_unit(props: &str, _one: &BTreeMap<&str, String>) -> UnitFact {
                 u.active_state = v.to_string();
             }
             "UnitFileState" => u.enabled = v == "enabled",
-            "ActiveEnterTimestampMonotonic" => {
-                u.active_since = v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|&us| us > 0)
-                    .map(|us| us as f64 / 1e6)
-            }
             "NeedDaemonReload" => u.need_daemon_reload = v == "yes",
             _ => {}
         }
@@ -257,17 +234,17 @@ mod tests {
             enc("machine_id", "0123456789abcdef0123456789abcdef"),
             enc("hostname", "boolayan"),
             enc("boot_id", "b1"),
-            enc("now", "1000.25"),
-            enc("uptime", "100.25"),
+            enc("now", "1000"),
             enc("cgroup2", "cpuset cpu io pids"),
             enc("cgroup1", "0"),
             enc("cmdline_path", "/boot/firmware/cmdline.txt"),
             enc("cmdline", "console=tty1 root=PARTUUID=1 rootwait"),
             enc("k3s_version", "k3s version v1.32.5+k3s1 (8e8f2a47)"),
-            enc("file", "/usr/local/bin/k3s abc123 950"),
+            enc("file", "/usr/local/bin/k3s abc123"),
+            enc("started_with", "abc123  /usr/local/bin/k3s\nfff  /etc/rancher/k3s/config.yaml\n"),
             enc(
                 "unit",
-                "k3s.service LoadState=loaded ActiveState=active UnitFileState=enabled ActiveEnterTimestampMonotonic=50000000 NeedDaemonReload=no ",
+                "k3s.service LoadState=loaded ActiveState=active UnitFileState=enabled NeedDaemonReload=no ",
             ),
             enc("token", "K10aa::server:s3cret"),
         ]
@@ -285,11 +262,13 @@ mod tests {
         assert!(!f.memory_cgroup);
         assert_eq!(f.clock_skew, 2);
         assert_eq!(f.k3s_version.as_deref(), Some("v1.32.5+k3s1"));
-        assert_eq!(f.file(paths::K3S_BIN).map(|x| x.mtime), Some(950.0));
+        assert_eq!(f.file_sha(paths::K3S_BIN), Some("abc123"));
+        assert_eq!(
+            f.started_with.get(paths::CONFIG).map(String::as_str),
+            Some("fff")
+        );
         let unit = f.unit("k3s.service");
         assert!(unit.active && unit.enabled && !unit.need_daemon_reload);
-        // booted at 1000 - 100 = 900, active 50 s after boot
-        assert_eq!(unit.active_since, Some(950.0));
         assert!(!f.unit("k3s-agent.service").loaded);
         assert_eq!(
             f.server_token.as_ref().map(Secret::expose),

@@ -62,5 +62,6 @@ pub fn human(report: &RunReport) -> String {
 }
 
 pub fn json(report: &RunReport) -> String {
-    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    serde_json::to_string_pretty(report)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
 }

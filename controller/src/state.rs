@@ -43,30 +43,35 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     }
 }
 
+/// Creates the directory 0700 when it does not exist (an existing one,
+/// perhaps shared, keeps its mode).
 pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
 }
 
-/// Writes a file atomically with mode 0600.
+/// Writes a file atomically with mode 0600: a fresh temp file (O_EXCL,
+/// random name) in the same directory, fsynced, renamed over the target.
+/// A symlinked target (a kubeconfig kept in dotfiles) is written through.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
-    ));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pictl-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
+    tmp.persist(&path).map_err(|e| StateError::Io {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 /// The cluster secret: from the environment, a 0600 file, or generated

@@ -46,7 +46,7 @@ pub async fn collect(
     concurrency: usize,
 ) -> Vec<NodeStatus> {
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut rows = runner::futures_join(inv.nodes.iter().map(|node| {
+    let mut rows = futures::future::join_all(inv.nodes.iter().map(|node| {
         let sem = sem.clone();
         let connector = connector.clone();
         async move {
@@ -73,9 +73,9 @@ pub async fn collect(
                     return row;
                 }
             };
-            row.reachable = true;
-            match runner::gather(t.as_ref(), node.ssh.sudo).await {
+            match runner::gather(t.as_ref(), node).await {
                 Ok(f) => {
+                    row.reachable = true;
                     row.arch = Some(
                         f.arch
                             .as_ref()
@@ -93,7 +93,10 @@ pub async fn collect(
                     row.memory_cgroup = Some(f.memory_cgroup);
                     row.clock_skew_seconds = Some(f.clock_skew);
                 }
-                Err(e) => row.error = Some(e),
+                Err(e) => {
+                    row.reachable = !e.is_unreachable();
+                    row.error = Some(runner::error_chain(&e));
+                }
             }
             row
         }

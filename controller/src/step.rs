@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::facts::Facts;
 use crate::inventory::{Inventory, Node};
+use crate::secret::Secret;
 use crate::transport::{BoxFuture, Output, Transport, TransportError};
 
 /// One planned difference between the node and the inventory.
@@ -51,7 +52,9 @@ pub struct Desired {
     pub binary_sha256: String,
     /// `config.yaml`; `None` while an agent's join token is not known yet
     /// (its server is not installed: only possible in `plan`).
-    pub config: Option<String>,
+    pub config: Option<Secret>,
+    /// What `config` will be once known (shown by `plan` while it is `None`).
+    pub config_pending: &'static str,
     pub unit_name: &'static str,
     pub unit_path: &'static str,
     pub unit: String,

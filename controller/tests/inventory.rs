@@ -322,6 +322,16 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ],
         ),
         (
+            "plain_http_mirror_needs_an_explicit_opt_in",
+            full.replace(
+                "name = \"demo\"",
+                "name = \"demo\"\nmirror = \"http://mirror.lan/k3s\"",
+            ),
+            vec![
+                "inv.toml:3:10: cluster.mirror: a plain-http mirror lets anyone on the path swap both the binaries and their checksums (use https, or set allow_http_mirror = true for a mirror on a network you trust (a lab))",
+            ],
+        ),
+        (
             "bad_cluster_name",
             full.replace("name = \"demo\"", "name = \"Demo Cluster\""),
             vec![

@@ -42,6 +42,10 @@ fn main() -> ExitCode {
             sudo_password,
         ),
         (
+            "lost_controller_state_adopts_the_running_cluster_token",
+            lost_state,
+        ),
+        (
             "unreachable_node_is_reported_and_the_rest_converge",
             unreachable_node,
         ),
@@ -703,4 +707,81 @@ fn sudo_password(lab: &Lab) {
         .output()
         .expect("pictl");
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+}
+
+fn lost_state(lab: &Lab) {
+    ensure_converged(lab);
+    let state = lab.dir().join("state");
+    let token = std::fs::read_to_string(state.join("token")).expect("token");
+    let started: Vec<String> = ["node1", "node2"]
+        .iter()
+        .map(|n| unit_started(lab, n, unit_of(n)))
+        .collect();
+
+    // A new laptop: no state directory. Nothing on the nodes may change.
+    std::fs::remove_dir_all(&state).expect("rm state");
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    let changes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(
+        changes.len(),
+        1,
+        "only the local kubeconfig may change: {stdout}"
+    );
+    assert!(changes[0].contains(" kubeconfig: "), "{stdout}");
+    assert!(!state.join("token").exists(), "plan wrote the token");
+
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        let changed = statuses(&v, n, "changed");
+        assert!(
+            changed.is_empty() || changed == ["kubeconfig"],
+            "{n}: {v:#}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(state.join("token")).expect("token"),
+        token,
+        "the running secret was adopted"
+    );
+    let after: Vec<String> = ["node1", "node2"]
+        .iter()
+        .map(|n| unit_started(lab, n, unit_of(n)))
+        .collect();
+    assert_eq!(started, after, "K3s was restarted");
+
+    // A configured token that is not the cluster's is refused, not rolled out.
+    let original = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let inv = lab.dir().join("inventory-token.toml");
+    std::fs::write(
+        &inv,
+        original.replace(
+            "state_dir = \"state\"",
+            "state_dir = \"state\"\ntoken = { env = \"PICTL_TEST_TOKEN\" }",
+        ),
+    )
+    .expect("write inventory");
+    let out = pictl_cmd(lab, &inv, &["apply"])
+        .env("PICTL_TEST_TOKEN", "not-the-cluster-secret")
+        .output()
+        .expect("pictl");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not the one server node1 runs with"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("not-the-cluster-secret"),
+        "the token leaked into the output"
+    );
+    let cfg = lab
+        .ssh_ok("node1", "root", "cat /etc/rancher/k3s/config.yaml")
+        .expect("cat");
+    assert!(
+        !cfg.contains("not-the-cluster-secret"),
+        "a wrong token reached the server"
+    );
 }

@@ -388,6 +388,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "channel",
     "channel_url",
     "mirror",
+    "allow_http_mirror",
     "token",
     "api_address",
     "tls_san",
@@ -524,6 +525,20 @@ impl Loader<'_, '_> {
             }
         };
         let mirror = self.url(t, "mirror", DEFAULT_MIRROR);
+        let allow_http = t
+            .bool(self.sink, "allow_http_mirror")
+            .is_some_and(|b| b.value);
+        if let Some(m) = t
+            .str(self.sink, "mirror")
+            .filter(|m| m.value.starts_with("http://") && !allow_http)
+        {
+            self.sink.report(
+                m.span.clone(),
+                &m.path,
+                "a plain-http mirror lets anyone on the path swap both the binaries and their checksums",
+                Some("use https, or set allow_http_mirror = true for a mirror on a network you trust (a lab)".into()),
+            );
+        }
         let channel_url = self.url(t, "channel_url", crate::channel::DEFAULT_CHANNEL_URL);
         let token = self
             .secret(t, "token", true)

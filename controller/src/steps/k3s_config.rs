@@ -17,29 +17,28 @@ impl Step for K3sConfig {
     }
 
     fn check(&self, cx: &NodeCx<'_>) -> Check {
-        let installed = cx.facts.file(paths::CONFIG);
+        let installed = cx.facts.file_sha(paths::CONFIG);
         let before = installed.map_or_else(
             || "absent".to_string(),
-            |f| format!("sha256 {}", short(&f.sha256)),
+            |sha| format!("sha256 {}", short(sha)),
         );
-        match &cx.desired.config {
-            Some(cfg) => {
-                let want = sha256_hex(cfg.as_bytes());
-                if installed.is_some_and(|f| f.sha256 == want) {
-                    Check::Changes(Vec::new())
-                } else {
-                    Check::Changes(vec![Change::new(
-                        paths::CONFIG,
-                        before,
-                        format!("sha256 {}", short(&want)),
-                    )])
-                }
-            }
-            None => Check::Changes(vec![Change::new(
+        let Some(cfg) = &cx.desired.config else {
+            // Only in `plan`: the runner refuses to apply without a token.
+            return Check::Changes(vec![Change::new(
                 paths::CONFIG,
                 before,
-                "join config (token read from the server once it is installed)",
-            )]),
+                cx.desired.config_pending,
+            )]);
+        };
+        let want = sha256_hex(cfg.expose().as_bytes());
+        if installed == Some(want.as_str()) {
+            Check::Changes(Vec::new())
+        } else {
+            Check::Changes(vec![Change::new(
+                paths::CONFIG,
+                before,
+                format!("sha256 {}", short(&want)),
+            )])
         }
     }
 
@@ -52,8 +51,13 @@ impl Step for K3sConfig {
     ) -> BoxFuture<'a, Result<Applied, StepError>> {
         Box::pin(async move {
             if let Some(cfg) = &cx.desired.config {
-                t.put_file(cfg.as_bytes(), paths::CONFIG, 0o600, cx.node.ssh.sudo)
-                    .await?;
+                t.put_file(
+                    cfg.expose().as_bytes(),
+                    paths::CONFIG,
+                    0o600,
+                    cx.node.ssh.sudo,
+                )
+                .await?;
             }
             Ok(Applied::Done)
         })

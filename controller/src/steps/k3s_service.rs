@@ -1,9 +1,11 @@
 //! The K3s service: enabled, running, and restarted only when its binary,
-//! config or unit changed since it started (a handler, in Ansible's terms).
+//! config or unit differ from what it was started with (a handler, in
+//! Ansible's terms).
 //!
-//! "Changed since it started" is read from the node (file mtimes against
-//! the unit's start time), so a run interrupted between writing a file and
-//! restarting is still repaired by the next one.
+//! "What it was started with" is a `sha256sum` record pictl writes on the
+//! node after every successful (re)start ([`paths::STARTED_WITH`]), so the
+//! decision needs no clocks, and a run interrupted between writing a file
+//! and restarting is still repaired by the next one.
 
 use std::time::Duration;
 
@@ -15,18 +17,41 @@ use crate::transport::{BoxFuture, RemoteCommand, Transport};
 
 pub struct K3sService;
 
-/// Starts/restarts the unit, then (servers) waits for the join token.
+/// How long a (re)started K3s may take to become active (and, on servers,
+/// to write its token and admin kubeconfig).
+const START_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// `$1` unit, `$2` start|restart|none, `$3` daemon-reload yes|no, `$4` wait
+/// for the server's files yes|no, `$5` seconds; then the files to record.
 const SCRIPT: &str = r#"set -eu
-unit=$1; action=$2; reload=$3; wait_token=$4
+unit=$1; action=$2; reload=$3; server=$4; deadline=$(( $(date +%s) + $5 )); shift 5
 [ "$reload" = yes ] && systemctl daemon-reload
 systemctl enable --quiet "$unit"
-if [ "$action" != none ]; then systemctl "$action" "$unit"; fi
-i=0
-while [ "$wait_token" = yes ] && ! [ -s /var/lib/rancher/k3s/server/token ] || ! systemctl is-active --quiet "$unit"; do
-  i=$((i+1)); [ $i -gt 240 ] && { echo "$unit did not become active (and ready) within 120 s" >&2; systemctl status --no-pager "$unit" >&2 || true; exit 1; }
+# --no-block: a Type=notify unit would otherwise hold systemctl until ready,
+# past our own deadline, and hide why it never got there.
+if [ "$action" != none ]; then systemctl --no-block "$action" "$unit"; fi
+ready() {
+  systemctl is-active --quiet "$unit" || return 1
+  [ "$server" = no ] || { [ -s /var/lib/rancher/k3s/server/token ] && [ -s /etc/rancher/k3s/k3s.yaml ]; }
+}
+until ready; do
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    systemctl status --no-pager --lines=5 "$unit" >&2 || true
+    echo "$unit did not become ready within $5 s" >&2
+    exit 1
+  fi
   sleep 0.5
 done
+mkdir -p /var/lib/pictl
+sha256sum "$@" > /var/lib/pictl/k3s-started-with.tmp
+mv /var/lib/pictl/k3s-started-with.tmp /var/lib/pictl/k3s-started-with
 "#;
+
+impl K3sService {
+    fn inputs<'a>(cx: &NodeCx<'a>) -> [&'a str; 3] {
+        [paths::K3S_BIN, paths::CONFIG, cx.desired.unit_path]
+    }
+}
 
 impl Step for K3sService {
     fn name(&self) -> &'static str {
@@ -36,8 +61,7 @@ impl Step for K3sService {
     fn check(&self, cx: &NodeCx<'_>) -> Check {
         let unit = cx.facts.unit(cx.desired.unit_name);
         let mut changes = Vec::new();
-        let reload = cx.pending.contains(&"k3s-unit") || unit.need_daemon_reload;
-        if reload {
+        if cx.pending.contains(&"k3s-unit") || unit.need_daemon_reload {
             changes.push(Change::new(
                 "systemd",
                 "unit files changed",
@@ -53,6 +77,10 @@ impl Step for K3sService {
             .copied()
             .filter(|s| matches!(*s, "k3s-binary" | "k3s-config" | "k3s-unit"))
             .collect();
+        let stale: Vec<&str> = Self::inputs(cx)
+            .into_iter()
+            .filter(|p| cx.facts.started_with.get(*p).map(String::as_str) != cx.facts.file_sha(p))
+            .collect();
         if !unit.active {
             let state = if unit.active_state.is_empty() {
                 "not installed"
@@ -66,19 +94,12 @@ impl Step for K3sService {
                 "running",
                 format!("restarted ({} changed)", changed_by_run.join(", ")),
             ));
-        } else if let Some(since) = unit.active_since {
-            let newer: Vec<&str> = [paths::K3S_BIN, paths::CONFIG, cx.desired.unit_path]
-                .into_iter()
-                // The margin covers the few ms of error in `active_since`.
-                .filter(|p| cx.facts.file(p).is_some_and(|f| f.mtime > since + 0.05))
-                .collect();
-            if !newer.is_empty() {
-                changes.push(Change::new(
-                    cx.desired.unit_name,
-                    format!("running since before {} changed", newer.join(", ")),
-                    "restarted",
-                ));
-            }
+        } else if !stale.is_empty() {
+            changes.push(Change::new(
+                cx.desired.unit_name,
+                format!("running with an older {}", stale.join(", ")),
+                "restarted",
+            ));
         }
         Check::Changes(changes)
     }
@@ -106,16 +127,19 @@ impl Step for K3sService {
             } else {
                 "none"
             };
-            let wait_token = cx.node.role == Role::Server;
+            let server = cx.node.role == Role::Server;
+            let secs = START_TIMEOUT.as_secs().to_string();
             let cmd = RemoteCommand::script(SCRIPT)
                 .args([
                     unit,
                     action,
                     if reload { "yes" } else { "no" },
-                    if wait_token { "yes" } else { "no" },
+                    if server { "yes" } else { "no" },
+                    &secs,
                 ])
+                .args(Self::inputs(cx))
                 .sudo(cx.node.ssh.sudo)
-                .timeout(Duration::from_secs(180));
+                .timeout(START_TIMEOUT + Duration::from_secs(30));
             let out = t.exec(&cmd).await?;
             StepError::check_output(&format!("systemctl {action} {unit}"), out)?;
             Ok(Applied::Done)

@@ -13,8 +13,8 @@ impl Step for K3sUnit {
 
     fn check(&self, cx: &NodeCx<'_>) -> Check {
         let want = sha256_hex(cx.desired.unit.as_bytes());
-        match cx.facts.file(cx.desired.unit_path) {
-            Some(f) if f.sha256 == want => Check::Changes(Vec::new()),
+        match cx.facts.file_sha(cx.desired.unit_path) {
+            Some(sha) if sha == want => Check::Changes(Vec::new()),
             Some(_) => Check::Changes(vec![Change::new(
                 cx.desired.unit_path,
                 "modified",

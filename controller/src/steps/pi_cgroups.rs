@@ -1,6 +1,8 @@
 //! Raspberry Pi preflight: K3s needs the memory cgroup, which Raspberry Pi
 //! OS leaves off unless `cmdline.txt` asks for it. Edit the file only when
-//! the flags are missing, reboot only then, and re-check after the reboot.
+//! a flag is missing, reboot only then, and re-check after the reboot.
+
+use std::time::Duration;
 
 use crate::artifacts::ArtifactStore;
 use crate::step::{Applied, Change, Check, NodeCx, Step, StepError};
@@ -10,17 +12,29 @@ const FLAGS: [&str; 2] = ["cgroup_memory=1", "cgroup_enable=memory"];
 
 pub struct PiCgroups;
 
-/// The one-line command line with the cgroup flags added (if missing).
-pub fn with_cgroup_flags(cmdline: &str) -> String {
-    let line = cmdline.lines().next().unwrap_or_default().trim();
-    let mut words: Vec<&str> = line.split_whitespace().collect();
-    for f in FLAGS {
-        if !words.contains(&f) {
-            words.push(f);
-        }
-    }
-    format!("{}\n", words.join(" "))
+fn missing(cmdline: &str) -> Vec<&'static str> {
+    FLAGS
+        .iter()
+        .copied()
+        .filter(|f| !cmdline.split_whitespace().any(|w| w == *f))
+        .collect()
 }
+
+/// The command line with the missing cgroup flags appended to its (only)
+/// line; everything already there is kept as it is.
+pub fn with_cgroup_flags(cmdline: &str) -> String {
+    let line = cmdline.lines().next().unwrap_or_default().trim_end();
+    let add = missing(cmdline);
+    if add.is_empty() {
+        return format!("{line}\n");
+    }
+    let sep = if line.is_empty() { "" } else { " " };
+    format!("{line}{sep}{}\n", add.join(" "))
+}
+
+/// Reboots a moment after the command returns, so the answer (or sudo's
+/// refusal) reaches us before the connection drops.
+const REBOOT: &str = "nohup sh -c 'sleep 1; systemctl reboot' >/dev/null 2>&1 &";
 
 impl Step for PiCgroups {
     fn name(&self) -> &'static str {
@@ -31,17 +45,12 @@ impl Step for PiCgroups {
         let Some((path, current)) = &cx.facts.boot_cmdline else {
             return Check::Skip("not a Raspberry Pi (no cmdline.txt)".into());
         };
-        let wanted = with_cgroup_flags(current);
-        if current.trim() != wanted.trim() {
-            let missing: Vec<&str> = FLAGS
-                .iter()
-                .copied()
-                .filter(|f| !current.split_whitespace().any(|w| w == *f))
-                .collect();
+        let absent = missing(current);
+        if !absent.is_empty() {
             return Check::Changes(vec![
                 Change::new(
                     path.clone(),
-                    format!("without {}", missing.join(" ")),
+                    format!("without {}", absent.join(" ")),
                     format!("with {}", FLAGS.join(" ")),
                 ),
                 Change::new("reboot", "memory cgroup off", "reboot to enable it"),
@@ -49,7 +58,7 @@ impl Step for PiCgroups {
         }
         if !cx.facts.memory_cgroup {
             return Check::Blocked(format!(
-                "{path} has {} but the memory cgroup controller is still not enabled after boot",
+                "{path} has {} but the memory cgroup controller is not enabled (was the node rebooted since?)",
                 FLAGS.join(" ")
             ));
         }
@@ -67,18 +76,25 @@ impl Step for PiCgroups {
             let Some((path, current)) = &cx.facts.boot_cmdline else {
                 return Ok(Applied::Done);
             };
+            // 0644 as on ext4 /boot; vfat (/boot/firmware) ignores modes it can express.
             t.put_file(
                 with_cgroup_flags(current).as_bytes(),
                 path,
-                0o755,
+                0o644,
                 cx.node.ssh.sudo,
             )
             .await?;
-            // The connection drops as the node goes down: that is expected.
-            let reboot = RemoteCommand::new("systemctl")
-                .arg("reboot")
-                .sudo(cx.node.ssh.sudo);
-            let _ = t.exec(&reboot).await;
+            let reboot = RemoteCommand::script(REBOOT)
+                .sudo(cx.node.ssh.sudo)
+                .timeout(Duration::from_secs(30));
+            match t.exec(&reboot).await {
+                Ok(out) => {
+                    StepError::check_output("scheduling the reboot", out)?;
+                }
+                // The node may already be going down: the runner waits for it.
+                Err(e) if e.is_unreachable() => {}
+                Err(e) => return Err(e.into()),
+            }
             Ok(Applied::Rebooting)
         })
     }
@@ -95,5 +111,15 @@ mod tests {
         assert!(once.ends_with("rootwait cgroup_memory=1 cgroup_enable=memory\n"));
         assert_eq!(with_cgroup_flags(&once), once, "idempotent");
         assert_eq!(once.lines().count(), 1);
+    }
+
+    #[test]
+    fn only_missing_flags_are_added_and_spacing_is_kept() {
+        let partial = "console=tty1  root=/dev/mmcblk0p2\tcgroup_enable=memory rootwait";
+        assert_eq!(
+            with_cgroup_flags(partial),
+            "console=tty1  root=/dev/mmcblk0p2\tcgroup_enable=memory rootwait cgroup_memory=1\n"
+        );
+        assert!(missing("a  cgroup_memory=1\tcgroup_enable=memory").is_empty());
     }
 }

@@ -1,0 +1,114 @@
+//! What a run reports: per node and step `ok / changed / skipped / failed`,
+//! plus `unreachable`, like Ansible's play recap. Plain data, serialized
+//! as-is by `--output json`.
+
+use serde::Serialize;
+
+use super::Mode;
+use crate::step::Change;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Changed,
+    Skipped,
+    Failed,
+}
+
+impl Status {
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Skipped => "skipped",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step: &'static str,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl StepReport {
+    pub fn new(
+        step: &'static str,
+        status: Status,
+        changes: Vec<Change>,
+        message: Option<String>,
+    ) -> Self {
+        Self {
+            step,
+            status,
+            changes,
+            message,
+        }
+    }
+
+    /// `(what: before → after; …)` for progress lines.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .changes
+            .iter()
+            .map(|c| format!("{}: {} → {}", c.what, c.before, c.after))
+            .collect();
+        if let Some(m) = &self.message {
+            parts.push(m.clone());
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("({})", parts.join("; "))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    pub role: &'static str,
+    pub address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    pub steps: Vec<StepReport>,
+    pub ssh_round_trips: u64,
+    pub seconds: f64,
+}
+
+impl NodeReport {
+    pub fn count(&self, s: Status) -> usize {
+        self.steps.iter().filter(|r| r.status == s).count()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub cluster: String,
+    pub mode: Mode,
+    pub k3s_version: String,
+    pub nodes: Vec<NodeReport>,
+    pub seconds: f64,
+}
+
+impl RunReport {
+    pub fn changed(&self) -> bool {
+        self.nodes.iter().any(|n| n.count(Status::Changed) > 0)
+    }
+
+    pub fn failed(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.failed.is_some() || n.unreachable.is_some() || n.count(Status::Failed) > 0)
+    }
+}
