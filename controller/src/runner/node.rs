@@ -319,7 +319,7 @@ impl<'i> NodeRun<'i> {
         let mut last = String::from("no answer yet");
         let mut reachable = false;
         while Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let t = match opts.connector.connect(self.node).await {
                 Ok(t) => t,
                 Err(e) if e.is_unreachable() => {

@@ -40,7 +40,7 @@ until ready; do
     echo "$unit did not become ready within $5 s" >&2
     exit 1
   fi
-  sleep 0.5
+  sleep 0.2
 done
 mkdir -p /var/lib/pictl
 sha256sum "$@" > /var/lib/pictl/k3s-started-with.tmp

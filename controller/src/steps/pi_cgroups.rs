@@ -32,10 +32,6 @@ pub fn with_cgroup_flags(cmdline: &str) -> String {
     format!("{line}{sep}{}\n", add.join(" "))
 }
 
-/// Reboots a moment after the command returns, so the answer (or sudo's
-/// refusal) reaches us before the connection drops.
-const REBOOT: &str = "nohup sh -c 'sleep 1; systemctl reboot' >/dev/null 2>&1 &";
-
 impl Step for PiCgroups {
     fn name(&self) -> &'static str {
         "pi-cgroups"
@@ -84,7 +80,10 @@ impl Step for PiCgroups {
                 cx.node.ssh.sudo,
             )
             .await?;
-            let reboot = RemoteCommand::script(REBOOT)
+            // --no-block: queue the reboot and answer, so that a refusal
+            // (sudo, polkit) is reported rather than mistaken for the reboot.
+            let reboot = RemoteCommand::new("systemctl")
+                .args(["--no-block", "reboot"])
                 .sudo(cx.node.ssh.sudo)
                 .timeout(Duration::from_secs(30));
             match t.exec(&reboot).await {
