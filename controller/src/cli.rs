@@ -55,6 +55,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 
+    /// Seconds to wait for a rebooting node to come back and for nodes to turn Ready.
+    #[arg(long, global = true, default_value_t = 300, value_name = "SECONDS")]
+    pub wait: u64,
+
     /// More logging (repeat for more); RUST_LOG takes precedence.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -109,7 +113,7 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Uninstall K3s from the nodes (destructive; asks for --yes).
+    /// Uninstall K3s from the nodes (not implemented yet; will ask for --yes).
     ///
     /// Example: pictl reset -i inventory/playson.toml --yes
     Reset {
@@ -230,7 +234,7 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
             Mode::Apply => Arc::new(runner::StderrProgress),
         },
         cache_dir: crate::artifacts::default_cache_dir(),
-        wait: Duration::from_secs(180),
+        wait: Duration::from_secs(cli.wait),
     };
     let report = match runner::run(&inv, &opts).await {
         Ok(r) => r,

@@ -24,3 +24,6 @@ pub fn node_steps() -> Vec<Box<dyn Step>> {
         Box::new(K3sService),
     ]
 }
+
+#[cfg(test)]
+mod tests;

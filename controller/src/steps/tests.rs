@@ -1,0 +1,250 @@
+//! The steps' `check`s on hand-made facts: a converged node yields no
+//! change (the pure half of "a second run is changed=0"), and each kind
+//! of drift yields exactly the change that repairs it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+use crate::arch::Arch;
+use crate::artifacts::sha256_hex;
+use crate::facts::{Facts, UnitFact, paths};
+use crate::inventory::Inventory;
+use crate::render;
+use crate::secret::Secret;
+use crate::step::{Change, Check, Desired, NodeCx, Step};
+
+const BIN_SHA: &str = "b1b1b1b1b1b1b1b1";
+
+fn inventory() -> Inventory {
+    let text = r#"
+[cluster]
+name = "t"
+k3s_version = "v1.32.5+k3s1"
+[ssh]
+agent = true
+[[nodes]]
+name = "s1"
+address = "10.0.0.1"
+role = "server"
+"#;
+    Inventory::parse(text, "t.toml", Path::new("/")).expect("valid")
+}
+
+fn desired(inv: &Inventory) -> Desired {
+    let node = &inv.nodes[0];
+    Desired {
+        version: "v1.32.5+k3s1".into(),
+        binary_sha256: BIN_SHA.into(),
+        config: Some(Secret::new(render::server_config(
+            inv,
+            node,
+            &Secret::new("sec"),
+        ))),
+        config_pending: "",
+        unit_name: "k3s.service",
+        unit_path: paths::SERVER_UNIT,
+        unit: render::unit_file(node.role),
+    }
+}
+
+/// A node on which `desired` is fully converged.
+fn converged(d: &Desired) -> Facts {
+    let files: BTreeMap<String, String> = [
+        (paths::K3S_BIN.to_string(), BIN_SHA.to_string()),
+        (
+            paths::CONFIG.to_string(),
+            sha256_hex(
+                d.config
+                    .as_ref()
+                    .map(|c| c.expose().as_bytes())
+                    .unwrap_or_default(),
+            ),
+        ),
+        (
+            paths::SERVER_UNIT.to_string(),
+            sha256_hex(d.unit.as_bytes()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let unit = UnitFact {
+        loaded: true,
+        active: true,
+        active_state: "active".into(),
+        enabled: true,
+        need_daemon_reload: false,
+    };
+    Facts {
+        uname_m: "aarch64".into(),
+        arch: Ok(Arch::Arm64),
+        os: "Debian GNU/Linux 12 (bookworm)".into(),
+        pi_model: None,
+        machine_id: "m".into(),
+        hostname: "s1".into(),
+        boot_id: "b".into(),
+        clock_skew: 0,
+        memory_cgroup: true,
+        boot_cmdline: None,
+        k3s_version: Some("v1.32.5+k3s1".into()),
+        started_with: files.clone(),
+        files,
+        units: [("k3s.service".to_string(), unit)].into_iter().collect(),
+        server_token: None,
+        admin_kubeconfig: None,
+    }
+}
+
+/// Every step's changes, in order, feeding `pending` like the runner does.
+fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(&'static str, Vec<Change>)> {
+    let mut pending = Vec::new();
+    let mut out = Vec::new();
+    for step in node_steps() {
+        let cx = NodeCx {
+            inv,
+            node: &inv.nodes[0],
+            facts,
+            desired: d,
+            pending: &pending,
+        };
+        if let Check::Changes(c) = step.check(&cx) {
+            if !c.is_empty() {
+                pending.push(step.name());
+                out.push((step.name(), c));
+            }
+        }
+    }
+    out
+}
+
+fn names(p: &[(&'static str, Vec<Change>)]) -> Vec<&'static str> {
+    p.iter().map(|(n, _)| *n).collect()
+}
+
+#[test]
+fn a_converged_node_has_nothing_to_do() {
+    let inv = inventory();
+    let d = desired(&inv);
+    assert!(plan(&inv, &d, &converged(&d)).is_empty());
+}
+
+#[test]
+fn a_fresh_node_gets_everything_and_a_start() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    f.files.clear();
+    f.started_with.clear();
+    f.units.clear();
+    f.k3s_version = None;
+    let p = plan(&inv, &d, &f);
+    assert_eq!(
+        names(&p),
+        ["k3s-binary", "k3s-config", "k3s-unit", "k3s-service"]
+    );
+    assert_eq!(
+        p[0].1[0],
+        Change::new(paths::K3S_BIN, "absent", "v1.32.5+k3s1")
+    );
+    let service: Vec<&str> = p[3].1.iter().map(|c| c.after.as_str()).collect();
+    assert_eq!(service, ["daemon-reload", "enabled", "active"]);
+}
+
+#[test]
+fn config_drift_rewrites_the_config_and_restarts_only_the_service() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    f.files.insert(paths::CONFIG.into(), "edited".into());
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-config", "k3s-service"]);
+    assert_eq!(p[1].1[0].after, "restarted (k3s-config changed)");
+}
+
+#[test]
+fn an_interrupted_run_is_finished_by_restarting() {
+    // Files already new, but K3s still runs with the old binary.
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    f.started_with.insert(paths::K3S_BIN.into(), "old".into());
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-service"]);
+    assert_eq!(
+        p[0].1[0].before,
+        format!("running with an older {}", paths::K3S_BIN)
+    );
+}
+
+#[test]
+fn a_stopped_service_is_started_not_reinstalled() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    if let Some(u) = f.units.get_mut("k3s.service") {
+        u.active = false;
+        u.active_state = "inactive".into();
+    }
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-service"]);
+    assert_eq!(p[0].1, [Change::new("k3s.service", "inactive", "active")]);
+}
+
+#[test]
+fn an_upgrade_replaces_the_binary_and_restarts() {
+    let inv = inventory();
+    let mut d = desired(&inv);
+    d.version = "v1.33.1+k3s1".into();
+    d.binary_sha256 = "newer".into();
+    let p = plan(&inv, &d, &converged(&desired(&inv)));
+    assert_eq!(names(&p), ["k3s-binary", "k3s-service"]);
+    assert_eq!(
+        p[0].1[0],
+        Change::new(paths::K3S_BIN, "v1.32.5+k3s1", "v1.33.1+k3s1")
+    );
+}
+
+#[test]
+fn a_pi_without_cgroup_flags_is_fixed_and_rebooted_and_blocked_if_that_did_not_help() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    f.boot_cmdline = Some((
+        "/boot/firmware/cmdline.txt".into(),
+        "console=tty1 rootwait".into(),
+    ));
+    f.memory_cgroup = false;
+    let cx = NodeCx {
+        inv: &inv,
+        node: &inv.nodes[0],
+        facts: &f,
+        desired: &d,
+        pending: &[],
+    };
+    let Check::Changes(c) = PiCgroups.check(&cx) else {
+        panic!("expected changes")
+    };
+    assert_eq!(c[1].what, "reboot");
+    // After the reboot the flags are there but the controller is still off.
+    f.boot_cmdline = Some((
+        "/boot/firmware/cmdline.txt".into(),
+        with_cgroup_flags("console=tty1 rootwait"),
+    ));
+    let cx = NodeCx {
+        inv: &inv,
+        node: &inv.nodes[0],
+        facts: &f,
+        desired: &d,
+        pending: &[],
+    };
+    assert!(matches!(PiCgroups.check(&cx), Check::Blocked(why) if why.contains("memory cgroup")));
+    f.memory_cgroup = true;
+    let cx = NodeCx {
+        inv: &inv,
+        node: &inv.nodes[0],
+        facts: &f,
+        desired: &d,
+        pending: &[],
+    };
+    assert_eq!(PiCgroups.check(&cx), Check::Changes(vec![]));
+}
