@@ -107,11 +107,11 @@ fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(&'static str, Vec<C
             desired: d,
             pending: &pending,
         };
-        if let Check::Changes(c) = step.check(&cx) {
-            if !c.is_empty() {
-                pending.push(step.name());
-                out.push((step.name(), c));
-            }
+        if let Check::Changes(c) = step.check(&cx)
+            && !c.is_empty()
+        {
+            pending.push(step.name());
+            out.push((step.name(), c));
         }
     }
     out
