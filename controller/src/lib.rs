@@ -21,3 +21,4 @@ pub mod status;
 pub mod step;
 pub mod steps;
 pub mod transport;
+pub mod workload;

@@ -19,8 +19,17 @@ pub fn human(report: &RunReport) -> String {
                 }
             }
         }
+        for p in &report.workload {
+            for c in &p.changes {
+                let _ = writeln!(
+                    s,
+                    "  playbook {} workload: {}: {} → {}",
+                    p.playbook, c.what, c.before, c.after
+                );
+            }
+        }
         if s.is_empty() {
-            s.push_str("Nothing to change: every node is converged.\n");
+            s.push_str("Nothing to change: every node and playbook is converged.\n");
         } else {
             s.insert_str(0, "Would change:\n");
         }
@@ -37,7 +46,18 @@ pub fn human(report: &RunReport) -> String {
         report.k3s_version,
         "*".repeat(30)
     );
-    let width = report.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
+    let width = report
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .chain(
+            report
+                .workload
+                .iter()
+                .map(|p| p.playbook.len() + "playbook ".len()),
+        )
+        .max()
+        .unwrap_or(0);
     for n in &report.nodes {
         let changed = n.count(Status::Changed);
         let ok = n.count(Status::Ok) + changed;
@@ -48,6 +68,28 @@ pub fn human(report: &RunReport) -> String {
             n.count(Status::Skipped),
             usize::from(n.failed.is_some() || n.count(Status::Failed) > 0),
             usize::from(n.unreachable.is_some()),
+        );
+    }
+    for p in &report.workload {
+        let changed = p.changes.len();
+        let _ = writeln!(
+            s,
+            "{:<width$} : ok={:<3} changed={changed:<3} failed={}",
+            format!("playbook {}", p.playbook),
+            p.unchanged + changed,
+            usize::from(p.status == Status::Failed),
+        );
+    }
+    for p in report
+        .workload
+        .iter()
+        .filter(|p| p.status == Status::Failed)
+    {
+        let _ = writeln!(
+            s,
+            "playbook {}: FAILED: {}",
+            p.playbook,
+            p.message.as_deref().unwrap_or_default()
         );
     }
     for n in &report.nodes {

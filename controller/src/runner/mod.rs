@@ -12,6 +12,7 @@ mod connect;
 mod node;
 mod progress;
 mod report;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub use cluster::kube_client;
 pub use connect::{Connector, GatherError, SshConnector, gather};
 use node::NodeRun;
 pub use progress::{Progress, StderrProgress, WarningsOnly};
-pub use report::{NodeReport, RunReport, Status, StepReport};
+pub use report::{NodeReport, PlaybookReport, RunReport, Status, StepReport};
 
 use crate::artifacts::ArtifactStore;
 use crate::facts;
@@ -270,12 +271,14 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
     if opts.mode == Mode::Apply && admin.is_some() {
         cluster::readiness(inv, &mut runs, opts).await;
     }
+    let workload = workload::converge(inv, admin.is_some(), &first_state, opts).await;
 
     Ok(RunReport {
         cluster: inv.cluster.name.clone(),
         mode: opts.mode,
         k3s_version: version,
         nodes: runs.into_iter().map(NodeRun::finish).collect(),
+        workload,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -92,23 +92,39 @@ impl NodeReport {
     }
 }
 
+/// One playbook (manifest directory) converged through the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlaybookReport {
+    pub playbook: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// Objects already as the playbook says.
+    pub unchanged: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub cluster: String,
     pub mode: Mode,
     pub k3s_version: String,
     pub nodes: Vec<NodeReport>,
+    pub workload: Vec<PlaybookReport>,
     pub seconds: f64,
 }
 
 impl RunReport {
     pub fn changed(&self) -> bool {
         self.nodes.iter().any(|n| n.count(Status::Changed) > 0)
+            || self.workload.iter().any(|p| p.status == Status::Changed)
     }
 
     pub fn failed(&self) -> bool {
         self.nodes
             .iter()
             .any(|n| n.failed.is_some() || n.unreachable.is_some() || n.count(Status::Failed) > 0)
+            || self.workload.iter().any(|p| p.status == Status::Failed)
     }
 }

@@ -1,0 +1,267 @@
+//! Reading a playbook directory: the objects to apply, in order.
+//!
+//! A directory with a `kustomization.yaml` is read in the order of its
+//! `resources` (local files only: what `kubectl apply -k` would apply for
+//! such a plain kustomization); otherwise every `*.yaml`/`*.yml` in name
+//! order. Multi-document files are split. Pure file reading: no cluster.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: document {doc} is not valid YAML")]
+    Yaml {
+        path: PathBuf,
+        doc: usize,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("{path}: document {doc}: {why}")]
+    Invalid {
+        path: PathBuf,
+        doc: usize,
+        why: String,
+    },
+    #[error("{path}: {why} (pictl applies kustomizations that list local resource files)")]
+    Unsupported { path: PathBuf, why: String },
+}
+
+/// One object from a playbook, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub source: PathBuf,
+    pub object: Value,
+}
+
+impl Manifest {
+    fn field<'a>(&'a self, path: &[&str]) -> &'a str {
+        let mut v = &self.object;
+        for p in path {
+            v = &v[*p];
+        }
+        v.as_str().unwrap_or_default()
+    }
+
+    pub fn api_version(&self) -> &str {
+        self.field(&["apiVersion"])
+    }
+
+    pub fn kind(&self) -> &str {
+        self.field(&["kind"])
+    }
+
+    pub fn name(&self) -> &str {
+        self.field(&["metadata", "name"])
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        Some(self.field(&["metadata", "namespace"])).filter(|n| !n.is_empty())
+    }
+
+    /// `(group, version)` of `apiVersion`.
+    pub fn group_version(&self) -> (&str, &str) {
+        match self.api_version().split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", self.api_version()),
+        }
+    }
+
+    /// `Kind.group` (or `Kind` for the core group), as ApplySets name kinds.
+    pub fn group_kind(&self) -> String {
+        match self.group_version().0 {
+            "" => self.kind().to_string(),
+            g => format!("{}.{g}", self.kind()),
+        }
+    }
+
+    /// `Kind namespace/name`, for messages.
+    pub fn describe(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{} {ns}/{}", self.kind(), self.name()),
+            None => format!("{} {}", self.kind(), self.name()),
+        }
+    }
+}
+
+/// The objects of a playbook directory, in apply order (Namespaces first).
+pub fn load(dir: &Path) -> Result<Vec<Manifest>, ManifestError> {
+    let files = files_of(dir)?;
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+            let value =
+                serde::Deserialize::deserialize(doc).map_err(|source| ManifestError::Yaml {
+                    path: file.clone(),
+                    doc: i + 1,
+                    source,
+                })?;
+            let value: Value = match value {
+                Value::Null => continue,
+                v => v,
+            };
+            let m = Manifest {
+                source: file.clone(),
+                object: value,
+            };
+            let invalid = |why: &str| ManifestError::Invalid {
+                path: file.clone(),
+                doc: i + 1,
+                why: why.to_string(),
+            };
+            if !m.object.is_object() {
+                return Err(invalid("not a Kubernetes object (a mapping)"));
+            }
+            if m.api_version().is_empty() || m.kind().is_empty() {
+                return Err(invalid("apiVersion and kind are required"));
+            }
+            if m.name().is_empty() {
+                return Err(invalid("metadata.name is required"));
+            }
+            out.push(m);
+        }
+    }
+    // Stable: Namespaces first, otherwise the playbook's own order.
+    out.sort_by_key(|m| m.kind() != "Namespace");
+    Ok(out)
+}
+
+fn files_of(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+    let read_err = |source| ManifestError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let kustomization = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file());
+    if let Some(k) = kustomization {
+        let text = std::fs::read_to_string(&k).map_err(|source| ManifestError::Read {
+            path: k.clone(),
+            source,
+        })?;
+        let v: Value = serde_yaml_ng::from_str(&text).map_err(|source| ManifestError::Yaml {
+            path: k.clone(),
+            doc: 1,
+            source,
+        })?;
+        for unsupported in [
+            "patches",
+            "patchesStrategicMerge",
+            "patchesJson6902",
+            "configMapGenerator",
+            "secretGenerator",
+            "components",
+            "images",
+            "replicas",
+            "namePrefix",
+            "nameSuffix",
+            "commonLabels",
+            "labels",
+            "helmCharts",
+        ] {
+            if v.get(unsupported).is_some() {
+                return Err(ManifestError::Unsupported {
+                    path: k,
+                    why: format!("`{unsupported}` is not supported"),
+                });
+            }
+        }
+        let mut files = Vec::new();
+        for r in v["resources"].as_array().into_iter().flatten() {
+            let Some(r) = r.as_str() else { continue };
+            let p = dir.join(r);
+            if r.contains("://") || !p.is_file() {
+                return Err(ManifestError::Unsupported {
+                    path: k,
+                    why: format!("resource `{r}` is not a local file"),
+                });
+            }
+            files.push(p);
+        }
+        return Ok(files);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kustomization_order_is_kept_and_namespaces_go_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- b.yaml\n- a.yaml\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: demo\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: demo\n---\n",
+        )
+        .expect("write");
+        let m = load(dir.path()).expect("load");
+        let names: Vec<String> = m.iter().map(Manifest::describe).collect();
+        assert_eq!(
+            names,
+            ["Namespace demo", "Deployment demo/web", "Service demo/web"]
+        );
+        assert_eq!(m[1].group_kind(), "Deployment.apps");
+        assert_eq!(m[2].group_kind(), "Service");
+    }
+
+    #[test]
+    fn unsupported_kustomize_features_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "resources: []\nnamePrefix: x-\n",
+        )
+        .expect("write");
+        let err = load(dir.path()).expect_err("unsupported");
+        assert!(
+            err.to_string().contains("`namePrefix` is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn objects_without_a_name_are_refused_with_their_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("x.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+        )
+        .expect("write");
+        let err = load(dir.path()).expect_err("no name");
+        assert!(
+            err.to_string()
+                .contains("x.yaml: document 1: metadata.name is required"),
+            "{err}"
+        );
+    }
+}
