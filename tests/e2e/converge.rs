@@ -54,6 +54,10 @@ fn main() -> ExitCode {
             workload_drift_and_prune,
         ),
         (
+            "image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch",
+            image_preflight,
+        ),
+        (
             "unreachable_node_is_reported_and_the_rest_converge",
             unreachable_node,
         ),
@@ -798,8 +802,10 @@ fn lost_state(lab: &Lab) {
 fn inventory_with_playbook(lab: &Lab, playbook: &Path, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(lab.inventory()).expect("inventory");
     let path = lab.dir().join(name);
+    // The lab cannot reach Docker Hub: image lookups are tested against a
+    // registry of the test's own (see `image_preflight_*`).
     let text = format!(
-        "{text}\n[workload]\nplaybooks = [\"{}\"]\n",
+        "{text}\n[workload]\nplaybooks = [\"{}\"]\nimage_arch_check = \"off\"\n",
         playbook.display()
     );
     std::fs::write(&path, text).expect("write inventory");
@@ -1077,5 +1083,54 @@ fn workload_drift_and_prune(lab: &Lab) {
     assert_eq!(
         workload_changes(&v),
         ["PodDisruptionBudget playson/httpbin: absent → created"]
+    );
+}
+
+fn image_preflight(lab: &Lab) {
+    ensure_converged(lab);
+    // The playson incident, mirrored for the lab's amd64 nodes: an arm64-only image.
+    let reg = pictl_e2e::registry::Registry::start().expect("registry");
+    let image = reg.push_single("vendor/arm64-only", "1.0", "linux", "arm64");
+    let dir = lab.dir().join("preflight").join("arm-only");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("app.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: arm-only\n---\n\
+             apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: arm-only\n\
+             spec:\n  selector:\n    matchLabels: {{app: app}}\n  template:\n    metadata:\n      labels: {{app: app}}\n\
+             \x20   spec:\n      containers:\n      - name: app\n        image: {image}\n"
+        ),
+    )
+    .expect("write playbook");
+    let base = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let inv = lab.dir().join("inventory-preflight.toml");
+    std::fs::write(
+        &inv,
+        format!("{base}\n[workload]\nplaybooks = [\"{}\"]\n", dir.display()),
+    )
+    .expect("write");
+
+    let plan = pictl(lab, &inv, &["plan"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 1, "{}", text(&out));
+    let msg = v["workload"][0]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("offers only linux/arm64"), "{msg}");
+    assert!(
+        msg.contains("cannot run on node1, node2, node3 (amd64)"),
+        "{msg}"
+    );
+    assert!(reg.token_requests() >= 1);
+    // Nothing of the playbook was applied.
+    let ns = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(lab.dir().join("state").join("kubeconfig"))
+        .args(["get", "namespace", "arm-only"])
+        .output()
+        .expect("kubectl");
+    assert!(
+        !ns.status.success(),
+        "the namespace was created despite the preflight"
     );
 }

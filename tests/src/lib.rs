@@ -9,6 +9,7 @@
 
 pub mod harness;
 pub mod lab;
+pub mod registry;
 
 pub use harness::{Case, LabSpec};
 pub use lab::{Lab, Node, lab_or_skip, lab_unavailable_reason, leaks};

@@ -119,6 +119,22 @@ pub struct Node {
 pub struct Workload {
     /// Directories of manifests to apply, in order.
     pub playbooks: Vec<PathBuf>,
+    /// Whether every container image must be shown to run on every node's arch.
+    pub image_arch_check: ImageArchCheck,
+}
+
+/// The image-architecture preflight (the playson incident: an amd64-only
+/// image crash-looping on arm64 Pis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageArchCheck {
+    /// An image that lacks a node's arch fails the playbook; a registry that
+    /// cannot be asked is a warning.
+    #[default]
+    Warn,
+    /// As `Warn`, and an image whose platforms cannot be read fails too.
+    Require,
+    /// No registry is contacted.
+    Off,
 }
 
 impl Inventory {
@@ -408,7 +424,7 @@ const SSH_KEYS: &[&str] = &[
     "connect_timeout",
 ];
 const NODE_KEYS: &[&str] = &["name", "address", "role", "arch", "labels", "taints", "ssh"];
-const WORKLOAD_KEYS: &[&str] = &["playbooks"];
+const WORKLOAD_KEYS: &[&str] = &["playbooks", "image_arch_check"];
 
 impl Loader<'_, '_> {
     fn load(&mut self, root: &TableReader<'_, '_>) -> Option<Inventory> {
@@ -1036,6 +1052,26 @@ impl Loader<'_, '_> {
                 dir
             })
             .collect();
-        Workload { playbooks }
+        let image_arch_check = match t.str(self.sink, "image_arch_check") {
+            None => ImageArchCheck::default(),
+            Some(v) => match v.value.as_str() {
+                "warn" => ImageArchCheck::Warn,
+                "require" => ImageArchCheck::Require,
+                "off" => ImageArchCheck::Off,
+                other => {
+                    self.sink.report(
+                        v.span.clone(),
+                        &v.path,
+                        format!("invalid image_arch_check \"{other}\""),
+                        Some("expected \"warn\", \"require\" or \"off\"".into()),
+                    );
+                    ImageArchCheck::default()
+                }
+            },
+        };
+        Workload {
+            playbooks,
+            image_arch_check,
+        }
     }
 }

@@ -271,7 +271,13 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
     if opts.mode == Mode::Apply && admin.is_some() {
         cluster::readiness(inv, &mut runs, opts).await;
     }
-    let workload = workload::converge(inv, admin.is_some(), &first_state, opts).await;
+    let mut arches: BTreeMap<crate::arch::Arch, Vec<String>> = BTreeMap::new();
+    for r in &runs {
+        if let Some(Ok(a)) = r.facts.as_ref().map(|f| f.arch.clone()) {
+            arches.entry(a).or_default().push(r.node.name.clone());
+        }
+    }
+    let workload = workload::converge(inv, admin.is_some(), &first_state, &arches, opts).await;
 
     Ok(RunReport {
         cluster: inv.cluster.name.clone(),

@@ -3,17 +3,22 @@
 
 use super::report::{PlaybookReport, Status};
 use super::{Mode, Options, error_chain};
-use crate::inventory::Inventory;
+use std::collections::BTreeMap;
+
+use crate::arch::Arch;
+use crate::inventory::{ImageArchCheck, Inventory};
 use crate::state;
 use crate::step::Change;
 use crate::workload;
 
 /// `api_up`: the first server converged and handed over its kubeconfig;
-/// `server_state` says how it is otherwise.
+/// `server_state` says how it is otherwise. `arches`: which nodes run which
+/// CPU architecture, for the image preflight.
 pub async fn converge(
     inv: &Inventory,
     api_up: bool,
     server_state: &str,
+    arches: &BTreeMap<Arch, Vec<String>>,
     opts: &Options,
 ) -> Vec<PlaybookReport> {
     let mut reports = Vec::new();
@@ -61,6 +66,8 @@ pub async fn converge(
                     None => format!("no API: {server_state}"),
                 });
             }
+            (Ok(manifests), _)
+                if preflight_fails(inv, &name, &manifests, arches, &mut report, opts).await => {}
             (Ok(manifests), Ok(client)) => {
                 match workload::apply_playbook(
                     client,
@@ -102,4 +109,45 @@ pub async fn converge(
         reports.push(report);
     }
     reports
+}
+
+/// The image-architecture preflight; true (and the report failed) when the
+/// playbook must not be applied.
+async fn preflight_fails(
+    inv: &Inventory,
+    name: &str,
+    manifests: &[workload::Manifest],
+    arches: &BTreeMap<Arch, Vec<String>>,
+    report: &mut PlaybookReport,
+    opts: &Options,
+) -> bool {
+    let mode = inv.workload.image_arch_check;
+    if mode == ImageArchCheck::Off || arches.is_empty() {
+        return false;
+    }
+    let findings =
+        workload::images::check(&workload::images::Registry::default(), manifests, arches).await;
+    let who = format!("playbook {name}");
+    for u in &findings.unknown {
+        opts.progress
+            .event(&who, "image-arch", "warning", &format!("cannot verify {u}"));
+    }
+    let mut problems = findings.incompatible;
+    if mode == ImageArchCheck::Require {
+        problems.extend(
+            findings
+                .unknown
+                .iter()
+                .map(|u| format!("cannot verify {u}")),
+        );
+    }
+    if problems.is_empty() {
+        return false;
+    }
+    report.status = Status::Failed;
+    report.message = Some(format!(
+        "image-architecture preflight: {}",
+        problems.join("; ")
+    ));
+    true
 }
