@@ -30,7 +30,9 @@ cat <<'NEXT'
 Try next:
   target/debug/pictl plan  -i inventory/lab.toml    # exit 0: nothing to change
   target/debug/pictl apply -i inventory/lab.toml    # changed=0
+  target/debug/pictl status -i inventory/lab.toml    # every node in one table
   kubectl --kubeconfig .lab/state/kubeconfig get nodes
+  kubectl --kubeconfig .lab/state/kubeconfig -n playson get deploy,svc,netpol,hpa,pdb
   tests/lab/lab ssh node2 systemctl status k3s-agent
   tests/lab/lab down                                # when done
 NEXT

@@ -94,18 +94,26 @@ pub async fn converge(
                 }
             }
         }
-        let detail = super::StepReport::new(
-            "workload",
-            report.status,
-            report.changes.clone(),
-            report.message.clone(),
-        );
-        opts.progress.event(
-            &format!("playbook {name}"),
-            "workload",
-            report.status.word(),
-            &detail.describe(),
-        );
+        // One line per object: a playbook can be long.
+        let who = format!("playbook {name}");
+        for c in &report.changes {
+            opts.progress.event(
+                &who,
+                "workload",
+                c.after.as_str(),
+                &format!("{} ({})", c.what, c.before),
+            );
+        }
+        let summary = match &report.message {
+            Some(m) => m.clone(),
+            None => format!(
+                "({} changed, {} unchanged)",
+                report.changes.len(),
+                report.unchanged
+            ),
+        };
+        opts.progress
+            .event(&who, "workload", report.status.word(), &summary);
         reports.push(report);
     }
     reports
