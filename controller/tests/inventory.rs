@@ -332,6 +332,15 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ],
         ),
         (
+            "two_playbooks_with_one_name",
+            format!("{full}\n[workload]\nplaybooks = [\"a/web\", \"b/web\"]\n"),
+            vec![
+                "inv.toml:20:14: workload.playbooks[0]: DIR/a/web is not a directory (paths are relative to the inventory file)",
+                "inv.toml:20:23: workload.playbooks[1]: a second playbook named \"web\" (a playbook's directory name names its set of objects (pruning included); rename one (workload.playbooks[0] has it))",
+                "inv.toml:20:23: workload.playbooks[1]: DIR/b/web is not a directory (paths are relative to the inventory file)",
+            ],
+        ),
+        (
             "bad_cluster_name",
             full.replace("name = \"demo\"", "name = \"Demo Cluster\""),
             vec![

@@ -1035,12 +1035,24 @@ impl Loader<'_, '_> {
 
     fn workload(&mut self, t: &TableReader<'_, '_>) -> Workload {
         t.deny_unknown(self.sink, WORKLOAD_KEYS);
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
         let playbooks = t
             .str_list(self.sink, "playbooks")
             .unwrap_or_default()
             .into_iter()
             .map(|p| {
                 let dir = resolve_path(self.base_dir, &p.value);
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if let Some(first) = names.insert(name.clone(), p.path.clone()) {
+                    self.sink.report(
+                        p.span.clone(),
+                        &p.path,
+                        format!("a second playbook named \"{name}\""),
+                        Some(format!(
+                            "a playbook's directory name names its set of objects (pruning included); rename one ({first} has it)"
+                        )),
+                    );
+                }
                 if !dir.is_dir() {
                     self.sink.report(
                         p.span.clone(),
