@@ -2,5 +2,56 @@
 //!
 //! The [`report`] module is serde types only, so that the controller can read
 //! reports without pulling in the agent's collectors or HTTP server.
+//! [`collect`] reads the node (files under a configurable root, a few
+//! `systemctl`-style commands, the kubelet's healthz), [`health`] judges the
+//! result purely, [`metrics`] renders it for Prometheus, and [`http`] serves it.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub mod cli;
+pub mod collect;
+pub mod health;
+pub mod http;
+pub mod metrics;
 pub mod report;
+
+/// What the agent could not do. Collection errors end up as lines in the
+/// report's `collection_errors`; only binding the listener stops the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}")]
+    ReadFailed {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing {what} in {path}")]
+    ParseFailed { path: PathBuf, what: &'static str },
+    #[error("listing mounted filesystems")]
+    ListDisksFailed(#[source] sysinfo::Error),
+    #[error("no mounted filesystem holds {path}")]
+    RootFsNotFound { path: PathBuf },
+    #[error("listening on {addr}")]
+    BindFailed {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the report")]
+    WriteReportFailed(#[source] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `outer: inner: innermost`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

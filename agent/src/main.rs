@@ -1,13 +1,76 @@
-//! Binary entry point of the health agent (collectors and HTTP come in the
-//! health-agent issue); for now it only identifies itself.
+//! Binary entry point of the health agent: parses arguments and wires the
+//! collectors to stdout (`report`) or to the HTTP server (`serve`).
 
+use std::io::Write;
 use std::process::ExitCode;
 
+use pictl_agent::cli::{self, Command, HELP};
+use pictl_agent::collect::{Sources, collect};
+use pictl_agent::http::{DEFAULT_CACHE_TTL, Server};
+use pictl_agent::report::REPORT_VERSION;
+use pictl_agent::{Error, error_chain};
+
 fn main() -> ExitCode {
-    eprintln!(
-        "pictl-agent {}: the health agent is not implemented yet (report schema v{})",
-        env!("CARGO_PKG_VERSION"),
-        pictl_agent::report::REPORT_VERSION
-    );
-    ExitCode::from(2)
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pictl-agent: {}\n\n{HELP}", error_chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match command {
+        Command::Help => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Command::Version => {
+            println!(
+                "pictl-agent {} (report schema v{REPORT_VERSION})",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+        Command::Report { pretty } => report(pretty),
+        Command::Serve { listen } => {
+            let sources = Sources::system();
+            match Server::bind(
+                listen,
+                Box::new(move || collect(&sources)),
+                DEFAULT_CACHE_TTL,
+            ) {
+                Ok(server) => {
+                    let addr = server.local_addr().map_or(listen, |a| a);
+                    eprintln!(
+                        "pictl-agent {}: listening on http://{addr}",
+                        env!("CARGO_PKG_VERSION")
+                    );
+                    server.run()
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pictl-agent: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One report on stdout; the exit status says whether it was written, not the
+/// node's health (that is in the report).
+fn report(pretty: bool) -> Result<(), Error> {
+    let r = collect(&Sources::system());
+    let mut out = std::io::stdout().lock();
+    let written = if pretty {
+        serde_json::to_writer_pretty(&mut out, &r)
+    } else {
+        serde_json::to_writer(&mut out, &r)
+    };
+    written.map_err(|e| Error::WriteReportFailed(e.into()))?;
+    writeln!(out)
+        .and_then(|()| out.flush())
+        .map_err(Error::WriteReportFailed)
 }

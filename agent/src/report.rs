@@ -1,45 +1,320 @@
 //! Versioned health report types, shared by the agent (writer) and the
-//! controller (reader). Serde only: no I/O lives here.
+//! controller (reader). Serde only: no I/O lives here, so a reader depends on
+//! nothing but serde.
+//!
+//! Forward compatibility: unknown fields are ignored and missing ones take
+//! their default (`#[serde(default)]` on every struct), so a controller can read
+//! a newer agent's report and vice versa. [`REPORT_VERSION`] is bumped only when
+//! a field changes meaning or type.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// The report schema version; bumped on any incompatible change.
-pub const REPORT_VERSION: u32 = 1;
+/// v2: nested load/memory/swap/root_fs, decoded throttling, unit states,
+/// clock, and the derived `health` with its `problems`.
+pub const REPORT_VERSION: u32 = 2;
 
-/// What one node says about itself at `/v1/report`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The systemd units a K3s node runs: a server runs the first, an agent the second.
+pub const K3S_UNITS: [&str; 2] = ["k3s.service", "k3s-agent.service"];
+
+/// What one node says about itself at `/v1/report` and from `pictl-agent report`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeReport {
+    /// Schema version ([`REPORT_VERSION`] of the writer).
     pub version: u32,
     pub hostname: String,
-    pub k3s_unit_active: bool,
-    pub kubelet_healthy: bool,
-    pub mem_total_bytes: u64,
-    pub mem_available_bytes: u64,
-    pub load_1m: f64,
-    pub soc_temp_celsius: Option<f64>,
-    pub throttled: Option<u32>,
+    /// The agent's crate version.
+    pub agent_version: String,
+    /// Unix seconds when the report was collected.
+    pub collected_at: u64,
+    pub uptime_seconds: Option<u64>,
+    pub load: Option<Load>,
+    pub memory: Option<Memory>,
+    pub swap: Option<Swap>,
+    pub root_fs: Option<Filesystem>,
+    /// SoC temperature (thermal zone 0), degrees Celsius.
+    pub soc_temperature_celsius: Option<f64>,
+    /// The device-tree model, e.g. "Raspberry Pi 4 Model B Rev 1.4".
+    pub model: Option<String>,
+    /// Firmware throttling state; absent off a Raspberry Pi.
+    pub throttling: Option<Throttling>,
+    /// State of each of [`K3S_UNITS`], by unit name.
+    pub units: BTreeMap<String, UnitState>,
+    /// Whether the kubelet answers `ok` on its healthz port; `None` when no
+    /// K3s unit is installed, so there is no kubelet to ask.
+    pub kubelet_healthy: Option<bool>,
+    /// NTP synchronization as systemd sees it; `None` when unknown.
+    pub clock_synchronized: Option<bool>,
+    /// What could not be collected, one line each (counted as problems).
+    pub collection_errors: Vec<String>,
+    /// Derived from the fields above by the agent.
+    pub health: Health,
+    /// Why `health` is not `ok`, one human-readable line each, with the value.
+    pub problems: Vec<String>,
+}
+
+/// Load averages over 1, 5 and 15 minutes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Load {
+    pub one: f64,
+    pub five: f64,
+    pub fifteen: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Memory {
+    pub total_bytes: u64,
+    /// `MemAvailable`: what can be allocated without swapping.
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Swap {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// The filesystem holding `/` (on a Pi, usually the SD card or USB disk).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Filesystem {
+    pub mount_point: String,
+    pub total_bytes: u64,
+    /// Available to unprivileged users (excludes reserved blocks).
+    pub available_bytes: u64,
+}
+
+impl Filesystem {
+    /// Percent of the filesystem not available to users (reserved blocks count as used).
+    pub fn used_percent(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 0.0;
+        }
+        let used = self.total_bytes.saturating_sub(self.available_bytes);
+        used as f64 * 100.0 / self.total_bytes as f64
+    }
+}
+
+/// The firmware's `get_throttled` word, raw and decoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Throttling {
+    pub raw: u32,
+    pub under_voltage_now: bool,
+    pub freq_capped_now: bool,
+    pub throttled_now: bool,
+    pub soft_temp_limit_now: bool,
+    pub under_voltage_occurred: bool,
+    pub freq_capped_occurred: bool,
+    pub throttled_occurred: bool,
+    pub soft_temp_limit_occurred: bool,
+}
+
+impl Throttling {
+    /// Decodes the bit layout documented for `vcgencmd get_throttled`:
+    /// bits 0–3 are the current state, bits 16–19 "has occurred since boot".
+    pub fn from_raw(raw: u32) -> Self {
+        let bit = |n: u32| raw & (1 << n) != 0;
+        Self {
+            raw,
+            under_voltage_now: bit(0),
+            freq_capped_now: bit(1),
+            throttled_now: bit(2),
+            soft_temp_limit_now: bit(3),
+            under_voltage_occurred: bit(16),
+            freq_capped_occurred: bit(17),
+            throttled_occurred: bit(18),
+            soft_temp_limit_occurred: bit(19),
+        }
+    }
+
+    /// Each decoded flag with its name, in bit order (for metrics and problems).
+    pub fn flags(&self) -> [(&'static str, bool); 8] {
+        [
+            ("under_voltage_now", self.under_voltage_now),
+            ("freq_capped_now", self.freq_capped_now),
+            ("throttled_now", self.throttled_now),
+            ("soft_temp_limit_now", self.soft_temp_limit_now),
+            ("under_voltage_occurred", self.under_voltage_occurred),
+            ("freq_capped_occurred", self.freq_capped_occurred),
+            ("throttled_occurred", self.throttled_occurred),
+            ("soft_temp_limit_occurred", self.soft_temp_limit_occurred),
+        ]
+    }
+}
+
+/// A systemd unit's state, as `systemctl` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitState {
+    Active,
+    Activating,
+    Deactivating,
+    Reloading,
+    Inactive,
+    Failed,
+    /// The unit is not installed (systemd says `not-found`).
+    Absent,
+    /// systemd could not be asked, or said something this reader does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl UnitState {
+    pub const ALL: [UnitState; 8] = [
+        UnitState::Active,
+        UnitState::Activating,
+        UnitState::Deactivating,
+        UnitState::Reloading,
+        UnitState::Inactive,
+        UnitState::Failed,
+        UnitState::Absent,
+        UnitState::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitState::Active => "active",
+            UnitState::Activating => "activating",
+            UnitState::Deactivating => "deactivating",
+            UnitState::Reloading => "reloading",
+            UnitState::Inactive => "inactive",
+            UnitState::Failed => "failed",
+            UnitState::Absent => "absent",
+            UnitState::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the unit is installed (known to systemd), whatever its state.
+    pub fn is_loaded(self) -> bool {
+        !matches!(self, UnitState::Absent | UnitState::Unknown)
+    }
+}
+
+/// The node's overall health, worst first when compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Ok,
+    Degraded,
+    Failing,
+}
+
+impl Health {
+    pub const ALL: [Health; 3] = [Health::Ok, Health::Degraded, Health::Failing];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Degraded => "degraded",
+            Health::Failing => "failing",
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn report_round_trips_through_json() {
-        let r = NodeReport {
+    fn sample() -> NodeReport {
+        NodeReport {
             version: REPORT_VERSION,
             hostname: "node1".into(),
-            k3s_unit_active: true,
-            kubelet_healthy: false,
-            mem_total_bytes: 4 << 30,
-            mem_available_bytes: 1 << 30,
-            load_1m: 0.5,
-            soc_temp_celsius: Some(51.2),
-            throttled: None,
-        };
+            agent_version: "0.1.0".into(),
+            collected_at: 1_700_000_000,
+            uptime_seconds: Some(3600),
+            load: Some(Load {
+                one: 0.5,
+                five: 0.25,
+                fifteen: 0.125,
+            }),
+            memory: Some(Memory {
+                total_bytes: 4 << 30,
+                available_bytes: 1 << 30,
+            }),
+            swap: Some(Swap {
+                total_bytes: 0,
+                free_bytes: 0,
+            }),
+            root_fs: Some(Filesystem {
+                mount_point: "/".into(),
+                total_bytes: 32 << 30,
+                available_bytes: 20 << 30,
+            }),
+            soc_temperature_celsius: Some(51.2),
+            model: Some("Raspberry Pi 4 Model B Rev 1.4".into()),
+            throttling: Some(Throttling::from_raw(0x50005)),
+            units: BTreeMap::from([
+                ("k3s.service".into(), UnitState::Active),
+                ("k3s-agent.service".into(), UnitState::Absent),
+            ]),
+            kubelet_healthy: Some(true),
+            clock_synchronized: Some(false),
+            collection_errors: vec![],
+            health: Health::Failing,
+            problems: vec!["under-voltage now (get_throttled 0x50005)".into()],
+        }
+    }
+
+    #[test]
+    fn report_round_trips_through_json() {
+        let r = sample();
         let json = serde_json::to_string(&r).expect("serialize");
         let back: NodeReport = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, r);
-        assert!(json.contains("\"soc_temp_celsius\":51.2"));
+        assert!(json.contains("\"soc_temperature_celsius\":51.2"), "{json}");
+        assert!(json.contains("\"k3s.service\":\"active\""), "{json}");
+        assert!(json.contains("\"health\":\"failing\""), "{json}");
+    }
+
+    #[test]
+    fn throttling_decodes_0x50005_as_under_voltage_and_throttling_now_and_since_boot() {
+        let t = Throttling::from_raw(0x50005);
+        assert!(t.under_voltage_now && t.throttled_now);
+        assert!(!t.freq_capped_now && !t.soft_temp_limit_now);
+        assert!(t.under_voltage_occurred && t.throttled_occurred);
+        assert!(!t.freq_capped_occurred && !t.soft_temp_limit_occurred);
+        assert_eq!(t.flags().iter().filter(|(_, on)| *on).count(), 4);
+    }
+
+    #[test]
+    fn newer_report_with_unknown_fields_and_states_still_reads() {
+        let json = r#"{"version":3,"hostname":"n","future_field":{"x":1},
+            "units":{"k3s.service":"hibernating"},"health":"degraded"}"#;
+        let r: NodeReport = serde_json::from_str(json).expect("forward compatible");
+        assert_eq!(r.version, 3);
+        assert_eq!(r.units["k3s.service"], UnitState::Unknown);
+        assert_eq!(r.health, Health::Degraded);
+        assert_eq!(r.memory, None);
+    }
+
+    #[test]
+    fn v1_report_reads_with_defaults_for_the_new_shape() {
+        let json = r#"{"version":1,"hostname":"old","k3s_unit_active":true,
+            "kubelet_healthy":false,"mem_total_bytes":1,"mem_available_bytes":1,
+            "load_1m":0.5,"soc_temp_celsius":40.0,"throttled":null}"#;
+        let r: NodeReport = serde_json::from_str(json).expect("old report reads");
+        assert_eq!(r.version, 1);
+        assert_eq!(r.kubelet_healthy, Some(false));
+        assert!(r.units.is_empty());
+    }
+
+    #[test]
+    fn used_percent_counts_reserved_blocks_as_used() {
+        let fs = Filesystem {
+            mount_point: "/".into(),
+            total_bytes: 100,
+            available_bytes: 4,
+        };
+        assert!((fs.used_percent() - 96.0).abs() < 1e-9);
+        assert_eq!(Filesystem::default().used_percent(), 0.0);
     }
 }

@@ -1,0 +1,243 @@
+//! Prometheus text exposition (format 0.0.4) of a [`NodeReport`]: pure
+//! rendering, every name prefixed `pictl_node_`. A fact the report lacks
+//! (`None`) is left out, HELP/TYPE included, rather than exported as 0.
+
+use std::fmt::Write;
+
+use crate::report::{Health, NodeReport, UnitState};
+
+/// The Content-Type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn render(r: &NodeReport) -> String {
+    let mut m = Metrics {
+        out: String::with_capacity(4096),
+    };
+
+    m.family("info", "Agent and board identity; the value is always 1.");
+    let model = r.model.as_deref().unwrap_or("");
+    let version = r.version.to_string();
+    m.sample(
+        "info",
+        &[
+            ("hostname", &r.hostname),
+            ("agent_version", &r.agent_version),
+            ("report_version", &version),
+            ("model", model),
+        ],
+        1.0,
+    );
+    m.gauge(
+        "collected_timestamp_seconds",
+        "Unix time the report was collected.",
+        r.collected_at as f64,
+    );
+    if let Some(up) = r.uptime_seconds {
+        m.gauge("uptime_seconds", "Seconds since boot.", up as f64);
+    }
+    if let Some(l) = r.load {
+        m.gauge("load1", "Load average over 1 minute.", l.one);
+        m.gauge("load5", "Load average over 5 minutes.", l.five);
+        m.gauge("load15", "Load average over 15 minutes.", l.fifteen);
+    }
+    if let Some(mem) = r.memory {
+        m.gauge(
+            "memory_total_bytes",
+            "Physical memory (MemTotal).",
+            mem.total_bytes as f64,
+        );
+        m.gauge(
+            "memory_available_bytes",
+            "Memory available without swapping (MemAvailable).",
+            mem.available_bytes as f64,
+        );
+    }
+    if let Some(s) = r.swap {
+        m.gauge(
+            "swap_total_bytes",
+            "Swap space (SwapTotal).",
+            s.total_bytes as f64,
+        );
+        m.gauge(
+            "swap_free_bytes",
+            "Unused swap space (SwapFree).",
+            s.free_bytes as f64,
+        );
+    }
+    if let Some(fs) = &r.root_fs {
+        let labels = [("mountpoint", fs.mount_point.as_str())];
+        m.family("rootfs_total_bytes", "Size of the root filesystem.");
+        m.sample("rootfs_total_bytes", &labels, fs.total_bytes as f64);
+        m.family(
+            "rootfs_available_bytes",
+            "Root filesystem space available to users.",
+        );
+        m.sample("rootfs_available_bytes", &labels, fs.available_bytes as f64);
+    }
+    if let Some(t) = r.soc_temperature_celsius {
+        m.gauge(
+            "soc_temperature_celsius",
+            "SoC temperature (thermal zone 0).",
+            t,
+        );
+    }
+    if let Some(t) = &r.throttling {
+        m.gauge(
+            "get_throttled",
+            "Raw firmware get_throttled word.",
+            f64::from(t.raw),
+        );
+        m.family("throttled", "Decoded get_throttled bits: 1 when set.");
+        for (bit, on) in t.flags() {
+            m.sample("throttled", &[("bit", bit)], bool01(on));
+        }
+    }
+    if !r.units.is_empty() {
+        m.family("unit_active", "1 when the systemd unit is active.");
+        for (unit, state) in &r.units {
+            m.sample(
+                "unit_active",
+                &[("unit", unit)],
+                bool01(*state == UnitState::Active),
+            );
+        }
+        m.family(
+            "unit_state",
+            "State of the systemd unit: 1 for the current state.",
+        );
+        for (unit, state) in &r.units {
+            for s in UnitState::ALL {
+                m.sample(
+                    "unit_state",
+                    &[("unit", unit), ("state", s.as_str())],
+                    bool01(*state == s),
+                );
+            }
+        }
+    }
+    if let Some(ok) = r.kubelet_healthy {
+        m.gauge(
+            "kubelet_healthy",
+            "1 when the kubelet healthz answers ok.",
+            bool01(ok),
+        );
+    }
+    if let Some(ok) = r.clock_synchronized {
+        m.gauge(
+            "clock_synchronized",
+            "1 when NTP synchronized the clock.",
+            bool01(ok),
+        );
+    }
+    m.family("health", "Derived node health: 1 for the current state.");
+    for h in Health::ALL {
+        m.sample("health", &[("state", h.as_str())], bool01(r.health == h));
+    }
+    m.gauge(
+        "problems",
+        "Number of problems behind the health state.",
+        r.problems.len() as f64,
+    );
+    m.gauge(
+        "collection_errors",
+        "Number of facts that could not be collected.",
+        r.collection_errors.len() as f64,
+    );
+    m.out
+}
+
+struct Metrics {
+    out: String,
+}
+
+impl Metrics {
+    fn family(&mut self, name: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP pictl_node_{name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE pictl_node_{name} gauge");
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: f64) {
+        self.family(name, help);
+        self.sample(name, &[], value);
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let _ = write!(self.out, "pictl_node_{name}");
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
+    }
+}
+
+fn bool01(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// Go-style float text: integers without a fraction, `NaN`, `+Inf`, `-Inf`.
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let r = NodeReport {
+            model: Some("Pi \"4\"\\\nB".into()),
+            ..NodeReport::default()
+        };
+        let text = render(&r);
+        assert!(text.contains(r#"model="Pi \"4\"\\\nB""#), "{text}");
+    }
+
+    #[test]
+    fn numbers_render_like_prometheus_expects() {
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(f64::NAN), "NaN");
+        assert_eq!(number(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn missing_facts_are_left_out_not_zero() {
+        let text = render(&NodeReport::default());
+        assert!(!text.contains("soc_temperature"), "{text}");
+        assert!(!text.contains("kubelet_healthy"), "{text}");
+        assert!(
+            text.contains("pictl_node_health{state=\"ok\"} 1\n"),
+            "{text}"
+        );
+    }
+}

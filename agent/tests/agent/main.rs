@@ -1,0 +1,6 @@
+//! Integration tests of the agent, one binary, a file per concern.
+
+mod binary;
+mod collect;
+mod http;
+mod support;
