@@ -44,52 +44,57 @@ pub async fn converge(
             unchanged: 0,
             message: None,
         };
-        match (workload::load(dir), &client) {
-            (Err(e), _) => {
+        let manifests = match workload::load(dir) {
+            Ok(m) => m,
+            Err(e) => {
                 report.status = Status::Failed;
                 report.message = Some(error_chain(&e));
+                reports.push(report);
+                continue;
             }
-            (Ok(manifests), Err(why)) => {
-                // No API yet: in a plan that is a fresh cluster, in an apply a failure.
-                report.status = if opts.mode == Mode::Plan {
-                    Status::Changed
-                } else {
-                    Status::Failed
-                };
-                report.changes.push(Change::new(
-                    format!("{} objects", manifests.len()),
-                    "not applied",
-                    "applied once the cluster is up",
-                ));
-                report.message = Some(match why {
-                    Some(e) => format!("cannot reach the API: {e}"),
-                    None => format!("no API: {server_state}"),
-                });
-            }
-            (Ok(manifests), _)
-                if preflight_fails(inv, &name, &manifests, arches, &mut report, opts).await => {}
-            (Ok(manifests), Ok(client)) => {
-                match workload::apply_playbook(
-                    client,
-                    &name,
-                    &manifests,
-                    opts.mode == Mode::Plan,
-                    opts.wait,
-                )
-                .await
-                {
-                    Ok(outcome) => {
-                        report.unchanged = outcome.unchanged;
-                        report.status = if outcome.changes.is_empty() {
-                            Status::Ok
-                        } else {
-                            Status::Changed
-                        };
-                        report.changes = outcome.changes;
-                    }
-                    Err(e) => {
-                        report.status = Status::Failed;
-                        report.message = Some(error_chain(&e));
+        };
+        // Before anything else, and even before the cluster is up: an image
+        // that cannot run on the nodes is worth knowing at the first plan.
+        if let Some(problem) = preflight(inv, &name, &manifests, arches, opts).await {
+            report.status = Status::Failed;
+            report.message = Some(problem);
+        } else {
+            match &client {
+                Err(why) => {
+                    // No API yet: in a plan that is a fresh cluster, in an apply a failure.
+                    report.status = if opts.mode == Mode::Plan {
+                        Status::Changed
+                    } else {
+                        Status::Failed
+                    };
+                    report.changes.push(Change::new(
+                        format!("{} objects", manifests.len()),
+                        "not applied",
+                        "applied once the cluster is up",
+                    ));
+                    report.message = Some(match why {
+                        Some(e) => format!("cannot reach the API: {e}"),
+                        None => format!("no API: {server_state}"),
+                    });
+                }
+                Ok(client) => {
+                    let dry_run = opts.mode == Mode::Plan;
+                    match workload::apply_playbook(client, &name, &manifests, dry_run, opts.wait)
+                        .await
+                    {
+                        Ok(outcome) => {
+                            report.unchanged = outcome.unchanged;
+                            report.status = if outcome.changes.is_empty() {
+                                Status::Ok
+                            } else {
+                                Status::Changed
+                            };
+                            report.changes = outcome.changes;
+                        }
+                        Err(e) => {
+                            report.status = Status::Failed;
+                            report.message = Some(error_chain(&e));
+                        }
                     }
                 }
             }
@@ -119,19 +124,18 @@ pub async fn converge(
     reports
 }
 
-/// The image-architecture preflight; true (and the report failed) when the
-/// playbook must not be applied.
-async fn preflight_fails(
+/// The image-architecture preflight: why the playbook must not be applied,
+/// if it must not.
+async fn preflight(
     inv: &Inventory,
     name: &str,
     manifests: &[workload::Manifest],
     arches: &BTreeMap<Arch, Vec<String>>,
-    report: &mut PlaybookReport,
     opts: &Options,
-) -> bool {
+) -> Option<String> {
     let mode = inv.workload.image_arch_check;
     if mode == ImageArchCheck::Off || arches.is_empty() {
-        return false;
+        return None;
     }
     let findings =
         workload::images::check(&workload::images::Registry::default(), manifests, arches).await;
@@ -149,13 +153,5 @@ async fn preflight_fails(
                 .map(|u| format!("cannot verify {u}")),
         );
     }
-    if problems.is_empty() {
-        return false;
-    }
-    report.status = Status::Failed;
-    report.message = Some(format!(
-        "image-architecture preflight: {}",
-        problems.join("; ")
-    ));
-    true
+    (!problems.is_empty()).then(|| format!("image-architecture preflight: {}", problems.join("; ")))
 }

@@ -29,9 +29,13 @@ unit=$1; action=$2; reload=$3; server=$4; deadline=$(( $(date +%s) + $5 )); shif
 systemctl enable --quiet "$unit"
 # --no-block: a Type=notify unit would otherwise hold systemctl until ready,
 # past our own deadline, and hide why it never got there.
+# The invocation ID tells the new process from the old one, which a queued
+# restart leaves "active" for a moment.
+old=$(systemctl show -p InvocationID --value "$unit")
 if [ "$action" != none ]; then systemctl --no-block "$action" "$unit"; fi
 ready() {
   systemctl is-active --quiet "$unit" || return 1
+  [ "$action" = none ] || [ "$(systemctl show -p InvocationID --value "$unit")" != "$old" ] || return 1
   [ "$server" = no ] || { [ -s /var/lib/rancher/k3s/server/token ] && [ -s /etc/rancher/k3s/k3s.yaml ]; }
 }
 until ready; do

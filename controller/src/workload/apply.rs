@@ -41,8 +41,18 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
-    #[error("{0} not Available after {1} s")]
-    NotAvailable(String, u64),
+    #[error("{what} did not finish rolling out within {seconds} s ({status})")]
+    NotRolledOut {
+        what: String,
+        seconds: u64,
+        status: String,
+    },
+    #[error("{what}: the rollout is stuck: {message}")]
+    RolloutStuck { what: String, message: String },
+    #[error(
+        "{parent} belongs to another tool ({tooling}); pictl will not adopt or prune its objects"
+    )]
+    ForeignApplySet { parent: String, tooling: String },
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ApplyError {
@@ -82,6 +92,9 @@ fn normalized(v: &Value) -> Value {
 struct Target {
     api: Api<DynamicObject>,
     what: String,
+    /// The namespace the object really lives in (`None` for cluster-scoped
+    /// kinds, whatever the manifest says).
+    namespace: Option<String>,
 }
 
 async fn resolve(
@@ -91,33 +104,42 @@ async fn resolve(
 ) -> Result<Target, ApplyError> {
     let (group, version) = m.group_version();
     let key = (m.api_version().to_string(), m.kind().to_string());
-    if !cache.contains_key(&key) {
-        let gvk = GroupVersionKind::gvk(group, version, m.kind());
-        let found = kube::discovery::pinned_kind(client, &gvk)
-            .await
-            .map_err(|source| ApplyError::UnknownKind {
-                what: m.describe(),
-                api_version: m.api_version().to_string(),
-                kind: m.kind().to_string(),
-                source,
-            })?;
-        cache.insert(key.clone(), found);
-    }
-    let Some((ar, caps)) = cache.get(&key) else {
-        unreachable!("inserted above")
+    let (ar, caps) = match cache.entry(key) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            let gvk = GroupVersionKind::gvk(group, version, m.kind());
+            let found = kube::discovery::pinned_kind(client, &gvk)
+                .await
+                .map_err(|source| ApplyError::UnknownKind {
+                    what: m.describe(),
+                    api_version: m.api_version().to_string(),
+                    kind: m.kind().to_string(),
+                    source,
+                })?;
+            e.insert(found)
+        }
     };
-    let api = match (&caps.scope, m.namespace()) {
-        (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, ar),
+    let (api, namespace) = match (&caps.scope, m.namespace()) {
+        (Scope::Namespaced, Some(ns)) => (
+            Api::namespaced_with(client.clone(), ns, ar),
+            Some(ns.to_string()),
+        ),
         (Scope::Namespaced, None) => return Err(ApplyError::NoNamespace(m.describe())),
-        (Scope::Cluster, _) => Api::all_with(client.clone(), ar),
+        (Scope::Cluster, _) => (Api::all_with(client.clone(), ar), None),
+    };
+    let what = match &namespace {
+        Some(ns) => format!("{} {ns}/{}", m.kind(), m.name()),
+        None => format!("{} {}", m.kind(), m.name()),
     };
     Ok(Target {
         api,
-        what: m.describe(),
+        what,
+        namespace,
     })
 }
 
-/// Applies (or, with `dry_run`, plans) one playbook.
+/// Applies (or, with `dry_run`, plans) one playbook. With `dry_run` the
+/// API server dry-runs every apply and nothing is written or deleted.
 pub async fn apply_playbook(
     client: &kube::Client,
     playbook: &str,
@@ -144,22 +166,35 @@ pub async fn apply_playbook(
             .and_then(|a| a.get(k))
             .map(String::as_str)
     };
+    // The specification: never adopt a set that another tool manages.
+    if let Some(tooling) = annotation(applyset::ANN_TOOLING).filter(|t| !t.starts_with("pictl/")) {
+        return Err(ApplyError::ForeignApplySet {
+            parent: format!("Secret {PARENT_NAMESPACE}/{parent_name}"),
+            tooling: tooling.to_string(),
+        });
+    }
     let before_gks = applyset::parse_list(annotation(applyset::ANN_GROUP_KINDS));
     let before_ns = applyset::parse_list(annotation(applyset::ANN_NAMESPACES));
-    let now_gks: BTreeSet<String> = manifests.iter().map(Manifest::group_kind).collect();
-    let now_ns: BTreeSet<String> = manifests
-        .iter()
-        .filter_map(|m| m.namespace())
-        .filter(|n| *n != PARENT_NAMESPACE)
-        .map(String::from)
-        .collect();
 
     let mut pp = PatchParams::apply(FIELD_MANAGER).force();
     pp.dry_run = dry_run;
 
-    // The parent first, covering old and new kinds, so an interrupted run can still prune.
+    // Resolve every object first: an unknown kind fails before anything is written.
+    let mut cache = BTreeMap::new();
+    let mut targets = Vec::with_capacity(manifests.len());
+    for m in manifests {
+        targets.push(resolve(client, &mut cache, m).await?);
+    }
+    let now_gks: BTreeSet<String> = manifests.iter().map(Manifest::group_kind).collect();
+    let now_ns: BTreeSet<String> = targets
+        .iter()
+        .filter_map(|t| t.namespace.clone())
+        .filter(|n| n != PARENT_NAMESPACE)
+        .collect();
     let union_gks: BTreeSet<String> = before_gks.union(&now_gks).cloned().collect();
     let union_ns: BTreeSet<String> = before_ns.union(&now_ns).cloned().collect();
+
+    // The parent first, covering old and new kinds, so an interrupted run can still prune.
     if !dry_run {
         let p = applyset::parent(playbook, &union_gks, &union_ns);
         secrets
@@ -168,19 +203,27 @@ pub async fn apply_playbook(
             .map_err(api_err("writing the ApplySet parent"))?;
     }
 
-    // Objects whose namespace this playbook creates cannot be dry-run before it exists.
-    let mut cache = BTreeMap::new();
+    let scaled = autoscaled(manifests);
+    // Objects in a namespace this playbook creates cannot be dry-run before it exists.
     let mut missing_namespaces: BTreeSet<String> = BTreeSet::new();
     let mut applied: BTreeSet<(String, Option<String>, String)> = BTreeSet::new();
     let mut deployments = Vec::new();
-    let scaled = autoscaled(manifests);
-    for m in manifests {
-        let target = resolve(client, &mut cache, m).await?;
+    for (m, target) in manifests.iter().zip(&targets) {
         let mut obj = m.object.clone();
-        obj["metadata"]["labels"][LABEL_PART_OF] = Value::String(id.clone());
+        // `manifests::load` checked that metadata and its labels are mappings.
+        let labels = obj["metadata"]
+            .as_object_mut()
+            .map(|md| {
+                md.entry("labels")
+                    .or_insert_with(|| Value::Object(Default::default()))
+            })
+            .and_then(Value::as_object_mut);
+        if let Some(labels) = labels {
+            labels.insert(LABEL_PART_OF.to_string(), Value::String(id.clone()));
+        }
         applied.insert((
             m.group_kind(),
-            m.namespace().map(String::from),
+            target.namespace.clone(),
             m.name().to_string(),
         ));
         let live = target
@@ -189,20 +232,23 @@ pub async fn apply_playbook(
             .await
             .map_err(api_err(format!("reading {}", target.what)))?;
         let key = (
-            m.namespace().unwrap_or_default().to_string(),
+            target.namespace.clone().unwrap_or_default(),
             m.name().to_string(),
         );
         if let (Some(l), Some((min, max)), "Deployment") = (&live, scaled.get(&key), m.kind())
             && let Some(current) = l.data["spec"]["replicas"].as_i64()
+            && let Some(spec) = obj["spec"].as_object_mut()
         {
-            obj["spec"]["replicas"] = Value::from(current.clamp(*min, *max));
+            spec.insert("replicas".into(), Value::from(current.clamp(*min, *max)));
         }
         if dry_run
-            && m.namespace()
+            && target
+                .namespace
+                .as_ref()
                 .is_some_and(|ns| missing_namespaces.contains(ns))
         {
             out.changes
-                .push(Change::new(target.what, "absent", "created"));
+                .push(Change::new(target.what.clone(), "absent", "created"));
             continue;
         }
         let result = target
@@ -210,14 +256,6 @@ pub async fn apply_playbook(
             .patch(m.name(), &pp, &Patch::Apply(&obj))
             .await
             .map_err(api_err(format!("applying {}", target.what)))?;
-        let changed = match &live {
-            None => true,
-            Some(l) if dry_run => {
-                normalized(&serde_json::to_value(l).unwrap_or_default())
-                    != normalized(&serde_json::to_value(&result).unwrap_or_default())
-            }
-            Some(l) => l.metadata.resource_version != result.metadata.resource_version,
-        };
         if live.is_none() && m.kind() == "Namespace" {
             missing_namespaces.insert(m.name().to_string());
         }
@@ -228,13 +266,20 @@ pub async fn apply_playbook(
                 target.what.clone(),
             ));
         }
+        // The same comparison in plan and apply: what the object says, not
+        // bookkeeping (resourceVersion also moves for managedFields alone).
+        let changed = live.as_ref().is_none_or(|l| {
+            normalized(&serde_json::to_value(l).unwrap_or_default())
+                != normalized(&serde_json::to_value(&result).unwrap_or_default())
+        });
         if changed {
             let (before, after) = if live.is_some() {
                 ("differs", "applied")
             } else {
                 ("absent", "created")
             };
-            out.changes.push(Change::new(target.what, before, after));
+            out.changes
+                .push(Change::new(target.what.clone(), before, after));
         } else {
             out.unchanged += 1;
         }
@@ -243,8 +288,16 @@ pub async fn apply_playbook(
     // Prune: members of the set, of any kind it ever held, that left the playbook.
     for gk in &union_gks {
         let (kind, group) = gk.split_once('.').unwrap_or((gk.as_str(), ""));
-        let Ok(g) = kube::discovery::group(client, group).await else {
-            continue;
+        let g = match kube::discovery::group(client, group).await {
+            Ok(g) => g,
+            // The API group is gone, and with it every object of its kinds.
+            Err(kube::Error::Discovery(_)) => continue,
+            Err(e) => {
+                return Err(ApplyError::Api {
+                    what: format!("discovering {gk} to prune"),
+                    source: e,
+                });
+            }
         };
         let Some((ar, caps)) = g.recommended_kind(kind) else {
             continue;
@@ -273,6 +326,10 @@ pub async fn apply_playbook(
                 }
             };
             for o in list.items {
+                // Already going away (a namespace finalizing): nothing to do.
+                if o.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
                 let name = o.metadata.name.clone().unwrap_or_default();
                 let ns = o.metadata.namespace.clone();
                 if applied.contains(&(gk.clone(), ns.clone(), name.clone())) {
@@ -294,6 +351,7 @@ pub async fn apply_playbook(
     }
 
     if !dry_run {
+        // Every old kind was listed and pruned: the parent can forget them.
         let p = applyset::parent(playbook, &now_gks, &now_ns);
         secrets
             .patch(&parent_name, &pp, &Patch::Apply(&p))
@@ -301,14 +359,14 @@ pub async fn apply_playbook(
             .map_err(api_err("writing the ApplySet parent"))?;
         let deadline = Instant::now() + wait;
         for (api, name, what) in deployments {
-            wait_available(&api, &name, &what, deadline, wait).await?;
+            wait_rolled_out(&api, &name, &what, deadline, wait).await?;
         }
     }
     Ok(out)
 }
 
 /// `(namespace, deployment) → (minReplicas, maxReplicas)` of the
-/// playbook's HorizontalPodAutoscalers.
+/// playbook's HorizontalPodAutoscalers (`manifests::load` checked min ≤ max).
 fn autoscaled(manifests: &[Manifest]) -> BTreeMap<(String, String), (i64, i64)> {
     manifests
         .iter()
@@ -318,7 +376,7 @@ fn autoscaled(manifests: &[Manifest]) -> BTreeMap<(String, String), (i64, i64)> 
             let spec = &m.object["spec"];
             let target = spec["scaleTargetRef"]["name"].as_str()?;
             let max = spec["maxReplicas"].as_i64()?;
-            let min = spec["minReplicas"].as_i64().unwrap_or(1);
+            let min = spec["minReplicas"].as_i64().unwrap_or(1).min(max);
             Some((
                 (
                     m.namespace().unwrap_or_default().to_string(),
@@ -330,7 +388,10 @@ fn autoscaled(manifests: &[Manifest]) -> BTreeMap<(String, String), (i64, i64)> 
         .collect()
 }
 
-async fn wait_available(
+/// Waits until a Deployment's rollout is complete, by `kubectl rollout
+/// status`'s rules: the new spec observed, every replica updated, no old
+/// replica left, every updated replica available.
+async fn wait_rolled_out(
     api: &Api<DynamicObject>,
     name: &str,
     what: &str,
@@ -342,17 +403,39 @@ async fn wait_available(
             .get(name)
             .await
             .map_err(api_err(format!("reading {what}")))?;
-        let available = d.data["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Available" && c["status"] == "True");
-        let observed = d.data["status"]["observedGeneration"].as_i64() >= d.metadata.generation;
-        if available && observed {
+        let st = &d.data["status"];
+        let int = |v: &Value| v.as_i64().unwrap_or(0);
+        let want = d.data["spec"]["replicas"].as_i64().unwrap_or(1);
+        let observed = st["observedGeneration"].as_i64() >= d.metadata.generation;
+        let updated = int(&st["updatedReplicas"]);
+        let done = observed
+            && updated >= want
+            && int(&st["replicas"]) <= updated
+            && int(&st["availableReplicas"]) >= updated;
+        if done {
             return Ok(());
         }
+        let stuck = st["conditions"].as_array().into_iter().flatten().find(|c| {
+            c["type"] == "Progressing"
+                && c["status"] == "False"
+                && c["reason"] == "ProgressDeadlineExceeded"
+        });
+        if let Some(c) = stuck {
+            return Err(ApplyError::RolloutStuck {
+                what: what.to_string(),
+                message: c["message"].as_str().unwrap_or_default().to_string(),
+            });
+        }
         if Instant::now() > deadline {
-            return Err(ApplyError::NotAvailable(what.to_string(), wait.as_secs()));
+            return Err(ApplyError::NotRolledOut {
+                what: what.to_string(),
+                seconds: wait.as_secs(),
+                status: format!(
+                    "{updated}/{want} updated, {} available, {} total",
+                    int(&st["availableReplicas"]),
+                    int(&st["replicas"])
+                ),
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -40,6 +40,9 @@ impl ImageRef {
     pub fn parse(image: &str) -> Result<ImageRef, String> {
         let (rest, digest) = match image.split_once('@') {
             Some((r, d)) if d.starts_with("sha256:") && d.len() == 71 => (r, Some(d.to_string())),
+            Some((r, d)) if d.len() == 71 && d.starts_with("sha256:") => {
+                (r, Some(d.to_ascii_lowercase()))
+            }
             Some(_) => return Err(format!("{image}: the digest is not a sha256 digest")),
             None => (image, None),
         };
@@ -58,7 +61,10 @@ impl ImageRef {
         if repository.is_empty() || repository.contains(char::is_whitespace) {
             return Err(format!("{image}: not an image reference"));
         }
-        let (registry, repository) = if domain == "docker.io" {
+        if tag.as_deref() == Some("") || repository.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(format!("{image}: not an image reference"));
+        }
+        let (registry, repository) = if domain == "docker.io" || domain == "index.docker.io" {
             let repo = if repository.contains('/') {
                 repository
             } else {
@@ -89,15 +95,25 @@ impl ImageRef {
             .unwrap_or("latest")
     }
 
+    /// Loopback registries (Docker's default "insecure" set) speak http.
+    fn is_loopback(&self) -> bool {
+        let host = match self.registry.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => self
+                .registry
+                .rsplit_once(':')
+                .map_or(self.registry.as_str(), |(h, _)| h),
+        };
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     fn base_url(&self) -> String {
-        let host = self
-            .registry
-            .rsplit_once(':')
-            .map_or(self.registry.as_str(), |(h, _)| h);
-        let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
         format!(
             "{}://{}",
-            if loopback { "http" } else { "https" },
+            if self.is_loopback() { "http" } else { "https" },
             self.registry
         )
     }
@@ -158,6 +174,8 @@ pub enum RegistryError {
     Status { url: String, status: u16 },
     #[error("{url}: the registry's token service did not grant anonymous pull access")]
     Token { url: String },
+    #[error("{url} asks for authentication pictl does not speak (no Bearer challenge)")]
+    Challenge { url: String },
     #[error("{url} returned content whose sha256 is {actual}, not the pinned {expected}")]
     DigestMismatch {
         url: String,
@@ -169,28 +187,89 @@ pub enum RegistryError {
 }
 
 /// Reads image platforms from registries.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Registry {
     client: reqwest::Client,
+    /// For loopback registries: never through a proxy.
+    direct: reqwest::Client,
+    /// Bearer tokens per (registry, repository), reused for blobs.
+    tokens: tokio::sync::Mutex<BTreeMap<(String, String), String>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Self {
-            client: reqwest::Client::builder()
+        let builder = || {
+            reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+        };
+        Self {
+            client: builder().build().unwrap_or_default(),
+            direct: builder().no_proxy().build().unwrap_or_default(),
+            tokens: Default::default(),
         }
     }
 }
 
+/// `Bearer realm="…",service="…",scope="…"` → its parameters (quoted
+/// values may hold commas; the scheme is case-insensitive).
+pub fn parse_challenge(header: &str) -> Option<BTreeMap<String, String>> {
+    let (scheme, rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        if key.is_empty() || chars.next() != Some('=') {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = std::iter::from_fn(|| chars.next_if(|c| *c != ','))
+                .collect::<String>()
+                .trim()
+                .to_string();
+        }
+        params.insert(key.trim().to_ascii_lowercase(), value);
+    }
+    params.contains_key("realm").then_some(params)
+}
+
 impl Registry {
-    /// GET with the anonymous bearer-token dance on a 401.
-    async fn get(&self, url: &str, accept: &str) -> Result<Vec<u8>, RegistryError> {
+    fn client_for(&self, image: &ImageRef) -> &reqwest::Client {
+        if image.is_loopback() {
+            &self.direct
+        } else {
+            &self.client
+        }
+    }
+
+    /// GET with the anonymous bearer-token dance on a 401 (tokens reused).
+    async fn get(
+        &self,
+        image: &ImageRef,
+        url: &str,
+        accept: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let client = self.client_for(image);
+        let key = (image.registry.clone(), image.repository.clone());
+        let cached = self.tokens.lock().await.get(&key).cloned();
         let req = |token: Option<&str>| {
-            let mut r = self.client.get(url).header(reqwest::header::ACCEPT, accept);
+            let mut r = client.get(url).header(reqwest::header::ACCEPT, accept);
             if let Some(t) = token {
                 r = r.bearer_auth(t);
             }
@@ -200,15 +279,19 @@ impl Registry {
             url: url.to_string(),
             source,
         };
-        let mut resp = req(None).send().await.map_err(err)?;
+        let mut resp = req(cached.as_deref()).send().await.map_err(err)?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
             let challenge = resp
                 .headers()
-                .get(reqwest::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let token = self.token(url, &challenge).await?;
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(parse_challenge)
+                .ok_or_else(|| RegistryError::Challenge {
+                    url: url.to_string(),
+                })?;
+            let token = self.token(client, image, url, &challenge).await?;
+            self.tokens.lock().await.insert(key, token.clone());
             resp = req(Some(&token)).send().await.map_err(err)?;
         }
         if !resp.status().is_success() {
@@ -220,33 +303,35 @@ impl Registry {
         Ok(resp.bytes().await.map_err(err)?.to_vec())
     }
 
-    async fn token(&self, url: &str, challenge: &str) -> Result<String, RegistryError> {
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        image: &ImageRef,
+        url: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<String, RegistryError> {
         let no_token = || RegistryError::Token {
             url: url.to_string(),
         };
-        let params: BTreeMap<String, String> = challenge
-            .strip_prefix("Bearer ")
-            .ok_or_else(no_token)?
-            .split(',')
-            .filter_map(|kv| kv.trim().split_once('='))
-            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-            .collect();
         let realm = params.get("realm").ok_or_else(no_token)?;
         let mut token_url = reqwest::Url::parse(realm).map_err(|_| no_token())?;
-        for k in ["service", "scope"] {
-            if let Some(v) = params.get(k) {
-                token_url.query_pairs_mut().append_pair(k, v);
-            }
+        if let Some(service) = params.get("service") {
+            token_url.query_pairs_mut().append_pair("service", service);
         }
-        let resp =
-            self.client
-                .get(token_url)
-                .send()
-                .await
-                .map_err(|source| RegistryError::Request {
-                    url: realm.clone(),
-                    source,
-                })?;
+        // Docker clients ask for pull access themselves when the challenge does not say.
+        let scope = params
+            .get("scope")
+            .cloned()
+            .unwrap_or_else(|| format!("repository:{}:pull", image.repository));
+        token_url.query_pairs_mut().append_pair("scope", &scope);
+        let resp = client
+            .get(token_url)
+            .send()
+            .await
+            .map_err(|source| RegistryError::Request {
+                url: realm.clone(),
+                source,
+            })?;
         if !resp.status().is_success() {
             return Err(no_token());
         }
@@ -269,7 +354,7 @@ impl Registry {
     pub async fn platforms(&self, image: &ImageRef) -> Result<BTreeSet<Platform>, RegistryError> {
         let base = format!("{}/v2/{}", image.base_url(), image.repository);
         let url = format!("{base}/manifests/{}", image.reference());
-        let body = self.get(&url, ACCEPT).await?;
+        let body = self.get(image, &url, ACCEPT).await?;
         if let Some(expected) = &image.digest {
             let actual = format!("sha256:{}", sha256_hex(&body));
             if &actual != expected {
@@ -298,7 +383,7 @@ impl Registry {
             return Err(RegistryError::NoPlatform { url });
         };
         let blob_url = format!("{base}/blobs/{config}");
-        let blob = self.get(&blob_url, "application/json").await?;
+        let blob = self.get(image, &blob_url, "application/json").await?;
         let actual = format!("sha256:{}", sha256_hex(&blob));
         if actual != config {
             return Err(RegistryError::DigestMismatch {
@@ -338,7 +423,7 @@ pub fn images_of(manifests: &[Manifest]) -> Vec<ImageUse> {
         let selector = spec["nodeSelector"]["kubernetes.io/arch"]
             .as_str()
             .map(String::from);
-        for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for list in ["initContainers", "containers"] {
             for c in spec[list].as_array().into_iter().flatten() {
                 if let Some(image) = c["image"].as_str() {
                     out.push(ImageUse {
@@ -449,6 +534,46 @@ mod tests {
         let r = ImageRef::parse("ghcr.io/org/app").expect("parse");
         assert_eq!(r.base_url(), "https://ghcr.io");
         assert!(ImageRef::parse("app@md5:abc").is_err());
+    }
+
+    #[test]
+    fn challenges_keep_commas_inside_quotes_and_ignore_scheme_case() {
+        let p = parse_challenge(r#"bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push""#)
+            .expect("challenge");
+        assert_eq!(p["realm"], "https://auth.example/token");
+        assert_eq!(p["scope"], "repository:a/b:pull,push");
+        assert!(parse_challenge(r#"Basic realm="x""#).is_none());
+        assert!(
+            parse_challenge("Bearer service=x").is_none(),
+            "a realm is required"
+        );
+    }
+
+    #[test]
+    fn loopback_is_recognized_by_address_not_by_prefix() {
+        assert!(
+            ImageRef::parse("[::1]:5000/a/b:1")
+                .expect("parse")
+                .is_loopback()
+        );
+        assert!(
+            ImageRef::parse("localhost:5000/a/b:1")
+                .expect("parse")
+                .is_loopback()
+        );
+        assert!(
+            !ImageRef::parse("127.evil.example/a/b:1")
+                .expect("parse")
+                .is_loopback()
+        );
+        assert_eq!(
+            ImageRef::parse("index.docker.io/library/nginx:1")
+                .expect("parse")
+                .registry,
+            "registry-1.docker.io"
+        );
+        assert!(ImageRef::parse("app:").is_err());
+        assert!(ImageRef::parse("Org/App:1").is_err());
     }
 
     #[test]

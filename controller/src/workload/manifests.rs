@@ -32,6 +32,8 @@ pub enum ManifestError {
     },
     #[error("{path}: {why} (pictl applies kustomizations that list local resource files)")]
     Unsupported { path: PathBuf, why: String },
+    #[error("{path} holds no objects; an empty playbook would prune everything it applied before")]
+    Empty { path: PathBuf },
 }
 
 /// One object from a playbook, with where it came from.
@@ -129,12 +131,38 @@ pub fn load(dir: &Path) -> Result<Vec<Manifest>, ManifestError> {
             if m.name().is_empty() {
                 return Err(invalid("metadata.name is required"));
             }
+            if !m.object["metadata"].is_object()
+                || !is_mapping_or_absent(&m.object["metadata"]["labels"])
+            {
+                return Err(invalid("metadata and metadata.labels must be mappings"));
+            }
+            if !is_mapping_or_absent(&m.object["spec"]) {
+                return Err(invalid("spec must be a mapping"));
+            }
+            if m.kind() == "HorizontalPodAutoscaler" {
+                let spec = &m.object["spec"];
+                if spec["minReplicas"].as_i64().unwrap_or(1)
+                    > spec["maxReplicas"].as_i64().unwrap_or(i64::MAX)
+                {
+                    return Err(invalid("minReplicas is larger than maxReplicas"));
+                }
+            }
             out.push(m);
         }
+    }
+    if out.is_empty() {
+        // Applying nothing would prune everything the playbook ever applied.
+        return Err(ManifestError::Empty {
+            path: dir.to_path_buf(),
+        });
     }
     // Stable: Namespaces first, otherwise the playbook's own order.
     out.sort_by_key(|m| m.kind() != "Namespace");
     Ok(out)
+}
+
+fn is_mapping_or_absent(v: &Value) -> bool {
+    v.is_null() || v.is_object()
 }
 
 fn files_of(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
@@ -156,25 +184,16 @@ fn files_of(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
             doc: 1,
             source,
         })?;
-        for unsupported in [
-            "patches",
-            "patchesStrategicMerge",
-            "patchesJson6902",
-            "configMapGenerator",
-            "secretGenerator",
-            "components",
-            "images",
-            "replicas",
-            "namePrefix",
-            "nameSuffix",
-            "commonLabels",
-            "labels",
-            "helmCharts",
-        ] {
-            if v.get(unsupported).is_some() {
+        // An allow-list: any other kustomize feature would make `kubectl
+        // apply -k` and pictl apply different objects.
+        for key in v.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !matches!(
+                key.as_str(),
+                "apiVersion" | "kind" | "metadata" | "resources"
+            ) {
                 return Err(ManifestError::Unsupported {
                     path: k,
-                    why: format!("`{unsupported}` is not supported"),
+                    why: format!("`{key}` is not supported"),
                 });
             }
         }
