@@ -16,6 +16,10 @@ pub mod http;
 pub mod metrics;
 pub mod report;
 
+/// The hardened systemd unit that runs the agent on a node (the controller
+/// installs it as `/etc/systemd/system/pictl-agent.service`).
+pub const SYSTEMD_UNIT: &str = include_str!("../pictl-agent.service");
+
 /// What the agent could not do. Collection errors end up as lines in the
 /// report's `collection_errors`; only binding the listener stops the agent.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,16 @@ pub mod paths {
     /// `sha256sum` of the binary, config and unit the running K3s was
     /// (re)started with, written by pictl after each successful start.
     pub const STARTED_WITH: &str = "/var/lib/pictl/k3s-started-with";
-    pub const MANAGED: [&str; 4] = [K3S_BIN, CONFIG, SERVER_UNIT, AGENT_UNIT];
+    pub const HEALTH_AGENT_BIN: &str = "/usr/local/bin/pictl-agent";
+    pub const HEALTH_AGENT_UNIT: &str = "/etc/systemd/system/pictl-agent.service";
+    pub const MANAGED: [&str; 6] = [
+        K3S_BIN,
+        CONFIG,
+        SERVER_UNIT,
+        AGENT_UNIT,
+        HEALTH_AGENT_BIN,
+        HEALTH_AGENT_UNIT,
+    ];
 }
 
 /// The script. `$1` is `secrets` on servers (read the join token and admin
@@ -48,7 +57,7 @@ for f in "$@"; do
   if [ -f "$f" ]; then e file "$f $(sha256sum "$f" | cut -d' ' -f1)"; fi
 done
 e started_with "$(cat /var/lib/pictl/k3s-started-with 2>/dev/null)"
-for u in k3s.service k3s-agent.service; do
+for u in k3s.service k3s-agent.service pictl-agent.service; do
   e unit "$u $(systemctl show -p LoadState,ActiveState,UnitFileState,NeedDaemonReload "$u" 2>/dev/null | tr '\n' ' ')"
 done
 if [ "$secrets" = secrets ]; then

@@ -5,6 +5,7 @@
 //! each step's `check`. Side effects: the SSH [`transport`], [`artifacts`]
 //! downloads, the [`state`] directory, and the [`runner`] that drives steps.
 
+pub mod agent_binary;
 pub mod arch;
 pub mod artifacts;
 pub mod channel;

@@ -1,6 +1,7 @@
 //! `pictl status`: every node's state in one table, from the same one-round-
-//! trip facts `plan` uses plus each node's Ready condition in the API.
-//! Read-only. (The health agent will add temperature, throttling and disk.)
+//! trip facts `plan` uses, each node's Ready condition in the API, and what
+//! its health agent reports (temperature, throttling, memory, disk, clock).
+//! Read-only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,10 +9,16 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use std::time::Duration;
+
+use pictl_agent::report::{Health, NodeReport};
+
+use crate::facts::paths;
 use crate::inventory::Inventory;
 use crate::render;
 use crate::runner::{self, Connector};
 use crate::state;
+use crate::transport::{RemoteCommand, Transport};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
@@ -30,14 +37,30 @@ pub struct NodeStatus {
     pub clock_skew_seconds: Option<i64>,
     /// The node's Ready condition in the API (`True`, `False`, `Unknown`), if known.
     pub ready: Option<String>,
+    /// What the node's health agent says (`pictl-agent report`), if installed.
+    pub agent: Option<pictl_agent::report::NodeReport>,
 }
 
 impl NodeStatus {
+    /// Reachable, K3s active, Ready in the API, and not failing by its agent.
     pub fn healthy(&self) -> bool {
         self.reachable
             && self.service.as_deref() == Some("active")
             && self.ready.as_deref() == Some("True")
+            && self
+                .agent
+                .as_ref()
+                .is_none_or(|a| a.health != Health::Failing)
     }
+}
+
+/// One `pictl-agent report` on the node (a second round trip, status only).
+async fn agent_report(t: &dyn Transport) -> Option<NodeReport> {
+    let cmd = RemoteCommand::new(paths::HEALTH_AGENT_BIN)
+        .arg("report")
+        .timeout(Duration::from_secs(15));
+    let out = t.exec(&cmd).await.ok().filter(|o| o.success())?;
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 pub async fn collect(
@@ -65,6 +88,7 @@ pub async fn collect(
                 memory_cgroup: None,
                 clock_skew_seconds: None,
                 ready: None,
+                agent: None,
             };
             let t = match connector.connect(node).await {
                 Ok(t) => t,
@@ -92,6 +116,9 @@ pub async fn collect(
                     });
                     row.memory_cgroup = Some(f.memory_cgroup);
                     row.clock_skew_seconds = Some(f.clock_skew);
+                    if f.file_sha(paths::HEALTH_AGENT_BIN).is_some() {
+                        row.agent = agent_report(t.as_ref()).await;
+                    }
                 }
                 Err(e) => {
                     row.reachable = !e.is_unreachable();
@@ -135,11 +162,14 @@ pub async fn collect(
 
 pub fn table(rows: &[NodeStatus]) -> String {
     let header = [
-        "NODE", "ROLE", "ADDRESS", "ARCH", "K3S", "SERVICE", "READY", "MEMCG", "SKEW", "MODEL/OS",
+        "NODE", "ROLE", "ADDRESS", "ARCH", "K3S", "SERVICE", "READY", "HEALTH", "TEMP", "MEM",
+        "DISK", "SKEW", "MODEL/OS",
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let dash = || "-".to_string();
+    let pct = |used: f64| format!("{used:.0}%");
     for r in rows {
+        let a = r.agent.as_ref();
         lines.push(vec![
             r.name.clone(),
             r.role.to_string(),
@@ -152,11 +182,19 @@ pub fn table(rows: &[NodeStatus]) -> String {
                 "UNREACHABLE".into()
             },
             r.ready.clone().unwrap_or_else(dash),
-            r.memory_cgroup
-                .map_or_else(dash, |m| if m { "on".into() } else { "OFF".into() }),
+            a.map_or_else(dash, |a| a.health.as_str().to_string()),
+            a.and_then(|a| a.soc_temperature_celsius)
+                .map_or_else(dash, |t| format!("{t:.0}C")),
+            a.and_then(|a| a.memory.as_ref())
+                .filter(|m| m.total_bytes > 0)
+                .map_or_else(dash, |m| {
+                    pct(100.0 - m.available_bytes as f64 * 100.0 / m.total_bytes as f64)
+                }),
+            a.and_then(|a| a.root_fs.as_ref())
+                .map_or_else(dash, |f| pct(f.used_percent())),
             r.clock_skew_seconds.map_or_else(dash, |s| format!("{s}s")),
-            r.pi_model
-                .clone()
+            a.and_then(|a| a.model.clone())
+                .or_else(|| r.pi_model.clone())
                 .or_else(|| r.os.clone())
                 .unwrap_or_else(dash),
         ]);
@@ -180,12 +218,19 @@ pub fn table(rows: &[NodeStatus]) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
-    for r in rows.iter().filter(|r| r.error.is_some()) {
-        out.push_str(&format!(
-            "{}: {}\n",
-            r.name,
-            r.error.as_deref().unwrap_or_default()
-        ));
+    for r in rows {
+        if let Some(e) = &r.error {
+            out.push_str(&format!("{}: {e}\n", r.name));
+        }
+        if r.memory_cgroup == Some(false) {
+            out.push_str(&format!(
+                "{}: the memory cgroup controller is off (K3s needs it)\n",
+                r.name
+            ));
+        }
+        for p in r.agent.iter().flat_map(|a| a.problems.iter()) {
+            out.push_str(&format!("{}: {p}\n", r.name));
+        }
     }
     out
 }

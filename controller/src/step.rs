@@ -58,6 +58,9 @@ pub struct Desired {
     pub unit_name: &'static str,
     pub unit_path: &'static str,
     pub unit: String,
+    /// The health agent's binary for this node (`None`: disabled; `Err`: why
+    /// there is none).
+    pub agent: Option<Result<crate::agent_binary::AgentBinary, String>>,
 }
 
 /// Everything a step may read.

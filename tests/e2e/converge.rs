@@ -84,7 +84,18 @@ fn pictl_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let root = pictl_e2e::lab::repo_root();
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pictl", "--bin", "pictl"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "pictl",
+                "--bin",
+                "pictl",
+                "-p",
+                "pictl-agent",
+                "--bin",
+                "pictl-agent",
+            ])
             .current_dir(&root)
             .status()
             .expect("cargo build pictl");
@@ -280,6 +291,27 @@ fn first_apply(lab: &Lab) {
         };
         assert_eq!(roles, want, "{table:?}");
     }
+    // The health agent runs on every node, unprivileged, and answers.
+    for n in ["node1", "node2", "node3"] {
+        let state = lab
+            .ssh_ok(
+                n,
+                "root",
+                "systemctl is-active pictl-agent; ps -o user= -C pictl-agent",
+            )
+            .expect("agent");
+        assert_eq!(
+            state.split_whitespace().collect::<Vec<_>>(),
+            ["active", "pictl-agent"],
+            "{n}: {state}"
+        );
+        let report = lab
+            .ssh_ok(n, "lab", "curl -sf http://127.0.0.1:9750/v1/report")
+            .expect("report");
+        let report: Value = serde_json::from_str(&report).expect("report json");
+        assert_eq!(report["hostname"], n);
+        assert_eq!(report["kubelet_healthy"], true, "{report:#}");
+    }
     // The Pi node got its cgroup flags and was rebooted for them, once.
     let cmdline = lab
         .ssh_ok("node3", "root", "cat /boot/firmware/cmdline.txt")
@@ -366,6 +398,12 @@ fn second_apply(lab: &Lab) {
             .all(|r| r["ready"] == "True" && r["service"] == "active"),
         "{rows:#}"
     );
+    // The agents' reports are in the status: the lab's nodes have no NTP.
+    for r in rows.as_array().into_iter().flatten() {
+        assert_ne!(r["agent"]["health"], "failing", "{r:#}");
+        let problems = r["agent"]["problems"].to_string();
+        assert!(problems.contains("clock not synchronized"), "{problems}");
+    }
     eprintln!(
         "no-op re-run: {:.2} s wall",
         v["seconds"].as_f64().unwrap_or_default()

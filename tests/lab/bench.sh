@@ -14,7 +14,7 @@ dir=$(tests/lab/lab env | sed -n 's/^LAB_DIR=//p' | tr -d "'\"")
 export PICTL_CACHE_DIR="$dir/bench-cache"
 trap '$lab down >/dev/null 2>&1 || true' EXIT
 
-cargo build --quiet -p pictl -p k3s-sim
+cargo build --quiet -p pictl -p pictl-agent -p k3s-sim
 pictl="$root/target/debug/pictl"
 
 figures() { # JSON report on stdin -> one line per node

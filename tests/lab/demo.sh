@@ -16,8 +16,8 @@ export PICTL_LAB_ID=0
 
 echo "== host packages"
 tests/lab/install-deps.sh
-echo "== building pictl and the K3s simulator"
-cargo build --quiet -p pictl -p k3s-sim
+echo "== building pictl, its health agent and the K3s simulator"
+cargo build --quiet -p pictl -p pictl-agent -p k3s-sim
 echo "== lab (first run builds the Debian base image: about a minute)"
 tests/lab/lab up 3 --pi node3
 echo "== K3s release mirror for the lab"

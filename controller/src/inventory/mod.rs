@@ -37,6 +37,25 @@ pub struct Inventory {
     pub cluster: Cluster,
     pub nodes: Vec<Node>,
     pub workload: Workload,
+    pub agent: AgentSettings,
+}
+
+/// The health agent pictl installs on every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    pub enabled: bool,
+    /// Agent binaries per arch; without one, the `pictl-agent` next to the
+    /// running `pictl` serves nodes of the controller's own arch.
+    pub binaries: BTreeMap<Arch, PathBuf>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            binaries: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,7 +416,7 @@ struct Loader<'s, 'a> {
     text: &'a str,
 }
 
-const ROOT_KEYS: &[&str] = &["cluster", "ssh", "nodes", "workload"];
+const ROOT_KEYS: &[&str] = &["cluster", "ssh", "nodes", "workload", "agent"];
 const CLUSTER_KEYS: &[&str] = &[
     "name",
     "k3s_version",
@@ -452,11 +471,16 @@ impl Loader<'_, '_> {
             Some(t) => self.workload(&t),
             None => Workload::default(),
         };
+        let agent = match root.table(self.sink, "agent") {
+            Some(t) => self.agent(&t),
+            None => AgentSettings::default(),
+        };
         Some(Inventory {
             source: PathBuf::new(),
             cluster: cluster?,
             nodes,
             workload,
+            agent,
         })
     }
 
@@ -1031,6 +1055,39 @@ impl Loader<'_, '_> {
             }
         }
         out
+    }
+
+    fn agent(&mut self, t: &TableReader<'_, '_>) -> AgentSettings {
+        t.deny_unknown(self.sink, &["enabled", "binaries"]);
+        let mut settings = AgentSettings::default();
+        if let Some(b) = t.bool(self.sink, "enabled") {
+            settings.enabled = b.value;
+        }
+        if let Some(bins) = t.table(self.sink, "binaries") {
+            bins.deny_unknown(self.sink, &["amd64", "arm64", "armhf"]);
+            for arch in Arch::ALL {
+                if let Some(p) = bins.str(self.sink, arch.name()) {
+                    let path = resolve_path(self.base_dir, &p.value);
+                    if !path.is_file() {
+                        self.sink.report(
+                            p.span.clone(),
+                            &p.path,
+                            format!("{} is not a file", path.display()),
+                            Some(format!(
+                                "build it, e.g. cargo zigbuild --release -p pictl-agent --target {}",
+                                match arch {
+                                    Arch::Amd64 => "x86_64-unknown-linux-musl",
+                                    Arch::Arm64 => "aarch64-unknown-linux-musl",
+                                    Arch::Armhf => "armv7-unknown-linux-musleabihf",
+                                }
+                            )),
+                        );
+                    }
+                    settings.binaries.insert(arch, path);
+                }
+            }
+        }
+        settings
     }
 
     fn workload(&mut self, t: &TableReader<'_, '_>) -> Workload {

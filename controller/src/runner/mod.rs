@@ -139,6 +139,15 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
         first_server.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?))),
     )?;
 
+    let agent_bins = if inv.agent.enabled {
+        crate::agent_binary::load(
+            &inv.agent,
+            runs.iter()
+                .filter_map(|r| r.facts.as_ref().and_then(|f| f.arch.clone().ok())),
+        )
+    } else {
+        BTreeMap::new()
+    };
     // What every node should run (the checksum file is small and cached).
     let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
     for run in runs.iter_mut().filter(|r| r.alive()) {
@@ -172,6 +181,12 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
                             Role::Agent => facts::paths::AGENT_UNIT,
                         },
                         unit: render::unit_file(role),
+                        agent: inv.agent.enabled.then(|| {
+                            agent_bins
+                                .get(&arch)
+                                .cloned()
+                                .unwrap_or_else(|| Err("no agent binary".into()))
+                        }),
                     },
                 );
             }

@@ -45,6 +45,7 @@ fn desired(inv: &Inventory) -> Desired {
         unit_name: "k3s.service",
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
+        agent: None,
     }
 }
 
