@@ -228,7 +228,10 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
     let opts = runner::Options {
         mode,
         concurrency: usize::from(cli.concurrency),
-        connector: Arc::new(runner::SshConnector::interactive()),
+        connector: Arc::new(match mode {
+            Mode::Plan => runner::SshConnector::interactive().read_only(),
+            Mode::Apply => runner::SshConnector::interactive(),
+        }),
         progress: match mode {
             Mode::Plan => Arc::new(runner::WarningsOnly),
             Mode::Apply => Arc::new(runner::StderrProgress),
@@ -311,7 +314,7 @@ async fn status(cli: &Cli) -> ExitCode {
     };
     let rows = crate::status::collect(
         &inv,
-        Arc::new(runner::SshConnector::interactive()),
+        Arc::new(runner::SshConnector::interactive().read_only()),
         usize::from(cli.concurrency),
     )
     .await;

@@ -522,6 +522,25 @@ async fn strict_policy_refuses_unknown_host_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn accept_new_in_a_read_only_run_trusts_without_recording() {
+    let sshd = sshd_or_skip!();
+    let kh = sshd.path("readonly_known_hosts");
+    std::fs::write(&kh, "# nothing known yet\n").unwrap();
+    let mut target = sshd.target(kh.clone());
+    target.policy = HostKeyPolicy::AcceptNew;
+    target.record_new_keys = false;
+    let t = SshTransport::connect(target)
+        .await
+        .expect("accept-new trusts a new host");
+    drop(t);
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        "# nothing known yet\n",
+        "plan must not write known_hosts"
+    );
+}
+
+#[tokio::test]
 async fn accept_new_learns_then_a_changed_key_is_a_hard_error() {
     let mut sshd = sshd_or_skip!();
     let kh = sshd.path("tofu_known_hosts");

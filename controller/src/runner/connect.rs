@@ -27,6 +27,9 @@ pub trait Connector: Send + Sync {
 pub struct SshConnector {
     /// Asks for an encrypted key's passphrase when its variable is unset.
     prompt: Option<transport::PassphrasePrompt>,
+    /// Read-only commands accept new host keys (`accept-new`) without
+    /// writing them to known_hosts.
+    read_only: bool,
 }
 
 impl SshConnector {
@@ -51,7 +54,14 @@ impl SshConnector {
         });
         Self {
             prompt: Some(prompt),
+            read_only: false,
         }
+    }
+
+    /// For `plan` and `status`: nothing is written, known_hosts included.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 }
 
@@ -73,6 +83,7 @@ impl Connector for SshConnector {
             target.passphrase_prompt = self.prompt.clone();
             target.connect_timeout = s.connect_timeout;
             target.policy = s.host_key_policy;
+            target.record_new_keys = !self.read_only;
             target.sudo = match (&s.sudo_password, s.sudo) {
                 (_, false) => SudoMode::None,
                 (None, true) => SudoMode::Passwordless,

@@ -43,6 +43,9 @@ pub struct SshTarget {
     pub passphrase_prompt: Option<PassphrasePrompt>,
     pub known_hosts: PathBuf,
     pub policy: HostKeyPolicy,
+    /// With `AcceptNew`: write a newly accepted key to `known_hosts`
+    /// (false for read-only commands such as `plan`: accepted, not recorded).
+    pub record_new_keys: bool,
     pub sudo: SudoMode,
     /// Bound on TCP connect + handshake + authentication.
     pub connect_timeout: Duration,
@@ -70,6 +73,7 @@ impl SshTarget {
             passphrase_prompt: None,
             known_hosts: known_hosts.into(),
             policy: HostKeyPolicy::Strict,
+            record_new_keys: true,
             sudo: SudoMode::None,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
@@ -139,6 +143,7 @@ impl SshTransport {
             lookup,
             path: target.known_hosts.clone(),
             policy: target.policy,
+            record: target.record_new_keys,
             known,
         };
         let address = format!("{}:{}", target.address, target.port);
@@ -467,6 +472,7 @@ struct HostKeyCheck {
     lookup: String,
     path: PathBuf,
     policy: HostKeyPolicy,
+    record: bool,
     known: KnownHosts,
 }
 
@@ -486,6 +492,14 @@ impl From<russh::Error> for CheckError {
 impl HostKeyCheck {
     fn verdict(&self, key: &PublicKey) -> Result<(), TransportError> {
         let mut verdict = self.known.check(&self.lookup, key);
+        if verdict == Verdict::Unknown && self.policy == HostKeyPolicy::AcceptNew && !self.record {
+            tracing::warn!(
+                host = %self.host,
+                fingerprint = %key.fingerprint(HashAlg::Sha256),
+                "new host key accepted for this read-only run, not recorded"
+            );
+            return Ok(());
+        }
         if verdict == Verdict::Unknown && self.policy == HostKeyPolicy::AcceptNew {
             verdict = known_hosts::learn(&self.path, &self.lookup, key).map_err(|source| {
                 TransportError::KnownHostsWrite {
