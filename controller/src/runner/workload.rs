@@ -79,9 +79,7 @@ pub async fn converge(
                 }
                 Ok(client) => {
                     let dry_run = opts.mode == Mode::Plan;
-                    match workload::apply_playbook(client, &name, &manifests, dry_run, opts.wait)
-                        .await
-                    {
+                    match apply_with_retries(client, &name, &manifests, dry_run, opts).await {
                         Ok(outcome) => {
                             report.unchanged = outcome.unchanged;
                             report.status = if outcome.changes.is_empty() {
@@ -154,4 +152,34 @@ async fn preflight(
         );
     }
     (!problems.is_empty()).then(|| format!("image-architecture preflight: {}", problems.join("; ")))
+}
+
+/// Server-side apply is idempotent, so a playbook that met a transient
+/// error (connection reset, 5xx, 429) is simply applied again: twice more,
+/// after 1 s and 2 s.
+async fn apply_with_retries(
+    client: &kube::Client,
+    name: &str,
+    manifests: &[workload::Manifest],
+    dry_run: bool,
+    opts: &Options,
+) -> Result<workload::Outcome, workload::ApplyError> {
+    let mut delay = std::time::Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        match workload::apply_playbook(client, name, manifests, dry_run, opts.wait).await {
+            Err(e) if e.is_transient() && attempt < 3 => {
+                opts.progress.event(
+                    &format!("playbook {name}"),
+                    "workload",
+                    "retrying",
+                    &format!("after {}", error_chain(&e)),
+                );
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }

@@ -55,6 +55,22 @@ pub enum ApplyError {
     ForeignApplySet { parent: String, tooling: String },
 }
 
+impl ApplyError {
+    /// A network or server hiccup (not an answer from the API server that
+    /// something is wrong): the whole, idempotent, apply may be retried.
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            ApplyError::Api { source, .. } | ApplyError::UnknownKind { source, .. } => source,
+            _ => return false,
+        };
+        match source {
+            kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+            kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+            _ => false,
+        }
+    }
+}
+
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ApplyError {
     let what = what.into();
     move |source| ApplyError::Api { what, source }
@@ -438,5 +454,47 @@ async fn wait_rolled_out(
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> ApplyError {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({ "code": code, "message": "m" }))
+                .expect("status");
+        ApplyError::Api {
+            what: "applying x".into(),
+            source: kube::Error::Api(Box::new(status)),
+        }
+    }
+
+    #[test]
+    fn only_server_hiccups_are_retried() {
+        assert!(api_error(503).is_transient());
+        assert!(api_error(429).is_transient());
+        assert!(
+            !api_error(409).is_transient(),
+            "a conflict is an answer, not a hiccup"
+        );
+        assert!(!api_error(422).is_transient());
+        assert!(!ApplyError::NoNamespace("x".into()).is_transient());
+    }
+
+    #[test]
+    fn server_bookkeeping_is_ignored_when_comparing() {
+        let live = serde_json::json!({
+            "metadata": { "name": "a", "resourceVersion": "5", "managedFields": [1], "generation": 2 },
+            "spec": { "replicas": 3 }, "status": { "readyReplicas": 3 },
+        });
+        let applied = serde_json::json!({
+            "metadata": { "name": "a", "resourceVersion": "6", "managedFields": [1, 2], "generation": 2 },
+            "spec": { "replicas": 3 }, "status": { "readyReplicas": 1 },
+        });
+        assert_eq!(normalized(&live), normalized(&applied));
+        let changed = serde_json::json!({ "metadata": { "name": "a" }, "spec": { "replicas": 4 } });
+        assert_ne!(normalized(&live), normalized(&changed));
     }
 }
