@@ -850,6 +850,22 @@ fn inventory_with_playbook(lab: &Lab, playbook: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// One field of the playson Deployment, by JSONPath, from kubectl.
+fn httpbin_field(lab: &Lab, path: &str) -> String {
+    kubectl(
+        lab,
+        &[
+            "get",
+            "deploy",
+            "httpbin",
+            "-n",
+            "playson",
+            "-o",
+            &format!("jsonpath={path}"),
+        ],
+    )
+}
+
 fn playson() -> PathBuf {
     pictl_e2e::lab::repo_root()
         .join("playbooks")
@@ -917,18 +933,7 @@ fn workload_applied(lab: &Lab) {
             "--timeout=60s",
         ],
     );
-    let image = kubectl(
-        lab,
-        &[
-            "get",
-            "deploy",
-            "httpbin",
-            "-n",
-            "playson",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image}",
-        ],
-    );
+    let image = httpbin_field(lab, "{.spec.template.spec.containers[0].image}");
     assert!(
         image.starts_with("mccutchen/go-httpbin:v2.8.0@sha256:9380c104"),
         "{image}"
@@ -1009,18 +1014,7 @@ fn workload_drift_and_prune(lab: &Lab) {
         workload_changes(&v),
         ["Deployment playson/httpbin: differs → applied"]
     );
-    let replicas = kubectl(
-        lab,
-        &[
-            "get",
-            "deploy",
-            "httpbin",
-            "-n",
-            "playson",
-            "-o",
-            "jsonpath={.spec.replicas}",
-        ],
-    );
+    let replicas = httpbin_field(lab, "{.spec.replicas}");
     assert_eq!(replicas, "3");
     // A hand-edited image is drift, whatever the HPA does.
     let bad_image = r#"{"spec":{"template":{"spec":{"containers":[{"name":"httpbin","image":"kennethreitz/httpbin:latest"}]}}}}"#;
@@ -1042,18 +1036,7 @@ fn workload_drift_and_prune(lab: &Lab) {
         workload_changes(&v),
         ["Deployment playson/httpbin: differs → applied"]
     );
-    let image = kubectl(
-        lab,
-        &[
-            "get",
-            "deploy",
-            "httpbin",
-            "-n",
-            "playson",
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image}",
-        ],
-    );
+    let image = httpbin_field(lab, "{.spec.template.spec.containers[0].image}");
     assert!(image.contains("go-httpbin"), "{image}");
 
     // An object pictl never applied is left alone; one that left the playbook is pruned.
