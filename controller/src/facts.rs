@@ -36,9 +36,11 @@ pub mod paths {
 }
 
 /// The script. `$1` is `secrets` on servers (read the join token and admin
-/// kubeconfig) or `no-secrets`; the managed file paths follow.
+/// kubeconfig) or `no-secrets`; `$2` is `record` when the hash cache may be
+/// written (apply) or `no-record` (read-only commands); the managed file
+/// paths follow.
 pub const SCRIPT: &str = r#"set -u
-secrets=$1; shift
+secrets=$1; record=$2; shift 2
 e() { printf '%s=' "$1"; printf '%s' "$2" | base64 -w0; printf '\n'; }
 e uname "$(uname -m)"
 e os "$( (. /etc/os-release 2>/dev/null; printf '%s' "${PRETTY_NAME:-unknown}") )"
@@ -53,9 +55,24 @@ for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
   if [ -f "$f" ] && ! grep -q 'DO NOT EDIT' "$f"; then e cmdline_path "$f"; e cmdline "$(cat "$f")"; break; fi
 done
 if [ -x /usr/local/bin/k3s ]; then e k3s_version "$(/usr/local/bin/k3s --version 2>/dev/null | head -n1)"; fi
+# Hashing a 70 MB k3s on a Pi 4 (no ARMv8 crypto) takes most of a second:
+# reuse a hash while the file's inode, size and ctime are unchanged (ctime
+# cannot be set back by touch). Only `apply` records the cache.
+cache=/var/lib/pictl/hashes
+seen=""
 for f in "$@"; do
-  if [ -f "$f" ]; then e file "$f $(sha256sum "$f" | cut -d' ' -f1)"; fi
+  if [ -f "$f" ]; then
+    id=$(stat -c '%i %s %.9Z' "$f")
+    sha=$(awk -v f="$f" -v id="$id" '$1 == f && $2" "$3" "$4 == id { print $5 }' "$cache" 2>/dev/null)
+    [ -n "$sha" ] || sha=$(sha256sum "$f" | cut -d' ' -f1)
+    e file "$f $sha"
+    seen="$seen$f $id $sha
+"
+  fi
 done
+if [ "$record" = record ]; then
+  mkdir -p /var/lib/pictl && printf '%s' "$seen" > "$cache.tmp" && mv "$cache.tmp" "$cache"
+fi
 e started_with "$(cat /var/lib/pictl/k3s-started-with 2>/dev/null)"
 for u in k3s.service k3s-agent.service pictl-agent.service; do
   e unit "$u $(systemctl show -p LoadState,ActiveState,UnitFileState,NeedDaemonReload "$u" 2>/dev/null | tr '\n' ' ')"

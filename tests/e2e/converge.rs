@@ -412,6 +412,23 @@ fn second_apply(lab: &Lab) {
 
 fn config_drift(lab: &Lab) {
     ensure_converged(lab);
+    // A same-size edit with the mtime put back is still found: the node's
+    // hash cache is keyed on ctime, which touch cannot restore.
+    lab.ssh_ok(
+        "node3",
+        "root",
+        "f=/etc/rancher/k3s/config.yaml; cp -p $f /tmp/orig; sed -i 's/node-name: node3/node-name: node9/' $f; \
+         touch -r /tmp/orig $f; cmp -s /tmp/orig $f && exit 1; [ $(stat -c %s $f) = $(stat -c %s /tmp/orig) ]",
+    )
+    .expect("same-size edit");
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("node3 k3s-config:"),
+        "{}",
+        text(&plan)
+    );
+    ensure_converged(lab);
     lab.ssh_ok(
         "node2",
         "root",

@@ -175,8 +175,9 @@ fn now_epoch() -> i64 {
 }
 
 /// Gathers a node's facts in one round trip (servers also hand over their
-/// join token and admin kubeconfig; agents never send secrets).
-pub async fn gather(t: &dyn Transport, node: &Node) -> Result<Facts, GatherError> {
+/// join token and admin kubeconfig; agents never send secrets). `record`:
+/// the node may keep its hash cache up to date (only `apply` writes).
+pub async fn gather(t: &dyn Transport, node: &Node, record: bool) -> Result<Facts, GatherError> {
     let secrets = if node.role == Role::Server {
         "secrets"
     } else {
@@ -184,6 +185,7 @@ pub async fn gather(t: &dyn Transport, node: &Node) -> Result<Facts, GatherError
     };
     let cmd = RemoteCommand::script(facts::SCRIPT)
         .arg(secrets)
+        .arg(if record { "record" } else { "no-record" })
         .args(facts::paths::MANAGED)
         .sudo(node.ssh.sudo)
         .timeout(Duration::from_secs(60));

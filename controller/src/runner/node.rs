@@ -54,7 +54,7 @@ impl<'i> NodeRun<'i> {
         let progress = opts.progress.as_ref();
         match connect::connect_with_retry(opts.connector.as_ref(), self.node).await {
             Ok(t) => {
-                match connect::gather(t.as_ref(), self.node).await {
+                match connect::gather(t.as_ref(), self.node, opts.mode == Mode::Apply).await {
                     Ok(f) => self.facts = Some(f),
                     Err(e) => self.gather_error(progress, &e),
                 }
@@ -280,7 +280,7 @@ impl<'i> NodeRun<'i> {
         let Some(t) = self.transport.clone() else {
             return;
         };
-        match connect::gather(t.as_ref(), self.node).await {
+        match connect::gather(t.as_ref(), self.node, opts.mode == Mode::Apply).await {
             Ok(f) => self.facts = Some(f),
             Err(e) => return self.gather_error(progress, &e),
         }
@@ -329,7 +329,7 @@ impl<'i> NodeRun<'i> {
                 Err(e) => return Err((format!("after the reboot: {}", error_chain(&e)), false)),
             };
             reachable = true;
-            match connect::gather(t.as_ref(), self.node).await {
+            match connect::gather(t.as_ref(), self.node, opts.mode == Mode::Apply).await {
                 Ok(f) if f.boot_id != old_boot => {
                     self.facts = Some(f);
                     self.transport = Some(t);
