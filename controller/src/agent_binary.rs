@@ -45,11 +45,7 @@ pub fn for_arch(settings: &AgentSettings, arch: Arch) -> Result<PathBuf, String>
         (true, _) => Err("no pictl-agent beside pictl (cargo build -p pictl-agent)".into()),
         (false, _) => Err(format!(
             "no pictl-agent for {arch}: build one (cargo zigbuild --release -p pictl-agent --target {}) and set [agent] binaries.{}",
-            match arch {
-                Arch::Amd64 => "x86_64-unknown-linux-musl",
-                Arch::Arm64 => "aarch64-unknown-linux-musl",
-                Arch::Armhf => "armv7-unknown-linux-musleabihf",
-            },
+            arch.musl_target(),
             arch.name()
         )),
     }

@@ -43,6 +43,15 @@ impl Arch {
         }
     }
 
+    /// The Rust target to cross-build static binaries (the health agent) for.
+    pub fn musl_target(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "x86_64-unknown-linux-musl",
+            Arch::Arm64 => "aarch64-unknown-linux-musl",
+            Arch::Armhf => "armv7-unknown-linux-musleabihf",
+        }
+    }
+
     /// Maps `uname -m`; armv6 and unknown machines are refused with the reason.
     pub fn from_uname(machine: &str) -> Result<Arch, String> {
         match machine.trim() {

@@ -242,7 +242,7 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
     let report = match runner::run(&inv, &opts).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("pictl: {}", runner::error_chain(&e));
+            eprintln!("pictl: {}", crate::error_chain(&e));
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -286,7 +286,7 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
             eprintln!(
                 "pictl: merging into {}: {}",
                 out.display(),
-                runner::error_chain(&e)
+                crate::error_chain(&e)
             );
             return ExitCode::from(EXIT_FAILURE);
         }
@@ -301,7 +301,7 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("pictl: {}", runner::error_chain(&e));
+            eprintln!("pictl: {}", crate::error_chain(&e));
             ExitCode::from(EXIT_FAILURE)
         }
     }

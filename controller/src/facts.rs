@@ -18,8 +18,6 @@ pub mod paths {
     pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
     pub const SERVER_UNIT: &str = "/etc/systemd/system/k3s.service";
     pub const AGENT_UNIT: &str = "/etc/systemd/system/k3s-agent.service";
-    pub const TOKEN: &str = "/var/lib/rancher/k3s/server/token";
-    pub const ADMIN_KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
     /// `sha256sum` of the binary, config and unit the running K3s was
     /// (re)started with, written by pictl after each successful start.
     pub const STARTED_WITH: &str = "/var/lib/pictl/k3s-started-with";

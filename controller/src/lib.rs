@@ -23,3 +23,19 @@ pub mod step;
 pub mod steps;
 pub mod transport;
 pub mod workload;
+
+/// An error and its causes on one line (`err: cause: cause`), each cause
+/// once: what every message to the operator is made of.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -93,7 +93,7 @@ pub async fn collect(
             let t = match connector.connect(node).await {
                 Ok(t) => t,
                 Err(e) => {
-                    row.error = Some(runner::error_chain(&e));
+                    row.error = Some(crate::error_chain(&e));
                     return row;
                 }
             };
@@ -122,7 +122,7 @@ pub async fn collect(
                 }
                 Err(e) => {
                     row.reachable = !e.is_unreachable();
-                    row.error = Some(runner::error_chain(&e));
+                    row.error = Some(crate::error_chain(&e));
                 }
             }
             row

@@ -214,6 +214,12 @@ fn unit_started(lab: &Lab, node: &str, unit: &str) -> String {
     .expect("systemctl show")
 }
 
+/// The node's current boot: it changes when the node reboots.
+fn boot_id(lab: &Lab, node: &str) -> String {
+    lab.ssh_ok(node, "root", "cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id")
+}
+
 fn unit_of(node: &str) -> &'static str {
     if node == "node1" {
         "k3s.service"
@@ -257,9 +263,7 @@ fn plan_fresh(lab: &Lab) {
 }
 
 fn first_apply(lab: &Lab) {
-    let boot_before = lab
-        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id");
+    let boot_before = boot_id(lab, "node3");
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     for n in ["node1", "node2", "node3"] {
@@ -322,9 +326,7 @@ fn first_apply(lab: &Lab) {
             .ends_with("cgroup_memory=1 cgroup_enable=memory"),
         "{cmdline}"
     );
-    let boot_after = lab
-        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id");
+    let boot_after = boot_id(lab, "node3");
     assert_ne!(boot_before, boot_after, "node3 was not rebooted");
     // Secrets are 0600, on the node and on the controller.
     let mode = lab
@@ -359,9 +361,7 @@ fn second_apply(lab: &Lab) {
         .iter()
         .map(|n| unit_started(lab, n, unit_of(n)))
         .collect();
-    let boot3 = lab
-        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id");
+    let boot3 = boot_id(lab, "node3");
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{}", text(&out));
     for n in ["node1", "node2", "node3"] {
@@ -380,11 +380,7 @@ fn second_apply(lab: &Lab) {
         .map(|n| unit_started(lab, n, unit_of(n)))
         .collect();
     assert_eq!(before, after, "a unit was restarted by a no-op re-run");
-    assert_eq!(
-        boot3,
-        lab.ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-            .expect("boot id")
-    );
+    assert_eq!(boot3, boot_id(lab, "node3"));
     let plan = pictl(lab, &lab.inventory(), &["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let status = pictl(lab, &lab.inventory(), &["status", "--output", "json"]);

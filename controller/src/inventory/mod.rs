@@ -1075,11 +1075,7 @@ impl Loader<'_, '_> {
                             format!("{} is not a file", path.display()),
                             Some(format!(
                                 "build it, e.g. cargo zigbuild --release -p pictl-agent --target {}",
-                                match arch {
-                                    Arch::Amd64 => "x86_64-unknown-linux-musl",
-                                    Arch::Arm64 => "aarch64-unknown-linux-musl",
-                                    Arch::Armhf => "armv7-unknown-linux-musleabihf",
-                                }
+                                arch.musl_target()
                             )),
                         );
                     }

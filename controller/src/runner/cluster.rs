@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::node::NodeRun;
 use super::report::{Status, StepReport};
-use super::{Mode, Options, RunError, error_chain};
+use super::{Mode, Options, RunError};
+use crate::error_chain;
 use crate::facts::Facts;
 use crate::inventory::{Inventory, SecretSource};
 use crate::kubeconfig;
@@ -70,12 +71,14 @@ pub fn cluster_secret(
 
 /// Writes the rewritten admin kubeconfig into the state directory.
 /// `missing` says why there is no admin kubeconfig when `admin` is `None`.
+/// Also returns the rewritten kubeconfig (it holds the admin client key),
+/// from which the rest of the run talks to the API.
 pub fn kubeconfig_step(
     inv: &Inventory,
     admin: Option<&Secret>,
     missing: &str,
     mode: Mode,
-) -> StepReport {
+) -> (StepReport, Option<Secret>) {
     let mut report = StepReport {
         step: "kubeconfig",
         status: Status::Ok,
@@ -94,7 +97,7 @@ pub fn kubeconfig_step(
             report.status = Status::Failed;
             report.message = Some(missing.to_string());
         }
-        return report;
+        return (report, None);
     };
     let wanted = match kubeconfig::rewrite(admin.expose(), &inv.cluster.name, &render::api_url(inv))
     {
@@ -102,12 +105,12 @@ pub fn kubeconfig_step(
         Err(e) => {
             report.status = Status::Failed;
             report.message = Some(format!("server's k3s.yaml: {}", error_chain(&e)));
-            return report;
+            return (report, None);
         }
     };
     let current = std::fs::read_to_string(&path).ok();
     if current.as_deref() == Some(wanted.as_str()) {
-        return report;
+        return (report, Some(Secret::new(wanted)));
     }
     report.status = Status::Changed;
     report.changes.push(Change::new(
@@ -125,28 +128,13 @@ pub fn kubeconfig_step(
         report.status = Status::Failed;
         report.message = Some(error_chain(&e));
     }
-    report
+    (report, Some(Secret::new(wanted)))
 }
 
 /// Waits for every converged node to be Ready in the API.
-pub async fn readiness(inv: &Inventory, runs: &mut [NodeRun<'_>], opts: &Options) {
+pub async fn readiness(client: &kube::Client, runs: &mut [NodeRun<'_>], opts: &Options) {
     use k8s_openapi::api::core::v1::Node as KNode;
-    let path = state::kubeconfig_path(inv);
-    let client = match kube_client(&path).await {
-        Ok(c) => c,
-        Err(e) => {
-            for r in runs.iter_mut().filter(|r| r.alive()) {
-                let report = StepReport::new(
-                    "node-ready",
-                    Status::Failed,
-                    vec![],
-                    Some(format!("cannot reach the API: {e}")),
-                );
-                r.push(opts.progress.as_ref(), report);
-            }
-            return;
-        }
-    };
+    let client = client.clone();
     let api: kube::Api<KNode> = kube::Api::all(client);
     let deadline = Instant::now() + opts.wait;
     let mut ready: BTreeMap<String, bool> = BTreeMap::new();
@@ -202,8 +190,20 @@ pub async fn readiness(inv: &Inventory, runs: &mut [NodeRun<'_>], opts: &Options
     }
 }
 
+/// A client from a kubeconfig file (`pictl status`).
 pub async fn kube_client(path: &std::path::Path) -> Result<kube::Client, String> {
     let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| error_chain(&e))?;
+    client_of(kc).await
+}
+
+/// A client from kubeconfig text held in memory (a run's rewritten admin
+/// kubeconfig: `plan` needs no file on disk for it).
+pub async fn kube_client_from_yaml(yaml: &Secret) -> Result<kube::Client, String> {
+    let kc = kube::config::Kubeconfig::from_yaml(yaml.expose()).map_err(|e| error_chain(&e))?;
+    client_of(kc).await
+}
+
+async fn client_of(kc: kube::config::Kubeconfig) -> Result<kube::Client, String> {
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| error_chain(&e))?;

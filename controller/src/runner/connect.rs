@@ -120,7 +120,7 @@ pub fn sudo_passwords_available(nodes: &[Node]) -> Result<(), (String, String)> 
             let why = match src {
                 SecretSource::Env(v) => format!("environment variable {v} is not set"),
                 SecretSource::File(p) => match state::read_secret_file(p) {
-                    Err(e) => super::error_chain(&e),
+                    Err(e) => crate::error_chain(&e),
                     Ok(_) => format!("{} is unusable", p.display()),
                 },
                 SecretSource::Generated => "a sudo password cannot be generated".into(),

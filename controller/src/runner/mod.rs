@@ -30,6 +30,7 @@ pub use progress::{Progress, StderrProgress, WarningsOnly};
 pub use report::{NodeReport, PlaybookReport, RunReport, Status, StepReport};
 
 use crate::artifacts::ArtifactStore;
+use crate::error_chain;
 use crate::facts;
 use crate::inventory::{Inventory, K3sRelease, Role};
 use crate::render;
@@ -68,21 +69,6 @@ pub enum RunError {
          (rotate it on the server with `k3s token rotate`, or point the inventory at the current token)"
     )]
     TokenMismatch { server: String, from: String },
-}
-
-/// `err: cause: cause` on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// Runs plan or apply over the whole inventory.
@@ -139,12 +125,15 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
         first_server.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?))),
     )?;
 
+    // Which nodes run which arch: for the agent binaries and the image preflight.
+    let mut arches: BTreeMap<crate::arch::Arch, Vec<String>> = BTreeMap::new();
+    for r in &runs {
+        if let Some(Ok(a)) = r.facts.as_ref().map(|f| f.arch.clone()) {
+            arches.entry(a).or_default().push(r.node.name.clone());
+        }
+    }
     let agent_bins = if inv.agent.enabled {
-        crate::agent_binary::load(
-            &inv.agent,
-            runs.iter()
-                .filter_map(|r| r.facts.as_ref().and_then(|f| f.arch.clone().ok())),
-        )
+        crate::agent_binary::load(&inv.agent, arches.keys().copied())
     } else {
         BTreeMap::new()
     };
@@ -237,14 +226,20 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
             )
         },
     );
+    let mut api: Result<kube::Client, String> = Err(format!("no API: {first_state}"));
     if let Some(idx) = runs
         .iter()
         .position(|r| r.node.role == Role::Server && r.alive())
     {
         let why =
             format!("no admin kubeconfig: {first_state} but has no /etc/rancher/k3s/k3s.yaml");
-        let report = cluster::kubeconfig_step(inv, admin.as_ref(), &why, opts.mode);
+        let (report, rewritten) = cluster::kubeconfig_step(inv, admin.as_ref(), &why, opts.mode);
         runs[idx].push(progress, report);
+        if let Some(k) = rewritten {
+            api = cluster::kube_client_from_yaml(&k)
+                .await
+                .map_err(|e| format!("cannot reach the API: {e}"));
+        }
     }
 
     // Agents, in parallel; without a join token they cannot be converged.
@@ -284,15 +279,20 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
     .await;
 
     if opts.mode == Mode::Apply && admin.is_some() {
-        cluster::readiness(inv, &mut runs, opts).await;
-    }
-    let mut arches: BTreeMap<crate::arch::Arch, Vec<String>> = BTreeMap::new();
-    for r in &runs {
-        if let Some(Ok(a)) = r.facts.as_ref().map(|f| f.arch.clone()) {
-            arches.entry(a).or_default().push(r.node.name.clone());
+        match &api {
+            Ok(client) => cluster::readiness(client, &mut runs, opts).await,
+            Err(why) => {
+                for r in runs.iter_mut().filter(|r| r.alive()) {
+                    r.push(
+                        progress,
+                        StepReport::new("node-ready", Status::Failed, vec![], Some(why.clone())),
+                    );
+                }
+            }
         }
     }
-    let workload = workload::converge(inv, admin.is_some(), &first_state, &arches, opts).await;
+    let workload =
+        workload::converge(inv, api.as_ref().map_err(String::as_str), &arches, opts).await;
 
     Ok(RunReport {
         cluster: inv.cluster.name.clone(),

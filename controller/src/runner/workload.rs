@@ -2,36 +2,24 @@
 //! through the API once the first server is (see [`crate::workload`]).
 
 use super::report::{PlaybookReport, Status};
-use super::{Mode, Options, error_chain};
+use super::{Mode, Options};
+use crate::error_chain;
 use std::collections::BTreeMap;
 
 use crate::arch::Arch;
 use crate::inventory::{ImageArchCheck, Inventory};
-use crate::state;
 use crate::step::Change;
 use crate::workload;
 
-/// `api_up`: the first server converged and handed over its kubeconfig;
-/// `server_state` says how it is otherwise. `arches`: which nodes run which
-/// CPU architecture, for the image preflight.
+/// `api`: the run's API client, or why there is none. `arches`: which
+/// nodes run which CPU architecture, for the image preflight.
 pub async fn converge(
     inv: &Inventory,
-    api_up: bool,
-    server_state: &str,
+    api: Result<&kube::Client, &str>,
     arches: &BTreeMap<Arch, Vec<String>>,
     opts: &Options,
 ) -> Vec<PlaybookReport> {
     let mut reports = Vec::new();
-    if inv.workload.playbooks.is_empty() {
-        return reports;
-    }
-    let client = if api_up {
-        super::kube_client(&state::kubeconfig_path(inv))
-            .await
-            .map_err(Some)
-    } else {
-        Err(None)
-    };
     for dir in &inv.workload.playbooks {
         let name = dir.file_name().map_or_else(
             || dir.display().to_string(),
@@ -59,7 +47,7 @@ pub async fn converge(
             report.status = Status::Failed;
             report.message = Some(problem);
         } else {
-            match &client {
+            match api {
                 Err(why) => {
                     // No API yet: in a plan that is a fresh cluster, in an apply a failure.
                     report.status = if opts.mode == Mode::Plan {
@@ -72,10 +60,7 @@ pub async fn converge(
                         "not applied",
                         "applied once the cluster is up",
                     ));
-                    report.message = Some(match why {
-                        Some(e) => format!("cannot reach the API: {e}"),
-                        None => format!("no API: {server_state}"),
-                    });
+                    report.message = Some(why.to_string());
                 }
                 Ok(client) => {
                     let dry_run = opts.mode == Mode::Plan;

@@ -118,6 +118,17 @@ fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(&'static str, Vec<C
     out
 }
 
+/// One step's check on the inventory's only node, nothing pending.
+fn check_one(step: &dyn Step, inv: &Inventory, d: &Desired, f: &Facts) -> Check {
+    step.check(&NodeCx {
+        inv,
+        node: &inv.nodes[0],
+        facts: f,
+        desired: d,
+        pending: &[],
+    })
+}
+
 fn names(p: &[(&'static str, Vec<Change>)]) -> Vec<&'static str> {
     p.iter().map(|(n, _)| *n).collect()
 }
@@ -215,14 +226,7 @@ fn a_pi_without_cgroup_flags_is_fixed_and_rebooted_and_blocked_if_that_did_not_h
         "console=tty1 rootwait".into(),
     ));
     f.memory_cgroup = false;
-    let cx = NodeCx {
-        inv: &inv,
-        node: &inv.nodes[0],
-        facts: &f,
-        desired: &d,
-        pending: &[],
-    };
-    let Check::Changes(c) = PiCgroups.check(&cx) else {
+    let Check::Changes(c) = check_one(&PiCgroups, &inv, &d, &f) else {
         panic!("expected changes")
     };
     assert_eq!(c[1].what, "reboot");
@@ -231,21 +235,9 @@ fn a_pi_without_cgroup_flags_is_fixed_and_rebooted_and_blocked_if_that_did_not_h
         "/boot/firmware/cmdline.txt".into(),
         with_cgroup_flags("console=tty1 rootwait"),
     ));
-    let cx = NodeCx {
-        inv: &inv,
-        node: &inv.nodes[0],
-        facts: &f,
-        desired: &d,
-        pending: &[],
-    };
-    assert!(matches!(PiCgroups.check(&cx), Check::Blocked(why) if why.contains("memory cgroup")));
+    assert!(
+        matches!(check_one(&PiCgroups, &inv, &d, &f), Check::Blocked(why) if why.contains("memory cgroup"))
+    );
     f.memory_cgroup = true;
-    let cx = NodeCx {
-        inv: &inv,
-        node: &inv.nodes[0],
-        facts: &f,
-        desired: &d,
-        pending: &[],
-    };
-    assert_eq!(PiCgroups.check(&cx), Check::Changes(vec![]));
+    assert_eq!(check_one(&PiCgroups, &inv, &d, &f), Check::Changes(vec![]));
 }

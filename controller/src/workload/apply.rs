@@ -25,9 +25,10 @@ pub const FIELD_MANAGER: &str = "pictl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{what}: the API does not serve {api_version} {kind}")]
+    #[error("{what} (in {file}): the API does not serve {api_version} {kind}")]
     UnknownKind {
         what: String,
+        file: String,
         api_version: String,
         kind: String,
         #[source]
@@ -128,6 +129,7 @@ async fn resolve(
                 .await
                 .map_err(|source| ApplyError::UnknownKind {
                     what: m.describe(),
+                    file: m.source.display().to_string(),
                     api_version: m.api_version().to_string(),
                     kind: m.kind().to_string(),
                     source,

@@ -28,7 +28,6 @@ application/vnd.docker.distribution.manifest.v2+json";
 /// A parsed image reference (`[registry/]repository[:tag][@digest]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
-    pub original: String,
     /// Host (and port) of the registry API.
     pub registry: String,
     pub repository: String,
@@ -80,7 +79,6 @@ impl ImageRef {
             tag
         };
         Ok(ImageRef {
-            original: image.to_string(),
             registry,
             repository,
             tag,
@@ -461,7 +459,7 @@ pub async fn check(
                 Ok(r) => registry
                     .platforms(&r)
                     .await
-                    .map_err(|e| crate::runner::error_chain(&e)),
+                    .map_err(|e| crate::error_chain(&e)),
                 Err(e) => Err(e),
             };
             seen.insert(u.image.clone(), result);
