@@ -1,28 +1,35 @@
 //! K3s release artifacts, fetched once per arch on the controller.
 //!
 //! Binaries come from `<mirror>/<version>/` and are verified against the
-//! release's own `sha256sum-<arch>.txt` before anything uses them; the cache
-//! is re-verified on every use, so a corrupted file is refused rather than
-//! uploaded. Nodes never need internet access.
+//! release's own `sha256sum-<arch>.txt` before anything uses them. Nodes
+//! never need internet access.
+//!
+//! The cache is keyed by where an artifact came from (the mirror) as well as
+//! version and arch, and trusts nothing on its own: the checksum file is
+//! fetched from the mirror on every run (it is small), and a cached binary
+//! is used only when it hashes to what that checksum file says. A binary
+//! cached from one mirror (a lab's plain-http one, say) can never stand in
+//! for another mirror's release of the same version.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use crate::arch::Arch;
+use crate::download::{self, DownloadError};
+
+/// A checksum file is a few lines; anything larger is not one.
+const CHECKSUM_LIMIT: u64 = 1 << 20;
+/// K3s binaries are ~70 MB; allow growth, refuse the absurd.
+const BINARY_LIMIT: u64 = 512 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("downloading {url} failed")]
-    Download {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    #[error("downloading {url} failed: HTTP {status}")]
-    HttpStatus { url: String, status: u16 },
+    #[error(transparent)]
+    Download(#[from] DownloadError),
     #[error("{file} from {url} does not list {asset}")]
     NotInChecksums {
         url: String,
@@ -92,6 +99,30 @@ pub fn default_cache_dir() -> PathBuf {
 
 pub use crate::transport::upload::sha256_hex;
 
+/// The cache directory name for a mirror: readable, and unique per URL
+/// (`github.com-1a2b3c4d5e6f7a8b`). The hash covers the whole URL, scheme
+/// included, so `http://` and `https://` of one host never share a cache.
+pub fn mirror_key(mirror: &str) -> String {
+    let mirror = mirror.trim_end_matches('/');
+    let host: String = mirror
+        .split_once("://")
+        .map_or(mirror, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!("{host}-{}", &sha256_hex(mirror.as_bytes())[..16])
+}
+
 impl ArtifactStore {
     /// `persist`: keep what is downloaded in the cache (`plan` passes
     /// false: it must leave nothing behind, not even a checksum file).
@@ -100,13 +131,11 @@ impl ArtifactStore {
             persist,
             mirror: mirror.trim_end_matches('/').to_string(),
             version: version.to_string(),
-            cache_dir: cache_root.join("k3s").join(version),
-            client: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(15))
-                // No progress for this long on a read means a dead mirror.
-                .read_timeout(std::time::Duration::from_secs(60))
-                .build()
-                .unwrap_or_default(),
+            cache_dir: cache_root
+                .join("k3s")
+                .join(mirror_key(mirror))
+                .join(version),
+            client: download::client(Duration::from_secs(15), Duration::from_secs(60)),
             sums: Mutex::new(HashMap::new()),
             bins: Mutex::new(HashMap::new()),
         }
@@ -121,29 +150,15 @@ impl ArtifactStore {
         )
     }
 
-    async fn fetch(&self, asset: &str) -> Result<Vec<u8>, ArtifactError> {
+    async fn fetch(&self, asset: &str, limit: u64) -> Result<Vec<u8>, ArtifactError> {
         let url = self.url(asset);
         tracing::info!(%url, "downloading");
-        let resp =
-            self.client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|source| ArtifactError::Download {
-                    url: url.clone(),
-                    source,
-                })?;
-        if !resp.status().is_success() {
-            return Err(ArtifactError::HttpStatus {
-                url,
-                status: resp.status().as_u16(),
-            });
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|source| ArtifactError::Download { url, source })?;
-        Ok(body.to_vec())
+        Ok(download::get_limited(&self.client, &url, limit).await?)
+    }
+
+    /// Where this store caches (one directory per mirror and version).
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
     }
 
     fn write_cache(&self, name: &str, bytes: &[u8]) -> Result<(), ArtifactError> {
@@ -169,14 +184,9 @@ impl ArtifactStore {
             return Ok(s.clone());
         }
         let file = arch.checksum_asset();
-        let text = match std::fs::read(self.cache_dir.join(file)) {
-            Ok(b) => b,
-            Err(_) => {
-                let b = self.fetch(file).await?;
-                self.write_cache(file, &b)?;
-                b
-            }
-        };
+        // Never from the cache: a cached checksum file would vouch for a
+        // cached binary with nothing from the mirror to confirm either.
+        let text = self.fetch(file, CHECKSUM_LIMIT).await?;
         let text = String::from_utf8_lossy(&text);
         let asset = arch.k3s_asset();
         let sha = text
@@ -210,7 +220,7 @@ impl ArtifactStore {
         let bytes = match cached {
             Some(b) => b,
             None => {
-                let b = self.fetch(asset).await?;
+                let b = self.fetch(asset, BINARY_LIMIT).await?;
                 let actual = tokio::task::block_in_place(|| sha256_hex(&b));
                 if actual != expected {
                     return Err(ArtifactError::ChecksumMismatch {
@@ -231,5 +241,127 @@ impl ArtifactStore {
         });
         bins.insert(arch, a.clone());
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::download::tests::{ok, serve};
+
+    const VERSION: &str = "v1.32.5+k3s1";
+
+    fn sums_for(bin: &[u8]) -> Vec<u8> {
+        format!(
+            "{}  k3s\n{}  k3s-airgap-images-amd64.tar\n",
+            sha256_hex(bin),
+            "0".repeat(64)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn mirrors_get_distinct_readable_cache_keys() {
+        let gh = mirror_key("https://github.com/k3s-io/k3s/releases/download");
+        assert!(gh.starts_with("github.com-"), "{gh}");
+        assert_eq!(
+            gh,
+            mirror_key("https://github.com/k3s-io/k3s/releases/download/")
+        );
+        assert_ne!(
+            gh,
+            mirror_key("http://github.com/k3s-io/k3s/releases/download")
+        );
+        assert_ne!(
+            gh,
+            mirror_key("https://github.com/other/k3s/releases/download")
+        );
+        let odd = mirror_key("http://10.0.0.1:8080/../x");
+        assert!(odd.starts_with("10.0.0.1_8080-"), "{odd}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_binary_cached_from_one_mirror_is_never_used_for_another() {
+        // Regression (hardening issue): after the lab demo, the simulator sat
+        // in the cache as k3s v1.32.5+k3s1 and a later run with the default
+        // mirror would have installed it on real nodes.
+        let cache = tempfile::tempdir().expect("tmp");
+        let lab_bin = b"the lab's simulator".to_vec();
+        let lab = serve(vec![ok(&sums_for(&lab_bin)), ok(&lab_bin)]).await;
+        let from_lab = ArtifactStore::new(&lab, VERSION, cache.path(), true);
+        assert_eq!(
+            from_lab.binary(Arch::Amd64).await.expect("lab").bytes,
+            lab_bin
+        );
+
+        let real_bin = b"the real k3s".to_vec();
+        let real = serve(vec![ok(&sums_for(&real_bin)), ok(&real_bin)]).await;
+        let from_real = ArtifactStore::new(&real, VERSION, cache.path(), true);
+        assert_ne!(from_lab.cache_dir(), from_real.cache_dir());
+        let got = from_real.binary(Arch::Amd64).await.expect("real");
+        assert_eq!(
+            got.bytes, real_bin,
+            "the other mirror's cached binary was used"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_cached_binary_is_reused_only_when_the_mirrors_checksum_confirms_it() {
+        let cache = tempfile::tempdir().expect("tmp");
+        let bin = b"k3s bytes".to_vec();
+        // Second run: the mirror answers the checksum file only, no binary.
+        let mirror = serve(vec![ok(&sums_for(&bin)), ok(&bin), ok(&sums_for(&bin))]).await;
+        ArtifactStore::new(&mirror, VERSION, cache.path(), true)
+            .binary(Arch::Amd64)
+            .await
+            .expect("first");
+        let again = ArtifactStore::new(&mirror, VERSION, cache.path(), true)
+            .binary(Arch::Amd64)
+            .await
+            .expect("from cache");
+        assert_eq!(again.bytes, bin);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_poisoned_cache_with_its_own_checksum_file_is_not_trusted() {
+        let cache = tempfile::tempdir().expect("tmp");
+        let bin = b"genuine".to_vec();
+        let mirror = serve(vec![ok(&sums_for(&bin)), ok(&bin)]).await;
+        let store = ArtifactStore::new(&mirror, VERSION, cache.path(), true);
+        // Someone left a binary and a checksum file vouching for it.
+        let evil = b"evil".to_vec();
+        std::fs::create_dir_all(store.cache_dir()).expect("mkdir");
+        std::fs::write(store.cache_dir().join("k3s"), &evil).expect("write");
+        std::fs::write(
+            store.cache_dir().join("sha256sum-amd64.txt"),
+            sums_for(&evil),
+        )
+        .expect("write");
+        let got = store.binary(Arch::Amd64).await.expect("binary");
+        assert_eq!(got.bytes, bin);
+        assert_eq!(got.sha256, sha256_hex(&bin));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_download_that_does_not_match_the_checksum_is_refused_and_not_cached() {
+        let cache = tempfile::tempdir().expect("tmp");
+        let mirror = serve(vec![ok(&sums_for(b"expected")), ok(b"tampered")]).await;
+        let store = ArtifactStore::new(&mirror, VERSION, cache.path(), true);
+        let err = store.binary(Arch::Amd64).await.expect_err("mismatch");
+        assert!(
+            matches!(err, ArtifactError::ChecksumMismatch { .. }),
+            "{err}"
+        );
+        assert!(!store.cache_dir().join("k3s").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn plan_leaves_nothing_in_the_cache() {
+        let cache = tempfile::tempdir().expect("tmp");
+        let bin = b"k3s".to_vec();
+        let mirror = serve(vec![ok(&sums_for(&bin)), ok(&bin)]).await;
+        let store = ArtifactStore::new(&mirror, VERSION, cache.path(), false);
+        store.binary(Arch::Amd64).await.expect("binary");
+        assert!(!cache.path().join("k3s").exists());
     }
 }

@@ -10,6 +10,7 @@ pub mod arch;
 pub mod artifacts;
 pub mod channel;
 pub mod cli;
+pub mod download;
 pub mod facts;
 pub mod inventory;
 pub mod kubeconfig;
