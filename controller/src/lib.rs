@@ -24,6 +24,7 @@ pub mod step;
 pub mod steps;
 pub mod transport;
 pub mod workload;
+pub mod write;
 
 /// An error and its causes on one line (`err: cause: cause`), each cause
 /// once: what every message to the operator is made of.
