@@ -226,7 +226,6 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
         Err(code) => return code,
     };
     let opts = runner::Options {
-        mode,
         concurrency: usize::from(cli.concurrency),
         connector: Arc::new(match mode {
             Mode::Plan => runner::SshConnector::interactive().read_only(),
@@ -239,7 +238,11 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
         cache_dir: crate::artifacts::default_cache_dir(),
         wait: Duration::from_secs(cli.wait),
     };
-    let report = match runner::run(&inv, &opts).await {
+    let result = match mode {
+        Mode::Plan => runner::plan(&inv, &opts).await,
+        Mode::Apply => runner::apply(&inv, &opts).await,
+    };
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pictl: {}", crate::error_chain(&e));

@@ -41,3 +41,39 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
+
+/// `text` with control characters (newlines, escapes, carriage returns)
+/// shown as `\n`, `\u{1b}`, …: what nodes, registries and inventories say
+/// is printed on one line and can never forge another line of output.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_cannot_forge_a_line() {
+        let forged = "ok\n[node2] k3s-service: changed\r\u{1b}[2K";
+        assert_eq!(
+            super::escape_controls(forged),
+            "ok\\n[node2] k3s-service: changed\\r\\u{1b}[2K"
+        );
+        assert!(matches!(
+            super::escape_controls("plain → text"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+}

@@ -97,7 +97,7 @@ pub async fn collect(
                     return row;
                 }
             };
-            match runner::gather(t.as_ref(), node, false).await {
+            match runner::gather(t.as_ref(), node, None).await {
                 Ok(f) => {
                     row.reachable = true;
                     row.arch = Some(

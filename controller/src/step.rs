@@ -1,17 +1,56 @@
 //! The step model: each step compares desired state with gathered facts
-//! (`check`, pure and read-only) and performs exactly its planned changes
-//! (`apply`). `pictl plan` only ever calls `check`, so a dry run is true by
-//! construction: there is no `if dry_run` anywhere.
+//! (`check`, pure and read-only) and returns a typed plan; `apply` performs
+//! exactly that plan and needs a [`Writer`], which `pictl plan` never has.
+//! So a dry run is true by construction: there is no `if dry_run` anywhere.
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::facts::Facts;
-use crate::inventory::{Inventory, Node};
+use crate::inventory::Node;
 use crate::secret::Secret;
-use crate::transport::{BoxFuture, Output, Transport, TransportError};
+use crate::transport::{Output, Transport, TransportError};
+use crate::write::Writer;
 
-/// One planned difference between the node and the inventory.
+/// Every step and report entry of a node, by name: never matched as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepId {
+    PiCgroups,
+    K3sBinary,
+    K3sConfig,
+    K3sUnit,
+    K3sService,
+    HealthAgent,
+    Kubeconfig,
+    NodeReady,
+}
+
+impl StepId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepId::PiCgroups => "pi-cgroups",
+            StepId::K3sBinary => "k3s-binary",
+            StepId::K3sConfig => "k3s-config",
+            StepId::K3sUnit => "k3s-unit",
+            StepId::K3sService => "k3s-service",
+            StepId::HealthAgent => "health-agent",
+            StepId::Kubeconfig => "kubeconfig",
+            StepId::NodeReady => "node-ready",
+        }
+    }
+}
+
+impl std::fmt::Display for StepId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One planned difference between the node and the inventory, as people
+/// read it (and as `--output json` prints it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     pub what: String,
@@ -33,15 +72,38 @@ impl Change {
     }
 }
 
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} → {}", self.what, self.before, self.after)
+    }
+}
+
+/// A step's typed plan: what `apply` will do, and how people read it.
+pub trait Plan: std::fmt::Debug + Clone + Serialize + Send + Sync {
+    /// The plan as changes (never empty: "nothing to do" is `Check::Converged`).
+    fn changes(&self) -> Vec<Change>;
+}
+
 /// What `check` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Check {
+pub enum Check<P> {
     /// The step does not concern this node (with the reason).
     Skip(String),
-    /// Changes to make; empty means converged.
-    Changes(Vec<Change>),
+    /// Nothing to do.
+    Converged,
+    /// What to do.
+    Change(P),
     /// Something the step cannot fix (with the reason): the node fails.
     Blocked(String),
+}
+
+/// The config a node should run with.
+#[derive(Debug, Clone)]
+pub enum DesiredConfig {
+    Known(Secret),
+    /// Not known yet (only in `plan`): an agent's join token comes from a
+    /// server that is not installed; what it will be, for people.
+    Pending(&'static str),
 }
 
 /// What the desired state of one node is, computed once per run.
@@ -50,11 +112,8 @@ pub struct Desired {
     pub version: String,
     /// The release's sha256 of the binary for this node's arch.
     pub binary_sha256: String,
-    /// `config.yaml`; `None` while an agent's join token is not known yet
-    /// (its server is not installed: only possible in `plan`).
-    pub config: Option<Secret>,
-    /// What `config` will be once known (shown by `plan` while it is `None`).
-    pub config_pending: &'static str,
+    /// `config.yaml`.
+    pub config: DesiredConfig,
     pub unit_name: &'static str,
     pub unit_path: &'static str,
     pub unit: String,
@@ -66,12 +125,19 @@ pub struct Desired {
 /// Everything a step may read.
 #[derive(Clone, Copy)]
 pub struct NodeCx<'a> {
-    pub inv: &'a Inventory,
     pub node: &'a Node,
     pub facts: &'a Facts,
     pub desired: &'a Desired,
-    /// Names of earlier steps on this node that have changes in this run.
-    pub pending: &'a [&'static str],
+    /// Earlier steps on this node that have changes in this run.
+    pub pending: &'a BTreeSet<StepId>,
+}
+
+/// What a step's `apply` may use besides the node's context.
+#[derive(Clone, Copy)]
+pub struct StepIo<'a> {
+    pub transport: &'a dyn Transport,
+    pub store: &'a ArtifactStore,
+    pub writer: &'a Writer,
 }
 
 /// What an applied step asks of the runner.
@@ -94,6 +160,8 @@ pub enum StepError {
         status: i32,
         stderr: String,
     },
+    #[error("{0}")]
+    NotReady(String),
 }
 
 impl StepError {
@@ -111,18 +179,24 @@ impl StepError {
             })
         }
     }
+
+    /// The connection went away (the node is unreachable, not failed).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StepError::Transport(e) if e.is_unreachable())
+    }
 }
 
+/// One node step: a pure `check` and an `apply` of exactly its plan.
 pub trait Step: Send + Sync {
-    fn name(&self) -> &'static str;
+    const ID: StepId;
+    type Plan: Plan;
 
-    fn check(&self, cx: &NodeCx<'_>) -> Check;
+    fn check(&self, cx: &NodeCx<'_>) -> Check<Self::Plan>;
 
-    fn apply<'a>(
-        &'a self,
-        cx: &'a NodeCx<'a>,
-        t: &'a dyn Transport,
-        store: &'a ArtifactStore,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<Applied, StepError>>;
+    fn apply(
+        &self,
+        cx: &NodeCx<'_>,
+        io: StepIo<'_>,
+        plan: &Self::Plan,
+    ) -> impl std::future::Future<Output = Result<Applied, StepError>> + Send;
 }

@@ -11,7 +11,6 @@ pub struct Writer {
 
 impl Writer {
     /// Made once per `apply`, by the runner (and by tests of writers).
-    #[allow(dead_code)] // until the runner makes it (runner redesign)
     pub(crate) fn for_apply() -> Self {
         Self { _private: () }
     }

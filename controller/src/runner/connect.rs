@@ -13,6 +13,7 @@ use crate::state;
 use crate::transport::{
     self, BoxFuture, RemoteCommand, SshTarget, SshTransport, SudoMode, Transport, TransportError,
 };
+use crate::write::Writer;
 
 /// Opens a transport to a node.
 pub trait Connector: Send + Sync {
@@ -175,9 +176,13 @@ fn now_epoch() -> i64 {
 }
 
 /// Gathers a node's facts in one round trip (servers also hand over their
-/// join token and admin kubeconfig; agents never send secrets). `record`:
-/// the node may keep its hash cache up to date (only `apply` writes).
-pub async fn gather(t: &dyn Transport, node: &Node, record: bool) -> Result<Facts, GatherError> {
+/// join token and admin kubeconfig; agents never send secrets). With a
+/// [`Writer`] (only `apply`), the node keeps its hash cache up to date.
+pub async fn gather(
+    t: &dyn Transport,
+    node: &Node,
+    record: Option<&Writer>,
+) -> Result<Facts, GatherError> {
     let secrets = if node.role == Role::Server {
         "secrets"
     } else {
@@ -185,7 +190,11 @@ pub async fn gather(t: &dyn Transport, node: &Node, record: bool) -> Result<Fact
     };
     let cmd = RemoteCommand::script(facts::SCRIPT)
         .arg(secrets)
-        .arg(if record { "record" } else { "no-record" })
+        .arg(if record.is_some() {
+            "record"
+        } else {
+            "no-record"
+        })
         .args(facts::paths::MANAGED)
         .sudo(node.ssh.sudo)
         .timeout(Duration::from_secs(60));

@@ -1,9 +1,75 @@
 //! Progress while a run works: one line per node and step on stderr, so an
-//! operator watching a slow Pi sees where it is. Also mirrored to tracing.
+//! operator watching a slow Pi sees where it is. Events are typed values;
+//! only [`StderrProgress`] turns them into words. Also mirrored to tracing.
+
+use super::report::Status;
+use crate::step::StepId;
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Step(StepId),
+    Node,
+    Facts,
+    Reboot,
+    Channel,
+    Workload,
+    ImageArch,
+}
+
+/// Where it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage<'a> {
+    Applying,
+    Finished(Status),
+    Unreachable,
+    Waiting,
+    Warning,
+    Retrying,
+    Resolved,
+    /// One object of a playbook and what happens to it (`created`, …).
+    Object(&'a str),
+}
+
+/// One progress event; `subject` is a node name or `playbook NAME`.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub subject: &'a str,
+    pub topic: Topic,
+    pub stage: Stage<'a>,
+    pub detail: &'a str,
+}
+
+impl Event<'_> {
+    pub fn topic_word(&self) -> &'static str {
+        match self.topic {
+            Topic::Step(s) => s.as_str(),
+            Topic::Node => "node",
+            Topic::Facts => "facts",
+            Topic::Reboot => "reboot",
+            Topic::Channel => "channel",
+            Topic::Workload => "workload",
+            Topic::ImageArch => "image-arch",
+        }
+    }
+
+    pub fn stage_word(&self) -> &str {
+        match self.stage {
+            Stage::Applying => "applying",
+            Stage::Finished(s) => s.word(),
+            Stage::Unreachable => "UNREACHABLE",
+            Stage::Waiting => "waiting",
+            Stage::Warning => "warning",
+            Stage::Retrying => "retrying",
+            Stage::Resolved => "resolved",
+            Stage::Object(what) => what,
+        }
+    }
+}
 
 /// How a run reports progress while it works.
 pub trait Progress: Send + Sync {
-    fn event(&self, node: &str, step: &str, status: &str, detail: &str);
+    fn event(&self, e: &Event<'_>);
 }
 
 /// `[node] step: status (detail)` lines on stderr.
@@ -11,13 +77,21 @@ pub trait Progress: Send + Sync {
 pub struct StderrProgress;
 
 impl Progress for StderrProgress {
-    fn event(&self, node: &str, step: &str, status: &str, detail: &str) {
-        tracing::debug!(node, step, status, detail, "progress");
-        if detail.is_empty() {
-            eprintln!("[{node}] {step}: {status}");
+    fn event(&self, e: &Event<'_>) {
+        let (topic, stage) = (e.topic_word(), e.stage_word());
+        tracing::debug!(
+            node = e.subject,
+            step = topic,
+            status = stage,
+            detail = e.detail,
+            "progress"
+        );
+        let line = if e.detail.is_empty() {
+            format!("[{}] {topic}: {stage}", e.subject)
         } else {
-            eprintln!("[{node}] {step}: {status} {detail}");
-        }
+            format!("[{}] {topic}: {stage} {}", e.subject, e.detail)
+        };
+        eprintln!("{}", crate::escape_controls(&line));
     }
 }
 
@@ -26,9 +100,9 @@ impl Progress for StderrProgress {
 pub struct WarningsOnly;
 
 impl Progress for WarningsOnly {
-    fn event(&self, node: &str, step: &str, status: &str, detail: &str) {
-        if status == "warning" {
-            StderrProgress.event(node, step, status, detail);
+    fn event(&self, e: &Event<'_>) {
+        if e.stage == Stage::Warning {
+            StderrProgress.event(e);
         }
     }
 }

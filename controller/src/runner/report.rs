@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::Mode;
-use crate::step::Change;
+use crate::step::{Change, StepId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,7 +29,7 @@ impl Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
-    pub step: &'static str,
+    pub step: StepId,
     pub status: Status,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
@@ -39,7 +39,7 @@ pub struct StepReport {
 
 impl StepReport {
     pub fn new(
-        step: &'static str,
+        step: StepId,
         status: Status,
         changes: Vec<Change>,
         message: Option<String>,
@@ -54,11 +54,7 @@ impl StepReport {
 
     /// `(what: before → after; …)` for progress lines.
     pub fn describe(&self) -> String {
-        let mut parts: Vec<String> = self
-            .changes
-            .iter()
-            .map(|c| format!("{}: {} → {}", c.what, c.before, c.after))
-            .collect();
+        let mut parts: Vec<String> = self.changes.iter().map(Change::to_string).collect();
         if let Some(m) = &self.message {
             parts.push(m.clone());
         }

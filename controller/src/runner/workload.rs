@@ -1,9 +1,11 @@
 //! The last phase of a run: every playbook of the inventory, converged
 //! through the API once the first server is (see [`crate::workload`]).
 
+use super::Options;
+use super::progress::{Event, Stage, Topic};
 use super::report::{PlaybookReport, Status};
-use super::{Mode, Options};
 use crate::error_chain;
+use crate::write::Writer;
 use std::collections::BTreeMap;
 
 use crate::arch::Arch;
@@ -18,6 +20,7 @@ pub async fn converge(
     api: Result<&kube::Client, &str>,
     arches: &BTreeMap<Arch, Vec<String>>,
     opts: &Options,
+    w: Option<&Writer>,
 ) -> Vec<PlaybookReport> {
     let mut reports = Vec::new();
     for dir in &inv.workload.playbooks {
@@ -50,7 +53,7 @@ pub async fn converge(
             match api {
                 Err(why) => {
                     // No API yet: in a plan that is a fresh cluster, in an apply a failure.
-                    report.status = if opts.mode == Mode::Plan {
+                    report.status = if w.is_none() {
                         Status::Changed
                     } else {
                         Status::Failed
@@ -63,7 +66,7 @@ pub async fn converge(
                     report.message = Some(why.to_string());
                 }
                 Ok(client) => {
-                    let dry_run = opts.mode == Mode::Plan;
+                    let dry_run = w.is_none();
                     match apply_with_retries(client, &name, &manifests, dry_run, opts).await {
                         Ok(outcome) => {
                             report.unchanged = outcome.unchanged;
@@ -85,12 +88,12 @@ pub async fn converge(
         // One line per object: a playbook can be long.
         let who = format!("playbook {name}");
         for c in &report.changes {
-            opts.progress.event(
-                &who,
-                "workload",
-                c.after.as_str(),
-                &format!("{} ({})", c.what, c.before),
-            );
+            opts.progress.event(&Event {
+                subject: &who,
+                topic: Topic::Workload,
+                stage: Stage::Object(&c.after),
+                detail: &format!("{} ({})", c.what, c.before),
+            });
         }
         let summary = match &report.message {
             Some(m) => m.clone(),
@@ -100,8 +103,12 @@ pub async fn converge(
                 report.unchanged
             ),
         };
-        opts.progress
-            .event(&who, "workload", report.status.word(), &summary);
+        opts.progress.event(&Event {
+            subject: &who,
+            topic: Topic::Workload,
+            stage: Stage::Finished(report.status),
+            detail: &summary,
+        });
         reports.push(report);
     }
     reports
@@ -124,8 +131,12 @@ async fn preflight(
         workload::images::check(&workload::images::Registry::default(), manifests, arches).await;
     let who = format!("playbook {name}");
     for u in &findings.unknown {
-        opts.progress
-            .event(&who, "image-arch", "warning", &format!("cannot verify {u}"));
+        opts.progress.event(&Event {
+            subject: &who,
+            topic: Topic::ImageArch,
+            stage: Stage::Warning,
+            detail: &format!("cannot verify {u}"),
+        });
     }
     let mut problems = findings.incompatible;
     if mode == ImageArchCheck::Require {
@@ -154,12 +165,12 @@ async fn apply_with_retries(
     loop {
         match workload::apply_playbook(client, name, manifests, dry_run, opts.wait).await {
             Err(e) if e.is_transient() && attempt < 3 => {
-                opts.progress.event(
-                    &format!("playbook {name}"),
-                    "workload",
-                    "retrying",
-                    &format!("after {}", error_chain(&e)),
-                );
+                opts.progress.event(&Event {
+                    subject: &format!("playbook {name}"),
+                    topic: Topic::Workload,
+                    stage: Stage::Retrying,
+                    detail: &format!("after {}", error_chain(&e)),
+                });
                 tokio::time::sleep(delay).await;
                 delay *= 2;
                 attempt += 1;

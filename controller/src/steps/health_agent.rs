@@ -3,12 +3,66 @@
 
 use std::time::Duration;
 
-use crate::artifacts::{ArtifactStore, sha256_hex};
+use serde::Serialize;
+
+use super::service::{RestartReason, ServiceAction, ServicePlan};
+use crate::artifacts::sha256_hex;
 use crate::facts::paths;
-use crate::step::{Applied, Change, Check, NodeCx, Step, StepError};
-use crate::transport::{BoxFuture, RemoteCommand, Transport};
+use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
+use crate::transport::RemoteCommand;
 
 pub struct HealthAgent;
+
+/// Install what differs, then reload/enable/start or restart the unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthAgentPlan {
+    /// Replace the binary (`Some(before)`: "absent" or "other build").
+    pub binary: Option<&'static str>,
+    /// Replace the unit (`Some(before)`: "absent" or "modified").
+    pub unit: Option<&'static str>,
+    /// Short sha256 of the binary to install.
+    pub sha: String,
+    pub service: ServicePlan,
+}
+
+impl Plan for HealthAgentPlan {
+    fn changes(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        if let Some(before) = self.binary {
+            out.push(Change::new(
+                paths::HEALTH_AGENT_BIN,
+                before,
+                format!("sha256 {}", self.sha),
+            ));
+        }
+        if let Some(before) = self.unit {
+            out.push(Change::new(
+                paths::HEALTH_AGENT_UNIT,
+                before,
+                "pictl's unit",
+            ));
+        }
+        let mut service = self.service.changes();
+        // The unit file itself was listed above; only a reload is implied.
+        service.retain(|c| c.what != "systemd");
+        out.extend(service);
+        out
+    }
+}
+
+/// `Some(before)` when `path` does not hash to `want`.
+fn differs(
+    cx: &NodeCx<'_>,
+    path: &str,
+    want: &str,
+    modified: &'static str,
+) -> Option<&'static str> {
+    match cx.facts.file_sha(path) {
+        Some(sha) if sha == want => None,
+        Some(_) => Some(modified),
+        None => Some("absent"),
+    }
+}
 
 const UNIT: &str = "pictl-agent.service";
 
@@ -28,104 +82,72 @@ done
 "#;
 
 impl Step for HealthAgent {
-    fn name(&self) -> &'static str {
-        "health-agent"
-    }
+    const ID: StepId = StepId::HealthAgent;
+    type Plan = HealthAgentPlan;
 
-    fn check(&self, cx: &NodeCx<'_>) -> Check {
+    fn check(&self, cx: &NodeCx<'_>) -> Check<HealthAgentPlan> {
         let bin = match &cx.desired.agent {
             None => return Check::Skip("disabled ([agent] enabled = false)".into()),
             Some(Err(why)) => return Check::Skip(why.clone()),
             Some(Ok(b)) => b,
         };
-        let mut changes = Vec::new();
-        if cx.facts.file_sha(paths::HEALTH_AGENT_BIN) != Some(bin.sha256.as_str()) {
-            let before = if cx.facts.file_sha(paths::HEALTH_AGENT_BIN).is_some() {
-                "other build"
-            } else {
-                "absent"
-            };
-            changes.push(Change::new(
-                paths::HEALTH_AGENT_BIN,
-                before,
-                format!("sha256 {}", &bin.sha256[..12]),
-            ));
-        }
         let unit_sha = sha256_hex(pictl_agent::SYSTEMD_UNIT.as_bytes());
-        if cx.facts.file_sha(paths::HEALTH_AGENT_UNIT) != Some(unit_sha.as_str()) {
-            let before = if cx.facts.file_sha(paths::HEALTH_AGENT_UNIT).is_some() {
-                "modified"
-            } else {
-                "absent"
-            };
-            changes.push(Change::new(
-                paths::HEALTH_AGENT_UNIT,
-                before,
-                "pictl's unit",
-            ));
-        }
+        let binary = differs(cx, paths::HEALTH_AGENT_BIN, &bin.sha256, "other build");
+        let unit_file = differs(cx, paths::HEALTH_AGENT_UNIT, &unit_sha, "modified");
         let unit = cx.facts.unit(UNIT);
-        if !unit.enabled {
-            changes.push(Change::new(UNIT, "disabled", "enabled"));
+        let replaced = binary.is_some() || unit_file.is_some() || !unit.enabled;
+        let restart = if replaced {
+            ServiceAction::Restart(RestartReason::Replaced)
+        } else {
+            ServiceAction::Keep
+        };
+        let plan = HealthAgentPlan {
+            binary,
+            unit: unit_file,
+            sha: bin.sha256.get(..12).unwrap_or(&bin.sha256).to_string(),
+            service: ServicePlan {
+                unit: UNIT,
+                daemon_reload: unit_file.is_some() || unit.need_daemon_reload,
+                enable: !unit.enabled,
+                action: ServiceAction::start_or(&unit, restart),
+            },
+        };
+        if plan.service.is_empty() && binary.is_none() {
+            Check::Converged
+        } else {
+            Check::Change(plan)
         }
-        if !unit.active {
-            let state = if unit.active_state.is_empty() {
-                "not installed"
-            } else {
-                unit.active_state.as_str()
-            };
-            changes.push(Change::new(UNIT, state, "active"));
-        } else if !changes.is_empty() {
-            changes.push(Change::new(UNIT, "running", "restarted"));
-        }
-        Check::Changes(changes)
     }
 
-    fn apply<'a>(
-        &'a self,
-        cx: &'a NodeCx<'a>,
-        t: &'a dyn Transport,
-        _store: &'a ArtifactStore,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<Applied, StepError>> {
-        Box::pin(async move {
-            let Some(Ok(bin)) = &cx.desired.agent else {
-                return Ok(Applied::Done);
-            };
-            let sudo = cx.node.ssh.sudo;
-            if changes.iter().any(|c| c.what == paths::HEALTH_AGENT_BIN) {
-                t.put_file(&bin.bytes, paths::HEALTH_AGENT_BIN, 0o755, sudo)
-                    .await?;
-            }
-            let unit_changed = changes.iter().any(|c| c.what == paths::HEALTH_AGENT_UNIT);
-            if unit_changed {
-                t.put_file(
-                    pictl_agent::SYSTEMD_UNIT.as_bytes(),
-                    paths::HEALTH_AGENT_UNIT,
-                    0o644,
-                    sudo,
-                )
+    async fn apply(
+        &self,
+        cx: &NodeCx<'_>,
+        io: StepIo<'_>,
+        plan: &HealthAgentPlan,
+    ) -> Result<Applied, StepError> {
+        let Some(Ok(bin)) = &cx.desired.agent else {
+            return Ok(Applied::Done);
+        };
+        let (t, sudo) = (io.transport, cx.node.ssh.sudo);
+        if plan.binary.is_some() {
+            t.put_file(&bin.bytes, paths::HEALTH_AGENT_BIN, 0o755, sudo)
                 .await?;
-            }
-            let action = match changes
-                .iter()
-                .find(|c| c.what == UNIT && c.after != "enabled")
-            {
-                Some(c) if c.after == "restarted" => "restart",
-                Some(_) => "start",
-                None => "none",
-            };
-            let reload = if unit_changed || cx.facts.unit(UNIT).need_daemon_reload {
-                "yes"
-            } else {
-                "no"
-            };
-            let cmd = RemoteCommand::script(SCRIPT)
-                .args([reload, action])
-                .sudo(sudo)
-                .timeout(Duration::from_secs(60));
-            StepError::check_output("starting pictl-agent", t.exec(&cmd).await?)?;
-            Ok(Applied::Done)
-        })
+        }
+        if plan.unit.is_some() {
+            let unit = pictl_agent::SYSTEMD_UNIT.as_bytes();
+            t.put_file(unit, paths::HEALTH_AGENT_UNIT, 0o644, sudo)
+                .await?;
+        }
+        let reload = if plan.service.daemon_reload {
+            "yes"
+        } else {
+            "no"
+        };
+        let cmd = RemoteCommand::script(SCRIPT)
+            .args([reload, plan.service.action.verb()])
+            .sudo(sudo)
+            .timeout(Duration::from_secs(60));
+        StepError::check_output("starting pictl-agent", t.exec(&cmd).await?)?;
+        Ok(Applied::Done)
     }
 }

@@ -9,13 +9,22 @@
 
 use std::time::Duration;
 
-use crate::artifacts::ArtifactStore;
+use super::service::{RestartReason, ServiceAction, ServicePlan};
 use crate::facts::paths;
 use crate::inventory::Role;
-use crate::step::{Applied, Change, Check, NodeCx, Step, StepError};
-use crate::transport::{BoxFuture, RemoteCommand, Transport};
+use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
+use crate::transport::RemoteCommand;
 
 pub struct K3sService;
+
+/// The steps whose changes K3s only picks up when restarted.
+const INPUT_STEPS: [StepId; 3] = [StepId::K3sBinary, StepId::K3sConfig, StepId::K3sUnit];
+
+impl Plan for ServicePlan {
+    fn changes(&self) -> Vec<Change> {
+        ServicePlan::changes(self)
+    }
+}
 
 /// How long a (re)started K3s may take to become active (and, on servers,
 /// to write its token and admin kubeconfig).
@@ -52,101 +61,68 @@ mv /var/lib/pictl/k3s-started-with.tmp /var/lib/pictl/k3s-started-with
 "#;
 
 impl K3sService {
-    fn inputs<'a>(cx: &NodeCx<'a>) -> [&'a str; 3] {
+    fn inputs(cx: &NodeCx<'_>) -> [&'static str; 3] {
         [paths::K3S_BIN, paths::CONFIG, cx.desired.unit_path]
+    }
+
+    fn restart_reason(cx: &NodeCx<'_>) -> Option<RestartReason> {
+        let changed: Vec<StepId> = INPUT_STEPS
+            .into_iter()
+            .filter(|s| cx.pending.contains(s))
+            .collect();
+        if !changed.is_empty() {
+            return Some(RestartReason::ChangedByRun(changed));
+        }
+        let stale: Vec<&'static str> = Self::inputs(cx)
+            .into_iter()
+            .filter(|p| cx.facts.started_with.get(*p).map(String::as_str) != cx.facts.file_sha(p))
+            .collect();
+        (!stale.is_empty()).then_some(RestartReason::StartedWithOlder(stale))
     }
 }
 
 impl Step for K3sService {
-    fn name(&self) -> &'static str {
-        "k3s-service"
-    }
+    const ID: StepId = StepId::K3sService;
+    type Plan = ServicePlan;
 
-    fn check(&self, cx: &NodeCx<'_>) -> Check {
+    fn check(&self, cx: &NodeCx<'_>) -> Check<ServicePlan> {
         let unit = cx.facts.unit(cx.desired.unit_name);
-        let mut changes = Vec::new();
-        if cx.pending.contains(&"k3s-unit") || unit.need_daemon_reload {
-            changes.push(Change::new(
-                "systemd",
-                "unit files changed",
-                "daemon-reload",
-            ));
+        let restart = Self::restart_reason(cx).map_or(ServiceAction::Keep, ServiceAction::Restart);
+        let plan = ServicePlan {
+            unit: cx.desired.unit_name,
+            daemon_reload: cx.pending.contains(&StepId::K3sUnit) || unit.need_daemon_reload,
+            enable: !unit.enabled,
+            action: ServiceAction::start_or(&unit, restart),
+        };
+        if plan.is_empty() {
+            Check::Converged
+        } else {
+            Check::Change(plan)
         }
-        if !unit.enabled {
-            changes.push(Change::new(cx.desired.unit_name, "disabled", "enabled"));
-        }
-        let changed_by_run: Vec<&str> = cx
-            .pending
-            .iter()
-            .copied()
-            .filter(|s| matches!(*s, "k3s-binary" | "k3s-config" | "k3s-unit"))
-            .collect();
-        let stale: Vec<&str> = Self::inputs(cx)
-            .into_iter()
-            .filter(|p| cx.facts.started_with.get(*p).map(String::as_str) != cx.facts.file_sha(p))
-            .collect();
-        if !unit.active {
-            let state = if unit.active_state.is_empty() {
-                "not installed"
-            } else {
-                unit.active_state.as_str()
-            };
-            changes.push(Change::new(cx.desired.unit_name, state, "active"));
-        } else if !changed_by_run.is_empty() {
-            changes.push(Change::new(
-                cx.desired.unit_name,
-                "running",
-                format!("restarted ({} changed)", changed_by_run.join(", ")),
-            ));
-        } else if !stale.is_empty() {
-            changes.push(Change::new(
-                cx.desired.unit_name,
-                format!("running with an older {}", stale.join(", ")),
-                "restarted",
-            ));
-        }
-        Check::Changes(changes)
     }
 
-    fn apply<'a>(
-        &'a self,
-        cx: &'a NodeCx<'a>,
-        t: &'a dyn Transport,
-        _store: &'a ArtifactStore,
-        changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<Applied, StepError>> {
-        Box::pin(async move {
-            let unit = cx.desired.unit_name;
-            let reload = changes.iter().any(|c| c.what == "systemd");
-            let action = if changes
-                .iter()
-                .any(|c| c.what == unit && c.after.starts_with("restarted"))
-            {
-                "restart"
-            } else if changes
-                .iter()
-                .any(|c| c.what == unit && c.after == "active")
-            {
-                "start"
-            } else {
-                "none"
-            };
-            let server = cx.node.role == Role::Server;
-            let secs = START_TIMEOUT.as_secs().to_string();
-            let cmd = RemoteCommand::script(SCRIPT)
-                .args([
-                    unit,
-                    action,
-                    if reload { "yes" } else { "no" },
-                    if server { "yes" } else { "no" },
-                    &secs,
-                ])
-                .args(Self::inputs(cx))
-                .sudo(cx.node.ssh.sudo)
-                .timeout(START_TIMEOUT + Duration::from_secs(30));
-            let out = t.exec(&cmd).await?;
-            StepError::check_output(&format!("systemctl {action} {unit}"), out)?;
-            Ok(Applied::Done)
-        })
+    async fn apply(
+        &self,
+        cx: &NodeCx<'_>,
+        io: StepIo<'_>,
+        plan: &ServicePlan,
+    ) -> Result<Applied, StepError> {
+        let action = plan.action.verb();
+        let server = cx.node.role == Role::Server;
+        let secs = START_TIMEOUT.as_secs().to_string();
+        let cmd = RemoteCommand::script(SCRIPT)
+            .args([
+                plan.unit,
+                action,
+                if plan.daemon_reload { "yes" } else { "no" },
+                if server { "yes" } else { "no" },
+                &secs,
+            ])
+            .args(Self::inputs(cx))
+            .sudo(cx.node.ssh.sudo)
+            .timeout(START_TIMEOUT + Duration::from_secs(30));
+        let out = io.transport.exec(&cmd).await?;
+        StepError::check_output(&format!("systemctl {action} {}", plan.unit), out)?;
+        Ok(Applied::Done)
     }
 }

@@ -1,4 +1,6 @@
-//! The node steps, in the order they run. One step per file.
+//! The node steps, in the order they run. One step per file; [`visit`] is
+//! the one place that lists them, so the runner's converge and re-check
+//! and the tests walk the same order.
 
 mod health_agent;
 mod k3s_binary;
@@ -6,26 +8,37 @@ mod k3s_config;
 mod k3s_service;
 mod k3s_unit;
 mod pi_cgroups;
+mod service;
 
-pub use health_agent::HealthAgent;
-pub use k3s_binary::K3sBinary;
-pub use k3s_config::K3sConfig;
+pub use health_agent::{HealthAgent, HealthAgentPlan};
+pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
+pub use k3s_config::{K3sConfig, K3sConfigPlan};
 pub use k3s_service::K3sService;
-pub use k3s_unit::K3sUnit;
-pub use pi_cgroups::{PiCgroups, with_cgroup_flags};
+pub use k3s_unit::{K3sUnit, K3sUnitPlan};
+pub use pi_cgroups::{PiCgroups, PiCgroupsPlan, with_cgroup_flags};
+pub use service::{RestartReason, ServiceAction, ServicePlan};
+
+use std::ops::ControlFlow;
 
 use crate::step::Step;
 
-/// Every node step, in order: preflight, binary, config, unit, service, health agent.
-pub fn node_steps() -> Vec<Box<dyn Step>> {
-    vec![
-        Box::new(PiCgroups),
-        Box::new(K3sBinary),
-        Box::new(K3sConfig),
-        Box::new(K3sUnit),
-        Box::new(K3sService),
-        Box::new(HealthAgent),
-    ]
+/// Something done with each node step in turn; `Break` stops the walk.
+pub trait StepVisitor {
+    fn visit<S: Step>(
+        &mut self,
+        step: &S,
+    ) -> impl std::future::Future<Output = ControlFlow<()>> + Send;
+}
+
+/// Every node step, in order: preflight, binary, config, unit, service,
+/// health agent.
+pub async fn visit<V: StepVisitor + Send>(v: &mut V) -> ControlFlow<()> {
+    v.visit(&PiCgroups).await?;
+    v.visit(&K3sBinary).await?;
+    v.visit(&K3sConfig).await?;
+    v.visit(&K3sUnit).await?;
+    v.visit(&K3sService).await?;
+    v.visit(&HealthAgent).await
 }
 
 #[cfg(test)]

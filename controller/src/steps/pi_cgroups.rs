@@ -4,13 +4,34 @@
 
 use std::time::Duration;
 
-use crate::artifacts::ArtifactStore;
-use crate::step::{Applied, Change, Check, NodeCx, Step, StepError};
-use crate::transport::{BoxFuture, RemoteCommand, Transport};
+use serde::Serialize;
+
+use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
+use crate::transport::RemoteCommand;
 
 const FLAGS: [&str; 2] = ["cgroup_memory=1", "cgroup_enable=memory"];
 
 pub struct PiCgroups;
+
+/// Add the missing flags to `path`, then reboot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PiCgroupsPlan {
+    pub path: String,
+    pub missing: Vec<&'static str>,
+}
+
+impl Plan for PiCgroupsPlan {
+    fn changes(&self) -> Vec<Change> {
+        vec![
+            Change::new(
+                self.path.clone(),
+                format!("without {}", self.missing.join(" ")),
+                format!("with {}", FLAGS.join(" ")),
+            ),
+            Change::new("reboot", "memory cgroup off", "reboot to enable it"),
+        ]
+    }
+}
 
 fn missing(cmdline: &str) -> Vec<&'static str> {
     FLAGS
@@ -33,24 +54,19 @@ pub fn with_cgroup_flags(cmdline: &str) -> String {
 }
 
 impl Step for PiCgroups {
-    fn name(&self) -> &'static str {
-        "pi-cgroups"
-    }
+    const ID: StepId = StepId::PiCgroups;
+    type Plan = PiCgroupsPlan;
 
-    fn check(&self, cx: &NodeCx<'_>) -> Check {
+    fn check(&self, cx: &NodeCx<'_>) -> Check<PiCgroupsPlan> {
         let Some((path, current)) = &cx.facts.boot_cmdline else {
             return Check::Skip("not a Raspberry Pi (no cmdline.txt)".into());
         };
         let absent = missing(current);
         if !absent.is_empty() {
-            return Check::Changes(vec![
-                Change::new(
-                    path.clone(),
-                    format!("without {}", absent.join(" ")),
-                    format!("with {}", FLAGS.join(" ")),
-                ),
-                Change::new("reboot", "memory cgroup off", "reboot to enable it"),
-            ]);
+            return Check::Change(PiCgroupsPlan {
+                path: path.clone(),
+                missing: absent,
+            });
         }
         if !cx.facts.memory_cgroup {
             return Check::Blocked(format!(
@@ -58,44 +74,42 @@ impl Step for PiCgroups {
                 FLAGS.join(" ")
             ));
         }
-        Check::Changes(Vec::new())
+        Check::Converged
     }
 
-    fn apply<'a>(
-        &'a self,
-        cx: &'a NodeCx<'a>,
-        t: &'a dyn Transport,
-        _store: &'a ArtifactStore,
-        _changes: &'a [Change],
-    ) -> BoxFuture<'a, Result<Applied, StepError>> {
-        Box::pin(async move {
-            let Some((path, current)) = &cx.facts.boot_cmdline else {
-                return Ok(Applied::Done);
-            };
-            // 0644 as on ext4 /boot; vfat (/boot/firmware) ignores modes it can express.
-            t.put_file(
-                with_cgroup_flags(current).as_bytes(),
-                path,
-                0o644,
-                cx.node.ssh.sudo,
-            )
-            .await?;
-            // --no-block: queue the reboot and answer, so that a refusal
-            // (sudo, polkit) is reported rather than mistaken for the reboot.
-            let reboot = RemoteCommand::new("systemctl")
-                .args(["--no-block", "reboot"])
-                .sudo(cx.node.ssh.sudo)
-                .timeout(Duration::from_secs(30));
-            match t.exec(&reboot).await {
-                Ok(out) => {
-                    StepError::check_output("scheduling the reboot", out)?;
-                }
-                // The node may already be going down: the runner waits for it.
-                Err(e) if e.is_unreachable() => {}
-                Err(e) => return Err(e.into()),
+    async fn apply(
+        &self,
+        cx: &NodeCx<'_>,
+        io: StepIo<'_>,
+        plan: &PiCgroupsPlan,
+    ) -> Result<Applied, StepError> {
+        let Some((_, current)) = &cx.facts.boot_cmdline else {
+            return Ok(Applied::Done);
+        };
+        let t = io.transport;
+        // 0644 as on ext4 /boot; vfat (/boot/firmware) ignores modes it can express.
+        t.put_file(
+            with_cgroup_flags(current).as_bytes(),
+            &plan.path,
+            0o644,
+            cx.node.ssh.sudo,
+        )
+        .await?;
+        // --no-block: queue the reboot and answer, so that a refusal
+        // (sudo, polkit) is reported rather than mistaken for the reboot.
+        let reboot = RemoteCommand::new("systemctl")
+            .args(["--no-block", "reboot"])
+            .sudo(cx.node.ssh.sudo)
+            .timeout(Duration::from_secs(30));
+        match t.exec(&reboot).await {
+            Ok(out) => {
+                StepError::check_output("scheduling the reboot", out)?;
             }
-            Ok(Applied::Rebooting)
-        })
+            // The node may already be going down: the runner waits for it.
+            Err(e) if e.is_unreachable() => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Applied::Rebooting)
     }
 }
 

@@ -2,7 +2,8 @@
 //! change (the pure half of "a second run is changed=0"), and each kind
 //! of drift yields exactly the change that repairs it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::*;
@@ -12,7 +13,7 @@ use crate::facts::{Facts, UnitFact, paths};
 use crate::inventory::Inventory;
 use crate::render;
 use crate::secret::Secret;
-use crate::step::{Change, Check, Desired, NodeCx, Step};
+use crate::step::{Change, Check, Desired, DesiredConfig, NodeCx, Plan, Step, StepId};
 
 const BIN_SHA: &str = "b1b1b1b1b1b1b1b1";
 
@@ -36,12 +37,11 @@ fn desired(inv: &Inventory) -> Desired {
     Desired {
         version: "v1.32.5+k3s1".into(),
         binary_sha256: BIN_SHA.into(),
-        config: Some(Secret::new(render::server_config(
+        config: DesiredConfig::Known(Secret::new(render::server_config(
             inv,
             node,
             &Secret::new("sec"),
         ))),
-        config_pending: "",
         unit_name: "k3s.service",
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
@@ -55,12 +55,10 @@ fn converged(d: &Desired) -> Facts {
         (paths::K3S_BIN.to_string(), BIN_SHA.to_string()),
         (
             paths::CONFIG.to_string(),
-            sha256_hex(
-                d.config
-                    .as_ref()
-                    .map(|c| c.expose().as_bytes())
-                    .unwrap_or_default(),
-            ),
+            sha256_hex(match &d.config {
+                DesiredConfig::Known(c) => c.expose().as_bytes(),
+                DesiredConfig::Pending(_) => b"",
+            }),
         ),
         (
             paths::SERVER_UNIT.to_string(),
@@ -97,40 +95,54 @@ fn converged(d: &Desired) -> Facts {
 }
 
 /// Every step's changes, in order, feeding `pending` like the runner does.
-fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(&'static str, Vec<Change>)> {
-    let mut pending = Vec::new();
-    let mut out = Vec::new();
-    for step in node_steps() {
+struct Planner<'a> {
+    cx: NodeCx<'a>,
+    pending: BTreeSet<StepId>,
+    out: Vec<(StepId, Vec<Change>)>,
+}
+
+impl crate::steps::StepVisitor for Planner<'_> {
+    async fn visit<S: Step>(&mut self, step: &S) -> ControlFlow<()> {
         let cx = NodeCx {
-            inv,
+            pending: &self.pending,
+            ..self.cx
+        };
+        if let Check::Change(p) = step.check(&cx) {
+            self.pending.insert(S::ID);
+            self.out.push((S::ID, p.changes()));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(StepId, Vec<Change>)> {
+    let none = BTreeSet::new();
+    let mut p = Planner {
+        cx: NodeCx {
             node: &inv.nodes[0],
             facts,
             desired: d,
-            pending: &pending,
-        };
-        if let Check::Changes(c) = step.check(&cx)
-            && !c.is_empty()
-        {
-            pending.push(step.name());
-            out.push((step.name(), c));
-        }
-    }
-    out
+            pending: &none,
+        },
+        pending: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    let _ = futures::executor::block_on(visit(&mut p));
+    p.out
 }
 
 /// One step's check on the inventory's only node, nothing pending.
-fn check_one(step: &dyn Step, inv: &Inventory, d: &Desired, f: &Facts) -> Check {
+fn check_one<S: Step>(step: &S, inv: &Inventory, d: &Desired, f: &Facts) -> Check<S::Plan> {
     step.check(&NodeCx {
-        inv,
         node: &inv.nodes[0],
         facts: f,
         desired: d,
-        pending: &[],
+        pending: &BTreeSet::new(),
     })
 }
 
-fn names(p: &[(&'static str, Vec<Change>)]) -> Vec<&'static str> {
-    p.iter().map(|(n, _)| *n).collect()
+fn names(p: &[(StepId, Vec<Change>)]) -> Vec<&'static str> {
+    p.iter().map(|(n, _)| n.as_str()).collect()
 }
 
 #[test]
@@ -226,10 +238,10 @@ fn a_pi_without_cgroup_flags_is_fixed_and_rebooted_and_blocked_if_that_did_not_h
         "console=tty1 rootwait".into(),
     ));
     f.memory_cgroup = false;
-    let Check::Changes(c) = check_one(&PiCgroups, &inv, &d, &f) else {
+    let Check::Change(p) = check_one(&PiCgroups, &inv, &d, &f) else {
         panic!("expected changes")
     };
-    assert_eq!(c[1].what, "reboot");
+    assert_eq!(p.changes()[1].what, "reboot");
     // After the reboot the flags are there but the controller is still off.
     f.boot_cmdline = Some((
         "/boot/firmware/cmdline.txt".into(),
@@ -239,5 +251,5 @@ fn a_pi_without_cgroup_flags_is_fixed_and_rebooted_and_blocked_if_that_did_not_h
         matches!(check_one(&PiCgroups, &inv, &d, &f), Check::Blocked(why) if why.contains("memory cgroup"))
     );
     f.memory_cgroup = true;
-    assert_eq!(check_one(&PiCgroups, &inv, &d, &f), Check::Changes(vec![]));
+    assert_eq!(check_one(&PiCgroups, &inv, &d, &f), Check::Converged);
 }

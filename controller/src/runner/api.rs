@@ -1,0 +1,26 @@
+//! Kubernetes API clients: from a kubeconfig file (`pictl status`) or from
+//! the run's rewritten admin kubeconfig held in memory. TLS is verified
+//! against the cluster CA the kubeconfig carries.
+
+use crate::error_chain;
+use crate::secret::Secret;
+
+/// A client from a kubeconfig file (`pictl status`).
+pub async fn kube_client(path: &std::path::Path) -> Result<kube::Client, String> {
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| error_chain(&e))?;
+    client_of(kc).await
+}
+
+/// A client from kubeconfig text held in memory (a run's rewritten admin
+/// kubeconfig: `plan` needs no file on disk for it).
+pub async fn kube_client_from_yaml(yaml: &Secret) -> Result<kube::Client, String> {
+    let kc = kube::config::Kubeconfig::from_yaml(yaml.expose()).map_err(|e| error_chain(&e))?;
+    client_of(kc).await
+}
+
+async fn client_of(kc: kube::config::Kubeconfig) -> Result<kube::Client, String> {
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| error_chain(&e))?;
+    kube::Client::try_from(cfg).map_err(|e| error_chain(&e))
+}

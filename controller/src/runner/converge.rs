@@ -1,0 +1,261 @@
+//! One node's steps: check each, and in `apply` (only with a [`Writer`])
+//! apply its typed plan; then gather facts again and demand that nothing is
+//! left (a step that still has changes is "did not converge"). Reboots
+//! asked for by a step are waited for here.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use super::connect;
+use super::error::NodeFailure;
+use super::node::NodeRun;
+use super::options::Options;
+use super::progress::{Stage, Topic};
+use super::report::{Status, StepReport};
+use crate::artifacts::ArtifactStore;
+use crate::error_chain;
+use crate::step::{Applied, Change, Check, Desired, NodeCx, Plan, Step, StepId, StepIo};
+use crate::steps::{self, StepVisitor};
+use crate::write::Writer;
+
+/// What converging needs besides the node.
+#[derive(Clone, Copy)]
+pub struct Env<'r> {
+    pub desired: &'r Desired,
+    pub store: &'r ArtifactStore,
+    pub opts: &'r Options,
+}
+
+/// Checks every step (`plan`): reports what would change, writes nothing.
+pub async fn plan(run: &mut NodeRun<'_>, env: Env<'_>) {
+    let mut v = Converger {
+        run,
+        env,
+        writer: None,
+        pending: BTreeSet::new(),
+    };
+    let _ = steps::visit(&mut v).await;
+}
+
+/// check → apply → re-check over every step.
+pub async fn apply(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
+    let mut v = Converger {
+        run,
+        env,
+        writer: Some(w),
+        pending: BTreeSet::new(),
+    };
+    if steps::visit(&mut v).await.is_continue() && !v.pending.is_empty() {
+        recheck(v.run, env, w).await;
+    }
+}
+
+struct Converger<'r, 'i> {
+    run: &'r mut NodeRun<'i>,
+    env: Env<'r>,
+    writer: Option<&'r Writer>,
+    pending: BTreeSet<StepId>,
+}
+
+impl Converger<'_, '_> {
+    fn step_failed(&mut self, step: StepId, changes: Vec<Change>, failure: NodeFailure) {
+        let progress = self.env.opts.progress.as_ref();
+        let msg = failure.message().to_string();
+        self.run.push(
+            progress,
+            StepReport::new(step, Status::Failed, changes, Some(msg.clone())),
+        );
+        let failure = match failure {
+            NodeFailure::Unreachable(_) => NodeFailure::Unreachable(format!("{step}: {msg}")),
+            NodeFailure::Failed(_) => NodeFailure::Failed(format!("{step}: {msg}")),
+        };
+        self.run.fail(progress, failure);
+    }
+
+    /// Applies `plan`; on a reboot, waits for the node and re-checks the step.
+    async fn apply_one<S: Step>(
+        &mut self,
+        step: &S,
+        cx: &NodeCx<'_>,
+        plan: &S::Plan,
+        w: &Writer,
+    ) -> Result<(), NodeFailure> {
+        let Some(t) = self.run.transport.clone() else {
+            return Err(NodeFailure::Unreachable("no connection".into()));
+        };
+        let progress = self.env.opts.progress.as_ref();
+        self.run
+            .event(progress, Topic::Step(S::ID), Stage::Applying, "");
+        let io = StepIo {
+            transport: t.as_ref(),
+            store: self.env.store,
+            writer: w,
+        };
+        match step.apply(cx, io, plan).await {
+            Ok(Applied::Done) => Ok(()),
+            Ok(Applied::Rebooting) => {
+                wait_for_reboot(self.run, &cx.facts.boot_id, self.env.opts, w).await?;
+                // The reboot was the point: the step must now hold.
+                match left_to_do(self.run, self.env.desired, step) {
+                    Some(left) => Err(NodeFailure::Failed(left)),
+                    None => Ok(()),
+                }
+            }
+            Err(e) => Err(NodeFailure::new(e.is_unreachable(), error_chain(&e))),
+        }
+    }
+}
+
+impl StepVisitor for Converger<'_, '_> {
+    async fn visit<S: Step>(&mut self, step: &S) -> ControlFlow<()> {
+        let Some(facts) = self.run.facts.clone() else {
+            return ControlFlow::Break(());
+        };
+        let (desired, pending) = (self.env.desired, self.pending.clone());
+        let cx = NodeCx {
+            node: self.run.node,
+            facts: &facts,
+            desired,
+            pending: &pending,
+        };
+        let progress = self.env.opts.progress.as_ref();
+        let plan = match step.check(&cx) {
+            Check::Skip(why) => {
+                let r = StepReport::new(S::ID, Status::Skipped, vec![], Some(why));
+                self.run.push(progress, r);
+                return ControlFlow::Continue(());
+            }
+            Check::Converged => {
+                self.run
+                    .push(progress, StepReport::new(S::ID, Status::Ok, vec![], None));
+                return ControlFlow::Continue(());
+            }
+            Check::Blocked(why) => {
+                self.step_failed(S::ID, vec![], NodeFailure::Failed(why));
+                return ControlFlow::Break(());
+            }
+            Check::Change(plan) => plan,
+        };
+        let changes = plan.changes();
+        if let Some(w) = self.writer
+            && let Err(failure) = self.apply_one(step, &cx, &plan, w).await
+        {
+            self.step_failed(S::ID, changes, failure);
+            return ControlFlow::Break(());
+        }
+        self.pending.insert(S::ID);
+        let r = StepReport::new(S::ID, Status::Changed, changes, None);
+        self.run.push(progress, r);
+        ControlFlow::Continue(())
+    }
+}
+
+/// What `step` still finds to do on the node's current facts, as a message.
+fn left_to_do<S: Step>(run: &NodeRun<'_>, desired: &Desired, step: &S) -> Option<String> {
+    let facts = run.facts.as_ref()?;
+    let cx = NodeCx {
+        node: run.node,
+        facts,
+        desired,
+        pending: &BTreeSet::new(),
+    };
+    match step.check(&cx) {
+        Check::Blocked(why) => Some(why),
+        Check::Change(left) => {
+            let what: Vec<String> = left.changes().iter().map(Change::to_string).collect();
+            Some(format!("did not converge: {}", what.join("; ")))
+        }
+        Check::Skip(_) | Check::Converged => None,
+    }
+}
+
+/// Marks every step that still has something to do as failed.
+struct Rechecker<'r, 'i> {
+    run: &'r mut NodeRun<'i>,
+    env: Env<'r>,
+}
+
+impl StepVisitor for Rechecker<'_, '_> {
+    async fn visit<S: Step>(&mut self, step: &S) -> ControlFlow<()> {
+        let Some(msg) = left_to_do(self.run, self.env.desired, step) else {
+            return ControlFlow::Continue(());
+        };
+        let progress = self.env.opts.progress.as_ref();
+        let stage = Stage::Finished(Status::Failed);
+        self.run.event(progress, Topic::Step(S::ID), stage, &msg);
+        if let Some(r) = self.run.report.steps.iter_mut().find(|r| r.step == S::ID) {
+            r.status = Status::Failed;
+            r.message = Some(msg.clone());
+        }
+        if self.run.report.failed.is_none() {
+            self.run.report.failed = Some(format!("{}: {msg}", S::ID));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Gathers facts once more and demands that no step has anything left.
+async fn recheck(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
+    let progress = env.opts.progress.as_ref();
+    let Some(t) = run.transport.clone() else {
+        return;
+    };
+    match connect::gather(t.as_ref(), run.node, Some(w)).await {
+        Ok(f) => run.facts = Some(f),
+        Err(e) => return run.gather_error(progress, &e),
+    }
+    let _ = steps::visit(&mut Rechecker { run, env }).await;
+}
+
+/// Reconnects after a reboot and gathers facts from the new boot.
+async fn wait_for_reboot(
+    run: &mut NodeRun<'_>,
+    old_boot: &str,
+    opts: &Options,
+    w: &Writer,
+) -> Result<(), NodeFailure> {
+    if let Some(t) = run.transport.take() {
+        run.round_trips_before += t.round_trips();
+    }
+    let progress = opts.progress.as_ref();
+    run.event(
+        progress,
+        Topic::Reboot,
+        Stage::Waiting,
+        "for the node to come back",
+    );
+    let deadline = Instant::now() + opts.wait;
+    let mut last = String::from("no answer yet");
+    let mut reachable = false;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = match opts.connector.connect(run.node).await {
+            Ok(t) => t,
+            Err(e) if e.is_unreachable() => {
+                last = error_chain(&e);
+                continue;
+            }
+            Err(e) => {
+                let msg = format!("after the reboot: {}", error_chain(&e));
+                return Err(NodeFailure::Failed(msg));
+            }
+        };
+        reachable = true;
+        match connect::gather(t.as_ref(), run.node, Some(w)).await {
+            Ok(f) if f.boot_id != old_boot => {
+                run.facts = Some(f);
+                run.transport = Some(t);
+                return Ok(());
+            }
+            Ok(_) => last = "still the old boot".into(),
+            Err(e) => last = error_chain(&e),
+        }
+        run.round_trips_before += t.round_trips();
+    }
+    let msg = format!(
+        "the node did not come back within {} s after the reboot ({last})",
+        opts.wait.as_secs()
+    );
+    Err(NodeFailure::new(!reachable, msg))
+}

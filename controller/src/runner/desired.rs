@@ -1,0 +1,52 @@
+//! The desired state of one node, built by one pure function from the
+//! inventory, the node's arch and what the run found out.
+
+use crate::agent_binary::AgentBinary;
+use crate::facts;
+use crate::inventory::{Inventory, Node, Role};
+use crate::render;
+use crate::secret::Secret;
+use crate::step::{Desired, DesiredConfig};
+
+/// What the run knows that a node's desired state depends on.
+pub struct Inputs<'a> {
+    pub version: &'a str,
+    /// The release's sha256 of the binary for the node's arch.
+    pub binary_sha256: String,
+    /// The cluster secret (servers) — `None` only in a plan of a new cluster.
+    pub secret: Option<&'a Secret>,
+    /// The join token (agents), once the first server has one.
+    pub join_token: Option<&'a Secret>,
+    /// The health agent binary (`None`: disabled).
+    pub agent: Option<Result<AgentBinary, String>>,
+}
+
+pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
+    let role = node.role;
+    let config = match (role, i.secret, i.join_token) {
+        (Role::Server, Some(s), _) => {
+            DesiredConfig::Known(Secret::new(render::server_config(inv, node, s)))
+        }
+        (Role::Server, None, _) => {
+            DesiredConfig::Pending("config with a newly generated cluster secret")
+        }
+        (Role::Agent, _, Some(t)) => {
+            DesiredConfig::Known(Secret::new(render::agent_config(inv, node, t)))
+        }
+        (Role::Agent, _, None) => {
+            DesiredConfig::Pending("join config (token read from the server once it is installed)")
+        }
+    };
+    Desired {
+        version: i.version.to_string(),
+        binary_sha256: i.binary_sha256,
+        config,
+        unit_name: render::unit_name(role),
+        unit_path: match role {
+            Role::Server => facts::paths::SERVER_UNIT,
+            Role::Agent => facts::paths::AGENT_UNIT,
+        },
+        unit: render::unit_file(role),
+        agent: i.agent,
+    }
+}

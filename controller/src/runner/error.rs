@@ -1,0 +1,45 @@
+//! Why a run or a node did not get through, as types up to the CLI.
+
+use crate::state;
+
+/// What stops a whole run before or between its phases.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Channel(#[from] crate::channel::ChannelError),
+    #[error("node {node}: the sudo password is not available: {why}")]
+    SudoPasswordMissing { node: String, why: String },
+    #[error(
+        "the cluster token from {from} is not the one server {server} runs with; a restart cannot change it \
+         (rotate it on the server with `k3s token rotate`, or point the inventory at the current token)"
+    )]
+    TokenMismatch { server: String, from: String },
+}
+
+/// Why one node stopped converging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeFailure {
+    /// The network: the node could not be reached or the connection went away.
+    Unreachable(String),
+    /// Everything else: a refused command, a blocked step, a failed check.
+    Failed(String),
+}
+
+impl NodeFailure {
+    /// `Unreachable` when `lost`, else `Failed`.
+    pub fn new(lost: bool, msg: String) -> Self {
+        if lost {
+            NodeFailure::Unreachable(msg)
+        } else {
+            NodeFailure::Failed(msg)
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            NodeFailure::Unreachable(m) | NodeFailure::Failed(m) => m,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! What a run is given: its mode (for reports), concurrency, how to reach
+//! nodes, where to report progress, the artifact cache and how long to wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::connect::Connector;
+use super::progress::Progress;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Check only: nothing changes, on the nodes or on the controller.
+    Plan,
+    Apply,
+}
+
+pub struct Options {
+    pub concurrency: usize,
+    pub connector: Arc<dyn Connector>,
+    pub progress: Arc<dyn Progress>,
+    pub cache_dir: std::path::PathBuf,
+    /// How long to wait for a rebooting node and for nodes to turn Ready.
+    pub wait: Duration,
+}

@@ -1,0 +1,78 @@
+//! Agents, in parallel (bounded by `--concurrency`), joined with the first
+//! server's token. Without a token an agent cannot be converged: in apply
+//! that fails it; in plan its config is shown as pending.
+
+use super::{Phase, Selected, in_parallel};
+use crate::inventory::Role;
+use crate::render;
+use crate::runner::converge::{self, Env};
+use crate::runner::error::{NodeFailure, RunError};
+use crate::runner::run::Run;
+use crate::secret::Secret;
+use crate::step::DesiredConfig;
+use crate::write::Writer;
+
+pub struct Agents;
+
+impl Agents {
+    /// Gives each agent its join config, when the token is known.
+    fn join_configs(run: &mut Run<'_>, nodes: &[usize]) {
+        let Some(token) = run.join_token.clone() else {
+            return;
+        };
+        for &i in nodes {
+            let node = run.nodes[i].node;
+            if let Some(d) = run.desired.get_mut(&node.name) {
+                let cfg = render::agent_config(run.inv, node, &token);
+                d.config = DesiredConfig::Known(Secret::new(cfg));
+            }
+        }
+    }
+
+    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+        let (desired, store, opts) = (&run.desired, &run.store, run.opts);
+        in_parallel(&mut run.nodes, nodes, &run.sem, |n| async move {
+            let Some(desired) = desired.get(&n.node.name) else {
+                return;
+            };
+            let env = Env {
+                desired,
+                store,
+                opts,
+            };
+            match w {
+                None => converge::plan(n, env).await,
+                Some(w) => converge::apply(n, env, w).await,
+            }
+        })
+        .await;
+    }
+}
+
+impl Phase for Agents {
+    const NAME: &'static str = "agents";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::Nodes(run.alive(Some(Role::Agent)))
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::join_configs(run, nodes);
+        Self::run(run, nodes, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        if run.join_token.is_none() {
+            let why = format!("join token unavailable: {}", run.first_server_state());
+            let progress = run.opts.progress.clone();
+            for &i in nodes {
+                run.nodes[i].fail(progress.as_ref(), NodeFailure::Failed(why.clone()));
+            }
+            return Ok(());
+        }
+        Self::join_configs(run, nodes);
+        Self::run(run, nodes, Some(w)).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! Connect to every node and gather its facts in one round trip, in
+//! parallel. An unreachable node is recorded and the others go on.
+
+use super::{Phase, Selected, in_parallel};
+use crate::runner::error::RunError;
+use crate::runner::run::Run;
+use crate::write::Writer;
+
+pub struct Connect;
+
+impl Connect {
+    async fn run(run: &mut Run<'_>, nodes: &[usize], record: Option<&Writer>) {
+        let opts = run.opts;
+        in_parallel(&mut run.nodes, nodes, &run.sem, |n| n.start(opts, record)).await;
+    }
+}
+
+impl Phase for Connect {
+    const NAME: &'static str = "connect";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::Nodes((0..run.nodes.len()).collect())
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, nodes, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, nodes, Some(w)).await;
+        Ok(())
+    }
+}

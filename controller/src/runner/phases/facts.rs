@@ -1,0 +1,135 @@
+//! What the facts say across nodes (expected and supported arches, cloned
+//! machine-ids, clock skew), the cluster secret, and each node's desired
+//! state: everything the node phases compare against.
+
+use std::collections::BTreeMap;
+
+use super::{Phase, Selected};
+use crate::error_chain;
+use crate::inventory::Role;
+use crate::runner::desired::{self, Inputs};
+use crate::runner::error::{NodeFailure, RunError};
+use crate::runner::node::NodeRun;
+use crate::runner::progress::{Progress, Stage, Topic};
+use crate::runner::run::Run;
+use crate::runner::secret;
+use crate::write::Writer;
+
+pub struct Facts;
+
+impl Facts {
+    async fn run(run: &mut Run<'_>, record: Option<&Writer>) -> Result<(), RunError> {
+        let progress = run.opts.progress.clone();
+        cross_node_checks(&mut run.nodes, progress.as_ref());
+        let first = run.first_server().filter(|r| r.alive());
+        let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
+        run.secret = secret::cluster_secret(run.inv, running, record)?;
+        run.arches = BTreeMap::new();
+        for r in run.nodes.iter().filter(|r| r.alive()) {
+            if let Some(Ok(a)) = r.facts.as_ref().map(|f| f.arch.clone()) {
+                run.arches.entry(a).or_default().push(r.node.name.clone());
+            }
+        }
+        desire(run, progress.as_ref()).await;
+        Ok(())
+    }
+}
+
+/// Each alive node's desired state (the checksum file is fetched once per arch).
+async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
+    let agent_bins = if run.inv.agent.enabled {
+        crate::agent_binary::load(&run.inv.agent, run.arches.keys().copied())
+    } else {
+        BTreeMap::new()
+    };
+    for i in run.alive(None) {
+        let Some(Ok(arch)) = run.nodes[i].facts.as_ref().map(|f| f.arch.clone()) else {
+            continue;
+        };
+        let sha = match run.store.expected_sha256(arch).await {
+            Ok(sha) => sha,
+            Err(e) => {
+                let msg = format!("K3s {} for {arch}: {}", run.version, error_chain(&e));
+                run.nodes[i].fail(progress, NodeFailure::Failed(msg));
+                continue;
+            }
+        };
+        let node = run.nodes[i].node;
+        let agent = run.inv.agent.enabled.then(|| {
+            agent_bins
+                .get(&arch)
+                .cloned()
+                .unwrap_or_else(|| Err("no agent binary".into()))
+        });
+        let inputs = Inputs {
+            version: &run.version,
+            binary_sha256: sha,
+            secret: run.secret.as_ref().filter(|_| node.role == Role::Server),
+            join_token: None,
+            agent,
+        };
+        let d = desired::desired(run.inv, node, inputs);
+        run.desired.insert(node.name.clone(), d);
+    }
+}
+
+impl Phase for Facts {
+    const NAME: &'static str = "facts";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::Nodes(run.alive(None))
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, None).await
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, _nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, Some(w)).await
+    }
+}
+
+/// Arch expectations, unsupported arches and cloned machine-ids.
+fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
+    let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.alive()) {
+        if let Some(f) = &r.facts {
+            ids.entry(f.machine_id.clone())
+                .or_default()
+                .push(r.node.name.clone());
+        }
+    }
+    for r in runs.iter_mut().filter(|r| r.alive()) {
+        let Some(f) = r.facts.clone() else { continue };
+        let problem = match (&f.arch, r.node.arch) {
+            (Err(why), _) => Some(format!("node {} reports {why}", r.node.name)),
+            (Ok(actual), Some(expected)) if *actual != expected => Some(format!(
+                "node {} is {actual} ({}), but the inventory expects arch = \"{expected}\"",
+                r.node.name, f.uname_m
+            )),
+            _ if f.machine_id.is_empty() => {
+                Some("the node has an empty /etc/machine-id; run systemd-machine-id-setup".to_string())
+            }
+            _ => ids.get(&f.machine_id).filter(|n| n.len() > 1).map(|names| {
+                let others: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n != r.node.name).collect();
+                format!(
+                    "machine-id {} is also the machine-id of {} (a cloned SD card?); give each node its own: \
+                     rm /etc/machine-id && systemd-machine-id-setup, then reboot",
+                    f.machine_id,
+                    others.join(", ")
+                )
+            }),
+        };
+        if let Some(msg) = problem {
+            r.fail(progress, NodeFailure::Failed(msg));
+            continue;
+        }
+        if f.clock_skew.abs() > 30 {
+            let msg = format!(
+                "clock is {} s off the controller's; TLS certificates may be refused",
+                f.clock_skew
+            );
+            r.event(progress, Topic::Facts, Stage::Warning, &msg);
+        }
+    }
+}

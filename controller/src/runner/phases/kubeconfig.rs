@@ -1,0 +1,144 @@
+//! The admin kubeconfig: fetched from the first server (with its facts),
+//! pointed at the API address, written 0600 to the state directory (only in
+//! apply), and the run's API client made from it.
+
+use super::{Phase, Selected};
+use crate::error_chain;
+use crate::inventory::Role;
+use crate::kubeconfig;
+use crate::render;
+use crate::runner::api;
+use crate::runner::error::RunError;
+use crate::runner::report::{Status, StepReport};
+use crate::runner::run::Run;
+use crate::secret::Secret;
+use crate::state;
+use crate::step::{Change, StepId};
+use crate::write::Writer;
+
+pub struct Kubeconfig;
+
+/// What the kubeconfig file needs.
+enum KubeconfigPlan {
+    /// The server has no admin kubeconfig (why).
+    Missing(String),
+    /// The server's k3s.yaml could not be used (why).
+    Invalid(String),
+    Current(Secret),
+    Write {
+        wanted: Secret,
+        change: Change,
+    },
+}
+
+fn plan_of(run: &Run<'_>, server: usize) -> KubeconfigPlan {
+    let inv = run.inv;
+    let admin = run.nodes[server]
+        .facts
+        .as_ref()
+        .and_then(|f| f.admin_kubeconfig.as_ref());
+    let Some(admin) = admin else {
+        let state = run.first_server_state();
+        return KubeconfigPlan::Missing(format!(
+            "no admin kubeconfig: {state} but has no /etc/rancher/k3s/k3s.yaml"
+        ));
+    };
+    let wanted = match kubeconfig::rewrite(admin.expose(), &inv.cluster.name, &render::api_url(inv))
+    {
+        Ok(k) => k,
+        Err(e) => {
+            return KubeconfigPlan::Invalid(format!("server's k3s.yaml: {}", error_chain(&e)));
+        }
+    };
+    let path = state::kubeconfig_path(inv);
+    let current = std::fs::read_to_string(&path).ok();
+    if current.as_deref() == Some(wanted.as_str()) {
+        return KubeconfigPlan::Current(Secret::new(wanted));
+    }
+    let before = if current.is_some() {
+        "outdated"
+    } else {
+        "absent"
+    };
+    let after = format!("context {} → {}", inv.cluster.name, render::api_url(inv));
+    KubeconfigPlan::Write {
+        wanted: Secret::new(wanted),
+        change: Change::new(path.display().to_string(), before, after),
+    }
+}
+
+impl Kubeconfig {
+    /// Reports the plan on the server; `write` (apply only) writes the file.
+    async fn run(run: &mut Run<'_>, server: usize, w: Option<&Writer>) {
+        let path = state::kubeconfig_path(run.inv);
+        let report = |status, changes, message| {
+            StepReport::new(StepId::Kubeconfig, status, changes, message)
+        };
+        let (r, usable) = match plan_of(run, server) {
+            KubeconfigPlan::Missing(why) => {
+                let change = Change::new(
+                    path.display().to_string(),
+                    "absent",
+                    "fetched from the first server",
+                );
+                match w {
+                    None => (report(Status::Changed, vec![change], Some(why)), None),
+                    Some(_) => (report(Status::Failed, vec![change], Some(why)), None),
+                }
+            }
+            KubeconfigPlan::Invalid(why) => (report(Status::Failed, vec![], Some(why)), None),
+            KubeconfigPlan::Current(k) => (report(Status::Ok, vec![], None), Some(k)),
+            KubeconfigPlan::Write { wanted, change } => {
+                let written = match w {
+                    Some(_) => state::write_private(&path, wanted.expose().as_bytes())
+                        .map_err(|e| error_chain(&e))
+                        .err(),
+                    None => None,
+                };
+                let status = if written.is_some() {
+                    Status::Failed
+                } else {
+                    Status::Changed
+                };
+                (report(status, vec![change], written), Some(wanted))
+            }
+        };
+        run.nodes[server].push(run.opts.progress.as_ref(), r);
+        if let Some(k) = usable {
+            let client = api::kube_client_from_yaml(&k).await;
+            run.api = Some(client.map_err(|e| format!("cannot reach the API: {e}")));
+        }
+        run.admin = run.nodes[server]
+            .facts
+            .as_ref()
+            .and_then(|f| f.admin_kubeconfig.clone());
+        run.join_token = run.nodes[server]
+            .facts
+            .as_ref()
+            .and_then(|f| f.server_token.clone());
+    }
+}
+
+impl Phase for Kubeconfig {
+    const NAME: &'static str = "kubeconfig";
+
+    /// The first server, if it converged.
+    fn select(&self, run: &Run<'_>) -> Selected {
+        match run.alive(Some(Role::Server)).first() {
+            Some(&i) if run.nodes.iter().position(|r| r.node.role == Role::Server) == Some(i) => {
+                Selected::Nodes(vec![i])
+            }
+            _ => Selected::Nothing("the first server did not converge"),
+        }
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, nodes[0], None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, nodes[0], Some(w)).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! Servers, one at a time: never two control planes down at once, and the
+//! rollout stops at the first server that fails (the rest are reported as
+//! not converged because of it).
+
+use tracing::Instrument;
+
+use super::{Phase, Selected};
+use crate::inventory::Role;
+use crate::runner::converge::{self, Env};
+use crate::runner::error::{NodeFailure, RunError};
+use crate::runner::run::Run;
+use crate::write::Writer;
+
+pub struct Servers;
+
+impl Servers {
+    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+        let progress = run.opts.progress.clone();
+        let mut broken: Option<String> = None;
+        for &i in nodes {
+            let node = &mut run.nodes[i];
+            if let Some(first) = &broken {
+                let msg = format!("not converged: server {first} failed before it");
+                node.fail(progress.as_ref(), NodeFailure::Failed(msg));
+                continue;
+            }
+            let Some(desired) = run.desired.get(&node.node.name) else {
+                continue;
+            };
+            let env = Env {
+                desired,
+                store: &run.store,
+                opts: run.opts,
+            };
+            let span = tracing::info_span!("node", name = %node.node.name);
+            match w {
+                None => converge::plan(node, env).instrument(span).await,
+                Some(w) => converge::apply(node, env, w).instrument(span).await,
+            }
+            if !node.alive() {
+                broken = Some(node.node.name.clone());
+            }
+        }
+    }
+}
+
+impl Phase for Servers {
+    const NAME: &'static str = "servers";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::Nodes(run.alive(Some(Role::Server)))
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, nodes, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, nodes, Some(w)).await;
+        Ok(())
+    }
+}

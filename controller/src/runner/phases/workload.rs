@@ -1,0 +1,36 @@
+//! The last phase: every playbook of the inventory, converged through the
+//! API once the first server is (see [`crate::runner::workload`]).
+
+use super::{Phase, Selected};
+use crate::runner::error::RunError;
+use crate::runner::run::Run;
+use crate::runner::workload;
+use crate::write::Writer;
+
+pub struct Workload;
+
+impl Phase for Workload {
+    const NAME: &'static str = "workload";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        if run.inv.workload.playbooks.is_empty() {
+            Selected::Nothing("no playbooks")
+        } else {
+            Selected::Cluster
+        }
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
+        let api = run.api();
+        let api = api.as_ref().map(|c| *c).map_err(String::as_str);
+        run.workload = workload::converge(run.inv, api, &run.arches, run.opts, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, _nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        let api = run.api();
+        let api = api.as_ref().map(|c| *c).map_err(String::as_str);
+        run.workload = workload::converge(run.inv, api, &run.arches, run.opts, Some(w)).await;
+        Ok(())
+    }
+}

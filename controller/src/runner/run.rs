@@ -1,0 +1,103 @@
+//! What the phases of one run share: the nodes and what earlier phases
+//! found out (the cluster secret, each node's desired state, the join
+//! token, the API client, the playbooks' reports).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use super::node::NodeRun;
+use super::options::Options;
+use super::report::PlaybookReport;
+use crate::arch::Arch;
+use crate::artifacts::ArtifactStore;
+use crate::inventory::{Inventory, Role};
+use crate::secret::Secret;
+use crate::step::Desired;
+
+pub struct Run<'i> {
+    pub inv: &'i Inventory,
+    pub opts: &'i Options,
+    /// The K3s release every node converges to.
+    pub version: String,
+    pub store: ArtifactStore,
+    pub nodes: Vec<NodeRun<'i>>,
+    /// Bounds how many nodes are worked on at once.
+    pub sem: Arc<Semaphore>,
+    /// The cluster secret servers are configured with (`None` only in a
+    /// plan of a cluster that has none yet).
+    pub secret: Option<Secret>,
+    /// Which nodes run which arch: for agent binaries and the image preflight.
+    pub arches: BTreeMap<Arch, Vec<String>>,
+    /// Each alive node's desired state, by node name.
+    pub desired: BTreeMap<String, Desired>,
+    /// The first server's join token and admin kubeconfig, once converged.
+    pub join_token: Option<Secret>,
+    pub admin: Option<Secret>,
+    /// The API client, or why there is none (`None`: not attempted).
+    pub api: Option<Result<kube::Client, String>>,
+    pub workload: Vec<PlaybookReport>,
+}
+
+impl<'i> Run<'i> {
+    pub fn new(
+        inv: &'i Inventory,
+        opts: &'i Options,
+        version: String,
+        store: ArtifactStore,
+    ) -> Self {
+        Self {
+            inv,
+            opts,
+            version,
+            store,
+            nodes: inv.nodes.iter().map(NodeRun::new).collect(),
+            sem: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            secret: None,
+            arches: BTreeMap::new(),
+            desired: BTreeMap::new(),
+            join_token: None,
+            admin: None,
+            api: None,
+            workload: Vec::new(),
+        }
+    }
+
+    /// Indices of the nodes still being converged, with `role` if given.
+    pub fn alive(&self, role: Option<Role>) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive())
+            .filter(|&i| role.is_none_or(|r| self.nodes[i].node.role == r))
+            .collect()
+    }
+
+    /// The first server of the inventory (alive or not).
+    pub fn first_server(&self) -> Option<&NodeRun<'i>> {
+        self.nodes.iter().find(|r| r.node.role == Role::Server)
+    }
+
+    /// The run's API client, or why there is none.
+    pub fn api(&self) -> Result<&kube::Client, String> {
+        match &self.api {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err(format!("no API: {}", self.first_server_state())),
+        }
+    }
+
+    /// "server X is converged / failed / …", for messages about others.
+    pub fn first_server_state(&self) -> String {
+        self.first_server().map_or_else(
+            || "there is no server".to_string(),
+            |r| {
+                let word = if r.alive() {
+                    "converged"
+                } else {
+                    r.state_word()
+                };
+                format!("server {} is {word}", r.node.name)
+            },
+        )
+    }
+}

@@ -1,0 +1,64 @@
+//! The cluster secret: adopted from a running server rather than replaced
+//! (a lost state directory must not break the cluster), refused when the
+//! inventory's differs from the running one.
+
+use super::error::RunError;
+use crate::facts::Facts;
+use crate::inventory::{Inventory, SecretSource};
+use crate::secret::Secret;
+use crate::state;
+use crate::write::Writer;
+
+/// The `<secret>` of a `K10<ca-hash>::server:<secret>` token.
+fn secret_of(token: &Secret) -> &str {
+    let t = token.expose();
+    t.split_once("::server:").map_or(t, |(_, s)| s)
+}
+
+/// The cluster secret to configure servers with. A running server's
+/// secret wins over generating a new one (a lost state directory must not
+/// break the cluster), and a configured secret that differs from the
+/// running one is an error: K3s cannot change it by a restart.
+/// With a [`Writer`] (apply), a secret that is adopted or generated is
+/// recorded in the state directory; without one nothing is written.
+pub fn cluster_secret(
+    inv: &Inventory,
+    server: Option<(&str, &Facts)>,
+    record: Option<&Writer>,
+) -> Result<Option<Secret>, RunError> {
+    let running = server.and_then(|(name, f)| {
+        f.server_token
+            .as_ref()
+            .map(|t| (name, Secret::new(secret_of(t))))
+    });
+    let generated_path = inv.cluster.state_dir.join("token");
+    let configured = match &inv.cluster.token {
+        SecretSource::Generated if !generated_path.exists() => {
+            return match (running, record) {
+                (Some((_, s)), Some(_)) => {
+                    state::ensure_dir(&inv.cluster.state_dir)?;
+                    state::write_private(&generated_path, format!("{}\n", s.expose()).as_bytes())?;
+                    Ok(Some(s))
+                }
+                (Some((_, s)), None) => Ok(Some(s)),
+                (None, Some(_)) => Ok(Some(state::cluster_secret(inv)?)),
+                (None, None) => Ok(None),
+            };
+        }
+        _ => state::cluster_secret(inv)?,
+    };
+    if let Some((name, s)) = running
+        && s != configured
+    {
+        let source = match &inv.cluster.token {
+            SecretSource::Env(v) => format!("${v}"),
+            SecretSource::File(p) => p.display().to_string(),
+            SecretSource::Generated => generated_path.display().to_string(),
+        };
+        return Err(RunError::TokenMismatch {
+            server: name.to_string(),
+            from: source,
+        });
+    }
+    Ok(Some(configured))
+}

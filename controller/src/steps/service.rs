@@ -1,0 +1,110 @@
+//! What a service step plans for its systemd unit, shared by the K3s and
+//! health-agent services: reload, enable, and start or restart, as types.
+
+use serde::Serialize;
+
+use crate::facts::UnitFact;
+use crate::step::{Change, StepId};
+
+/// Why a running service must restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartReason {
+    /// Earlier steps of this run changed its inputs.
+    ChangedByRun(Vec<StepId>),
+    /// It runs with older inputs than installed (an interrupted run).
+    StartedWithOlder(Vec<&'static str>),
+    /// Its binary or unit is replaced in this run.
+    Replaced,
+}
+
+/// What to do with the service process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceAction {
+    Keep,
+    /// Not running; `from` is its state (`inactive`, `failed`, …).
+    Start {
+        from: String,
+    },
+    Restart(RestartReason),
+}
+
+impl ServiceAction {
+    /// The `systemctl` verb (`none` when kept).
+    pub fn verb(&self) -> &'static str {
+        match self {
+            ServiceAction::Keep => "none",
+            ServiceAction::Start { .. } => "start",
+            ServiceAction::Restart(_) => "restart",
+        }
+    }
+
+    /// `Start` when the unit is not active, else `otherwise`.
+    pub fn start_or(unit: &UnitFact, otherwise: ServiceAction) -> ServiceAction {
+        if unit.active {
+            return otherwise;
+        }
+        let from = if unit.active_state.is_empty() {
+            "not installed".to_string()
+        } else {
+            unit.active_state.clone()
+        };
+        ServiceAction::Start { from }
+    }
+}
+
+/// A unit's plan: reload, enable, start or restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePlan {
+    pub unit: &'static str,
+    pub daemon_reload: bool,
+    pub enable: bool,
+    pub action: ServiceAction,
+}
+
+impl ServicePlan {
+    pub fn is_empty(&self) -> bool {
+        !self.daemon_reload && !self.enable && self.action == ServiceAction::Keep
+    }
+
+    /// The plan as people read it.
+    pub fn changes(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        if self.daemon_reload {
+            out.push(Change::new(
+                "systemd",
+                "unit files changed",
+                "daemon-reload",
+            ));
+        }
+        if self.enable {
+            out.push(Change::new(self.unit, "disabled", "enabled"));
+        }
+        match &self.action {
+            ServiceAction::Keep => {}
+            ServiceAction::Start { from } => {
+                out.push(Change::new(self.unit, from.clone(), "active"))
+            }
+            ServiceAction::Restart(RestartReason::ChangedByRun(steps)) => {
+                let names: Vec<&str> = steps.iter().map(|s| s.as_str()).collect();
+                out.push(Change::new(
+                    self.unit,
+                    "running",
+                    format!("restarted ({} changed)", names.join(", ")),
+                ))
+            }
+            ServiceAction::Restart(RestartReason::StartedWithOlder(files)) => {
+                out.push(Change::new(
+                    self.unit,
+                    format!("running with an older {}", files.join(", ")),
+                    "restarted",
+                ))
+            }
+            ServiceAction::Restart(RestartReason::Replaced) => {
+                out.push(Change::new(self.unit, "running", "restarted"))
+            }
+        }
+        out
+    }
+}
