@@ -231,6 +231,7 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
             Mode::Plan => runner::SshConnector::interactive().read_only(),
             Mode::Apply => runner::SshConnector::interactive(),
         }),
+        api: Arc::new(runner::KubeconfigApi),
         progress: match mode {
             Mode::Plan => Arc::new(runner::WarningsOnly),
             Mode::Apply => Arc::new(runner::StderrProgress),

@@ -4,6 +4,23 @@
 
 use crate::error_chain;
 use crate::secret::Secret;
+use crate::transport::BoxFuture;
+
+/// Makes the run's API client from the admin kubeconfig: the seam where
+/// tests put a fake API server.
+pub trait ApiConnector: Send + Sync {
+    fn client<'a>(&'a self, kubeconfig: &'a Secret) -> BoxFuture<'a, Result<kube::Client, String>>;
+}
+
+/// The real one: the kubeconfig's server, CA and client certificate.
+#[derive(Debug, Default)]
+pub struct KubeconfigApi;
+
+impl ApiConnector for KubeconfigApi {
+    fn client<'a>(&'a self, kubeconfig: &'a Secret) -> BoxFuture<'a, Result<kube::Client, String>> {
+        Box::pin(kube_client_from_yaml(kubeconfig))
+    }
+}
 
 /// A client from a kubeconfig file (`pictl status`).
 pub async fn kube_client(path: &std::path::Path) -> Result<kube::Client, String> {

@@ -169,7 +169,7 @@ impl GatherError {
     }
 }
 
-fn now_epoch() -> i64 {
+pub(super) fn now_epoch() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

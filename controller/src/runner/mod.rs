@@ -23,11 +23,13 @@ mod secret;
 mod workload;
 
 #[cfg(test)]
+mod fake;
+#[cfg(test)]
 mod tests;
 
 use std::time::Instant;
 
-pub use api::kube_client;
+pub use api::{ApiConnector, KubeconfigApi, kube_client};
 pub use connect::{Connector, GatherError, SshConnector, gather};
 pub use error::{NodeFailure, RunError};
 pub use options::{Mode, Options};

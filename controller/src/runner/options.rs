@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::api::ApiConnector;
 use super::connect::Connector;
 use super::progress::Progress;
 
@@ -20,6 +21,7 @@ pub enum Mode {
 pub struct Options {
     pub concurrency: usize,
     pub connector: Arc<dyn Connector>,
+    pub api: Arc<dyn ApiConnector>,
     pub progress: Arc<dyn Progress>,
     pub cache_dir: std::path::PathBuf,
     /// How long to wait for a rebooting node and for nodes to turn Ready.

@@ -1,1 +1,271 @@
+//! The runner's ordering and failure rules, one fast test each, against
+//! fake nodes and a fake API (see [`super::fake`]): no root, no lab.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::fake::{Call, FakeApi, Fleet};
+use super::*;
+use crate::artifacts::sha256_hex;
+use crate::facts::paths;
+use crate::inventory::Inventory;
+
+const BINARY: &[u8] = b"k3s for the fake fleet";
+
+/// A loopback mirror serving one release's checksum file and binary.
+async fn mirror() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let body = if head.contains("sha256sum-amd64.txt") {
+                format!("{}  k3s\n", sha256_hex(BINARY)).into_bytes()
+            } else {
+                BINARY.to_vec()
+            };
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+struct Setup {
+    inv: Inventory,
+    fleet: Fleet,
+    api: FakeApi,
+    dir: tempfile::TempDir,
+}
+
+/// `servers` then `agents`, named s1…/a1…; HA when more than one server.
+async fn setup(servers: usize, agents: usize) -> Setup {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut text = format!(
+        "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\nha = {}\n[ssh]\nagent = true\n[agent]\nenabled = false\n",
+        mirror().await,
+        dir.path().join("state").display(),
+        servers > 1
+    );
+    let mut names = Vec::new();
+    for (role, prefix, n) in [("server", "s", servers), ("agent", "a", agents)] {
+        for i in 1..=n {
+            let name = format!("{prefix}{i}");
+            let ip = format!("10.0.0.{}", names.len() + 1);
+            text.push_str(&format!(
+                "[[nodes]]\nname = \"{name}\"\naddress = \"{ip}\"\nrole = \"{role}\"\n"
+            ));
+            names.push(name);
+        }
+    }
+    let inv = Inventory::parse(&text, "t.toml", dir.path()).expect("valid inventory");
+    Setup {
+        inv,
+        fleet: Fleet::default(),
+        api: FakeApi {
+            nodes: names,
+            ..FakeApi::default()
+        },
+        dir,
+    }
+}
+
+impl Setup {
+    fn options(&self) -> Options {
+        Options {
+            concurrency: 8,
+            connector: Arc::new(self.fleet.clone()),
+            api: Arc::new(self.api.clone()),
+            progress: Arc::new(WarningsOnly),
+            cache_dir: self.dir.path().join("cache"),
+            wait: Duration::from_secs(5),
+        }
+    }
+
+    async fn apply(&self) -> RunReport {
+        apply(&self.inv, &self.options()).await.expect("apply runs")
+    }
+
+    async fn plan(&self) -> RunReport {
+        plan(&self.inv, &self.options()).await.expect("plan runs")
+    }
+
+    /// Index in the log of the first call matching `f` on `node`.
+    fn first(&self, node: &str, f: impl Fn(&Call) -> bool) -> usize {
+        let calls = self.fleet.calls();
+        calls
+            .iter()
+            .position(|(n, c)| n == node && f(c))
+            .unwrap_or_else(|| panic!("{node} never did it: {calls:?}"))
+    }
+}
+
+fn is_write(c: &Call) -> bool {
+    matches!(
+        c,
+        Call::Put(_) | Call::Exec(_) | Call::Facts { record: true }
+    )
+}
+
+fn node<'r>(r: &'r RunReport, name: &str) -> &'r NodeReport {
+    r.nodes
+        .iter()
+        .find(|n| n.name == name)
+        .expect("node in report")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fresh_cluster_converges_servers_first_and_a_second_run_changes_nothing() {
+    let s = setup(1, 2).await;
+    let first = s.apply().await;
+    assert!(!first.failed(), "{first:#?}");
+    assert!(first.changed());
+    let server_started = s.first("s1", |c| matches!(c, Call::Exec(_)));
+    for agent in ["a1", "a2"] {
+        assert!(
+            s.first(agent, |c| matches!(c, Call::Put(_))) > server_started,
+            "{agent} before the server"
+        );
+    }
+    let again = s.apply().await;
+    assert!(!again.changed() && !again.failed(), "{again:#?}");
+    assert!(
+        again.nodes.iter().all(|n| n.ssh_round_trips == 1),
+        "{again:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_sends_no_command_with_side_effects_and_writes_no_state() {
+    let s = setup(1, 2).await;
+    let report = s.plan().await;
+    assert!(report.changed() && !report.failed(), "{report:#?}");
+    let writes: Vec<_> = s
+        .fleet
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| is_write(c))
+        .collect();
+    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+    assert!(
+        !s.dir.path().join("state").exists(),
+        "plan created the state directory"
+    );
+    assert!(
+        !s.dir.path().join("cache").exists(),
+        "plan filled the cache"
+    );
+    // Agents' configs are pending, not failed, while no server exists.
+    let a1 = node(&report, "a1");
+    assert!(a1.failed.is_none(), "{a1:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_go_one_at_a_time() {
+    let s = setup(3, 0).await;
+    let report = s.apply().await;
+    assert!(!report.failed(), "{report:#?}");
+    let started = |n| s.first(n, |c| matches!(c, Call::Exec(_)));
+    let first_put = |n| s.first(n, |c| matches!(c, Call::Put(_)));
+    assert!(started("s1") < first_put("s2"));
+    assert!(started("s2") < first_put("s3"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_server_stops_the_rollout_and_the_agents() {
+    let s = setup(3, 1).await;
+    s.fleet.node("s1").lock().expect("node").refuse = Some("systemctl: access denied".into());
+    let report = s.apply().await;
+    assert!(report.failed());
+    let s1 = node(&report, "s1").failed.clone().unwrap_or_default();
+    assert!(s1.contains("access denied"), "{s1}");
+    for later in ["s2", "s3"] {
+        let why = node(&report, later).failed.clone().unwrap_or_default();
+        assert_eq!(why, "not converged: server s1 failed before it");
+    }
+    let a1 = node(&report, "a1").failed.clone().unwrap_or_default();
+    assert!(
+        a1.starts_with("join token unavailable: server s1 is failed"),
+        "{a1}"
+    );
+    let touched: Vec<_> = s
+        .fleet
+        .calls()
+        .into_iter()
+        .filter(|(n, c)| n != "s1" && matches!(c, Call::Put(_) | Call::Exec(_)))
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_node_does_not_stop_the_others() {
+    let s = setup(1, 2).await;
+    s.fleet.node("a1").lock().expect("node").down = true;
+    let report = s.apply().await;
+    assert!(node(&report, "a1").unreachable.is_some(), "{report:#?}");
+    let a2 = node(&report, "a2");
+    assert!(a2.failed.is_none() && a2.unreachable.is_none(), "{a2:#?}");
+    assert!(
+        s.fleet
+            .node("a2")
+            .lock()
+            .expect("node")
+            .active
+            .contains("k3s-agent.service")
+    );
+    // Three connection attempts: the first and two retries.
+    let tries = s
+        .fleet
+        .calls()
+        .iter()
+        .filter(|(n, c)| n == "a1" && *c == Call::Connect)
+        .count();
+    assert_eq!(tries, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_differs_from_the_running_one_is_refused_before_any_write() {
+    let s = setup(1, 1).await;
+    assert!(!s.apply().await.failed());
+    s.fleet.node("s1").lock().expect("node").server_token = Some("K10abc::server:another".into());
+    let before = s.fleet.calls().len();
+    let err = apply(&s.inv, &s.options()).await.expect_err("mismatch");
+    assert!(
+        matches!(err, RunError::TokenMismatch { ref server, .. } if server == "s1"),
+        "{err}"
+    );
+    let writes: Vec<_> = s.fleet.calls()[before..]
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Put(_) | Call::Exec(_)))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recheck_that_still_finds_changes_is_a_failure() {
+    let s = setup(1, 0).await;
+    assert!(!s.apply().await.failed());
+    // The config was edited, and uploads to it no longer stick.
+    let state = s.fleet.node("s1");
+    {
+        let mut st = state.lock().expect("node");
+        st.files.insert(paths::CONFIG.into(), b"edited".to_vec());
+        st.lost_uploads.insert(paths::CONFIG.into());
+    }
+    let report = s.apply().await;
+    let s1 = node(&report, "s1");
+    let why = s1.failed.clone().unwrap_or_default();
+    assert!(why.starts_with("k3s-config: did not converge"), "{s1:#?}");
+    assert!(report.failed());
+}

@@ -253,3 +253,73 @@ fn a_pi_without_cgroup_flags_is_fixed_and_rebooted_and_blocked_if_that_did_not_h
     f.memory_cgroup = true;
     assert_eq!(check_one(&PiCgroups, &inv, &d, &f), Check::Converged);
 }
+
+fn with_agent(inv: &Inventory) -> (Desired, Facts) {
+    let bin = crate::agent_binary::AgentBinary {
+        sha256: "a9e7a9e7a9e7a9e7a9e7".into(),
+        bytes: std::sync::Arc::new(b"agent".to_vec()),
+    };
+    let mut d = desired(inv);
+    d.agent = Some(Ok(bin));
+    let mut f = converged(&d);
+    f.files.insert(
+        paths::HEALTH_AGENT_BIN.into(),
+        "a9e7a9e7a9e7a9e7a9e7".into(),
+    );
+    f.files.insert(
+        paths::HEALTH_AGENT_UNIT.into(),
+        sha256_hex(pictl_agent::SYSTEMD_UNIT.as_bytes()),
+    );
+    let running = f.unit("k3s.service");
+    f.units.insert("pictl-agent.service".into(), running);
+    (d, f)
+}
+
+#[test]
+fn the_health_agent_is_left_alone_when_installed_and_running() {
+    let inv = inventory();
+    let (d, f) = with_agent(&inv);
+    assert_eq!(check_one(&HealthAgent, &inv, &d, &f), Check::Converged);
+}
+
+#[test]
+fn a_new_agent_build_is_installed_and_restarts_the_agent() {
+    let inv = inventory();
+    let (d, mut f) = with_agent(&inv);
+    f.files
+        .insert(paths::HEALTH_AGENT_BIN.into(), "older".into());
+    let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert_eq!(p.binary, Some("other build"));
+    assert_eq!(
+        p.service.action,
+        ServiceAction::Restart(RestartReason::Replaced)
+    );
+    assert!(!p.service.daemon_reload, "only the binary changed");
+}
+
+#[test]
+fn a_stopped_agent_is_started_and_a_missing_unit_reloads_systemd() {
+    let inv = inventory();
+    let (d, mut f) = with_agent(&inv);
+    f.files.remove(paths::HEALTH_AGENT_UNIT);
+    f.units.remove("pictl-agent.service");
+    let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert_eq!(p.unit, Some("absent"));
+    assert!(p.service.daemon_reload && p.service.enable);
+    assert!(matches!(p.service.action, ServiceAction::Start { .. }));
+}
+
+#[test]
+fn the_health_agent_is_skipped_with_the_reason_when_there_is_no_binary() {
+    let inv = inventory();
+    let (mut d, f) = with_agent(&inv);
+    d.agent = Some(Err("no pictl-agent for arm64".into()));
+    assert_eq!(
+        check_one(&HealthAgent, &inv, &d, &f),
+        Check::Skip("no pictl-agent for arm64".into())
+    );
+}

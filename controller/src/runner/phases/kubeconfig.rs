@@ -7,7 +7,6 @@ use crate::error_chain;
 use crate::inventory::Role;
 use crate::kubeconfig;
 use crate::render;
-use crate::runner::api;
 use crate::runner::error::RunError;
 use crate::runner::report::{Status, StepReport};
 use crate::runner::run::Run;
@@ -105,7 +104,7 @@ impl Kubeconfig {
         };
         run.nodes[server].push(run.opts.progress.as_ref(), r);
         if let Some(k) = usable {
-            let client = api::kube_client_from_yaml(&k).await;
+            let client = run.opts.api.client(&k).await;
             run.api = Some(client.map_err(|e| format!("cannot reach the API: {e}")));
         }
         run.admin = run.nodes[server]
