@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
+/// K3s's public channel server, defined with the inventory that defaults to it.
+pub use crate::inventory::DEFAULT_CHANNEL_URL;
 use crate::inventory::rules;
-
-/// K3s's public channel server (the install script's default).
-pub const DEFAULT_CHANNEL_URL: &str = "https://update.k3s.io/v1-release/channels";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {

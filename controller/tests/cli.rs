@@ -2,18 +2,28 @@
 
 use std::process::Command;
 
-fn pictl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pictl"))
-        .args(args)
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pictl"));
+    cmd.args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .env_remove("PICTL_INVENTORY")
-        .output()
-        .expect("run pictl")
+        .env_remove("PICTL_INVENTORY");
+    cmd
+}
+
+fn pictl(args: &[&str]) -> std::process::Output {
+    command(args).output().expect("run pictl")
 }
 
 #[test]
 fn validate_accepts_the_playson_inventory() {
-    let out = pictl(&["validate", "-i", "inventory/playson.toml"]);
+    // playson.toml trusts ~/.ssh/known_hosts strictly, so it must exist.
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(home.path().join(".ssh")).expect("mkdir");
+    std::fs::write(home.path().join(".ssh/known_hosts"), "").expect("write");
+    let out = command(&["validate", "-i", "inventory/playson.toml"])
+        .env("HOME", home.path())
+        .output()
+        .expect("run pictl");
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -1,7 +1,37 @@
-//! Syntax rules for the values an inventory holds (names, addresses,
-//! versions, labels). Pure functions returning why a value is wrong.
+//! Rules for the values an inventory holds (names, addresses, versions,
+//! labels, the words of its closed choices). Pure functions returning the
+//! value or why it is wrong; where the problem is, the loader knows.
 
 use std::net::IpAddr;
+
+use super::model::{HostKeyPolicy, ImageArchCheck, Role};
+use crate::arch::Arch;
+
+/// Why a value breaks a rule, and how to fix it when the rule knows better
+/// than the place that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Violation {
+    fn new(message: String, hint: impl Into<String>) -> Self {
+        Self {
+            message,
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+impl From<String> for Violation {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            hint: None,
+        }
+    }
+}
 
 /// `vX.Y.Z+k3sN`, as K3s tags its releases.
 pub fn is_k3s_version(v: &str) -> bool {
@@ -16,6 +46,24 @@ pub fn is_k3s_version(v: &str) -> bool {
     parts.len() == 3
         && parts.iter().all(|p| numeric(p))
         && build.strip_prefix("k3s").is_some_and(numeric)
+}
+
+/// [`is_k3s_version`], saying why not.
+pub fn k3s_version(v: &str) -> Result<(), String> {
+    if is_k3s_version(v) {
+        Ok(())
+    } else {
+        Err(format!("\"{v}\" is not a K3s release version"))
+    }
+}
+
+/// [`is_channel`], saying why not.
+pub fn channel(c: &str) -> Result<(), String> {
+    if is_channel(c) {
+        Ok(())
+    } else {
+        Err(format!("\"{c}\" is not a K3s channel"))
+    }
 }
 
 /// K3s release channels: `stable`, `latest`, `testing` or `vX.Y`.
@@ -62,14 +110,33 @@ pub fn node_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An IP address or a DNS host name.
-pub fn address(s: &str) -> Result<(), String> {
-    if s.parse::<IpAddr>().is_ok() {
-        return Ok(());
+/// An IP address a node can be reached at, or a DNS host name.
+///
+/// An IPv4 address must be in its one canonical form: `inet_aton` (and so
+/// `ssh`, `curl`, glibc) reads `10.1`, `0x7f.1` or `010.0.0.1` as addresses
+/// other tools read differently or not at all.
+pub fn address(s: &str) -> Result<(), Violation> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        if ip.is_unspecified() {
+            return Err(Violation::new(
+                format!("\"{s}\" is the unspecified address, which reaches no node"),
+                "write the node's own address",
+            ));
+        }
+        if ip.is_ipv6() || ip.to_string() == s {
+            return Ok(());
+        }
     }
-    let looks_numeric = s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    if looks_numeric {
-        return Err(format!("\"{s}\" is not a valid IP address"));
+    if looks_like_ipv4(s) {
+        let message = format!("\"{}\" is not a valid IP address", s.escape_debug());
+        if s.is_empty() || is_dotted_decimal(s) {
+            return Err(message.into());
+        }
+        return Err(Violation::new(
+            message,
+            "write an IPv4 address as four decimal numbers without leading zeros, e.g. 10.0.0.1; \
+             tools read hex, octal and shortened forms differently",
+        ));
     }
     let host_ok = !s.is_empty()
         && s.len() <= 253
@@ -85,8 +152,32 @@ pub fn address(s: &str) -> Result<(), String> {
     if host_ok {
         Ok(())
     } else {
-        Err(format!("\"{}\" is not a valid address", s.escape_debug()))
+        Err(format!("\"{}\" is not a valid address", s.escape_debug()).into())
     }
+}
+
+/// A name whose last label is a number (decimal or `0x` hex) is read as an
+/// IPv4 address by `inet_aton` and by URL parsers (WHATWG "ends in a number").
+fn looks_like_ipv4(s: &str) -> bool {
+    let last = s.rsplit('.').next().unwrap_or_default();
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let decimal = !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit());
+    hex || decimal || s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// Four decimal parts without leading zeros (whatever their range).
+fn is_dotted_decimal(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
 }
 
 pub fn unix_user(s: &str) -> Result<(), String> {
@@ -106,6 +197,96 @@ pub fn is_env_name(s: &str) -> bool {
     !s.is_empty()
         && !s.as_bytes()[0].is_ascii_digit()
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// [`is_env_name`], saying why not.
+pub fn env_name(s: &str) -> Result<(), String> {
+    if is_env_name(s) {
+        Ok(())
+    } else {
+        Err(format!("\"{s}\" is not an environment variable name"))
+    }
+}
+
+/// The first bytes of an OpenSSH (or RFC 4716) public key file.
+pub fn is_public_key(head: &[u8]) -> bool {
+    const STARTS: [&[u8]; 5] = [
+        b"ssh-",
+        b"ecdsa-sha2-",
+        b"sk-ssh-",
+        b"sk-ecdsa-",
+        b"---- BEGIN SSH2 PUBLIC KEY",
+    ];
+    STARTS.iter().any(|s| head.starts_with(s))
+}
+
+/// An http(s) URL with a host part.
+pub fn http_url(s: &str) -> Result<(), String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+        Err(format!("\"{s}\" is not an http(s) URL"))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn role(s: &str) -> Result<Role, Violation> {
+    match s {
+        "server" => Ok(Role::Server),
+        "agent" => Ok(Role::Agent),
+        other => {
+            let hint = match other {
+                "master" | "control-plane" | "controlplane" => {
+                    "K3s calls a control-plane node \"server\""
+                }
+                "worker" | "node" => "K3s calls a worker \"agent\"",
+                _ => "expected \"server\" or \"agent\"",
+            };
+            Err(Violation::new(format!("invalid role \"{other}\""), hint))
+        }
+    }
+}
+
+pub fn arch(s: &str) -> Result<Arch, Violation> {
+    s.parse::<Arch>().map_err(|_| {
+        Violation::new(
+            format!("unknown arch \"{s}\""),
+            "expected \"amd64\", \"arm64\" or \"armhf\"",
+        )
+    })
+}
+
+pub fn host_key_policy(s: &str) -> Result<HostKeyPolicy, Violation> {
+    match s {
+        "strict" => Ok(HostKeyPolicy::Strict),
+        "accept-new" => Ok(HostKeyPolicy::AcceptNew),
+        other => {
+            let hint = match other {
+                "no" | "off" | "none" | "insecure" | "false" => {
+                    "pictl never turns host key checking off; use \"accept-new\" for a first contact"
+                }
+                _ => "expected \"strict\" or \"accept-new\"",
+            };
+            Err(Violation::new(
+                format!("invalid host key policy \"{other}\""),
+                hint,
+            ))
+        }
+    }
+}
+
+pub fn image_arch_check(s: &str) -> Result<ImageArchCheck, Violation> {
+    match s {
+        "warn" => Ok(ImageArchCheck::Warn),
+        "require" => Ok(ImageArchCheck::Require),
+        "off" => Ok(ImageArchCheck::Off),
+        other => Err(Violation::new(
+            format!("invalid image_arch_check \"{other}\""),
+            "expected \"warn\", \"require\" or \"off\"",
+        )),
+    }
 }
 
 fn qualified_name(s: &str) -> bool {
@@ -178,6 +359,36 @@ mod tests {
         assert!(address("192.168.0.300").is_err());
         assert!(address("a b").is_err());
         assert!(address("host;rm -rf /").is_err());
+    }
+
+    #[test]
+    fn non_canonical_ipv4_forms_are_refused_with_a_hint() {
+        for bad in [
+            "10.1",
+            "0x7f.1",
+            "010.0.0.1",
+            "0x7f000001",
+            "127.0.0.0x1",
+            "1.2.3.4.5",
+            "host.123",
+        ] {
+            let why = address(bad).expect_err(bad);
+            assert_eq!(why.message, format!("\"{bad}\" is not a valid IP address"));
+            assert!(
+                why.hint.is_some_and(|h| h.contains("four decimal numbers")),
+                "{bad}"
+            );
+        }
+        // Out of range but well formed: no canonical-form hint.
+        assert_eq!(address("10.0.0.256").expect_err("range").hint, None);
+        assert!(address("0.0.0.0").is_err());
+        assert!(address("::").is_err());
+        assert!(address("10.0.0.1").is_ok());
+        assert!(
+            address("0x7f.example").is_ok(),
+            "a host name whose last label is a word"
+        );
+        assert!(address("foo.").expect_err("dot").hint.is_none());
     }
 
     #[test]

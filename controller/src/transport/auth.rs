@@ -6,7 +6,7 @@
 //! caller supplies (the CLI asks on the TTY), else loading fails with a hint.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use russh::client::{Handle, Handler};
@@ -23,18 +23,8 @@ use crate::secret::Secret;
 /// nodes should remember the answer inside the closure.
 pub type PassphrasePrompt = Arc<dyn Fn(&Path) -> Option<Secret> + Send + Sync>;
 
-/// How to authenticate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Auth {
-    /// An OpenSSH private key file; if it is encrypted, the passphrase is
-    /// read from the environment variable `passphrase_env` when set.
-    Key {
-        path: PathBuf,
-        passphrase_env: Option<String>,
-    },
-    /// The keys held by the ssh-agent at `SSH_AUTH_SOCK`.
-    Agent,
-}
+/// How to authenticate: the inventory's choice, taken as it is.
+pub use crate::inventory::SshAuth as Auth;
 
 /// A key ready to sign, or the agent to ask.
 pub(crate) enum Credentials {

@@ -16,16 +16,8 @@ use std::path::{Path, PathBuf};
 
 use russh::keys::{Algorithm, PublicKey};
 
-/// Host-key checking policy, as in OpenSSH's `StrictHostKeyChecking`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum HostKeyPolicy {
-    /// Unknown hosts are refused (the default).
-    #[default]
-    Strict,
-    /// Unknown hosts are trusted on first use and recorded; a changed key is
-    /// still refused.
-    AcceptNew,
-}
+/// Host-key checking policy: the inventory's setting, taken as it is.
+pub use crate::inventory::HostKeyPolicy;
 
 /// What the file says about one offered key.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,194 @@
+//! `[[nodes]]`: each node's name, address, role, arch, labels, taints and
+//! SSH overrides, and the rules across nodes (unique names and addresses,
+//! a server, a sensible server count).
+
+use std::collections::BTreeMap;
+
+use toml::de::DeValue;
+
+use super::Loader;
+use super::ssh::RawSsh;
+use crate::inventory::model::{Node, Role};
+use crate::inventory::reader::{self, Located, TableReader};
+use crate::inventory::rules;
+
+const NODE_KEYS: &[&str] = &["name", "address", "role", "arch", "labels", "taints", "ssh"];
+
+/// What the rules across nodes need to remember while the nodes are read.
+#[derive(Default)]
+struct Seen {
+    names: BTreeMap<String, Located<String>>,
+    addresses: BTreeMap<String, Located<String>>,
+    servers: Vec<Located<String>>,
+    bad_roles: usize,
+}
+
+impl Loader<'_, '_> {
+    pub(super) fn nodes(
+        &mut self,
+        root: &TableReader<'_, '_>,
+        defaults: &RawSsh,
+        ha: Option<bool>,
+    ) -> Vec<Node> {
+        let Some((path, item)) = root.get("nodes") else {
+            self.sink.report(
+                0..0,
+                "nodes",
+                "no nodes",
+                Some("add at least one [[nodes]] with name, address and role = \"server\"".into()),
+            );
+            return Vec::new();
+        };
+        let DeValue::Array(arr) = item.value.get_ref() else {
+            reader::type_error(self.sink, &path, &item, "an array of tables ([[nodes]])");
+            return Vec::new();
+        };
+        let mut seen = Seen::default();
+        let mut nodes = Vec::new();
+        for (i, v) in arr.iter().enumerate() {
+            let p = format!("nodes[{i}]");
+            let DeValue::Table(inner) = v.get_ref() else {
+                self.sink.report(
+                    v.span(),
+                    &p,
+                    format!("expected a table, found {}", reader::kind_name(v.get_ref())),
+                    Some("write each node as a [[nodes]] table".into()),
+                );
+                continue;
+            };
+            let t = TableReader::new(p, v.span(), inner);
+            nodes.extend(self.node(&t, defaults, &mut seen));
+        }
+        let everywhere = Located::new((), item.span(), "nodes".to_string());
+        if !arr.is_empty() {
+            self.server_count(&everywhere, &seen, ha);
+        }
+        nodes
+    }
+
+    fn node(
+        &mut self,
+        t: &TableReader<'_, '_>,
+        defaults: &RawSsh,
+        seen: &mut Seen,
+    ) -> Option<Node> {
+        t.deny_unknown(self.sink, NODE_KEYS);
+        let name = self.required_str(t, "name", "the node's name, usually its hostname");
+        if let Some(n) = &name {
+            let hint = Some("a Kubernetes node name: lowercase letters, digits, '-' and '.'");
+            if self.check(n, rules::node_name(&n.value), hint).is_some() {
+                self.first_use(&mut seen.names, n.value.clone(), n, "node name");
+            }
+        }
+        let address = self.required_str(t, "address", "the node's IP address or DNS name");
+        if let Some(a) = &address {
+            let hint = Some("an IP address or a DNS name");
+            if self.check(a, rules::address(&a.value), hint).is_some() {
+                let key = a.value.to_ascii_lowercase();
+                self.first_use(&mut seen.addresses, key, a, "node address");
+            }
+        }
+        let role = self
+            .required_str(t, "role", "role = \"server\" or role = \"agent\"")
+            .and_then(|r| {
+                let role = self.check(&r, rules::role(&r.value), None);
+                match role {
+                    Some(Role::Server) => seen.servers.push(r),
+                    Some(Role::Agent) => {}
+                    None => seen.bad_roles += 1,
+                }
+                role
+            });
+        let arch = t
+            .str(self.sink, "arch")
+            .and_then(|a| self.check(&a, rules::arch(&a.value), None));
+        let labels = self.labels(t);
+        let taint_hint =
+            Some("key=value:Effect with Effect one of NoSchedule, PreferNoSchedule, NoExecute");
+        let taints = t
+            .str_list(self.sink, "taints")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| {
+                self.check(&s, rules::taint(&s.value), taint_hint)
+                    .map(|()| s.value)
+            })
+            .collect();
+        let ssh = t
+            .table(self.sink, "ssh")
+            .map(|s| self.ssh(&s))
+            .unwrap_or_default()
+            .merged_over(defaults);
+        self.check_known_hosts(&ssh);
+        Some(Node {
+            name: name?.value,
+            address: address?.value,
+            role: role?,
+            ssh: ssh.settle(),
+            arch,
+            labels,
+            taints,
+        })
+    }
+
+    /// A server, and no more of them than the HA setting makes useful.
+    fn server_count(&mut self, nodes: &Located<()>, seen: &Seen, ha: Option<bool>) {
+        let servers = &seen.servers;
+        if servers.is_empty() && seen.bad_roles == 0 {
+            self.report(
+                nodes,
+                "no node has role = \"server\"",
+                Some("a cluster needs one server (the control plane)"),
+            );
+        }
+        if servers.len() > 1 && ha == Some(false) {
+            self.report(
+                &servers[1],
+                format!("{} servers but HA is not enabled", servers.len()),
+                Some("set ha = true in [cluster] (embedded etcd), or make this node an agent"),
+            );
+        }
+        if servers.len() > 1 && servers.len().is_multiple_of(2) && ha == Some(true) {
+            self.report(
+                &servers[servers.len() - 1],
+                format!(
+                    "{} servers: an even number gives etcd no extra fault tolerance",
+                    servers.len()
+                ),
+                Some("use an odd number of servers (3 or 5)"),
+            );
+        }
+    }
+
+    fn labels(&mut self, t: &TableReader<'_, '_>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(lt) = t.table(self.sink, "labels") else {
+            return out;
+        };
+        for (k, v) in lt.table.iter() {
+            let key: &str = k.get_ref();
+            let p = reader::join(&lt.path, key);
+            let key_at = Located::new((), k.span(), p.clone());
+            let key_hint = Some("a Kubernetes label key, e.g. \"example.com/zone\"");
+            if self
+                .check(&key_at, rules::label_key(key), key_hint)
+                .is_none()
+            {
+                continue;
+            }
+            let value_at = Located::new((), v.span(), p);
+            match v.get_ref() {
+                DeValue::String(s) => {
+                    if self.check(&value_at, rules::label_value(s), None).is_some() {
+                        out.insert(key.to_string(), s.to_string());
+                    }
+                }
+                other => {
+                    let message = format!("expected a string, found {}", reader::kind_name(other));
+                    self.report(&value_at, message, None);
+                }
+            }
+        }
+        out
+    }
+}

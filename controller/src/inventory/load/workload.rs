@@ -1,0 +1,80 @@
+//! `[workload]` (the playbooks to apply, the image-arch preflight) and
+//! `[agent]` (the health agent's binaries).
+
+use std::collections::BTreeMap;
+
+use super::Loader;
+use crate::arch::Arch;
+use crate::inventory::model::{AgentSettings, Workload};
+use crate::inventory::paths::resolve_path;
+use crate::inventory::reader::TableReader;
+use crate::inventory::rules;
+
+const WORKLOAD_KEYS: &[&str] = &["playbooks", "image_arch_check"];
+
+impl Loader<'_, '_> {
+    pub(super) fn workload(&mut self, t: &TableReader<'_, '_>) -> Workload {
+        t.deny_unknown(self.sink, WORKLOAD_KEYS);
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let playbooks = t
+            .str_list(self.sink, "playbooks")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let dir = resolve_path(self.base_dir, &p.value);
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if let Some(first) = names.insert(name.clone(), p.path.clone()) {
+                    let hint = format!(
+                        "a playbook's directory name names its set of objects (pruning included); rename one ({first} has it)"
+                    );
+                    self.report(&p, format!("a second playbook named \"{name}\""), Some(&hint));
+                }
+                if !dir.is_dir() {
+                    self.report(
+                        &p,
+                        format!("{} is not a directory", dir.display()),
+                        Some("paths are relative to the inventory file"),
+                    );
+                }
+                dir
+            })
+            .collect();
+        let image_arch_check = t
+            .str(self.sink, "image_arch_check")
+            .and_then(|v| self.check(&v, rules::image_arch_check(&v.value), None))
+            .unwrap_or_default();
+        Workload {
+            playbooks,
+            image_arch_check,
+        }
+    }
+
+    pub(super) fn agent(&mut self, t: &TableReader<'_, '_>) -> AgentSettings {
+        t.deny_unknown(self.sink, &["enabled", "binaries"]);
+        let mut settings = AgentSettings::default();
+        if let Some(b) = t.bool(self.sink, "enabled") {
+            settings.enabled = b.value;
+        }
+        if let Some(bins) = t.table(self.sink, "binaries") {
+            bins.deny_unknown(self.sink, &["amd64", "arm64", "armhf"]);
+            for arch in Arch::ALL {
+                if let Some(p) = bins.str(self.sink, arch.name()) {
+                    let path = resolve_path(self.base_dir, &p.value);
+                    if !path.is_file() {
+                        let hint = format!(
+                            "build it, e.g. cargo zigbuild --release -p pictl-agent --target {}",
+                            arch.musl_target()
+                        );
+                        let message = format!("{} is not a file", path.display());
+                        self.report(&p, message, Some(&hint));
+                    }
+                    settings.binaries.insert(arch, path);
+                }
+            }
+        }
+        settings
+    }
+}

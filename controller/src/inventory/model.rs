@@ -1,0 +1,190 @@
+//! The validated inventory as plain data: what the rest of pictl reads.
+//!
+//! Nothing here parses, reads files or talks to a node; the loader
+//! ([`super::load`]) is the only way to build an [`Inventory`] from a file,
+//! and the transport takes the SSH settings from here (not the reverse).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::arch::Arch;
+
+/// Inventories larger than this are refused before parsing.
+pub const MAX_INVENTORY_BYTES: usize = 1 << 20;
+
+/// Where the K3s release binaries and checksum files are downloaded from.
+pub const DEFAULT_MIRROR: &str = "https://github.com/k3s-io/k3s/releases/download";
+
+/// K3s's public channel server (the install script's default).
+pub const DEFAULT_CHANNEL_URL: &str = "https://update.k3s.io/v1-release/channels";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// The file this was loaded from.
+    pub source: PathBuf,
+    pub cluster: Cluster,
+    pub nodes: Vec<Node>,
+    pub workload: Workload,
+    pub agent: AgentSettings,
+}
+
+/// The health agent pictl installs on every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    pub enabled: bool,
+    /// Agent binaries per arch; without one, the `pictl-agent` next to the
+    /// running `pictl` serves nodes of the controller's own arch.
+    pub binaries: BTreeMap<Arch, PathBuf>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            binaries: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub k3s: K3sRelease,
+    pub mirror: String,
+    /// Where release channels are resolved (only used with `channel`).
+    pub channel_url: String,
+    pub token: SecretSource,
+    /// Address clients use for the API (kubeconfig, agents' `server:`); the
+    /// first server's address when not set.
+    pub api_address: Option<String>,
+    pub tls_san: Vec<String>,
+    pub ha: bool,
+    /// Local directory for the generated token, the apply lock and fetched
+    /// kubeconfig.
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum K3sRelease {
+    /// An exact release, `vX.Y.Z+k3sN`.
+    Version(String),
+    /// A release channel (`stable`, `latest`, `v1.32`), resolved at apply time.
+    Channel(String),
+}
+
+/// Where a secret comes from; never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    /// A file that must be 0600 (or stricter).
+    File(PathBuf),
+    /// Generated once by pictl and kept in the state directory (0600).
+    Generated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+/// How to prove who we are to a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SshAuth {
+    /// An OpenSSH private key file; if it is encrypted, the passphrase is
+    /// read from the environment variable `passphrase_env` when set.
+    Key {
+        path: PathBuf,
+        passphrase_env: Option<String>,
+    },
+    /// The keys held by the ssh-agent at `SSH_AUTH_SOCK`.
+    Agent,
+}
+
+/// Host-key checking policy, as in OpenSSH's `StrictHostKeyChecking`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Unknown hosts are refused (the default).
+    #[default]
+    Strict,
+    /// Unknown hosts are trusted on first use and recorded; a changed key is
+    /// still refused.
+    AcceptNew,
+}
+
+/// How to reach one node, after merging `[ssh]` with the node's overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    pub auth: SshAuth,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    pub sudo: bool,
+    pub sudo_password: Option<SecretSource>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub address: String,
+    pub role: Role,
+    pub ssh: SshSettings,
+    /// The arch the operator expects; a mismatch with the detected one is an error.
+    pub arch: Option<Arch>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Workload {
+    /// Directories of manifests to apply, in order.
+    pub playbooks: Vec<PathBuf>,
+    /// Whether every container image must be shown to run on every node's arch.
+    pub image_arch_check: ImageArchCheck,
+}
+
+/// The image-architecture preflight (the playson incident: an amd64-only
+/// image crash-looping on arm64 Pis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageArchCheck {
+    /// An image that lacks a node's arch fails the playbook; a registry that
+    /// cannot be asked is a warning.
+    #[default]
+    Warn,
+    /// As `Warn`, and an image whose platforms cannot be read fails too.
+    Require,
+    /// No registry is contacted.
+    Off,
+}
+
+impl Inventory {
+    pub fn servers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Server)
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Agent)
+    }
+
+    /// The address clients and agents use to reach the API.
+    pub fn api_address(&self) -> &str {
+        if let Some(a) = &self.cluster.api_address {
+            return a;
+        }
+        self.servers()
+            .next()
+            .map_or("127.0.0.1", |n| n.address.as_str())
+    }
+}
