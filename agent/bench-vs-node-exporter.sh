@@ -16,7 +16,7 @@ cargo build --release -q -p pictl-agent
 
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-target/release/pictl-agent serve --listen 127.0.0.1:19751 2>/dev/null &
+"${CARGO_TARGET_DIR:-target}"/release/pictl-agent serve --listen 127.0.0.1:19751 2>/dev/null &
 pids+=($!); agent=$!
 prometheus-node-exporter --web.listen-address=127.0.0.1:19752 >/dev/null 2>&1 &
 pids+=($!); exporter=$!
@@ -42,5 +42,5 @@ PY
         "$1" "$rss" "$hwm" "$(( $(stat -c %s "$4") / 1024 ))" "$size" "$p50" "$p99"
 }
 echo "after $scrapes scrapes each (loopback, $(nproc) cores):"
-measure pictl-agent "$agent" 19751 target/release/pictl-agent
+measure pictl-agent "$agent" 19751 "${CARGO_TARGET_DIR:-target}"/release/pictl-agent
 measure prometheus-node-exporter "$exporter" 19752 "$(command -v prometheus-node-exporter)"

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 requests="${1:-2000}"
 port="${PORT:-19750}"
-bin=target/release/pictl-agent
+bin="${CARGO_TARGET_DIR:-target}/release/pictl-agent"
 
 cargo build --release -p pictl-agent >&2
 
@@ -32,7 +32,7 @@ start = time.monotonic()
 for i in range(n):
     path = paths[i % 2]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk

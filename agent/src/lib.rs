@@ -21,7 +21,8 @@ pub mod report;
 pub const SYSTEMD_UNIT: &str = include_str!("../pictl-agent.service");
 
 /// What the agent could not do. Collection errors end up as lines in the
-/// report's `collection_errors`; only binding the listener stops the agent.
+/// report's `collection_errors`; only failing to bind the listener or to
+/// start its threads stops the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("reading {path}")]
@@ -42,6 +43,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("starting the HTTP connection threads")]
+    StartWorkersFailed(#[source] std::io::Error),
     #[error("writing the report")]
     WriteReportFailed(#[source] std::io::Error),
 }

@@ -4,3 +4,4 @@ mod binary;
 mod collect;
 mod http;
 mod support;
+mod unit;
