@@ -14,6 +14,8 @@ PACKAGES=(
     procps            # ps, used when debugging leaks
     util-linux        # mount, umount, flock, setsid, mountpoint
     ca-certificates
+    systemd           # systemd-analyze, for the agent unit's verify test
+    openssh-server    # sshd for the transport tests (a private one; the system service is not started)
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -36,4 +38,14 @@ fi
 echo "install-deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Install without starting services (openssh-server's own sshd): the tests
+# run their own. Remove only the policy-rc.d this script created.
+made_policy=no
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    made_policy=yes
+fi
+status=0
+apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+[ "$made_policy" = yes ] && rm -f /usr/sbin/policy-rc.d
+exit "$status"

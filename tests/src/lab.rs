@@ -46,7 +46,11 @@ pub fn tool() -> PathBuf {
         .join("lab")
 }
 
-/// The instance id tests use: `PICTL_LAB_ID`, default 0.
+/// The lab instance the test suite uses unless `PICTL_LAB_ID` says
+/// otherwise: not 0, which `tests/lab/demo.sh` leaves up for the user.
+pub const TEST_INSTANCE: u32 = 10;
+
+/// The instance id tests use: `PICTL_LAB_ID`, default [`TEST_INSTANCE`].
 pub fn instance_id() -> Result<u32> {
     match std::env::var("PICTL_LAB_ID") {
         Ok(v) if !v.is_empty() => {
@@ -59,7 +63,7 @@ pub fn instance_id() -> Result<u32> {
             }
             Ok(id)
         }
-        _ => Ok(0),
+        _ => Ok(TEST_INSTANCE),
     }
 }
 
