@@ -2,62 +2,72 @@
 
 use std::fmt::Write;
 
+use crate::escape_controls as esc;
 use crate::runner::{Mode, RunReport, Status};
 
-/// Ansible-style recap lines, plus the changes when planning.
+/// Ansible-style recap lines, plus the changes when planning. Text from
+/// nodes and playbooks is printed with control characters escaped, so
+/// it can never forge a line.
 pub fn human(report: &RunReport) -> String {
     let mut s = String::new();
     if report.mode == Mode::Plan {
-        for n in &report.nodes {
-            for step in n.steps.iter().filter(|r| r.status == Status::Changed) {
-                for c in &step.changes {
-                    let _ = writeln!(
-                        s,
-                        "  {} {}: {}: {} → {}",
-                        n.name, step.step, c.what, c.before, c.after
-                    );
-                }
+        s.push_str(&planned(report));
+    }
+    s.push_str(&recap(report));
+    s.push_str(&problems(report));
+    let _ = writeln!(s, "{:.1} s", report.seconds);
+    s
+}
+
+/// What a plan would change; never "converged" when a node did not answer.
+fn planned(report: &RunReport) -> String {
+    let mut s = String::new();
+    for n in &report.nodes {
+        for step in n.steps.iter().filter(|r| r.status == Status::Changed) {
+            for c in &step.changes {
+                let _ = writeln!(s, "  {} {}: {}", n.name, step.step, esc(&c.to_string()));
             }
-        }
-        for p in &report.workload {
-            for c in &p.changes {
-                let _ = writeln!(
-                    s,
-                    "  playbook {} workload: {}: {} → {}",
-                    p.playbook, c.what, c.before, c.after
-                );
-            }
-        }
-        if s.is_empty() {
-            s.push_str("Nothing to change: every node and playbook is converged.\n");
-        } else {
-            s.insert_str(0, "Would change:\n");
         }
     }
+    for p in &report.workload {
+        for c in &p.changes {
+            let _ = writeln!(
+                s,
+                "  playbook {} workload: {}",
+                p.playbook,
+                esc(&c.to_string())
+            );
+        }
+    }
+    if !s.is_empty() {
+        s.insert_str(0, "Would change:\n");
+    } else if report.failed() {
+        s.push_str("Nothing to change where pictl could look, but not every node or playbook could be checked (see below).\n");
+    } else {
+        s.push_str("Nothing to change: every node and playbook is converged.\n");
+    }
+    s
+}
+
+/// The per-node and per-playbook counts.
+fn recap(report: &RunReport) -> String {
     let verb = if report.mode == Mode::Plan {
         "PLAN"
     } else {
         "PLAY"
     };
-    let _ = writeln!(
-        s,
-        "\n{verb} RECAP (cluster {}, K3s {}) {}",
+    let mut s = format!(
+        "\n{verb} RECAP (cluster {}, K3s {}) {}\n",
         report.cluster,
         report.k3s_version,
         "*".repeat(30)
     );
-    let width = report
-        .nodes
+    let names = report.nodes.iter().map(|n| n.name.len());
+    let books = report
+        .workload
         .iter()
-        .map(|n| n.name.len())
-        .chain(
-            report
-                .workload
-                .iter()
-                .map(|p| p.playbook.len() + "playbook ".len()),
-        )
-        .max()
-        .unwrap_or(0);
+        .map(|p| p.playbook.len() + "playbook ".len());
+    let width = names.chain(books).max().unwrap_or(0);
     for n in &report.nodes {
         let changed = n.count(Status::Changed);
         let ok = n.count(Status::Ok) + changed;
@@ -80,26 +90,27 @@ pub fn human(report: &RunReport) -> String {
             usize::from(p.status == Status::Failed),
         );
     }
+    s
+}
+
+/// Why each failed playbook and node failed.
+fn problems(report: &RunReport) -> String {
+    let mut s = String::new();
     for p in report
         .workload
         .iter()
         .filter(|p| p.status == Status::Failed)
     {
-        let _ = writeln!(
-            s,
-            "playbook {}: FAILED: {}",
-            p.playbook,
-            p.message.as_deref().unwrap_or_default()
-        );
+        let why = p.message.as_deref().unwrap_or_default();
+        let _ = writeln!(s, "playbook {}: FAILED: {}", p.playbook, esc(why));
     }
     for n in &report.nodes {
         if let Some(u) = &n.unreachable {
-            let _ = writeln!(s, "{}: UNREACHABLE: {u}", n.name);
+            let _ = writeln!(s, "{}: UNREACHABLE: {}", n.name, esc(u));
         } else if let Some(f) = &n.failed {
-            let _ = writeln!(s, "{}: FAILED: {f}", n.name);
+            let _ = writeln!(s, "{}: FAILED: {}", n.name, esc(f));
         }
     }
-    let _ = writeln!(s, "{:.1} s", report.seconds);
     s
 }
 

@@ -269,3 +269,22 @@ async fn a_recheck_that_still_finds_changes_is_a_failure() {
     assert!(why.starts_with("k3s-config: did not converge"), "{s1:#?}");
     assert!(report.failed());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_with_an_unreachable_node_never_says_everything_is_converged() {
+    let s = setup(1, 1).await;
+    assert!(!s.apply().await.failed());
+    s.fleet.node("a1").lock().expect("node").down = true;
+    let report = s.plan().await;
+    assert!(report.failed() && !report.changed(), "{report:#?}");
+    let text = crate::recap::human(&report);
+    assert!(
+        !text.contains("every node and playbook is converged"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not every node or playbook could be checked"),
+        "{text}"
+    );
+    assert!(text.contains("a1: UNREACHABLE"), "{text}");
+}
