@@ -291,8 +291,15 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError>
             }
         }
     }
-    let workload =
-        workload::converge(inv, api.as_ref().map_err(String::as_str), &arches, opts).await;
+    let api = api.as_ref().map_err(String::as_str);
+    let workload_plan = workload::plan(inv, api, &arches, progress).await;
+    let workload = match opts.mode {
+        Mode::Plan => workload::reports(&workload_plan),
+        Mode::Apply => {
+            let w = crate::write::Writer::for_apply();
+            workload::apply(api, &workload_plan, opts.wait, progress, &w).await
+        }
+    };
 
     Ok(RunReport {
         cluster: inv.cluster.name.clone(),
