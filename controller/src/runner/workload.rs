@@ -273,3 +273,81 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::workload::fake_api::FakeApi;
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<String>>);
+
+    impl Progress for Recorded {
+        fn event(&self, node: &str, step: &str, status: &str, detail: &str) {
+            let line = format!("[{node}] {step}: {status} {detail}");
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    }
+
+    fn one(plan: Planned) -> WorkloadPlan {
+        WorkloadPlan {
+            playbooks: vec![PlannedPlaybook {
+                name: "playson".into(),
+                plan,
+            }],
+        }
+    }
+
+    async fn ready(api: &kube::Client) -> WorkloadPlan {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks/playson");
+        let manifests = workload::load(&dir).expect("playbook");
+        let plan = workload::plan_playbook(api, "playson", &manifests)
+            .await
+            .expect("plan");
+        one(Planned::Ready { plan })
+    }
+
+    #[tokio::test]
+    async fn without_an_api_a_plan_shows_changes_and_an_apply_fails() {
+        let plan = one(Planned::NoApi {
+            objects: 3,
+            why: "the first server is not up".into(),
+        });
+        let shown = reports(&plan);
+        assert_eq!(shown[0].status, Status::Changed);
+        assert_eq!(shown[0].changes[0].after, "applied once the cluster is up");
+        let w = Writer::for_apply();
+        let progress = Recorded::default();
+        let applied = apply(Err("no API"), &plan, Duration::ZERO, &progress, &w).await;
+        assert_eq!(applied[0].status, Status::Failed);
+    }
+
+    #[tokio::test]
+    async fn apply_reports_what_it_wrote_and_a_converged_rerun_is_ok() {
+        let (api, _fake) = FakeApi::start();
+        let w = Writer::for_apply();
+        let progress = Recorded::default();
+        let plan = ready(&api).await;
+        assert_eq!(reports(&plan)[0].status, Status::Changed);
+        let first = apply(Ok(&api), &plan, Duration::from_secs(5), &progress, &w).await;
+        assert_eq!(first[0].status, Status::Changed, "{:?}", first[0].message);
+        assert_eq!(
+            first[0].changes[0],
+            Change::new("Namespace playson", "absent", "created")
+        );
+        let again = ready(&api).await;
+        let shown = reports(&again);
+        assert_eq!((shown[0].status, shown[0].changes.len()), (Status::Ok, 0));
+        let second = apply(Ok(&api), &again, Duration::from_secs(5), &progress, &w).await;
+        assert_eq!(second[0].status, Status::Ok);
+        let lines = progress.0.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("(0 changed, 10 unchanged)")),
+            "{lines:#?}"
+        );
+    }
+}

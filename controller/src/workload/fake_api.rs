@@ -31,19 +31,18 @@ impl Call {
 }
 
 /// `(group, version, plural, kind, namespaced)` served by the fake.
+#[rustfmt::skip]
 const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "namespaces", "Namespace", false),
     ("", "v1", "secrets", "Secret", true),
     ("", "v1", "services", "Service", true),
     ("", "v1", "configmaps", "ConfigMap", true),
+    ("", "v1", "limitranges", "LimitRange", true),
+    ("", "v1", "resourcequotas", "ResourceQuota", true),
     ("apps", "v1", "deployments", "Deployment", true),
-    (
-        "policy",
-        "v1",
-        "poddisruptionbudgets",
-        "PodDisruptionBudget",
-        true,
-    ),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true),
 ];
 
 #[derive(Default)]
@@ -211,18 +210,14 @@ fn discovery(path: &str) -> Option<Value> {
         ["api"] => Some(json!({ "kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [] })),
         ["apis"] => {
-            let mut groups: Vec<&str> = KINDS
-                .iter()
-                .map(|k| k.0)
-                .filter(|g| !g.is_empty())
-                .collect();
-            groups.dedup();
-            let groups: Vec<Value> = (groups.iter())
-                .map(|g| {
-                    let v = json!({ "groupVersion": format!("{g}/v1"), "version": "v1" });
-                    json!({ "name": g, "versions": [v.clone()], "preferredVersion": v })
+            let mut groups: Vec<Value> = (KINDS.iter())
+                .filter(|k| !k.0.is_empty())
+                .map(|k| {
+                    let v = json!({ "groupVersion": format!("{}/{}", k.0, k.1), "version": k.1 });
+                    json!({ "name": k.0, "versions": [v.clone()], "preferredVersion": v })
                 })
                 .collect();
+            groups.dedup();
             Some(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }))
         }
         ["api", v] => Some(resources("", v)),

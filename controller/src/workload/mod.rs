@@ -19,7 +19,7 @@ mod rollout;
 pub mod target;
 
 #[cfg(test)]
-mod fake_api;
+pub(crate) mod fake_api;
 #[cfg(test)]
 mod tests;
 

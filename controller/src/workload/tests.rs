@@ -238,3 +238,47 @@ async fn plans_serialize_as_typed_changes() {
         "playbook web: converged (3 unchanged)"
     );
 }
+
+fn playson() -> Vec<Manifest> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks/playson");
+    super::load(&dir).expect("the playson playbook")
+}
+
+#[tokio::test]
+async fn the_playson_playbook_converges_and_then_plans_to_converged() {
+    let (api, fake) = FakeApi::start();
+    let manifests = playson();
+    let first = plan_playbook(&api, "playson", &manifests)
+        .await
+        .expect("plan");
+    assert_eq!(first.changes().len(), manifests.len(), "{first}");
+    assert!(first.changes()[0].what.starts_with("Namespace "), "{first}");
+    apply(&api, &first).await;
+    fake.take_calls();
+    let again = plan_playbook(&api, "playson", &manifests)
+        .await
+        .expect("plan");
+    assert!(again.is_converged(), "{again}");
+    assert_eq!(again.unchanged(), manifests.len());
+    assert_read_only(&fake.take_calls());
+
+    // The HPA's business (3..6) is not drift; below its minimum is.
+    let deploy = "/apis/apps/v1/namespaces/playson/deployments/httpbin";
+    fake.edit(deploy, |d| d["spec"]["replicas"] = json!(5));
+    let scaled = plan_playbook(&api, "playson", &manifests)
+        .await
+        .expect("plan");
+    assert!(scaled.is_converged(), "{scaled}");
+    fake.edit(deploy, |d| d["spec"]["replicas"] = json!(1));
+    let drift = plan_playbook(&api, "playson", &manifests)
+        .await
+        .expect("plan");
+    assert_eq!(
+        drift.to_string().lines().nth(1),
+        Some("  Deployment playson/httpbin: differs → applied")
+    );
+    fake.take_calls();
+    apply(&api, &drift).await;
+    assert_eq!(writes(&fake.take_calls()), [format!("PATCH {deploy}")]);
+    assert_eq!(fake.get(deploy).expect("deployment")["spec"]["replicas"], 3);
+}
