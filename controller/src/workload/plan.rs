@@ -259,8 +259,8 @@ async fn plan_objects(
     manifests: &[Manifest],
     targets: &[ObjectRef],
 ) -> Result<ObjectsPlan, ApplyError> {
-    let mut dry_run = PatchParams::apply(FIELD_MANAGER).force();
-    dry_run.dry_run = true;
+    // `dryRun=All`: the API server validates and answers, and keeps nothing.
+    let server_side = PatchParams::apply(FIELD_MANAGER).force().dry_run();
     let scaled = autoscaled(manifests);
     let mut out = ObjectsPlan::default();
     for (m, target) in manifests.iter().zip(targets) {
@@ -281,7 +281,7 @@ async fn plan_objects(
             continue;
         }
         let result = api
-            .patch(&target.name, &dry_run, &Patch::Apply(&body))
+            .patch(&target.name, &server_side, &Patch::Apply(&body))
             .await
             .map_err(api_err(format!("dry-running the apply of {target}")))?;
         match live {
