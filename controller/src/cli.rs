@@ -283,19 +283,7 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
         print!("{ours}");
         return ExitCode::SUCCESS;
     };
-    let existing = std::fs::read_to_string(out).ok();
-    let merged = match crate::kubeconfig::merge(existing.as_deref(), &ours) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!(
-                "pictl: merging into {}: {}",
-                out.display(),
-                crate::error_chain(&e)
-            );
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    match crate::state::write_private(out, merged.as_bytes()) {
+    match crate::kubeconfig::merge_into_file(out, &ours) {
         Ok(()) => {
             eprintln!(
                 "wrote context {} to {} (0600)",

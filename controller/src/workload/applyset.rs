@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use base64::Engine;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub const PARENT_NAMESPACE: &str = "kube-system";
@@ -45,12 +46,40 @@ pub fn join_list(items: &BTreeSet<String>) -> String {
     items.iter().cloned().collect::<Vec<_>>().join(",")
 }
 
-/// The parent object with the given group-kinds and namespaces.
-pub fn parent(
-    playbook: &str,
-    group_kinds: &BTreeSet<String>,
-    namespaces: &BTreeSet<String>,
-) -> serde_json::Value {
+/// What a parent records: the kinds its members may have, and the
+/// namespaces (besides its own) they may live in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ParentState {
+    pub group_kinds: BTreeSet<String>,
+    pub namespaces: BTreeSet<String>,
+}
+
+impl ParentState {
+    /// Read from a parent's annotations.
+    pub fn of(annotations: &std::collections::BTreeMap<String, String>) -> Self {
+        let get = |k: &str| annotations.get(k).map(String::as_str);
+        Self {
+            group_kinds: parse_list(get(ANN_GROUP_KINDS)),
+            namespaces: parse_list(get(ANN_NAMESPACES)),
+        }
+    }
+
+    /// Both sets' kinds and namespaces.
+    pub fn union(&self, other: &ParentState) -> ParentState {
+        ParentState {
+            group_kinds: self
+                .group_kinds
+                .union(&other.group_kinds)
+                .cloned()
+                .collect(),
+            namespaces: self.namespaces.union(&other.namespaces).cloned().collect(),
+        }
+    }
+}
+
+/// The parent object recording `state`.
+pub fn parent(playbook: &str, state: &ParentState) -> serde_json::Value {
+    let (group_kinds, namespaces) = (&state.group_kinds, &state.namespaces);
     let name = parent_name(playbook);
     serde_json::json!({
         "apiVersion": "v1",

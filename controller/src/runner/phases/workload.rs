@@ -21,16 +21,26 @@ impl Phase for Workload {
     }
 
     async fn plan(&self, run: &mut Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
-        let api = run.api();
-        let api = api.as_ref().map(|c| *c).map_err(String::as_str);
-        run.workload = workload::converge(run.inv, api, &run.arches, run.opts, None).await;
+        let plan = Self::plan_all(run).await;
+        run.workload = workload::reports(&plan);
         Ok(())
     }
 
     async fn apply(&self, run: &mut Run<'_>, _nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        let plan = Self::plan_all(run).await;
         let api = run.api();
         let api = api.as_ref().map(|c| *c).map_err(String::as_str);
-        run.workload = workload::converge(run.inv, api, &run.arches, run.opts, Some(w)).await;
+        let progress = run.opts.progress.as_ref();
+        run.workload = workload::apply(api, &plan, run.opts.wait, progress, w).await;
         Ok(())
+    }
+}
+
+impl Workload {
+    /// Every playbook's plan (read-only: server-side dry runs).
+    async fn plan_all(run: &Run<'_>) -> workload::WorkloadPlan {
+        let api = run.api();
+        let api = api.as_ref().map(|c| *c).map_err(String::as_str);
+        workload::plan(run.inv, api, &run.arches, run.opts.progress.as_ref()).await
     }
 }
