@@ -84,7 +84,6 @@ fi
 /// A systemd unit as found on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UnitFact {
-    pub loaded: bool,
     pub active: bool,
     pub active_state: String,
     pub enabled: bool,
@@ -218,7 +217,6 @@ fn parse_unit(props: &str) -> UnitFact {
             continue;
         };
         match k {
-            "LoadState" => u.loaded = v == "loaded",
             "ActiveState" => {
                 u.active = v == "active";
                 u.active_state = v.to_string();
@@ -293,7 +291,7 @@ mod tests {
         );
         let unit = f.unit("k3s.service");
         assert!(unit.active && unit.enabled && !unit.need_daemon_reload);
-        assert!(!f.unit("k3s-agent.service").loaded);
+        assert!(!f.unit("k3s-agent.service").active);
         assert_eq!(
             f.server_token.as_ref().map(Secret::expose),
             Some("K10aa::server:s3cret")

@@ -890,7 +890,7 @@ async fn upload_with_wrong_hash_leaves_target_untouched() {
         )
         .await
         .unwrap();
-    let err = upload::check_put(t.host(), target_str, &claimed, &out).unwrap_err();
+    let err = upload::check_put("node 1 $(x)", target_str, &claimed, &out).unwrap_err();
     match &err {
         TransportError::UploadVerify {
             expected, actual, ..

@@ -18,6 +18,7 @@ use crate::error_chain;
 use crate::step::{Applied, Change, Check, Desired, NodeCx, Plan, Step, StepId, StepIo};
 use crate::steps::{self, StepVisitor};
 use crate::write::Writer;
+use tracing::Instrument;
 
 /// What converging needs besides the node.
 #[derive(Clone, Copy)]
@@ -109,6 +110,13 @@ impl Converger<'_, '_> {
 
 impl StepVisitor for Converger<'_, '_> {
     async fn visit<S: Step>(&mut self, step: &S) -> ControlFlow<()> {
+        let span = tracing::info_span!("step", id = %S::ID);
+        self.visit_step(step).instrument(span).await
+    }
+}
+
+impl Converger<'_, '_> {
+    async fn visit_step<S: Step>(&mut self, step: &S) -> ControlFlow<()> {
         let Some(facts) = self.run.facts.clone() else {
             return ControlFlow::Break(());
         };

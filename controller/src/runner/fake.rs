@@ -204,10 +204,6 @@ fn ok(stdout: String) -> Output {
 }
 
 impl Transport for FakeTransport {
-    fn host(&self) -> &str {
-        &self.name
-    }
-
     fn exec<'a>(&'a self, cmd: &'a RemoteCommand) -> BoxFuture<'a, Result<Output, TransportError>> {
         Box::pin(async move {
             self.trips

@@ -68,7 +68,6 @@ fn converged(d: &Desired) -> Facts {
     .into_iter()
     .collect();
     let unit = UnitFact {
-        loaded: true,
         active: true,
         active_state: "active".into(),
         enabled: true,

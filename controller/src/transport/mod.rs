@@ -60,9 +60,6 @@ impl Output {
 
 /// A connection to one node.
 pub trait Transport: Send + Sync {
-    /// The node's name, for messages.
-    fn host(&self) -> &str;
-
     /// Run `cmd`; a non-zero exit is an `Ok(Output)`, only failures to run
     /// it at all (or a refused sudo, or a timeout) are errors.
     fn exec<'a>(&'a self, cmd: &'a RemoteCommand) -> BoxFuture<'a, Result<Output, TransportError>>;

@@ -382,10 +382,6 @@ impl SshTransport {
 }
 
 impl Transport for SshTransport {
-    fn host(&self) -> &str {
-        &self.name
-    }
-
     fn exec<'a>(&'a self, cmd: &'a RemoteCommand) -> BoxFuture<'a, Result<Output, TransportError>> {
         Box::pin(self.exec_impl(cmd))
     }
