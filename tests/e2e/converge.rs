@@ -18,57 +18,21 @@ const NEW: &str = "v1.33.1+k3s1";
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 
 fn main() -> ExitCode {
-    let cases: &[Case] = &[
-        (
-            "plan_on_a_fresh_lab_lists_every_change_and_exits_2",
-            plan_fresh,
-        ),
-        ("first_apply_bootstraps_three_ready_nodes", first_apply),
-        (
-            "second_apply_changes_nothing_and_restarts_nothing",
-            second_apply,
-        ),
-        (
-            "config_drift_is_planned_and_repaired_on_that_node_only",
-            config_drift,
-        ),
-        ("stopped_service_is_planned_and_repaired", stopped_service),
-        (
-            "a_second_concurrent_apply_is_refused_by_the_lock",
-            lock_refuses,
-        ),
-        (
-            "sudo_password_goes_through_stdin_and_repairs_drift",
-            sudo_password,
-        ),
-        (
-            "lost_controller_state_adopts_the_running_cluster_token",
-            lost_state,
-        ),
-        (
-            "workload_is_server_side_applied_and_a_rerun_changes_nothing",
-            workload_applied,
-        ),
-        (
-            "workload_drift_is_repaired_and_objects_that_left_are_pruned",
-            workload_drift_and_prune,
-        ),
-        (
-            "image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch",
-            image_preflight,
-        ),
-        (
-            "unreachable_node_is_reported_and_the_rest_converge",
-            unreachable_node,
-        ),
-        (
-            "upgrade_goes_server_first_and_survives_a_node_killed_mid_run",
-            upgrade_with_kill,
-        ),
-        (
-            "corrupted_artifact_is_refused_and_nothing_is_replaced",
-            corrupted_artifact,
-        ),
+    let cases: &[Case] = pictl_e2e::cases![
+        plan_on_a_fresh_lab_lists_every_change_and_exits_2,
+        first_apply_bootstraps_three_ready_nodes,
+        second_apply_changes_nothing_and_restarts_nothing,
+        config_drift_is_planned_and_repaired_on_that_node_only,
+        stopped_service_is_planned_and_repaired,
+        a_second_concurrent_apply_is_refused_by_the_lock,
+        sudo_password_goes_through_stdin_and_repairs_drift,
+        lost_controller_state_adopts_the_running_cluster_token,
+        workload_is_server_side_applied_and_a_rerun_changes_nothing,
+        workload_drift_is_repaired_and_objects_that_left_are_pruned,
+        image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch,
+        unreachable_node_is_reported_and_the_rest_converge,
+        upgrade_goes_server_first_and_survives_a_node_killed_mid_run,
+        corrupted_artifact_is_refused_and_nothing_is_replaced,
     ];
     harness::run(
         cases,
@@ -233,7 +197,7 @@ fn ensure_converged(lab: &Lab) {
     assert_eq!(code, 0, "apply failed: {v:#}\n{}", text(&out));
 }
 
-fn plan_fresh(lab: &Lab) {
+fn plan_on_a_fresh_lab_lists_every_change_and_exits_2(lab: &Lab) {
     // Controller state left by an earlier run against another lab would not be "fresh".
     let _ = std::fs::remove_dir_all(lab.dir().join("state"));
     let out = pictl(lab, &lab.inventory(), &["plan"]);
@@ -262,7 +226,7 @@ fn plan_fresh(lab: &Lab) {
     assert!(!lab.dir().join("state").join("token").exists());
 }
 
-fn first_apply(lab: &Lab) {
+fn first_apply_bootstraps_three_ready_nodes(lab: &Lab) {
     let boot_before = boot_id(lab, "node3");
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
@@ -356,7 +320,7 @@ fn first_apply(lab: &Lab) {
     );
 }
 
-fn second_apply(lab: &Lab) {
+fn second_apply_changes_nothing_and_restarts_nothing(lab: &Lab) {
     let before: Vec<String> = ["node1", "node2", "node3"]
         .iter()
         .map(|n| unit_started(lab, n, unit_of(n)))
@@ -406,7 +370,7 @@ fn second_apply(lab: &Lab) {
     );
 }
 
-fn config_drift(lab: &Lab) {
+fn config_drift_is_planned_and_repaired_on_that_node_only(lab: &Lab) {
     ensure_converged(lab);
     // A same-size edit with the mtime put back is still found: the node's
     // hash cache is keyed on ctime, which touch cannot restore.
@@ -472,7 +436,7 @@ fn config_drift(lab: &Lab) {
     );
 }
 
-fn stopped_service(lab: &Lab) {
+fn stopped_service_is_planned_and_repaired(lab: &Lab) {
     ensure_converged(lab);
     lab.ssh_ok("node3", "root", "systemctl stop k3s-agent")
         .expect("stop");
@@ -495,7 +459,7 @@ fn stopped_service(lab: &Lab) {
     );
 }
 
-fn lock_refuses(lab: &Lab) {
+fn a_second_concurrent_apply_is_refused_by_the_lock(lab: &Lab) {
     ensure_converged(lab);
     // Hold the lock from a slow apply: node2 is cut, so its connect waits.
     lab.cut("node2").expect("cut");
@@ -518,7 +482,7 @@ fn lock_refuses(lab: &Lab) {
     );
 }
 
-fn unreachable_node(lab: &Lab) {
+fn unreachable_node_is_reported_and_the_rest_converge(lab: &Lab) {
     ensure_converged(lab);
     lab.ssh_ok(
         "node3",
@@ -571,7 +535,7 @@ fn inventory_with_version(lab: &Lab, version: &str, name: &str) -> PathBuf {
     path
 }
 
-fn upgrade_with_kill(lab: &Lab) {
+fn upgrade_goes_server_first_and_survives_a_node_killed_mid_run(lab: &Lab) {
     ensure_converged(lab);
     let inv = inventory_with_version(lab, NEW, "inventory-new.toml");
     // Watch progress; kill node3 while the server is being upgraded: its SSH
@@ -632,7 +596,7 @@ fn upgrade_with_kill(lab: &Lab) {
     assert_eq!(pictl(lab, &inv, &["plan"]).status.code(), Some(0));
 }
 
-fn corrupted_artifact(lab: &Lab) {
+fn corrupted_artifact_is_refused_and_nothing_is_replaced(lab: &Lab) {
     // A release whose binary does not match its checksum file.
     let bad = "v1.33.9+k3s1";
     let dst = lab.mirror_dir().join(bad);
@@ -686,7 +650,7 @@ fn corrupted_artifact(lab: &Lab) {
     }
 }
 
-fn sudo_password(lab: &Lab) {
+fn sudo_password_goes_through_stdin_and_repairs_drift(lab: &Lab) {
     ensure_converged(lab);
     // A user whose sudo asks for a password (with shell metacharacters in it).
     let password = "Pa55 w0rd$(id)'\"";
@@ -781,7 +745,7 @@ fn sudo_password(lab: &Lab) {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }
 
-fn lost_state(lab: &Lab) {
+fn lost_controller_state_adopts_the_running_cluster_token(lab: &Lab) {
     ensure_converged(lab);
     let state = lab.dir().join("state");
     let token = std::fs::read_to_string(state.join("token")).expect("token");
@@ -924,7 +888,7 @@ fn resource_versions(lab: &Lab) -> String {
     )
 }
 
-fn workload_applied(lab: &Lab) {
+fn workload_is_server_side_applied_and_a_rerun_changes_nothing(lab: &Lab) {
     ensure_converged(lab);
     let inv = inventory_with_playbook(lab, &playson(), "inventory-workload.toml");
     let (code, v, out) = apply_json(lab, &inv);
@@ -996,7 +960,7 @@ fn workload_applied(lab: &Lab) {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 }
 
-fn workload_drift_and_prune(lab: &Lab) {
+fn workload_drift_is_repaired_and_objects_that_left_are_pruned(lab: &Lab) {
     ensure_converged(lab);
     let inv = inventory_with_playbook(lab, &playson(), "inventory-workload.toml");
     let (code, _, out) = apply_json(lab, &inv);
@@ -1129,7 +1093,7 @@ fn workload_drift_and_prune(lab: &Lab) {
     );
 }
 
-fn image_preflight(lab: &Lab) {
+fn image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch(lab: &Lab) {
     ensure_converged(lab);
     // The playson incident, mirrored for the lab's amd64 nodes: an arm64-only image.
     let reg = pictl_e2e::registry::Registry::start().expect("registry");

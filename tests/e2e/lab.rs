@@ -13,41 +13,23 @@ use pictl_e2e::{Case, Lab, LabSpec, harness};
 const PI_NODE: &str = "node3";
 
 fn main() -> ExitCode {
-    let cases: &[Case] = &[
-        (
-            "each_node_has_its_own_hostname_and_machine_id_as_root_and_sudo_user",
-            own_identity,
-        ),
-        (
-            "known_hosts_holds_the_real_host_keys_and_a_wrong_key_is_refused",
-            host_keys,
-        ),
-        (
-            "file_written_on_node1_is_absent_on_node2",
-            separate_filesystems,
-        ),
-        ("node1_reaches_node2_by_name", reach_by_name),
-        ("inventory_points_at_the_lab", inventory_matches),
-        ("mirror_serves_the_host_directory_to_nodes", mirror_serves),
-        (
-            "pi_node_presents_pi_boot_files_without_cgroup_flags",
-            pi_emulation,
-        ),
-        (
-            "network_sysctls_are_writable_inside_nodes_only",
-            sysctl_writable,
-        ),
-        ("enabled_unit_survives_reboot", unit_survives_reboot),
-        ("kill_makes_ssh_fail_while_the_others_answer", kill_node),
-        ("stop_powers_off_cleanly_and_start_boots_again", stop_start),
-        (
-            "cut_takes_a_node_off_the_network_and_uncut_restores_it",
-            cut_uncut,
-        ),
-        ("cli_errors_are_clear", cli_errors),
-        ("up_is_idempotent_on_a_healthy_lab", up_idempotent),
-        ("down_recovers_from_a_crashed_run", down_recovers),
-        ("up_recovers_from_a_crashed_run", up_recovers),
+    let cases: &[Case] = pictl_e2e::cases![
+        each_node_has_its_own_hostname_and_machine_id_as_root_and_sudo_user,
+        known_hosts_holds_the_real_host_keys_and_a_wrong_key_is_refused,
+        file_written_on_node1_is_absent_on_node2,
+        node1_reaches_node2_by_name,
+        inventory_points_at_the_lab,
+        mirror_serves_the_host_directory_to_nodes,
+        pi_node_presents_pi_boot_files_without_cgroup_flags,
+        network_sysctls_are_writable_inside_nodes_only,
+        enabled_unit_survives_reboot,
+        kill_makes_ssh_fail_while_the_others_answer,
+        stop_powers_off_cleanly_and_start_boots_again,
+        cut_takes_a_node_off_the_network_and_uncut_restores_it,
+        cli_errors_are_clear,
+        up_is_idempotent_on_a_healthy_lab,
+        down_recovers_from_a_crashed_run,
+        up_recovers_from_a_crashed_run,
     ];
     harness::run(
         cases,
@@ -92,7 +74,7 @@ fn state_of(lab: &Lab, node: &str) -> String {
         .unwrap_or_else(|| panic!("status lists no {node}"))
 }
 
-fn own_identity(lab: &Lab) {
+fn each_node_has_its_own_hostname_and_machine_id_as_root_and_sudo_user(lab: &Lab) {
     let mut ids = BTreeSet::new();
     for node in lab.nodes() {
         let root = sh(lab, &node.name, "hostname; cat /etc/machine-id; id -u");
@@ -127,7 +109,7 @@ fn own_identity(lab: &Lab) {
     println!("    machine-ids: {ids:?}");
 }
 
-fn host_keys(lab: &Lab) {
+fn known_hosts_holds_the_real_host_keys_and_a_wrong_key_is_refused(lab: &Lab) {
     let known = std::fs::read_to_string(lab.known_hosts()).expect("known_hosts");
     let mut keys = BTreeSet::new();
     for node in lab.nodes() {
@@ -174,7 +156,7 @@ fn host_keys(lab: &Lab) {
     );
 }
 
-fn separate_filesystems(lab: &Lab) {
+fn file_written_on_node1_is_absent_on_node2(lab: &Lab) {
     let marker = unique_marker();
     sh(
         lab,
@@ -197,7 +179,7 @@ fn separate_filesystems(lab: &Lab) {
     sh(lab, "node1", &format!("rm /root/{marker}"));
 }
 
-fn reach_by_name(lab: &Lab) {
+fn node1_reaches_node2_by_name(lab: &Lab) {
     let n2 = lab.address("node2").expect("node2");
     assert_eq!(
         sh(lab, "node1", "getent hosts node2 | awk '{print $1}'"),
@@ -214,7 +196,7 @@ fn reach_by_name(lab: &Lab) {
     assert_eq!(banner, "SSH-2.0-");
 }
 
-fn inventory_matches(lab: &Lab) {
+fn inventory_points_at_the_lab(lab: &Lab) {
     let path = lab.inventory();
     let text = std::fs::read_to_string(&path).expect("inventory");
     let inv: toml::Table = toml::from_str(&text).expect("inventory is TOML");
@@ -247,7 +229,7 @@ fn inventory_matches(lab: &Lab) {
     }
 }
 
-fn mirror_serves(lab: &Lab) {
+fn mirror_serves_the_host_directory_to_nodes(lab: &Lab) {
     let marker = unique_marker();
     let version_dir = lab.mirror_dir().join("lab-test+probe");
     std::fs::create_dir_all(&version_dir).expect("mkdir");
@@ -258,7 +240,7 @@ fn mirror_serves(lab: &Lab) {
     assert_eq!(got, marker);
 }
 
-fn pi_emulation(lab: &Lab) {
+fn pi_node_presents_pi_boot_files_without_cgroup_flags(lab: &Lab) {
     let cmdline = sh(lab, PI_NODE, "cat /boot/firmware/cmdline.txt");
     assert_eq!(cmdline.lines().count(), 1, "cmdline.txt is one line");
     assert!(
@@ -279,7 +261,7 @@ fn pi_emulation(lab: &Lab) {
     assert_eq!(plain, "plain", "node1 must not look like a Pi");
 }
 
-fn sysctl_writable(lab: &Lab) {
+fn network_sysctls_are_writable_inside_nodes_only(lab: &Lab) {
     let host_before =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("host sysctl");
     let want = if host_before.trim() == "1" { "0" } else { "1" };
@@ -306,7 +288,7 @@ fn sysctl_writable(lab: &Lab) {
     );
 }
 
-fn unit_survives_reboot(lab: &Lab) {
+fn enabled_unit_survives_reboot(lab: &Lab) {
     let node = "node2";
     let unit = "[Unit]\nDescription=lab probe\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n";
     sh(
@@ -369,7 +351,7 @@ fn unit_survives_reboot(lab: &Lab) {
     );
 }
 
-fn kill_node(lab: &Lab) {
+fn kill_makes_ssh_fail_while_the_others_answer(lab: &Lab) {
     let node = "node3";
     let id_before = sh(lab, node, "cat /etc/machine-id");
     let said = lab.kill(node).unwrap_or_else(|e| panic!("{e:#}"));
@@ -389,7 +371,7 @@ fn kill_node(lab: &Lab) {
     assert_eq!(state_of(lab, node), "running");
 }
 
-fn stop_start(lab: &Lab) {
+fn stop_powers_off_cleanly_and_start_boots_again(lab: &Lab) {
     let node = "node2";
     let said = lab.stop(node).unwrap_or_else(|e| panic!("{e:#}"));
     println!("    {}", said.trim());
@@ -407,7 +389,7 @@ fn stop_start(lab: &Lab) {
     assert_eq!(sh(lab, node, "systemctl is-system-running"), "running");
 }
 
-fn cut_uncut(lab: &Lab) {
+fn cut_takes_a_node_off_the_network_and_uncut_restores_it(lab: &Lab) {
     let node = "node2";
     lab.cut(node).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(state_of(lab, node), "cut");
@@ -428,7 +410,7 @@ fn cut_uncut(lab: &Lab) {
     sh(lab, "node1", "ping -c 1 -W 2 node2");
 }
 
-fn cli_errors(lab: &Lab) {
+fn cli_errors_are_clear(lab: &Lab) {
     let run = |args: &[&str]| {
         std::process::Command::new(pictl_e2e::lab::tool())
             .arg("--id")
@@ -457,7 +439,7 @@ fn cli_errors(lab: &Lab) {
     assert!(!out.status.success(), "nobody has no key");
 }
 
-fn up_idempotent(lab: &Lab) {
+fn up_is_idempotent_on_a_healthy_lab(lab: &Lab) {
     let before = machine_ids(lab);
     let started = Instant::now();
     let said = lab.up_again().unwrap_or_else(|e| panic!("{e:#}"));
@@ -512,7 +494,7 @@ fn assert_gone(pids: &[String]) {
     }
 }
 
-fn down_recovers(lab: &Lab) {
+fn down_recovers_from_a_crashed_run(lab: &Lab) {
     lab.cut("node1").unwrap_or_else(|e| panic!("{e:#}"));
     let orphans = crash_supervisors(lab);
     lab.tool(&["down"]).unwrap_or_else(|e| panic!("{e:#}"));
@@ -524,7 +506,7 @@ fn down_recovers(lab: &Lab) {
     assert!(said.contains("from cached base"), "{said}");
 }
 
-fn up_recovers(lab: &Lab) {
+fn up_recovers_from_a_crashed_run(lab: &Lab) {
     let orphans = crash_supervisors(lab);
     let before = machine_ids(lab);
     let started = Instant::now();

@@ -1240,7 +1240,7 @@ fn write_file_cmd(path: &str, content: &str, mode: &str) -> String {
     )
 }
 
-fn lab_k3s_under_systemd(lab: &Lab) {
+fn k3s_sim_under_systemd_with_k3s_units(lab: &Lab) {
     lab.populate_mirror().expect("populate mirror");
     let mirror = lab.mirror_url().trim_end_matches('/').to_string();
     let server_ip = lab.address("node1").expect("node1").to_string();
@@ -1456,32 +1456,20 @@ fn lab_k3s_under_systemd(lab: &Lab) {
 }
 
 fn main() -> ExitCode {
-    let host: &[(&str, fn())] = &[
-        ("version_format", version_format),
-        ("mirror_layout_two_versions", mirror_layout_two_versions),
-        (
-            "server_writes_token_kubeconfig_and_real_tls",
-            server_writes_token_kubeconfig_and_real_tls,
-        ),
-        ("server_side_apply_semantics", server_side_apply_semantics),
-        ("other_kinds_apply_and_list", other_kinds_apply_and_list),
-        ("client_side_apply_and_patch", client_side_apply_and_patch),
-        (
-            "agents_join_heartbeat_and_go_not_ready",
-            agents_join_heartbeat_and_go_not_ready,
-        ),
-        ("wrong_token_is_refused", wrong_token_is_refused),
-        ("config_errors_are_clear", config_errors_are_clear),
-        (
-            "restarted_server_keeps_everything",
-            restarted_server_keeps_everything,
-        ),
+    let host: &[(&str, fn())] = pictl_e2e::host_cases![
+        version_format,
+        mirror_layout_two_versions,
+        server_writes_token_kubeconfig_and_real_tls,
+        server_side_apply_semantics,
+        other_kinds_apply_and_list,
+        client_side_apply_and_patch,
+        agents_join_heartbeat_and_go_not_ready,
+        wrong_token_is_refused,
+        config_errors_are_clear,
+        restarted_server_keeps_everything,
     ];
     let (_, host_failed) = run_host_cases(host);
-    let lab_cases: &[Case] = &[(
-        "k3s_sim_under_systemd_with_k3s_units",
-        lab_k3s_under_systemd,
-    )];
+    let lab_cases: &[Case] = pictl_e2e::cases![k3s_sim_under_systemd_with_k3s_units,];
     let lab_result = if std::env::var("SIM_SKIP_LAB").is_ok_and(|v| v == "1") {
         println!("lab: skipped (SIM_SKIP_LAB=1)");
         ExitCode::SUCCESS

@@ -217,3 +217,20 @@ fn lab_cache_present() -> bool {
         .unwrap_or_else(|| "/var/cache/pictl-lab/bookworm-base.tar".into())
         .is_file()
 }
+
+/// The cases of a lab test, each named by its own function: what a run
+/// prints and what a filter matches is the name of the code that runs.
+#[macro_export]
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        &[$((stringify!($case), $case as fn(&$crate::Lab))),*]
+    };
+}
+
+/// The same for host-only cases (no lab).
+#[macro_export]
+macro_rules! host_cases {
+    ($($case:ident),* $(,)?) => {
+        &[$((stringify!($case), $case as fn())),*]
+    };
+}
