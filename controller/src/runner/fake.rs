@@ -299,7 +299,7 @@ impl ApiConnector for FakeApi {
     fn client<'a>(
         &'a self,
         _kubeconfig: &'a Secret,
-    ) -> BoxFuture<'a, Result<kube::Client, String>> {
+    ) -> BoxFuture<'a, Result<kube::Client, super::api::ApiError>> {
         let api = self.clone();
         Box::pin(async move {
             let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {

@@ -29,7 +29,7 @@ mod tests;
 
 use std::time::Instant;
 
-pub use api::{ApiConnector, KubeconfigApi, kube_client};
+pub use api::{ApiConnector, ApiError, KubeconfigApi, kube_client};
 pub use connect::{Connector, GatherError, SshConnector, gather};
 pub use error::{NodeFailure, RunError};
 pub use options::{Mode, Options};

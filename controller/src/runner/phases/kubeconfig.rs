@@ -105,7 +105,8 @@ impl Kubeconfig {
         run.nodes[server].push(run.opts.progress.as_ref(), r);
         if let Some(k) = usable {
             let client = run.opts.api.client(&k).await;
-            run.api = Some(client.map_err(|e| format!("cannot reach the API: {e}")));
+            run.api =
+                Some(client.map_err(|e| format!("cannot reach the API: {}", error_chain(&e))));
         }
         run.admin = run.nodes[server]
             .facts
