@@ -75,6 +75,18 @@ e started_with "$(cat /var/lib/pictl/k3s-started-with 2>/dev/null)"
 for u in k3s.service k3s-agent.service pictl-agent.service; do
   e unit "$u $(systemctl show -p LoadState,ActiveState,UnitFileState,NeedDaemonReload "$u" 2>/dev/null | tr '\n' ' ')"
 done
+# A K3s install pictl did not write (install.sh's, or by hand), to adopt:
+# its unit, the unit's .service.env, and config.yaml.
+for u in k3s.service k3s-agent.service; do
+  f=/etc/systemd/system/$u
+  if [ -f "$f" ] && ! grep -q '^# Managed by pictl' "$f"; then
+    e foreign_unit "$u $(cat "$f")"
+    if [ -f "$f.env" ]; then e foreign_env "$(cat "$f.env")"; fi
+  fi
+done
+c=/etc/rancher/k3s/config.yaml
+if [ -f "$c" ] && ! grep -q '^# Managed by pictl' "$c"; then e foreign_config "$(cat "$c")"; fi
+e addresses "$(hostname -I 2>/dev/null)"
 if [ "$secrets" = secrets ]; then
   if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
   if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
@@ -113,6 +125,10 @@ pub struct Facts {
     pub units: BTreeMap<String, UnitFact>,
     pub server_token: Option<Secret>,
     pub admin_kubeconfig: Option<Secret>,
+    /// A K3s install pictl did not write: (unit name, its files).
+    pub foreign: Option<(String, crate::adopt::Foreign)>,
+    /// The node's addresses (`hostname -I`), the default-route one first.
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -196,6 +212,11 @@ impl Facts {
                 .get("kubeconfig")
                 .filter(|s| !s.is_empty())
                 .map(|s| Secret::new(s.clone())),
+            foreign: foreign(&one),
+            addresses: get("addresses")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
         })
     }
 
@@ -207,6 +228,17 @@ impl Facts {
     pub fn unit(&self, name: &str) -> UnitFact {
         self.units.get(name).cloned().unwrap_or_default()
     }
+}
+
+/// The foreign K3s install the script reported, if any.
+fn foreign(one: &BTreeMap<&str, String>) -> Option<(String, crate::adopt::Foreign)> {
+    let (unit, text) = one.get("foreign_unit")?.split_once(' ')?;
+    let found = crate::adopt::Foreign {
+        unit: Secret::new(text),
+        env: one.get("foreign_env").cloned().map(Secret::new),
+        config: one.get("foreign_config").cloned().map(Secret::new),
+    };
+    Some((unit.to_string(), found))
 }
 
 /// `systemctl show` properties of one unit.

@@ -5,6 +5,7 @@
 //! each step's `check`. Side effects: the SSH [`transport`], [`artifacts`]
 //! downloads, the [`state`] directory, and the [`runner`] that drives steps.
 
+pub mod adopt;
 pub mod agent_binary;
 pub mod arch;
 pub mod artifacts;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod download;
 pub mod facts;
 pub mod inventory;
+pub mod k3s_flags;
 pub mod kubeconfig;
 pub mod recap;
 pub mod render;

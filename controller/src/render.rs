@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::inventory::{Inventory, Node, Role};
+use crate::inventory::{Inventory, K3sSettings, Node, Role};
 use crate::secret::Secret;
 
 pub const HEADER: &str = "# Managed by pictl: edits are reverted by the next `pictl apply`.\n";
@@ -31,6 +31,19 @@ struct K3sConfig<'a> {
     node_taint: Vec<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cluster_init: bool,
+    /// The inventory's extra K3s settings for the node's role and the node.
+    #[serde(flatten)]
+    extra: K3sSettings,
+}
+
+/// The cluster's settings for `node`'s role, with the node's own over them.
+fn extra(inv: &Inventory, node: &Node) -> K3sSettings {
+    let mut out = match node.role {
+        Role::Server => inv.cluster.server_config.clone(),
+        Role::Agent => inv.cluster.agent_config.clone(),
+    };
+    out.extend(node.k3s_config.clone());
+    out
 }
 
 /// The server's config; `secret` is the cluster secret (the server derives
@@ -57,6 +70,7 @@ pub fn server_config(inv: &Inventory, node: &Node, secret: &Secret) -> String {
         node_label: labels(node),
         node_taint: node.taints.iter().map(String::as_str).collect(),
         cluster_init: inv.cluster.ha && first_server,
+        extra: extra(inv, node),
     };
     to_yaml(&cfg)
 }
@@ -74,6 +88,7 @@ pub fn agent_config(inv: &Inventory, node: &Node, join_token: &Secret) -> String
         node_label: labels(node),
         node_taint: node.taints.iter().map(String::as_str).collect(),
         cluster_init: false,
+        extra: extra(inv, node),
     };
     to_yaml(&cfg)
 }
@@ -136,6 +151,8 @@ WantedBy=multi-user.target
 [Service]
 Type={kind}
 EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+EnvironmentFile=-/etc/systemd/system/%N.service.env
 KillMode=process
 Delegate=yes
 LimitNOFILE=1048576

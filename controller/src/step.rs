@@ -19,6 +19,7 @@ use crate::write::Writer;
 #[serde(rename_all = "kebab-case")]
 pub enum StepId {
     PiCgroups,
+    K3sAdopt,
     K3sBinary,
     K3sConfig,
     K3sUnit,
@@ -32,6 +33,7 @@ impl StepId {
     pub fn as_str(self) -> &'static str {
         match self {
             StepId::PiCgroups => "pi-cgroups",
+            StepId::K3sAdopt => "k3s-adopt",
             StepId::K3sBinary => "k3s-binary",
             StepId::K3sConfig => "k3s-config",
             StepId::K3sUnit => "k3s-unit",

@@ -60,6 +60,9 @@ pub struct Cluster {
     pub api_address: Option<String>,
     pub tls_san: Vec<String>,
     pub ha: bool,
+    /// Extra K3s settings (config.yaml keys) for every server / every agent.
+    pub server_config: K3sSettings,
+    pub agent_config: K3sSettings,
     /// Local directory for the generated token, the apply lock and fetched
     /// kubeconfig.
     pub state_dir: PathBuf,
@@ -145,7 +148,34 @@ pub struct Node {
     pub arch: Option<Arch>,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<String>,
+    /// Extra K3s settings for this node (over the cluster's for its role).
+    pub k3s_config: K3sSettings,
+    /// Settings found on the node (from install.sh) that pictl may drop
+    /// when it takes the node over.
+    pub adopt_drop: Vec<String>,
 }
+
+/// A K3s setting's value, typed by its flag (`config.yaml` shape).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum K3sValue {
+    Bool(bool),
+    One(String),
+    Many(Vec<String>),
+}
+
+impl std::fmt::Display for K3sValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            K3sValue::Bool(b) => write!(f, "{b}"),
+            K3sValue::One(s) => f.write_str(s),
+            K3sValue::Many(v) => write!(f, "[{}]", v.join(", ")),
+        }
+    }
+}
+
+/// config.yaml key → value.
+pub type K3sSettings = BTreeMap<String, K3sValue>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Workload {

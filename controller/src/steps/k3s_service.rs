@@ -81,13 +81,28 @@ impl K3sService {
     }
 }
 
+impl K3sService {
+    /// K3s was set up outside pictl, runs the release pictl installs, and
+    /// its settings are what pictl's files say: taking it over needs no
+    /// restart, only the record of what it runs with.
+    fn adopted_as_is(cx: &NodeCx<'_>, reason: &RestartReason) -> bool {
+        let binary_changed =
+            matches!(reason, RestartReason::ChangedByRun(s) if s.contains(&StepId::K3sBinary));
+        !binary_changed && super::k3s_adopt::assessment(cx).is_some_and(|a| a.verdict.equivalent())
+    }
+}
+
 impl Step for K3sService {
     const ID: StepId = StepId::K3sService;
     type Plan = ServicePlan;
 
     fn check(&self, cx: &NodeCx<'_>) -> Check<ServicePlan> {
         let unit = cx.facts.unit(cx.desired.unit_name);
-        let restart = Self::restart_reason(cx).map_or(ServiceAction::Keep, ServiceAction::Restart);
+        let restart = match Self::restart_reason(cx) {
+            Some(reason) if Self::adopted_as_is(cx, &reason) => ServiceAction::Adopt,
+            Some(reason) => ServiceAction::Restart(reason),
+            None => ServiceAction::Keep,
+        };
         let plan = ServicePlan {
             unit: cx.desired.unit_name,
             daemon_reload: cx.pending.contains(&StepId::K3sUnit) || unit.need_daemon_reload,

@@ -3,6 +3,7 @@
 //! and the tests walk the same order.
 
 mod health_agent;
+mod k3s_adopt;
 mod k3s_binary;
 mod k3s_config;
 mod k3s_service;
@@ -11,6 +12,7 @@ mod pi_cgroups;
 mod service;
 
 pub use health_agent::{HealthAgent, HealthAgentPlan};
+pub use k3s_adopt::{AdoptPlan, K3sAdopt};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
 pub use k3s_config::{K3sConfig, K3sConfigPlan};
 pub use k3s_service::K3sService;
@@ -30,10 +32,11 @@ pub trait StepVisitor {
     ) -> impl std::future::Future<Output = ControlFlow<()>> + Send;
 }
 
-/// Every node step, in order: preflight, binary, config, unit, service,
+/// Every node step, in order: preflight, adoption, binary, config, unit, service,
 /// health agent.
 pub async fn visit<V: StepVisitor + Send>(v: &mut V) -> ControlFlow<()> {
     v.visit(&PiCgroups).await?;
+    v.visit(&K3sAdopt).await?;
     v.visit(&K3sBinary).await?;
     v.visit(&K3sConfig).await?;
     v.visit(&K3sUnit).await?;

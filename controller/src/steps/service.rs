@@ -28,13 +28,16 @@ pub enum ServiceAction {
         from: String,
     },
     Restart(RestartReason),
+    /// Set up outside pictl and already running as pictl configures it:
+    /// kept running, and recorded as started with pictl's files.
+    Adopt,
 }
 
 impl ServiceAction {
     /// The `systemctl` verb (`none` when kept).
     pub fn verb(&self) -> &'static str {
         match self {
-            ServiceAction::Keep => "none",
+            ServiceAction::Keep | ServiceAction::Adopt => "none",
             ServiceAction::Start { .. } => "start",
             ServiceAction::Restart(_) => "restart",
         }
@@ -83,6 +86,11 @@ impl ServicePlan {
         }
         match &self.action {
             ServiceAction::Keep => {}
+            ServiceAction::Adopt => out.push(Change::new(
+                self.unit,
+                "running (set up outside pictl)",
+                "kept running: it already runs as pictl configures it",
+            )),
             ServiceAction::Start { from } => {
                 out.push(Change::new(self.unit, from.clone(), "active"))
             }

@@ -1,6 +1,7 @@
 //! `[cluster]`: name, K3s release, mirror, token and API addresses.
 
 use super::Loader;
+use super::k3s::For;
 use crate::inventory::model::{
     Cluster, DEFAULT_CHANNEL_URL, DEFAULT_MIRROR, K3sRelease, SecretSource,
 };
@@ -20,6 +21,8 @@ const CLUSTER_KEYS: &[&str] = &[
     "tls_san",
     "ha",
     "state_dir",
+    "server_config",
+    "agent_config",
 ];
 
 const ADDRESS_HINT: Option<&str> = Some("an IP address or a DNS name");
@@ -55,6 +58,8 @@ impl Loader<'_, '_> {
             })
             .collect();
         let ha = t.bool(self.sink, "ha").is_some_and(|b| b.value);
+        let server_config = self.k3s_settings(t, "server_config", For::Servers);
+        let agent_config = self.k3s_settings(t, "agent_config", For::Agents);
         let state_dir = t
             .str(self.sink, "state_dir")
             .map(|s| resolve_path(self.base_dir, &s.value));
@@ -69,6 +74,8 @@ impl Loader<'_, '_> {
             api_address,
             tls_san,
             ha,
+            server_config,
+            agent_config,
         })
     }
 

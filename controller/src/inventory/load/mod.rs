@@ -9,6 +9,7 @@
 //! of the files the inventory names; nothing else.
 
 mod cluster;
+mod k3s;
 mod nodes;
 mod secret;
 mod ssh;

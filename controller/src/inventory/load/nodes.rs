@@ -7,12 +7,23 @@ use std::collections::BTreeMap;
 use toml::de::DeValue;
 
 use super::Loader;
+use super::k3s::For;
 use super::ssh::RawSsh;
 use crate::inventory::model::{Node, Role};
 use crate::inventory::reader::{self, Located, TableReader};
 use crate::inventory::rules;
 
-const NODE_KEYS: &[&str] = &["name", "address", "role", "arch", "labels", "taints", "ssh"];
+const NODE_KEYS: &[&str] = &[
+    "name",
+    "address",
+    "role",
+    "arch",
+    "labels",
+    "taints",
+    "ssh",
+    "k3s_config",
+    "adopt_drop",
+];
 
 /// What the rules across nodes need to remember while the nodes are read.
 #[derive(Default)]
@@ -114,6 +125,14 @@ impl Loader<'_, '_> {
                     .map(|()| s.value)
             })
             .collect();
+        let k3s_config =
+            self.k3s_settings(t, "k3s_config", For::Node(role.map(|r| r == Role::Server)));
+        let adopt_drop = t
+            .str_list(self.sink, "adopt_drop")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
         let ssh = t
             .table(self.sink, "ssh")
             .map(|s| self.ssh(&s))
@@ -128,6 +147,8 @@ impl Loader<'_, '_> {
             arch,
             labels,
             taints,
+            k3s_config,
+            adopt_drop,
         })
     }
 

@@ -1,0 +1,215 @@
+//! Is what K3s runs with the same as what pictl would configure? Compares
+//! the imported settings with pictl's config.yaml for the node, knowing
+//! K3s's defaults for the keys pictl always writes (node-name is the
+//! hostname, node-ip the node's address, the kubeconfig is 0600, the
+//! certificate already names the node). Any imported setting pictl would
+//! not write is "dropped"; pictl never drops one silently.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::import::{Imported, Value};
+
+/// What K3s would default a missing key to, on this node.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    pub hostname: &'a str,
+    /// The node's addresses, the default-route one first.
+    pub addresses: &'a [String],
+}
+
+/// The outcome of a comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict {
+    /// Settings the node has that pictl's config would not carry.
+    pub dropped: Vec<(String, String)>,
+    /// Settings pictl would change: (key, now, then).
+    pub changed: Vec<(String, String, String)>,
+}
+
+impl Verdict {
+    /// K3s would run exactly as it does now under pictl's files.
+    pub fn equivalent(&self) -> bool {
+        self.dropped.is_empty() && self.changed.is_empty()
+    }
+}
+
+pub fn compare(
+    imported: &Imported,
+    desired: &BTreeMap<String, Value>,
+    view: NodeView<'_>,
+) -> Verdict {
+    let mut v = Verdict::default();
+    for name in &imported.unknown {
+        v.dropped
+            .push((name.clone(), "(a flag K3s does not know)".into()));
+    }
+    for (key, value) in &imported.keys {
+        if !desired.contains_key(key) && !is_default(key, value, view) {
+            v.dropped.push((key.clone(), shown(key, value)));
+        }
+    }
+    for (key, want) in desired {
+        let have = imported.keys.get(key);
+        if !same(key, have, want, view) {
+            let now = have.map_or_else(|| "(K3s's default)".to_string(), |h| shown(key, h));
+            v.changed.push((key.clone(), now, shown(key, want)));
+        }
+    }
+    v
+}
+
+/// A value for people: tokens are never shown.
+fn shown(key: &str, value: &Value) -> String {
+    if key.contains("token") {
+        "<redacted>".into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// The secret part of any token form K3s accepts.
+fn secret_of(token: &str) -> &str {
+    match token.strip_prefix("K10") {
+        Some(rest) => rest.rsplit_once(':').map_or(rest, |(_, s)| s),
+        None => token,
+    }
+}
+
+fn mode(m: &str) -> String {
+    format!("{:0>4}", m.trim_start_matches('0'))
+}
+
+fn set(v: &Value) -> BTreeSet<String> {
+    match v {
+        Value::Many(items) => items.iter().cloned().collect(),
+        Value::One(s) => std::iter::once(s.clone()).collect(),
+        Value::Bool(b) => std::iter::once(b.to_string()).collect(),
+    }
+}
+
+/// An imported setting that only repeats K3s's default.
+fn is_default(key: &str, value: &Value, view: NodeView<'_>) -> bool {
+    match (key, value) {
+        (_, Value::Bool(false)) => true,
+        (_, Value::Many(items)) if items.is_empty() => true,
+        ("node-name", Value::One(n)) => n == view.hostname,
+        ("node-ip", Value::One(ip)) => view.addresses.first() == Some(ip),
+        ("node-ip", Value::Many(ips)) => ips.len() == 1 && view.addresses.first() == ips.first(),
+        ("write-kubeconfig-mode", Value::One(m)) => mode(m) == "0600",
+        _ => false,
+    }
+}
+
+fn same(key: &str, have: Option<&Value>, want: &Value, view: NodeView<'_>) -> bool {
+    match (key, have, want) {
+        ("token" | "agent-token", Some(Value::One(h)), Value::One(w)) => {
+            secret_of(h) == secret_of(w)
+        }
+        ("write-kubeconfig-mode", Some(Value::One(h)), Value::One(w)) => mode(h) == mode(w),
+        ("tls-san", have, Value::Many(want)) => {
+            // K3s's certificate already names the node's hostname and addresses.
+            let mut known: BTreeSet<String> = have.map(set).unwrap_or_default();
+            known.insert(view.hostname.to_string());
+            known.extend(view.addresses.iter().cloned());
+            want.iter().all(|w| known.contains(w))
+        }
+        (_, Some(Value::Many(h)), Value::Many(w)) => {
+            set(&Value::Many(h.clone())) == set(&Value::Many(w.clone()))
+        }
+        (_, Some(h), w) => h == w,
+        (_, None, w) => is_default(key, w, view),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> Value {
+        Value::One(s.into())
+    }
+
+    fn view() -> NodeView<'static> {
+        static ADDRS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        NodeView {
+            hostname: "pi1",
+            addresses: ADDRS.get_or_init(|| vec!["192.168.0.196".into()]),
+        }
+    }
+
+    fn desired() -> BTreeMap<String, Value> {
+        [
+            ("node-name", one("pi1")),
+            ("node-ip", one("192.168.0.196")),
+            ("token", one("s3cret")),
+            ("write-kubeconfig-mode", one("0600")),
+            ("tls-san", Value::Many(vec!["192.168.0.196".into()])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    #[test]
+    fn a_default_install_sh_server_is_equivalent_to_pictls_config() {
+        let mut imported = Imported::default();
+        imported
+            .keys
+            .insert("token".into(), one("K10abcdef::server:s3cret"));
+        let v = compare(&imported, &desired(), view());
+        assert!(v.equivalent(), "{v:?}");
+    }
+
+    #[test]
+    fn a_flag_the_inventory_does_not_carry_is_dropped_by_name() {
+        let mut imported = Imported::default();
+        imported.keys.insert("token".into(), one("s3cret"));
+        imported
+            .keys
+            .insert("flannel-backend".into(), one("wireguard-native"));
+        imported.unknown.push("mystery".into());
+        let v = compare(&imported, &desired(), view());
+        let names: Vec<&str> = v.dropped.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["mystery", "flannel-backend"]);
+    }
+
+    #[test]
+    fn a_different_value_is_a_change_and_tokens_are_never_shown() {
+        let mut imported = Imported::default();
+        imported.keys.insert("token".into(), one("other"));
+        imported
+            .keys
+            .insert("write-kubeconfig-mode".into(), one("644"));
+        let v = compare(&imported, &desired(), view());
+        assert_eq!(
+            v.changed,
+            [
+                (
+                    "token".to_string(),
+                    "<redacted>".to_string(),
+                    "<redacted>".to_string()
+                ),
+                (
+                    "write-kubeconfig-mode".to_string(),
+                    "644".to_string(),
+                    "0600".to_string()
+                )
+            ]
+        );
+        assert!(v.dropped.is_empty());
+    }
+
+    #[test]
+    fn an_extra_certificate_name_is_a_change() {
+        let mut d = desired();
+        d.insert(
+            "tls-san".into(),
+            Value::Many(vec!["192.168.0.196".into(), "pi.example".into()]),
+        );
+        let mut imported = Imported::default();
+        imported.keys.insert("token".into(), one("s3cret"));
+        let v = compare(&imported, &d, view());
+        assert_eq!(v.changed.len(), 1, "{v:?}");
+        assert_eq!(v.changed[0].0, "tls-san");
+    }
+}

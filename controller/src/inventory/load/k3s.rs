@@ -1,0 +1,126 @@
+//! Extra K3s settings: `server_config` / `agent_config` in `[cluster]` and
+//! `k3s_config` per node, as config.yaml keys checked against K3s's own
+//! flags (name, role, value type), plus `adopt_drop`. Keys pictl sets itself
+//! are refused here: they have their own inventory keys.
+
+use toml::de::DeValue;
+
+use super::Loader;
+use crate::inventory::model::{K3sSettings, K3sValue};
+use crate::inventory::reader::{self, Located, TableReader};
+use crate::k3s_flags::{self, Kind};
+
+/// config.yaml keys pictl writes from other inventory keys.
+pub const OWNED: &[&str] = &[
+    "node-name",
+    "node-ip",
+    "server",
+    "token",
+    "write-kubeconfig-mode",
+    "tls-san",
+    "node-label",
+    "node-taint",
+    "cluster-init",
+];
+
+/// Which roles a settings table applies to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum For {
+    Servers,
+    Agents,
+    /// A node's own table: its role (`None` when the role was invalid).
+    Node(Option<bool>),
+}
+
+impl Loader<'_, '_> {
+    /// The settings table `key` of `t` (empty when absent).
+    pub(super) fn k3s_settings(
+        &mut self,
+        t: &TableReader<'_, '_>,
+        key: &str,
+        applies: For,
+    ) -> K3sSettings {
+        let mut out = K3sSettings::new();
+        let Some(table) = t.table(self.sink, key) else {
+            return out;
+        };
+        let server = match applies {
+            For::Servers => true,
+            For::Agents => false,
+            For::Node(Some(s)) => s,
+            For::Node(None) => return out,
+        };
+        for (k, v) in table.table.iter() {
+            let name: &str = k.get_ref();
+            let at = Located::new((), k.span(), reader::join(&table.path, name));
+            let Some(kind) = self.k3s_key(&at, name, server) else {
+                continue;
+            };
+            let value_at = Located::new((), v.span(), at.path.clone());
+            if let Some(value) = self.k3s_value(&value_at, kind, v.get_ref()) {
+                out.insert(name.to_string(), value);
+            }
+        }
+        out
+    }
+
+    /// The flag's kind when `name` is a K3s setting pictl lets the inventory set.
+    fn k3s_key(&mut self, at: &Located<()>, name: &str, server: bool) -> Option<Kind> {
+        let role = if server { "server" } else { "agent" };
+        if OWNED.contains(&name) {
+            let msg = format!("\"{name}\" is set by pictl from the inventory");
+            self.report(at, msg, Some("use the node's own keys (name, address, labels, taints, [cluster] token, tls_san, ha)"));
+            return None;
+        }
+        match k3s_flags::lookup(name, server) {
+            Some(flag) if flag.name == name => Some(flag.kind),
+            Some(flag) => {
+                let hint = format!("write the long name \"{}\"", flag.name);
+                self.report(at, format!("\"{name}\" is a short alias"), Some(&hint));
+                None
+            }
+            None => {
+                let other = k3s_flags::lookup(name, !server).is_some();
+                let msg = if other {
+                    format!("\"{name}\" is not a K3s {role} setting")
+                } else {
+                    format!("unknown K3s setting \"{name}\"")
+                };
+                self.report(
+                    at,
+                    msg,
+                    Some("a `k3s server --help` / `k3s agent --help` flag name without the dashes"),
+                );
+                None
+            }
+        }
+    }
+
+    fn k3s_value(&mut self, at: &Located<()>, kind: Kind, v: &DeValue<'_>) -> Option<K3sValue> {
+        let expected = match kind {
+            Kind::Bool => "true or false",
+            Kind::Value => "a string",
+            Kind::List => "a string or a list of strings",
+        };
+        let value = match (kind, v) {
+            (Kind::Bool, DeValue::Boolean(b)) => Some(K3sValue::Bool(*b)),
+            (Kind::Value, DeValue::String(s)) => Some(K3sValue::One(s.to_string())),
+            (Kind::Value, DeValue::Integer(i)) => Some(K3sValue::One(i.to_string())),
+            (Kind::List, DeValue::String(s)) => Some(K3sValue::Many(vec![s.to_string()])),
+            (Kind::List, DeValue::Array(items)) => items
+                .iter()
+                .map(|i| match i.get_ref() {
+                    DeValue::String(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(K3sValue::Many),
+            _ => None,
+        };
+        if value.is_none() {
+            let found = reader::kind_name(v);
+            self.report(at, format!("expected {expected}, found {found}"), None);
+        }
+        value
+    }
+}
