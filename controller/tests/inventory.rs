@@ -60,6 +60,28 @@ fn a_valid_inventory_loads_with_defaults() {
 }
 
 #[test]
+fn a_plain_http_channel_server_loads_when_explicitly_allowed() {
+    let text = format!("{}{NODES}", cluster_ssh()).replace(
+        "k3s_version = \"v1.32.5+k3s1\"",
+        "channel = \"stable\"\nchannel_url = \"http://channels.lan/c/\"\nallow_http_channel = true\nallow_downgrade = true",
+    );
+    let inv = Inventory::parse(&text, "inv.toml", Path::new("/tmp")).expect("valid");
+    assert_eq!(inv.cluster.k3s, K3sRelease::Channel("stable".into()));
+    assert_eq!(inv.cluster.channel_url, "http://channels.lan/c");
+    assert!(inv.cluster.allow_downgrade);
+    let default = Inventory::parse(
+        &format!("{}{NODES}", cluster_ssh()),
+        "inv.toml",
+        Path::new("/tmp"),
+    )
+    .expect("valid");
+    assert!(
+        !default.cluster.allow_downgrade,
+        "downgrades are refused by default"
+    );
+}
+
+#[test]
 fn per_node_ssh_overrides_merge_over_defaults() {
     let text = format!(
         "{}{NODES}\n[nodes.ssh]\nport = 2222\nuser = \"root\"\n",
@@ -332,6 +354,16 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ),
             vec![
                 "inv.toml:3:10: cluster.mirror: a plain-http mirror lets anyone on the path swap both the binaries and their checksums (use https, or set allow_http_mirror = true for a mirror on a network you trust (a lab))",
+            ],
+        ),
+        (
+            "plain_http_channel_server_needs_an_explicit_opt_in",
+            full.replace(
+                "k3s_version = \"v1.32.5+k3s1\"",
+                "channel = \"stable\"\nchannel_url = \"http://channels.lan/v1-release/channels\"",
+            ),
+            vec![
+                "inv.toml:4:15: cluster.channel_url: a plain-http channel server lets anyone on the path pick the K3s release every node installs (use https, or set allow_http_channel = true for a channel server on a network you trust (a lab))",
             ],
         ),
         (
