@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Phase, Selected};
 use crate::error_chain;
-use crate::inventory::Role;
+use crate::inventory::{K3sRelease, Role};
 use crate::runner::desired::{self, Inputs};
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::node::NodeRun;
@@ -21,6 +21,7 @@ impl Facts {
     async fn run(run: &mut Run<'_>, record: Option<&Writer>) -> Result<(), RunError> {
         let progress = run.opts.progress.clone();
         cross_node_checks(&mut run.nodes, progress.as_ref());
+        no_downgrade_from_a_channel(run)?;
         let first = run.first_server().filter(|r| r.alive());
         let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
         run.secret = secret::cluster_secret(run.inv, running, record)?;
@@ -32,6 +33,37 @@ impl Facts {
         }
         desire(run, progress.as_ref()).await;
         Ok(())
+    }
+}
+
+/// A channel that answers with a release older than a node runs (a channel
+/// moved back, or a wrong channel server) stops the run before anything is
+/// written, unless the inventory allows downgrades. A pinned `k3s_version`
+/// is the user's own choice and is not checked.
+fn no_downgrade_from_a_channel(run: &Run<'_>) -> Result<(), RunError> {
+    let K3sRelease::Channel(channel) = &run.inv.cluster.k3s else {
+        return Ok(());
+    };
+    if run.inv.cluster.allow_downgrade {
+        return Ok(());
+    }
+    let running: Vec<(String, String)> = run
+        .nodes
+        .iter()
+        .filter(|r| r.alive())
+        .filter_map(|r| {
+            let v = r.facts.as_ref()?.k3s_version.as_ref()?;
+            crate::channel::is_downgrade(v, &run.version).then(|| (r.node.name.clone(), v.clone()))
+        })
+        .collect();
+    if running.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::ChannelDowngrade {
+            channel: channel.clone(),
+            resolved: run.version.clone(),
+            running,
+        })
     }
 }
 
