@@ -156,12 +156,37 @@ fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
             r.fail(progress, NodeFailure::Failed(msg));
             continue;
         }
-        if f.clock_skew.abs() > 30 {
-            let msg = format!(
-                "clock is {} s off the controller's; TLS certificates may be refused",
-                f.clock_skew
-            );
+        if let Some(msg) = skew_warning(f.clock_skew) {
             r.event(progress, Topic::Facts, Stage::Warning, &msg);
+        }
+    }
+}
+
+/// A warning when the node's clock is more than 30 s off (`unsigned_abs`:
+/// a node may report any clock, `i64::MIN` included).
+fn skew_warning(skew: i64) -> Option<String> {
+    (skew.unsigned_abs() > 30)
+        .then(|| format!("clock is {skew} s off the controller's; TLS certificates may be refused"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skew_warning;
+
+    #[test]
+    fn any_clock_skew_is_judged_without_overflow() {
+        for (skew, warned) in [
+            (0, false),
+            (30, false),
+            (-30, false),
+            (31, true),
+            (-31, true),
+            (i64::MAX, true),
+            (i64::MIN, true),
+        ] {
+            let w = skew_warning(skew);
+            assert_eq!(w.is_some(), warned, "{skew}");
+            assert!(w.is_none_or(|m| m.contains(&skew.to_string())), "{skew}");
         }
     }
 }
