@@ -451,6 +451,29 @@ fn a_private_token_file_is_accepted() {
 }
 
 #[test]
+fn a_token_file_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = dir.path().join("tok");
+    std::fs::write(&tok, "hunter2-token").expect("write");
+    let text = format!("{}{NODES}", cluster_ssh()).replace(
+        "name = \"demo\"",
+        "name = \"demo\"\ntoken = { file = \"tok\" }",
+    );
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let got = problems_in(dir.path(), &text);
+        assert!(
+            got.len() == 1 && got[0].contains("cluster.token") && got[0].contains("chmod 600"),
+            "{mode:o}: {got:?}"
+        );
+        assert!(
+            !got[0].contains("hunter2"),
+            "the token's value leaked: {got:?}"
+        );
+    }
+}
+
+#[test]
 fn junk_and_huge_inputs_are_refused_without_panicking() {
     let dir = Path::new("/tmp");
     let mut junk = b"name = 1\n".to_vec();
