@@ -1,7 +1,8 @@
 //! K3s release channels (`stable`, `latest`, `v1.32`): resolved to an exact
 //! release the way K3s's installer does, by asking the channel server where
 //! the channel redirects to. Used only when the inventory follows a channel
-//! instead of pinning `k3s_version`.
+//! instead of pinning `k3s_version`. [`Release`] orders releases, so a
+//! channel answer older than what a node runs can be refused.
 
 use std::time::Duration;
 
@@ -21,6 +22,47 @@ pub enum ChannelError {
     NoRedirect { url: String, status: u16 },
     #[error("{url} redirected to {location}, which does not name a K3s release (vX.Y.Z+k3sN)")]
     NotARelease { url: String, location: String },
+}
+
+/// A K3s release as numbers, `vX.Y.Z+k3sN`, ordered by X, Y, Z then N
+/// (numerically: `v1.32.10` is newer than `v1.32.9`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Release {
+    major: u64,
+    minor: u64,
+    patch: u64,
+    k3s: u64,
+}
+
+impl Release {
+    /// `None` for anything else (a release candidate, `v1.32.5`, junk a node
+    /// printed): such a version cannot be ordered, so it is never compared.
+    pub fn parse(v: &str) -> Option<Self> {
+        let (semver, build) = v.strip_prefix('v')?.split_once('+')?;
+        let num = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        let mut parts = semver.split('.');
+        let release = Release {
+            major: num(parts.next()?)?,
+            minor: num(parts.next()?)?,
+            patch: num(parts.next()?)?,
+            k3s: num(build.strip_prefix("k3s")?)?,
+        };
+        parts.next().is_none().then_some(release)
+    }
+}
+
+/// Whether moving from `running` to `target` goes back to an older release
+/// (`false` when either cannot be ordered).
+pub fn is_downgrade(running: &str, target: &str) -> bool {
+    matches!(
+        (Release::parse(running), Release::parse(target)),
+        (Some(r), Some(t)) if t < r
+    )
 }
 
 /// The release `channel` currently points to.
@@ -87,6 +129,48 @@ mod tests {
             }
         });
         format!("http://{addr}/v1-release/channels")
+    }
+
+    #[test]
+    fn releases_are_ordered_by_each_number_not_as_text() {
+        let ordered = [
+            "v1.9.9+k3s9",
+            "v1.28.15+k3s1",
+            "v1.32.5+k3s1",
+            "v1.32.5+k3s2",
+            "v1.32.5+k3s10",
+            "v1.32.10+k3s1",
+            "v1.33.0+k3s1",
+            "v2.0.0+k3s1",
+        ];
+        for pair in ordered.windows(2) {
+            let (a, b) = (Release::parse(pair[0]), Release::parse(pair[1]));
+            assert!(a.is_some() && a < b, "{} < {}", pair[0], pair[1]);
+            assert!(is_downgrade(pair[1], pair[0]), "{} → {}", pair[1], pair[0]);
+            assert!(!is_downgrade(pair[0], pair[1]), "{} → {}", pair[0], pair[1]);
+        }
+        assert!(!is_downgrade("v1.32.5+k3s1", "v1.32.5+k3s1"));
+    }
+
+    #[test]
+    fn versions_that_cannot_be_ordered_are_never_called_downgrades() {
+        for junk in [
+            "v1.32.5",
+            "1.32.5+k3s1",
+            "v1.32.5-rc1+k3s1",
+            "v1.32+k3s1",
+            "v1.32.5.1+k3s1",
+            "v1.32.5+rke2r1",
+            "v1.32.+k3s1",
+            "v1.32.5+k3s",
+            "v1.32.-5+k3s1",
+            "v99999999999999999999.0.0+k3s1",
+            "",
+        ] {
+            assert_eq!(Release::parse(junk), None, "{junk}");
+            assert!(!is_downgrade(junk, "v1.0.0+k3s1"), "{junk}");
+            assert!(!is_downgrade("v9.0.0+k3s1", junk), "{junk}");
+        }
     }
 
     #[tokio::test]

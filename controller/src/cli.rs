@@ -1,6 +1,7 @@
 //! Command-line interface: flags as clap parses them, and the dispatch to
 //! each command. `main.rs` only sets up logging and calls [`run`].
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -173,16 +174,16 @@ pub fn load(cli: &Cli) -> Result<Inventory, ExitCode> {
 fn validate(cli: &Cli) -> ExitCode {
     match Inventory::load(&cli.inventory) {
         Ok(inv) => {
-            match cli.output {
-                OutputFormat::Human => println!(
-                    "{}: valid: cluster {} ({} server(s), {} agent(s))",
+            let text = match cli.output {
+                OutputFormat::Human => format!(
+                    "{}: valid: cluster {} ({} server(s), {} agent(s))\n",
                     cli.inventory.display(),
                     inv.cluster.name,
                     inv.servers().count(),
                     inv.agents().count()
                 ),
-                OutputFormat::Json => println!(
-                    "{}",
+                OutputFormat::Json => format!(
+                    "{}\n",
                     serde_json::json!({
                         "file": cli.inventory.display().to_string(),
                         "valid": true,
@@ -192,8 +193,8 @@ fn validate(cli: &Cli) -> ExitCode {
                         })).collect::<Vec<_>>(),
                     })
                 ),
-            }
-            ExitCode::SUCCESS
+            };
+            print_out(&text, ExitCode::SUCCESS)
         }
         Err(diags) => {
             match cli.output {
@@ -203,17 +204,17 @@ fn validate(cli: &Cli) -> ExitCode {
                     }
                     eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
                 }
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::json!({
+                OutputFormat::Json => {
+                    let json = serde_json::json!({
                         "file": cli.inventory.display().to_string(),
                         "valid": false,
                         "problems": diags.iter().map(|d| serde_json::json!({
                             "file": d.file, "line": d.line, "col": d.col,
                             "key": d.key_path, "message": d.message, "hint": d.hint,
                         })).collect::<Vec<_>>(),
-                    })
-                ),
+                    });
+                    return print_out(&format!("{json}\n"), ExitCode::from(EXIT_FAILURE));
+                }
             }
             ExitCode::from(EXIT_FAILURE)
         }
@@ -250,16 +251,16 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match cli.output {
-        OutputFormat::Human => print!("{}", crate::recap::human(&report)),
-        OutputFormat::Json => println!("{}", crate::recap::json(&report)),
-    }
-    if report.failed() {
+    let code = if report.failed() {
         ExitCode::from(EXIT_FAILURE)
     } else if mode == Mode::Plan && report.changed() {
         ExitCode::from(EXIT_CHANGES)
     } else {
         ExitCode::SUCCESS
+    };
+    match cli.output {
+        OutputFormat::Human => print_out(&crate::recap::human(&report), code),
+        OutputFormat::Json => print_out(&format!("{}\n", crate::recap::json(&report)), code),
     }
 }
 
@@ -280,8 +281,7 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
         }
     };
     let Some(out) = out else {
-        print!("{ours}");
-        return ExitCode::SUCCESS;
+        return print_out(&ours, ExitCode::SUCCESS);
     };
     match crate::kubeconfig::merge_into_file(out, &ours) {
         Ok(()) => {
@@ -310,16 +310,40 @@ async fn status(cli: &Cli) -> ExitCode {
         usize::from(cli.concurrency),
     )
     .await;
-    match cli.output {
-        OutputFormat::Human => print!("{}", crate::status::table(&rows)),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        ),
-    }
-    if rows.iter().all(crate::status::NodeStatus::healthy) {
+    let code = if rows.iter().all(crate::status::NodeStatus::healthy) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)
+    };
+    match cli.output {
+        OutputFormat::Human => print_out(&crate::status::table(&rows), code),
+        OutputFormat::Json => print_out(
+            &format!(
+                "{}\n",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            ),
+            code,
+        ),
+    }
+}
+
+/// Writes a command's output to stdout and returns `code`. A reader that
+/// went away (`pictl status --output json | head -c1`) is not pictl's
+/// failure: the rest of the output is dropped quietly and `code` stands
+/// (what the command found does not change because nobody read it all).
+/// `println!` would panic there, since Rust ignores SIGPIPE and the
+/// workspace forbids the `unsafe` it takes to restore it.
+fn print_out(text: &str, code: ExitCode) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            eprintln!("pictl: writing the output failed: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }

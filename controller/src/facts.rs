@@ -111,7 +111,8 @@ pub struct Facts {
     pub machine_id: String,
     pub hostname: String,
     pub boot_id: String,
-    /// Node clock minus controller clock, seconds (± the round trip).
+    /// Node clock minus controller clock, seconds (± the round trip);
+    /// saturated, since a node may report any number.
     pub clock_skew: i64,
     pub memory_cgroup: bool,
     /// Raspberry Pi boot command line: (path, contents).
@@ -200,7 +201,7 @@ impl Facts {
             machine_id: get("machine_id"),
             hostname: get("hostname"),
             boot_id: get("boot_id"),
-            clock_skew: node_now - controller_now,
+            clock_skew: node_now.saturating_sub(controller_now),
             memory_cgroup,
             boot_cmdline,
             k3s_version: non_empty("k3s_version").map(|v| k3s_version_of(&v)),
@@ -328,6 +329,32 @@ mod tests {
             f.server_token.as_ref().map(Secret::expose),
             Some("K10aa::server:s3cret")
         );
+    }
+
+    #[test]
+    fn clocks_at_the_edges_of_i64_saturate_instead_of_overflowing() {
+        let (min, max) = (i64::MIN, i64::MAX);
+        for (node_now, controller_now, skew) in [
+            (max.to_string(), min, max),
+            (min.to_string(), max, min),
+            (min.to_string(), 1, min),
+            (max.to_string(), -1, max),
+            (max.to_string(), max, 0),
+            (min.to_string(), min, 0),
+            ("0".to_string(), min, max),
+            ("-1".to_string(), max, min),
+            // Not an i64: the node's clock is unknown, so no skew is claimed.
+            ("99999999999999999999999".to_string(), max, 0),
+            ("-99999999999999999999999".to_string(), min, 0),
+            ("1e18".to_string(), 5, 0),
+        ] {
+            let out = sample().replace(&enc("now", "1000"), &enc("now", &node_now));
+            let f = Facts::parse(&out, controller_now).expect("facts");
+            assert_eq!(
+                f.clock_skew, skew,
+                "node {node_now}, controller {controller_now}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use std::time::Duration;
 
-use pictl_agent::report::{Health, NodeReport};
+use pictl_agent::report::{Health, Memory, NodeReport};
 
 use crate::facts::paths;
 use crate::inventory::Inventory;
@@ -60,7 +60,34 @@ async fn agent_report(t: &dyn Transport) -> Option<NodeReport> {
         .arg("report")
         .timeout(Duration::from_secs(15));
     let out = t.exec(&cmd).await.ok().filter(|o| o.success())?;
-    serde_json::from_slice(&out.stdout).ok()
+    parse_report(&out.stdout)
+}
+
+/// A report as the node printed it; `None` when it is not one (numbers out
+/// of their type's range included: serde refuses them, nothing wraps).
+fn parse_report(json: &[u8]) -> Option<NodeReport> {
+    serde_json::from_slice(json).ok()
+}
+
+/// `12%`; the node's numbers are untrusted, so anything outside 0–100
+/// (or not a number) is clamped or shown as `-`.
+fn percent(p: Option<f64>) -> String {
+    match p {
+        Some(p) if p.is_finite() => format!("{:.0}%", p.clamp(0.0, 100.0)),
+        _ => "-".to_string(),
+    }
+}
+
+/// Memory in use, percent; `None` without a total.
+fn memory_used_percent(m: &Memory) -> Option<f64> {
+    let used = m.total_bytes.saturating_sub(m.available_bytes);
+    (m.total_bytes > 0).then(|| used as f64 * 100.0 / m.total_bytes as f64)
+}
+
+/// `52C`, or `-` when the node sent no usable temperature.
+fn temperature(t: Option<f64>) -> String {
+    t.filter(|t| t.is_finite())
+        .map_or_else(|| "-".to_string(), |t| format!("{t:.0}C"))
 }
 
 pub async fn collect(
@@ -167,7 +194,6 @@ pub fn table(rows: &[NodeStatus]) -> String {
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let dash = || "-".to_string();
-    let pct = |used: f64| format!("{used:.0}%");
     for r in rows {
         let a = r.agent.as_ref();
         lines.push(vec![
@@ -183,21 +209,19 @@ pub fn table(rows: &[NodeStatus]) -> String {
             },
             r.ready.clone().unwrap_or_else(dash),
             a.map_or_else(dash, |a| a.health.as_str().to_string()),
-            a.and_then(|a| a.soc_temperature_celsius)
-                .map_or_else(dash, |t| format!("{t:.0}C")),
-            a.and_then(|a| a.memory.as_ref())
-                .filter(|m| m.total_bytes > 0)
-                .map_or_else(dash, |m| {
-                    pct(100.0 - m.available_bytes as f64 * 100.0 / m.total_bytes as f64)
-                }),
-            a.and_then(|a| a.root_fs.as_ref())
-                .map_or_else(dash, |f| pct(f.used_percent())),
+            temperature(a.and_then(|a| a.soc_temperature_celsius)),
+            percent(a.and_then(|a| memory_used_percent(a.memory.as_ref()?))),
+            percent(a.and_then(|a| Some(a.root_fs.as_ref()?.used_percent()))),
             r.clock_skew_seconds.map_or_else(dash, |s| format!("{s}s")),
             a.and_then(|a| a.model.clone())
                 .or_else(|| r.pi_model.clone())
                 .or_else(|| r.os.clone())
                 .unwrap_or_else(dash),
         ]);
+    }
+    // Cells come from the nodes: no control character reaches the terminal.
+    for cell in lines.iter_mut().flatten() {
+        *cell = crate::escape_controls(cell).into_owned();
     }
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
@@ -220,7 +244,7 @@ pub fn table(rows: &[NodeStatus]) -> String {
     }
     for r in rows {
         if let Some(e) = &r.error {
-            out.push_str(&format!("{}: {e}\n", r.name));
+            out.push_str(&format!("{}: {}\n", r.name, crate::escape_controls(e)));
         }
         if r.memory_cgroup == Some(false) {
             out.push_str(&format!(
@@ -229,8 +253,136 @@ pub fn table(rows: &[NodeStatus]) -> String {
             ));
         }
         for p in r.agent.iter().flat_map(|a| a.problems.iter()) {
-            out.push_str(&format!("{}: {p}\n", r.name));
+            out.push_str(&format!("{}: {}\n", r.name, crate::escape_controls(p)));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use pictl_agent::report::Filesystem;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn row(agent: NodeReport, skew: i64) -> NodeStatus {
+        NodeStatus {
+            name: "n1".into(),
+            role: "server",
+            address: "10.0.0.1".into(),
+            reachable: true,
+            error: None,
+            arch: Some("arm64".into()),
+            os: None,
+            pi_model: None,
+            k3s_version: Some("v1.32.5+k3s1".into()),
+            service: Some("active".into()),
+            memory_cgroup: Some(true),
+            clock_skew_seconds: Some(skew),
+            ready: Some("True".into()),
+            agent: Some(agent),
+        }
+    }
+
+    fn report(temp: f64, mem: (u64, u64), disk: (u64, u64)) -> NodeReport {
+        NodeReport {
+            soc_temperature_celsius: Some(temp),
+            memory: Some(Memory {
+                total_bytes: mem.0,
+                available_bytes: mem.1,
+            }),
+            root_fs: Some(Filesystem {
+                mount_point: "/".into(),
+                total_bytes: disk.0,
+                available_bytes: disk.1,
+            }),
+            ..NodeReport::default()
+        }
+    }
+
+    /// The TEMP, MEM, DISK and SKEW cells of the table's one row.
+    fn cells(r: &NodeStatus) -> Vec<String> {
+        let t = table(std::slice::from_ref(r));
+        let line = t.lines().nth(1).expect("a row");
+        line.split_whitespace()
+            .skip(8)
+            .take(4)
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn extreme_agent_numbers_are_clamped_or_dashed_never_a_panic() {
+        let max = u64::MAX;
+        for (temp, mem, disk, skew, expected) in [
+            (
+                51.4,
+                (4 << 30, 1 << 30),
+                (100, 25),
+                2,
+                ["51C", "75%", "75%", "2s"],
+            ),
+            (f64::NAN, (0, 0), (0, 0), 0, ["-", "-", "0%", "0s"]),
+            (
+                f64::INFINITY,
+                (max, max),
+                (max, max),
+                i64::MAX,
+                ["-", "0%", "0%", "9223372036854775807s"],
+            ),
+            (
+                f64::NEG_INFINITY,
+                (max, 0),
+                (max, 0),
+                i64::MIN,
+                ["-", "100%", "100%", "-9223372036854775808s"],
+            ),
+            // More available than in total: nothing in use, not a negative percent.
+            (-40.0, (1, max), (1, max), -1, ["-40C", "0%", "0%", "-1s"]),
+        ] {
+            let r = row(report(temp, mem, disk), skew);
+            assert_eq!(cells(&r), expected, "{temp} {mem:?} {disk:?} {skew}");
+            serde_json::to_string_pretty(&[r]).expect("JSON, NaN as null");
+        }
+    }
+
+    #[test]
+    fn reports_with_numbers_out_of_range_are_not_read() {
+        let max = u64::MAX;
+        let read = parse_report(
+            format!(r#"{{"memory":{{"total_bytes":{max},"available_bytes":{max}}},"collected_at":{max},"soc_temperature_celsius":1.7976931348623157e308}}"#)
+                .as_bytes(),
+        )
+        .expect("the edges of each type are read");
+        assert_eq!(read.memory.map(|m| m.total_bytes), Some(max));
+        for junk in [
+            r#"{"memory":{"total_bytes":18446744073709551616}}"#,
+            r#"{"memory":{"total_bytes":-1}}"#,
+            r#"{"soc_temperature_celsius":1e400}"#,
+            r#"{"soc_temperature_celsius":NaN}"#,
+            r#"{"throttling":{"raw":4294967296}}"#,
+            r#"{"uptime_seconds":1.5}"#,
+        ] {
+            assert_eq!(parse_report(junk.as_bytes()), None, "{junk}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_agent_numbers_render_without_panicking(
+            temp in proptest::num::f64::ANY,
+            mem in (any::<u64>(), any::<u64>()),
+            disk in (any::<u64>(), any::<u64>()),
+            skew in any::<i64>(),
+        ) {
+            let r = row(report(temp, mem, disk), skew);
+            let c = cells(&r);
+            for p in &c[1..3] {
+                let n = p.strip_suffix('%').map(|n| n.parse::<u8>());
+                prop_assert!(p == "-" || matches!(n, Some(Ok(0..=100))), "{p}");
+            }
+            prop_assert!(serde_json::to_string(&[r]).is_ok());
+        }
+    }
 }

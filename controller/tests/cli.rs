@@ -96,3 +96,63 @@ fn help_explains_commands_with_examples() {
     );
     assert!(stdout.contains("Example: pictl plan"), "{stdout}");
 }
+
+/// Runs pictl with its stdout a pipe whose reader is already gone, as in
+/// `pictl … | head -c0`: (exit code, stderr).
+fn with_closed_stdout(mut cmd: Command) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = cmd
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run pictl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly_with_the_commands_exit_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").expect("write");
+    // Port 1 on loopback refuses at once: status has a row and no node.
+    let inventory = dir.path().join("inv.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "[cluster]\nname = \"pipe\"\nk3s_version = \"v1.32.5+k3s1\"\nstate_dir = \"{}\"\n\
+             [ssh]\nagent = true\nport = 1\nknown_hosts = \"{}\"\n\
+             [[nodes]]\nname = \"s1\"\naddress = \"127.0.0.1\"\nrole = \"server\"\n",
+            dir.path().join("state").display(),
+            known_hosts.display()
+        ),
+    )
+    .expect("write");
+    let inv = inventory.to_str().expect("utf-8 path");
+    for (args, code) in [
+        (vec!["validate", "-i", inv], 0),
+        (vec!["validate", "-i", inv, "--output", "json"], 0),
+        (
+            vec![
+                "validate",
+                "-i",
+                "/nonexistent/inv.toml",
+                "--output",
+                "json",
+            ],
+            1,
+        ),
+        (vec!["status", "-i", inv, "--output", "json"], 1),
+        (vec!["status", "-i", inv], 1),
+        (vec!["--help"], 0),
+        (vec!["help", "plan"], 0),
+    ] {
+        let (status, stderr) = with_closed_stdout(command(&args));
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert_eq!(status, Some(code), "{args:?}: {stderr}");
+    }
+}

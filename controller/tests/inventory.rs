@@ -60,6 +60,28 @@ fn a_valid_inventory_loads_with_defaults() {
 }
 
 #[test]
+fn a_plain_http_channel_server_loads_when_explicitly_allowed() {
+    let text = format!("{}{NODES}", cluster_ssh()).replace(
+        "k3s_version = \"v1.32.5+k3s1\"",
+        "channel = \"stable\"\nchannel_url = \"http://channels.lan/c/\"\nallow_http_channel = true\nallow_downgrade = true",
+    );
+    let inv = Inventory::parse(&text, "inv.toml", Path::new("/tmp")).expect("valid");
+    assert_eq!(inv.cluster.k3s, K3sRelease::Channel("stable".into()));
+    assert_eq!(inv.cluster.channel_url, "http://channels.lan/c");
+    assert!(inv.cluster.allow_downgrade);
+    let default = Inventory::parse(
+        &format!("{}{NODES}", cluster_ssh()),
+        "inv.toml",
+        Path::new("/tmp"),
+    )
+    .expect("valid");
+    assert!(
+        !default.cluster.allow_downgrade,
+        "downgrades are refused by default"
+    );
+}
+
+#[test]
 fn per_node_ssh_overrides_merge_over_defaults() {
     let text = format!(
         "{}{NODES}\n[nodes.ssh]\nport = 2222\nuser = \"root\"\n",
@@ -335,6 +357,16 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ],
         ),
         (
+            "plain_http_channel_server_needs_an_explicit_opt_in",
+            full.replace(
+                "k3s_version = \"v1.32.5+k3s1\"",
+                "channel = \"stable\"\nchannel_url = \"http://channels.lan/v1-release/channels\"",
+            ),
+            vec![
+                "inv.toml:4:15: cluster.channel_url: a plain-http channel server lets anyone on the path pick the K3s release every node installs (use https, or set allow_http_channel = true for a channel server on a network you trust (a lab))",
+            ],
+        ),
+        (
             "two_playbooks_with_one_name",
             format!("{full}\n[workload]\nplaybooks = [\"a/web\", \"b/web\"]\n"),
             vec![
@@ -416,6 +448,29 @@ fn a_private_token_file_is_accepted() {
     );
     let inv = Inventory::parse(&text, "inv.toml", dir.path()).expect("valid");
     assert_eq!(inv.cluster.token, SecretSource::File(tok));
+}
+
+#[test]
+fn a_token_file_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = dir.path().join("tok");
+    std::fs::write(&tok, "hunter2-token").expect("write");
+    let text = format!("{}{NODES}", cluster_ssh()).replace(
+        "name = \"demo\"",
+        "name = \"demo\"\ntoken = { file = \"tok\" }",
+    );
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let got = problems_in(dir.path(), &text);
+        assert!(
+            got.len() == 1 && got[0].contains("cluster.token") && got[0].contains("chmod 600"),
+            "{mode:o}: {got:?}"
+        );
+        assert!(
+            !got[0].contains("hunter2"),
+            "the token's value leaked: {got:?}"
+        );
+    }
 }
 
 #[test]

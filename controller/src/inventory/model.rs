@@ -54,6 +54,9 @@ pub struct Cluster {
     pub mirror: String,
     /// Where release channels are resolved (only used with `channel`).
     pub channel_url: String,
+    /// Whether a channel may resolve to a release older than a node runs
+    /// (`allow_downgrade = true`); refused otherwise.
+    pub allow_downgrade: bool,
     pub token: SecretSource,
     /// Address clients use for the API (kubeconfig, agents' `server:`); the
     /// first server's address when not set.

@@ -16,6 +16,26 @@ pub enum RunError {
          (rotate it on the server with `k3s token rotate`, or point the inventory at the current token)"
     )]
     TokenMismatch { server: String, from: String },
+    #[error(
+        "channel {channel} resolves to K3s {resolved}, older than what {} runs; pictl does not downgrade \
+         K3s on a channel's answer (pin k3s_version, or set allow_downgrade = true in [cluster] to downgrade)",
+        running_list(.running)
+    )]
+    ChannelDowngrade {
+        channel: String,
+        resolved: String,
+        /// (node, the newer K3s it runs), in inventory order.
+        running: Vec<(String, String)>,
+    },
+}
+
+/// `node s1 (v1.33.0+k3s1), node a1 (…)`.
+fn running_list(running: &[(String, String)]) -> String {
+    running
+        .iter()
+        .map(|(node, v)| format!("node {node} ({v})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why one node stopped converging.

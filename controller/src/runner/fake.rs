@@ -46,6 +46,9 @@ pub struct NodeState {
     pub server_token: Option<String>,
     /// Uploads to these paths are acknowledged but not kept.
     pub lost_uploads: BTreeSet<String>,
+    /// What `k3s --version` names while the binary is present
+    /// (`v1.32.5+k3s1` when unset).
+    pub k3s_version: Option<String>,
 }
 
 pub const KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
@@ -127,7 +130,8 @@ impl FakeTransport {
             out.push_str(&line(k, v));
         }
         if s.files.contains_key(paths::K3S_BIN) {
-            out.push_str(&line("k3s_version", "k3s version v1.32.5+k3s1 (fake)"));
+            let v = s.k3s_version.as_deref().unwrap_or("v1.32.5+k3s1");
+            out.push_str(&line("k3s_version", &format!("k3s version {v} (fake)")));
         }
         for path in paths::MANAGED {
             if let Some(bytes) = s.files.get(path) {

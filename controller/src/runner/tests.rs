@@ -50,9 +50,34 @@ struct Setup {
 
 /// `servers` then `agents`, named s1…/a1…; HA when more than one server.
 async fn setup(servers: usize, agents: usize) -> Setup {
+    setup_with(servers, agents, "k3s_version = \"v1.32.5+k3s1\"").await
+}
+
+/// A loopback channel server: every channel redirects to `release`.
+async fn channel_server(release: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let resp = format!(
+                "HTTP/1.1 302 Found\r\nLocation: https://github.com/k3s-io/k3s/releases/tag/{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                release.replace('+', "%2B")
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}/v1-release/channels")
+}
+
+/// As [`setup`], with `release` (the cluster's release keys) in `[cluster]`.
+async fn setup_with(servers: usize, agents: usize, release: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
     let mut text = format!(
-        "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\nha = {}\n[ssh]\nagent = true\n[agent]\nenabled = false\n",
+        "[cluster]\nname = \"t\"\n{release}\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\nha = {}\n[ssh]\nagent = true\n[agent]\nenabled = false\n",
         mirror().await,
         dir.path().join("state").display(),
         servers > 1
@@ -287,4 +312,59 @@ async fn a_plan_with_an_unreachable_node_never_says_everything_is_converged() {
         "{text}"
     );
     assert!(text.contains("a1: UNREACHABLE"), "{text}");
+}
+
+/// A fleet following channel `stable` (which answers v1.32.5+k3s1) where s1
+/// runs the newer v1.33.0+k3s1 and a1 the older v1.31.0+k3s1.
+async fn channel_fleet(extra: &str) -> Setup {
+    let url = channel_server("v1.32.5+k3s1").await;
+    let release = format!(
+        "channel = \"stable\"\nchannel_url = \"{url}\"\nallow_http_channel = true\n{extra}"
+    );
+    let s = setup_with(1, 1, &release).await;
+    for (name, v) in [("s1", "v1.33.0+k3s1"), ("a1", "v1.31.0+k3s1")] {
+        let node = s.fleet.node(name);
+        let mut n = node.lock().expect("node");
+        n.files
+            .insert(paths::K3S_BIN.into(), b"another k3s".to_vec());
+        n.k3s_version = Some(v.into());
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_answer_older_than_a_running_node_is_refused_before_any_change() {
+    let s = channel_fleet("").await;
+    for result in [
+        plan(&s.inv, &s.options()).await,
+        apply(&s.inv, &s.options()).await,
+    ] {
+        let err = result.expect_err("a downgrade is refused");
+        assert!(matches!(err, RunError::ChannelDowngrade { .. }), "{err:?}");
+        let msg = err.to_string();
+        for part in [
+            "channel stable resolves to K3s v1.32.5+k3s1",
+            "node s1 (v1.33.0+k3s1)",
+            "allow_downgrade = true",
+        ] {
+            assert!(msg.contains(part), "{part:?} not in {msg}");
+        }
+        assert!(!msg.contains("a1"), "a1 runs an older release: {msg}");
+    }
+    let changes: Vec<_> = s
+        .fleet
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| matches!(c, Call::Put(_) | Call::Exec(_)))
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_downgrade_lets_a_channel_answer_replace_a_newer_k3s() {
+    let s = channel_fleet("allow_downgrade = true").await;
+    let report = s.plan().await;
+    assert_eq!(report.k3s_version, "v1.32.5+k3s1");
+    assert!(!report.failed(), "{report:#?}");
+    assert!(report.changed(), "s1's newer binary would be replaced");
 }

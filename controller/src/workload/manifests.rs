@@ -2,7 +2,9 @@
 //!
 //! A directory with a `kustomization.yaml` is read in the order of its
 //! `resources` (local files only: what `kubectl apply -k` would apply for
-//! such a plain kustomization); otherwise every `*.yaml`/`*.yml` in name
+//! such a plain kustomization; like kustomize, a resource outside the
+//! directory, through `..`, an absolute path or a symlink, is refused);
+//! otherwise every `*.yaml`/`*.yml` in name
 //! order. Multi-document files are split. Pure file reading: no cluster.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,15 @@ pub enum ManifestError {
     },
     #[error("{path}: {why} (pictl applies kustomizations that list local resource files)")]
     Unsupported { path: PathBuf, why: String },
+    #[error(
+        "{path}: resource `{resource}` is outside the playbook directory \
+         (kustomize refuses it too; copy the file into {dir})"
+    )]
+    OutsideDirectory {
+        path: PathBuf,
+        resource: String,
+        dir: PathBuf,
+    },
     #[error("{path} holds no objects; an empty playbook would prune everything it applied before")]
     Empty { path: PathBuf },
 }
@@ -197,6 +208,9 @@ fn files_of(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
                 });
             }
         }
+        // Symlinks are resolved before comparing, as kustomize's default
+        // load restrictor does, so a link cannot lead outside either.
+        let root = dir.canonicalize().map_err(read_err)?;
         let mut files = Vec::new();
         for r in v["resources"].as_array().into_iter().flatten() {
             let Some(r) = r.as_str() else { continue };
@@ -205,6 +219,15 @@ fn files_of(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
                 return Err(ManifestError::Unsupported {
                     path: k,
                     why: format!("resource `{r}` is not a local file"),
+                });
+            }
+            let inside = Path::new(r).is_relative()
+                && p.canonicalize().is_ok_and(|real| real.starts_with(&root));
+            if !inside {
+                return Err(ManifestError::OutsideDirectory {
+                    path: k,
+                    resource: r.to_string(),
+                    dir: dir.to_path_buf(),
                 });
             }
             files.push(p);
@@ -251,6 +274,48 @@ mod tests {
         );
         assert_eq!(m[1].group_kind(), "Deployment.apps");
         assert_eq!(m[2].group_kind(), "Service");
+    }
+
+    #[test]
+    fn kustomization_resources_outside_the_directory_are_refused() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let dir = top.path().join("web");
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        let object = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n";
+        let outside = top.path().join("other.yaml");
+        std::fs::write(&outside, object).expect("write");
+        std::fs::write(dir.join("sub/inside.yaml"), object).expect("write");
+        std::os::unix::fs::symlink(&outside, dir.join("link.yaml")).expect("symlink");
+        std::os::unix::fs::symlink(top.path(), dir.join("up")).expect("symlink");
+        let kustomize = |resource: &str| {
+            std::fs::write(
+                dir.join("kustomization.yaml"),
+                format!("resources:\n- {resource}\n"),
+            )
+            .expect("write");
+            load(&dir)
+        };
+        for resource in [
+            "../other.yaml".to_string(),
+            "sub/../../other.yaml".to_string(),
+            outside.display().to_string(),
+            "link.yaml".to_string(),
+            "up/other.yaml".to_string(),
+        ] {
+            let err = kustomize(&resource).expect_err(&resource);
+            assert!(
+                matches!(&err, ManifestError::OutsideDirectory { resource: r, .. } if *r == resource),
+                "{resource}: {err}"
+            );
+            assert!(
+                err.to_string().contains("outside the playbook directory"),
+                "{err}"
+            );
+        }
+        for inside in ["sub/inside.yaml", "./sub/../sub/inside.yaml"] {
+            let m = kustomize(inside).expect(inside);
+            assert_eq!(m.len(), 1, "{inside}");
+        }
     }
 
     #[test]

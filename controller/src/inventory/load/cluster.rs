@@ -16,6 +16,8 @@ const CLUSTER_KEYS: &[&str] = &[
     "channel_url",
     "mirror",
     "allow_http_mirror",
+    "allow_http_channel",
+    "allow_downgrade",
     "token",
     "api_address",
     "tls_san",
@@ -40,7 +42,10 @@ impl Loader<'_, '_> {
         }
         let k3s = self.k3s_release(t);
         let mirror = self.mirror(t);
-        let channel_url = self.url(t, "channel_url", DEFAULT_CHANNEL_URL);
+        let channel_url = self.channel_url(t);
+        let allow_downgrade = t
+            .bool(self.sink, "allow_downgrade")
+            .is_some_and(|b| b.value);
         let token = self
             .secret(t, "token", true)
             .unwrap_or(SecretSource::Generated);
@@ -70,6 +75,7 @@ impl Loader<'_, '_> {
             k3s: k3s?,
             mirror,
             channel_url,
+            allow_downgrade,
             token,
             api_address,
             tls_san,
@@ -142,6 +148,26 @@ impl Loader<'_, '_> {
             );
         }
         mirror
+    }
+
+    /// The channel server; plain http only when the inventory says so, as
+    /// for the mirror: whoever answers the channel picks the release.
+    fn channel_url(&mut self, t: &TableReader<'_, '_>) -> String {
+        let url = self.url(t, "channel_url", DEFAULT_CHANNEL_URL);
+        let allow_http = t
+            .bool(self.sink, "allow_http_channel")
+            .is_some_and(|b| b.value);
+        if let Some(u) = t
+            .str(self.sink, "channel_url")
+            .filter(|u| u.value.starts_with("http://") && !allow_http)
+        {
+            self.report(
+                &u,
+                "a plain-http channel server lets anyone on the path pick the K3s release every node installs",
+                Some("use https, or set allow_http_channel = true for a channel server on a network you trust (a lab)"),
+            );
+        }
+        url
     }
 
     /// An http(s) URL (trailing slashes dropped), or `default` when absent.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Phase, Selected};
 use crate::error_chain;
-use crate::inventory::Role;
+use crate::inventory::{K3sRelease, Role};
 use crate::runner::desired::{self, Inputs};
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::node::NodeRun;
@@ -21,6 +21,7 @@ impl Facts {
     async fn run(run: &mut Run<'_>, record: Option<&Writer>) -> Result<(), RunError> {
         let progress = run.opts.progress.clone();
         cross_node_checks(&mut run.nodes, progress.as_ref());
+        no_downgrade_from_a_channel(run)?;
         let first = run.first_server().filter(|r| r.alive());
         let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
         run.secret = secret::cluster_secret(run.inv, running, record)?;
@@ -32,6 +33,37 @@ impl Facts {
         }
         desire(run, progress.as_ref()).await;
         Ok(())
+    }
+}
+
+/// A channel that answers with a release older than a node runs (a channel
+/// moved back, or a wrong channel server) stops the run before anything is
+/// written, unless the inventory allows downgrades. A pinned `k3s_version`
+/// is the user's own choice and is not checked.
+fn no_downgrade_from_a_channel(run: &Run<'_>) -> Result<(), RunError> {
+    let K3sRelease::Channel(channel) = &run.inv.cluster.k3s else {
+        return Ok(());
+    };
+    if run.inv.cluster.allow_downgrade {
+        return Ok(());
+    }
+    let running: Vec<(String, String)> = run
+        .nodes
+        .iter()
+        .filter(|r| r.alive())
+        .filter_map(|r| {
+            let v = r.facts.as_ref()?.k3s_version.as_ref()?;
+            crate::channel::is_downgrade(v, &run.version).then(|| (r.node.name.clone(), v.clone()))
+        })
+        .collect();
+    if running.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::ChannelDowngrade {
+            channel: channel.clone(),
+            resolved: run.version.clone(),
+            running,
+        })
     }
 }
 
@@ -124,12 +156,37 @@ fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
             r.fail(progress, NodeFailure::Failed(msg));
             continue;
         }
-        if f.clock_skew.abs() > 30 {
-            let msg = format!(
-                "clock is {} s off the controller's; TLS certificates may be refused",
-                f.clock_skew
-            );
+        if let Some(msg) = skew_warning(f.clock_skew) {
             r.event(progress, Topic::Facts, Stage::Warning, &msg);
+        }
+    }
+}
+
+/// A warning when the node's clock is more than 30 s off (`unsigned_abs`:
+/// a node may report any clock, `i64::MIN` included).
+fn skew_warning(skew: i64) -> Option<String> {
+    (skew.unsigned_abs() > 30)
+        .then(|| format!("clock is {skew} s off the controller's; TLS certificates may be refused"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skew_warning;
+
+    #[test]
+    fn any_clock_skew_is_judged_without_overflow() {
+        for (skew, warned) in [
+            (0, false),
+            (30, false),
+            (-30, false),
+            (31, true),
+            (-31, true),
+            (i64::MAX, true),
+            (i64::MIN, true),
+        ] {
+            let w = skew_warning(skew);
+            assert_eq!(w.is_some(), warned, "{skew}");
+            assert!(w.is_none_or(|m| m.contains(&skew.to_string())), "{skew}");
         }
     }
 }
