@@ -124,3 +124,57 @@ impl Loader<'_, '_> {
         value
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::inventory::{Inventory, K3sValue};
+
+    fn parse(extra_cluster: &str, extra_node: &str) -> Result<Inventory, String> {
+        let text = format!(
+            "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\n{extra_cluster}\n[ssh]\nagent = true\n\
+             [[nodes]]\nname = \"s1\"\naddress = \"10.0.0.1\"\nrole = \"server\"\n{extra_node}\n"
+        );
+        Inventory::parse(&text, "t.toml", Path::new("/")).map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn k3s_settings_are_typed_by_their_flags() {
+        let inv = parse(
+            "server_config = { disable = [\"traefik\"], \"flannel-backend\" = \"wireguard-native\", \"secrets-encryption\" = true }",
+            "k3s_config = { disable = \"servicelb\" }\nadopt_drop = [\"flannel-iface\"]",
+        )
+        .expect("valid");
+        let c = &inv.cluster.server_config;
+        assert_eq!(c["disable"], K3sValue::Many(vec!["traefik".into()]));
+        assert_eq!(
+            c["flannel-backend"],
+            K3sValue::One("wireguard-native".into())
+        );
+        assert_eq!(c["secrets-encryption"], K3sValue::Bool(true));
+        assert_eq!(
+            inv.nodes[0].k3s_config["disable"],
+            K3sValue::Many(vec!["servicelb".into()])
+        );
+        assert_eq!(inv.nodes[0].adopt_drop, ["flannel-iface"]);
+    }
+
+    #[test]
+    fn unknown_owned_aliased_and_mistyped_settings_are_refused_where_they_are() {
+        let err = parse(
+            "server_config = { \"no-such\" = \"x\", token = \"t\", t = \"x\", \"cluster-cidr\" = 5 }\nagent_config = { \"cluster-cidr\" = \"10.42.0.0/16\" }",
+            "",
+        )
+        .expect_err("invalid");
+        for want in [
+            "cluster.server_config.no-such: unknown K3s setting \"no-such\"",
+            "cluster.server_config.token: \"token\" is set by pictl from the inventory",
+            "cluster.server_config.t: \"t\" is a short alias",
+            "cluster.server_config.cluster-cidr: expected a string or a list of strings, found an integer",
+            "cluster.agent_config.cluster-cidr: \"cluster-cidr\" is not a K3s agent setting",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+}
