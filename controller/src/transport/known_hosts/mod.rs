@@ -8,7 +8,6 @@
 //! the policy decision is made by the SSH handler in [`super::ssh`].
 
 mod pattern;
-mod sha1;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
