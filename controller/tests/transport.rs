@@ -851,9 +851,6 @@ async fn put_file_is_atomic_verified_and_sets_mode() {
     assert!(std::fs::read(&target).unwrap() == second);
     assert_eq!(mode_of(&target), 0o755);
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
-
-    let back = t.read_file(target_str, false).await.unwrap();
-    assert!(back == second);
 }
 
 #[tokio::test]
@@ -935,24 +932,6 @@ async fn large_upload_streams_and_verifies() {
         .read_to_end(&mut written)
         .unwrap();
     assert!(written == data, "uploaded bytes differ");
-}
-
-#[tokio::test]
-async fn read_file_returns_bytes_or_not_found() {
-    let sshd = sshd_or_skip!();
-    let t = sshd.connect().await;
-    let path = sshd.path("it's a file");
-    let contents = b"\x00\x01line\n\xff".to_vec();
-    std::fs::write(&path, &contents).unwrap();
-    assert_eq!(
-        t.read_file(path.to_str().unwrap(), false).await.unwrap(),
-        contents
-    );
-    let err = t
-        .read_file(sshd.path("nope").to_str().unwrap(), false)
-        .await
-        .unwrap_err();
-    assert!(err.is_not_found(), "{err:?}");
 }
 
 #[tokio::test]

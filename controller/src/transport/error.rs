@@ -172,17 +172,6 @@ pub enum TransportError {
         status: i32,
         stderr: String,
     },
-
-    #[error("{host}:{path} does not exist")]
-    NotFound { host: String, path: String },
-
-    #[error("reading {host}:{path} failed (exit status {status}): {stderr}")]
-    Read {
-        host: String,
-        path: String,
-        status: i32,
-        stderr: String,
-    },
 }
 
 impl TransportError {
@@ -198,11 +187,6 @@ impl TransportError {
             }
             _ => false,
         }
-    }
-
-    /// The remote path does not exist (from [`super::Transport::read_file`]).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, TransportError::NotFound { .. })
     }
 }
 

@@ -74,13 +74,6 @@ pub trait Transport: Send + Sync {
         sudo: bool,
     ) -> BoxFuture<'a, Result<(), TransportError>>;
 
-    /// The contents of `path`; [`TransportError::NotFound`] when it is absent.
-    fn read_file<'a>(
-        &'a self,
-        path: &'a str,
-        sudo: bool,
-    ) -> BoxFuture<'a, Result<Vec<u8>, TransportError>>;
-
-    /// Network round trips so far (each exec, put and read is one).
+    /// Network round trips so far (each exec and put is one).
     fn round_trips(&self) -> u64;
 }

@@ -1,7 +1,7 @@
 //! [`SshTransport`]: the real [`Transport`], one russh session per node.
 //!
 //! Connecting checks the host key against known_hosts before anything else
-//! is sent, then authenticates; each exec, upload or read is one SSH channel
+//! is sent, then authenticates; each exec or upload is one SSH channel
 //! on that session (so they may run concurrently). stdin is streamed in
 //! window-sized chunks, so a 60 MB binary never sits in argv or in base64.
 //! The edge: building command lines is [`super::command`]/[`super::sudo`],
@@ -371,14 +371,6 @@ impl SshTransport {
         let out = self.run(&what, &wire, Some(contents), None).await?;
         upload::check_put(&self.name, path, &expected, &out)
     }
-
-    async fn read_impl(&self, path: &str, sudo: bool) -> Result<Vec<u8>, TransportError> {
-        let cmd = upload::read_command(path, sudo);
-        let what = format!("read of {path}");
-        let wire = self.wire(&cmd, &what)?;
-        let out = self.run(&what, &wire, None, None).await?;
-        upload::check_read(&self.name, path, out)
-    }
 }
 
 impl Transport for SshTransport {
@@ -394,14 +386,6 @@ impl Transport for SshTransport {
         sudo: bool,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(self.put_impl(contents, path, mode, sudo))
-    }
-
-    fn read_file<'a>(
-        &'a self,
-        path: &'a str,
-        sudo: bool,
-    ) -> BoxFuture<'a, Result<Vec<u8>, TransportError>> {
-        Box::pin(self.read_impl(path, sudo))
     }
 
     fn round_trips(&self) -> u64 {
