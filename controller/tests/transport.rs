@@ -193,6 +193,16 @@ impl Sshd {
         }
     }
 
+    /// Stop every process under the listener (connections and sessions):
+    /// the TCP connection stays up, nothing on the node makes progress.
+    fn stall_connections(&self) {
+        for pid in self.tree().into_iter().skip(1) {
+            let _ = Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status();
+        }
+    }
+
     fn kill(&mut self) {
         // CONT first: a stopped process would not die until resumed.
         self.signal_all("-CONT");
@@ -851,6 +861,38 @@ async fn put_file_is_atomic_verified_and_sets_mode() {
     assert!(std::fs::read(&target).unwrap() == second);
     assert_eq!(mode_of(&target), 0o755);
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+}
+
+#[tokio::test]
+async fn stalled_upload_times_out_naming_node_and_path() {
+    let sshd = sshd_or_skip!();
+    let mut target = sshd.target(sshd.trusting_known_hosts());
+    target.upload_timeout = Duration::from_secs(1);
+    let t = SshTransport::connect(target).await.unwrap();
+    let path = sshd.path("stalled.bin");
+    let path = path.to_str().unwrap();
+    sshd.stall_connections();
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        t.put_file(&[7u8; 1000], path, 0o644, false),
+    )
+    .await
+    .expect("the upload deadline should end the upload, not the test's own timeout");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, TransportError::CommandTimeout { .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("node 1 $(x)") && msg.contains(path), "{msg}");
+    assert!(!err.is_unreachable());
+    // 1 s plus one second for the 1000 bytes at the minimum rate.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

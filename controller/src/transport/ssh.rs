@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use russh::client::{self, Handle, Handler};
 use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, Preferred, Sig};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Preferred, Sig};
 use tokio::net::TcpStream;
 
 use super::auth::{self, Auth, PassphrasePrompt};
@@ -52,11 +52,19 @@ pub struct SshTarget {
     /// Send a keepalive after this much silence; three unanswered ones drop
     /// the connection (so a dead node surfaces as unreachable, not a hang).
     pub keepalive: Duration,
+    /// Bound on one upload on top of the time its bytes need at
+    /// [`MIN_UPLOAD_RATE`]: a node that stops reading (but still answers
+    /// keepalives) fails the upload instead of hanging the run.
+    pub upload_timeout: Duration,
+    /// Local deadline of a command that sets no `timeout` of its own.
+    pub untimed_deadline: Duration,
 }
 
 impl SshTarget {
     /// A target with the defaults: port 22, strict host keys, no sudo,
-    /// 10 s connect timeout, 15 s keepalive.
+    /// 10 s connect timeout, 15 s keepalive, uploads bounded by 60 s plus
+    /// their transfer time at [`MIN_UPLOAD_RATE`], commands without a
+    /// timeout stopped after 10 minutes.
     pub fn new(
         name: impl Into<String>,
         address: impl Into<String>,
@@ -77,6 +85,8 @@ impl SshTarget {
             sudo: SudoMode::None,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
+            upload_timeout: Duration::from_secs(60),
+            untimed_deadline: Duration::from_secs(600),
         }
     }
 }
@@ -95,6 +105,8 @@ impl fmt::Debug for SshTarget {
             .field("sudo", &self.sudo)
             .field("connect_timeout", &self.connect_timeout)
             .field("keepalive", &self.keepalive)
+            .field("upload_timeout", &self.upload_timeout)
+            .field("untimed_deadline", &self.untimed_deadline)
             .finish()
     }
 }
@@ -106,6 +118,8 @@ pub struct SshTransport {
     sudo: SudoMode,
     handle: Handle<HostKeyCheck>,
     round_trips: AtomicU64,
+    upload_timeout: Duration,
+    untimed_deadline: Duration,
 }
 
 impl fmt::Debug for SshTransport {
@@ -183,6 +197,8 @@ impl SshTransport {
             sudo: target.sudo,
             handle,
             round_trips: AtomicU64::new(0),
+            upload_timeout: target.upload_timeout,
+            untimed_deadline: target.untimed_deadline,
         })
     }
 
@@ -225,15 +241,49 @@ impl SshTransport {
     }
 
     /// One channel: send `wire.line`, stream the stdin preamble and `body`,
-    /// collect output until the channel closes or `timeout` passes.
+    /// collect output until the channel closes or the local deadline passes.
     async fn run(
         &self,
         what: &str,
         wire: &WireCommand,
         body: Option<&[u8]>,
-        timeout: Option<Duration>,
+        limits: Limits,
     ) -> Result<Output, TransportError> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        // One deadline from the channel request on: a stalled node can hang
+        // the open as well as the transfer.
+        let deadline = tokio::time::sleep(limits.local);
+        tokio::pin!(deadline);
+        let channel = tokio::select! {
+            channel = self.open(wire) => channel?,
+            () = &mut deadline => return Err(self.timed_out(what, limits.reported())),
+        };
+        let (reader, writer) = channel.split();
+        let finished = tokio::select! {
+            done = collect(reader) => Some(done),
+            () = send_stdin(&writer, wire.stdin_prefix(), body) => None,
+            () = &mut deadline => None,
+        };
+        let Some(collected) = finished else {
+            // Only the deadline gets here: send_stdin never completes.
+            // Best effort: sshd honours signal requests for non-root logins.
+            let _ = writer.signal(Sig::KILL).await;
+            let _ = writer.close().await;
+            return Err(self.timed_out(what, limits.reported()));
+        };
+        let out = self.exited(collected)?;
+        if let Some(after) = limits.node
+            && TIMEOUT_STATUSES.contains(&out.status)
+            && started.elapsed() >= after
+        {
+            return Err(self.timed_out(what, after));
+        }
+        self.check_sudo(what, wire, out)
+    }
+
+    /// A session channel with `wire.line` started on it.
+    async fn open(&self, wire: &WireCommand) -> Result<Channel<client::Msg>, TransportError> {
         let channel = self
             .handle
             .channel_open_session()
@@ -243,103 +293,46 @@ impl SshTransport {
             .exec(true, wire.line.as_bytes())
             .await
             .map_err(|e| self.channel_error(e))?;
-        let (mut reader, writer) = channel.split();
-        let prefix = wire.stdin_prefix();
+        Ok(channel)
+    }
 
-        let send_stdin = async {
-            // A write error means the command stopped reading (or the
-            // session died); its exit status, read below, tells which.
-            let mut ok = true;
-            if !prefix.is_empty() {
-                ok = writer.data(prefix).await.is_ok();
-            }
-            if ok && let Some(body) = body {
-                ok = writer.data(body).await.is_ok();
-            }
-            if ok {
-                let _ = writer.eof().await;
-            }
-            std::future::pending::<()>().await
-        };
-        let collect = async {
-            let mut out = Output::default();
-            let mut status = None;
-            let mut refused = false;
-            while let Some(msg) = reader.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        out.stderr.extend_from_slice(&data)
-                    }
-                    ChannelMsg::ExitStatus { exit_status } => {
-                        status = Some(i32::try_from(exit_status).unwrap_or(i32::MAX))
-                    }
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        status = Some(-signal_number(&signal_name));
-                        out.signal = Some(signal_name_of(&signal_name));
-                    }
-                    ChannelMsg::Failure => refused = true,
-                    ChannelMsg::Close => break,
-                    _ => {}
-                }
-            }
-            (out, status, refused)
-        };
-        // The node's `timeout` normally ends the command; this local
-        // deadline only fires when the link stalls or `timeout` is missing.
-        let started = tokio::time::Instant::now();
-        let deadline = async {
-            match timeout {
-                Some(after) => tokio::time::sleep(after + KILL_AFTER + BACKSTOP_SLACK).await,
-                None => std::future::pending().await,
-            }
-        };
-        let finished = tokio::select! {
-            done = collect => Some(done),
-            () = send_stdin => None,
-            () = deadline => None,
-        };
-        let Some((mut out, status, refused)) = finished else {
-            // Only the deadline can get here: send_stdin never completes.
-            // Best effort: sshd honours signal requests for non-root logins.
-            let _ = writer.signal(Sig::KILL).await;
-            let _ = writer.close().await;
-            return Err(TransportError::CommandTimeout {
+    /// The output with its exit status, or why the command never had one.
+    fn exited(&self, collected: Collected) -> Result<Output, TransportError> {
+        let Collected {
+            mut out,
+            status,
+            refused,
+        } = collected;
+        if let Some(status) = status {
+            out.status = status;
+            return Ok(out);
+        }
+        if self.handle.is_closed() {
+            return Err(TransportError::ConnectionLost {
                 host: self.name.clone(),
-                what: what.to_owned(),
-                after: timeout.unwrap_or_default(),
-            });
-        };
-        let Some(status) = status else {
-            if self.handle.is_closed() {
-                return Err(TransportError::ConnectionLost {
-                    host: self.name.clone(),
-                    source: None,
-                });
-            }
-            let reason = if refused {
-                "the node refused to start the command"
-            } else {
-                "the channel closed without an exit status"
-            };
-            return Err(TransportError::Channel {
-                host: self.name.clone(),
-                source: russh::Error::IO(std::io::Error::other(reason)),
-            });
-        };
-        out.status = status;
-        if let Some(after) = timeout
-            && TIMEOUT_STATUSES.contains(&status)
-            && started.elapsed() >= after
-        {
-            return Err(TransportError::CommandTimeout {
-                host: self.name.clone(),
-                what: what.to_owned(),
-                after,
+                source: None,
             });
         }
+        let reason = if refused {
+            "the node refused to start the command"
+        } else {
+            "the channel closed without an exit status"
+        };
+        Err(TransportError::Channel {
+            host: self.name.clone(),
+            source: russh::Error::IO(std::io::Error::other(reason)),
+        })
+    }
+
+    /// Strip the sudo wrapper's sentinel, or turn its absence into an error.
+    fn check_sudo(
+        &self,
+        what: &str,
+        wire: &WireCommand,
+        mut out: Output,
+    ) -> Result<Output, TransportError> {
         if wire.via_sudo
-            && let Err(reason) = sudo::take_sentinel(&mut out.stderr, status)
+            && let Err(reason) = sudo::take_sentinel(&mut out.stderr, out.status)
         {
             return Err(TransportError::Sudo {
                 host: self.name.clone(),
@@ -350,11 +343,28 @@ impl SshTransport {
         Ok(out)
     }
 
+    fn timed_out(&self, what: &str, after: Duration) -> TransportError {
+        TransportError::CommandTimeout {
+            host: self.name.clone(),
+            what: what.to_owned(),
+            after,
+        }
+    }
+
     async fn exec_impl(&self, cmd: &RemoteCommand) -> Result<Output, TransportError> {
         let what = describe(cmd);
         let wire = self.wire(cmd, &what)?;
-        self.run(&what, &wire, cmd.stdin_bytes(), cmd.timeout_after())
-            .await
+        let limits = match cmd.timeout_after() {
+            Some(after) => Limits {
+                node: Some(after),
+                local: after + KILL_AFTER + BACKSTOP_SLACK,
+            },
+            None => Limits {
+                node: None,
+                local: self.untimed_deadline,
+            },
+        };
+        self.run(&what, &wire, cmd.stdin_bytes(), limits).await
     }
 
     async fn put_impl(
@@ -368,7 +378,11 @@ impl SshTransport {
         let cmd = upload::put_command(path, mode, &expected, sudo);
         let what = format!("upload of {path}");
         let wire = self.wire(&cmd, &what)?;
-        let out = self.run(&what, &wire, Some(contents), None).await?;
+        let limits = Limits {
+            node: None,
+            local: upload_deadline(self.upload_timeout, contents.len()),
+        };
+        let out = self.run(&what, &wire, Some(contents), limits).await?;
         upload::check_put(&self.name, path, &expected, &out)
     }
 }
@@ -395,6 +409,85 @@ impl Transport for SshTransport {
 
 /// How much longer than the node's own `timeout` the local backstop waits.
 const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
+
+/// The slowest link an upload is expected to survive (a Pi on poor Wi-Fi):
+/// its deadline grows by one second per this many bytes.
+pub const MIN_UPLOAD_RATE: u64 = 256 * 1024;
+
+/// When one channel is given up on.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// The command's own `timeout`, enforced on the node.
+    node: Option<Duration>,
+    /// The local deadline: fires when the link stalls, or when nothing on
+    /// the node bounds the command.
+    local: Duration,
+}
+
+impl Limits {
+    /// The bound named in a timeout error.
+    fn reported(&self) -> Duration {
+        self.node.unwrap_or(self.local)
+    }
+}
+
+/// `base` plus the time `len` bytes take at [`MIN_UPLOAD_RATE`].
+fn upload_deadline(base: Duration, len: usize) -> Duration {
+    let len = u64::try_from(len).unwrap_or(u64::MAX);
+    base + Duration::from_secs(len.div_ceil(MIN_UPLOAD_RATE))
+}
+
+/// What a channel left behind when it closed.
+struct Collected {
+    out: Output,
+    status: Option<i32>,
+    /// The server answered the exec request with a failure.
+    refused: bool,
+}
+
+/// Read the channel until it closes.
+async fn collect(mut reader: ChannelReadHalf) -> Collected {
+    let mut c = Collected {
+        out: Output::default(),
+        status: None,
+        refused: false,
+    };
+    while let Some(msg) = reader.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => c.out.stdout.extend_from_slice(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => c.out.stderr.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => {
+                c.status = Some(i32::try_from(exit_status).unwrap_or(i32::MAX))
+            }
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                c.status = Some(-signal_number(&signal_name));
+                c.out.signal = Some(signal_name_of(&signal_name));
+            }
+            ChannelMsg::Failure => c.refused = true,
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Write `prefix` then `body` then EOF; never completes, so that only the
+/// channel closing (or the deadline) ends a run.
+async fn send_stdin(writer: &ChannelWriteHalf<client::Msg>, prefix: &[u8], body: Option<&[u8]>) {
+    // A write error means the command stopped reading (or the session
+    // died); its exit status tells which.
+    let mut ok = true;
+    if !prefix.is_empty() {
+        ok = writer.data(prefix).await.is_ok();
+    }
+    if ok && let Some(body) = body {
+        ok = writer.data(body).await.is_ok();
+    }
+    if ok {
+        let _ = writer.eof().await;
+    }
+    std::future::pending::<()>().await
+}
 
 /// A short name for a command in messages: the program, or "sh script".
 fn describe(cmd: &RemoteCommand) -> String {
@@ -554,6 +647,18 @@ mod tests {
         assert!(matches!(algs[0], Algorithm::Rsa { .. }), "{algs:?}");
         let default = prefer_known(&[]);
         assert_eq!(default, Preferred::DEFAULT.key.to_vec());
+    }
+
+    #[test]
+    fn upload_deadline_grows_with_size() {
+        let base = Duration::from_secs(60);
+        assert_eq!(upload_deadline(base, 0), base);
+        assert_eq!(upload_deadline(base, 1), base + Duration::from_secs(1));
+        let binary = 64 * 1024 * 1024;
+        assert_eq!(
+            upload_deadline(base, binary),
+            base + Duration::from_secs(256)
+        );
     }
 
     #[test]
