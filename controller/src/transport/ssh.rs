@@ -1,7 +1,7 @@
 //! [`SshTransport`]: the real [`Transport`], one russh session per node.
 //!
-//! Connecting checks the host key against known_hosts before anything else
-//! is sent, then authenticates; each exec or upload is one SSH channel
+//! Connecting checks the host key (or host certificate) against the
+//! known_hosts files before anything else is sent, then authenticates; each exec or upload is one SSH channel
 //! on that session (so they may run concurrently). stdin is streamed in
 //! window-sized chunks, so a 60 MB binary never sits in argv or in base64.
 //! The edge: building command lines is [`super::command`]/[`super::sudo`],
@@ -10,20 +10,20 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::client::{self, Handle, Handler};
-use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Preferred, Sig};
 use tokio::net::TcpStream;
 
 use super::auth::{self, Auth, PassphrasePrompt};
 use super::command::{KILL_AFTER, RemoteCommand, TIMEOUT_STATUSES};
 use super::error::{TransportError, is_connection_error};
-use super::known_hosts::{self, HostKeyPolicy, KnownHosts, Verdict};
+use super::known_hosts::{self, CertVerdict, HostKeyPolicy, KnownHosts, Verdict};
 use super::sudo::{self, SudoMode, WireCommand};
 use super::upload;
 use super::{BoxFuture, Output, Transport};
@@ -41,7 +41,12 @@ pub struct SshTarget {
     /// Asked for an encrypted key's passphrase when the environment does not
     /// provide it.
     pub passphrase_prompt: Option<PassphrasePrompt>,
+    /// The user's known_hosts file: read first, and the one new keys are
+    /// recorded in.
     pub known_hosts: PathBuf,
+    /// Read after `known_hosts` (a key found in either counts), never
+    /// written; [`known_hosts::SYSTEM_KNOWN_HOSTS`] by default.
+    pub system_known_hosts: Option<PathBuf>,
     pub policy: HostKeyPolicy,
     /// With `AcceptNew`: write a newly accepted key to `known_hosts`
     /// (false for read-only commands such as `plan`: accepted, not recorded).
@@ -80,6 +85,7 @@ impl SshTarget {
             auth,
             passphrase_prompt: None,
             known_hosts: known_hosts.into(),
+            system_known_hosts: Some(PathBuf::from(known_hosts::SYSTEM_KNOWN_HOSTS)),
             policy: HostKeyPolicy::Strict,
             record_new_keys: true,
             sudo: SudoMode::None,
@@ -101,6 +107,7 @@ impl fmt::Debug for SshTarget {
             .field("auth", &self.auth)
             .field("passphrase_prompt", &self.passphrase_prompt.is_some())
             .field("known_hosts", &self.known_hosts)
+            .field("system_known_hosts", &self.system_known_hosts)
             .field("policy", &self.policy)
             .field("sudo", &self.sudo)
             .field("connect_timeout", &self.connect_timeout)
@@ -136,25 +143,12 @@ impl SshTransport {
     pub async fn connect(target: SshTarget) -> Result<Self, TransportError> {
         let credentials = auth::load(&target.auth, target.passphrase_prompt.as_ref()).await?;
         let lookup = known_hosts::lookup_name(&target.address, target.port);
-        let known = KnownHosts::load(&target.known_hosts).map_err(|source| {
-            TransportError::KnownHostsRead {
-                path: target.known_hosts.clone(),
-                source,
-            }
-        })?;
-        let config = Arc::new(client::Config {
-            keepalive_interval: Some(target.keepalive),
-            keepalive_max: 3,
-            nodelay: true,
-            preferred: Preferred {
-                key: Cow::Owned(prefer_known(&known.algorithms_for(&lookup))),
-                ..Preferred::default()
-            },
-            ..client::Config::default()
-        });
+        let known = load_known_hosts(&target)?;
+        let config = Arc::new(client_config(&target, &known, &lookup));
         let check = HostKeyCheck {
             host: target.name.clone(),
             lookup,
+            principal: target.address.to_ascii_lowercase(),
             path: target.known_hosts.clone(),
             policy: target.policy,
             record: target.record_new_keys,
@@ -539,10 +533,49 @@ fn prefer_known(known: &[Algorithm]) -> Vec<Algorithm> {
     algs
 }
 
+/// The user's known_hosts, then the system's (as OpenSSH reads them).
+fn load_known_hosts(target: &SshTarget) -> Result<KnownHosts, TransportError> {
+    let mut known = KnownHosts::default();
+    let files = std::iter::once(&target.known_hosts).chain(&target.system_known_hosts);
+    for path in files {
+        known
+            .add_file(path)
+            .map_err(|source| TransportError::KnownHostsRead {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(known)
+}
+
+fn client_config(target: &SshTarget, known: &KnownHosts, lookup: &str) -> client::Config {
+    let key = prefer_known(&known.algorithms_for(lookup));
+    // Certificates only when a CA is trusted for this host: otherwise the
+    // server would prove itself with something nothing here can check.
+    let certificates = if known.has_authority_for(lookup) {
+        key.clone()
+    } else {
+        Vec::new()
+    };
+    client::Config {
+        keepalive_interval: Some(target.keepalive),
+        keepalive_max: 3,
+        nodelay: true,
+        preferred: Preferred {
+            key: Cow::Owned(key),
+            host_key_certificates: Cow::Owned(certificates),
+            ..Preferred::default()
+        },
+        ..client::Config::default()
+    }
+}
+
 /// The russh callback that applies the host-key policy.
 struct HostKeyCheck {
     host: String,
     lookup: String,
+    /// The name a host certificate must be valid for: the address as given.
+    principal: String,
     path: PathBuf,
     policy: HostKeyPolicy,
     record: bool,
@@ -592,29 +625,58 @@ impl HostKeyCheck {
             }
         }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let key_type = key.algorithm().as_str().to_owned();
-        let known_hosts = known_hosts::display_path(&self.path);
         match verdict {
             Verdict::Known => Ok(()),
             Verdict::Unknown => Err(TransportError::HostKeyUnknown {
                 host: self.host.clone(),
                 lookup: self.lookup.clone(),
-                known_hosts,
+                known_hosts: known_hosts::display_path(&self.path),
                 fingerprint,
             }),
-            Verdict::Changed { line } => Err(TransportError::HostKeyChanged {
+            Verdict::Changed { path, line } => Err(TransportError::HostKeyChanged {
                 host: self.host.clone(),
-                known_hosts,
+                known_hosts: known_hosts::display_path(&path),
                 line,
-                key_type,
+                key_type: key.algorithm().as_str().to_owned(),
                 fingerprint,
             }),
-            Verdict::Revoked { line } => Err(TransportError::HostKeyRevoked {
-                host: self.host.clone(),
-                known_hosts,
+            Verdict::Revoked { path, line } => Err(self.revoked(&path, line, fingerprint)),
+        }
+    }
+
+    fn revoked(&self, path: &Path, line: usize, fingerprint: String) -> TransportError {
+        TransportError::HostKeyRevoked {
+            host: self.host.clone(),
+            known_hosts: known_hosts::display_path(path),
+            line,
+            fingerprint,
+        }
+    }
+
+    /// A host certificate: trusted through an `@cert-authority` line, else
+    /// (like OpenSSH) the key inside it is checked as a plain key.
+    fn certificate_verdict(&self, cert: &Certificate) -> Result<(), TransportError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match self
+            .known
+            .check_certificate(&self.lookup, &self.principal, cert, now)
+        {
+            CertVerdict::Trusted => Ok(()),
+            CertVerdict::Revoked {
+                path,
                 line,
                 fingerprint,
-            }),
+            } => Err(self.revoked(&path, line, fingerprint)),
+            CertVerdict::Untrusted(reason) => {
+                tracing::warn!(
+                    host = %self.host,
+                    %reason,
+                    "host certificate not trusted; checking its key as a plain host key"
+                );
+                self.verdict(&PublicKey::new(cert.public_key().clone(), ""))
+            }
         }
     }
 }
@@ -626,12 +688,11 @@ impl Handler for HostKeyCheck {
         &mut self,
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match offered {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            // Never advertised (Preferred::host_key_certificates is empty).
-            PublicKeyOrCertificate::Certificate(_) => return Ok(false),
+        let verdict = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => self.verdict(key),
+            PublicKeyOrCertificate::Certificate(cert) => self.certificate_verdict(cert),
         };
-        self.verdict(key)
+        verdict
             .map(|()| true)
             .map_err(|e| CheckError::Rejected(Box::new(e)))
     }
