@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::client::{self, Handle, Handler};
@@ -24,7 +24,7 @@ use super::auth::{self, Auth, PassphrasePrompt};
 use super::command::{KILL_AFTER, RemoteCommand, TIMEOUT_STATUSES};
 use super::error::{TransportError, is_connection_error};
 use super::known_hosts::{self, CertVerdict, HostKeyPolicy, KnownHosts, Verdict};
-use super::sudo::{self, SudoMode, WireCommand};
+use super::sudo::{self, Refusal, SudoMode, WireCommand};
 use super::upload;
 use super::{BoxFuture, Output, Transport};
 
@@ -125,6 +125,8 @@ pub struct SshTransport {
     sudo: SudoMode,
     handle: Handle<HostKeyCheck>,
     round_trips: AtomicU64,
+    /// sudo refused the password once: it is not sent again.
+    sudo_refused: AtomicBool,
     upload_timeout: Duration,
     untimed_deadline: Duration,
 }
@@ -191,6 +193,7 @@ impl SshTransport {
             sudo: target.sudo,
             handle,
             round_trips: AtomicU64::new(0),
+            sudo_refused: AtomicBool::new(false),
             upload_timeout: target.upload_timeout,
             untimed_deadline: target.untimed_deadline,
         })
@@ -211,13 +214,20 @@ impl SshTransport {
                 host: self.name.clone(),
                 source,
             })?;
-        self.sudo
+        let wire = self
+            .sudo
             .wire(cmd, &self.user)
             .map_err(|source| TransportError::SudoSetup {
                 host: self.name.clone(),
                 what: what.to_owned(),
                 source,
-            })
+            })?;
+        // One refused password is enough: trying it again would only count
+        // towards the node locking the account.
+        if wire.via_sudo && self.sudo_refused.load(Ordering::Relaxed) {
+            return Err(self.password_refused());
+        }
+        Ok(wire)
     }
 
     fn channel_error(&self, source: russh::Error) -> TransportError {
@@ -325,16 +335,28 @@ impl SshTransport {
         wire: &WireCommand,
         mut out: Output,
     ) -> Result<Output, TransportError> {
-        if wire.via_sudo
-            && let Err(reason) = sudo::take_sentinel(&mut out.stderr, out.status)
-        {
-            return Err(TransportError::Sudo {
+        if !wire.via_sudo {
+            return Ok(out);
+        }
+        match sudo::take_sentinel(&mut out.stderr, out.status) {
+            Ok(()) => Ok(out),
+            Err(Refusal::Password) => {
+                self.sudo_refused.store(true, Ordering::Relaxed);
+                Err(self.password_refused())
+            }
+            Err(Refusal::Other(reason)) => Err(TransportError::Sudo {
                 host: self.name.clone(),
                 what: what.to_owned(),
                 reason,
-            });
+            }),
         }
-        Ok(out)
+    }
+
+    fn password_refused(&self) -> TransportError {
+        TransportError::SudoPasswordRefused {
+            host: self.name.clone(),
+            user: self.user.clone(),
+        }
     }
 
     fn timed_out(&self, what: &str, after: Duration) -> TransportError {
