@@ -4,9 +4,12 @@
 //! Every side effect on a node goes through [`Transport`], so steps stay
 //! testable and the rules that keep nodes safe live in one place: commands
 //! are structured ([`RemoteCommand`]) and quoted by construction, secrets go
-//! through stdin and never argv, uploads are atomic and hash-verified, and
-//! host keys are checked against a known_hosts file. The edge: this module
-//! knows nothing of K3s or steps; it runs commands and moves files.
+//! through stdin and never argv (a sudo password is tried once, never
+//! guessed again), uploads are atomic, hash-verified and bounded in time,
+//! and host keys are checked against the user's and the system's
+//! known_hosts, host certificates against their `@cert-authority` lines.
+//! The edge: this module knows nothing of K3s or steps; it runs commands and
+//! moves files.
 
 mod auth;
 mod command;
