@@ -193,6 +193,16 @@ impl Sshd {
         }
     }
 
+    /// Stop every process under the listener (connections and sessions):
+    /// the TCP connection stays up, nothing on the node makes progress.
+    fn stall_connections(&self) {
+        for pid in self.tree().into_iter().skip(1) {
+            let _ = Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status();
+        }
+    }
+
     fn kill(&mut self) {
         // CONT first: a stopped process would not die until resumed.
         self.signal_all("-CONT");
@@ -274,7 +284,60 @@ impl Sshd {
         );
         t.port = self.port;
         t.connect_timeout = Duration::from_secs(10);
+        // Never the machine's /etc/ssh/ssh_known_hosts.
+        t.system_known_hosts = Some(self.path("ssh_known_hosts"));
         t
+    }
+
+    /// Sign the current host key with a (new) CA for `principal`, serve the
+    /// certificate, and return the CA's public key line.
+    fn certify_host_key(&mut self, principal: &str) -> String {
+        let ca = self.path("ca_key");
+        let _ = std::fs::remove_file(&ca);
+        let _ = std::fs::remove_file(self.path("ca_key.pub"));
+        ssh_keygen(&[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "ca",
+            "-f",
+            ca.to_str().unwrap(),
+        ]);
+        let host_pub = self.path("host_key.pub");
+        ssh_keygen(&[
+            "-q",
+            "-s",
+            ca.to_str().unwrap(),
+            "-I",
+            "pictl-test-host",
+            "-h",
+            "-n",
+            principal,
+            host_pub.to_str().unwrap(),
+        ]);
+        let mut config = std::fs::read_to_string(self.path("sshd_config")).unwrap();
+        let line = format!(
+            "HostCertificate {}\n",
+            self.path("host_key-cert.pub").display()
+        );
+        if !config.contains(&line) {
+            config.push_str(&line);
+            std::fs::write(self.path("sshd_config"), config).unwrap();
+        }
+        self.kill();
+        self.spawn();
+        let ca_pub = std::fs::read_to_string(self.path("ca_key.pub")).unwrap();
+        let mut words = ca_pub.split_whitespace();
+        format!("{} {}", words.next().unwrap(), words.next().unwrap())
+    }
+
+    fn known_hosts_with(&self, text: &str) -> PathBuf {
+        let path = self.path("known_hosts");
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     async fn connect(&self) -> SshTransport {
@@ -597,6 +660,110 @@ async fn accept_new_learns_then_a_changed_key_is_a_hard_error() {
 }
 
 #[tokio::test]
+async fn system_known_hosts_is_read_and_new_keys_go_to_the_users_file() {
+    let mut sshd = sshd_or_skip!();
+    let user = sshd.path("home/.ssh/known_hosts");
+    let system = sshd.path("ssh_known_hosts");
+    std::fs::write(&system, format!("{} {}\n", sshd.lookup(), sshd.host_pub())).unwrap();
+    let mut target = sshd.target(user.clone());
+    target.policy = HostKeyPolicy::AcceptNew;
+    SshTransport::connect(target.clone())
+        .await
+        .expect("a key in the system file is known");
+    assert!(!user.exists(), "nothing new to record");
+
+    // Reinstalled node: the system file's line makes it a changed key.
+    sshd.restart_with_new_host_key();
+    let err = SshTransport::connect(target.clone()).await.unwrap_err();
+    match &err {
+        TransportError::HostKeyChanged {
+            known_hosts, line, ..
+        } => {
+            assert_eq!(known_hosts, &system.canonicalize().unwrap());
+            assert_eq!(*line, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A host the system file does not know is learned into the user's file.
+    std::fs::write(&system, "other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILmFC5/qhmD6bWBrx3+EPj4bxlsbNHTD1aGKIqiSooNc\n").unwrap();
+    let system_before = std::fs::read_to_string(&system).unwrap();
+    SshTransport::connect(target).await.expect("accept-new");
+    let learned = std::fs::read_to_string(&user).unwrap();
+    assert!(learned.contains(&sshd.host_pub()), "{learned}");
+    assert_eq!(std::fs::read_to_string(&system).unwrap(), system_before);
+    assert_eq!(
+        mode_of(user.parent().unwrap()),
+        0o700,
+        "~/.ssh is created 0700"
+    );
+}
+
+#[tokio::test]
+async fn host_certificate_from_a_trusted_ca_is_accepted() {
+    let mut sshd = sshd_or_skip!();
+    let ca = sshd.certify_host_key("127.0.0.1");
+    // Only the CA: the host key itself is in no file.
+    let kh = sshd.known_hosts_with(&format!("@cert-authority [127.0.0.1]:* {ca}\n"));
+    let t = SshTransport::connect(sshd.target(kh.clone()))
+        .await
+        .expect("certificate signed by the trusted CA");
+    assert!(t.exec(&RemoteCommand::new("true")).await.unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        format!("@cert-authority [127.0.0.1]:* {ca}\n"),
+        "nothing recorded"
+    );
+}
+
+#[tokio::test]
+async fn host_certificate_is_refused_for_other_hosts_principals_or_revoked_cas() {
+    let mut sshd = sshd_or_skip!();
+    let ca = sshd.certify_host_key("some-other-name");
+    let unknown = |r: Result<SshTransport, TransportError>| match r {
+        Err(TransportError::HostKeyUnknown { .. }) => {}
+        Err(other) => panic!("expected unknown, got {other:?}"),
+        Ok(_) => panic!("expected unknown, connected"),
+    };
+    // Valid for another principal: falls back to the plain key, unknown.
+    let kh = sshd.known_hosts_with(&format!("@cert-authority * {ca}\n"));
+    unknown(SshTransport::connect(sshd.target(kh)).await);
+
+    let ca = sshd.certify_host_key("127.0.0.1");
+    // The CA is trusted for other hosts only.
+    let kh = sshd.known_hosts_with(&format!("@cert-authority *.lan {ca}\n"));
+    unknown(SshTransport::connect(sshd.target(kh)).await);
+
+    // The CA is revoked.
+    let kh = sshd.known_hosts_with(&format!("@cert-authority * {ca}\n@revoked * {ca}\n"));
+    match SshTransport::connect(sshd.target(kh)).await {
+        Err(TransportError::HostKeyRevoked { line, .. }) => assert_eq!(line, 2),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a revoked CA was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn revoked_host_key_is_refused_even_when_listed() {
+    let sshd = sshd_or_skip!();
+    let kh = sshd.known_hosts_with(&format!(
+        "{} {}\n@revoked * {}\n",
+        sshd.lookup(),
+        sshd.host_pub(),
+        sshd.host_pub()
+    ));
+    let mut target = sshd.target(kh);
+    target.policy = HostKeyPolicy::AcceptNew;
+    match SshTransport::connect(target).await {
+        Err(e @ TransportError::HostKeyRevoked { .. }) => {
+            assert!(e.to_string().contains(&sshd.host_fingerprint()), "{e}");
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a revoked key was accepted"),
+    }
+}
+
+#[tokio::test]
 async fn wrong_client_key_is_an_auth_error_not_unreachable() {
     let sshd = sshd_or_skip!();
     let other = sshd.path("stranger");
@@ -851,9 +1018,38 @@ async fn put_file_is_atomic_verified_and_sets_mode() {
     assert!(std::fs::read(&target).unwrap() == second);
     assert_eq!(mode_of(&target), 0o755);
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+}
 
-    let back = t.read_file(target_str, false).await.unwrap();
-    assert!(back == second);
+#[tokio::test]
+async fn stalled_upload_times_out_naming_node_and_path() {
+    let sshd = sshd_or_skip!();
+    let mut target = sshd.target(sshd.trusting_known_hosts());
+    target.upload_timeout = Duration::from_secs(1);
+    let t = SshTransport::connect(target).await.unwrap();
+    let path = sshd.path("stalled.bin");
+    let path = path.to_str().unwrap();
+    sshd.stall_connections();
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        t.put_file(&[7u8; 1000], path, 0o644, false),
+    )
+    .await
+    .expect("the upload deadline should end the upload, not the test's own timeout");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, TransportError::CommandTimeout { .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("node 1 $(x)") && msg.contains(path), "{msg}");
+    assert!(!err.is_unreachable());
+    // 1 s plus one second for the 1000 bytes at the minimum rate.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -935,24 +1131,6 @@ async fn large_upload_streams_and_verifies() {
         .read_to_end(&mut written)
         .unwrap();
     assert!(written == data, "uploaded bytes differ");
-}
-
-#[tokio::test]
-async fn read_file_returns_bytes_or_not_found() {
-    let sshd = sshd_or_skip!();
-    let t = sshd.connect().await;
-    let path = sshd.path("it's a file");
-    let contents = b"\x00\x01line\n\xff".to_vec();
-    std::fs::write(&path, &contents).unwrap();
-    assert_eq!(
-        t.read_file(path.to_str().unwrap(), false).await.unwrap(),
-        contents
-    );
-    let err = t
-        .read_file(sshd.path("nope").to_str().unwrap(), false)
-        .await
-        .unwrap_err();
-    assert!(err.is_not_found(), "{err:?}");
 }
 
 #[tokio::test]

@@ -270,23 +270,6 @@ impl Transport for FakeTransport {
         })
     }
 
-    fn read_file<'a>(
-        &'a self,
-        path: &'a str,
-        _sudo: bool,
-    ) -> BoxFuture<'a, Result<Vec<u8>, TransportError>> {
-        Box::pin(async move {
-            let s = self.state.lock().expect("node");
-            s.files
-                .get(path)
-                .cloned()
-                .ok_or_else(|| TransportError::NotFound {
-                    host: self.name.clone(),
-                    path: path.to_string(),
-                })
-        })
-    }
-
     fn round_trips(&self) -> u64 {
         self.trips.load(std::sync::atomic::Ordering::Relaxed)
     }

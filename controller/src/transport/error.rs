@@ -147,6 +147,10 @@ pub enum TransportError {
         source: SudoSetupError,
     },
 
+    /// Tried once; the transport does not send it again.
+    #[error("sudo refused the password for {user} on {host}")]
+    SudoPasswordRefused { host: String, user: String },
+
     #[error("sudo on {host} refused to run {what}: {reason}")]
     Sudo {
         host: String,
@@ -172,17 +176,6 @@ pub enum TransportError {
         status: i32,
         stderr: String,
     },
-
-    #[error("{host}:{path} does not exist")]
-    NotFound { host: String, path: String },
-
-    #[error("reading {host}:{path} failed (exit status {status}): {stderr}")]
-    Read {
-        host: String,
-        path: String,
-        status: i32,
-        stderr: String,
-    },
 }
 
 impl TransportError {
@@ -198,11 +191,6 @@ impl TransportError {
             }
             _ => false,
         }
-    }
-
-    /// The remote path does not exist (from [`super::Transport::read_file`]).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, TransportError::NotFound { .. })
     }
 }
 
@@ -283,6 +271,16 @@ mod tests {
             method: "publickey".into(),
         };
         assert!(!auth.is_unreachable());
+    }
+
+    #[test]
+    fn refused_sudo_password_is_a_failure_naming_user_and_node() {
+        let e = TransportError::SudoPasswordRefused {
+            host: "node1".into(),
+            user: "pi".into(),
+        };
+        assert_eq!(e.to_string(), "sudo refused the password for pi on node1");
+        assert!(!e.is_unreachable());
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! Every side effect on a node goes through [`Transport`], so steps stay
 //! testable and the rules that keep nodes safe live in one place: commands
 //! are structured ([`RemoteCommand`]) and quoted by construction, secrets go
-//! through stdin and never argv, uploads are atomic and hash-verified, and
-//! host keys are checked against a known_hosts file. The edge: this module
-//! knows nothing of K3s or steps; it runs commands and moves files.
+//! through stdin and never argv (a sudo password is tried once, never
+//! guessed again), uploads are atomic, hash-verified and bounded in time,
+//! and host keys are checked against the user's and the system's
+//! known_hosts, host certificates against their `@cert-authority` lines.
+//! The edge: this module knows nothing of K3s or steps; it runs commands and
+//! moves files.
 
 mod auth;
 mod command;
@@ -24,7 +27,7 @@ pub use auth::{Auth, PassphrasePrompt};
 pub use command::{InvalidCommand, KILL_AFTER, RemoteCommand};
 pub use error::TransportError;
 pub use known_hosts::HostKeyPolicy;
-pub use ssh::{SshTarget, SshTransport};
+pub use ssh::{MIN_UPLOAD_RATE, SshTarget, SshTransport};
 pub use sudo::SudoMode;
 
 /// The future type of [`Transport`] methods: boxed so the trait stays
@@ -74,13 +77,6 @@ pub trait Transport: Send + Sync {
         sudo: bool,
     ) -> BoxFuture<'a, Result<(), TransportError>>;
 
-    /// The contents of `path`; [`TransportError::NotFound`] when it is absent.
-    fn read_file<'a>(
-        &'a self,
-        path: &'a str,
-        sudo: bool,
-    ) -> BoxFuture<'a, Result<Vec<u8>, TransportError>>;
-
-    /// Network round trips so far (each exec, put and read is one).
+    /// Network round trips so far (each exec and put is one).
     fn round_trips(&self) -> u64;
 }

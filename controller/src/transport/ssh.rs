@@ -1,7 +1,7 @@
 //! [`SshTransport`]: the real [`Transport`], one russh session per node.
 //!
-//! Connecting checks the host key against known_hosts before anything else
-//! is sent, then authenticates; each exec, upload or read is one SSH channel
+//! Connecting checks the host key (or host certificate) against the
+//! known_hosts files before anything else is sent, then authenticates; each exec or upload is one SSH channel
 //! on that session (so they may run concurrently). stdin is streamed in
 //! window-sized chunks, so a 60 MB binary never sits in argv or in base64.
 //! The edge: building command lines is [`super::command`]/[`super::sudo`],
@@ -10,21 +10,21 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::client::{self, Handle, Handler};
-use russh::keys::{Algorithm, HashAlg, PublicKey, PublicKeyOrCertificate};
-use russh::{ChannelMsg, Preferred, Sig};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Preferred, Sig};
 use tokio::net::TcpStream;
 
 use super::auth::{self, Auth, PassphrasePrompt};
 use super::command::{KILL_AFTER, RemoteCommand, TIMEOUT_STATUSES};
 use super::error::{TransportError, is_connection_error};
-use super::known_hosts::{self, HostKeyPolicy, KnownHosts, Verdict};
-use super::sudo::{self, SudoMode, WireCommand};
+use super::known_hosts::{self, CertVerdict, HostKeyPolicy, KnownHosts, Verdict};
+use super::sudo::{self, Refusal, SudoMode, WireCommand};
 use super::upload;
 use super::{BoxFuture, Output, Transport};
 
@@ -41,7 +41,12 @@ pub struct SshTarget {
     /// Asked for an encrypted key's passphrase when the environment does not
     /// provide it.
     pub passphrase_prompt: Option<PassphrasePrompt>,
+    /// The user's known_hosts file: read first, and the one new keys are
+    /// recorded in.
     pub known_hosts: PathBuf,
+    /// Read after `known_hosts` (a key found in either counts), never
+    /// written; [`known_hosts::SYSTEM_KNOWN_HOSTS`] by default.
+    pub system_known_hosts: Option<PathBuf>,
     pub policy: HostKeyPolicy,
     /// With `AcceptNew`: write a newly accepted key to `known_hosts`
     /// (false for read-only commands such as `plan`: accepted, not recorded).
@@ -52,11 +57,19 @@ pub struct SshTarget {
     /// Send a keepalive after this much silence; three unanswered ones drop
     /// the connection (so a dead node surfaces as unreachable, not a hang).
     pub keepalive: Duration,
+    /// Bound on one upload on top of the time its bytes need at
+    /// [`MIN_UPLOAD_RATE`]: a node that stops reading (but still answers
+    /// keepalives) fails the upload instead of hanging the run.
+    pub upload_timeout: Duration,
+    /// Local deadline of a command that sets no `timeout` of its own.
+    pub untimed_deadline: Duration,
 }
 
 impl SshTarget {
     /// A target with the defaults: port 22, strict host keys, no sudo,
-    /// 10 s connect timeout, 15 s keepalive.
+    /// 10 s connect timeout, 15 s keepalive, uploads bounded by 60 s plus
+    /// their transfer time at [`MIN_UPLOAD_RATE`], commands without a
+    /// timeout stopped after 10 minutes.
     pub fn new(
         name: impl Into<String>,
         address: impl Into<String>,
@@ -72,11 +85,14 @@ impl SshTarget {
             auth,
             passphrase_prompt: None,
             known_hosts: known_hosts.into(),
+            system_known_hosts: Some(PathBuf::from(known_hosts::SYSTEM_KNOWN_HOSTS)),
             policy: HostKeyPolicy::Strict,
             record_new_keys: true,
             sudo: SudoMode::None,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
+            upload_timeout: Duration::from_secs(60),
+            untimed_deadline: Duration::from_secs(600),
         }
     }
 }
@@ -91,10 +107,13 @@ impl fmt::Debug for SshTarget {
             .field("auth", &self.auth)
             .field("passphrase_prompt", &self.passphrase_prompt.is_some())
             .field("known_hosts", &self.known_hosts)
+            .field("system_known_hosts", &self.system_known_hosts)
             .field("policy", &self.policy)
             .field("sudo", &self.sudo)
             .field("connect_timeout", &self.connect_timeout)
             .field("keepalive", &self.keepalive)
+            .field("upload_timeout", &self.upload_timeout)
+            .field("untimed_deadline", &self.untimed_deadline)
             .finish()
     }
 }
@@ -106,6 +125,10 @@ pub struct SshTransport {
     sudo: SudoMode,
     handle: Handle<HostKeyCheck>,
     round_trips: AtomicU64,
+    /// sudo refused the password once: it is not sent again.
+    sudo_refused: AtomicBool,
+    upload_timeout: Duration,
+    untimed_deadline: Duration,
 }
 
 impl fmt::Debug for SshTransport {
@@ -122,25 +145,12 @@ impl SshTransport {
     pub async fn connect(target: SshTarget) -> Result<Self, TransportError> {
         let credentials = auth::load(&target.auth, target.passphrase_prompt.as_ref()).await?;
         let lookup = known_hosts::lookup_name(&target.address, target.port);
-        let known = KnownHosts::load(&target.known_hosts).map_err(|source| {
-            TransportError::KnownHostsRead {
-                path: target.known_hosts.clone(),
-                source,
-            }
-        })?;
-        let config = Arc::new(client::Config {
-            keepalive_interval: Some(target.keepalive),
-            keepalive_max: 3,
-            nodelay: true,
-            preferred: Preferred {
-                key: Cow::Owned(prefer_known(&known.algorithms_for(&lookup))),
-                ..Preferred::default()
-            },
-            ..client::Config::default()
-        });
+        let known = load_known_hosts(&target)?;
+        let config = Arc::new(client_config(&target, &known, &lookup));
         let check = HostKeyCheck {
             host: target.name.clone(),
             lookup,
+            principal: target.address.to_ascii_lowercase(),
             path: target.known_hosts.clone(),
             policy: target.policy,
             record: target.record_new_keys,
@@ -183,6 +193,9 @@ impl SshTransport {
             sudo: target.sudo,
             handle,
             round_trips: AtomicU64::new(0),
+            sudo_refused: AtomicBool::new(false),
+            upload_timeout: target.upload_timeout,
+            untimed_deadline: target.untimed_deadline,
         })
     }
 
@@ -201,13 +214,20 @@ impl SshTransport {
                 host: self.name.clone(),
                 source,
             })?;
-        self.sudo
+        let wire = self
+            .sudo
             .wire(cmd, &self.user)
             .map_err(|source| TransportError::SudoSetup {
                 host: self.name.clone(),
                 what: what.to_owned(),
                 source,
-            })
+            })?;
+        // One refused password is enough: trying it again would only count
+        // towards the node locking the account.
+        if wire.via_sudo && self.sudo_refused.load(Ordering::Relaxed) {
+            return Err(self.password_refused());
+        }
+        Ok(wire)
     }
 
     fn channel_error(&self, source: russh::Error) -> TransportError {
@@ -225,15 +245,49 @@ impl SshTransport {
     }
 
     /// One channel: send `wire.line`, stream the stdin preamble and `body`,
-    /// collect output until the channel closes or `timeout` passes.
+    /// collect output until the channel closes or the local deadline passes.
     async fn run(
         &self,
         what: &str,
         wire: &WireCommand,
         body: Option<&[u8]>,
-        timeout: Option<Duration>,
+        limits: Limits,
     ) -> Result<Output, TransportError> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        // One deadline from the channel request on: a stalled node can hang
+        // the open as well as the transfer.
+        let deadline = tokio::time::sleep(limits.local);
+        tokio::pin!(deadline);
+        let channel = tokio::select! {
+            channel = self.open(wire) => channel?,
+            () = &mut deadline => return Err(self.timed_out(what, limits.reported())),
+        };
+        let (reader, writer) = channel.split();
+        let finished = tokio::select! {
+            done = collect(reader) => Some(done),
+            () = send_stdin(&writer, wire.stdin_prefix(), body) => None,
+            () = &mut deadline => None,
+        };
+        let Some(collected) = finished else {
+            // Only the deadline gets here: send_stdin never completes.
+            // Best effort: sshd honours signal requests for non-root logins.
+            let _ = writer.signal(Sig::KILL).await;
+            let _ = writer.close().await;
+            return Err(self.timed_out(what, limits.reported()));
+        };
+        let out = self.exited(collected)?;
+        if let Some(after) = limits.node
+            && TIMEOUT_STATUSES.contains(&out.status)
+            && started.elapsed() >= after
+        {
+            return Err(self.timed_out(what, after));
+        }
+        self.check_sudo(what, wire, out)
+    }
+
+    /// A session channel with `wire.line` started on it.
+    async fn open(&self, wire: &WireCommand) -> Result<Channel<client::Msg>, TransportError> {
         let channel = self
             .handle
             .channel_open_session()
@@ -243,118 +297,90 @@ impl SshTransport {
             .exec(true, wire.line.as_bytes())
             .await
             .map_err(|e| self.channel_error(e))?;
-        let (mut reader, writer) = channel.split();
-        let prefix = wire.stdin_prefix();
+        Ok(channel)
+    }
 
-        let send_stdin = async {
-            // A write error means the command stopped reading (or the
-            // session died); its exit status, read below, tells which.
-            let mut ok = true;
-            if !prefix.is_empty() {
-                ok = writer.data(prefix).await.is_ok();
-            }
-            if ok && let Some(body) = body {
-                ok = writer.data(body).await.is_ok();
-            }
-            if ok {
-                let _ = writer.eof().await;
-            }
-            std::future::pending::<()>().await
-        };
-        let collect = async {
-            let mut out = Output::default();
-            let mut status = None;
-            let mut refused = false;
-            while let Some(msg) = reader.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        out.stderr.extend_from_slice(&data)
-                    }
-                    ChannelMsg::ExitStatus { exit_status } => {
-                        status = Some(i32::try_from(exit_status).unwrap_or(i32::MAX))
-                    }
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        status = Some(-signal_number(&signal_name));
-                        out.signal = Some(signal_name_of(&signal_name));
-                    }
-                    ChannelMsg::Failure => refused = true,
-                    ChannelMsg::Close => break,
-                    _ => {}
-                }
-            }
-            (out, status, refused)
-        };
-        // The node's `timeout` normally ends the command; this local
-        // deadline only fires when the link stalls or `timeout` is missing.
-        let started = tokio::time::Instant::now();
-        let deadline = async {
-            match timeout {
-                Some(after) => tokio::time::sleep(after + KILL_AFTER + BACKSTOP_SLACK).await,
-                None => std::future::pending().await,
-            }
-        };
-        let finished = tokio::select! {
-            done = collect => Some(done),
-            () = send_stdin => None,
-            () = deadline => None,
-        };
-        let Some((mut out, status, refused)) = finished else {
-            // Only the deadline can get here: send_stdin never completes.
-            // Best effort: sshd honours signal requests for non-root logins.
-            let _ = writer.signal(Sig::KILL).await;
-            let _ = writer.close().await;
-            return Err(TransportError::CommandTimeout {
+    /// The output with its exit status, or why the command never had one.
+    fn exited(&self, collected: Collected) -> Result<Output, TransportError> {
+        let Collected {
+            mut out,
+            status,
+            refused,
+        } = collected;
+        if let Some(status) = status {
+            out.status = status;
+            return Ok(out);
+        }
+        if self.handle.is_closed() {
+            return Err(TransportError::ConnectionLost {
                 host: self.name.clone(),
-                what: what.to_owned(),
-                after: timeout.unwrap_or_default(),
-            });
-        };
-        let Some(status) = status else {
-            if self.handle.is_closed() {
-                return Err(TransportError::ConnectionLost {
-                    host: self.name.clone(),
-                    source: None,
-                });
-            }
-            let reason = if refused {
-                "the node refused to start the command"
-            } else {
-                "the channel closed without an exit status"
-            };
-            return Err(TransportError::Channel {
-                host: self.name.clone(),
-                source: russh::Error::IO(std::io::Error::other(reason)),
-            });
-        };
-        out.status = status;
-        if let Some(after) = timeout
-            && TIMEOUT_STATUSES.contains(&status)
-            && started.elapsed() >= after
-        {
-            return Err(TransportError::CommandTimeout {
-                host: self.name.clone(),
-                what: what.to_owned(),
-                after,
+                source: None,
             });
         }
-        if wire.via_sudo
-            && let Err(reason) = sudo::take_sentinel(&mut out.stderr, status)
-        {
-            return Err(TransportError::Sudo {
+        let reason = if refused {
+            "the node refused to start the command"
+        } else {
+            "the channel closed without an exit status"
+        };
+        Err(TransportError::Channel {
+            host: self.name.clone(),
+            source: russh::Error::IO(std::io::Error::other(reason)),
+        })
+    }
+
+    /// Strip the sudo wrapper's sentinel, or turn its absence into an error.
+    fn check_sudo(
+        &self,
+        what: &str,
+        wire: &WireCommand,
+        mut out: Output,
+    ) -> Result<Output, TransportError> {
+        if !wire.via_sudo {
+            return Ok(out);
+        }
+        match sudo::take_sentinel(&mut out.stderr, out.status) {
+            Ok(()) => Ok(out),
+            Err(Refusal::Password) => {
+                self.sudo_refused.store(true, Ordering::Relaxed);
+                Err(self.password_refused())
+            }
+            Err(Refusal::Other(reason)) => Err(TransportError::Sudo {
                 host: self.name.clone(),
                 what: what.to_owned(),
                 reason,
-            });
+            }),
         }
-        Ok(out)
+    }
+
+    fn password_refused(&self) -> TransportError {
+        TransportError::SudoPasswordRefused {
+            host: self.name.clone(),
+            user: self.user.clone(),
+        }
+    }
+
+    fn timed_out(&self, what: &str, after: Duration) -> TransportError {
+        TransportError::CommandTimeout {
+            host: self.name.clone(),
+            what: what.to_owned(),
+            after,
+        }
     }
 
     async fn exec_impl(&self, cmd: &RemoteCommand) -> Result<Output, TransportError> {
         let what = describe(cmd);
         let wire = self.wire(cmd, &what)?;
-        self.run(&what, &wire, cmd.stdin_bytes(), cmd.timeout_after())
-            .await
+        let limits = match cmd.timeout_after() {
+            Some(after) => Limits {
+                node: Some(after),
+                local: after + KILL_AFTER + BACKSTOP_SLACK,
+            },
+            None => Limits {
+                node: None,
+                local: self.untimed_deadline,
+            },
+        };
+        self.run(&what, &wire, cmd.stdin_bytes(), limits).await
     }
 
     async fn put_impl(
@@ -368,16 +394,12 @@ impl SshTransport {
         let cmd = upload::put_command(path, mode, &expected, sudo);
         let what = format!("upload of {path}");
         let wire = self.wire(&cmd, &what)?;
-        let out = self.run(&what, &wire, Some(contents), None).await?;
+        let limits = Limits {
+            node: None,
+            local: upload_deadline(self.upload_timeout, contents.len()),
+        };
+        let out = self.run(&what, &wire, Some(contents), limits).await?;
         upload::check_put(&self.name, path, &expected, &out)
-    }
-
-    async fn read_impl(&self, path: &str, sudo: bool) -> Result<Vec<u8>, TransportError> {
-        let cmd = upload::read_command(path, sudo);
-        let what = format!("read of {path}");
-        let wire = self.wire(&cmd, &what)?;
-        let out = self.run(&what, &wire, None, None).await?;
-        upload::check_read(&self.name, path, out)
     }
 }
 
@@ -396,14 +418,6 @@ impl Transport for SshTransport {
         Box::pin(self.put_impl(contents, path, mode, sudo))
     }
 
-    fn read_file<'a>(
-        &'a self,
-        path: &'a str,
-        sudo: bool,
-    ) -> BoxFuture<'a, Result<Vec<u8>, TransportError>> {
-        Box::pin(self.read_impl(path, sudo))
-    }
-
     fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
     }
@@ -411,6 +425,85 @@ impl Transport for SshTransport {
 
 /// How much longer than the node's own `timeout` the local backstop waits.
 const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
+
+/// The slowest link an upload is expected to survive (a Pi on poor Wi-Fi):
+/// its deadline grows by one second per this many bytes.
+pub const MIN_UPLOAD_RATE: u64 = 256 * 1024;
+
+/// When one channel is given up on.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// The command's own `timeout`, enforced on the node.
+    node: Option<Duration>,
+    /// The local deadline: fires when the link stalls, or when nothing on
+    /// the node bounds the command.
+    local: Duration,
+}
+
+impl Limits {
+    /// The bound named in a timeout error.
+    fn reported(&self) -> Duration {
+        self.node.unwrap_or(self.local)
+    }
+}
+
+/// `base` plus the time `len` bytes take at [`MIN_UPLOAD_RATE`].
+fn upload_deadline(base: Duration, len: usize) -> Duration {
+    let len = u64::try_from(len).unwrap_or(u64::MAX);
+    base + Duration::from_secs(len.div_ceil(MIN_UPLOAD_RATE))
+}
+
+/// What a channel left behind when it closed.
+struct Collected {
+    out: Output,
+    status: Option<i32>,
+    /// The server answered the exec request with a failure.
+    refused: bool,
+}
+
+/// Read the channel until it closes.
+async fn collect(mut reader: ChannelReadHalf) -> Collected {
+    let mut c = Collected {
+        out: Output::default(),
+        status: None,
+        refused: false,
+    };
+    while let Some(msg) = reader.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => c.out.stdout.extend_from_slice(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => c.out.stderr.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => {
+                c.status = Some(i32::try_from(exit_status).unwrap_or(i32::MAX))
+            }
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                c.status = Some(-signal_number(&signal_name));
+                c.out.signal = Some(signal_name_of(&signal_name));
+            }
+            ChannelMsg::Failure => c.refused = true,
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Write `prefix` then `body` then EOF; never completes, so that only the
+/// channel closing (or the deadline) ends a run.
+async fn send_stdin(writer: &ChannelWriteHalf<client::Msg>, prefix: &[u8], body: Option<&[u8]>) {
+    // A write error means the command stopped reading (or the session
+    // died); its exit status tells which.
+    let mut ok = true;
+    if !prefix.is_empty() {
+        ok = writer.data(prefix).await.is_ok();
+    }
+    if ok && let Some(body) = body {
+        ok = writer.data(body).await.is_ok();
+    }
+    if ok {
+        let _ = writer.eof().await;
+    }
+    std::future::pending::<()>().await
+}
 
 /// A short name for a command in messages: the program, or "sh script".
 fn describe(cmd: &RemoteCommand) -> String {
@@ -462,10 +555,49 @@ fn prefer_known(known: &[Algorithm]) -> Vec<Algorithm> {
     algs
 }
 
+/// The user's known_hosts, then the system's (as OpenSSH reads them).
+fn load_known_hosts(target: &SshTarget) -> Result<KnownHosts, TransportError> {
+    let mut known = KnownHosts::default();
+    let files = std::iter::once(&target.known_hosts).chain(&target.system_known_hosts);
+    for path in files {
+        known
+            .add_file(path)
+            .map_err(|source| TransportError::KnownHostsRead {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(known)
+}
+
+fn client_config(target: &SshTarget, known: &KnownHosts, lookup: &str) -> client::Config {
+    let key = prefer_known(&known.algorithms_for(lookup));
+    // Certificates only when a CA is trusted for this host: otherwise the
+    // server would prove itself with something nothing here can check.
+    let certificates = if known.has_authority_for(lookup) {
+        key.clone()
+    } else {
+        Vec::new()
+    };
+    client::Config {
+        keepalive_interval: Some(target.keepalive),
+        keepalive_max: 3,
+        nodelay: true,
+        preferred: Preferred {
+            key: Cow::Owned(key),
+            host_key_certificates: Cow::Owned(certificates),
+            ..Preferred::default()
+        },
+        ..client::Config::default()
+    }
+}
+
 /// The russh callback that applies the host-key policy.
 struct HostKeyCheck {
     host: String,
     lookup: String,
+    /// The name a host certificate must be valid for: the address as given.
+    principal: String,
     path: PathBuf,
     policy: HostKeyPolicy,
     record: bool,
@@ -515,29 +647,58 @@ impl HostKeyCheck {
             }
         }
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-        let key_type = key.algorithm().as_str().to_owned();
-        let known_hosts = known_hosts::display_path(&self.path);
         match verdict {
             Verdict::Known => Ok(()),
             Verdict::Unknown => Err(TransportError::HostKeyUnknown {
                 host: self.host.clone(),
                 lookup: self.lookup.clone(),
-                known_hosts,
+                known_hosts: known_hosts::display_path(&self.path),
                 fingerprint,
             }),
-            Verdict::Changed { line } => Err(TransportError::HostKeyChanged {
+            Verdict::Changed { path, line } => Err(TransportError::HostKeyChanged {
                 host: self.host.clone(),
-                known_hosts,
+                known_hosts: known_hosts::display_path(&path),
                 line,
-                key_type,
+                key_type: key.algorithm().as_str().to_owned(),
                 fingerprint,
             }),
-            Verdict::Revoked { line } => Err(TransportError::HostKeyRevoked {
-                host: self.host.clone(),
-                known_hosts,
+            Verdict::Revoked { path, line } => Err(self.revoked(&path, line, fingerprint)),
+        }
+    }
+
+    fn revoked(&self, path: &Path, line: usize, fingerprint: String) -> TransportError {
+        TransportError::HostKeyRevoked {
+            host: self.host.clone(),
+            known_hosts: known_hosts::display_path(path),
+            line,
+            fingerprint,
+        }
+    }
+
+    /// A host certificate: trusted through an `@cert-authority` line, else
+    /// (like OpenSSH) the key inside it is checked as a plain key.
+    fn certificate_verdict(&self, cert: &Certificate) -> Result<(), TransportError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match self
+            .known
+            .check_certificate(&self.lookup, &self.principal, cert, now)
+        {
+            CertVerdict::Trusted => Ok(()),
+            CertVerdict::Revoked {
+                path,
                 line,
                 fingerprint,
-            }),
+            } => Err(self.revoked(&path, line, fingerprint)),
+            CertVerdict::Untrusted(reason) => {
+                tracing::warn!(
+                    host = %self.host,
+                    %reason,
+                    "host certificate not trusted; checking its key as a plain host key"
+                );
+                self.verdict(&PublicKey::new(cert.public_key().clone(), ""))
+            }
         }
     }
 }
@@ -549,12 +710,11 @@ impl Handler for HostKeyCheck {
         &mut self,
         offered: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match offered {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            // Never advertised (Preferred::host_key_certificates is empty).
-            PublicKeyOrCertificate::Certificate(_) => return Ok(false),
+        let verdict = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => self.verdict(key),
+            PublicKeyOrCertificate::Certificate(cert) => self.certificate_verdict(cert),
         };
-        self.verdict(key)
+        verdict
             .map(|()| true)
             .map_err(|e| CheckError::Rejected(Box::new(e)))
     }
@@ -570,6 +730,18 @@ mod tests {
         assert!(matches!(algs[0], Algorithm::Rsa { .. }), "{algs:?}");
         let default = prefer_known(&[]);
         assert_eq!(default, Preferred::DEFAULT.key.to_vec());
+    }
+
+    #[test]
+    fn upload_deadline_grows_with_size() {
+        let base = Duration::from_secs(60);
+        assert_eq!(upload_deadline(base, 0), base);
+        assert_eq!(upload_deadline(base, 1), base + Duration::from_secs(1));
+        let binary = 64 * 1024 * 1024;
+        assert_eq!(
+            upload_deadline(base, binary),
+            base + Duration::from_secs(256)
+        );
     }
 
     #[test]

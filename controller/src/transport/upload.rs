@@ -16,8 +16,6 @@ use super::error::{TransportError, excerpt};
 /// Exit status of [`PUT_SCRIPT`] when the written bytes hash differently.
 pub const HASH_MISMATCH_STATUS: i32 = 86;
 const HASH_MISMATCH_TAG: &str = "pictl-sha256-mismatch ";
-/// Exit status of [`READ_SCRIPT`] when the path does not exist.
-pub const NOT_FOUND_STATUS: i32 = 44;
 
 /// `$1` target (absolute), `$2` octal mode, `$3` expected sha256 (hex);
 /// stdin is the content. `mv -T` so a directory at the target is an error,
@@ -50,12 +48,6 @@ trap - EXIT
 sync -- "$dir" 2>/dev/null || true
 "#;
 
-/// `$1` path; the file on stdout. A missing file is its own exit status so
-/// callers can tell "absent" from "unreadable".
-pub const READ_SCRIPT: &str = r#"if [ ! -e "$1" ] && [ ! -L "$1" ]; then exit 44; fi
-exec cat -- "$1"
-"#;
-
 /// Lower-case hex sha256, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -68,10 +60,6 @@ pub fn put_command(path: &str, mode: u32, expected_sha256: &str, sudo: bool) -> 
         .arg(format!("{:04o}", mode & 0o7777))
         .arg(expected_sha256)
         .sudo(sudo)
-}
-
-pub fn read_command(path: &str, sudo: bool) -> RemoteCommand {
-    RemoteCommand::script(READ_SCRIPT).arg(path).sudo(sudo)
 }
 
 /// Turn the upload script's result into success or a precise error.
@@ -98,24 +86,6 @@ pub fn check_put(
         });
     }
     Err(TransportError::Upload {
-        host: host.to_owned(),
-        path: path.to_owned(),
-        status: out.status,
-        stderr: excerpt(&out.stderr),
-    })
-}
-
-pub fn check_read(host: &str, path: &str, out: Output) -> Result<Vec<u8>, TransportError> {
-    if out.success() {
-        return Ok(out.stdout);
-    }
-    if out.status == NOT_FOUND_STATUS && out.stderr.is_empty() {
-        return Err(TransportError::NotFound {
-            host: host.to_owned(),
-            path: path.to_owned(),
-        });
-    }
-    Err(TransportError::Read {
         host: host.to_owned(),
         path: path.to_owned(),
         status: out.status,
@@ -168,17 +138,6 @@ mod tests {
     fn other_upload_failures_keep_stderr() {
         let err = check_put("n", "/p", "a", &output(1, "mkdir: Permission denied\n")).unwrap_err();
         assert!(err.to_string().contains("Permission denied"), "{err}");
-    }
-
-    #[test]
-    fn missing_file_is_not_found_other_failures_are_read_errors() {
-        assert!(
-            check_read("n", "/p", output(44, ""))
-                .unwrap_err()
-                .is_not_found()
-        );
-        let err = check_read("n", "/p", output(1, "cat: /p: Permission denied")).unwrap_err();
-        assert!(!err.is_not_found());
     }
 
     #[test]

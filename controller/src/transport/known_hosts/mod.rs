@@ -1,45 +1,81 @@
-//! The known_hosts file: which host keys pictl trusts.
+//! The known_hosts files: which host keys and host-certificate authorities
+//! pictl trusts.
 //!
-//! Implements the part of OpenSSH's format pictl needs, keeping line numbers
-//! so a changed key can be reported as `file:line`: host patterns (see
-//! [`pattern`]), `@revoked` lines, comments; `@cert-authority` lines are
-//! skipped (pictl does not accept host certificates). Learning a key
-//! (`accept-new`) appends one line under an exclusive file lock. The edge:
-//! the policy decision is made by the SSH handler in [`super::ssh`].
+//! Implements the part of OpenSSH's format pictl needs, keeping file and
+//! line so a changed key can be reported as `file:line`: host patterns (see
+//! [`pattern`]), `@revoked` lines (a key, or a CA, never accepted),
+//! `@cert-authority` lines (a CA whose host certificates are accepted for
+//! the hosts the line names, see [`KnownHosts::check_certificate`]),
+//! comments. Like OpenSSH, several files are read (the user's, then the
+//! system's `/etc/ssh/ssh_known_hosts`) and a key found in any of them
+//! counts; learning a key (`accept-new`) appends one line to the user's file
+//! only, under an exclusive file lock. The edge: the policy decision is made
+//! by the SSH handler in [`super::ssh`].
 
 mod pattern;
-mod sha1;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use russh::keys::{Algorithm, PublicKey};
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 
 /// Host-key checking policy: the inventory's setting, taken as it is.
 pub use crate::inventory::HostKeyPolicy;
 
-/// What the file says about one offered key.
+/// Where OpenSSH keeps the machine-wide known hosts.
+pub const SYSTEM_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
+
+/// What the files say about one offered key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Known,
     /// No line names this host.
     Unknown,
     /// Lines name this host but none carries the offered key; `line` is the
-    /// first of them (1-based).
+    /// first of them (1-based) in `path`.
     Changed {
+        path: PathBuf,
         line: usize,
     },
     /// The key is listed under `@revoked`.
     Revoked {
+        path: PathBuf,
         line: usize,
     },
 }
 
+/// What the files say about one offered host certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertVerdict {
+    /// Signed by a CA trusted for this host, and valid for it now.
+    Trusted,
+    /// The certificate's key or its CA is listed under `@revoked`.
+    Revoked {
+        path: PathBuf,
+        line: usize,
+        fingerprint: String,
+    },
+    /// Not trusted as a certificate (why, for the log); OpenSSH then checks
+    /// the key inside it as a plain key, and so does pictl.
+    Untrusted(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marker {
+    None,
+    Revoked,
+    CertAuthority,
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
+    /// Index into [`KnownHosts::files`].
+    file: usize,
     line: usize,
-    revoked: bool,
+    marker: Marker,
     patterns: String,
     /// `None` when the key field does not parse (or is an algorithm this
     /// build does not know): such a line still counts as "this host has a
@@ -47,9 +83,10 @@ struct Entry {
     key: Option<PublicKey>,
 }
 
-/// A parsed known_hosts file.
+/// Parsed known_hosts files, in the order they were added.
 #[derive(Clone, Debug, Default)]
 pub struct KnownHosts {
+    files: Vec<PathBuf>,
     entries: Vec<Entry>,
 }
 
@@ -66,60 +103,138 @@ pub fn lookup_name(address: &str, port: u16) -> String {
 impl KnownHosts {
     /// Read `path`; a missing file is an empty one.
     pub fn load(path: &Path) -> io::Result<Self> {
+        let mut known = Self::default();
+        known.add_file(path)?;
+        Ok(known)
+    }
+
+    /// Add the lines of `path` after those already read; a missing file
+    /// adds nothing.
+    pub fn add_file(&mut self, path: &Path) -> io::Result<()> {
         match fs::read_to_string(path) {
-            Ok(text) => Ok(Self::parse(&text)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::default()),
+            Ok(text) => {
+                self.add_text(path, &text);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
 
+    /// One file's text, without a path (tests, and the re-read under lock).
     pub fn parse(text: &str) -> Self {
-        let entries = text
-            .lines()
-            .enumerate()
-            .filter_map(|(i, line)| parse_line(i + 1, line))
-            .collect();
-        Self { entries }
+        let mut known = Self::default();
+        known.add_text(Path::new(""), text);
+        known
+    }
+
+    fn add_text(&mut self, path: &Path, text: &str) {
+        let file = self.files.len();
+        self.files.push(path.to_path_buf());
+        self.entries.extend(
+            text.lines()
+                .enumerate()
+                .filter_map(|(i, line)| parse_line(file, i + 1, line)),
+        );
+    }
+
+    fn matching<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.entries
+            .iter()
+            .filter(move |e| pattern::matches(&e.patterns, name))
+    }
+
+    fn path_of(&self, entry: &Entry) -> PathBuf {
+        self.files[entry.file].clone()
     }
 
     /// OpenSSH's decision for `key` offered by the host recorded as `name`.
     pub fn check(&self, name: &str, key: &PublicKey) -> Verdict {
+        if let Some(entry) = self.revoked_entry(name, key) {
+            return Verdict::Revoked {
+                path: self.path_of(entry),
+                line: entry.line,
+            };
+        }
         let mut first_other = None;
-        let mut known = false;
-        for entry in self
-            .entries
-            .iter()
-            .filter(|e| pattern::matches(&e.patterns, name))
-        {
-            let same = entry
-                .key
-                .as_ref()
-                .is_some_and(|k| k.key_data() == key.key_data());
-            if entry.revoked {
-                if same {
-                    return Verdict::Revoked { line: entry.line };
-                }
-            } else if same {
-                known = true;
-            } else {
-                first_other.get_or_insert(entry.line);
+        for entry in self.matching(name).filter(|e| e.marker == Marker::None) {
+            if same_key(entry, key) {
+                return Verdict::Known;
+            }
+            first_other.get_or_insert(entry);
+        }
+        match first_other {
+            Some(entry) => Verdict::Changed {
+                path: self.path_of(entry),
+                line: entry.line,
+            },
+            None => Verdict::Unknown,
+        }
+    }
+
+    fn revoked_entry<'a>(&'a self, name: &'a str, key: &PublicKey) -> Option<&'a Entry> {
+        self.matching(name)
+            .find(|e| e.marker == Marker::Revoked && same_key(e, key))
+    }
+
+    /// Whether any `@cert-authority` line names this host (only then does
+    /// pictl ask the server for a certificate).
+    pub fn has_authority_for(&self, name: &str) -> bool {
+        self.matching(name)
+            .any(|e| e.marker == Marker::CertAuthority && e.key.is_some())
+    }
+
+    /// OpenSSH's decision for a host certificate offered by the host
+    /// recorded as `name` and reached as `principal` (the address, without
+    /// port), at `now` (Unix seconds).
+    pub fn check_certificate(
+        &self,
+        name: &str,
+        principal: &str,
+        cert: &Certificate,
+        now: u64,
+    ) -> CertVerdict {
+        let inner = PublicKey::new(cert.public_key().clone(), "");
+        let ca = PublicKey::new(cert.signature_key().clone(), "");
+        for key in [&inner, &ca] {
+            if let Some(entry) = self.revoked_entry(name, key) {
+                return CertVerdict::Revoked {
+                    path: self.path_of(entry),
+                    line: entry.line,
+                    fingerprint: key.fingerprint(HashAlg::Sha256).to_string(),
+                };
             }
         }
-        match (known, first_other) {
-            (true, _) => Verdict::Known,
-            (false, Some(line)) => Verdict::Changed { line },
-            (false, None) => Verdict::Unknown,
-        }
+        let trusted = self
+            .matching(name)
+            .any(|e| e.marker == Marker::CertAuthority && same_key(e, &ca));
+        let ca_fingerprint = ca.fingerprint(HashAlg::Sha256);
+        let reason = if !trusted {
+            format!("no @cert-authority line for {name} lists its CA {ca_fingerprint}")
+        } else if cert.cert_type() != CertType::Host {
+            "it is a user certificate, not a host certificate".to_owned()
+        } else if cert.validate_at(now, [&ca_fingerprint]).is_err() {
+            "its signature is invalid or it is outside its validity period".to_owned()
+        } else if !cert.valid_principals().is_empty()
+            && !cert
+                .valid_principals()
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(principal))
+        {
+            format!("it is not valid for {principal}")
+        } else if !cert.critical_options().is_empty() {
+            "it carries critical options, which no host certificate defines".to_owned()
+        } else {
+            return CertVerdict::Trusted;
+        };
+        CertVerdict::Untrusted(reason)
     }
 
     /// Key algorithms recorded for `name`, so the client can ask the server
     /// for a key it can verify (like OpenSSH orders `HostKeyAlgorithms`).
     pub fn algorithms_for(&self, name: &str) -> Vec<Algorithm> {
         let mut algs: Vec<Algorithm> = Vec::new();
-        for entry in &self.entries {
-            if entry.revoked || !pattern::matches(&entry.patterns, name) {
-                continue;
-            }
+        for entry in self.matching(name).filter(|e| e.marker == Marker::None) {
             if let Some(key) = &entry.key {
                 let alg = key.algorithm();
                 if !algs.contains(&alg) {
@@ -131,28 +246,37 @@ impl KnownHosts {
     }
 }
 
-fn parse_line(number: usize, line: &str) -> Option<Entry> {
+fn same_key(entry: &Entry, key: &PublicKey) -> bool {
+    entry
+        .key
+        .as_ref()
+        .is_some_and(|k| k.key_data() == key.key_data())
+}
+
+fn parse_line(file: usize, number: usize, line: &str) -> Option<Entry> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
     let mut fields = line.split_whitespace();
     let mut first = fields.next()?;
-    let mut revoked = false;
+    let mut marker = Marker::None;
     if first.starts_with('@') {
-        match first {
-            "@revoked" => revoked = true,
-            // Host certificates are not accepted, so their CA lines are moot.
+        marker = match first {
+            "@revoked" => Marker::Revoked,
+            "@cert-authority" => Marker::CertAuthority,
+            // An unknown marker: OpenSSH skips the line.
             _ => return None,
-        }
+        };
         first = fields.next()?;
     }
     let key_type = fields.next()?;
     let key_b64 = fields.next()?;
     let key = PublicKey::from_openssh(&format!("{key_type} {key_b64}")).ok();
     Some(Entry {
+        file,
         line: number,
-        revoked,
+        marker,
         patterns: first.to_owned(),
         key,
     })
@@ -161,10 +285,14 @@ fn parse_line(number: usize, line: &str) -> Option<Entry> {
 /// Record `key` for `name` in `path` unless the file (re-read under an
 /// exclusive lock, so parallel connections do not duplicate or race) already
 /// decides about it. Returns the verdict found under the lock: `Unknown`
-/// means the key was appended.
+/// means the key was appended. A missing parent directory (`~/.ssh`) is
+/// created 0700, as OpenSSH would.
 pub fn learn(path: &Path, name: &str, key: &PublicKey) -> io::Result<Verdict> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
     }
     let mut file = OpenOptions::new()
         .read(true)
@@ -172,17 +300,19 @@ pub fn learn(path: &Path, name: &str, key: &PublicKey) -> io::Result<Verdict> {
         .create(true)
         .open(path)?;
     file.lock()?;
-    let result = learn_locked(&mut file, name, key);
+    let result = learn_locked(&mut file, path, name, key);
     // Unlocked on close too; explicit so a failure above releases it now.
     let _ = file.unlock();
     result
 }
 
-fn learn_locked(file: &mut File, name: &str, key: &PublicKey) -> io::Result<Verdict> {
+fn learn_locked(file: &mut File, path: &Path, name: &str, key: &PublicKey) -> io::Result<Verdict> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0))?;
     file.read_to_string(&mut text)?;
-    let verdict = KnownHosts::parse(&text).check(name, key);
+    let mut known = KnownHosts::default();
+    known.add_text(path, &text);
+    let verdict = known.check(name, key);
     if verdict != Verdict::Unknown {
         return Ok(verdict);
     }
@@ -226,6 +356,13 @@ mod tests {
         PublicKey::from_openssh(s).unwrap()
     }
 
+    fn changed(line: usize) -> Verdict {
+        Verdict::Changed {
+            path: PathBuf::new(),
+            line,
+        }
+    }
+
     #[test]
     fn lookup_name_brackets_non_default_ports() {
         assert_eq!(lookup_name("Node1", 22), "node1");
@@ -239,10 +376,7 @@ mod tests {
         ));
         assert_eq!(kh.check("10.77.0.11", &key(KEY_A)), Verdict::Known);
         assert_eq!(kh.check("node1", &key(KEY_A)), Verdict::Known);
-        assert_eq!(
-            kh.check("10.77.0.11", &key(KEY_B)),
-            Verdict::Changed { line: 4 }
-        );
+        assert_eq!(kh.check("10.77.0.11", &key(KEY_B)), changed(4));
         assert_eq!(kh.check("10.77.0.13", &key(KEY_A)), Verdict::Unknown);
     }
 
@@ -255,19 +389,71 @@ mod tests {
     #[test]
     fn revoked_key_is_refused_even_if_also_listed() {
         let kh = KnownHosts::parse(&format!("h {KEY_A}\n@revoked * {KEY_A}\n"));
-        assert_eq!(kh.check("h", &key(KEY_A)), Verdict::Revoked { line: 2 });
+        assert_eq!(
+            kh.check("h", &key(KEY_A)),
+            Verdict::Revoked {
+                path: PathBuf::new(),
+                line: 2
+            }
+        );
     }
 
     #[test]
     fn garbage_key_for_host_counts_as_changed_not_known() {
         let kh = KnownHosts::parse("h ssh-ed25519 AAAAnotakey\n");
-        assert_eq!(kh.check("h", &key(KEY_A)), Verdict::Changed { line: 1 });
+        assert_eq!(kh.check("h", &key(KEY_A)), changed(1));
     }
 
     #[test]
-    fn cert_authority_lines_are_ignored() {
-        let kh = KnownHosts::parse(&format!("@cert-authority * {KEY_B}\n"));
-        assert_eq!(kh.check("h", &key(KEY_A)), Verdict::Unknown);
+    fn cert_authority_lines_are_not_plain_keys() {
+        let kh = KnownHosts::parse(&format!("@cert-authority *.lan {KEY_B}\n"));
+        assert_eq!(kh.check("h.lan", &key(KEY_A)), Verdict::Unknown);
+        assert_eq!(kh.check("h.lan", &key(KEY_B)), Verdict::Unknown);
+        assert!(kh.algorithms_for("h.lan").is_empty());
+        assert!(kh.has_authority_for("h.lan"));
+        assert!(!kh.has_authority_for("h.example"));
+    }
+
+    #[test]
+    fn a_key_in_the_system_file_counts_and_locations_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("known_hosts");
+        let system = dir.path().join("ssh_known_hosts");
+        fs::write(&user, format!("other {KEY_A}\n")).unwrap();
+        fs::write(&system, format!("# fleet\nnode1 {KEY_A}\nnode2 {KEY_B}\n")).unwrap();
+        let mut kh = KnownHosts::load(&user).unwrap();
+        kh.add_file(&system).unwrap();
+        kh.add_file(&dir.path().join("missing")).unwrap();
+        assert_eq!(kh.check("node1", &key(KEY_A)), Verdict::Known);
+        assert_eq!(
+            kh.check("node2", &key(KEY_A)),
+            Verdict::Changed {
+                path: system.clone(),
+                line: 3
+            }
+        );
+        assert_eq!(
+            kh.check("other", &key(KEY_B)),
+            Verdict::Changed {
+                path: user.clone(),
+                line: 1
+            }
+        );
+    }
+
+    #[test]
+    fn learn_creates_a_missing_parent_0700_and_leaves_an_existing_one_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ssh_dir = dir.path().join("home/.ssh");
+        learn(&ssh_dir.join("known_hosts"), "h", &key(KEY_A)).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ssh_dir), 0o700);
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        learn(&shared.join("known_hosts"), "h", &key(KEY_A)).unwrap();
+        assert_eq!(mode(&shared), 0o755);
     }
 
     #[test]
@@ -286,7 +472,10 @@ mod tests {
         );
         assert_eq!(
             learn(&path, "[h]:2222", &key(KEY_B)).unwrap(),
-            Verdict::Changed { line: 2 }
+            Verdict::Changed {
+                path: path.clone(),
+                line: 2
+            }
         );
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("other {KEY_B}\n[h]:2222 {KEY_A}\n"));
@@ -311,7 +500,7 @@ mod tests {
         assert!(text.starts_with("|1|"), "{text}");
         let kh = KnownHosts::parse(&text);
         assert_eq!(kh.check("node1", &key(KEY_A)), Verdict::Known);
-        assert_eq!(kh.check("node1", &key(KEY_B)), Verdict::Changed { line: 1 });
+        assert_eq!(kh.check("node1", &key(KEY_B)), changed(1));
         assert_eq!(kh.check("[10.0.0.5]:2222", &key(KEY_B)), Verdict::Known);
         assert_eq!(kh.check("node2", &key(KEY_A)), Verdict::Unknown);
     }

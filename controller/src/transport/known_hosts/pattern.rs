@@ -4,8 +4,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-
-use super::sha1::hmac_sha1;
+use hmac::{Hmac, KeyInit, Mac};
+use sha1::Sha1;
 
 /// Whether `patterns` (one known_hosts field) selects `name` (already in
 /// known_hosts form: lower-case, `[host]:port` when the port is not 22).
@@ -38,7 +38,13 @@ fn matches_hashed(hashed: &str, name: &str) -> bool {
     let (Ok(salt), Ok(hash)) = (STANDARD.decode(salt), STANDARD.decode(hash)) else {
         return false;
     };
-    hmac_sha1(&salt, name.as_bytes()).as_slice() == hash.as_slice()
+    // HMAC accepts keys of any length, so this cannot fail; a salt it did
+    // refuse would just be a name that matches nothing.
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.update(name.as_bytes());
+    mac.verify_slice(&hash).is_ok()
 }
 
 /// `*` matches any run (including empty), `?` exactly one byte.
@@ -85,6 +91,16 @@ mod tests {
     #[test]
     fn patterns_are_case_insensitive() {
         assert!(matches("Node1.LAN", "node1.lan"));
+    }
+
+    /// Written by `ssh-keygen -H` for `node1`: the RustCrypto HMAC-SHA1 must
+    /// agree with OpenSSH's.
+    #[test]
+    fn hashed_name_from_ssh_keygen_matches_only_its_host() {
+        let hashed = "|1|7m16hVRw4Zvl+m0QZhkJ39MwX3I=|7j2NTB5mrE+9vG/5dC2uYFckStY=";
+        assert!(matches(hashed, "node1"));
+        assert!(!matches(hashed, "node2"));
+        assert!(matches(&format!("other,{hashed}"), "node1"));
     }
 
     #[test]
