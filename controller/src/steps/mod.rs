@@ -2,6 +2,7 @@
 //! the one place that lists them, so the runner's converge and re-check
 //! and the tests walk the same order.
 
+mod file;
 mod health_agent;
 mod k3s_binary;
 mod k3s_config;
@@ -10,6 +11,7 @@ mod k3s_unit;
 mod pi_cgroups;
 mod service;
 
+pub use file::MetaFix;
 pub use health_agent::{HealthAgent, HealthAgentPlan};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
 pub use k3s_config::{K3sConfig, K3sConfigPlan};

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::*;
 use crate::arch::Arch;
 use crate::artifacts::sha256_hex;
-use crate::facts::{Facts, UnitFact, paths};
+use crate::facts::{Facts, FileMeta, UnitFact, paths};
 use crate::inventory::Inventory;
 use crate::render;
 use crate::secret::Secret;
@@ -73,6 +73,14 @@ fn converged(d: &Desired) -> Facts {
         enabled: true,
         need_daemon_reload: false,
     };
+    let file_meta = [
+        (paths::K3S_BIN, 0o755),
+        (paths::CONFIG, 0o600),
+        (paths::SERVER_UNIT, 0o644),
+    ]
+    .into_iter()
+    .map(|(p, mode)| (p.to_string(), FileMeta::root(mode)))
+    .collect();
     Facts {
         uname_m: "aarch64".into(),
         arch: Ok(Arch::Arm64),
@@ -87,6 +95,7 @@ fn converged(d: &Desired) -> Facts {
         k3s_version: Some("v1.32.5+k3s1".into()),
         started_with: files.clone(),
         files,
+        file_meta,
         units: [("k3s.service".to_string(), unit)].into_iter().collect(),
         server_token: None,
         admin_kubeconfig: None,
@@ -185,6 +194,136 @@ fn config_drift_rewrites_the_config_and_restarts_only_the_service() {
 }
 
 #[test]
+fn config_drift_is_shown_without_a_hash_of_the_secret_file() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    let edited = sha256_hex(b"edited");
+    f.files.insert(paths::CONFIG.into(), edited.clone());
+    let p = plan(&inv, &d, &f);
+    assert_eq!(
+        p[0].1,
+        [Change::new(paths::CONFIG, "modified", "pictl's config")]
+    );
+    let DesiredConfig::Known(cfg) = &d.config else {
+        panic!("known config")
+    };
+    let want = sha256_hex(cfg.expose().as_bytes());
+    let shown = format!("{p:?}");
+    for hash in [&edited, &want] {
+        assert!(!shown.contains(&hash[..8]), "{shown}");
+    }
+    assert!(!shown.contains("sha256"), "{shown}");
+}
+
+/// (path, mode, uid) a converged node has wrong.
+fn wrong_meta(d: &Desired, path: &str, mode: u32, uid: u32) -> Facts {
+    let mut f = converged(d);
+    f.file_meta.insert(
+        path.into(),
+        FileMeta {
+            mode,
+            uid,
+            gid: uid,
+        },
+    );
+    f
+}
+
+#[test]
+fn a_config_chmodded_644_is_chmodded_back_without_a_restart() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let f = wrong_meta(&d, paths::CONFIG, 0o644, 0);
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-config"], "no restart, no reload: {p:?}");
+    assert_eq!(
+        p[0].1.iter().map(Change::to_string).collect::<Vec<_>>(),
+        ["/etc/rancher/k3s/config.yaml: mode 0644 → 0600"]
+    );
+    let Check::Change(K3sConfigPlan::Fix(fix)) = check_one(&K3sConfig, &inv, &d, &f) else {
+        panic!("expected a metadata fix")
+    };
+    assert_eq!(fix.want, FileMeta::root(0o600));
+}
+
+#[test]
+fn a_chowned_binary_is_chowned_back_not_reinstalled_nor_restarted() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let f = wrong_meta(&d, paths::K3S_BIN, 0o755, 1000);
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-binary"], "{p:?}");
+    assert_eq!(
+        p[0].1,
+        [Change::new(paths::K3S_BIN, "owner 1000:1000", "0:0")]
+    );
+    assert!(matches!(
+        check_one(&K3sBinary, &inv, &d, &f),
+        Check::Change(K3sBinaryPlan::Fix(_))
+    ));
+}
+
+#[test]
+fn a_unit_with_the_wrong_mode_is_fixed_without_reload_or_restart() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let f = wrong_meta(&d, paths::SERVER_UNIT, 0o666, 0);
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-unit"], "{p:?}");
+    assert_eq!(
+        p[0].1[0].to_string(),
+        format!("{}: mode 0666 → 0644", paths::SERVER_UNIT)
+    );
+}
+
+#[test]
+fn a_rewritten_file_gets_its_mode_from_the_upload_not_a_separate_fix() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = wrong_meta(&d, paths::CONFIG, 0o644, 1000);
+    f.files.insert(paths::CONFIG.into(), "edited".into());
+    let Check::Change(p) = check_one(&K3sConfig, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert!(p.rewrites());
+    assert_eq!(p.changes().len(), 1, "{p:?}");
+    // Content and mode both wrong: this one restarts.
+    assert_eq!(names(&plan(&inv, &d, &f)), ["k3s-config", "k3s-service"]);
+}
+
+#[test]
+fn the_agents_files_with_wrong_modes_are_fixed_without_a_restart() {
+    let inv = inventory();
+    let (d, mut f) = with_agent(&inv);
+    f.file_meta
+        .insert(paths::HEALTH_AGENT_BIN.into(), FileMeta::root(0o777));
+    f.file_meta.insert(
+        paths::HEALTH_AGENT_UNIT.into(),
+        FileMeta {
+            mode: 0o644,
+            uid: 1000,
+            gid: 0,
+        },
+    );
+    let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert_eq!(p.binary, None);
+    assert_eq!(p.unit, None);
+    assert_eq!(p.fixes.len(), 2, "{p:?}");
+    assert!(p.service.is_empty(), "{p:?}");
+    let shown: Vec<String> = p.changes().iter().map(Change::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            format!("{}: mode 0777 → 0755", paths::HEALTH_AGENT_BIN),
+            format!("{}: owner 1000:0 → 0:0", paths::HEALTH_AGENT_UNIT),
+        ]
+    );
+}
+
+#[test]
 fn an_interrupted_run_is_finished_by_restarting() {
     // Files already new, but K3s still runs with the old binary.
     let inv = inventory();
@@ -269,6 +408,10 @@ fn with_agent(inv: &Inventory) -> (Desired, Facts) {
         paths::HEALTH_AGENT_UNIT.into(),
         sha256_hex(pictl_agent::SYSTEMD_UNIT.as_bytes()),
     );
+    f.file_meta
+        .insert(paths::HEALTH_AGENT_BIN.into(), FileMeta::root(0o755));
+    f.file_meta
+        .insert(paths::HEALTH_AGENT_UNIT.into(), FileMeta::root(0o644));
     let running = f.unit("k3s.service");
     f.units.insert("pictl-agent.service".into(), running);
     (d, f)
