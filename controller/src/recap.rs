@@ -26,6 +26,9 @@ fn planned(report: &RunReport) -> String {
         for step in n.steps.iter().filter(|r| r.status == Status::Changed) {
             for c in &step.changes {
                 let _ = writeln!(s, "  {} {}: {}", n.name, step.step, esc(&c.to_string()));
+                for line in c.diff.iter().flat_map(|d| d.lines()) {
+                    let _ = writeln!(s, "      {}", esc(line));
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! the one place that lists them, so the runner's converge and re-check
 //! and the tests walk the same order.
 
+pub mod diff;
 mod file;
 mod health_agent;
 mod k3s_binary;
