@@ -22,6 +22,7 @@ const AFTER_HELP: &str = "\
 Examples:
   pictl validate -i inventory/playson.toml     check an inventory, report every problem
   pictl plan -i inventory/playson.toml         show what apply would change (exit 2 if anything)
+  pictl plan --diff                            … with redacted diffs of drifted config and units
   pictl apply -i inventory/playson.toml        converge every node; re-runs report changed=0
 
 Exit codes: 0 success (plan: nothing to change), 1 invalid input or failure, 2 plan has changes.
@@ -89,7 +90,13 @@ pub enum Command {
     /// Exit 0 when converged, 2 when anything would change, 1 on failure.
     ///
     /// Example: pictl plan -i inventory/playson.toml && echo converged
-    Plan,
+    Plan {
+        /// Also show a diff of each managed text file (config.yaml, units)
+        /// that would be rewritten, with tokens and passwords redacted.
+        /// Reads those files from the nodes (one more round trip each).
+        #[arg(long)]
+        diff: bool,
+    },
     /// Converge every node: install or upgrade K3s, join agents, fetch kubeconfig.
     ///
     /// Servers go before agents; unreachable nodes are reported and the rest
@@ -128,8 +135,8 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Validate => validate(&cli),
-        Command::Plan => converge(&cli, Mode::Plan).await,
-        Command::Apply => converge(&cli, Mode::Apply).await,
+        Command::Plan { diff } => converge(&cli, Mode::Plan, *diff).await,
+        Command::Apply => converge(&cli, Mode::Apply, false).await,
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
         Command::Status => status(&cli).await,
         Command::Reset { .. } => {
@@ -152,7 +159,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Validate => "validate",
-        Command::Plan => "plan",
+        Command::Plan { .. } => "plan",
         Command::Apply => "apply",
         Command::Status => "status",
         Command::Kubeconfig { .. } => "kubeconfig",
@@ -221,7 +228,7 @@ fn validate(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
+async fn converge(cli: &Cli, mode: Mode, diff: bool) -> ExitCode {
     let inv = match load(cli) {
         Ok(inv) => inv,
         Err(code) => return code,
@@ -239,6 +246,7 @@ async fn converge(cli: &Cli, mode: Mode) -> ExitCode {
         },
         cache_dir: crate::artifacts::default_cache_dir(),
         wait: Duration::from_secs(cli.wait),
+        diff,
     };
     let result = match mode {
         Mode::Plan => runner::plan(&inv, &opts).await,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use serde::Serialize;
 
 use crate::arch::Arch;
 use crate::secret::Secret;
@@ -36,8 +37,13 @@ pub mod paths {
 /// The script. `$1` is `secrets` on servers (read the join token and admin
 /// kubeconfig) or `no-secrets`; `$2` is `record` when the hash cache may be
 /// written (apply) or `no-record` (read-only commands); the managed file
-/// paths follow.
+/// paths follow. For each managed file it reports the sha256 (`file`) and
+/// the mode and owner (`meta`, `stat -c '%a %u %g'`): both are its state.
+///
+/// pictl's records under /var/lib/pictl name the files K3s runs with and
+/// their hashes: `umask 077` and a 0700 directory keep them root's.
 pub const SCRIPT: &str = r#"set -u
+umask 077
 secrets=$1; record=$2; shift 2
 e() { printf '%s=' "$1"; printf '%s' "$2" | base64 -w0; printf '\n'; }
 e uname "$(uname -m)"
@@ -64,12 +70,16 @@ for f in "$@"; do
     sha=$(awk -v f="$f" -v id="$id" '$1 == f && $2" "$3" "$4 == id { print $5 }' "$cache" 2>/dev/null)
     [ -n "$sha" ] || sha=$(sha256sum "$f" | cut -d' ' -f1)
     e file "$f $sha"
+    e meta "$f $(stat -c '%a %u %g' "$f")"
     seen="$seen$f $id $sha
 "
   fi
 done
 if [ "$record" = record ]; then
-  mkdir -p /var/lib/pictl && printf '%s' "$seen" > "$cache.tmp" && mv "$cache.tmp" "$cache"
+  mkdir -p /var/lib/pictl && chmod 700 /var/lib/pictl
+  printf '%s' "$seen" > "$cache.tmp" && mv "$cache.tmp" "$cache"
+  # A record written by an older pictl (without umask) is made private too.
+  chmod 600 /var/lib/pictl/k3s-started-with 2>/dev/null
 fi
 e started_with "$(cat /var/lib/pictl/k3s-started-with 2>/dev/null)"
 for u in k3s.service k3s-agent.service pictl-agent.service; do
@@ -92,6 +102,34 @@ if [ "$secrets" = secrets ]; then
   if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
 fi
 "#;
+
+/// A file's permission bits and owner, as `stat -c '%a %u %g'` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FileMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl FileMeta {
+    /// Owned by root:root with `mode`.
+    pub const fn root(mode: u32) -> Self {
+        Self {
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// `600 0 0` → mode 0o600, uid 0, gid 0.
+    fn parse(text: &str) -> Option<Self> {
+        let mut words = text.split_whitespace();
+        let mode = u32::from_str_radix(words.next()?, 8).ok()?;
+        let uid = words.next()?.parse().ok()?;
+        let gid = words.next()?.parse().ok()?;
+        Some(Self { mode, uid, gid })
+    }
+}
 
 /// A systemd unit as found on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -121,6 +159,8 @@ pub struct Facts {
     pub k3s_version: Option<String>,
     /// sha256 of each managed file that exists.
     pub files: BTreeMap<String, String>,
+    /// Mode and owner of each managed file that exists.
+    pub file_meta: BTreeMap<String, FileMeta>,
     /// sha256 per file the running K3s was started with (see [`paths::STARTED_WITH`]).
     pub started_with: BTreeMap<String, String>,
     pub units: BTreeMap<String, UnitFact>,
@@ -142,6 +182,7 @@ impl Facts {
     pub fn parse(output: &str, controller_now: i64) -> Result<Facts, FactsError> {
         let mut one: BTreeMap<&str, String> = BTreeMap::new();
         let mut files = BTreeMap::new();
+        let mut file_meta = BTreeMap::new();
         let mut units = BTreeMap::new();
         for line in output.lines() {
             let Some((key, b64)) = line.split_once('=') else {
@@ -156,6 +197,15 @@ impl Facts {
                     if let Some((path, sha)) = value.split_once(' ') {
                         files.insert(path.to_string(), sha.trim().to_string());
                     }
+                }
+                "meta" => {
+                    let parsed = value
+                        .split_once(' ')
+                        .and_then(|(path, m)| Some((path, FileMeta::parse(m)?)));
+                    let Some((path, meta)) = parsed else {
+                        return Err(FactsError(format!("unreadable mode and owner: {value:?}")));
+                    };
+                    file_meta.insert(path.to_string(), meta);
                 }
                 "unit" => {
                     if let Some((name, props)) = value.split_once(' ') {
@@ -206,6 +256,7 @@ impl Facts {
             boot_cmdline,
             k3s_version: non_empty("k3s_version").map(|v| k3s_version_of(&v)),
             files,
+            file_meta,
             started_with,
             units,
             server_token: non_empty("token").map(Secret::new),
@@ -224,6 +275,11 @@ impl Facts {
     /// sha256 of a managed file, if it exists.
     pub fn file_sha(&self, path: &str) -> Option<&str> {
         self.files.get(path).map(String::as_str)
+    }
+
+    /// Mode and owner of a managed file, if it exists and they were reported.
+    pub fn file_meta(&self, path: &str) -> Option<FileMeta> {
+        self.file_meta.get(path).copied()
     }
 
     pub fn unit(&self, name: &str) -> UnitFact {
@@ -296,6 +352,9 @@ mod tests {
             enc("cmdline", "console=tty1 root=PARTUUID=1 rootwait"),
             enc("k3s_version", "k3s version v1.32.5+k3s1 (8e8f2a47)"),
             enc("file", "/usr/local/bin/k3s abc123"),
+            enc("meta", "/usr/local/bin/k3s 755 0 0"),
+            enc("file", "/etc/rancher/k3s/config.yaml fff"),
+            enc("meta", "/etc/rancher/k3s/config.yaml 644 1000 4"),
             enc("started_with", "abc123  /usr/local/bin/k3s\nfff  /etc/rancher/k3s/config.yaml\n"),
             enc(
                 "unit",
@@ -355,6 +414,64 @@ mod tests {
                 "node {node_now}, controller {controller_now}"
             );
         }
+    }
+
+    #[test]
+    fn parses_each_files_mode_and_owner() {
+        let f = Facts::parse(&sample(), 1000).expect("facts");
+        assert_eq!(f.file_meta(paths::K3S_BIN), Some(FileMeta::root(0o755)));
+        assert_eq!(
+            f.file_meta(paths::CONFIG),
+            Some(FileMeta {
+                mode: 0o644,
+                uid: 1000,
+                gid: 4
+            })
+        );
+        assert_eq!(f.file_meta(paths::SERVER_UNIT), None);
+        // setuid and sticky bits are kept, not cut to three digits.
+        assert_eq!(FileMeta::parse("4755 0 0"), Some(FileMeta::root(0o4755)));
+    }
+
+    /// The script itself, run locally read-only (the same sh, coreutils
+    /// and stat as a Debian node): what it reports for a file parses.
+    #[test]
+    fn the_scripts_modes_parse() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "token: x\n").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", SCRIPT, "pictl", "no-secrets", "no-record"])
+            .arg(&file)
+            .output()
+            .expect("sh");
+        let f = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+        let path = file.to_string_lossy();
+        let meta = f.file_meta(&path).expect("reported");
+        assert_eq!(meta.mode, 0o640);
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(&file).expect("stat");
+        assert_eq!((meta.uid, meta.gid), (md.uid(), md.gid()));
+        assert_eq!(
+            f.file_sha(&path),
+            Some(crate::artifacts::sha256_hex(b"token: x\n").as_str())
+        );
+    }
+
+    #[test]
+    fn an_unreadable_mode_is_an_error_not_a_default() {
+        let out = sample() + &enc("meta", "/usr/local/bin/k3s rwx 0 0");
+        let err = Facts::parse(&out, 1000).expect_err("bad mode");
+        assert!(err.to_string().contains("mode and owner"), "{err}");
+    }
+
+    #[test]
+    fn the_script_keeps_pictls_records_private() {
+        assert!(SCRIPT.starts_with("set -u\numask 077\n"));
+        assert!(SCRIPT.contains("chmod 700 /var/lib/pictl"));
+        assert!(SCRIPT.contains("stat -c '%a %u %g'"));
     }
 
     #[test]

@@ -26,6 +26,9 @@ fn planned(report: &RunReport) -> String {
         for step in n.steps.iter().filter(|r| r.status == Status::Changed) {
             for c in &step.changes {
                 let _ = writeln!(s, "  {} {}: {}", n.name, step.step, esc(&c.to_string()));
+                for line in c.diff.iter().flat_map(|d| d.lines()) {
+                    let _ = writeln!(s, "      {}", esc(line));
+                }
             }
         }
     }
@@ -117,4 +120,48 @@ fn problems(report: &RunReport) -> String {
 pub fn json(report: &RunReport) -> String {
     serde_json::to_string_pretty(report)
         .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{NodeReport, StepReport};
+    use crate::step::{Change, StepId};
+
+    #[test]
+    fn a_plan_prints_each_diff_under_its_change_with_controls_escaped() {
+        let mut change = Change::new("/etc/rancher/k3s/config.yaml", "modified", "pictl's config");
+        change.diff = Some("--- a\n+++ b\n-debug: true\x1b[2K\n token: <redacted>\n".into());
+        let report = RunReport {
+            cluster: "c".into(),
+            mode: Mode::Plan,
+            k3s_version: "v1.32.5+k3s1".into(),
+            nodes: vec![NodeReport {
+                name: "node2".into(),
+                role: "agent",
+                address: "10.0.0.2".into(),
+                arch: None,
+                unreachable: None,
+                failed: None,
+                steps: vec![StepReport::new(
+                    StepId::K3sConfig,
+                    Status::Changed,
+                    vec![change],
+                    None,
+                )],
+                ssh_round_trips: 2,
+                seconds: 0.1,
+            }],
+            workload: vec![],
+            seconds: 0.1,
+        };
+        let text = human(&report);
+        assert!(
+            text.contains(
+                "  node2 k3s-config: /etc/rancher/k3s/config.yaml: modified → pictl's config\n      --- a\n      +++ b\n      -debug: true\\u{1b}[2K\n       token: <redacted>\n"
+            ),
+            "{text}"
+        );
+        assert!(json(&report).contains("\"diff\""));
+    }
 }

@@ -58,6 +58,9 @@ pub struct Change {
     pub what: String,
     pub before: String,
     pub after: String,
+    /// `plan --diff` only: the redacted unified diff of a text file rewrite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 impl Change {
@@ -70,6 +73,7 @@ impl Change {
             what: what.into(),
             before: before.into(),
             after: after.into(),
+            diff: None,
         }
     }
 }

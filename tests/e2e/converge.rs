@@ -23,6 +23,8 @@ fn main() -> ExitCode {
         first_apply_bootstraps_three_ready_nodes,
         second_apply_changes_nothing_and_restarts_nothing,
         config_drift_is_planned_and_repaired_on_that_node_only,
+        config_mode_drift_is_chmodded_back_without_a_restart,
+        plan_diff_shows_config_drift_with_the_token_redacted,
         stopped_service_is_planned_and_repaired,
         a_second_concurrent_apply_is_refused_by_the_lock,
         sudo_password_goes_through_stdin_and_repairs_drift,
@@ -434,6 +436,107 @@ fn config_drift_is_planned_and_repaired_on_that_node_only(lab: &Lab) {
         pictl(lab, &lab.inventory(), &["plan"]).status.code(),
         Some(0)
     );
+}
+
+/// `stat -c '%a %u %g %n'` of `paths` on `node`.
+fn modes(lab: &Lab, node: &str, paths: &str) -> String {
+    lab.ssh_ok(node, "root", &format!("stat -c '%a %u %g %n' {paths}"))
+        .expect("stat")
+}
+
+fn config_mode_drift_is_chmodded_back_without_a_restart(lab: &Lab) {
+    ensure_converged(lab);
+    for n in ["node1", "node2", "node3"] {
+        let records = modes(lab, n, "/var/lib/pictl /var/lib/pictl/*");
+        for line in records.lines() {
+            let want = if line.ends_with(" /var/lib/pictl") {
+                "700 0 0 "
+            } else {
+                "600 0 0 "
+            };
+            assert!(line.starts_with(want), "{n}: {records}");
+        }
+        assert!(
+            records.contains("/var/lib/pictl/k3s-started-with"),
+            "{records}"
+        );
+        assert!(records.contains("/var/lib/pictl/hashes"), "{records}");
+    }
+    lab.ssh_ok("node2", "root", "chmod 644 /etc/rancher/k3s/config.yaml")
+        .expect("chmod");
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let stdout = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        stdout.contains("node2 k3s-config: /etc/rancher/k3s/config.yaml: mode 0644 → 0600"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("k3s-service"),
+        "a mode fix restarts nothing: {stdout}"
+    );
+    // Nothing to diff: the content is right.
+    let diff = pictl(lab, &lab.inventory(), &["plan", "--diff"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", text(&diff));
+    assert!(
+        !String::from_utf8_lossy(&diff.stdout).contains("+++"),
+        "{}",
+        text(&diff)
+    );
+
+    let n2 = unit_started(lab, "node2", "k3s-agent.service");
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{}", text(&out));
+    assert_eq!(statuses(&v, "node2", "changed"), ["k3s-config"], "{v:#}");
+    assert_eq!(
+        n2,
+        unit_started(lab, "node2", "k3s-agent.service"),
+        "K3s was restarted for a mode change"
+    );
+    assert_eq!(
+        modes(lab, "node2", "/etc/rancher/k3s/config.yaml").trim(),
+        "600 0 0 /etc/rancher/k3s/config.yaml"
+    );
+    assert_eq!(
+        pictl(lab, &lab.inventory(), &["plan"]).status.code(),
+        Some(0)
+    );
+}
+
+fn plan_diff_shows_config_drift_with_the_token_redacted(lab: &Lab) {
+    ensure_converged(lab);
+    let token = lab
+        .ssh_ok(
+            "node2",
+            "root",
+            "sed -n 's/^token: *//p' /etc/rancher/k3s/config.yaml",
+        )
+        .expect("token");
+    let token = token.trim().trim_matches(['"', '\'']);
+    assert!(token.len() > 20, "no token in node2's config");
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "echo 'debug: true' >> /etc/rancher/k3s/config.yaml",
+    )
+    .expect("drift");
+    let plan = pictl(lab, &lab.inventory(), &["plan", "--diff"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let all = text(&plan);
+    assert!(all.contains("      -debug: true"), "{all}");
+    assert!(all.contains("token: <redacted>"), "{all}");
+    assert!(!all.contains(token), "the token leaked into plan --diff");
+    let json = pictl(
+        lab,
+        &lab.inventory(),
+        &["plan", "--diff", "--output", "json"],
+    );
+    assert!(
+        !text(&json).contains(token),
+        "the token leaked into the JSON plan"
+    );
+    assert!(!all.contains("sha256"), "{all}");
+    ensure_converged(lab);
 }
 
 fn stopped_service_is_planned_and_repaired(lab: &Lab) {

@@ -37,6 +37,32 @@ pub async fn plan(run: &mut NodeRun<'_>, env: Env<'_>) {
         pending: BTreeSet::new(),
     };
     let _ = steps::visit(&mut v).await;
+    if env.opts.diff {
+        attach_diffs(run, env).await;
+    }
+}
+
+/// `plan --diff`: each text file rewrite's redacted diff, in its change.
+async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>) {
+    let (Some(t), Some(facts)) = (run.transport.clone(), run.facts.clone()) else {
+        return;
+    };
+    let none = BTreeSet::new();
+    let cx = NodeCx {
+        node: run.node,
+        facts: &facts,
+        desired: env.desired,
+        pending: &none,
+    };
+    for d in steps::diff::diffs(t.as_ref(), &cx).await {
+        let changes = run.report.steps.iter_mut().filter(|r| r.step == d.step);
+        if let Some(c) = changes
+            .flat_map(|r| r.changes.iter_mut())
+            .find(|c| c.what == d.path)
+        {
+            c.diff = Some(d.text);
+        }
+    }
 }
 
 /// check → apply → re-check over every step.

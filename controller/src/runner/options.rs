@@ -26,4 +26,6 @@ pub struct Options {
     pub cache_dir: std::path::PathBuf,
     /// How long to wait for a rebooting node and for nodes to turn Ready.
     pub wait: Duration,
+    /// `plan --diff`: read drifted text files and show redacted diffs.
+    pub diff: bool,
 }

@@ -114,6 +114,7 @@ impl Setup {
             progress: Arc::new(WarningsOnly),
             cache_dir: self.dir.path().join("cache"),
             wait: Duration::from_secs(5),
+            diff: false,
         }
     }
 

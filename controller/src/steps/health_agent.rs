@@ -1,10 +1,12 @@
 //! The health agent on the node: its binary, its hardened unit, enabled and
-//! running, restarted when either changed in this run.
+//! running, restarted when either changed in this run. Binary 0755 and unit
+//! 0644, root:root; a mode or owner fix alone restarts nothing.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::file::{self, MetaFix};
 use super::service::{RestartReason, ServiceAction, ServicePlan};
 use crate::artifacts::sha256_hex;
 use crate::facts::paths;
@@ -22,6 +24,8 @@ pub struct HealthAgentPlan {
     pub unit: Option<&'static str>,
     /// Short sha256 of the binary to install.
     pub sha: String,
+    /// Files whose content is right but mode or owner is not.
+    pub fixes: Vec<MetaFix>,
     pub service: ServicePlan,
 }
 
@@ -42,6 +46,7 @@ impl Plan for HealthAgentPlan {
                 "pictl's unit",
             ));
         }
+        out.extend(self.fixes.iter().flat_map(MetaFix::changes));
         let mut service = self.service.changes();
         // The unit file itself was listed above; only a reload is implied.
         service.retain(|c| c.what != "systemd");
@@ -94,6 +99,15 @@ impl Step for HealthAgent {
         let unit_sha = sha256_hex(pictl_agent::SYSTEMD_UNIT.as_bytes());
         let binary = differs(cx, paths::HEALTH_AGENT_BIN, &bin.sha256, "other build");
         let unit_file = differs(cx, paths::HEALTH_AGENT_UNIT, &unit_sha, "modified");
+        // A file being replaced gets its mode and owner from the upload.
+        let fixes: Vec<MetaFix> = [
+            (binary, paths::HEALTH_AGENT_BIN, file::BINARY),
+            (unit_file, paths::HEALTH_AGENT_UNIT, file::UNIT),
+        ]
+        .into_iter()
+        .filter(|(replaced, _, _)| replaced.is_none())
+        .filter_map(|(_, path, want)| MetaFix::check(cx.facts, path, want))
+        .collect();
         let unit = cx.facts.unit(UNIT);
         let replaced = binary.is_some() || unit_file.is_some() || !unit.enabled;
         let restart = if replaced {
@@ -105,6 +119,7 @@ impl Step for HealthAgent {
             binary,
             unit: unit_file,
             sha: bin.sha256.get(..12).unwrap_or(&bin.sha256).to_string(),
+            fixes,
             service: ServicePlan {
                 unit: UNIT,
                 daemon_reload: unit_file.is_some() || unit.need_daemon_reload,
@@ -112,7 +127,7 @@ impl Step for HealthAgent {
                 action: ServiceAction::start_or(&unit, restart),
             },
         };
-        if plan.service.is_empty() && binary.is_none() {
+        if plan.service.is_empty() && binary.is_none() && plan.fixes.is_empty() {
             Check::Converged
         } else {
             Check::Change(plan)
@@ -130,13 +145,19 @@ impl Step for HealthAgent {
         };
         let (t, sudo) = (io.transport, cx.node.ssh.sudo);
         if plan.binary.is_some() {
-            t.put_file(&bin.bytes, paths::HEALTH_AGENT_BIN, 0o755, sudo)
+            t.put_file(&bin.bytes, paths::HEALTH_AGENT_BIN, file::BINARY.mode, sudo)
                 .await?;
         }
         if plan.unit.is_some() {
             let unit = pictl_agent::SYSTEMD_UNIT.as_bytes();
-            t.put_file(unit, paths::HEALTH_AGENT_UNIT, 0o644, sudo)
+            t.put_file(unit, paths::HEALTH_AGENT_UNIT, file::UNIT.mode, sudo)
                 .await?;
+        }
+        for fix in &plan.fixes {
+            fix.apply(t, sudo).await?;
+        }
+        if plan.service.is_empty() {
+            return Ok(Applied::Done);
         }
         let reload = if plan.service.daemon_reload {
             "yes"

@@ -1,27 +1,39 @@
 //! The k3s binary: the release's verified artifact for the node's arch at
-//! /usr/local/bin/k3s, compared by sha256 (not by version string).
+//! /usr/local/bin/k3s, compared by sha256 (not by version string), 0755
+//! root:root.
 
 use serde::Serialize;
 
+use super::file::{self, MetaFix};
 use crate::facts::paths;
 use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
 
 pub struct K3sBinary;
 
-/// Install `version`'s binary over what is there (`before`, for people).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct K3sBinaryPlan {
-    pub before: String,
-    pub version: String,
+#[serde(rename_all = "kebab-case")]
+pub enum K3sBinaryPlan {
+    /// Install `version`'s binary over what is there (`before`, for people).
+    Install { before: String, version: String },
+    /// The binary is right; its mode or owner is not.
+    Fix(MetaFix),
+}
+
+impl K3sBinaryPlan {
+    /// Whether the binary K3s runs changes (a restart is due).
+    pub fn rewrites(&self) -> bool {
+        matches!(self, K3sBinaryPlan::Install { .. })
+    }
 }
 
 impl Plan for K3sBinaryPlan {
     fn changes(&self) -> Vec<Change> {
-        vec![Change::new(
-            paths::K3S_BIN,
-            self.before.clone(),
-            self.version.clone(),
-        )]
+        match self {
+            K3sBinaryPlan::Install { before, version } => {
+                vec![Change::new(paths::K3S_BIN, before.clone(), version.clone())]
+            }
+            K3sBinaryPlan::Fix(fix) => fix.changes(),
+        }
     }
 }
 
@@ -32,7 +44,10 @@ impl Step for K3sBinary {
     fn check(&self, cx: &NodeCx<'_>) -> Check<K3sBinaryPlan> {
         let installed = cx.facts.file_sha(paths::K3S_BIN);
         if installed == Some(cx.desired.binary_sha256.as_str()) {
-            return Check::Converged;
+            return match MetaFix::check(cx.facts, paths::K3S_BIN, file::BINARY) {
+                Some(fix) => Check::Change(K3sBinaryPlan::Fix(fix)),
+                None => Check::Converged,
+            };
         }
         let before = match (installed, &cx.facts.k3s_version) {
             (None, _) => "absent".to_string(),
@@ -40,7 +55,7 @@ impl Step for K3sBinary {
             (Some(_), Some(v)) => v.clone(),
             (Some(_), None) => "unknown binary".to_string(),
         };
-        Check::Change(K3sBinaryPlan {
+        Check::Change(K3sBinaryPlan::Install {
             before,
             version: cx.desired.version.clone(),
         })
@@ -50,8 +65,12 @@ impl Step for K3sBinary {
         &self,
         cx: &NodeCx<'_>,
         io: StepIo<'_>,
-        _plan: &K3sBinaryPlan,
+        plan: &K3sBinaryPlan,
     ) -> Result<Applied, StepError> {
+        if let K3sBinaryPlan::Fix(fix) = plan {
+            fix.apply(io.transport, cx.node.ssh.sudo).await?;
+            return Ok(Applied::Done);
+        }
         // The facts phase has failed nodes whose arch K3s does not ship.
         let Ok(arch) = cx.facts.arch.clone() else {
             return Ok(Applied::Done);
@@ -59,7 +78,12 @@ impl Step for K3sBinary {
         // Verified against the release checksum before a byte is sent.
         let artifact = io.store.binary(arch).await?;
         io.transport
-            .put_file(&artifact.bytes, paths::K3S_BIN, 0o755, cx.node.ssh.sudo)
+            .put_file(
+                &artifact.bytes,
+                paths::K3S_BIN,
+                file::BINARY.mode,
+                cx.node.ssh.sudo,
+            )
             .await?;
         Ok(Applied::Done)
     }

@@ -1,7 +1,12 @@
-//! K3s's /etc/rancher/k3s/config.yaml (mode 0600: it holds the token).
+//! K3s's /etc/rancher/k3s/config.yaml, 0600 root:root: it holds the token.
+//!
+//! Its plan never shows a hash of the file: a hash of a file holding the
+//! token lets anyone who sees the plan confirm a guessed token offline.
+//! `pictl plan --diff` shows the lines instead, with the token redacted.
 
 use serde::Serialize;
 
+use super::file::{self, MetaFix};
 use crate::artifacts::sha256_hex;
 use crate::facts::paths;
 use crate::step::{
@@ -10,27 +15,38 @@ use crate::step::{
 
 pub struct K3sConfig;
 
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum K3sConfigPlan {
+    /// Write pictl's config over what is there.
+    Write {
+        /// `absent`, `modified`, or `present` (when the config to compare
+        /// with is not known yet).
+        before: &'static str,
+        /// `None`: pictl's config; else what it will be once known.
+        pending: Option<&'static str>,
+    },
+    /// The config is right; its mode or owner is not.
+    Fix(MetaFix),
 }
 
-/// Write the desired config over what is there. Hashes only: the file
-/// holds the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct K3sConfigPlan {
-    /// Short sha256 of the installed config, `None` when absent.
-    pub before: Option<String>,
-    /// Short sha256 of the desired config, or what it will be once known.
-    pub after: String,
+impl K3sConfigPlan {
+    /// Whether the config K3s reads at start changes (a restart is due).
+    pub fn rewrites(&self) -> bool {
+        matches!(self, K3sConfigPlan::Write { .. })
+    }
 }
 
 impl Plan for K3sConfigPlan {
     fn changes(&self) -> Vec<Change> {
-        let before = self
-            .before
-            .as_ref()
-            .map_or_else(|| "absent".to_string(), |s| format!("sha256 {s}"));
-        vec![Change::new(paths::CONFIG, before, self.after.clone())]
+        match self {
+            K3sConfigPlan::Write { before, pending } => vec![Change::new(
+                paths::CONFIG,
+                *before,
+                pending.unwrap_or("pictl's config"),
+            )],
+            K3sConfigPlan::Fix(fix) => fix.changes(),
+        }
     }
 }
 
@@ -40,24 +56,34 @@ impl Step for K3sConfig {
 
     fn check(&self, cx: &NodeCx<'_>) -> Check<K3sConfigPlan> {
         let installed = cx.facts.file_sha(paths::CONFIG);
-        let before = installed.map(|sha| short(sha).to_string());
         let cfg = match &cx.desired.config {
             DesiredConfig::Known(cfg) => cfg,
             DesiredConfig::Pending(what) => {
-                return Check::Change(K3sConfigPlan {
-                    before,
-                    after: (*what).to_string(),
+                return Check::Change(K3sConfigPlan::Write {
+                    before: if installed.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    },
+                    pending: Some(what),
                 });
             }
         };
         let want = sha256_hex(cfg.expose().as_bytes());
-        if installed == Some(want.as_str()) {
-            Check::Converged
-        } else {
-            Check::Change(K3sConfigPlan {
-                before,
-                after: format!("sha256 {}", short(&want)),
-            })
+        match installed {
+            Some(sha) if sha == want => match MetaFix::check(cx.facts, paths::CONFIG, file::SECRET)
+            {
+                Some(fix) => Check::Change(K3sConfigPlan::Fix(fix)),
+                None => Check::Converged,
+            },
+            found => Check::Change(K3sConfigPlan::Write {
+                before: if found.is_some() {
+                    "modified"
+                } else {
+                    "absent"
+                },
+                pending: None,
+            }),
         }
     }
 
@@ -65,20 +91,21 @@ impl Step for K3sConfig {
         &self,
         cx: &NodeCx<'_>,
         io: StepIo<'_>,
-        _plan: &K3sConfigPlan,
+        plan: &K3sConfigPlan,
     ) -> Result<Applied, StepError> {
+        let sudo = cx.node.ssh.sudo;
+        if let K3sConfigPlan::Fix(fix) = plan {
+            fix.apply(io.transport, sudo).await?;
+            return Ok(Applied::Done);
+        }
         let DesiredConfig::Known(cfg) = &cx.desired.config else {
             return Err(StepError::NotReady(
                 "the config is not known yet (no join token)".into(),
             ));
         };
+        let bytes = cfg.expose().as_bytes();
         io.transport
-            .put_file(
-                cfg.expose().as_bytes(),
-                paths::CONFIG,
-                0o600,
-                cx.node.ssh.sudo,
-            )
+            .put_file(bytes, paths::CONFIG, file::SECRET.mode, sudo)
             .await?;
         Ok(Applied::Done)
     }

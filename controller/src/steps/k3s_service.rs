@@ -6,10 +6,15 @@
 //! node after every successful (re)start ([`paths::STARTED_WITH`]), so the
 //! decision needs no clocks, and a run interrupted between writing a file
 //! and restarting is still repaired by the next one.
+//!
+//! A mode or owner fix of an input is not a change of what K3s reads (it
+//! reads them at start, and the bytes are the same): it neither restarts
+//! K3s nor reloads systemd.
 
 use std::time::Duration;
 
 use super::service::{RestartReason, ServiceAction, ServicePlan};
+use super::{K3sBinary, K3sConfig, K3sUnit};
 use crate::facts::paths;
 use crate::inventory::Role;
 use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
@@ -55,7 +60,9 @@ until ready; do
   fi
   sleep 0.2
 done
-mkdir -p /var/lib/pictl
+# The record names K3s's inputs and their hashes: root's only.
+umask 077
+mkdir -p /var/lib/pictl && chmod 700 /var/lib/pictl
 sha256sum "$@" > /var/lib/pictl/k3s-started-with.tmp
 mv /var/lib/pictl/k3s-started-with.tmp /var/lib/pictl/k3s-started-with
 "#;
@@ -65,10 +72,25 @@ impl K3sService {
         [paths::K3S_BIN, paths::CONFIG, cx.desired.unit_path]
     }
 
+    /// Whether `step`, changed earlier in this run, rewrites the content of
+    /// its file (rather than only fixing its mode or owner). Asked of the
+    /// step's own pure check on the same facts.
+    fn rewritten(cx: &NodeCx<'_>, step: StepId) -> bool {
+        if !cx.pending.contains(&step) {
+            return false;
+        }
+        match step {
+            StepId::K3sBinary => matches!(K3sBinary.check(cx), Check::Change(p) if p.rewrites()),
+            StepId::K3sConfig => matches!(K3sConfig.check(cx), Check::Change(p) if p.rewrites()),
+            StepId::K3sUnit => matches!(K3sUnit.check(cx), Check::Change(p) if p.rewrites()),
+            _ => true,
+        }
+    }
+
     fn restart_reason(cx: &NodeCx<'_>) -> Option<RestartReason> {
         let changed: Vec<StepId> = INPUT_STEPS
             .into_iter()
-            .filter(|s| cx.pending.contains(s))
+            .filter(|s| Self::rewritten(cx, *s))
             .collect();
         if !changed.is_empty() {
             return Some(RestartReason::ChangedByRun(changed));
@@ -105,7 +127,7 @@ impl Step for K3sService {
         };
         let plan = ServicePlan {
             unit: cx.desired.unit_name,
-            daemon_reload: cx.pending.contains(&StepId::K3sUnit) || unit.need_daemon_reload,
+            daemon_reload: Self::rewritten(cx, StepId::K3sUnit) || unit.need_daemon_reload,
             enable: !unit.enabled,
             action: ServiceAction::start_or(&unit, restart),
         };

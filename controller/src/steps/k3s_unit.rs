@@ -1,27 +1,42 @@
-//! The systemd unit that runs K3s (`k3s.service` or `k3s-agent.service`).
+//! The systemd unit that runs K3s (`k3s.service` or `k3s-agent.service`),
+//! 0644 root:root.
 
 use serde::Serialize;
 
+use super::file::{self, MetaFix};
 use crate::artifacts::sha256_hex;
 use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
 
 pub struct K3sUnit;
 
-/// Write pictl's unit at `path` (absent or modified before).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct K3sUnitPlan {
-    pub path: &'static str,
-    pub was_present: bool,
+#[serde(rename_all = "kebab-case")]
+pub enum K3sUnitPlan {
+    /// Write pictl's unit at `path` (absent or modified before).
+    Write {
+        path: &'static str,
+        was_present: bool,
+    },
+    /// The unit is right; its mode or owner is not.
+    Fix(MetaFix),
+}
+
+impl K3sUnitPlan {
+    /// Whether the unit systemd runs K3s with changes (reload and restart).
+    pub fn rewrites(&self) -> bool {
+        matches!(self, K3sUnitPlan::Write { .. })
+    }
 }
 
 impl Plan for K3sUnitPlan {
     fn changes(&self) -> Vec<Change> {
-        let before = if self.was_present {
-            "modified"
-        } else {
-            "absent"
-        };
-        vec![Change::new(self.path, before, "pictl's unit")]
+        match self {
+            K3sUnitPlan::Write { path, was_present } => {
+                let before = if *was_present { "modified" } else { "absent" };
+                vec![Change::new(*path, before, "pictl's unit")]
+            }
+            K3sUnitPlan::Fix(fix) => fix.changes(),
+        }
     }
 }
 
@@ -31,9 +46,13 @@ impl Step for K3sUnit {
 
     fn check(&self, cx: &NodeCx<'_>) -> Check<K3sUnitPlan> {
         let want = sha256_hex(cx.desired.unit.as_bytes());
-        match cx.facts.file_sha(cx.desired.unit_path) {
-            Some(sha) if sha == want => Check::Converged,
-            found => Check::Change(K3sUnitPlan {
+        let path = cx.desired.unit_path;
+        match cx.facts.file_sha(path) {
+            Some(sha) if sha == want => match MetaFix::check(cx.facts, path, file::UNIT) {
+                Some(fix) => Check::Change(K3sUnitPlan::Fix(fix)),
+                None => Check::Converged,
+            },
+            found => Check::Change(K3sUnitPlan::Write {
                 path: cx.desired.unit_path,
                 was_present: found.is_some(),
             }),
@@ -46,14 +65,16 @@ impl Step for K3sUnit {
         io: StepIo<'_>,
         plan: &K3sUnitPlan,
     ) -> Result<Applied, StepError> {
-        io.transport
-            .put_file(
-                cx.desired.unit.as_bytes(),
-                plan.path,
-                0o644,
-                cx.node.ssh.sudo,
-            )
-            .await?;
+        let sudo = cx.node.ssh.sudo;
+        match plan {
+            K3sUnitPlan::Write { path, .. } => {
+                let unit = cx.desired.unit.as_bytes();
+                io.transport
+                    .put_file(unit, path, file::UNIT.mode, sudo)
+                    .await?
+            }
+            K3sUnitPlan::Fix(fix) => fix.apply(io.transport, sudo).await?,
+        }
         Ok(Applied::Done)
     }
 }

@@ -2,6 +2,8 @@
 //! the one place that lists them, so the runner's converge and re-check
 //! and the tests walk the same order.
 
+pub mod diff;
+mod file;
 mod health_agent;
 mod k3s_adopt;
 mod k3s_binary;
@@ -11,6 +13,7 @@ mod k3s_unit;
 mod pi_cgroups;
 mod service;
 
+pub use file::MetaFix;
 pub use health_agent::{HealthAgent, HealthAgentPlan};
 pub use k3s_adopt::{AdoptPlan, K3sAdopt};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};

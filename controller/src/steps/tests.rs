@@ -9,11 +9,12 @@ use std::path::Path;
 use super::*;
 use crate::arch::Arch;
 use crate::artifacts::sha256_hex;
-use crate::facts::{Facts, UnitFact, paths};
+use crate::facts::{Facts, FileMeta, UnitFact, paths};
 use crate::inventory::Inventory;
 use crate::render;
 use crate::secret::Secret;
 use crate::step::{Change, Check, Desired, DesiredConfig, NodeCx, Plan, Step, StepId};
+use crate::transport::Transport;
 
 const BIN_SHA: &str = "b1b1b1b1b1b1b1b1";
 
@@ -73,6 +74,14 @@ fn converged(d: &Desired) -> Facts {
         enabled: true,
         need_daemon_reload: false,
     };
+    let file_meta = [
+        (paths::K3S_BIN, 0o755),
+        (paths::CONFIG, 0o600),
+        (paths::SERVER_UNIT, 0o644),
+    ]
+    .into_iter()
+    .map(|(p, mode)| (p.to_string(), FileMeta::root(mode)))
+    .collect();
     Facts {
         uname_m: "aarch64".into(),
         arch: Ok(Arch::Arm64),
@@ -87,6 +96,7 @@ fn converged(d: &Desired) -> Facts {
         k3s_version: Some("v1.32.5+k3s1".into()),
         started_with: files.clone(),
         files,
+        file_meta,
         units: [("k3s.service".to_string(), unit)].into_iter().collect(),
         server_token: None,
         admin_kubeconfig: None,
@@ -187,6 +197,136 @@ fn config_drift_rewrites_the_config_and_restarts_only_the_service() {
 }
 
 #[test]
+fn config_drift_is_shown_without_a_hash_of_the_secret_file() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    let edited = sha256_hex(b"edited");
+    f.files.insert(paths::CONFIG.into(), edited.clone());
+    let p = plan(&inv, &d, &f);
+    assert_eq!(
+        p[0].1,
+        [Change::new(paths::CONFIG, "modified", "pictl's config")]
+    );
+    let DesiredConfig::Known(cfg) = &d.config else {
+        panic!("known config")
+    };
+    let want = sha256_hex(cfg.expose().as_bytes());
+    let shown = format!("{p:?}");
+    for hash in [&edited, &want] {
+        assert!(!shown.contains(&hash[..8]), "{shown}");
+    }
+    assert!(!shown.contains("sha256"), "{shown}");
+}
+
+/// (path, mode, uid) a converged node has wrong.
+fn wrong_meta(d: &Desired, path: &str, mode: u32, uid: u32) -> Facts {
+    let mut f = converged(d);
+    f.file_meta.insert(
+        path.into(),
+        FileMeta {
+            mode,
+            uid,
+            gid: uid,
+        },
+    );
+    f
+}
+
+#[test]
+fn a_config_chmodded_644_is_chmodded_back_without_a_restart() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let f = wrong_meta(&d, paths::CONFIG, 0o644, 0);
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-config"], "no restart, no reload: {p:?}");
+    assert_eq!(
+        p[0].1.iter().map(Change::to_string).collect::<Vec<_>>(),
+        ["/etc/rancher/k3s/config.yaml: mode 0644 → 0600"]
+    );
+    let Check::Change(K3sConfigPlan::Fix(fix)) = check_one(&K3sConfig, &inv, &d, &f) else {
+        panic!("expected a metadata fix")
+    };
+    assert_eq!(fix.want, FileMeta::root(0o600));
+}
+
+#[test]
+fn a_chowned_binary_is_chowned_back_not_reinstalled_nor_restarted() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let f = wrong_meta(&d, paths::K3S_BIN, 0o755, 1000);
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-binary"], "{p:?}");
+    assert_eq!(
+        p[0].1,
+        [Change::new(paths::K3S_BIN, "owner 1000:1000", "0:0")]
+    );
+    assert!(matches!(
+        check_one(&K3sBinary, &inv, &d, &f),
+        Check::Change(K3sBinaryPlan::Fix(_))
+    ));
+}
+
+#[test]
+fn a_unit_with_the_wrong_mode_is_fixed_without_reload_or_restart() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let f = wrong_meta(&d, paths::SERVER_UNIT, 0o666, 0);
+    let p = plan(&inv, &d, &f);
+    assert_eq!(names(&p), ["k3s-unit"], "{p:?}");
+    assert_eq!(
+        p[0].1[0].to_string(),
+        format!("{}: mode 0666 → 0644", paths::SERVER_UNIT)
+    );
+}
+
+#[test]
+fn a_rewritten_file_gets_its_mode_from_the_upload_not_a_separate_fix() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = wrong_meta(&d, paths::CONFIG, 0o644, 1000);
+    f.files.insert(paths::CONFIG.into(), "edited".into());
+    let Check::Change(p) = check_one(&K3sConfig, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert!(p.rewrites());
+    assert_eq!(p.changes().len(), 1, "{p:?}");
+    // Content and mode both wrong: this one restarts.
+    assert_eq!(names(&plan(&inv, &d, &f)), ["k3s-config", "k3s-service"]);
+}
+
+#[test]
+fn the_agents_files_with_wrong_modes_are_fixed_without_a_restart() {
+    let inv = inventory();
+    let (d, mut f) = with_agent(&inv);
+    f.file_meta
+        .insert(paths::HEALTH_AGENT_BIN.into(), FileMeta::root(0o777));
+    f.file_meta.insert(
+        paths::HEALTH_AGENT_UNIT.into(),
+        FileMeta {
+            mode: 0o644,
+            uid: 1000,
+            gid: 0,
+        },
+    );
+    let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert_eq!(p.binary, None);
+    assert_eq!(p.unit, None);
+    assert_eq!(p.fixes.len(), 2, "{p:?}");
+    assert!(p.service.is_empty(), "{p:?}");
+    let shown: Vec<String> = p.changes().iter().map(Change::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            format!("{}: mode 0777 → 0755", paths::HEALTH_AGENT_BIN),
+            format!("{}: owner 1000:0 → 0:0", paths::HEALTH_AGENT_UNIT),
+        ]
+    );
+}
+
+#[test]
 fn an_interrupted_run_is_finished_by_restarting() {
     // Files already new, but K3s still runs with the old binary.
     let inv = inventory();
@@ -271,6 +411,10 @@ fn with_agent(inv: &Inventory) -> (Desired, Facts) {
         paths::HEALTH_AGENT_UNIT.into(),
         sha256_hex(pictl_agent::SYSTEMD_UNIT.as_bytes()),
     );
+    f.file_meta
+        .insert(paths::HEALTH_AGENT_BIN.into(), FileMeta::root(0o755));
+    f.file_meta
+        .insert(paths::HEALTH_AGENT_UNIT.into(), FileMeta::root(0o644));
     let running = f.unit("k3s.service");
     f.units.insert("pictl-agent.service".into(), running);
     (d, f)
@@ -415,4 +559,132 @@ fn the_takeover_moves_k3s_variables_out_of_the_env_file_and_keeps_the_rest() {
     let rest = adopt.env_rest.expect("env file");
     assert_eq!(rest.expose(), "HTTP_PROXY='http://proxy:3128'\n");
     assert_eq!(adopt.imported, ["token"]);
+}
+
+/// A node that only answers `plan --diff`'s read, and counts every call.
+#[derive(Default)]
+struct ReadOnlyNode {
+    files: BTreeMap<String, String>,
+    execs: std::sync::Mutex<Vec<Vec<String>>>,
+}
+
+impl crate::transport::Transport for ReadOnlyNode {
+    fn exec<'a>(
+        &'a self,
+        cmd: &'a crate::transport::RemoteCommand,
+    ) -> crate::transport::BoxFuture<
+        'a,
+        Result<crate::transport::Output, crate::transport::TransportError>,
+    > {
+        use base64::Engine;
+        let args = cmd.arguments().to_vec();
+        self.execs.lock().expect("log").push(args.clone());
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let stdout: String = args
+            .iter()
+            .skip(3)
+            .map(|p| {
+                format!(
+                    "{p} {}\n",
+                    b64.encode(self.files.get(p).cloned().unwrap_or_default())
+                )
+            })
+            .collect();
+        Box::pin(async move {
+            Ok(crate::transport::Output {
+                stdout: stdout.into_bytes(),
+                ..Default::default()
+            })
+        })
+    }
+
+    fn put_file<'a>(
+        &'a self,
+        _: &'a [u8],
+        path: &'a str,
+        _: u32,
+        _: bool,
+    ) -> crate::transport::BoxFuture<'a, Result<(), crate::transport::TransportError>> {
+        panic!("plan --diff wrote {path}")
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.execs.lock().expect("log").len() as u64
+    }
+}
+
+const NODE_TOKEN: &str = "K1019f0c3a8e2d4b6a7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7::server:3f9e2c7a1b8d4e6f";
+
+fn diffs_of(inv: &Inventory, d: &Desired, f: &Facts, node: &ReadOnlyNode) -> Vec<diff::FileDiff> {
+    let none = BTreeSet::new();
+    let cx = NodeCx {
+        node: &inv.nodes[0],
+        facts: f,
+        desired: d,
+        pending: &none,
+    };
+    futures::executor::block_on(diff::diffs(node, &cx))
+}
+
+#[test]
+fn plan_diff_reads_drifted_text_files_once_and_never_shows_a_token() {
+    let inv = inventory();
+    let mut d = desired(&inv);
+    // pictl would write a real-looking token too.
+    d.config = DesiredConfig::Known(Secret::new(render::server_config(
+        &inv,
+        &inv.nodes[0],
+        &Secret::new(NODE_TOKEN.replace("3f9e", "0000")),
+    )));
+    let mut f = converged(&d);
+    let on_node = format!("node-name: s1\ntoken: {NODE_TOKEN}\ndebug: true\n");
+    let unit_on_node = d.unit.replace("Restart=always", "Restart=no");
+    f.files
+        .insert(paths::CONFIG.into(), sha256_hex(on_node.as_bytes()));
+    f.files.insert(
+        paths::SERVER_UNIT.into(),
+        sha256_hex(unit_on_node.as_bytes()),
+    );
+    let node = ReadOnlyNode {
+        files: [
+            (paths::CONFIG.to_string(), on_node),
+            (paths::SERVER_UNIT.to_string(), unit_on_node),
+        ]
+        .into_iter()
+        .collect(),
+        ..ReadOnlyNode::default()
+    };
+    let diffs = diffs_of(&inv, &d, &f, &node);
+    let execs = node.execs.lock().expect("log").clone();
+    assert_eq!(execs.len(), 1, "one round trip: {execs:?}");
+    assert_eq!(
+        &execs[0][3..],
+        [paths::CONFIG, paths::SERVER_UNIT],
+        "never the binary"
+    );
+    let paths_shown: Vec<&str> = diffs.iter().map(|d| d.path).collect();
+    assert_eq!(paths_shown, [paths::CONFIG, paths::SERVER_UNIT]);
+    let all: String = diffs.iter().map(|d| d.text.as_str()).collect();
+    for secret in [
+        NODE_TOKEN,
+        &NODE_TOKEN.replace("3f9e", "0000"),
+        "K10",
+        "::server:",
+    ] {
+        assert!(!all.contains(secret), "{secret} in\n{all}");
+    }
+    assert!(all.contains("-debug: true\n"), "{all}");
+    assert!(all.contains("-Restart=no\n+Restart=always\n"), "{all}");
+}
+
+#[test]
+fn plan_diff_reads_nothing_on_a_converged_node_or_for_a_mode_fix() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    f.file_meta
+        .insert(paths::CONFIG.into(), FileMeta::root(0o644));
+    let node = ReadOnlyNode::default();
+    assert!(diffs_of(&inv, &d, &f, &node).is_empty());
+    assert_eq!(node.round_trips(), 0);
 }
