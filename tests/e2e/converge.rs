@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         unreachable_node_is_reported_and_the_rest_converge,
         upgrade_goes_server_first_and_survives_a_node_killed_mid_run,
         corrupted_artifact_is_refused_and_nothing_is_replaced,
+        an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart,
+        a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried,
     ];
     harness::run(
         cases,
@@ -1243,4 +1245,219 @@ fn image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch(lab: &Lab
         !ns.status.success(),
         "the namespace was created despite the preflight"
     );
+}
+
+/// Lays `node` out as K3s's install.sh leaves it (its documented layout,
+/// written here, not copied): the release binary, the kubectl/crictl/ctr
+/// symlinks, killall and uninstall scripts, the unit with each flag quoted
+/// on its own line in `ExecStart`, and the unit's `.service.env` (0600)
+/// with the `K3S_` variables; then enables and starts it. Whatever pictl
+/// had installed is removed first.
+fn install_sh(lab: &Lab, node: &str, flags: &[&str], env: &str) {
+    let (unit, command) = if node == "node1" {
+        ("k3s.service", "server")
+    } else {
+        ("k3s-agent.service", "agent")
+    };
+    let quoted: String = flags.iter().map(|f| format!("\t'{f}' \\\n")).collect();
+    let script = format!(
+        r#"set -eu
+systemctl disable --now k3s.service k3s-agent.service >/dev/null 2>&1 || true
+rm -rf /etc/rancher /var/lib/rancher /var/lib/pictl /etc/systemd/system/k3s*.service /etc/systemd/system/k3s*.service.env
+curl -fsS -o /usr/local/bin/k3s {mirror}/{version}/k3s && chmod 755 /usr/local/bin/k3s
+for cmd in kubectl crictl ctr; do ln -sf k3s /usr/local/bin/$cmd; done
+printf '#!/bin/sh\nfor s in /etc/systemd/system/k3s*.service; do systemctl stop "$(basename "$s")"; done\n' > /usr/local/bin/k3s-killall.sh
+printf '#!/bin/sh\n/usr/local/bin/k3s-killall.sh\nsystemctl disable {unit}\nrm -f /etc/systemd/system/{unit} /etc/systemd/system/{unit}.env\n' > /usr/local/bin/{name}-uninstall.sh
+chmod 755 /usr/local/bin/k3s-killall.sh /usr/local/bin/{name}-uninstall.sh
+install -m 600 /dev/null /etc/systemd/system/{unit}.env
+cat > /etc/systemd/system/{unit}.env <<'ENV'
+{env}ENV
+cat > /etc/systemd/system/{unit} <<'UNIT'
+[Unit]
+Description=Lightweight Kubernetes
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Install]
+WantedBy=multi-user.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/etc/default/%N
+EnvironmentFile=-/etc/sysconfig/%N
+EnvironmentFile=-/etc/systemd/system/{unit}.env
+KillMode=process
+Delegate=yes
+User=root
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/k3s \
+    {command} \
+{quoted}
+UNIT
+systemctl daemon-reload
+systemctl enable {unit} >/dev/null 2>&1
+timeout 60 systemctl start {unit}
+"#,
+        mirror = lab.mirror_url(),
+        version = OLD.replace('+', "%2B"),
+        name = unit.trim_end_matches(".service"),
+    );
+    lab.ssh_ok(node, "root", &script)
+        .unwrap_or_else(|e| panic!("install.sh layout on {node}: {e}"));
+}
+
+/// The lab's inventory with `extra` added under `[cluster]`.
+fn inventory_with(lab: &Lab, extra: &str, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let path = lab.dir().join(name);
+    let text = text.replacen("[cluster]\n", &format!("[cluster]\n{extra}\n"), 1);
+    std::fs::write(&path, text).expect("write inventory");
+    path
+}
+
+/// The whole lab as install.sh users leave it: the server without
+/// traefik, the agents joined with `K3S_URL`/`K3S_TOKEN`.
+fn install_sh_cluster(lab: &Lab) {
+    let _ = std::fs::remove_dir_all(lab.dir().join("state"));
+    install_sh(
+        lab,
+        "node1",
+        &["--disable", "traefik"],
+        "HTTP_PROXY='http://proxy.lab:3128'\n",
+    );
+    let token = lab
+        .ssh_ok("node1", "root", "cat /var/lib/rancher/k3s/server/token")
+        .expect("server token");
+    let server = lab.address("node1").expect("node1");
+    let env = format!(
+        "K3S_URL='https://{server}:6443'\nK3S_TOKEN='{}'\n",
+        token.trim()
+    );
+    for agent in ["node2", "node3"] {
+        install_sh(lab, agent, &[], &env);
+    }
+}
+
+fn an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart(lab: &Lab) {
+    install_sh_cluster(lab);
+    let before: Vec<String> = ["node1", "node2", "node3"]
+        .iter()
+        .map(|n| unit_started(lab, n, unit_of(n)))
+        .collect();
+    let inv = inventory_with(
+        lab,
+        "server_config = { disable = [\"traefik\"] }",
+        "inventory-adopt.toml",
+    );
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    for (i, n) in ["node1", "node2", "node3"].iter().enumerate() {
+        assert!(
+            statuses(&v, n, "changed").contains(&"k3s-adopt".to_string()),
+            "{v:#}"
+        );
+        assert_eq!(
+            unit_started(lab, n, unit_of(n)),
+            before[i],
+            "{n}'s K3s was restarted"
+        );
+        let unit = lab
+            .ssh_ok(
+                n,
+                "root",
+                &format!("head -n1 /etc/systemd/system/{}", unit_of(n)),
+            )
+            .expect("unit");
+        assert!(unit.starts_with("# Managed by pictl"), "{n}: {unit}");
+        let env = lab
+            .ssh_ok(
+                n,
+                "root",
+                &format!(
+                    "cat /etc/systemd/system/{}.env; stat -c %a /etc/systemd/system/{}.env",
+                    unit_of(n),
+                    unit_of(n)
+                ),
+            )
+            .expect("env");
+        assert!(!env.contains("K3S_"), "{n} still has K3S_ variables: {env}");
+        assert!(env.trim_end().ends_with("600"), "{n}: {env}");
+    }
+    let node1_env = lab
+        .ssh_ok("node1", "root", "cat /etc/systemd/system/k3s.service.env")
+        .expect("env");
+    assert!(
+        node1_env.contains("HTTP_PROXY='http://proxy.lab:3128'"),
+        "{node1_env}"
+    );
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            statuses(&v, n, "changed").is_empty(),
+            "second run changed {n}: {v:#}"
+        );
+    }
+}
+
+fn a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried(lab: &Lab) {
+    install_sh_cluster(lab);
+    let token = lab
+        .ssh_ok("node1", "root", "cat /var/lib/rancher/k3s/server/token")
+        .expect("server token");
+    let server = lab.address("node1").expect("node1");
+    let env = format!(
+        "K3S_URL='https://{server}:6443'\nK3S_TOKEN='{}'\n",
+        token.trim()
+    );
+    install_sh(lab, "node2", &["--kubelet-arg", "max-pods=50"], &env);
+    let started = unit_started(lab, "node2", "k3s-agent.service");
+    let inv = inventory_with(
+        lab,
+        "server_config = { disable = [\"traefik\"] }",
+        "inventory-adopt.toml",
+    );
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 1, "{}", text(&out));
+    let why = node(&v, "node2")["failed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("kubelet-arg = [max-pods=50]"), "{v:#}");
+    let unit = lab
+        .ssh_ok(
+            "node2",
+            "root",
+            "head -n1 /etc/systemd/system/k3s-agent.service",
+        )
+        .expect("unit");
+    assert!(
+        !unit.starts_with("# Managed by pictl"),
+        "the refused node was taken over"
+    );
+    let carried = inventory_with(
+        lab,
+        "server_config = { disable = [\"traefik\"] }\nagent_config = { \"kubelet-arg\" = [\"max-pods=50\"] }",
+        "inventory-adopt-carried.toml",
+    );
+    let (code, v, out) = apply_json(lab, &carried);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    assert_eq!(
+        unit_started(lab, "node2", "k3s-agent.service"),
+        started,
+        "node2 was restarted"
+    );
+    let config = lab
+        .ssh_ok("node2", "root", "cat /etc/rancher/k3s/config.yaml")
+        .expect("config");
+    assert!(config.contains("max-pods=50"), "{config}");
 }

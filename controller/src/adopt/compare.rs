@@ -15,6 +15,8 @@ pub struct NodeView<'a> {
     pub hostname: &'a str,
     /// The node's addresses, the default-route one first.
     pub addresses: &'a [String],
+    /// The token a server already runs with (its token file), if any.
+    pub running_token: Option<&'a str>,
 }
 
 /// The outcome of a comparison.
@@ -105,6 +107,10 @@ fn same(key: &str, have: Option<&Value>, want: &Value, view: NodeView<'_>) -> bo
         ("token" | "agent-token", Some(Value::One(h)), Value::One(w)) => {
             secret_of(h) == secret_of(w)
         }
+        // A server started without a token keeps the one it generated.
+        ("token", None, Value::One(w)) => view
+            .running_token
+            .is_some_and(|t| secret_of(t) == secret_of(w)),
         ("write-kubeconfig-mode", Some(Value::One(h)), Value::One(w)) => mode(h) == mode(w),
         ("tls-san", have, Value::Many(want)) => {
             // K3s's certificate already names the node's hostname and addresses.
@@ -134,6 +140,7 @@ mod tests {
         NodeView {
             hostname: "pi1",
             addresses: ADDRS.get_or_init(|| vec!["192.168.0.196".into()]),
+            running_token: Some("K10abcdef::server:s3cret"),
         }
     }
 
@@ -158,6 +165,22 @@ mod tests {
             .insert("token".into(), one("K10abcdef::server:s3cret"));
         let v = compare(&imported, &desired(), view());
         assert!(v.equivalent(), "{v:?}");
+    }
+
+    #[test]
+    fn a_server_started_without_a_token_keeps_the_one_it_runs_with() {
+        let v = compare(&Imported::default(), &desired(), view());
+        assert!(v.equivalent(), "{v:?}");
+        let other = NodeView {
+            running_token: Some("K10abcdef::server:other"),
+            ..view()
+        };
+        assert_eq!(
+            compare(&Imported::default(), &desired(), other)
+                .changed
+                .len(),
+            1
+        );
     }
 
     #[test]

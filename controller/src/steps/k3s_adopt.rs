@@ -68,6 +68,7 @@ pub fn assessment(cx: &NodeCx<'_>) -> Option<Assessment> {
     let view = NodeView {
         hostname: &cx.facts.hostname,
         addresses: &cx.facts.addresses,
+        running_token: cx.facts.server_token.as_ref().map(|t| t.expose()),
     };
     Some(adopt::assess(found, desired.expose(), view))
 }
