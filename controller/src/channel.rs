@@ -56,6 +56,19 @@ impl Release {
     }
 }
 
+/// The minor releases an upgrade from `running` to `target` would skip
+/// (`v1.30.x` → `v1.32.y` skips `v1.31`), or `None` when it skips none or
+/// either version cannot be ordered. Kubernetes upgrades one minor at a time.
+pub fn skipped_minor(running: &str, target: &str) -> Option<String> {
+    let (r, t) = (Release::parse(running)?, Release::parse(target)?);
+    (r.major == t.major && t.minor > r.minor + 1).then(|| {
+        let skipped: Vec<String> = (r.minor + 1..t.minor)
+            .map(|m| format!("v{}.{m}", r.major))
+            .collect();
+        skipped.join(", ")
+    })
+}
+
 /// Whether moving from `running` to `target` goes back to an older release
 /// (`false` when either cannot be ordered).
 pub fn is_downgrade(running: &str, target: &str) -> bool {
@@ -106,6 +119,26 @@ pub async fn resolve(channel_url: &str, channel: &str) -> Result<String, Channel
         Ok(version)
     } else {
         Err(ChannelError::NotARelease { url, location })
+    }
+}
+
+#[cfg(test)]
+mod minor_tests {
+    use super::skipped_minor;
+
+    #[test]
+    fn an_upgrade_that_skips_a_minor_names_it() {
+        assert_eq!(
+            skipped_minor("v1.30.4+k3s1", "v1.32.5+k3s1").as_deref(),
+            Some("v1.31")
+        );
+        assert_eq!(
+            skipped_minor("v1.29.1+k3s1", "v1.32.5+k3s1").as_deref(),
+            Some("v1.30, v1.31")
+        );
+        assert_eq!(skipped_minor("v1.31.9+k3s1", "v1.32.5+k3s1"), None);
+        assert_eq!(skipped_minor("v1.32.5+k3s1", "v1.30.1+k3s1"), None);
+        assert_eq!(skipped_minor("junk", "v1.32.5+k3s1"), None);
     }
 }
 

@@ -41,9 +41,14 @@ pub fn is_k3s_version(v: &str) -> bool {
     let Some((semver, build)) = rest.split_once('+') else {
         return false;
     };
-    let parts: Vec<&str> = semver.split('.').collect();
     let numeric = |s: &str| !s.is_empty() && s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit());
-    parts.len() == 3
+    // The testing channel's release candidates: vX.Y.Z-rcN+k3sM.
+    let (semver, rc) = match semver.split_once('-') {
+        Some((v, pre)) => (v, pre.strip_prefix("rc").is_some_and(numeric)),
+        None => (semver, true),
+    };
+    let parts: Vec<&str> = semver.split('.').collect();
+    rc && parts.len() == 3
         && parts.iter().all(|p| numeric(p))
         && build.strip_prefix("k3s").is_some_and(numeric)
 }
@@ -312,6 +317,54 @@ pub fn label_key(k: &str) -> Result<(), String> {
     }
 }
 
+/// Labels the kubelet may set on its own Node (k8s.io/kubelet's
+/// `IsKubeletLabel`, `pkg/apis/well_known_labels.go`); it refuses to start
+/// with any other label in the kubernetes.io or k8s.io namespaces.
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+];
+const KUBELET_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+
+fn in_namespace(namespace: &str, ns: &str) -> bool {
+    namespace == ns || namespace.ends_with(&format!(".{ns}"))
+}
+
+/// A node label the kubelet will set on its own Node (K3s passes node
+/// labels to the kubelet's `--node-labels`).
+pub fn kubelet_label(k: &str) -> Result<(), Violation> {
+    let namespace = k.split_once('/').map_or("", |(ns, _)| ns);
+    let reserved = in_namespace(namespace, "kubernetes.io") || in_namespace(namespace, "k8s.io");
+    let allowed = KUBELET_LABELS.contains(&k)
+        || KUBELET_LABEL_NAMESPACES
+            .iter()
+            .any(|ns| in_namespace(namespace, ns));
+    if !reserved || allowed {
+        return Ok(());
+    }
+    let hint = if namespace == "node-role.kubernetes.io" {
+        "K3s marks servers control-plane/master itself; for other roles use your own prefix (e.g. \"example.com/role\")"
+    } else {
+        "in kubernetes.io and k8s.io the kubelet accepts only the node.kubernetes.io/ and kubelet.kubernetes.io/ prefixes and a few well-known labels; use your own prefix"
+    };
+    Err(Violation::new(
+        format!(
+            "the kubelet refuses to start with the label \"{}\"",
+            k.escape_debug()
+        ),
+        hint,
+    ))
+}
+
 pub fn label_value(v: &str) -> Result<(), String> {
     if v.is_empty() || qualified_name(v) {
         Ok(())
@@ -340,6 +393,47 @@ pub fn taint(t: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn release_candidates_of_the_testing_channel_are_versions() {
+        assert!(is_k3s_version("v1.33.0-rc1+k3s1"));
+        assert!(is_k3s_version("v1.32.5+k3s1"));
+        for bad in [
+            "v1.33.0-beta1+k3s1",
+            "v1.33.0-rc+k3s1",
+            "v1.33.0-+k3s1",
+            "v1.33-rc1+k3s1",
+        ] {
+            assert!(!is_k3s_version(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn labels_the_kubelet_refuses_are_refused_and_the_rest_pass() {
+        for ok in [
+            "zone",
+            "example.com/role",
+            "node.kubernetes.io/pool",
+            "a.node.kubernetes.io/x",
+            "kubelet.kubernetes.io/x",
+            "topology.kubernetes.io/zone",
+            "kubernetes.io/arch",
+        ] {
+            assert!(kubelet_label(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "node-role.kubernetes.io/worker",
+            "kubernetes.io/role",
+            "x.k8s.io/y",
+            "k8s.io/z",
+        ] {
+            let why = kubelet_label(bad).expect_err(bad);
+            assert!(why.message.contains("refuses to start"), "{}", why.message);
+        }
+        let role = kubelet_label("node-role.kubernetes.io/worker").expect_err("role");
+        assert!(role.hint.unwrap_or_default().contains("your own prefix"));
+    }
+
     use super::*;
 
     #[test]

@@ -49,6 +49,16 @@ impl Step for K3sBinary {
                 None => Check::Converged,
             };
         }
+        if let Some(from) = &cx.facts.k3s_version
+            && let Some(skipped) = crate::channel::skipped_minor(from, &cx.desired.version)
+        {
+            return Check::Blocked(format!(
+                "upgrading K3s from {from} to {} would skip {skipped}: Kubernetes upgrades one minor release at a time; \
+                 set k3s_version to the latest release of each skipped minor in turn (or channel = \"{}\"), apply, then move on",
+                cx.desired.version,
+                skipped.split(", ").next().unwrap_or_default(),
+            ));
+        }
         let before = match (installed, &cx.facts.k3s_version) {
             (None, _) => "absent".to_string(),
             (Some(_), Some(v)) if *v == cx.desired.version => format!("{v} (modified binary)"),

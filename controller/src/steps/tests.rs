@@ -688,3 +688,17 @@ fn plan_diff_reads_nothing_on_a_converged_node_or_for_a_mode_fix() {
     assert!(diffs_of(&inv, &d, &f, &node).is_empty());
     assert_eq!(node.round_trips(), 0);
 }
+
+#[test]
+fn an_upgrade_that_skips_a_minor_release_is_refused_with_the_path() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    f.k3s_version = Some("v1.30.4+k3s1".into());
+    f.files.insert(paths::K3S_BIN.into(), "older".into());
+    let Check::Blocked(why) = check_one(&K3sBinary, &inv, &d, &f) else {
+        panic!("expected a refusal")
+    };
+    assert!(why.contains("would skip v1.31"), "{why}");
+    assert!(why.contains("channel = \"v1.31\""), "{why}");
+}

@@ -193,6 +193,7 @@ impl Loader<'_, '_> {
             let key_hint = Some("a Kubernetes label key, e.g. \"example.com/zone\"");
             if self
                 .check(&key_at, rules::label_key(key), key_hint)
+                .and_then(|()| self.check(&key_at, rules::kubelet_label(key), None))
                 .is_none()
             {
                 continue;
