@@ -97,6 +97,7 @@ done
 c=/etc/rancher/k3s/config.yaml
 if [ -f "$c" ] && ! grep -q '^# Managed by pictl' "$c"; then e foreign_config "$(cat "$c")"; fi
 e addresses "$(hostname -I 2>/dev/null)"
+e dropins "$(ls -A /etc/rancher/k3s/config.yaml.d 2>/dev/null | tr '\n' ' ')"
 if [ "$secrets" = secrets ]; then
   if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
   if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
@@ -170,6 +171,8 @@ pub struct Facts {
     pub foreign: Option<(String, crate::adopt::Foreign)>,
     /// The node's addresses (`hostname -I`), the default-route one first.
     pub addresses: Vec<String>,
+    /// Files in /etc/rancher/k3s/config.yaml.d (K3s merges them over config.yaml).
+    pub config_dropins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,6 +269,10 @@ impl Facts {
                 .map(|s| Secret::new(s.clone())),
             foreign: foreign(&one),
             addresses: get("addresses")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            config_dropins: get("dropins")
                 .split_whitespace()
                 .map(String::from)
                 .collect(),

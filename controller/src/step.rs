@@ -144,6 +144,8 @@ pub struct StepIo<'a> {
     pub transport: &'a dyn Transport,
     pub store: &'a ArtifactStore,
     pub writer: &'a Writer,
+    /// How long the run waits for slow things (`--wait`).
+    pub wait: std::time::Duration,
 }
 
 /// What an applied step asks of the runner.

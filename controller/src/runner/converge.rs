@@ -118,6 +118,7 @@ impl Converger<'_, '_> {
             transport: t.as_ref(),
             store: self.env.store,
             writer: w,
+            wait: self.env.opts.wait,
         };
         match step.apply(cx, io, plan).await {
             Ok(Applied::Done) => Ok(()),

@@ -31,8 +31,9 @@ impl Plan for ServicePlan {
     }
 }
 
-/// How long a (re)started K3s may take to become active (and, on servers,
-/// to write its token and admin kubeconfig).
+/// The least a (re)started K3s is given to become active (and, on servers,
+/// to write its token and admin kubeconfig): a Pi unpacking its data dir
+/// onto an SD card at first start takes minutes. `--wait` raises it.
 const START_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// `$1` unit, `$2` start|restart|none, `$3` daemon-reload yes|no, `$4` wait
@@ -54,7 +55,8 @@ ready() {
 }
 until ready; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
-    systemctl status --no-pager --lines=5 "$unit" >&2 || true
+    # K3s says why in its journal (a wrong token, a missing cgroup, …).
+    journalctl -u "$unit" -n 15 --no-pager -o cat >&2 || true
     echo "$unit did not become ready within $5 s" >&2
     exit 1
   fi
@@ -146,7 +148,8 @@ impl Step for K3sService {
     ) -> Result<Applied, StepError> {
         let action = plan.action.verb();
         let server = cx.node.role == Role::Server;
-        let secs = START_TIMEOUT.as_secs().to_string();
+        let deadline = START_TIMEOUT.max(io.wait);
+        let secs = deadline.as_secs().to_string();
         let cmd = RemoteCommand::script(SCRIPT)
             .args([
                 plan.unit,
@@ -157,7 +160,7 @@ impl Step for K3sService {
             ])
             .args(Self::inputs(cx))
             .sudo(cx.node.ssh.sudo)
-            .timeout(START_TIMEOUT + Duration::from_secs(30));
+            .timeout(deadline + Duration::from_secs(30));
         let out = io.transport.exec(&cmd).await?;
         StepError::check_output(&format!("systemctl {action} {}", plan.unit), out)?;
         Ok(Applied::Done)

@@ -102,6 +102,7 @@ fn converged(d: &Desired) -> Facts {
         admin_kubeconfig: None,
         foreign: None,
         addresses: vec!["10.0.0.1".into()],
+        config_dropins: Vec::new(),
     }
 }
 

@@ -156,10 +156,33 @@ fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
             r.fail(progress, NodeFailure::Failed(msg));
             continue;
         }
-        if let Some(msg) = skew_warning(f.clock_skew) {
+        let warnings = skew_warning(f.clock_skew)
+            .into_iter()
+            .chain(mdns_warning(&r.node.address))
+            .chain(dropins_warning(&f.config_dropins));
+        for msg in warnings {
             r.event(progress, Topic::Facts, Stage::Warning, &msg);
         }
     }
+}
+
+/// K3s (Go's resolver) does not resolve mDNS names: agents could not reach
+/// a server at `pi.local`, and the certificate would name it in vain.
+fn mdns_warning(address: &str) -> Option<String> {
+    let name = address.trim_end_matches('.').to_ascii_lowercase();
+    name.ends_with(".local").then(|| {
+        format!("address {address} is an mDNS (.local) name, which K3s does not resolve: use the node's IP address or a DNS name")
+    })
+}
+
+/// Files in config.yaml.d are merged by K3s over pictl's config.yaml.
+fn dropins_warning(files: &[String]) -> Option<String> {
+    (!files.is_empty()).then(|| {
+        format!(
+            "/etc/rancher/k3s/config.yaml.d has {} that pictl does not manage: K3s merges them over pictl's config.yaml",
+            files.join(", ")
+        )
+    })
 }
 
 /// A warning when the node's clock is more than 30 s off (`unsigned_abs`:
@@ -171,7 +194,18 @@ fn skew_warning(skew: i64) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::skew_warning;
+    use super::{dropins_warning, mdns_warning, skew_warning};
+
+    #[test]
+    fn mdns_names_and_foreign_drop_ins_are_warned_about() {
+        assert!(mdns_warning("pi1.local").is_some_and(|w| w.contains("does not resolve")));
+        assert!(mdns_warning("PI1.LOCAL.").is_some());
+        assert_eq!(mdns_warning("192.168.0.196"), None);
+        assert_eq!(mdns_warning("pi1.example.com"), None);
+        let w = dropins_warning(&["10-extra.yaml".into()]).expect("warning");
+        assert!(w.contains("10-extra.yaml"), "{w}");
+        assert_eq!(dropins_warning(&[]), None);
+    }
 
     #[test]
     fn any_clock_skew_is_judged_without_overflow() {
