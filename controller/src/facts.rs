@@ -24,13 +24,19 @@ pub mod paths {
     pub const STARTED_WITH: &str = "/var/lib/pictl/k3s-started-with";
     pub const HEALTH_AGENT_BIN: &str = "/usr/local/bin/pictl-agent";
     pub const HEALTH_AGENT_UNIT: &str = "/etc/systemd/system/pictl-agent.service";
-    pub const MANAGED: [&str; 6] = [
+    pub const KILLALL: &str = "/usr/local/bin/k3s-killall.sh";
+    pub const SERVER_UNINSTALL: &str = "/usr/local/bin/k3s-uninstall.sh";
+    pub const AGENT_UNINSTALL: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
+    pub const MANAGED: [&str; 9] = [
         K3S_BIN,
         CONFIG,
         SERVER_UNIT,
         AGENT_UNIT,
         HEALTH_AGENT_BIN,
         HEALTH_AGENT_UNIT,
+        KILLALL,
+        SERVER_UNINSTALL,
+        AGENT_UNINSTALL,
     ];
 }
 
@@ -97,6 +103,7 @@ done
 c=/etc/rancher/k3s/config.yaml
 if [ -f "$c" ] && ! grep -q '^# Managed by pictl' "$c"; then e foreign_config "$(cat "$c")"; fi
 e addresses "$(hostname -I 2>/dev/null)"
+e tools_missing "$(for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>&1 || printf '%s ' "$c"; done)"
 e dropins "$(ls -A /etc/rancher/k3s/config.yaml.d 2>/dev/null | tr '\n' ' ')"
 if [ "$secrets" = secrets ]; then
   if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
@@ -171,6 +178,8 @@ pub struct Facts {
     pub foreign: Option<(String, crate::adopt::Foreign)>,
     /// The node's addresses (`hostname -I`), the default-route one first.
     pub addresses: Vec<String>,
+    /// Of kubectl, crictl and ctr, those no command exists for.
+    pub tools_missing: Vec<String>,
     /// Files in /etc/rancher/k3s/config.yaml.d (K3s merges them over config.yaml).
     pub config_dropins: Vec<String>,
 }
@@ -269,6 +278,10 @@ impl Facts {
                 .map(|s| Secret::new(s.clone())),
             foreign: foreign(&one),
             addresses: get("addresses")
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
+            tools_missing: get("tools_missing")
                 .split_whitespace()
                 .map(String::from)
                 .collect(),

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         unreachable_node_is_reported_and_the_rest_converge,
         upgrade_goes_server_first_and_survives_a_node_killed_mid_run,
         corrupted_artifact_is_refused_and_nothing_is_replaced,
+        the_uninstall_script_removes_k3s_and_apply_puts_the_node_back,
         an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart,
         a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried,
     ];
@@ -1460,4 +1461,39 @@ fn a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried
         .ssh_ok("node2", "root", "cat /etc/rancher/k3s/config.yaml")
         .expect("config");
     assert!(config.contains("max-pods=50"), "{config}");
+}
+
+fn the_uninstall_script_removes_k3s_and_apply_puts_the_node_back(lab: &Lab) {
+    ensure_converged(lab);
+    let links = lab
+        .ssh_ok(
+            "node2",
+            "root",
+            "readlink /usr/local/bin/kubectl /usr/local/bin/crictl /usr/local/bin/ctr",
+        )
+        .expect("links");
+    assert_eq!(
+        links.split_whitespace().collect::<Vec<_>>(),
+        ["k3s", "k3s", "k3s"]
+    );
+    lab.ssh_ok("node2", "root", "/usr/local/bin/k3s-agent-uninstall.sh")
+        .expect("uninstall");
+    let left = lab
+        .ssh_ok(
+            "node2",
+            "root",
+            "for f in /usr/local/bin/k3s /usr/local/bin/kubectl /etc/systemd/system/k3s-agent.service \
+             /etc/rancher/k3s /var/lib/rancher/k3s /usr/local/bin/k3s-killall.sh; do [ -e $f ] && echo $f; done; \
+             systemctl is-active k3s-agent.service || true",
+        )
+        .expect("check");
+    assert_eq!(left.trim(), "inactive", "left behind: {left}");
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    assert!(
+        statuses(&v, "node2", "changed").contains(&"k3s-binary".to_string()),
+        "{v:#}"
+    );
+    let table = wait_all_ready(lab, OLD);
+    assert!(table.iter().all(|(_, s, _, _)| s == "Ready"), "{table:?}");
 }

@@ -9,6 +9,7 @@ mod k3s_adopt;
 mod k3s_binary;
 mod k3s_config;
 mod k3s_service;
+pub(crate) mod k3s_tools;
 mod k3s_unit;
 mod pi_cgroups;
 mod service;
@@ -19,6 +20,7 @@ pub use k3s_adopt::{AdoptPlan, K3sAdopt};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
 pub use k3s_config::{K3sConfig, K3sConfigPlan};
 pub use k3s_service::K3sService;
+pub use k3s_tools::{K3sTools, ToolsPlan, uninstall_path};
 pub use k3s_unit::{K3sUnit, K3sUnitPlan};
 pub use pi_cgroups::{PiCgroups, PiCgroupsPlan, with_cgroup_flags};
 pub use service::{RestartReason, ServiceAction, ServicePlan};
@@ -35,12 +37,13 @@ pub trait StepVisitor {
     ) -> impl std::future::Future<Output = ControlFlow<()>> + Send;
 }
 
-/// Every node step, in order: preflight, adoption, binary, config, unit, service,
+/// Every node step, in order: preflight, adoption, binary, tools, config, unit, service,
 /// health agent.
 pub async fn visit<V: StepVisitor + Send>(v: &mut V) -> ControlFlow<()> {
     v.visit(&PiCgroups).await?;
     v.visit(&K3sAdopt).await?;
     v.visit(&K3sBinary).await?;
+    v.visit(&K3sTools).await?;
     v.visit(&K3sConfig).await?;
     v.visit(&K3sUnit).await?;
     v.visit(&K3sService).await?;

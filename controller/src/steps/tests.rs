@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use super::k3s_tools as k3s_tools_text;
 use super::*;
 use crate::arch::Arch;
 use crate::artifacts::sha256_hex;
@@ -65,6 +66,14 @@ fn converged(d: &Desired) -> Facts {
             paths::SERVER_UNIT.to_string(),
             sha256_hex(d.unit.as_bytes()),
         ),
+        (
+            paths::KILLALL.to_string(),
+            sha256_hex(k3s_tools_text::KILLALL.as_bytes()),
+        ),
+        (
+            paths::SERVER_UNINSTALL.to_string(),
+            sha256_hex(k3s_tools_text::UNINSTALL.as_bytes()),
+        ),
     ]
     .into_iter()
     .collect();
@@ -103,6 +112,7 @@ fn converged(d: &Desired) -> Facts {
         foreign: None,
         addresses: vec!["10.0.0.1".into()],
         config_dropins: Vec::new(),
+        tools_missing: Vec::new(),
     }
 }
 
@@ -176,13 +186,19 @@ fn a_fresh_node_gets_everything_and_a_start() {
     let p = plan(&inv, &d, &f);
     assert_eq!(
         names(&p),
-        ["k3s-binary", "k3s-config", "k3s-unit", "k3s-service"]
+        [
+            "k3s-binary",
+            "k3s-tools",
+            "k3s-config",
+            "k3s-unit",
+            "k3s-service"
+        ]
     );
     assert_eq!(
         p[0].1[0],
         Change::new(paths::K3S_BIN, "absent", "v1.32.5+k3s1")
     );
-    let service: Vec<&str> = p[3].1.iter().map(|c| c.after.as_str()).collect();
+    let service: Vec<&str> = p[4].1.iter().map(|c| c.after.as_str()).collect();
     assert_eq!(service, ["daemon-reload", "enabled", "active"]);
 }
 
@@ -702,4 +718,49 @@ fn an_upgrade_that_skips_a_minor_release_is_refused_with_the_path() {
     };
     assert!(why.contains("would skip v1.31"), "{why}");
     assert!(why.contains("channel = \"v1.31\""), "{why}");
+}
+
+#[test]
+fn killall_and_uninstall_scripts_and_missing_links_are_installed() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let mut f = converged(&d);
+    f.files.remove(paths::KILLALL);
+    f.tools_missing = vec!["kubectl".into(), "ctr".into()];
+    let Check::Change(p) = check_one(&K3sTools, &inv, &d, &f) else {
+        panic!("expected changes")
+    };
+    assert_eq!(p.scripts, [(paths::KILLALL, false)]);
+    assert_eq!(p.links, ["kubectl", "ctr"]);
+    // A server's uninstall script has the server's name, an agent's its own.
+    assert_eq!(
+        uninstall_path(crate::inventory::Role::Agent),
+        paths::AGENT_UNINSTALL
+    );
+}
+
+#[test]
+fn the_node_scripts_are_valid_sh_and_keep_the_node_password() {
+    for (name, text) in [
+        ("killall", k3s_tools_text::KILLALL),
+        ("uninstall", k3s_tools_text::UNINSTALL),
+    ] {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", text])
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with("#!/bin/sh\n# Managed by pictl"), "{name}");
+    }
+    let removes_password = k3s_tools_text::UNINSTALL
+        .lines()
+        .any(|l| l.trim_start().starts_with("rm") && l.contains("/etc/rancher/node"));
+    assert!(
+        !removes_password,
+        "the node password must survive an uninstall"
+    );
 }

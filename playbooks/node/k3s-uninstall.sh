@@ -1,0 +1,34 @@
+#!/bin/sh
+# Managed by pictl: edits are reverted by the next `pictl apply`.
+# Removes K3s from this node, as K3s's own uninstall script does: stops it
+# (k3s-killall.sh), removes its units, environment files, configuration,
+# data and binary, and the kubectl/crictl/ctr links to it. Like K3s's, it
+# keeps /etc/rancher/node (the node password the cluster knows this node by).
+set -u
+[ "$(id -u)" -eq 0 ] || exec sudo "$0" "$@"
+K3S_DATA_DIR=${K3S_DATA_DIR:-/var/lib/rancher/k3s}
+
+/usr/local/bin/k3s-killall.sh
+
+for unit in k3s.service k3s-agent.service; do
+    systemctl disable "$unit" 2>/dev/null || true
+    systemctl reset-failed "$unit" 2>/dev/null || true
+    rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/$unit.env"
+done
+systemctl daemon-reload
+
+for cmd in kubectl crictl ctr; do
+    [ -L "/usr/local/bin/$cmd" ] && rm -f "/usr/local/bin/$cmd"
+done
+
+# Never delete through a mount point: unmount what is still mounted below.
+for dir in "$K3S_DATA_DIR" /var/lib/kubelet /run/k3s; do
+    awk -v p="$dir/" 'index($2, p) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+    rm -rf --one-file-system "$dir"
+done
+rm -rf /etc/rancher/k3s /run/flannel /var/lib/pictl/k3s-started-with
+rm -f /usr/local/bin/k3s /usr/local/bin/k3s-killall.sh
+rm -f /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh
+echo "K3s removed from $(hostname)"
