@@ -1,5 +1,7 @@
 //! What the managed files on a node must contain: K3s's `config.yaml` and
-//! the systemd units. Pure functions of the inventory, so `plan` and tests
+//! the systemd units. Node labels and taints are not in config.yaml: K3s
+//! reads them only at registration, so the API converges them
+//! ([`crate::runner::node_meta`]). Pure functions of the inventory, so `plan` and tests
 //! see exactly the bytes `apply` would write.
 
 use std::net::IpAddr;
@@ -25,10 +27,6 @@ struct K3sConfig<'a> {
     write_kubeconfig_mode: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tls_san: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    node_label: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    node_taint: Vec<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cluster_init: bool,
     /// The inventory's extra K3s settings for the node's role and the node.
@@ -67,8 +65,6 @@ pub fn server_config(inv: &Inventory, node: &Node, secret: &Secret) -> String {
         token: secret.expose(),
         write_kubeconfig_mode: Some("0600"),
         tls_san,
-        node_label: labels(node),
-        node_taint: node.taints.iter().map(String::as_str).collect(),
         cluster_init: inv.cluster.ha && first_server,
         extra: extra(inv, node),
     };
@@ -85,8 +81,6 @@ pub fn agent_config(inv: &Inventory, node: &Node, join_token: &Secret) -> String
         token: join_token.expose(),
         write_kubeconfig_mode: None,
         tls_san: Vec::new(),
-        node_label: labels(node),
-        node_taint: node.taints.iter().map(String::as_str).collect(),
         cluster_init: false,
         extra: extra(inv, node),
     };
@@ -107,13 +101,6 @@ fn ip_of(node: &Node) -> Option<&str> {
         .parse::<IpAddr>()
         .is_ok()
         .then_some(node.address.as_str())
-}
-
-fn labels(node: &Node) -> Vec<String> {
-    node.labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect()
 }
 
 fn to_yaml<T: Serialize>(v: &T) -> String {
@@ -213,14 +200,16 @@ taints = ["edge=true:NoSchedule"]
     }
 
     #[test]
-    fn agent_config_joins_the_api_address_with_labels_and_taints() {
+    fn agent_config_joins_the_api_address_and_leaves_labels_and_taints_to_the_api() {
         let inv = inv();
         let y = agent_config(&inv, &inv.nodes[1], &Secret::new("K10x::server:sec"));
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&y).expect("yaml");
         assert_eq!(v["server"], "https://10.0.0.1:6443");
         assert_eq!(v["token"], "K10x::server:sec");
-        assert_eq!(v["node-label"][0], "zone=shelf");
-        assert_eq!(v["node-taint"][0], "edge=true:NoSchedule");
+        // K3s applies node-label/node-taint only when a node registers, and
+        // a change would restart K3s for nothing: the node-labels phase
+        // converges them through the API instead.
+        assert!(v.get("node-label").is_none() && v.get("node-taint").is_none());
         assert!(v.get("tls-san").is_none());
     }
 

@@ -28,6 +28,7 @@ pub enum StepId {
     HealthAgent,
     Kubeconfig,
     NodeReady,
+    NodeLabels,
 }
 
 impl StepId {
@@ -43,6 +44,7 @@ impl StepId {
             StepId::HealthAgent => "health-agent",
             StepId::Kubeconfig => "kubeconfig",
             StepId::NodeReady => "node-ready",
+            StepId::NodeLabels => "node-labels",
         }
     }
 }

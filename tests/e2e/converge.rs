@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         config_mode_drift_is_chmodded_back_without_a_restart,
         plan_diff_shows_config_drift_with_the_token_redacted,
         stopped_service_is_planned_and_repaired,
+        label_and_taint_changes_reach_the_node_without_a_restart,
         a_second_concurrent_apply_is_refused_by_the_lock,
         sudo_password_goes_through_stdin_and_repairs_drift,
         lost_controller_state_adopts_the_running_cluster_token,
@@ -240,9 +241,8 @@ fn first_apply_bootstraps_three_ready_nodes(lab: &Lab) {
             statuses(&v, n, "changed").contains(&"k3s-binary".to_string()),
             "{v:#}"
         );
-        assert_eq!(
-            statuses(&v, n, "ok").last().map(String::as_str),
-            Some("node-ready"),
+        assert!(
+            statuses(&v, n, "ok").contains(&"node-ready".to_string()),
             "{v:#}"
         );
     }
@@ -1496,4 +1496,80 @@ fn the_uninstall_script_removes_k3s_and_apply_puts_the_node_back(lab: &Lab) {
     );
     let table = wait_all_ready(lab, OLD);
     assert!(table.iter().all(|(_, s, _, _)| s == "Ready"), "{table:?}");
+}
+
+/// The lab's inventory with `extra` lines added to node `name`'s table.
+fn inventory_with_node_keys(lab: &Lab, name: &str, extra: &str, file: &str) -> PathBuf {
+    let text = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let marker = format!("name = \"{name}\"\n");
+    assert!(text.contains(&marker), "{name} not in the lab inventory");
+    let path = lab.dir().join(file);
+    std::fs::write(
+        &path,
+        text.replacen(&marker, &format!("{marker}{extra}\n"), 1),
+    )
+    .expect("write");
+    path
+}
+
+fn label_and_taint_changes_reach_the_node_without_a_restart(lab: &Lab) {
+    ensure_converged(lab);
+    let started = unit_started(lab, "node2", "k3s-agent.service");
+    let inv = inventory_with_node_keys(
+        lab,
+        "node2",
+        "labels = { \"example.com/zone\" = \"shelf-1\", \"node-role.kubernetes.io/worker\" = \"true\" }\ntaints = [\"dedicated=edge:NoSchedule\"]",
+        "inventory-labels.toml",
+    );
+    let out = pictl(lab, &inv, &["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("node2 node-labels: label example.com/zone"),
+        "{}",
+        text(&out)
+    );
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    assert_eq!(statuses(&v, "node2", "changed"), ["node-labels"], "{v:#}");
+    let labels = kubectl(
+        lab,
+        &["get", "node", "node2", "-o", "jsonpath={.metadata.labels}"],
+    );
+    assert!(
+        labels.contains("\"example.com/zone\":\"shelf-1\""),
+        "{labels}"
+    );
+    let roles = kubectl(lab, &["get", "node", "node2", "--no-headers"]);
+    assert!(roles.contains("worker"), "{roles}");
+    let taints = kubectl(
+        lab,
+        &["get", "node", "node2", "-o", "jsonpath={.spec.taints}"],
+    );
+    assert!(
+        taints.contains("\"dedicated\"") && taints.contains("NoSchedule"),
+        "{taints}"
+    );
+    assert_eq!(
+        unit_started(lab, "node2", "k3s-agent.service"),
+        started,
+        "K3s restarted for a label"
+    );
+    // Back to the lab inventory: pictl's labels and taint are removed.
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    let labels = kubectl(
+        lab,
+        &["get", "node", "node2", "-o", "jsonpath={.metadata.labels}"],
+    );
+    assert!(
+        !labels.contains("example.com/zone") && !labels.contains("node-role.kubernetes.io/worker"),
+        "{labels}"
+    );
+    let taints = kubectl(
+        lab,
+        &["get", "node", "node2", "-o", "jsonpath={.spec.taints}"],
+    );
+    assert!(!taints.contains("dedicated"), "{taints}");
+    let (_, v, _) = apply_json(lab, &lab.inventory());
+    assert!(statuses(&v, "node2", "changed").is_empty(), "{v:#}");
 }

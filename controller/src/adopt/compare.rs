@@ -35,6 +35,10 @@ impl Verdict {
     }
 }
 
+/// Settings pictl converges through the API instead of config.yaml (K3s
+/// reads them only when a node registers): never dropped, never a restart.
+const THROUGH_THE_API: &[&str] = &["node-label", "node-taint"];
+
 pub fn compare(
     imported: &Imported,
     desired: &BTreeMap<String, Value>,
@@ -46,6 +50,9 @@ pub fn compare(
             .push((name.clone(), "(a flag K3s does not know)".into()));
     }
     for (key, value) in &imported.keys {
+        if THROUGH_THE_API.contains(&key.as_str()) {
+            continue;
+        }
         if !desired.contains_key(key) && !is_default(key, value, view) {
             v.dropped.push((key.clone(), shown(key, value)));
         }

@@ -344,18 +344,18 @@ fn in_namespace(namespace: &str, ns: &str) -> bool {
 pub fn kubelet_label(k: &str) -> Result<(), Violation> {
     let namespace = k.split_once('/').map_or("", |(ns, _)| ns);
     let reserved = in_namespace(namespace, "kubernetes.io") || in_namespace(namespace, "k8s.io");
+    // Role labels are refused by the kubelet but set by pictl through the API.
     let allowed = KUBELET_LABELS.contains(&k)
+        || namespace == "node-role.kubernetes.io"
         || KUBELET_LABEL_NAMESPACES
             .iter()
             .any(|ns| in_namespace(namespace, ns));
     if !reserved || allowed {
         return Ok(());
     }
-    let hint = if namespace == "node-role.kubernetes.io" {
-        "K3s marks servers control-plane/master itself; for other roles use your own prefix (e.g. \"example.com/role\")"
-    } else {
-        "in kubernetes.io and k8s.io the kubelet accepts only the node.kubernetes.io/ and kubelet.kubernetes.io/ prefixes and a few well-known labels; use your own prefix"
-    };
+    let hint = "in kubernetes.io and k8s.io the kubelet accepts only the node.kubernetes.io/ and \
+                kubelet.kubernetes.io/ prefixes and a few well-known labels (pictl sets node-role.kubernetes.io/ \
+                roles through the API); use your own prefix";
     Err(Violation::new(
         format!(
             "the kubelet refuses to start with the label \"{}\"",
@@ -421,8 +421,12 @@ mod tests {
         ] {
             assert!(kubelet_label(ok).is_ok(), "{ok}");
         }
+        assert!(
+            kubelet_label("node-role.kubernetes.io/worker").is_ok(),
+            "set through the API"
+        );
         for bad in [
-            "node-role.kubernetes.io/worker",
+            "x.node-role.kubernetes.io/y",
             "kubernetes.io/role",
             "x.k8s.io/y",
             "k8s.io/z",
@@ -430,8 +434,8 @@ mod tests {
             let why = kubelet_label(bad).expect_err(bad);
             assert!(why.message.contains("refuses to start"), "{}", why.message);
         }
-        let role = kubelet_label("node-role.kubernetes.io/worker").expect_err("role");
-        assert!(role.hint.unwrap_or_default().contains("your own prefix"));
+        let why = kubelet_label("kubernetes.io/role").expect_err("role");
+        assert!(why.hint.unwrap_or_default().contains("your own prefix"));
     }
 
     use super::*;

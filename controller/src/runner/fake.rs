@@ -280,6 +280,8 @@ impl Transport for FakeTransport {
 pub struct FakeApi {
     pub nodes: Vec<String>,
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// Node objects by name, as patched.
+    pub objects: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
 }
 
 impl ApiConnector for FakeApi {
@@ -294,7 +296,10 @@ impl ApiConnector for FakeApi {
                 async move {
                     let line = format!("{} {}", req.method(), req.uri());
                     api.requests.lock().expect("requests").push(line);
-                    let body = serde_json::to_vec(&api.node_list()).unwrap_or_default();
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect_bytes().await.unwrap_or_default();
+                    let answer = api.answer(&parts.method, parts.uri.path(), &body);
+                    let body = serde_json::to_vec(&answer).unwrap_or_default();
                     Ok::<_, std::convert::Infallible>(http::Response::new(
                         kube::client::Body::from(body),
                     ))
@@ -305,18 +310,51 @@ impl ApiConnector for FakeApi {
     }
 }
 
+/// RFC 7386 JSON merge patch (`null` removes a key; lists are replaced).
+fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let (Some(t), Some(p)) = (target.as_object_mut(), patch.as_object()) else {
+        *target = patch.clone();
+        return;
+    };
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+        }
+    }
+}
+
 impl FakeApi {
-    fn node_list(&self) -> serde_json::Value {
-        let items: Vec<serde_json::Value> = self
-            .nodes
-            .iter()
-            .map(|n| {
+    /// Every node, Ready, as a Node object (patched ones as patched).
+    pub fn node(&self, name: &str) -> serde_json::Value {
+        let mut objects = self.objects.lock().expect("objects");
+        objects
+            .entry(name.to_string())
+            .or_insert_with(|| {
                 serde_json::json!({
-                    "metadata": {"name": n},
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "resourceVersion": "1"},
                     "status": {"conditions": [{"type": "Ready", "status": "True"}]}
                 })
             })
-            .collect();
-        serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+            .clone()
+    }
+
+    fn answer(&self, method: &http::Method, path: &str, body: &[u8]) -> serde_json::Value {
+        let Some(name) = path.strip_prefix("/api/v1/nodes/") else {
+            let items: Vec<serde_json::Value> = self.nodes.iter().map(|n| self.node(n)).collect();
+            return serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items});
+        };
+        let mut node = self.node(name);
+        if method == http::Method::PATCH {
+            let patch: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            merge(&mut node, &patch);
+            self.objects
+                .lock()
+                .expect("objects")
+                .insert(name.to_string(), node.clone());
+        }
+        node
     }
 }

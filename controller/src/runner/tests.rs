@@ -369,3 +369,57 @@ async fn allow_downgrade_lets_a_channel_answer_replace_a_newer_k3s() {
     assert!(!report.failed(), "{report:#?}");
     assert!(report.changed(), "s1's newer binary would be replaced");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn label_and_taint_changes_reach_the_node_through_the_api_without_a_restart() {
+    let mut s = setup(1, 1).await;
+    assert!(!s.apply().await.failed());
+    let execs_before = s
+        .fleet
+        .calls()
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Exec(_)))
+        .count();
+    s.inv.nodes[1].labels = [("zone".to_string(), "shelf".to_string())].into();
+    s.inv.nodes[1].taints = vec!["edge=true:NoSchedule".into()];
+    let plan_report = s.plan().await;
+    let planned = node(&plan_report, "a1")
+        .steps
+        .iter()
+        .find(|r| r.step == crate::step::StepId::NodeLabels)
+        .cloned();
+    assert_eq!(planned.map(|r| r.status), Some(Status::Changed));
+    assert!(
+        s.api
+            .requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .all(|r| !r.starts_with("PATCH")),
+        "plan patched"
+    );
+    let report = s.apply().await;
+    assert!(!report.failed(), "{report:#?}");
+    let a1 = s.api.node("a1");
+    assert_eq!(a1["metadata"]["labels"]["zone"], "shelf");
+    assert_eq!(a1["spec"]["taints"][0]["key"], "edge");
+    // No restart: the node's K3s was not touched.
+    let execs = s
+        .fleet
+        .calls()
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Exec(_)))
+        .count();
+    assert_eq!(
+        execs, execs_before,
+        "a label change ran commands on the node"
+    );
+    // Removing them from the inventory removes them from the Node.
+    s.inv.nodes[1].labels.clear();
+    s.inv.nodes[1].taints.clear();
+    assert!(!s.apply().await.failed());
+    let a1 = s.api.node("a1");
+    assert!(a1["metadata"]["labels"].get("zone").is_none(), "{a1}");
+    assert_eq!(a1["spec"]["taints"], serde_json::json!([]));
+    assert!(!s.apply().await.changed());
+}

@@ -1,5 +1,6 @@
 //! The phases of a run, one file each, in the order the manager runs them:
-//! connect → facts → servers → kubeconfig → agents → readiness → workload.
+//! connect → facts → servers → kubeconfig → agents → readiness →
+//! node-labels → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` and an `apply` that needs the
 //! run's [`Writer`]. New phases (HA, drain, reset) are new files here.
@@ -8,6 +9,7 @@ mod agents;
 mod connect;
 mod facts;
 mod kubeconfig;
+mod labels;
 mod readiness;
 mod servers;
 mod workload;
@@ -16,6 +18,7 @@ pub use agents::Agents;
 pub use connect::Connect;
 pub use facts::Facts;
 pub use kubeconfig::Kubeconfig;
+pub use labels::NodeLabels;
 pub use readiness::Readiness;
 pub use servers::Servers;
 pub use workload::Workload;

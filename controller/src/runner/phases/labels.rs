@@ -1,0 +1,99 @@
+//! Labels and taints on the registered Nodes (see [`crate::runner::node_meta`]):
+//! after readiness in an apply, and in a plan whenever the API answers.
+
+use k8s_openapi::api::core::v1::Node as KNode;
+use kube::api::{Patch, PatchParams};
+
+use super::{Phase, Selected};
+use crate::error_chain;
+use crate::runner::error::RunError;
+use crate::runner::node_meta::{self, NodeMetaPlan};
+use crate::runner::report::{Status, StepReport};
+use crate::runner::run::Run;
+use crate::step::StepId;
+use crate::write::Writer;
+
+pub struct NodeLabels;
+
+/// One node's live object and what it needs, or why there is none.
+async fn planned(
+    api: &kube::Api<KNode>,
+    run: &Run<'_>,
+    i: usize,
+) -> Result<Option<(KNode, NodeMetaPlan)>, String> {
+    let node = run.nodes[i].node;
+    match api.get_opt(&node.name).await {
+        Ok(Some(live)) => Ok(node_meta::plan(&live, node).map(|p| (live, p))),
+        // Not registered yet (a plan of a new node): K3s sets the labels and
+        // taints at registration.
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("reading Node {}: {}", node.name, error_chain(&e))),
+    }
+}
+
+impl NodeLabels {
+    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+        let Ok(client) = run.api().cloned() else {
+            return;
+        };
+        let api: kube::Api<KNode> = kube::Api::all(client);
+        let progress = run.opts.progress.clone();
+        for &i in nodes {
+            let report = match planned(&api, run, i).await {
+                Ok(None) => StepReport::new(StepId::NodeLabels, Status::Ok, vec![], None),
+                Ok(Some((live, plan))) => {
+                    let changes = plan.changes(&live);
+                    let failed = match w {
+                        Some(_) => write(&api, &run.nodes[i].node.name, &plan, &live)
+                            .await
+                            .err(),
+                        None => None,
+                    };
+                    let status = if failed.is_some() {
+                        Status::Failed
+                    } else {
+                        Status::Changed
+                    };
+                    StepReport::new(StepId::NodeLabels, status, changes, failed)
+                }
+                Err(why) => StepReport::new(StepId::NodeLabels, Status::Failed, vec![], Some(why)),
+            };
+            run.nodes[i].push(progress.as_ref(), report);
+        }
+    }
+}
+
+/// The one write of this phase: a merge patch guarded by resourceVersion.
+async fn write(
+    api: &kube::Api<KNode>,
+    name: &str,
+    plan: &NodeMetaPlan,
+    live: &KNode,
+) -> Result<(), String> {
+    let patch = plan.patch(live);
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("patching Node {name}: {}", error_chain(&e)))
+}
+
+impl Phase for NodeLabels {
+    const NAME: &'static str = "node-labels";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        match &run.api {
+            Some(Ok(_)) => Selected::Nodes(run.alive(None)),
+            _ => Selected::Nothing("no API"),
+        }
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, nodes, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, nodes, Some(w)).await;
+        Ok(())
+    }
+}
