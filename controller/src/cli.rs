@@ -121,13 +121,28 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Uninstall K3s from the nodes (not implemented yet; will ask for --yes).
+    /// Remove K3s, the health agent and pictl's records from the nodes.
     ///
-    /// Example: pictl reset -i inventory/playson.toml --yes
+    /// Agents first, then servers one at a time; K3s is stopped and removed
+    /// as K3s's own killall and uninstall scripts do (units, binary, links,
+    /// /etc/rancher/k3s, /var/lib/rancher, /var/lib/kubelet, mounts, CNI
+    /// interfaces and iptables rules). Nothing the user owns is reverted (a
+    /// Pi's cmdline.txt stays). Without --yes it only shows what it would
+    /// remove (exit 2 when anything). Resetting some nodes also deletes
+    /// their Node objects; resetting all forgets the cluster's kubeconfig.
+    ///
+    /// Example: pictl reset -i inventory/playson.toml --nodes pi3 --yes
     Reset {
-        /// Confirm that the cluster's data may be destroyed.
+        /// Remove for real: the cluster's data is destroyed.
         #[arg(long)]
         yes: bool,
+        /// Only these nodes (comma-separated names).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Also remove the cluster's context from this kubeconfig (one
+        /// `pictl kubeconfig --out` merged it into).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
     },
 }
 
@@ -139,31 +154,11 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Apply => converge(&cli, Mode::Apply, false).await,
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
         Command::Status => status(&cli).await,
-        Command::Reset { .. } => {
-            let inv = match load(&cli) {
-                Ok(inv) => inv,
-                Err(code) => return code,
-            };
-            let name = command_name(&cli.command);
-            eprintln!(
-                "pictl {name}: not implemented yet in this build (inventory {} is valid: cluster {}, {} nodes)",
-                cli.inventory.display(),
-                inv.cluster.name,
-                inv.nodes.len()
-            );
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Validate => "validate",
-        Command::Plan { .. } => "plan",
-        Command::Apply => "apply",
-        Command::Status => "status",
-        Command::Kubeconfig { .. } => "kubeconfig",
-        Command::Reset { .. } => "reset",
+        Command::Reset {
+            yes,
+            nodes,
+            kubeconfig,
+        } => reset(&cli, *yes, nodes, kubeconfig.as_deref()).await,
     }
 }
 
@@ -228,12 +223,8 @@ fn validate(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn converge(cli: &Cli, mode: Mode, diff: bool) -> ExitCode {
-    let inv = match load(cli) {
-        Ok(inv) => inv,
-        Err(code) => return code,
-    };
-    let opts = runner::Options {
+fn options(cli: &Cli, mode: Mode, diff: bool) -> runner::Options {
+    runner::Options {
         concurrency: usize::from(cli.concurrency),
         connector: Arc::new(match mode {
             Mode::Plan => runner::SshConnector::interactive().read_only(),
@@ -247,11 +238,25 @@ async fn converge(cli: &Cli, mode: Mode, diff: bool) -> ExitCode {
         cache_dir: crate::artifacts::default_cache_dir(),
         wait: Duration::from_secs(cli.wait),
         diff,
+    }
+}
+
+async fn converge(cli: &Cli, mode: Mode, diff: bool) -> ExitCode {
+    let inv = match load(cli) {
+        Ok(inv) => inv,
+        Err(code) => return code,
     };
+    let opts = options(cli, mode, diff);
     let result = match mode {
         Mode::Plan => runner::plan(&inv, &opts).await,
         Mode::Apply => runner::apply(&inv, &opts).await,
     };
+    finish(cli, mode, result)
+}
+
+/// Prints the report (or the error) and picks the exit code: 1 on any
+/// failure, 2 when a plan would change something, else 0.
+fn finish(cli: &Cli, mode: Mode, result: Result<runner::RunReport, runner::RunError>) -> ExitCode {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -270,6 +275,43 @@ async fn converge(cli: &Cli, mode: Mode, diff: bool) -> ExitCode {
         OutputFormat::Human => print_out(&crate::recap::human(&report), code),
         OutputFormat::Json => print_out(&format!("{}\n", crate::recap::json(&report)), code),
     }
+}
+
+async fn reset(
+    cli: &Cli,
+    yes: bool,
+    nodes: &[String],
+    kubeconfig: Option<&std::path::Path>,
+) -> ExitCode {
+    let inv = match load(cli) {
+        Ok(inv) => inv,
+        Err(code) => return code,
+    };
+    if let Some(unknown) = nodes
+        .iter()
+        .find(|n| !inv.nodes.iter().any(|m| &m.name == *n))
+    {
+        eprintln!(
+            "pictl reset: no node named {unknown:?} in {}",
+            cli.inventory.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let mode = if yes { Mode::Apply } else { Mode::Plan };
+    let result = runner::reset(&inv, &options(cli, mode, false), nodes, yes).await;
+    if !yes && result.as_ref().is_ok_and(runner::RunReport::changed) {
+        eprintln!(
+            "pictl reset: nothing was removed; run again with --yes to remove what is listed"
+        );
+    }
+    if yes
+        && let Some(path) = kubeconfig
+        && let Err(e) = crate::kubeconfig::forget_in_file(path, &inv.cluster.name)
+    {
+        eprintln!("pictl reset: {}", crate::error_chain(&e));
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    finish(cli, mode, result)
 }
 
 fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {

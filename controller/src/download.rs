@@ -40,7 +40,8 @@ fn redirect_allowed(
     }
 }
 
-fn redirect_policy() -> Policy {
+/// The redirect policy every client of pictl's uses (https stays https).
+pub fn redirect_policy() -> Policy {
     Policy::custom(|attempt: Attempt<'_>| {
         match redirect_allowed(
             attempt.previous().first(),

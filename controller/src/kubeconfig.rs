@@ -129,6 +129,25 @@ pub fn rewrite(k3s_yaml: &str, name: &str, api_url: &str) -> Result<String, Kube
 /// kubectl does: under `path.lock`, replaced atomically, mode 0600. A file
 /// that cannot be read or parsed is left untouched and the merge fails.
 pub fn merge_into_file(path: &Path, ours: &str) -> Result<(), KubeconfigError> {
+    edit_file(path, |existing| merge(existing, ours))
+}
+
+/// Removes the cluster, user and context named `name` from the kubeconfig
+/// at `path` (a reset cluster), under the same lock and atomic write; a
+/// missing file is nothing to do.
+pub fn forget_in_file(path: &Path, name: &str) -> Result<(), KubeconfigError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    edit_file(path, |existing| forget(existing.unwrap_or_default(), name))
+}
+
+/// Rewrites `path` with what `f` makes of its current text, holding
+/// kubectl's lock; never replaces a file it could not read or parse.
+fn edit_file(
+    path: &Path,
+    f: impl FnOnce(Option<&str>) -> Result<String, KubeconfigError>,
+) -> Result<(), KubeconfigError> {
     let _lock = FileLock::take(path)?;
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
@@ -140,14 +159,36 @@ pub fn merge_into_file(path: &Path, ours: &str) -> Result<(), KubeconfigError> {
             });
         }
     };
-    let merged = merge(existing.as_deref(), ours).map_err(|e| KubeconfigError::Unparsable {
+    let edited = f(existing.as_deref()).map_err(|e| KubeconfigError::Unparsable {
         path: path.to_path_buf(),
         source: Box::new(e),
     })?;
-    crate::state::write_private(path, merged.as_bytes()).map_err(|source| KubeconfigError::Write {
+    crate::state::write_private(path, edited.as_bytes()).map_err(|source| KubeconfigError::Write {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// `existing` without the cluster, user and context named `name`; the
+/// current context is cleared when it was that one.
+pub fn forget(existing: &str, name: &str) -> Result<String, KubeconfigError> {
+    let mut base: Value = serde_yaml_ng::from_str(existing).map_err(KubeconfigError::Yaml)?;
+    let Some(map) = base.as_mapping_mut() else {
+        return Err(KubeconfigError::Missing("top-level"));
+    };
+    for list in ["clusters", "users", "contexts"] {
+        match map.get_mut(list) {
+            Some(Value::Sequence(seq)) => {
+                seq.retain(|e| e.get("name").and_then(Value::as_str) != Some(name))
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => return Err(KubeconfigError::NotAList(list)),
+        }
+    }
+    if map.get("current-context").and_then(Value::as_str) == Some(name) {
+        map.insert("current-context".into(), "".into());
+    }
+    serde_yaml_ng::to_string(&base).map_err(KubeconfigError::Yaml)
 }
 
 /// client-go's kubeconfig lock: `FILE.lock`, created exclusively, removed
@@ -298,6 +339,28 @@ users:
         // Merging again replaces, never duplicates.
         let again = merge(Some(&merged), &ours).expect("merge");
         assert_eq!(again, merged);
+    }
+
+    #[test]
+    fn forgetting_a_cluster_keeps_the_others() {
+        let ours = rewrite(K3S, "lab", "https://10.0.0.1:6443").expect("rewrite");
+        let other = rewrite(K3S, "home", "https://10.0.0.9:6443").expect("rewrite");
+        let both = merge(Some(&merge(None, &other).expect("merge")), &ours).expect("merge");
+        let left = forget(&both, "lab").expect("forget");
+        let v: Value = serde_yaml_ng::from_str(&left).expect("yaml");
+        for list in ["clusters", "users", "contexts"] {
+            let names: Vec<&str> = v[list]
+                .as_sequence()
+                .expect("list")
+                .iter()
+                .filter_map(|e| e["name"].as_str())
+                .collect();
+            assert_eq!(names, ["home"], "{list}");
+        }
+        assert_eq!(v["current-context"], "home");
+        let only = forget(&merge(None, &ours).expect("merge"), "lab").expect("forget");
+        let v: Value = serde_yaml_ng::from_str(&only).expect("yaml");
+        assert_eq!(v["current-context"], "");
     }
 
     #[test]

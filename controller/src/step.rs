@@ -29,6 +29,8 @@ pub enum StepId {
     Kubeconfig,
     NodeReady,
     NodeLabels,
+    K3sReset,
+    NodeDeleted,
 }
 
 impl StepId {
@@ -45,6 +47,8 @@ impl StepId {
             StepId::Kubeconfig => "kubeconfig",
             StepId::NodeReady => "node-ready",
             StepId::NodeLabels => "node-labels",
+            StepId::K3sReset => "k3s-reset",
+            StepId::NodeDeleted => "node-deleted",
         }
     }
 }

@@ -78,6 +78,30 @@ pub async fn apply(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
     }
 }
 
+/// Runs one step outside the converging list (the reset step): check, and
+/// with a Writer apply, then gather facts again and demand it holds.
+pub async fn single<S: Step>(run: &mut NodeRun<'_>, env: Env<'_>, step: &S, w: Option<&Writer>) {
+    let mut v = Converger {
+        run,
+        env,
+        writer: w,
+        pending: BTreeSet::new(),
+    };
+    if v.visit(step).await.is_break() || v.pending.is_empty() {
+        return;
+    }
+    let (Some(_), Some(t)) = (w, v.run.transport.clone()) else {
+        return;
+    };
+    let progress = env.opts.progress.as_ref();
+    // Read without recording: the reset step removes pictl's records.
+    match connect::gather(t.as_ref(), v.run.node, None).await {
+        Ok(f) => v.run.facts = Some(f),
+        Err(e) => return v.run.gather_error(progress, &e),
+    }
+    let _ = Rechecker { run: v.run, env }.visit(step).await;
+}
+
 struct Converger<'r, 'i> {
     run: &'r mut NodeRun<'i>,
     env: Env<'r>,

@@ -238,7 +238,13 @@ impl Transport for FakeTransport {
                     ..Output::default()
                 });
             }
-            if script.contains("k3s-started-with") {
+            if script.contains(".pictl-reset-uninstall.sh") {
+                s.files.clear();
+                s.active.clear();
+                s.enabled.clear();
+                s.started_with.clear();
+                s.server_token = None;
+            } else if script.contains("k3s-started-with") {
                 self.start(&mut s, cmd);
             } else if script.contains("pictl-agent.service") {
                 s.active.insert("pictl-agent.service".into());
@@ -282,6 +288,8 @@ pub struct FakeApi {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// Node objects by name, as patched.
     pub objects: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+    /// Nodes deleted, in order.
+    pub deleted: Arc<Mutex<Vec<String>>>,
 }
 
 impl ApiConnector for FakeApi {
@@ -346,6 +354,11 @@ impl FakeApi {
             let items: Vec<serde_json::Value> = self.nodes.iter().map(|n| self.node(n)).collect();
             return serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items});
         };
+        if method == http::Method::DELETE {
+            self.objects.lock().expect("objects").remove(name);
+            self.deleted.lock().expect("deleted").push(name.to_string());
+            return serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+        }
         let mut node = self.node(name);
         if method == http::Method::PATCH {
             let patch: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();

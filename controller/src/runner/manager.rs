@@ -53,3 +53,16 @@ pub async fn apply(run: &mut Run<'_>) -> Result<(), RunError> {
     let w = Writer::for_apply();
     all(run, Some(&w)).await
 }
+
+/// `pictl reset` without `--yes`: what would be removed, nothing written.
+pub async fn reset_plan(run: &mut Run<'_>) -> Result<(), RunError> {
+    one(&phases::Connect, run, None).await?;
+    one(&phases::Reset, run, None).await
+}
+
+/// `pictl reset --yes`.
+pub async fn reset(run: &mut Run<'_>) -> Result<(), RunError> {
+    let w = Writer::for_apply();
+    one(&phases::Connect, run, Some(&w)).await?;
+    one(&phases::Reset, run, Some(&w)).await
+}

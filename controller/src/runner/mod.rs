@@ -19,6 +19,7 @@ mod options;
 mod phases;
 mod progress;
 mod report;
+mod reset;
 mod run;
 mod secret;
 mod workload;
@@ -79,6 +80,35 @@ pub async fn apply(inv: &Inventory, opts: &Options) -> Result<RunReport, RunErro
     let mut run = run::Run::new(inv, opts, version, store);
     manager::apply(&mut run).await?;
     Ok(report(run, Mode::Apply, started))
+}
+
+/// What `pictl reset` removes, on `only` the named nodes (all when empty):
+/// with `confirmed`, removes it; without, only shows it. A reset of some
+/// nodes also deletes their Node objects through the API; a reset of all
+/// of them forgets the cluster's kubeconfig in the state directory.
+pub async fn reset(
+    inv: &Inventory,
+    opts: &Options,
+    only: &[String],
+    confirmed: bool,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    preconditions(inv)?;
+    let _lock = match confirmed {
+        true => Some(state::lock_cluster(inv)?),
+        false => None,
+    };
+    let store = ArtifactStore::new(&inv.cluster.mirror, "reset", &opts.cache_dir, false);
+    let mut run = run::Run::new(inv, opts, String::from("(reset)"), store).only(only);
+    match confirmed {
+        false => manager::reset_plan(&mut run).await?,
+        true => {
+            manager::reset(&mut run).await?;
+            reset::forget(&mut run, !only.is_empty()).await;
+        }
+    }
+    let mode = if confirmed { Mode::Apply } else { Mode::Plan };
+    Ok(report(run, mode, started))
 }
 
 /// What must hold before anything connects.

@@ -64,6 +64,14 @@ impl<'i> Run<'i> {
         }
     }
 
+    /// Keeps only the nodes named in `only` (all when it is empty).
+    pub fn only(mut self, only: &[String]) -> Self {
+        if !only.is_empty() {
+            self.nodes.retain(|r| only.contains(&r.node.name));
+        }
+        self
+    }
+
     /// Indices of the nodes still being converged, with `role` if given.
     pub fn alive(&self, role: Option<Role>) -> Vec<usize> {
         (0..self.nodes.len())

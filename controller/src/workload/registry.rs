@@ -75,6 +75,8 @@ impl Default for Registry {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(30))
+                // Blobs redirect to a CDN: followed, but never from https to http.
+                .redirect(crate::download::redirect_policy())
         };
         Self {
             client: builder().build().unwrap_or_default(),

@@ -11,6 +11,7 @@ mod facts;
 mod kubeconfig;
 mod labels;
 mod readiness;
+mod reset;
 mod servers;
 mod workload;
 
@@ -20,6 +21,7 @@ pub use facts::Facts;
 pub use kubeconfig::Kubeconfig;
 pub use labels::NodeLabels;
 pub use readiness::Readiness;
+pub use reset::Reset;
 pub use servers::Servers;
 pub use workload::Workload;
 

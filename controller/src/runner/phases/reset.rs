@@ -1,0 +1,104 @@
+//! `pictl reset`: every selected node's K3s, health agent and records are
+//! removed (see [`crate::steps::K3sReset`]), agents first and in parallel,
+//! then servers one at a time; a plan shows what would be removed.
+
+use tracing::Instrument;
+
+use super::{Phase, Selected, in_parallel};
+use crate::inventory::Role;
+use crate::runner::converge::{self, Env};
+use crate::runner::desired::{self, Inputs};
+use crate::runner::error::RunError;
+use crate::runner::run::Run;
+use crate::step::Desired;
+use crate::steps::K3sReset;
+use crate::write::Writer;
+
+pub struct Reset;
+
+/// A desired state for the step context: reset reads facts, not it.
+fn placeholder(run: &Run<'_>, i: usize) -> Desired {
+    let inputs = Inputs {
+        version: &run.version,
+        binary_sha256: String::new(),
+        secret: None,
+        join_token: None,
+        agent: None,
+    };
+    desired::desired(run.inv, run.nodes[i].node, inputs)
+}
+
+impl Reset {
+    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+        let wanted: Vec<(usize, Desired)> =
+            nodes.iter().map(|&i| (i, placeholder(run, i))).collect();
+        let (agents, servers): (Vec<usize>, Vec<usize>) = nodes
+            .iter()
+            .partition(|&&i| run.nodes[i].node.role == Role::Agent);
+        let (store, opts) = (&run.store, run.opts);
+        let desired_of = |i: usize| wanted.iter().find(|(j, _)| *j == i).map(|(_, d)| d);
+        let by_name: Vec<(String, &Desired)> = wanted
+            .iter()
+            .map(|(i, d)| (run.nodes[*i].node.name.clone(), d))
+            .collect();
+        in_parallel(&mut run.nodes, &agents, &run.sem, |n| {
+            let desired = by_name
+                .iter()
+                .find(|(name, _)| *name == n.node.name)
+                .map(|(_, d)| *d);
+            async move {
+                if let Some(desired) = desired {
+                    converge::single(
+                        n,
+                        Env {
+                            desired,
+                            store,
+                            opts,
+                        },
+                        &K3sReset,
+                        w,
+                    )
+                    .await;
+                }
+            }
+        })
+        .await;
+        for i in servers {
+            let Some(desired) = desired_of(i) else {
+                continue;
+            };
+            let node = &mut run.nodes[i];
+            let span = tracing::info_span!("node", name = %node.node.name);
+            converge::single(
+                node,
+                Env {
+                    desired,
+                    store,
+                    opts,
+                },
+                &K3sReset,
+                w,
+            )
+            .instrument(span)
+            .await;
+        }
+    }
+}
+
+impl Phase for Reset {
+    const NAME: &'static str = "reset";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::Nodes(run.alive(None))
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, nodes, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, nodes, Some(w)).await;
+        Ok(())
+    }
+}

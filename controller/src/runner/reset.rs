@@ -1,0 +1,70 @@
+//! What a reset leaves to forget besides the nodes: the Node objects of a
+//! subset that was reset (the rest of the cluster lives on), or the
+//! cluster's kubeconfig in the state directory when the whole cluster went.
+
+use k8s_openapi::api::core::v1::Node as KNode;
+
+use super::report::{Status, StepReport};
+use super::run::Run;
+use crate::error_chain;
+use crate::secret::Secret;
+use crate::state;
+use crate::step::StepId;
+
+/// After the nodes of `run` were reset: a `subset` deletes their Nodes.
+pub async fn forget(run: &mut Run<'_>, subset: bool) {
+    let path = state::kubeconfig_path(run.inv);
+    if !subset {
+        // The cluster is gone: its admin kubeconfig would point nowhere.
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
+    let client = match std::fs::read_to_string(&path) {
+        Ok(text) => run
+            .opts
+            .api
+            .client(&Secret::new(text))
+            .await
+            .map_err(|e| error_chain(&e)),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    };
+    let progress = run.opts.progress.clone();
+    for r in run.nodes.iter_mut().filter(|r| r.alive()) {
+        let name = r.node.name.clone();
+        let report = match &client {
+            Err(e) => StepReport::new(
+                StepId::NodeDeleted,
+                Status::Failed,
+                vec![],
+                Some(format!("cannot delete Node {name}: {e}")),
+            ),
+            Ok(client) => delete(client, &name).await,
+        };
+        r.push(progress.as_ref(), report);
+    }
+}
+
+async fn delete(client: &kube::Client, name: &str) -> StepReport {
+    let nodes: kube::Api<KNode> = kube::Api::all(client.clone());
+    match nodes.delete(name, &Default::default()).await {
+        Ok(_) => StepReport::new(
+            StepId::NodeDeleted,
+            Status::Changed,
+            vec![crate::step::Change::new(
+                format!("Node {name}"),
+                "registered",
+                "deleted",
+            )],
+            None,
+        ),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            StepReport::new(StepId::NodeDeleted, Status::Ok, vec![], None)
+        }
+        Err(e) => StepReport::new(
+            StepId::NodeDeleted,
+            Status::Failed,
+            vec![],
+            Some(format!("deleting Node {name}: {}", error_chain(&e))),
+        ),
+    }
+}
