@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         upgrade_goes_server_first_and_survives_a_node_killed_mid_run,
         corrupted_artifact_is_refused_and_nothing_is_replaced,
         the_uninstall_script_removes_k3s_and_apply_puts_the_node_back,
+        reset_removes_k3s_everywhere_and_apply_bootstraps_again,
         an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart,
         a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried,
     ];
@@ -1572,4 +1573,74 @@ fn label_and_taint_changes_reach_the_node_without_a_restart(lab: &Lab) {
     assert!(!taints.contains("dedicated"), "{taints}");
     let (_, v, _) = apply_json(lab, &lab.inventory());
     assert!(statuses(&v, "node2", "changed").is_empty(), "{v:#}");
+}
+
+/// What K3s or pictl left on `node` (empty when nothing): files, units,
+/// processes, mounts, interfaces, iptables chains and the health agent.
+fn k3s_leftovers(lab: &Lab, node: &str) -> String {
+    lab.ssh_ok(
+        node,
+        "root",
+        "for f in /usr/local/bin/k3s /usr/local/bin/kubectl /usr/local/bin/crictl /usr/local/bin/ctr \
+         /usr/local/bin/k3s-killall.sh /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh \
+         /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service /etc/rancher/k3s \
+         /var/lib/rancher /var/lib/kubelet /run/k3s /var/lib/cni /var/lib/pictl \
+         /usr/local/bin/pictl-agent /etc/systemd/system/pictl-agent.service; do [ -e $f ] && echo file $f; done; \
+         pgrep -a -f '^/usr/local/bin/(k3s|pictl-agent)( |$)' | sed 's/^/process /'; \
+         awk '$2 ~ \"^/run/k3s|^/var/lib/kubelet\" { print \"mount \" $2 }' /proc/self/mounts; \
+         for l in cni0 flannel.1 kube-ipvs0; do ip link show $l >/dev/null 2>&1 && echo link $l; done; \
+         if command -v iptables-save >/dev/null; then iptables-save | grep -E '^:(KUBE|CNI|FLANNEL)' | sed 's/^/chain /'; fi; \
+         id pictl-agent >/dev/null 2>&1 && echo user pictl-agent; true",
+    )
+    .expect("leftovers")
+}
+
+fn reset_removes_k3s_everywhere_and_apply_bootstraps_again(lab: &Lab) {
+    ensure_converged(lab);
+    let dry = pictl(lab, &lab.inventory(), &["reset"]);
+    assert_eq!(dry.status.code(), Some(2), "{}", text(&dry));
+    assert!(k3s_leftovers(lab, "node2").contains("file /usr/local/bin/k3s"));
+    // One agent: its Node goes from the cluster, the rest stays.
+    let one = pictl(
+        lab,
+        &lab.inventory(),
+        &["reset", "--nodes", "node3", "--yes"],
+    );
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one));
+    assert_eq!(k3s_leftovers(lab, "node3"), "");
+    let nodes: Vec<String> = node_table(lab).into_iter().map(|(n, ..)| n).collect();
+    assert_eq!(nodes, ["node1", "node2"]);
+    let all = pictl(
+        lab,
+        &lab.inventory(),
+        &["reset", "--yes", "--output", "json"],
+    );
+    assert_eq!(all.status.code(), Some(0), "{}", text(&all));
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(k3s_leftovers(lab, n), "", "{n} kept things");
+    }
+    // Nothing of the user's is reverted: the Pi keeps its cgroup flags.
+    let cmdline = lab
+        .ssh_ok("node3", "root", "cat /boot/firmware/cmdline.txt")
+        .expect("cmdline");
+    assert!(cmdline.contains("cgroup_memory=1"), "{cmdline}");
+    let again = pictl(
+        lab,
+        &lab.inventory(),
+        &["reset", "--yes", "--output", "json"],
+    );
+    let v: Value = serde_json::from_slice(&again.stdout).expect("json");
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            statuses(&v, n, "changed").is_empty(),
+            "second reset changed {n}: {v:#}"
+        );
+    }
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    let table = wait_all_ready(lab, OLD);
+    assert!(
+        table.len() == 3 && table.iter().all(|(_, s, _, _)| s == "Ready"),
+        "{table:?}"
+    );
 }
