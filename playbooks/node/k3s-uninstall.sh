@@ -29,6 +29,8 @@ for dir in "$K3S_DATA_DIR" /var/lib/kubelet /run/k3s; do
     rm -rf --one-file-system "$dir"
 done
 rm -rf /etc/rancher/k3s /run/flannel /var/lib/pictl/k3s-started-with
+# The parent goes too when K3s was all it held.
+rmdir /var/lib/rancher 2>/dev/null || true
 rm -f /usr/local/bin/k3s /usr/local/bin/k3s-killall.sh
 rm -f /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-agent-uninstall.sh
 echo "K3s removed from $(hostname)"
