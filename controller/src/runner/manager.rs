@@ -63,6 +63,7 @@ pub async fn reset_plan(run: &mut Run<'_>) -> Result<(), RunError> {
 /// `pictl reset --yes`.
 pub async fn reset(run: &mut Run<'_>) -> Result<(), RunError> {
     let w = Writer::for_apply();
-    one(&phases::Connect, run, Some(&w)).await?;
+    // Facts read without recording: a reset leaves no record of pictl's.
+    one(&phases::Connect, run, None).await?;
     one(&phases::Reset, run, Some(&w)).await
 }
