@@ -481,8 +481,18 @@ async fn reset_removes_agents_before_servers_and_a_second_reset_changes_nothing(
             st.files.keys()
         );
     }
+    let mark = s.fleet.calls().len();
     let again = reset(&s, &[], true).await;
     assert!(!again.changed() && !again.failed(), "{again:#?}");
+    let writes: Vec<_> = s.fleet.calls()[mark..]
+        .iter()
+        .filter(|(_, c)| is_write(c))
+        .cloned()
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a second reset wrote (a record is a write too): {writes:?}"
+    );
     // The whole cluster is gone: its kubeconfig is forgotten.
     assert!(!crate::state::kubeconfig_path(&s.inv).exists());
     assert!(s.api.deleted.lock().expect("deleted").is_empty());
