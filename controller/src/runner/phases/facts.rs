@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Phase, Selected};
+use super::{Selected, Symmetric};
 use crate::error_chain;
 use crate::inventory::{K3sRelease, Role};
 use crate::runner::desired::{self, Inputs};
@@ -105,19 +105,21 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
     }
 }
 
-impl Phase for Facts {
+impl Symmetric for Facts {
     const NAME: &'static str = "facts";
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(run.alive(None))
     }
 
-    async fn plan(&self, run: &mut Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, None).await
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, _nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, Some(w)).await
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        let _ = nodes;
+        Self::run(run, w).await
     }
 }
 

@@ -4,7 +4,7 @@
 
 use tracing::Instrument;
 
-use super::{Phase, Selected, in_parallel};
+use super::{Selected, Symmetric, in_parallel};
 use crate::inventory::Role;
 use crate::runner::converge::{self, Env};
 use crate::runner::desired::{self, Inputs};
@@ -85,20 +85,20 @@ impl Reset {
     }
 }
 
-impl Phase for Reset {
+impl Symmetric for Reset {
     const NAME: &'static str = "reset";
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(run.alive(None))
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes, None).await;
-        Ok(())
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes, Some(w)).await;
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        Self::run(run, nodes, w).await;
         Ok(())
     }
 }
