@@ -57,7 +57,8 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 
-    /// Seconds to wait for a rebooting node to come back and for nodes to turn Ready.
+    /// Seconds to wait for a rebooting node to come back, for K3s to start
+    /// (a Pi's first start unpacks onto its SD card), and for nodes to turn Ready.
     #[arg(long, global = true, default_value_t = 300, value_name = "SECONDS")]
     pub wait: u64,
 

@@ -516,3 +516,15 @@ async fn resetting_one_agent_deletes_its_node_and_leaves_the_rest() {
     );
     assert!(crate::state::kubeconfig_path(&s.inv).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reflashed_agent_refused_by_its_node_password_is_named_with_the_fix() {
+    let s = setup(1, 1).await;
+    s.fleet.node("a1").lock().expect("node").refuse =
+        Some("level=error msg=\"Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry\"".into());
+    let report = s.apply().await;
+    let why = node(&report, "a1").failed.clone().unwrap_or_default();
+    assert!(why.contains("Node password rejected"), "{why}");
+    assert!(why.contains("kubectl delete node a1"), "{why}");
+    assert!(node(&report, "s1").failed.is_none(), "{report:#?}");
+}
