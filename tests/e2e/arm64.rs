@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         status_shows_each_nodes_arch_and_health,
         image_preflight_refuses_an_amd64_only_image_for_the_arm64_node,
         arm64_node_survives_reboot_stop_and_start,
+        up_refuses_an_unknown_arch_or_node_and_leaves_the_lab_running,
     ];
     harness::run_arch(
         cases,
@@ -487,4 +488,42 @@ fn arm64_node_survives_reboot_stop_and_start(lab: &Lab) {
         std::thread::sleep(Duration::from_millis(500));
     }
     ensure_converged(lab);
+}
+
+fn up_refuses_an_unknown_arch_or_node_and_leaves_the_lab_running(lab: &Lab) {
+    for (arg, says) in [
+        (
+            "node3=riscv64",
+            "unsupported architecture 'riscv64' for node3",
+        ),
+        ("node9=arm64", "unknown node 'node9'"),
+        ("arm64", "expected NODE=ARCH"),
+    ] {
+        let out = Command::new(pictl_e2e::lab::tool())
+            .args(["--id", &lab.id().to_string(), "up", "3", "--arch", arg])
+            .stdin(Stdio::null())
+            .output()
+            .expect("lab up");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{arg}: {stderr}");
+        assert!(stderr.contains(says), "{arg}: {stderr}");
+    }
+    let env = lab.tool(&["env"]).expect("env").replace("\\ ", " ");
+    assert!(
+        env.contains("LAB_ARCHES=node1=amd64 node2=amd64 node3=arm64\n"),
+        "{env}"
+    );
+    let states = lab.node_states().expect("status");
+    assert!(states.iter().all(|(_, s)| s == "running"), "{states:?}");
+    // The same shape again is kept as it is (no reboot of the arm64 node).
+    let boot = lab
+        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id");
+    let again = lab.up_again().expect("up again");
+    assert!(again.contains("already up"), "{again}");
+    assert_eq!(
+        boot,
+        lab.ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
+            .expect("boot id")
+    );
 }
