@@ -21,6 +21,7 @@ const NODES: [&str; 3] = ["node1", "node2", "node3"];
 fn main() -> ExitCode {
     let cases: &[Case] = pictl_e2e::cases![
         arm64_node_runs_real_aarch64_userland_with_working_sudo,
+        mirror_serves_real_arm64_and_armhf_simulators_with_their_checksums,
         apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent,
         kubectl_shows_node3_as_arm64,
         second_apply_on_the_mixed_lab_changes_nothing,
@@ -188,6 +189,50 @@ fn elf_machine(lab: &Lab, node: &str, path: &str) -> String {
     }
 }
 
+fn boot_id(lab: &Lab, node: &str) -> String {
+    lab.ssh_ok(node, "root", "cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id")
+}
+
+/// The ELF machine of a file on the host.
+fn host_elf_machine(path: &Path) -> u16 {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    u16::from_le_bytes([bytes[18], bytes[19]])
+}
+
+fn mirror_serves_real_arm64_and_armhf_simulators_with_their_checksums(lab: &Lab) {
+    populate_mirror(lab);
+    let dir = lab.mirror_dir().join(VERSION);
+    // EM_AARCH64 and EM_ARM: real builds, not the host binary stamped.
+    for (file, sums, machine) in [
+        ("k3s-arm64", "sha256sum-arm64.txt", 183),
+        ("k3s-armhf", "sha256sum-arm.txt", 40),
+    ] {
+        assert_eq!(host_elf_machine(&dir.join(file)), machine, "{file}");
+        let sums = std::fs::read_to_string(dir.join(sums)).expect("checksum file");
+        let out = Command::new("sha256sum")
+            .arg(dir.join(file))
+            .output()
+            .expect("sha256sum");
+        let got = String::from_utf8_lossy(&out.stdout);
+        let got = got.split_whitespace().next().unwrap_or_default();
+        assert_eq!(sums.trim(), format!("{got}  {file}"), "{file}");
+    }
+    // The armv7 build runs (under qemu-arm on this host) and knows its release.
+    let qemu_arm = Path::new("/usr/bin/qemu-arm-static");
+    assert!(
+        qemu_arm.is_file(),
+        "qemu-arm-static missing (tests/lab/install-deps.sh)"
+    );
+    let out = Command::new(qemu_arm)
+        .arg(dir.join("k3s-armhf"))
+        .arg("--version")
+        .output()
+        .expect("qemu-arm-static k3s-armhf --version");
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.contains(VERSION), "{version}");
+}
+
 fn arm64_node_runs_real_aarch64_userland_with_working_sudo(lab: &Lab) {
     assert_eq!(lab.arch("node3").expect("arch"), "arm64");
     assert_eq!(
@@ -226,6 +271,7 @@ fn apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent(lab: &Lab) {
     assert!(!inv.contains("binaries"), "{inv}");
     let plan = pictl(lab, &lab.inventory(), &["plan"]);
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let boot_before = boot_id(lab, "node3");
     let started = Instant::now();
     let (code, v, out) = apply_json(lab, &lab.inventory());
     eprintln!(
@@ -280,7 +326,8 @@ fn apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent(lab: &Lab) {
     assert_eq!(report["hostname"], "node3", "{report:#}");
     assert_eq!(report["arch"], "arm64", "{report:#}");
     assert_eq!(report["kubelet_healthy"], true, "{report:#}");
-    // The Pi node got its cgroup flags.
+    // The arm64 Pi got its cgroup flags and was rebooted for them.
+    assert_eq!(steps(&v, "node3", "changed")[0], "pi-cgroups", "{v:#}");
     let cmdline = lab
         .ssh_ok("node3", "root", "cat /boot/firmware/cmdline.txt")
         .expect("cmdline");
@@ -290,6 +337,7 @@ fn apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent(lab: &Lab) {
             .ends_with("cgroup_memory=1 cgroup_enable=memory"),
         "{cmdline}"
     );
+    assert_ne!(boot_before, boot_id(lab, "node3"), "node3 was not rebooted");
 }
 
 fn kubectl_shows_node3_as_arm64(lab: &Lab) {
@@ -437,16 +485,11 @@ fn image_preflight_refuses_an_amd64_only_image_for_the_arm64_node(lab: &Lab) {
 }
 
 fn arm64_node_survives_reboot_stop_and_start(lab: &Lab) {
-    let boot = lab
-        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id");
+    let boot = boot_id(lab, "node3");
     let started = Instant::now();
     lab.reboot("node3").expect("reboot node3");
     eprintln!("arm64 reboot: {:.1} s", started.elapsed().as_secs_f64());
-    let after = lab
-        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id");
-    assert_ne!(boot, after, "node3 did not reboot");
+    assert_ne!(boot, boot_id(lab, "node3"), "node3 did not reboot");
     assert_eq!(
         lab.ssh_ok("node3", "root", "systemctl is-system-running")
             .expect("running after reboot"),
@@ -516,14 +559,8 @@ fn up_refuses_an_unknown_arch_or_node_and_leaves_the_lab_running(lab: &Lab) {
     let states = lab.node_states().expect("status");
     assert!(states.iter().all(|(_, s)| s == "running"), "{states:?}");
     // The same shape again is kept as it is (no reboot of the arm64 node).
-    let boot = lab
-        .ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id");
+    let boot = boot_id(lab, "node3");
     let again = lab.up_again().expect("up again");
     assert!(again.contains("already up"), "{again}");
-    assert_eq!(
-        boot,
-        lab.ssh_ok("node3", "root", "cat /proc/sys/kernel/random/boot_id")
-            .expect("boot id")
-    );
+    assert_eq!(boot, boot_id(lab, "node3"));
 }

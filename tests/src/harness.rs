@@ -132,6 +132,7 @@ pub fn run_arch(cases: &[Case], spec: LabSpec, arch: &[(&str, &str)]) -> ExitCod
 
 fn run_with_lab(id: u32, cases: &[&Case], spec: LabSpec, arch: &[(&str, &str)]) -> (usize, usize) {
     let cached = lab_cache_present();
+    let arm64 = arch.iter().any(|(_, a)| *a == "arm64");
     println!(
         "lab: bringing up instance {id}: {} nodes{}{}{}",
         spec.nodes,
@@ -143,10 +144,12 @@ fn run_with_lab(id: u32, cases: &[&Case], spec: LabSpec, arch: &[(&str, &str)]) 
         arch.iter()
             .map(|(n, a)| format!(", {n} {a}"))
             .collect::<String>(),
-        if cached {
-            ""
-        } else {
+        if !cached {
             " (building the base image first)"
+        } else if arm64 && !arm64_cache_present() {
+            " (building the arm64 base image first: several minutes under qemu-user)"
+        } else {
+            ""
         }
     );
     let mut lab = match Lab::start_arch(spec.nodes, spec.pi, arch) {
@@ -221,11 +224,24 @@ fn run_with_lab(id: u32, cases: &[&Case], spec: LabSpec, arch: &[(&str, &str)]) 
     (passed, failed)
 }
 
-fn lab_cache_present() -> bool {
+fn lab_cache() -> std::path::PathBuf {
     std::env::var_os("PICTL_LAB_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "/var/cache/pictl-lab/bookworm-base.tar".into())
-        .is_file()
+}
+
+fn lab_cache_present() -> bool {
+    lab_cache().is_file()
+}
+
+/// The arm64 base sits beside the amd64 one, as the lab tool names it.
+fn arm64_cache_present() -> bool {
+    let amd64 = lab_cache();
+    let name = amd64
+        .file_stem()
+        .map(|s| format!("{}-arm64.tar", s.to_string_lossy()))
+        .unwrap_or_default();
+    amd64.with_file_name(name).is_file()
 }
 
 /// The cases of a lab test, each named by its own function: what a run
