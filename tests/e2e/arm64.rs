@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         second_apply_on_the_mixed_lab_changes_nothing,
         status_shows_each_nodes_arch_and_health,
         image_preflight_refuses_an_amd64_only_image_for_the_arm64_node,
+        a_pictl_without_an_arm64_agent_skips_it_naming_how_to_build_it,
         arm64_node_survives_reboot_stop_and_start,
         up_refuses_an_unknown_arch_or_node_and_leaves_the_lab_running,
     ];
@@ -563,4 +564,43 @@ fn up_refuses_an_unknown_arch_or_node_and_leaves_the_lab_running(lab: &Lab) {
     let again = lab.up_again().expect("up again");
     assert!(again.contains("already up"), "{again}");
     assert_eq!(boot, boot_id(lab, "node3"));
+}
+
+fn a_pictl_without_an_arm64_agent_skips_it_naming_how_to_build_it(lab: &Lab) {
+    ensure_converged(lab);
+    // A lone pictl (no agents beside it, no cargo target dir around it).
+    let lone = lab.dir().join("lone");
+    std::fs::create_dir_all(&lone).expect("mkdir");
+    std::fs::copy(pictl_bin(lab), lone.join("pictl")).expect("copy pictl");
+    let out = Command::new(lone.join("pictl"))
+        .args(["apply", "--output", "json", "-i"])
+        .arg(lab.inventory())
+        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pictl");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let node3 = v["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "node3"))
+        .expect("node3");
+    let agent = node3["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == "health-agent"))
+        .unwrap_or_else(|| panic!("no health-agent step: {node3:#}"));
+    assert_eq!(agent["status"], "skipped", "{agent:#}");
+    let why = agent["message"].as_str().unwrap_or_default();
+    assert!(why.contains("no pictl-agent for arm64"), "{why}");
+    assert!(why.contains("pictl-agent-arm64"), "{why}");
+    assert!(why.contains("./dist.sh arm64"), "{why}");
+    assert!(why.contains("binaries.arm64"), "{why}");
+    // Skipping touched nothing: the installed agent still runs.
+    assert_eq!(
+        lab.ssh_ok("node3", "root", "systemctl is-active pictl-agent")
+            .expect("agent"),
+        "active"
+    );
 }
