@@ -70,7 +70,7 @@ impl Arch {
     /// How to build this arch's agent, for messages.
     pub fn agent_build_hint(self) -> String {
         format!(
-            "./dist.sh {} (or cargo build --release -p pictl-agent --target {})",
+            "./dist.sh {} (after rustup target add {})",
             self.name(),
             self.rust_targets()[0]
         )
