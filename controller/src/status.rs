@@ -197,6 +197,22 @@ async fn ready_in_api(inv: &Inventory) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The node's arch as its `uname -m` says (facts), else as its agent says;
+/// an agent reporting another arch than the node is shown, not hidden.
+fn arch_cell(r: &NodeStatus) -> String {
+    let agent = r
+        .agent
+        .as_ref()
+        .map(|a| a.arch.as_str())
+        .filter(|a| !a.is_empty());
+    match (r.arch.as_deref(), agent) {
+        (Some(node), Some(agent)) if node != agent => format!("{node} (agent: {agent})"),
+        (Some(node), _) => node.to_string(),
+        (None, Some(agent)) => agent.to_string(),
+        (None, None) => "-".to_string(),
+    }
+}
+
 pub fn table(rows: &[NodeStatus]) -> String {
     let header = [
         "NODE", "ROLE", "ADDRESS", "ARCH", "K3S", "SERVICE", "READY", "HEALTH", "TEMP", "MEM",
@@ -210,7 +226,7 @@ pub fn table(rows: &[NodeStatus]) -> String {
             r.name.clone(),
             r.role.to_string(),
             r.address.clone(),
-            r.arch.clone().unwrap_or_else(dash),
+            arch_cell(r),
             r.k3s_version.clone().unwrap_or_else(dash),
             if r.reachable {
                 r.service.clone().unwrap_or_else(dash)
@@ -357,6 +373,28 @@ mod tests {
         }
     }
 
+    fn arch_row(arch: Option<&str>, agent_arch: Option<&str>) -> NodeStatus {
+        NodeStatus {
+            name: "node3".into(),
+            role: "agent",
+            address: "10.0.0.3".into(),
+            reachable: true,
+            error: None,
+            arch: arch.map(String::from),
+            os: None,
+            pi_model: None,
+            k3s_version: None,
+            service: None,
+            memory_cgroup: None,
+            clock_skew_seconds: None,
+            ready: None,
+            agent: agent_arch.map(|a| NodeReport {
+                arch: a.into(),
+                ..NodeReport::default()
+            }),
+        }
+    }
+
     #[test]
     fn reports_with_numbers_out_of_range_are_not_read() {
         let max = u64::MAX;
@@ -394,5 +432,18 @@ mod tests {
             }
             prop_assert!(serde_json::to_string(&[r]).is_ok());
         }
+    }
+
+    #[test]
+    fn arch_column_is_the_nodes_and_shows_an_agent_that_disagrees() {
+        assert_eq!(arch_cell(&arch_row(Some("arm64"), Some("arm64"))), "arm64");
+        assert_eq!(arch_cell(&arch_row(Some("arm64"), None)), "arm64");
+        assert_eq!(arch_cell(&arch_row(Some("arm64"), Some(""))), "arm64");
+        assert_eq!(
+            arch_cell(&arch_row(Some("arm64"), Some("amd64"))),
+            "arm64 (agent: amd64)"
+        );
+        assert_eq!(arch_cell(&arch_row(None, Some("armhf"))), "armhf");
+        assert_eq!(arch_cell(&arch_row(None, None)), "-");
     }
 }

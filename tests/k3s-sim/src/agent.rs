@@ -84,6 +84,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             os_image: crate::nodes::os_image(),
             kernel_version: crate::nodes::kernel_version(),
             kubelet_version: crate::version::version().to_string(),
+            arch: crate::nodes::arch().to_string(),
             server: false,
             password: password.clone(),
         };

@@ -45,6 +45,11 @@ pub struct NodeInfo {
     pub os_image: String,
     pub kernel_version: String,
     pub kubelet_version: String,
+    /// The registering node's own arch (a kubelet labels its node with its
+    /// GOARCH): in a mixed cluster it is not the server's. Empty from an
+    /// older agent, which then gets the server's.
+    #[serde(default)]
+    pub arch: String,
     pub server: bool,
     pub password: String,
 }
@@ -182,7 +187,11 @@ impl Cluster {
         if let Some(old) = node["metadata"]["labels"].as_object() {
             labels = old.clone();
         }
-        let arch = arch();
+        let arch = if info.arch.is_empty() {
+            arch()
+        } else {
+            info.arch.as_str()
+        };
         for (k, v) in [
             ("beta.kubernetes.io/arch", arch),
             ("beta.kubernetes.io/os", "linux"),
