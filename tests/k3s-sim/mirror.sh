@@ -16,7 +16,7 @@ versions=(v1.32.5+k3s1 v1.33.1+k3s1)
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 (cd "$root" && cargo build --quiet -p k3s-sim)
-bin="$root/target/debug/k3s"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/k3s"
 [ -x "$bin" ] || { echo "mirror.sh: $bin was not built" >&2; exit 1; }
 
 mkdir -p "$out"
