@@ -14,7 +14,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pictl_e2e::{Case, Lab, LabSpec, harness, lab};
+use pictl_e2e::{Case, Lab, LabSpec, harness};
 
 fn kubectl_bin() -> String {
     if let Ok(k) = std::env::var("KUBECTL") {
@@ -30,7 +30,14 @@ fn kubectl_bin() -> String {
 
 fn k3s_bin() -> PathBuf {
     static BUILD: Once = Once::new();
-    let root = lab::repo_root();
+    // This checkout (not the support library's, which a shared target dir may
+    // have built from another checkout).
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here.parent().unwrap_or(here).to_path_buf();
+    // K3S_SIM_BIN: a simulator built elsewhere (e.g. in a private target dir).
+    if let Some(bin) = std::env::var_os("K3S_SIM_BIN") {
+        return PathBuf::from(bin);
+    }
     let private = std::env::temp_dir().join(format!("k3s-sim-e2e-bin-{}", std::process::id()));
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -377,7 +384,8 @@ fn version_format() {
 
 fn mirror_layout_two_versions() {
     let dir = Scratch::new("mirror");
-    let script = lab::repo_root().join("tests/k3s-sim/mirror.sh");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = here.join("k3s-sim/mirror.sh");
     for _ in 0..2 {
         let st = Command::new(&script)
             .arg(&dir.0)
@@ -1897,6 +1905,54 @@ fn k3s_sim_under_systemd_with_k3s_units(lab: &Lab) {
     );
 }
 
+/// The lab's Pi node (node3) as K3s sees it: no memory controller until its
+/// cmdline.txt has the flag and it rebooted; `k3s check-config` and `k3s server` agree.
+fn pi_node_needs_cmdline_and_reboot(lab: &Lab) {
+    lab.populate_mirror().expect("populate mirror");
+    let mirror = lab.mirror_url().trim_end_matches('/').to_string();
+    lab.ssh_ok("node3", "root", &install_cmd(&mirror, "v1.32.5+k3s1"))
+        .expect("install on node3");
+    let check = || {
+        lab.ssh("node3", "root", "k3s check-config")
+            .expect("check-config")
+    };
+    let out = check();
+    assert!(
+        !out.status.success(),
+        "a fresh Pi lacks the memory controller"
+    );
+    let out = lab
+        .ssh(
+            "node3",
+            "root",
+            "k3s server --node-name pi 2>&1 | tail -n 3",
+        )
+        .expect("server");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("failed to find memory cgroup"), "{text}");
+    lab.ssh_ok(
+        "node3",
+        "root",
+        "sed -i '1 s/$/ cgroup_memory=1 cgroup_enable=memory/' /boot/firmware/cmdline.txt",
+    )
+    .expect("fix cmdline");
+    assert!(!check().status.success(), "not rebooted yet");
+    lab.reboot("node3").expect("reboot node3");
+    let start = Instant::now();
+    loop {
+        if let Ok(o) = lab.ssh("node3", "root", "k3s check-config")
+            && o.status.success()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "check-config still fails after the reboot"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn main() -> ExitCode {
     let host: &[(&str, fn())] = pictl_e2e::host_cases![
         version_format,
@@ -1918,12 +1974,21 @@ fn main() -> ExitCode {
         restarted_server_keeps_everything,
     ];
     let (_, host_failed) = run_host_cases(host);
-    let lab_cases: &[Case] = pictl_e2e::cases![k3s_sim_under_systemd_with_k3s_units,];
+    let lab_cases: &[Case] = pictl_e2e::cases![
+        k3s_sim_under_systemd_with_k3s_units,
+        pi_node_needs_cmdline_and_reboot,
+    ];
     let lab_result = if std::env::var("SIM_SKIP_LAB").is_ok_and(|v| v == "1") {
         println!("lab: skipped (SIM_SKIP_LAB=1)");
         ExitCode::SUCCESS
     } else {
-        harness::run(lab_cases, LabSpec { nodes: 2, pi: &[] })
+        harness::run(
+            lab_cases,
+            LabSpec {
+                nodes: 3,
+                pi: &["node3"],
+            },
+        )
     };
     if host_failed > 0 {
         ExitCode::FAILURE

@@ -161,20 +161,22 @@ pub fn memory_enabled(cmdline: &str) -> bool {
     on
 }
 
-/// When PID 1 of this node (its systemd; in a container, the container's) started.
+/// When PID 1 of this node (its systemd; in a container, the container's) started:
+/// now minus the kernel's uptime gives the kernel's boot to 10 ms (`btime` in
+/// /proc/stat is truncated to the second), plus PID 1's start in clock ticks.
 fn boot_time() -> Option<SystemTime> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: u64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()?;
     let one = std::fs::read_to_string("/proc/1/stat").ok()?;
     let rest = &one[one.rfind(')')? + 1..];
     // Field 22 (starttime, in clock ticks of 1/100 s on Linux); `rest` starts at field 3.
     let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
-    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(btime * 1000 + ticks * 10))
+    let kernel_boot = SystemTime::now().checked_sub(std::time::Duration::from_secs_f64(uptime))?;
+    Some(kernel_boot + std::time::Duration::from_millis(ticks * 10))
 }
 
 #[cfg(test)]
