@@ -119,10 +119,11 @@ pub fn unit_name(role: Role) -> &'static str {
 
 /// The unit file, modelled on the one K3s's install script writes.
 pub fn unit_file(role: Role) -> String {
+    // K3s's installer writes Type=notify for both (its SYSTEMD_TYPE
+    // default): an agent notifies once its Node registered.
     let (desc, kind, exec) = match role {
-        // K3s's installer uses Type=notify for servers and Type=exec for agents.
         Role::Server => ("Lightweight Kubernetes", "notify", "server"),
-        Role::Agent => ("Lightweight Kubernetes (agent)", "exec", "agent"),
+        Role::Agent => ("Lightweight Kubernetes (agent)", "notify", "agent"),
     };
     format!(
         "# Managed by pictl: edits are reverted by the next `pictl apply`.
