@@ -112,10 +112,11 @@ impl Kubeconfig {
             .facts
             .as_ref()
             .and_then(|f| f.admin_kubeconfig.clone());
+        // Agents join with the server's agent token when it has one.
         run.join_token = run.nodes[server]
             .facts
             .as_ref()
-            .and_then(|f| f.server_token.clone());
+            .and_then(|f| f.agent_token.clone().or_else(|| f.server_token.clone()));
     }
 }
 

@@ -22,6 +22,7 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
         version: &run.version,
         binary_sha256: String::new(),
         secret: None,
+        agent_secret: None,
         join_token: None,
         agent: None,
     };
