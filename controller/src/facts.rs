@@ -195,43 +195,12 @@ impl Facts {
     /// Parses the script's output; `controller_now` is the controller's
     /// clock (seconds since the epoch) when the answer arrived.
     pub fn parse(output: &str, controller_now: i64) -> Result<Facts, FactsError> {
-        let mut one: BTreeMap<&str, String> = BTreeMap::new();
-        let mut files = BTreeMap::new();
-        let mut file_meta = BTreeMap::new();
-        let mut units = BTreeMap::new();
-        for line in output.lines() {
-            let Some((key, b64)) = line.split_once('=') else {
-                continue;
-            };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|_| FactsError(format!("value of {key} is not base64")))?;
-            let value = String::from_utf8_lossy(&bytes).into_owned();
-            match key {
-                "file" => {
-                    if let Some((path, sha)) = value.split_once(' ') {
-                        files.insert(path.to_string(), sha.trim().to_string());
-                    }
-                }
-                "meta" => {
-                    let parsed = value
-                        .split_once(' ')
-                        .and_then(|(path, m)| Some((path, FileMeta::parse(m)?)));
-                    let Some((path, meta)) = parsed else {
-                        return Err(FactsError(format!("unreadable mode and owner: {value:?}")));
-                    };
-                    file_meta.insert(path.to_string(), meta);
-                }
-                "unit" => {
-                    if let Some((name, props)) = value.split_once(' ') {
-                        units.insert(name.to_string(), parse_unit(props));
-                    }
-                }
-                _ => {
-                    one.insert(key, value);
-                }
-            }
-        }
+        let Scanned {
+            one,
+            files,
+            file_meta,
+            units,
+        } = scan(output)?;
         for k in ["uname", "machine_id", "hostname", "now"] {
             if !one.contains_key(k) {
                 return Err(FactsError(format!("the node did not report {k}")));
@@ -281,18 +250,9 @@ impl Facts {
                 .filter(|s| !s.is_empty())
                 .map(|s| Secret::new(s.clone())),
             foreign: foreign(&one),
-            addresses: get("addresses")
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
-            tools_missing: get("tools_missing")
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
-            config_dropins: get("dropins")
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
+            addresses: words(&get("addresses")),
+            tools_missing: words(&get("tools_missing")),
+            config_dropins: words(&get("dropins")),
         })
     }
 
@@ -309,6 +269,62 @@ impl Facts {
     pub fn unit(&self, name: &str) -> UnitFact {
         self.units.get(name).cloned().unwrap_or_default()
     }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
+/// The script's lines, decoded: single values by key, and the repeated
+/// `file`, `meta` and `unit` lines gathered.
+struct Scanned<'a> {
+    one: BTreeMap<&'a str, String>,
+    files: BTreeMap<String, String>,
+    file_meta: BTreeMap<String, FileMeta>,
+    units: BTreeMap<String, UnitFact>,
+}
+
+fn scan(output: &str) -> Result<Scanned<'_>, FactsError> {
+    let mut s = Scanned {
+        one: BTreeMap::new(),
+        files: BTreeMap::new(),
+        file_meta: BTreeMap::new(),
+        units: BTreeMap::new(),
+    };
+    for line in output.lines() {
+        let Some((key, b64)) = line.split_once('=') else {
+            continue;
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| FactsError(format!("value of {key} is not base64")))?;
+        let value = String::from_utf8_lossy(&bytes).into_owned();
+        match key {
+            "file" => {
+                if let Some((path, sha)) = value.split_once(' ') {
+                    s.files.insert(path.to_string(), sha.trim().to_string());
+                }
+            }
+            "meta" => {
+                let parsed = value
+                    .split_once(' ')
+                    .and_then(|(path, m)| Some((path, FileMeta::parse(m)?)));
+                let Some((path, meta)) = parsed else {
+                    return Err(FactsError(format!("unreadable mode and owner: {value:?}")));
+                };
+                s.file_meta.insert(path.to_string(), meta);
+            }
+            "unit" => {
+                if let Some((name, props)) = value.split_once(' ') {
+                    s.units.insert(name.to_string(), parse_unit(props));
+                }
+            }
+            _ => {
+                s.one.insert(key, value);
+            }
+        }
+    }
+    Ok(s)
 }
 
 /// The foreign K3s install the script reported, if any.

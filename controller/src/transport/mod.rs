@@ -14,6 +14,7 @@
 mod auth;
 mod command;
 mod error;
+mod handshake;
 pub mod known_hosts;
 pub mod quote;
 mod ssh;
