@@ -1667,7 +1667,7 @@ fn a_wrong_token_on_an_agent_fails_with_the_agents_own_journal_lines(lab: &Lab) 
         "node2",
         "root",
         "systemctl stop k3s-agent; mkdir -p /etc/rancher/k3s/config.yaml.d; \
-         echo 'token: K10abc::node:wrong' > /etc/rancher/k3s/config.yaml.d/99-wrong.yaml",
+         echo 'token: K100000000000000000000000000000000000000000000000000000000000000000::node:wrong' > /etc/rancher/k3s/config.yaml.d/99-wrong.yaml",
     )
     .expect("drop-in");
     let plan = pictl(lab, &lab.inventory(), &["plan"]);

@@ -34,7 +34,7 @@ impl Plan for ServicePlan {
 /// `$1` unit, `$2` start|restart|none, `$3` daemon-reload yes|no, `$4` wait
 /// for the server's files yes|no, `$5` seconds; then the files to record.
 const SCRIPT: &str = r#"set -eu
-unit=$1; action=$2; reload=$3; server=$4; deadline=$(( $(date +%s) + $5 )); shift 5
+unit=$1; action=$2; reload=$3; server=$4; secs=$5; deadline=$(( $(date +%s) + secs )); shift 5
 [ "$reload" = yes ] && systemctl daemon-reload
 systemctl enable --quiet "$unit"
 # --no-block: a Type=notify unit would otherwise hold systemctl until ready,
@@ -52,7 +52,7 @@ until ready; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
     # K3s says why in its journal (a wrong token, a missing cgroup, …).
     journalctl -u "$unit" -n 15 --no-pager -o cat >&2 || true
-    echo "$unit did not become ready within $5 s" >&2
+    echo "$unit did not become ready within $secs s" >&2
     exit 1
   fi
   sleep 0.2
