@@ -28,10 +28,28 @@ Examples:
 Exit codes: 0 success (plan: nothing to change), 1 invalid input or failure, 2 plan has changes.
 Logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG overrides, e.g. RUST_LOG=pictl=debug.";
 
+/// `pictl -V`: the version and the commit it was built from.
+const SHORT_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PICTL_GIT_COMMIT"),
+    ")"
+);
+
+/// `pictl --version`: also the health agent it installs on the nodes.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{SHORT_VERSION}\nagent: pictl-agent {} (report schema v{})",
+        pictl_agent::VERSION,
+        pictl_agent::report::REPORT_VERSION
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pictl",
-    version,
+    version = SHORT_VERSION,
+    long_version = LONG_VERSION.as_str(),
     about = "Declarative K3s provisioner for small fleets (Raspberry Pis first)",
     long_about = "pictl reads a TOML inventory of nodes, connects over SSH (host keys verified), \
 detects each node's CPU architecture, installs and joins K3s from checksum-verified artifacts, \
@@ -144,6 +162,33 @@ pub enum Command {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
+    /// Print a shell completion script for pictl.
+    ///
+    /// Example (bash): source <(pictl completions bash)
+    /// Example (zsh): pictl completions zsh > "${fpath[1]}/_pictl"
+    /// Example (fish): pictl completions fish > ~/.config/fish/completions/pictl.fish
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the inventory's JSON Schema (draft 2020-12), for editors.
+    ///
+    /// The repository ships it as inventory/pictl.schema.json; an inventory
+    /// whose first line is `#:schema ./pictl.schema.json` gets completion,
+    /// docs and checks in taplo / Even Better TOML.
+    ///
+    /// Example: pictl schema > inventory/pictl.schema.json
+    Schema,
+    /// Print pictl's man page (roff) to stdout, or write every page to a directory.
+    ///
+    /// Example: pictl man > ~/.local/share/man/man1/pictl.1 && man pictl
+    /// Example: pictl man --dir ~/.local/share/man/man1   (pictl.1, pictl-apply.1, …)
+    Man {
+        /// Write pictl.1 and a page per subcommand (pictl-SUBCOMMAND.1) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs one command; returns the process exit code.
@@ -159,6 +204,27 @@ pub async fn run(cli: Cli) -> ExitCode {
             nodes,
             kubeconfig,
         } => reset(&cli, *yes, nodes, kubeconfig.as_deref()).await,
+        Command::Completions { shell } => {
+            print_out(&crate::manual::completions(*shell), ExitCode::SUCCESS)
+        }
+        Command::Schema => print_out(
+            &crate::inventory::schema::json_schema_text(),
+            ExitCode::SUCCESS,
+        ),
+        Command::Man { dir: None } => match crate::manual::man_page() {
+            Ok(roff) => print_out(&roff, ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("pictl man: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
+        Command::Man { dir: Some(dir) } => match crate::manual::write_man_pages(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pictl man: writing to {}: {e}", dir.display());
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
     }
 }
 

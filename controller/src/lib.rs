@@ -16,6 +16,7 @@ pub mod facts;
 pub mod inventory;
 pub mod k3s_flags;
 pub mod kubeconfig;
+pub mod manual;
 pub mod recap;
 pub mod render;
 pub mod runner;
