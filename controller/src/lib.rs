@@ -13,6 +13,7 @@ pub mod channel;
 pub mod cli;
 pub mod download;
 pub mod facts;
+pub mod init;
 pub mod inventory;
 pub mod k3s_flags;
 pub mod kubeconfig;
