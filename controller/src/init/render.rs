@@ -57,7 +57,7 @@ pub fn inventory(cluster: &str, nodes: &[Detected], reach: &Reach) -> String {
     out.push_str(&format!(
         "[cluster]\n\
          name = {}\n\
-         channel = \"stable\"                # follow K3s's stable channel, or pin a release:\n\
+         channel = \"stable\"                 # follow K3s's stable channel, or pin a release:\n\
          # k3s_version = \"v1.32.5+k3s1\"\n\
          ha = false                         # true allows several servers (embedded etcd)\n\
          # The join token never sits in this file. Left out, pictl generates one and\n\

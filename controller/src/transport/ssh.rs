@@ -51,6 +51,10 @@ pub struct SshTarget {
     /// With `AcceptNew`: write a newly accepted key to `known_hosts`
     /// (false for read-only commands such as `plan`: accepted, not recorded).
     pub record_new_keys: bool,
+    /// With `AcceptNew`: the only new key to accept, by its SHA256
+    /// fingerprint (the one the user confirmed); any other new key is
+    /// unknown, as under `Strict`.
+    pub confirmed_new_key: Option<String>,
     pub sudo: SudoMode,
     /// Bound on TCP connect + handshake + authentication.
     pub connect_timeout: Duration,
@@ -88,6 +92,7 @@ impl SshTarget {
             system_known_hosts: Some(PathBuf::from(known_hosts::SYSTEM_KNOWN_HOSTS)),
             policy: HostKeyPolicy::Strict,
             record_new_keys: true,
+            confirmed_new_key: None,
             sudo: SudoMode::None,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
@@ -154,6 +159,7 @@ impl SshTransport {
             path: target.known_hosts.clone(),
             policy: target.policy,
             record: target.record_new_keys,
+            confirmed: target.confirmed_new_key.clone(),
             known,
         };
         let address = format!("{}:{}", target.address, target.port);
@@ -601,6 +607,7 @@ struct HostKeyCheck {
     path: PathBuf,
     policy: HostKeyPolicy,
     record: bool,
+    confirmed: Option<String>,
     known: KnownHosts,
 }
 
@@ -620,6 +627,15 @@ impl From<russh::Error> for CheckError {
 impl HostKeyCheck {
     fn verdict(&self, key: &PublicKey) -> Result<(), TransportError> {
         let mut verdict = self.known.check(&self.lookup, key);
+        let offered = key.fingerprint(HashAlg::Sha256).to_string();
+        if verdict == Verdict::Unknown && self.confirmed.as_ref().is_some_and(|c| *c != offered) {
+            return Err(TransportError::HostKeyUnknown {
+                host: self.host.clone(),
+                lookup: self.lookup.clone(),
+                known_hosts: known_hosts::display_path(&self.path),
+                fingerprint: offered,
+            });
+        }
         if verdict == Verdict::Unknown && self.policy == HostKeyPolicy::AcceptNew && !self.record {
             tracing::warn!(
                 host = %self.host,
