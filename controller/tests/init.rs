@@ -249,3 +249,61 @@ fn a_confirmed_key_is_the_only_new_key_recorded() {
     let known = std::fs::read_to_string(sshd.path("known_hosts")).unwrap();
     assert_eq!(known.lines().count(), 1, "{known}");
 }
+
+/// The terminal path without a terminal: init shows the fingerprint to the
+/// confirmation it is given, writes nothing when told no, and records
+/// the key and writes the inventory when told yes.
+#[test]
+fn the_host_key_is_recorded_only_after_it_is_confirmed() {
+    use std::sync::{Arc, Mutex};
+
+    use pictl::init::{HostKeys, InitError, InitOptions, init};
+    let Some(sshd) = Sshd::start() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let asked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let opts = |answer: bool| {
+        let asked = asked.clone();
+        InitOptions {
+            cluster: "loop".into(),
+            addresses: vec!["127.0.0.1".into()],
+            user: user(),
+            port: sshd.port,
+            identity_file: Some(sshd.path("client_key")),
+            known_hosts: sshd.path("known_hosts").display().to_string(),
+            host_keys: HostKeys::Ask(Arc::new(move |address: &str, fingerprint: &str| {
+                asked
+                    .lock()
+                    .unwrap()
+                    .push((address.to_string(), fingerprint.to_string()));
+                answer
+            })),
+            out: sshd.path("inv.toml"),
+            connect_timeout: Duration::from_secs(10),
+        }
+    };
+    let no = rt.block_on(init(&opts(false)));
+    assert!(
+        matches!(no, Err(InitError::HostKeyRefused { .. })),
+        "{no:?}"
+    );
+    assert!(!sshd.path("inv.toml").exists());
+    assert!(
+        !sshd.path("known_hosts").exists()
+            || std::fs::read_to_string(sshd.path("known_hosts"))
+                .unwrap()
+                .is_empty()
+    );
+    let yes = rt.block_on(init(&opts(true))).unwrap();
+    assert_eq!(yes.len(), 1);
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "asked once per run: {asked:?}");
+    assert_eq!(asked[0], asked[1], "the same key both times");
+    assert_eq!(asked[0].0, "127.0.0.1");
+    assert!(asked[0].1.starts_with("SHA256:"), "{asked:?}");
+    let known = std::fs::read_to_string(sshd.path("known_hosts")).unwrap();
+    assert_eq!(known.lines().count(), 1, "{known}");
+    assert!(sshd.path("inv.toml").exists());
+}
