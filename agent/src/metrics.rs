@@ -21,6 +21,7 @@ pub fn render(r: &NodeReport) -> String {
         "info",
         &[
             ("hostname", &r.hostname),
+            ("arch", &r.arch),
             ("agent_version", &r.agent_version),
             ("report_version", &version),
             ("model", model),

@@ -11,6 +11,17 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The architecture of the running agent in K3s's names (`amd64`, `arm64`,
+/// `armhf`), or Rust's name for any other.
+pub fn running_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "armhf",
+        other => other,
+    }
+}
+
 /// The report schema version; bumped on any incompatible change.
 /// v2: nested load/memory/swap/root_fs, decoded throttling, unit states,
 /// clock, and the derived `health` with its `problems`.
@@ -26,6 +37,10 @@ pub struct NodeReport {
     /// Schema version ([`REPORT_VERSION`] of the writer).
     pub version: u32,
     pub hostname: String,
+    /// The architecture this agent runs as, in K3s's names (`amd64`, `arm64`,
+    /// `armhf`): its build target, which only runs on a node of that arch.
+    /// Empty from agents older than this field.
+    pub arch: String,
     /// The agent's crate version.
     pub agent_version: String,
     /// Unix seconds when the report was collected.
@@ -228,6 +243,7 @@ mod tests {
         NodeReport {
             version: REPORT_VERSION,
             hostname: "node1".into(),
+            arch: "arm64".into(),
             agent_version: "0.1.0".into(),
             collected_at: 1_700_000_000,
             uptime_seconds: Some(3600),

@@ -43,13 +43,37 @@ impl Arch {
         }
     }
 
-    /// The Rust target to cross-build static binaries (the health agent) for.
-    pub fn musl_target(self) -> &'static str {
+    /// The Rust targets an agent for this arch can be built for, preferred
+    /// first (static musl; the glibc ones are built with `+crt-static` by
+    /// `dist.sh`). Where pictl looks for `target/<triple>/release/pictl-agent`.
+    pub fn rust_targets(self) -> &'static [&'static str] {
         match self {
-            Arch::Amd64 => "x86_64-unknown-linux-musl",
-            Arch::Arm64 => "aarch64-unknown-linux-musl",
-            Arch::Armhf => "armv7-unknown-linux-musleabihf",
+            Arch::Amd64 => &["x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"],
+            Arch::Arm64 => &["aarch64-unknown-linux-musl", "aarch64-unknown-linux-gnu"],
+            Arch::Armhf => &[
+                "armv7-unknown-linux-musleabihf",
+                "armv7-unknown-linux-gnueabihf",
+            ],
         }
+    }
+
+    /// The ELF `e_machine` of binaries for this arch (EM_X86_64, EM_AARCH64,
+    /// EM_ARM): an agent binary is checked against it before it is installed.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::Amd64 => 62,
+            Arch::Arm64 => 183,
+            Arch::Armhf => 40,
+        }
+    }
+
+    /// How to build this arch's agent, for messages.
+    pub fn agent_build_hint(self) -> String {
+        format!(
+            "./dist.sh {} (after rustup target add {})",
+            self.name(),
+            self.rust_targets()[0]
+        )
     }
 
     /// Maps `uname -m`; armv6 and unknown machines are refused with the reason.

@@ -75,7 +75,8 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 
-    /// Seconds to wait for a rebooting node to come back and for nodes to turn Ready.
+    /// Seconds to wait for a rebooting node to come back, for K3s to start
+    /// (a Pi's first start unpacks onto its SD card), and for nodes to turn Ready.
     #[arg(long, global = true, default_value_t = 300, value_name = "SECONDS")]
     pub wait: u64,
 
@@ -129,8 +130,17 @@ pub enum Command {
     /// API, memory cgroup, clock skew, Pi model or OS. Exit 0 when every node
     /// is reachable, active and Ready; 1 otherwise.
     ///
-    /// Example: pictl status -i inventory/playson.toml
-    Status,
+    /// With --watch the table is redrawn in place every SECONDS (default
+    /// 5) until Ctrl-C, as `watch` would (works in tmux and over SSH); with
+    /// --output json each refresh is one JSON line.
+    ///
+    /// Example: pictl status -i inventory/playson.toml --watch 10
+    Status {
+        /// Refresh every SECONDS (default 5) until interrupted.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "5",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        watch: Option<u64>,
+    },
     /// Write the cluster's admin kubeconfig (0600), merged under a named context.
     ///
     /// Example: pictl kubeconfig -i inventory/playson.toml --out ~/.kube/config
@@ -243,7 +253,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Plan { diff } => converge(&cli, Mode::Plan, *diff).await,
         Command::Apply => converge(&cli, Mode::Apply, false).await,
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
-        Command::Status => status(&cli).await,
+        Command::Status { watch } => status(&cli, *watch).await,
         Command::Reset {
             yes,
             nodes,
@@ -461,31 +471,74 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
-async fn status(cli: &Cli) -> ExitCode {
+async fn status(cli: &Cli, watch: Option<u64>) -> ExitCode {
     let inv = match load(cli) {
         Ok(inv) => inv,
         Err(code) => return code,
     };
-    let rows = crate::status::collect(
-        &inv,
-        Arc::new(runner::SshConnector::interactive().read_only()),
-        usize::from(cli.concurrency),
-    )
-    .await;
-    let code = if rows.iter().all(crate::status::NodeStatus::healthy) {
+    let connector: Arc<dyn runner::Connector> =
+        Arc::new(runner::SshConnector::interactive().read_only());
+    let Some(every) = watch else {
+        let rows = crate::status::collect(&inv, connector, usize::from(cli.concurrency)).await;
+        let code = health_code(&rows);
+        return match cli.output {
+            OutputFormat::Human => print_out(&crate::status::table(&rows), code),
+            OutputFormat::Json => print_out(
+                &format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                ),
+                code,
+            ),
+        };
+    };
+    watch_status(cli, &inv, connector, Duration::from_secs(every)).await
+}
+
+fn health_code(rows: &[crate::status::NodeStatus]) -> ExitCode {
+    if rows.iter().all(crate::status::NodeStatus::healthy) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILURE)
-    };
-    match cli.output {
-        OutputFormat::Human => print_out(&crate::status::table(&rows), code),
-        OutputFormat::Json => print_out(
-            &format!(
-                "{}\n",
-                serde_json::to_string_pretty(&rows).unwrap_or_default()
+    }
+}
+
+/// Redraws the status every `every` until Ctrl-C (or the reader of stdout
+/// goes away); exits with the last refresh's code.
+async fn watch_status(
+    cli: &Cli,
+    inv: &Inventory,
+    connector: Arc<dyn runner::Connector>,
+    every: Duration,
+) -> ExitCode {
+    use std::io::Write;
+    loop {
+        let rows =
+            crate::status::collect(inv, connector.clone(), usize::from(cli.concurrency)).await;
+        let code = health_code(&rows);
+        let frame = match cli.output {
+            // Home, clear the screen, then the table: redrawn in place.
+            OutputFormat::Human => format!(
+                "\x1b[H\x1b[2J{} (every {} s, Ctrl-C to stop)\n\n{}",
+                inv.cluster.name,
+                every.as_secs(),
+                crate::status::table(&rows)
             ),
-            code,
-        ),
+            OutputFormat::Json => format!("{}\n", serde_json::to_string(&rows).unwrap_or_default()),
+        };
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(frame.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return code;
+        }
+        drop(out);
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return code,
+        }
     }
 }
 

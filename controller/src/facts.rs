@@ -107,6 +107,7 @@ e tools_missing "$(for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>
 e dropins "$(ls -A /etc/rancher/k3s/config.yaml.d 2>/dev/null | tr '\n' ' ')"
 if [ "$secrets" = secrets ]; then
   if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
+  if [ -f /var/lib/rancher/k3s/server/agent-token ]; then e agent_token "$(cat /var/lib/rancher/k3s/server/agent-token)"; fi
   if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
 fi
 "#;
@@ -173,6 +174,8 @@ pub struct Facts {
     pub started_with: BTreeMap<String, String>,
     pub units: BTreeMap<String, UnitFact>,
     pub server_token: Option<Secret>,
+    /// A server's agent token (`K10<ca-hash>::node:<secret>`), when it has one.
+    pub agent_token: Option<Secret>,
     pub admin_kubeconfig: Option<Secret>,
     /// A K3s install pictl did not write: (unit name, its files).
     pub foreign: Option<(String, crate::adopt::Foreign)>,
@@ -272,6 +275,7 @@ impl Facts {
             started_with,
             units,
             server_token: non_empty("token").map(Secret::new),
+            agent_token: non_empty("agent_token").map(Secret::new),
             admin_kubeconfig: one
                 .get("kubeconfig")
                 .filter(|s| !s.is_empty())

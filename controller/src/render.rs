@@ -24,6 +24,8 @@ struct K3sConfig<'a> {
     server: Option<String>,
     token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    agent_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     write_kubeconfig_mode: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tls_san: Vec<&'a str>,
@@ -46,7 +48,13 @@ fn extra(inv: &Inventory, node: &Node) -> K3sSettings {
 
 /// The server's config; `secret` is the cluster secret (the server derives
 /// its `K10…` token from it).
-pub fn server_config(inv: &Inventory, node: &Node, secret: &Secret) -> String {
+/// `agent_secret`: the agents' join secret (`agent-token`), if the cluster has one.
+pub fn server_config(
+    inv: &Inventory,
+    node: &Node,
+    secret: &Secret,
+    agent_secret: Option<&Secret>,
+) -> String {
     let mut tls_san: Vec<&str> = vec![inv.api_address()];
     for s in &inv.cluster.tls_san {
         if !tls_san.contains(&s.as_str()) {
@@ -63,6 +71,7 @@ pub fn server_config(inv: &Inventory, node: &Node, secret: &Secret) -> String {
         // Extra HA servers join the first one; the first one starts etcd.
         server: (inv.cluster.ha && !first_server).then(|| api_url(inv)),
         token: secret.expose(),
+        agent_token: agent_secret.map(Secret::expose),
         write_kubeconfig_mode: Some("0600"),
         tls_san,
         cluster_init: inv.cluster.ha && first_server,
@@ -79,6 +88,7 @@ pub fn agent_config(inv: &Inventory, node: &Node, join_token: &Secret) -> String
         node_ip: ip_of(node),
         server: Some(api_url(inv)),
         token: join_token.expose(),
+        agent_token: None,
         write_kubeconfig_mode: None,
         tls_san: Vec::new(),
         cluster_init: false,
@@ -119,10 +129,11 @@ pub fn unit_name(role: Role) -> &'static str {
 
 /// The unit file, modelled on the one K3s's install script writes.
 pub fn unit_file(role: Role) -> String {
+    // K3s's installer writes Type=notify for both (its SYSTEMD_TYPE
+    // default): an agent notifies once its Node registered.
     let (desc, kind, exec) = match role {
-        // K3s's installer uses Type=notify for servers and Type=exec for agents.
         Role::Server => ("Lightweight Kubernetes", "notify", "server"),
-        Role::Agent => ("Lightweight Kubernetes (agent)", "exec", "agent"),
+        Role::Agent => ("Lightweight Kubernetes (agent)", "notify", "agent"),
     };
     format!(
         "# Managed by pictl: edits are reverted by the next `pictl apply`.
@@ -187,11 +198,17 @@ taints = ["edge=true:NoSchedule"]
     #[test]
     fn server_config_holds_sans_and_restricts_the_kubeconfig() {
         let inv = inv();
-        let y = server_config(&inv, &inv.nodes[0], &Secret::new("sec"));
+        let y = server_config(
+            &inv,
+            &inv.nodes[0],
+            &Secret::new("sec"),
+            Some(&Secret::new("agents")),
+        );
         assert!(y.starts_with(HEADER));
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&y).expect("yaml");
         assert_eq!(v["node-name"], "s1");
         assert_eq!(v["token"], "sec");
+        assert_eq!(v["agent-token"], "agents");
         assert_eq!(v["write-kubeconfig-mode"], "0600");
         assert_eq!(v["tls-san"][0], "10.0.0.1");
         assert_eq!(v["tls-san"][1], "pi.example.com");

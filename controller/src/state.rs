@@ -84,19 +84,28 @@ pub fn cluster_secret(inv: &Inventory) -> Result<Secret, StateError> {
             .map(|v| Secret::new(v.trim()))
             .ok_or_else(|| StateError::TokenEnvMissing(var.clone())),
         SecretSource::File(path) => read_secret_file(path),
-        SecretSource::Generated => {
-            let path = inv.cluster.state_dir.join("token");
-            if path.exists() {
-                return read_secret_file(&path);
-            }
-            ensure_dir(&inv.cluster.state_dir)?;
-            let mut bytes = [0u8; 24];
-            rand::rng().fill_bytes(&mut bytes);
-            let secret = hex::encode(bytes);
-            write_private(&path, format!("{secret}\n").as_bytes())?;
-            Ok(Secret::new(secret))
-        }
+        SecretSource::Generated => generated(inv, "token"),
     }
+}
+
+/// The agents' join secret (`agent-token`), generated once into the state
+/// directory (0600).
+pub fn agent_secret(inv: &Inventory) -> Result<Secret, StateError> {
+    generated(inv, "agent-token")
+}
+
+/// The secret in the state directory's `name`, made there (0600) when absent.
+fn generated(inv: &Inventory, name: &str) -> Result<Secret, StateError> {
+    let path = inv.cluster.state_dir.join(name);
+    if path.exists() {
+        return read_secret_file(&path);
+    }
+    ensure_dir(&inv.cluster.state_dir)?;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, format!("{secret}\n").as_bytes())?;
+    Ok(Secret::new(secret))
 }
 
 pub fn read_secret_file(path: &Path) -> Result<Secret, StateError> {

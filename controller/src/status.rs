@@ -14,7 +14,7 @@ use std::time::Duration;
 use pictl_agent::report::{Health, Memory, NodeReport};
 
 use crate::facts::paths;
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, Node};
 use crate::render;
 use crate::runner::{self, Connector};
 use crate::state;
@@ -101,90 +101,116 @@ pub async fn collect(
         let connector = connector.clone();
         async move {
             let _permit = sem.acquire().await;
-            let mut row = NodeStatus {
-                name: node.name.clone(),
-                role: node.role.as_str(),
-                address: node.address.clone(),
-                reachable: false,
-                error: None,
-                arch: None,
-                os: None,
-                pi_model: None,
-                k3s_version: None,
-                service: None,
-                memory_cgroup: None,
-                clock_skew_seconds: None,
-                ready: None,
-                agent: None,
-            };
-            let t = match connector.connect(node).await {
-                Ok(t) => t,
-                Err(e) => {
-                    row.error = Some(crate::error_chain(&e));
-                    return row;
-                }
-            };
-            match runner::gather(t.as_ref(), node, None).await {
-                Ok(f) => {
-                    row.reachable = true;
-                    row.arch = Some(
-                        f.arch
-                            .as_ref()
-                            .map_or_else(|e| e.clone(), |a| a.to_string()),
-                    );
-                    row.os = Some(f.os.clone());
-                    row.pi_model = f.pi_model.clone();
-                    row.k3s_version = f.k3s_version.clone();
-                    let unit = f.unit(render::unit_name(node.role));
-                    row.service = Some(if unit.active_state.is_empty() {
-                        "absent".into()
-                    } else {
-                        unit.active_state
-                    });
-                    row.memory_cgroup = Some(f.memory_cgroup);
-                    row.clock_skew_seconds = Some(f.clock_skew);
-                    if f.file_sha(paths::HEALTH_AGENT_BIN).is_some() {
-                        row.agent = agent_report(t.as_ref()).await;
-                    }
-                }
-                Err(e) => {
-                    row.reachable = !e.is_unreachable();
-                    row.error = Some(crate::error_chain(&e));
-                }
-            }
-            row
+            node_status(node, connector.as_ref()).await
         }
     }))
     .await;
-
-    if let Ok(client) = runner::kube_client(&state::kubeconfig_path(inv)).await {
-        use k8s_openapi::api::core::v1::Node;
-        let api: kube::Api<Node> = kube::Api::all(client);
-        if let Ok(list) = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            api.list(&Default::default()),
-        )
-        .await
-        {
-            let ready: BTreeMap<String, String> = list
-                .map(|l| l.items)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|n| {
-                    let cond = n
-                        .status?
-                        .conditions?
-                        .into_iter()
-                        .find(|c| c.type_ == "Ready")?;
-                    Some((n.metadata.name?, cond.status))
-                })
-                .collect();
-            for r in &mut rows {
-                r.ready = ready.get(&r.name).cloned();
-            }
-        }
+    let ready = ready_in_api(inv).await;
+    for r in &mut rows {
+        r.ready = ready.get(&r.name).cloned();
     }
     rows
+}
+
+/// One node's row, from one SSH login: its facts and its agent's report.
+async fn node_status(node: &Node, connector: &dyn Connector) -> NodeStatus {
+    let mut row = NodeStatus {
+        name: node.name.clone(),
+        role: node.role.as_str(),
+        address: node.address.clone(),
+        reachable: false,
+        error: None,
+        arch: None,
+        os: None,
+        pi_model: None,
+        k3s_version: None,
+        service: None,
+        memory_cgroup: None,
+        clock_skew_seconds: None,
+        ready: None,
+        agent: None,
+    };
+    let t = match connector.connect(node).await {
+        Ok(t) => t,
+        Err(e) => {
+            row.error = Some(crate::error_chain(&e));
+            return row;
+        }
+    };
+    let f = match runner::gather(t.as_ref(), node, None).await {
+        Ok(f) => f,
+        Err(e) => {
+            row.reachable = !e.is_unreachable();
+            row.error = Some(crate::error_chain(&e));
+            return row;
+        }
+    };
+    row.reachable = true;
+    row.arch = Some(
+        f.arch
+            .as_ref()
+            .map_or_else(|e| e.clone(), |a| a.to_string()),
+    );
+    row.os = Some(f.os.clone());
+    row.pi_model = f.pi_model.clone();
+    row.k3s_version = f.k3s_version.clone();
+    let unit = f.unit(render::unit_name(node.role));
+    row.service = Some(if unit.active_state.is_empty() {
+        "absent".into()
+    } else {
+        unit.active_state
+    });
+    row.memory_cgroup = Some(f.memory_cgroup);
+    row.clock_skew_seconds = Some(f.clock_skew);
+    if f.file_sha(paths::HEALTH_AGENT_BIN).is_some() {
+        row.agent = agent_report(t.as_ref()).await;
+    }
+    row
+}
+
+/// Each Node's Ready condition in the API (empty when the API does not
+/// answer within 10 s: the table then shows `-`).
+async fn ready_in_api(inv: &Inventory) -> BTreeMap<String, String> {
+    use k8s_openapi::api::core::v1::Node as KNode;
+    let Ok(client) = runner::kube_client(&state::kubeconfig_path(inv)).await else {
+        return BTreeMap::new();
+    };
+    let api: kube::Api<KNode> = kube::Api::all(client);
+    let Ok(Ok(list)) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        api.list(&Default::default()),
+    )
+    .await
+    else {
+        return BTreeMap::new();
+    };
+    list.items
+        .into_iter()
+        .filter_map(|n| {
+            let cond = n
+                .status?
+                .conditions?
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            Some((n.metadata.name?, cond.status))
+        })
+        .collect()
+}
+
+/// The node's arch as its `uname -m` says (facts), else as its agent says;
+/// an agent reporting another arch than the node is shown, not hidden.
+fn arch_cell(r: &NodeStatus) -> String {
+    let agent = r
+        .agent
+        .as_ref()
+        .map(|a| a.arch.as_str())
+        .filter(|a| !a.is_empty());
+    match (r.arch.as_deref(), agent) {
+        (Some(node), Some(agent)) if node != agent => format!("{node} (agent: {agent})"),
+        (Some(node), _) => node.to_string(),
+        (None, Some(agent)) => agent.to_string(),
+        (None, None) => "-".to_string(),
+    }
 }
 
 pub fn table(rows: &[NodeStatus]) -> String {
@@ -200,7 +226,7 @@ pub fn table(rows: &[NodeStatus]) -> String {
             r.name.clone(),
             r.role.to_string(),
             r.address.clone(),
-            r.arch.clone().unwrap_or_else(dash),
+            arch_cell(r),
             r.k3s_version.clone().unwrap_or_else(dash),
             if r.reachable {
                 r.service.clone().unwrap_or_else(dash)
@@ -347,6 +373,28 @@ mod tests {
         }
     }
 
+    fn arch_row(arch: Option<&str>, agent_arch: Option<&str>) -> NodeStatus {
+        NodeStatus {
+            name: "node3".into(),
+            role: "agent",
+            address: "10.0.0.3".into(),
+            reachable: true,
+            error: None,
+            arch: arch.map(String::from),
+            os: None,
+            pi_model: None,
+            k3s_version: None,
+            service: None,
+            memory_cgroup: None,
+            clock_skew_seconds: None,
+            ready: None,
+            agent: agent_arch.map(|a| NodeReport {
+                arch: a.into(),
+                ..NodeReport::default()
+            }),
+        }
+    }
+
     #[test]
     fn reports_with_numbers_out_of_range_are_not_read() {
         let max = u64::MAX;
@@ -384,5 +432,18 @@ mod tests {
             }
             prop_assert!(serde_json::to_string(&[r]).is_ok());
         }
+    }
+
+    #[test]
+    fn arch_column_is_the_nodes_and_shows_an_agent_that_disagrees() {
+        assert_eq!(arch_cell(&arch_row(Some("arm64"), Some("arm64"))), "arm64");
+        assert_eq!(arch_cell(&arch_row(Some("arm64"), None)), "arm64");
+        assert_eq!(arch_cell(&arch_row(Some("arm64"), Some(""))), "arm64");
+        assert_eq!(
+            arch_cell(&arch_row(Some("arm64"), Some("amd64"))),
+            "arm64 (agent: amd64)"
+        );
+        assert_eq!(arch_cell(&arch_row(None, Some("armhf"))), "armhf");
+        assert_eq!(arch_cell(&arch_row(None, None)), "-");
     }
 }

@@ -178,6 +178,12 @@ pub enum StepError {
     },
     #[error("{0}")]
     NotReady(String),
+    #[error(
+        "the cluster refuses {node}: \"Node password rejected\" (it knows a node named {node} by another \
+         password: a re-flashed SD card, or /etc/rancher/node removed); delete the old Node and its password \
+         with `kubectl delete node {node}` (or `pictl reset --nodes {node} --yes`), then apply again"
+    )]
+    NodePasswordRejected { node: String },
 }
 
 impl StepError {

@@ -357,3 +357,76 @@ fn version_tells_the_commit_and_the_agent_it_carries() {
         "{text}"
     );
 }
+
+/// An inventory of one node that refuses connections (port 1 on loopback).
+fn unreachable_inventory(dir: &std::path::Path) -> std::path::PathBuf {
+    let known_hosts = dir.join("known_hosts");
+    std::fs::write(&known_hosts, "").expect("write");
+    let inventory = dir.join("inv.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "[cluster]\nname = \"watch\"\nk3s_version = \"v1.32.5+k3s1\"\nstate_dir = \"{}\"\n\
+             [ssh]\nagent = true\nport = 1\nknown_hosts = \"{}\"\n\
+             [[nodes]]\nname = \"s1\"\naddress = \"127.0.0.1\"\nrole = \"server\"\n",
+            dir.join("state").display(),
+            known_hosts.display()
+        ),
+    )
+    .expect("write");
+    inventory
+}
+
+#[test]
+fn status_watch_refreshes_until_interrupted_and_exits_with_the_last_health() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = unreachable_inventory(dir.path());
+    let inv = inv.to_str().expect("utf-8");
+    // JSON: one line per refresh.
+    let mut child = command(&["status", "-i", inv, "--watch", "1", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for _ in 0..2 {
+        let line = lines.next().expect("a refresh").expect("line");
+        let rows: serde_json::Value =
+            serde_json::from_str(&line).expect("one JSON document a line");
+        assert_eq!(rows[0]["name"], "s1");
+        assert_eq!(rows[0]["reachable"], false);
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the node is unreachable: not healthy"
+    );
+    // Human: each frame is drawn from the top of a cleared screen.
+    let mut child = command(&["status", "-i", inv, "--watch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.windows(4).filter(|w| *w == b"\x1b[2J").count() < 2 {
+        let n = out.read(&mut buf).expect("read");
+        assert!(n > 0, "status --watch stopped on its own");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("\x1b[H\x1b[2Jwatch (every 1 s"), "{text}");
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

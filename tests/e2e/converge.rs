@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         corrupted_artifact_is_refused_and_nothing_is_replaced,
         the_uninstall_script_removes_k3s_and_apply_puts_the_node_back,
         reset_removes_k3s_everywhere_and_apply_bootstraps_again,
+        a_wrong_token_on_an_agent_fails_with_the_agents_own_journal_lines,
+        a_slow_first_start_succeeds_within_wait_and_fails_beyond_it_with_the_journal,
+        a_reflashed_node_is_named_with_the_fix,
         an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart,
         a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried,
     ];
@@ -1643,4 +1646,105 @@ fn reset_removes_k3s_everywhere_and_apply_bootstraps_again(lab: &Lab) {
         table.len() == 3 && table.iter().all(|(_, s, _, _)| s == "Ready"),
         "{table:?}"
     );
+}
+
+/// `pictl apply --wait SECONDS --output json` with the lab's inventory.
+fn apply_waiting(lab: &Lab, wait: u64) -> (i32, Value, Output) {
+    let out = pictl(
+        lab,
+        &lab.inventory(),
+        &["apply", "--wait", &wait.to_string(), "--output", "json"],
+    );
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
+    (out.status.code().unwrap_or(-1), v, out)
+}
+
+fn a_wrong_token_on_an_agent_fails_with_the_agents_own_journal_lines(lab: &Lab) {
+    ensure_converged(lab);
+    // A drop-in K3s merges over pictl's config.yaml, with a wrong token.
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "systemctl stop k3s-agent; mkdir -p /etc/rancher/k3s/config.yaml.d; \
+         echo 'token: K10abc::node:wrong' > /etc/rancher/k3s/config.yaml.d/99-wrong.yaml",
+    )
+    .expect("drop-in");
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert!(
+        String::from_utf8_lossy(&plan.stderr).contains("99-wrong.yaml"),
+        "{}",
+        text(&plan)
+    );
+    let (code, v, out) = apply_waiting(lab, 15);
+    assert_eq!(code, 1, "{}", text(&out));
+    let why = node(&v, "node2")["failed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("Failed to validate connection to cluster"),
+        "{v:#}"
+    );
+    assert!(why.contains("did not become ready within 15 s"), "{v:#}");
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "rm -f /etc/rancher/k3s/config.yaml.d/99-wrong.yaml",
+    )
+    .expect("rm");
+    ensure_converged(lab);
+}
+
+fn a_slow_first_start_succeeds_within_wait_and_fails_beyond_it_with_the_journal(lab: &Lab) {
+    ensure_converged(lab);
+    // A fresh data dir to unpack, slowly, as on a Pi's SD card.
+    let reset = pictl(
+        lab,
+        &lab.inventory(),
+        &["reset", "--nodes", "node3", "--yes"],
+    );
+    assert_eq!(reset.status.code(), Some(0), "{}", text(&reset));
+    lab.ssh_ok(
+        "node3",
+        "root",
+        "echo K3S_SIM_UNPACK_DELAY=12s > /etc/default/k3s-agent",
+    )
+    .expect("slow");
+    let (code, v, out) = apply_waiting(lab, 4);
+    assert_eq!(code, 1, "{}", text(&out));
+    let why = node(&v, "node3")["failed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("did not become ready within 4 s"), "{v:#}");
+    let (code, v, out) = apply_waiting(lab, 60);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    lab.ssh_ok("node3", "root", "rm -f /etc/default/k3s-agent")
+        .expect("rm");
+}
+
+fn a_reflashed_node_is_named_with_the_fix(lab: &Lab) {
+    ensure_converged(lab);
+    // A re-flashed SD card: the node comes back with a new node password.
+    lab.ssh_ok(
+        "node3",
+        "root",
+        "systemctl stop k3s-agent; rm -f /etc/rancher/node/password",
+    )
+    .expect("reflash");
+    let (code, v, out) = apply_waiting(lab, 15);
+    assert_eq!(code, 1, "{}", text(&out));
+    let why = node(&v, "node3")["failed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("Node password rejected") && why.contains("kubectl delete node node3"),
+        "{v:#}"
+    );
+    kubectl(lab, &["delete", "node", "node3"]);
+    ensure_converged(lab);
+    let table = wait_all_ready(lab, OLD);
+    assert!(table.iter().all(|(_, s, _, _)| s == "Ready"), "{table:?}");
 }

@@ -14,7 +14,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pictl_e2e::{Case, Lab, LabSpec, harness, lab};
+use pictl_e2e::{Case, Lab, LabSpec, harness};
 
 fn kubectl_bin() -> String {
     if let Ok(k) = std::env::var("KUBECTL") {
@@ -30,7 +30,15 @@ fn kubectl_bin() -> String {
 
 fn k3s_bin() -> PathBuf {
     static BUILD: Once = Once::new();
-    let root = lab::repo_root();
+    // This checkout (not the support library's, which a shared target dir may
+    // have built from another checkout).
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here.parent().unwrap_or(here).to_path_buf();
+    // K3S_SIM_BIN: a simulator built elsewhere (e.g. in a private target dir).
+    if let Some(bin) = std::env::var_os("K3S_SIM_BIN") {
+        return PathBuf::from(bin);
+    }
+    let private = std::env::temp_dir().join(format!("k3s-sim-e2e-bin-{}", std::process::id()));
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = Command::new(cargo)
@@ -39,9 +47,25 @@ fn k3s_bin() -> PathBuf {
             .status()
             .expect("running cargo build -p k3s-sim");
         assert!(st.success(), "cargo build -p k3s-sim failed");
+        // The target dir may be shared with other checkouts: take a private copy
+        // right away so that their builds cannot swap the binary under these tests.
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        std::fs::create_dir_all(&private).expect("private bin dir");
+        std::fs::copy(target.join("debug/k3s"), private.join("k3s")).expect("copy k3s");
     });
-    root.join("target/debug/k3s")
+    private.join("k3s")
 }
+
+/// A node root for K3S_SIM_NODE_ROOT: a cgroup v2 root offering `controllers`.
+fn node_root(dir: &Path, controllers: &str) -> PathBuf {
+    let cg = dir.join("sys/fs/cgroup");
+    std::fs::create_dir_all(&cg).expect("node root");
+    std::fs::write(cg.join("cgroup.controllers"), format!("{controllers}\n")).expect("controllers");
+    dir.to_path_buf()
+}
+
+const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -193,7 +217,12 @@ impl Sim {
         args.extend(["--kubelet-arg", hz_arg.as_str()]);
         args.extend(extra);
         let log = d.join(format!("server-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
-        let mut server = Proc::spawn(&args, &[], log);
+        let root = node_root(&d.join("root-server"), ALL_CONTROLLERS);
+        let mut server = Proc::spawn(
+            &args,
+            &[("K3S_SIM_NODE_ROOT", root.to_str().expect("utf8"))],
+            log,
+        );
         server.wait_log("k3s is up and running", Duration::from_secs(30));
         Sim { dir, port, server }
     }
@@ -249,6 +278,12 @@ impl Sim {
     }
 
     fn agent(&self, name: &str, token: &str, extra: &[&str]) -> Proc {
+        self.agent_on(name, &format!("root-{name}"), token, extra)
+    }
+
+    /// An agent on the node whose files are under `root` (its node password).
+    fn agent_on(&self, name: &str, root: &str, token: &str, extra: &[&str]) -> Proc {
+        let root = node_root(&self.path(root), ALL_CONTROLLERS);
         let data = self.path(&format!("agent-{name}"));
         let hz = format!("healthz-port={}", free_port());
         let url = self.url();
@@ -269,7 +304,10 @@ impl Sim {
         // The token goes through the environment, never argv.
         Proc::spawn(
             &args,
-            &[("K3S_TOKEN", token)],
+            &[
+                ("K3S_TOKEN", token),
+                ("K3S_SIM_NODE_ROOT", root.to_str().expect("utf8")),
+            ],
             self.path(&format!(
                 "agent-{name}-{}.log",
                 SEQ.fetch_add(1, Ordering::SeqCst)
@@ -346,7 +384,8 @@ fn version_format() {
 
 fn mirror_layout_two_versions() {
     let dir = Scratch::new("mirror");
-    let script = lab::repo_root().join("tests/k3s-sim/mirror.sh");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = here.join("k3s-sim/mirror.sh");
     for _ in 0..2 {
         let st = Command::new(&script)
             .arg(&dir.0)
@@ -383,13 +422,26 @@ fn mirror_layout_two_versions() {
             "{v}: {text}"
         );
         amd64.push(sha256_file(&d.join("k3s")));
-        // An arm build on this x86_64 host fails like a foreign binary.
+        // k3s-arm64 is never the host's binary: either a real aarch64 build
+        // (which runs here only under qemu-user, and then knows its release),
+        // or, without a cross toolchain, the host build stamped arm64, which
+        // fails like a foreign binary.
         let arm = Command::new(d.join("k3s-arm64"))
             .arg("--version")
             .output()
             .expect("run arm64");
-        assert!(!arm.status.success());
-        assert!(String::from_utf8_lossy(&arm.stderr).contains("Exec format error"));
+        let elf = std::fs::read(d.join("k3s-arm64")).expect("read k3s-arm64");
+        if elf[18..20] == [183, 0] {
+            let binfmt = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists();
+            assert_eq!(arm.status.success(), binfmt, "{arm:?}");
+            if binfmt {
+                let text = String::from_utf8_lossy(&arm.stdout);
+                assert!(text.starts_with(&format!("k3s version {v} (")), "{text}");
+            }
+        } else {
+            assert!(!arm.status.success());
+            assert!(String::from_utf8_lossy(&arm.stderr).contains("Exec format error"));
+        }
     }
     assert_ne!(amd64[0], amd64[1], "the two versions' binaries must differ");
 }
@@ -973,64 +1025,235 @@ fn client_side_apply_and_patch() {
     assert_eq!(d["metadata"]["labels"]["team"], "edge");
 }
 
-fn wrong_token_is_refused() {
+/// Waits until `needle` appears `times` times in the process's log.
+fn wait_count(p: &mut Proc, needle: &str, times: usize, within: Duration) {
+    let start = Instant::now();
+    while p.log().matches(needle).count() < times {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!(
+                "k3s exited ({st}) while waiting for {times}x {needle:?}:\n{}",
+                p.log()
+            );
+        }
+        assert!(
+            start.elapsed() < within,
+            "{needle:?} not logged {times} times within {within:?}:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn agents_retry_forever_on_wrong_token_ca_hash_or_no_server() {
     let sim = Sim::start("", &[]);
     let token = sim.token();
+    let secret = token.rsplit(':').next().expect("secret").to_string();
+    let failed = format!(
+        "level=error msg=\"Failed to validate connection to cluster at {}",
+        sim.url()
+    );
+    // pkg/agent/run.go: token validation is retried every 2 s, never fatal.
     let mut bad = sim.agent("intruder", "not-the-secret", &[]);
-    let code = bad.wait_exit(Duration::from_secs(20));
-    assert_ne!(code, 0);
-    let log = bad.log();
+    wait_count(&mut bad, &failed, 2, Duration::from_secs(20));
+    assert!(bad.log().contains("token is not valid"), "{}", bad.log());
     assert!(
-        log.contains("level=fatal") && log.contains("token is not valid"),
-        "{log}"
+        !bad.log().contains("not-the-secret"),
+        "the token must not be logged: {}",
+        bad.log()
     );
-    assert!(
-        !log.contains("not-the-secret"),
-        "the token must not be logged: {log}"
-    );
-    // A K10 token whose CA hash is not this cluster's: CA pinning refuses it.
-    let secret = token.rsplit(':').next().expect("secret");
+    // A K10 token whose CA hash is not this cluster's: CA pinning refuses it, again and again.
     let forged = format!("K10{}::server:{secret}", "0".repeat(64));
     let mut pinned = sim.agent("intruder2", &forged, &[]);
-    assert_ne!(pinned.wait_exit(Duration::from_secs(20)), 0);
-    assert!(
-        pinned
-            .log()
-            .contains("token CA hash does not match the Cluster CA certificate hash"),
-        "{}",
-        pinned.log()
+    wait_count(
+        &mut pinned,
+        "token CA hash does not match the Cluster CA certificate hash",
+        2,
+        Duration::from_secs(20),
     );
+    // A server that is not there.
+    let nowhere = format!("https://127.0.0.1:{}", free_port());
+    let mut lost = sim.agent("lost", &token, &["--server", &nowhere]);
+    wait_count(
+        &mut lost,
+        "failed to get CA certs",
+        2,
+        Duration::from_secs(20),
+    );
+    for p in [&mut bad, &mut pinned, &mut lost] {
+        assert!(
+            matches!(p.child.try_wait(), Ok(None)),
+            "the agent must keep retrying: {}",
+            p.log()
+        );
+        assert!(!p.log().contains("level=fatal"), "{}", p.log());
+    }
     let nodes = sim.k(&["get", "nodes", "-o", "name"]);
     assert!(!nodes.contains("intruder"), "{nodes}");
-    // A second node claiming an existing name with another node password is refused.
-    let mut good = sim.agent("dup", &token, &[]);
-    good.wait_log("k3s agent is up and running", Duration::from_secs(20));
-    let mut dup = Proc::spawn(
-        &[
-            "agent",
-            "--server",
-            &sim.url(),
-            "--data-dir",
-            sim.path("other-dup").to_str().expect("utf8"),
-            "--node-name",
-            "dup",
-            "--kubelet-arg",
-            &format!("healthz-port={}", free_port()),
-            "--config",
-            "/dev/null",
-        ],
-        &[("K3S_TOKEN", &token)],
-        sim.path("dup2.log"),
-    );
-    assert_ne!(dup.wait_exit(Duration::from_secs(20)), 0);
+}
+
+fn token_forms_k3s_accepts_join() {
+    let sim = Sim::start("", &[]);
+    let token = sim.token();
+    let secret = token.rsplit(':').next().expect("secret").to_string();
+    let hash = token
+        .strip_prefix("K10")
+        .and_then(|t| t.split("::").next())
+        .expect("hash")
+        .to_string();
+    let forms = [
+        ("full", token.clone()),
+        ("nohash", format!("K10::server:{secret}")),
+        ("nodeuser", format!("K10{hash}::node:{secret}")),
+        ("bare", secret.clone()),
+    ];
+    let mut agents = Vec::new();
+    for (name, t) in &forms {
+        let mut a = sim.agent(name, t, &[]);
+        a.wait_log("k3s agent is up and running", Duration::from_secs(20));
+        agents.push(a);
+    }
+    // Without a CA hash K3s warns that the CA is not pinned.
     assert!(
-        dup.log().contains("Node password rejected"),
-        "{}",
-        dup.log()
+        agents[1]
+            .log()
+            .contains("the token does not include a CA hash")
+    );
+    // A malformed K10 token is retried like any other validation failure.
+    let mut bad = sim.agent("badform", "K10abc::server:x", &[]);
+    wait_count(
+        &mut bad,
+        "invalid token CA hash length",
+        2,
+        Duration::from_secs(20),
     );
 }
 
-fn config_errors_are_clear() {
+fn node_password_rejected_loops_until_node_deleted() {
+    let sim = Sim::start("", &[]);
+    let token = sim.token();
+    let mut first = sim.agent_on("dup", "root-a", &token, &[]);
+    first.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    let pw = sim.path("root-a/etc/rancher/node/password");
+    let meta = std::fs::metadata(&pw).expect("node password file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let secret = json(&sim.k(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "dup.node-password.k3s",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(secret["type"], "k3s.cattle.io/node-password");
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["kind"], "Node");
+    // The same name from another node (a re-flashed Pi: new password) loops.
+    first.stop();
+    let mut reflashed = sim.agent_on("dup", "root-b", &token, &[]);
+    wait_count(
+        &mut reflashed,
+        "Node password rejected",
+        2,
+        Duration::from_secs(20),
+    );
+    assert!(
+        reflashed.log().contains(
+            "level=info msg=\"Waiting to retrieve agent configuration; server is not ready:"
+        ),
+        "{}",
+        reflashed.log()
+    );
+    assert!(matches!(reflashed.child.try_wait(), Ok(None)));
+    // Deleting the Node garbage-collects its secret; the agent then joins.
+    sim.k(&["delete", "node", "dup"]);
+    reflashed.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    let secret2 = json(&sim.k(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "dup.node-password.k3s",
+        "-o",
+        "json",
+    ]));
+    assert_ne!(secret2["metadata"]["uid"], secret["metadata"]["uid"]);
+}
+
+fn labels_merge_on_each_start_and_taints_only_at_registration() {
+    let sim = Sim::start("", &[]);
+    let token = sim.token();
+    let mut a = sim.agent(
+        "w",
+        &token,
+        &["--node-label", "pool=a", "--node-taint", "t=x:NoSchedule"],
+    );
+    a.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    a.stop();
+    let mut b = sim.agent(
+        "w",
+        &token,
+        &["--node-label", "zone=z", "--node-taint", "u=y:NoExecute"],
+    );
+    b.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    let n = json(&sim.k(&["get", "node", "w", "-o", "json"]));
+    assert_eq!(
+        n["metadata"]["labels"]["pool"], "a",
+        "labels are never removed"
+    );
+    assert_eq!(n["metadata"]["labels"]["zone"], "z", "labels are merged");
+    let taints = n["spec"]["taints"].to_string();
+    assert!(
+        taints.contains("\"t\"") && !taints.contains("\"u\""),
+        "{taints}"
+    );
+}
+
+fn reserved_kubelet_labels_are_fatal() {
+    let sim = Sim::start("", &[]);
+    let token = sim.token();
+    let mut a = sim.agent(
+        "r",
+        &token,
+        &["--node-label", "node-role.kubernetes.io/worker=true"],
+    );
+    assert_eq!(a.wait_exit(Duration::from_secs(20)), 1, "{}", a.log());
+    assert!(
+        a.log().contains("level=fatal msg=\"kubelet exited: failed to validate kubelet flags: unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [node-role.kubernetes.io/worker]"),
+        "{}",
+        a.log()
+    );
+    // Allowed namespaces pass.
+    let mut ok = sim.agent(
+        "ok",
+        &token,
+        &[
+            "--node-label",
+            "node.kubernetes.io/pool=a",
+            "--node-label",
+            "topology.kubernetes.io/zone=z",
+        ],
+    );
+    ok.wait_log("k3s agent is up and running", Duration::from_secs(20));
+}
+
+fn config_keys_and_missing_files_like_k3s() {
+    // A server skips keys it does not know, with K3s's warning; a missing explicit
+    // --config is not an error.
+    let missing = std::env::temp_dir().join("k3s-sim-no-such-config.yaml");
+    let sim = Sim::start(
+        "node-name: a\nwrite-kubeconfig-mdoe: \"0644\"\n",
+        &["--config", missing.to_str().expect("utf8")],
+    );
+    let _ = &sim;
+    let sim2 = Sim::start("node-name: a\nwrite-kubeconfig-mdoe: \"0644\"\n", &[]);
+    assert!(
+        sim2.server
+            .log()
+            .contains("level=warning msg=\"Unknown flag --write-kubeconfig-mdoe found in config.yaml, skipping\\n\""),
+        "{}",
+        sim2.server.log()
+    );
     let dir = Scratch::new("cfg");
     let run = |args: &[&str]| {
         let out = Command::new(k3s_bin())
@@ -1038,6 +1261,10 @@ fn config_errors_are_clear() {
             .env_remove("K3S_TOKEN")
             .env_remove("K3S_URL")
             .env_remove("K3S_CONFIG_FILE")
+            .env(
+                "K3S_SIM_NODE_ROOT",
+                node_root(&dir.0.join("root"), ALL_CONTROLLERS),
+            )
             .output()
             .expect("run k3s");
         (
@@ -1048,28 +1275,6 @@ fn config_errors_are_clear() {
     let data = dir.0.join("data");
     let data = data.to_str().expect("utf8");
     let cfg = dir.0.join("config.yaml");
-    std::fs::write(&cfg, "node-name: a\nwrite-kubeconfig-mdoe: \"0644\"\n").expect("cfg");
-    let (code, err) = run(&["server", "-c", cfg.to_str().expect("utf8"), "-d", data]);
-    assert_eq!(code, Some(1));
-    assert!(
-        err.contains("level=fatal")
-            && err.contains("unknown key")
-            && err.contains("write-kubeconfig-mdoe"),
-        "{err}"
-    );
-    let missing = dir.0.join("missing.yaml");
-    let (code, err) = run(&[
-        "server",
-        "--config",
-        missing.to_str().expect("utf8"),
-        "-d",
-        data,
-    ]);
-    assert_eq!(code, Some(1));
-    assert!(
-        err.contains("unable to read config file") && err.contains("missing.yaml"),
-        "{err}"
-    );
     let (code, err) = run(&["server", "--no-such-flag"]);
     assert_eq!(code, Some(1));
     assert!(
@@ -1080,31 +1285,284 @@ fn config_errors_are_clear() {
     let (code, err) = run(&["agent", "-c", "/dev/null", "-d", data]);
     assert_eq!(code, Some(1));
     assert!(err.contains("--token is required"), "{err}");
-    let (code, err) = run(&[
-        "agent",
-        "-c",
-        "/dev/null",
-        "-d",
-        data,
-        "--token-file",
-        "/dev/null",
-    ]);
-    assert_eq!(code, Some(1));
-    assert!(
-        err.contains("--token is required") || err.contains("token is empty"),
-        "{err}"
-    );
     std::fs::write(&cfg, "token: abc\n").expect("cfg");
     let (code, err) = run(&["agent", "-c", cfg.to_str().expect("utf8"), "-d", data]);
     assert_eq!(code, Some(1));
     assert!(err.contains("--server is required"), "{err}");
+    // The agent has no config-key filter: a server key is an undefined flag.
     std::fs::write(&cfg, "node-label: [a=b]\ntls-san: [x]\n").expect("cfg");
     let (code, err) = run(&["agent", "-c", cfg.to_str().expect("utf8"), "-d", data]);
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("Unknown flag --tls-san found in config.yaml, skipping"),
-        "a server key in an agent's config is skipped like K3s: {err}"
+        err.contains("flag provided but not defined: -tls-san"),
+        "{err}"
     );
+    // Drop-ins are read even when the main file is missing.
+    let dropins = dir.0.join("absent.yaml.d");
+    std::fs::create_dir_all(&dropins).expect("dropins");
+    std::fs::write(dropins.join("10-token.yaml"), "token: abc\n").expect("dropin");
+    let absent = dir.0.join("absent.yaml");
+    let (code, err) = run(&["agent", "-c", absent.to_str().expect("utf8"), "-d", data]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--server is required"),
+        "the drop-in's token was read: {err}"
+    );
+}
+
+fn cgroup_checks_like_k3s() {
+    let dir = Scratch::new("cg");
+    let check = |root: &Path| {
+        let out = Command::new(k3s_bin())
+            .arg("check-config")
+            .env("K3S_SIM_NODE_ROOT", root)
+            .output()
+            .expect("check-config");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let good = node_root(&dir.0.join("good"), ALL_CONTROLLERS);
+    let (code, out) = check(&good);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("STATUS: pass"), "{out}");
+    // cgroup v2 without memory: the server dies with K3s's message.
+    let nomem = node_root(&dir.0.join("nomem"), "cpuset cpu io pids");
+    assert_eq!(check(&nomem).0, Some(1));
+    let port = free_port().to_string();
+    let mut srv = Proc::spawn(
+        &[
+            "server",
+            "-c",
+            "/dev/null",
+            "-d",
+            dir.0.join("data").to_str().expect("utf8"),
+            "--https-listen-port",
+            &port,
+            "--bind-address",
+            "127.0.0.1",
+            "--write-kubeconfig",
+            dir.0.join("kc.yaml").to_str().expect("utf8"),
+            "--kubelet-arg",
+            &format!("healthz-port={}", free_port()),
+        ],
+        &[("K3S_SIM_NODE_ROOT", nomem.to_str().expect("utf8"))],
+        dir.0.join("srv.log"),
+    );
+    assert_eq!(srv.wait_exit(Duration::from_secs(20)), 1);
+    assert!(
+        srv.log()
+            .contains("level=fatal msg=\"Error: failed to find memory cgroup (v2)\""),
+        "{}",
+        srv.log()
+    );
+    // cgroup v1 without memory: K3s's Raspberry Pi hint.
+    let v1 = dir.0.join("v1");
+    std::fs::create_dir_all(v1.join("proc/self")).expect("v1");
+    std::fs::write(
+        v1.join("proc/self/cgroup"),
+        "5:pids:/\n4:cpuset:/\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n",
+    )
+    .expect("v1 cgroup");
+    let mut agent = Proc::spawn(
+        &[
+            "agent",
+            "-c",
+            "/dev/null",
+            "-d",
+            dir.0.join("adata").to_str().expect("utf8"),
+            "--server",
+            "https://127.0.0.1:1",
+            "--token",
+            "x",
+        ],
+        &[("K3S_SIM_NODE_ROOT", v1.to_str().expect("utf8"))],
+        dir.0.join("agent.log"),
+    );
+    assert_eq!(agent.wait_exit(Duration::from_secs(20)), 1);
+    assert!(
+        agent.log().contains("failed to find memory cgroup, you may need to add \\\"cgroup_memory=1 cgroup_enable=memory\\\" to your linux cmdline (/boot/cmdline.txt on a Raspberry Pi)"),
+        "{}",
+        agent.log()
+    );
+    // A Raspberry Pi: memory is on only if the line it booted with enables it.
+    let pi = node_root(&dir.0.join("pi"), ALL_CONTROLLERS);
+    std::fs::create_dir_all(pi.join("etc")).expect("etc");
+    std::fs::write(pi.join("etc/rpi-issue"), "Raspberry Pi reference\n").expect("rpi-issue");
+    std::fs::create_dir_all(pi.join("boot/firmware")).expect("boot");
+    let cmdline = pi.join("boot/firmware/cmdline.txt");
+    std::fs::write(&cmdline, "console=tty1 root=PARTUUID=1 rootwait\n").expect("cmdline");
+    let (code, out) = check(&pi);
+    assert_eq!(code, Some(1), "a fresh Pi has no memory controller: {out}");
+    assert!(out.contains("missing memory"), "{out}");
+    // Fixed but not rebooted: still off (the file is newer than the boot).
+    std::fs::write(
+        &cmdline,
+        "console=tty1 root=PARTUUID=1 rootwait cgroup_memory=1 cgroup_enable=memory\n",
+    )
+    .expect("cmdline");
+    let _ = std::fs::remove_dir_all(pi.join("run"));
+    assert_eq!(check(&pi).0, Some(1), "not rebooted yet");
+    // "Rebooted": the file predates the boot and /run is empty.
+    let st = Command::new("touch")
+        .args(["-d", "2000-01-01"])
+        .arg(&cmdline)
+        .status()
+        .expect("touch");
+    assert!(st.success());
+    let _ = std::fs::remove_dir_all(pi.join("run"));
+    let (code, out) = check(&pi);
+    assert_eq!(code, Some(0), "after the reboot: {out}");
+}
+
+fn ready_only_after_api_serves_and_first_start_unpacks() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = Scratch::new("notify");
+    let sock_path = dir.0.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("timeout");
+    let port = free_port();
+    let port_s = port.to_string();
+    let data = dir.0.join("data");
+    let kc = dir.0.join("kc.yaml");
+    let root = node_root(&dir.0.join("root"), ALL_CONTROLLERS);
+    let hz = format!("healthz-port={}", free_port());
+    let args = [
+        "server",
+        "-c",
+        "/dev/null",
+        "-d",
+        data.to_str().expect("utf8"),
+        "--https-listen-port",
+        &port_s,
+        "--bind-address",
+        "127.0.0.1",
+        "--write-kubeconfig",
+        kc.to_str().expect("utf8"),
+        "--kubelet-arg",
+        &hz,
+    ];
+    let env = [
+        ("K3S_SIM_NODE_ROOT", root.to_str().expect("utf8")),
+        ("NOTIFY_SOCKET", sock_path.to_str().expect("utf8")),
+        ("K3S_SIM_UNPACK_DELAY", "3s"),
+    ];
+    let started = Instant::now();
+    let mut srv = Proc::spawn(&args, &env, dir.0.join("s1.log"));
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "READY came before the data dir was unpacked"
+    );
+    // The API serves when READY arrives.
+    let cache = dir.0.join("cache");
+    let out = kubectl_with(&kc, &cache, &["get", "--raw", "/readyz"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = srv.log();
+    assert!(log.contains("Preparing data dir"), "{log}");
+    assert!(
+        log.find("Kube API server is now running") < log.find("k3s is up and running"),
+        "{log}"
+    );
+    srv.stop();
+    // Second start of the same version: nothing to unpack, no delay.
+    let again = Instant::now();
+    let srv = Proc::spawn(&args, &env, dir.0.join("s2.log"));
+    let n = sock.recv(&mut buf).expect("READY=1 again");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        again.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        again.elapsed()
+    );
+    assert!(!srv.log().contains("Preparing data dir"), "{}", srv.log());
+    // An agent notifies only once its node is registered.
+    let token = std::fs::read_to_string(data.join("server/token")).expect("token");
+    let aroot = node_root(&dir.0.join("aroot"), ALL_CONTROLLERS);
+    let url = format!("https://127.0.0.1:{port}");
+    let _agent = Proc::spawn(
+        &[
+            "agent",
+            "-c",
+            "/dev/null",
+            "-d",
+            dir.0.join("adata").to_str().expect("utf8"),
+            "--server",
+            &url,
+            "--node-name",
+            "late",
+            "--kubelet-arg",
+            &format!("healthz-port={}", free_port()),
+        ],
+        &[
+            ("K3S_TOKEN", token.trim()),
+            ("K3S_SIM_NODE_ROOT", aroot.to_str().expect("utf8")),
+            ("NOTIFY_SOCKET", sock_path.to_str().expect("utf8")),
+        ],
+        dir.0.join("a.log"),
+    );
+    let n = sock.recv(&mut buf).expect("agent READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    let out = kubectl_with(&kc, &cache, &["get", "node", "late", "-o", "name"]);
+    assert!(
+        out.status.success(),
+        "the node exists at READY: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn multi_call_names_like_k3s() {
+    let sim = Sim::start("", &[]);
+    let bin = sim.path("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    for name in ["kubectl", "crictl", "ctr"] {
+        std::os::unix::fs::symlink(k3s_bin(), bin.join(name)).expect("symlink");
+    }
+    let kc = sim.path("kubeconfig.yaml");
+    let kc = kc.to_str().expect("utf8");
+    let real = kubectl_bin();
+    let real = Command::new("sh")
+        .args(["-c", &format!("command -v {real}")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("which kubectl");
+    for mut cmd in [Command::new(bin.join("kubectl")), {
+        let mut c = Command::new(k3s_bin());
+        c.arg("kubectl");
+        c
+    }] {
+        let out = cmd
+            .args(["--kubeconfig", kc, "get", "nodes", "-o", "name"])
+            .env("K3S_SIM_KUBECTL", &real)
+            .output()
+            .expect("kubectl via k3s");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("node/"));
+    }
+    let out = Command::new(bin.join("crictl"))
+        .arg("ps")
+        .output()
+        .expect("crictl");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("crictl ps"));
+    let out = Command::new(k3s_bin())
+        .arg("check-config")
+        .env("K3S_SIM_NODE_ROOT", sim.path("root-server"))
+        .output()
+        .expect("check-config");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STATUS: pass"));
 }
 
 fn restarted_server_keeps_everything() {
@@ -1152,7 +1610,12 @@ fn restarted_server_keeps_everything() {
             "--kubelet-arg",
             &format!("healthz-port={}", free_port()),
         ],
-        &[],
+        &[(
+            "K3S_SIM_NODE_ROOT",
+            node_root(&dir.0.join("root-other"), ALL_CONTROLLERS)
+                .to_str()
+                .expect("utf8"),
+        )],
         dir.0.join("other.log"),
     );
     assert_ne!(other.wait_exit(Duration::from_secs(20)), 0);
@@ -1455,6 +1918,54 @@ fn k3s_sim_under_systemd_with_k3s_units(lab: &Lab) {
     );
 }
 
+/// The lab's Pi node (node3) as K3s sees it: no memory controller until its
+/// cmdline.txt has the flag and it rebooted; `k3s check-config` and `k3s server` agree.
+fn pi_node_needs_cmdline_and_reboot(lab: &Lab) {
+    lab.populate_mirror().expect("populate mirror");
+    let mirror = lab.mirror_url().trim_end_matches('/').to_string();
+    lab.ssh_ok("node3", "root", &install_cmd(&mirror, "v1.32.5+k3s1"))
+        .expect("install on node3");
+    let check = || {
+        lab.ssh("node3", "root", "k3s check-config")
+            .expect("check-config")
+    };
+    let out = check();
+    assert!(
+        !out.status.success(),
+        "a fresh Pi lacks the memory controller"
+    );
+    let out = lab
+        .ssh(
+            "node3",
+            "root",
+            "k3s server --node-name pi 2>&1 | tail -n 3",
+        )
+        .expect("server");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("failed to find memory cgroup"), "{text}");
+    lab.ssh_ok(
+        "node3",
+        "root",
+        "sed -i '1 s/$/ cgroup_memory=1 cgroup_enable=memory/' /boot/firmware/cmdline.txt",
+    )
+    .expect("fix cmdline");
+    assert!(!check().status.success(), "not rebooted yet");
+    lab.reboot("node3").expect("reboot node3");
+    let start = Instant::now();
+    loop {
+        if let Ok(o) = lab.ssh("node3", "root", "k3s check-config")
+            && o.status.success()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "check-config still fails after the reboot"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn main() -> ExitCode {
     let host: &[(&str, fn())] = pictl_e2e::host_cases![
         version_format,
@@ -1464,17 +1975,33 @@ fn main() -> ExitCode {
         other_kinds_apply_and_list,
         client_side_apply_and_patch,
         agents_join_heartbeat_and_go_not_ready,
-        wrong_token_is_refused,
-        config_errors_are_clear,
+        agents_retry_forever_on_wrong_token_ca_hash_or_no_server,
+        token_forms_k3s_accepts_join,
+        node_password_rejected_loops_until_node_deleted,
+        labels_merge_on_each_start_and_taints_only_at_registration,
+        reserved_kubelet_labels_are_fatal,
+        config_keys_and_missing_files_like_k3s,
+        cgroup_checks_like_k3s,
+        ready_only_after_api_serves_and_first_start_unpacks,
+        multi_call_names_like_k3s,
         restarted_server_keeps_everything,
     ];
     let (_, host_failed) = run_host_cases(host);
-    let lab_cases: &[Case] = pictl_e2e::cases![k3s_sim_under_systemd_with_k3s_units,];
+    let lab_cases: &[Case] = pictl_e2e::cases![
+        k3s_sim_under_systemd_with_k3s_units,
+        pi_node_needs_cmdline_and_reboot,
+    ];
     let lab_result = if std::env::var("SIM_SKIP_LAB").is_ok_and(|v| v == "1") {
         println!("lab: skipped (SIM_SKIP_LAB=1)");
         ExitCode::SUCCESS
     } else {
-        harness::run(lab_cases, LabSpec { nodes: 2, pi: &[] })
+        harness::run(
+            lab_cases,
+            LabSpec {
+                nodes: 3,
+                pi: &["node3"],
+            },
+        )
     };
     if host_failed > 0 {
         ExitCode::FAILURE

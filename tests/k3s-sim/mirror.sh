@@ -15,8 +15,14 @@ versions=(v1.32.5+k3s1 v1.33.1+k3s1)
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-(cd "$root" && cargo build --quiet -p k3s-sim)
-bin="$root/target/debug/k3s"
+# K3S_SIM_BIN: use a simulator built elsewhere (a shared target dir may hold
+# another checkout's build).
+if [ -n "${K3S_SIM_BIN:-}" ]; then
+    bin=$K3S_SIM_BIN
+else
+    (cd "$root" && cargo build --quiet -p k3s-sim)
+    bin="${CARGO_TARGET_DIR:-$root/target}/debug/k3s"
+fi
 [ -x "$bin" ] || { echo "mirror.sh: $bin was not built" >&2; exit 1; }
 
 mkdir -p "$out"

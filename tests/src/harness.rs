@@ -76,6 +76,12 @@ fn keep_requested() -> bool {
 /// `--list` lists them. Exit status is failure when anything failed, including
 /// bringing the lab up or leaving something behind after `down`.
 pub fn run(cases: &[Case], spec: LabSpec) -> ExitCode {
+    run_arch(cases, spec, &[])
+}
+
+/// [`run`] on a mixed-architecture lab: `arch` lists the nodes that are not
+/// amd64 (`&[("node3", "arm64")]`).
+pub fn run_arch(cases: &[Case], spec: LabSpec, arch: &[(&str, &str)]) -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         for (name, _) in cases {
@@ -97,7 +103,8 @@ pub fn run(cases: &[Case], spec: LabSpec) -> ExitCode {
         println!("lab: 0 passed, 0 failed");
         return ExitCode::SUCCESS;
     }
-    if !lab::lab_or_skip() {
+    let arm64 = arch.iter().any(|(_, a)| *a == "arm64");
+    if !lab::lab_or_skip() || (arm64 && !lab::arm64_or_skip()) {
         println!("lab: {} cases skipped", selected.len());
         println!("lab: 0 passed, 0 failed");
         return ExitCode::SUCCESS;
@@ -111,7 +118,7 @@ pub fn run(cases: &[Case], spec: LabSpec) -> ExitCode {
         }
     };
     let guard = Guard::arm(id);
-    let (passed, failed) = run_with_lab(id, &selected, spec);
+    let (passed, failed) = run_with_lab(id, &selected, spec, arch);
     if let Some(g) = guard {
         g.disarm();
     }
@@ -123,23 +130,29 @@ pub fn run(cases: &[Case], spec: LabSpec) -> ExitCode {
     }
 }
 
-fn run_with_lab(id: u32, cases: &[&Case], spec: LabSpec) -> (usize, usize) {
+fn run_with_lab(id: u32, cases: &[&Case], spec: LabSpec, arch: &[(&str, &str)]) -> (usize, usize) {
     let cached = lab_cache_present();
+    let arm64 = arch.iter().any(|(_, a)| *a == "arm64");
     println!(
-        "lab: bringing up instance {id}: {} nodes{}{}",
+        "lab: bringing up instance {id}: {} nodes{}{}{}",
         spec.nodes,
         if spec.pi.is_empty() {
             String::new()
         } else {
             format!(", Pi emulation on {}", spec.pi.join(","))
         },
-        if cached {
-            ""
-        } else {
+        arch.iter()
+            .map(|(n, a)| format!(", {n} {a}"))
+            .collect::<String>(),
+        if !cached {
             " (building the base image first)"
+        } else if arm64 && !arm64_cache_present() {
+            " (building the arm64 base image first: several minutes under qemu-user)"
+        } else {
+            ""
         }
     );
-    let mut lab = match Lab::start(spec.nodes, spec.pi) {
+    let mut lab = match Lab::start_arch(spec.nodes, spec.pi, arch) {
         Ok(lab) => lab,
         Err(e) => {
             println!("lab: could not bring the lab up: {e:#}");
@@ -211,11 +224,24 @@ fn run_with_lab(id: u32, cases: &[&Case], spec: LabSpec) -> (usize, usize) {
     (passed, failed)
 }
 
-fn lab_cache_present() -> bool {
+fn lab_cache() -> std::path::PathBuf {
     std::env::var_os("PICTL_LAB_CACHE")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "/var/cache/pictl-lab/bookworm-base.tar".into())
-        .is_file()
+}
+
+fn lab_cache_present() -> bool {
+    lab_cache().is_file()
+}
+
+/// The arm64 base sits beside the amd64 one, as the lab tool names it.
+fn arm64_cache_present() -> bool {
+    let amd64 = lab_cache();
+    let name = amd64
+        .file_stem()
+        .map(|s| format!("{}-arm64.tar", s.to_string_lossy()))
+        .unwrap_or_default();
+    amd64.with_file_name(name).is_file()
 }
 
 /// The cases of a lab test, each named by its own function: what a run

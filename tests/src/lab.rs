@@ -27,6 +27,8 @@ pub struct Lab {
     dir: PathBuf,
     nodes: Vec<Node>,
     pi: Vec<String>,
+    /// Each node's architecture (`amd64`, `arm64`), as `lab env` reports it.
+    arches: Vec<(String, String)>,
     mirror_url: String,
     up_seconds: Option<f64>,
     up_wall: Duration,
@@ -121,6 +123,30 @@ pub fn lab_unavailable_reason() -> Option<String> {
     None
 }
 
+/// Why arm64 nodes cannot run here (qemu-aarch64 not registered with
+/// binfmt_misc, or without the C flag sudo needs), or None when they can.
+pub fn arm64_unavailable_reason() -> Option<String> {
+    let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
+    let Ok(text) = fs::read_to_string(entry) else {
+        return Some(
+            "qemu-aarch64 is not registered in binfmt_misc (run tests/lab/install-deps.sh)".into(),
+        );
+    };
+    if !text.lines().any(|l| l == "enabled") {
+        return Some("binfmt qemu-aarch64 is disabled (run tests/lab/install-deps.sh)".into());
+    }
+    let flags = text
+        .lines()
+        .find_map(|l| l.strip_prefix("flags: "))
+        .unwrap_or("");
+    if !flags.contains('C') {
+        return Some(format!(
+            "binfmt qemu-aarch64 has flags {flags:?}, without C sudo fails in arm64 nodes (run tests/lab/install-deps.sh)"
+        ));
+    }
+    None
+}
+
 fn in_ci() -> bool {
     std::env::var("CI")
         .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
@@ -136,6 +162,20 @@ pub fn lab_or_skip() -> bool {
         None => true,
         Some(reason) if in_ci() => {
             panic!("the lab is required in CI (CI=true) but cannot be created: {reason}")
+        }
+        Some(reason) => {
+            println!("SKIPPED: {reason}");
+            false
+        }
+    }
+}
+
+/// [`lab_or_skip`] for arm64 nodes (qemu-user through binfmt_misc).
+pub fn arm64_or_skip() -> bool {
+    match arm64_unavailable_reason() {
+        None => true,
+        Some(reason) if in_ci() => {
+            panic!("arm64 lab nodes are required in CI (CI=true) but cannot run: {reason}")
         }
         Some(reason) => {
             println!("SKIPPED: {reason}");
@@ -209,17 +249,33 @@ impl Lab {
     /// before (a previous run, a crashed one) is torn down first, so every
     /// test binary starts from a clean, known lab.
     pub fn start(n_nodes: usize, pi_nodes: &[&str]) -> Result<Lab> {
+        Lab::start_arch(n_nodes, pi_nodes, &[])
+    }
+
+    /// Like [`Lab::start`], with some nodes of another architecture
+    /// (`("node3", "arm64")`: real aarch64 userland under qemu-user).
+    pub fn start_arch(n_nodes: usize, pi_nodes: &[&str], arch: &[(&str, &str)]) -> Result<Lab> {
         if let Some(reason) = lab_unavailable_reason() {
             bail!("the lab cannot be created: {reason}");
+        }
+        if arch.iter().any(|(_, a)| *a == "arm64")
+            && let Some(reason) = arm64_unavailable_reason()
+        {
+            bail!("arm64 lab nodes cannot be created: {reason}");
         }
         let id = instance_id()?;
         tool_ok(id, &["down"])?;
         let n = n_nodes.to_string();
-        let mut args = vec!["up", n.as_str()];
+        let mut args = vec!["up".to_string(), n];
         for p in pi_nodes {
-            args.push("--pi");
-            args.push(p);
+            args.push("--pi".into());
+            args.push(p.to_string());
         }
+        for (node, a) in arch {
+            args.push("--arch".into());
+            args.push(format!("{node}={a}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let started = Instant::now();
         let stdout = tool_ok(id, &args)?;
         let up_wall = started.elapsed();
@@ -247,6 +303,11 @@ impl Lab {
                 .map(|(_, v)| v.clone())
                 .ok_or_else(|| anyhow!("`lab env` did not print {k}"))
         };
+        let arches = get("LAB_ARCHES")?
+            .split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(n, a)| (n.to_string(), a.to_string()))
+            .collect();
         let nodes = get("LAB_NODES")?
             .split_whitespace()
             .map(|pair| {
@@ -267,6 +328,7 @@ impl Lab {
             dir: PathBuf::from(get("LAB_DIR")?),
             nodes,
             pi: Vec::new(),
+            arches,
             mirror_url: get("LAB_MIRROR_URL")?,
             up_seconds: None,
             up_wall: Duration::ZERO,
@@ -292,6 +354,16 @@ impl Lab {
             .iter()
             .find(|n| n.name == name)
             .ok_or_else(|| anyhow!("lab has no node {name:?}"))
+    }
+
+    /// The node's architecture in the lab (`amd64` unless `up --arch` said).
+    pub fn arch(&self, name: &str) -> Result<&str> {
+        self.node(name)?;
+        Ok(self
+            .arches
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("amd64", |(_, a)| a.as_str()))
     }
 
     pub fn address(&self, name: &str) -> Result<&str> {
@@ -494,12 +566,16 @@ impl Lab {
 
     /// Run `up` again with the same shape (a healthy lab is kept as it is).
     pub fn up_again(&self) -> Result<String> {
-        let n = self.nodes.len().to_string();
-        let mut args = vec!["up", n.as_str()];
+        let mut args = vec!["up".to_string(), self.nodes.len().to_string()];
         for p in &self.pi {
-            args.push("--pi");
-            args.push(p);
+            args.push("--pi".into());
+            args.push(p.clone());
         }
+        for (node, a) in self.arches.iter().filter(|(_, a)| a != "amd64") {
+            args.push("--arch".into());
+            args.push(format!("{node}={a}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         tool_ok(self.id, &args)
     }
 

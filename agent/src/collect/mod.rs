@@ -136,6 +136,7 @@ pub fn collect(src: &Sources) -> NodeReport {
     let mut report = NodeReport {
         version: REPORT_VERSION,
         hostname,
+        arch: crate::report::running_arch().to_owned(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         collected_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -16,6 +16,7 @@ fn pi_report(health: Health, problems: &[&str]) -> NodeReport {
     NodeReport {
         version: REPORT_VERSION,
         hostname: "pi-node1".into(),
+        arch: "arm64".into(),
         agent_version: "0.1.0".into(),
         collected_at: 1_700_000_000,
         uptime_seconds: Some(86400),

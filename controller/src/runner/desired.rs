@@ -15,6 +15,8 @@ pub struct Inputs<'a> {
     pub binary_sha256: String,
     /// The cluster secret (servers) — `None` only in a plan of a new cluster.
     pub secret: Option<&'a Secret>,
+    /// The agents' join secret a server is configured with, if any.
+    pub agent_secret: Option<&'a Secret>,
     /// The join token (agents), once the first server has one.
     pub join_token: Option<&'a Secret>,
     /// The health agent binary (`None`: disabled).
@@ -25,7 +27,8 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
     let role = node.role;
     let config = match (role, i.secret, i.join_token) {
         (Role::Server, Some(s), _) => {
-            DesiredConfig::Known(Secret::new(render::server_config(inv, node, s)))
+            let config = render::server_config(inv, node, s, i.agent_secret);
+            DesiredConfig::Known(Secret::new(config))
         }
         (Role::Server, None, _) => {
             DesiredConfig::Pending("config with a newly generated cluster secret")

@@ -44,6 +44,7 @@ pub struct NodeState {
     /// Every exec other than the facts script exits 1 with this stderr.
     pub refuse: Option<String>,
     pub server_token: Option<String>,
+    pub agent_token: Option<String>,
     /// Uploads to these paths are acknowledged but not kept.
     pub lost_uploads: BTreeSet<String>,
     /// What `k3s --version` names while the binary is present
@@ -158,6 +159,9 @@ impl FakeTransport {
                 .clone()
                 .unwrap_or_else(|| configured_token(s));
             out.push_str(&line("token", &token));
+            if let Some(agent) = &s.agent_token {
+                out.push_str(&line("agent_token", agent));
+            }
             out.push_str(&line("kubeconfig", KUBECONFIG));
         }
         out
@@ -171,9 +175,12 @@ impl FakeTransport {
         };
         s.enabled.insert(unit.clone());
         s.active.insert(unit);
-        // Like K3s, the token is written at the first start and kept.
+        // Like K3s, the tokens are written at the first start and kept.
         if self.server && s.server_token.is_none() {
             s.server_token = Some(configured_token(s));
+        }
+        if self.server && s.agent_token.is_none() {
+            s.agent_token = configured(s, "agent-token:").map(|a| format!("K10abc::node:{a}"));
         }
         let inputs = args.get(8..).unwrap_or_default();
         s.started_with = inputs
@@ -183,21 +190,22 @@ impl FakeTransport {
     }
 }
 
+/// The value of `key` (e.g. `token:`) in the node's config.yaml.
+fn configured(s: &NodeState, key: &str) -> Option<String> {
+    let config = s.files.get(paths::CONFIG)?;
+    String::from_utf8_lossy(config)
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|t| t.trim().trim_matches('"').to_string())
+}
+
 /// The token K3s writes: `K10<ca-hash>::server:<secret>`, the secret from
 /// its config.
 fn configured_token(s: &NodeState) -> String {
-    let config = s
-        .files
-        .get(paths::CONFIG)
-        .map(|c| String::from_utf8_lossy(c).into_owned());
-    let secret = config
-        .as_deref()
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("token:"))
-        .map(|t| t.trim().trim_matches('"').to_string())
-        .unwrap_or_default();
-    format!("K10abc::server:{secret}")
+    format!(
+        "K10abc::server:{}",
+        configured(s, "token:").unwrap_or_default()
+    )
 }
 
 fn ok(stdout: String) -> Output {

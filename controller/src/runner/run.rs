@@ -28,6 +28,9 @@ pub struct Run<'i> {
     /// The cluster secret servers are configured with (`None` only in a
     /// plan of a cluster that has none yet).
     pub secret: Option<Secret>,
+    /// The agents' join secret servers are configured with (`None`: agents
+    /// join with the server token; see [`super::secret::agent_secret`]).
+    pub agent_secret: Option<Secret>,
     /// Which nodes run which arch: for agent binaries and the image preflight.
     pub arches: BTreeMap<Arch, Vec<String>>,
     /// Each alive node's desired state, by node name.
@@ -55,6 +58,7 @@ impl<'i> Run<'i> {
             nodes: inv.nodes.iter().map(NodeRun::new).collect(),
             sem: Arc::new(Semaphore::new(opts.concurrency.max(1))),
             secret: None,
+            agent_secret: None,
             arches: BTreeMap::new(),
             desired: BTreeMap::new(),
             join_token: None,

@@ -9,10 +9,13 @@ use crate::secret::Secret;
 use crate::state;
 use crate::write::Writer;
 
-/// The `<secret>` of a `K10<ca-hash>::server:<secret>` token.
+/// The `<secret>` of a `K10<ca-hash>::<user>:<secret>` token (server or node).
 fn secret_of(token: &Secret) -> &str {
     let t = token.expose();
-    t.split_once("::server:").map_or(t, |(_, s)| s)
+    match t.split_once("::") {
+        Some((_, rest)) => rest.split_once(':').map_or(rest, |(_, s)| s),
+        None => t,
+    }
 }
 
 /// The cluster secret to configure servers with. A running server's
@@ -61,4 +64,36 @@ pub fn cluster_secret(
         });
     }
     Ok(Some(configured))
+}
+
+/// The agents' join secret. A server that has an agent token keeps it (and
+/// the state directory records it); a server that runs without one keeps
+/// running without one (agents join with the server token, and nothing
+/// restarts); a new cluster gets one, generated once into the state
+/// directory, so agents never hold the server token.
+pub fn agent_secret(
+    inv: &Inventory,
+    server: Option<&Facts>,
+    record: Option<&Writer>,
+) -> Result<Option<Secret>, RunError> {
+    let path = inv.cluster.state_dir.join("agent-token");
+    match (
+        server.and_then(|f| f.agent_token.as_ref()),
+        server.and_then(|f| f.server_token.as_ref()),
+    ) {
+        (Some(running), _) => {
+            let s = Secret::new(secret_of(running));
+            if record.is_some() && !path.exists() {
+                state::ensure_dir(&inv.cluster.state_dir)?;
+                state::write_private(&path, format!("{}\n", s.expose()).as_bytes())?;
+            }
+            Ok(Some(s))
+        }
+        (None, Some(_)) => Ok(None),
+        (None, None) => match record {
+            Some(_) => Ok(Some(state::agent_secret(inv)?)),
+            None if path.exists() => Ok(Some(state::read_secret_file(&path)?)),
+            None => Ok(None),
+        },
+    }
 }

@@ -31,11 +31,6 @@ impl Plan for ServicePlan {
     }
 }
 
-/// The least a (re)started K3s is given to become active (and, on servers,
-/// to write its token and admin kubeconfig): a Pi unpacking its data dir
-/// onto an SD card at first start takes minutes. `--wait` raises it.
-const START_TIMEOUT: Duration = Duration::from_secs(150);
-
 /// `$1` unit, `$2` start|restart|none, `$3` daemon-reload yes|no, `$4` wait
 /// for the server's files yes|no, `$5` seconds; then the files to record.
 const SCRIPT: &str = r#"set -eu
@@ -148,7 +143,10 @@ impl Step for K3sService {
     ) -> Result<Applied, StepError> {
         let action = plan.action.verb();
         let server = cx.node.role == Role::Server;
-        let deadline = START_TIMEOUT.max(io.wait);
+        // How long a (re)started K3s may take to become active (and, on
+        // servers, to write its token and admin kubeconfig): `--wait`. A Pi
+        // unpacking its data dir onto an SD card at first start takes minutes.
+        let deadline = io.wait;
         let secs = deadline.as_secs().to_string();
         let cmd = RemoteCommand::script(SCRIPT)
             .args([
@@ -162,6 +160,11 @@ impl Step for K3sService {
             .sudo(cx.node.ssh.sudo)
             .timeout(deadline + Duration::from_secs(30));
         let out = io.transport.exec(&cmd).await?;
+        if !out.success() && out.stderr_text().contains("Node password rejected") {
+            return Err(StepError::NodePasswordRejected {
+                node: cx.node.name.clone(),
+            });
+        }
         StepError::check_output(&format!("systemctl {action} {}", plan.unit), out)?;
         Ok(Applied::Done)
     }

@@ -43,6 +43,7 @@ fn desired(inv: &Inventory) -> Desired {
             inv,
             node,
             &Secret::new("sec"),
+            None,
         ))),
         unit_name: "k3s.service",
         unit_path: paths::SERVER_UNIT,
@@ -108,6 +109,7 @@ fn converged(d: &Desired) -> Facts {
         file_meta,
         units: [("k3s.service".to_string(), unit)].into_iter().collect(),
         server_token: None,
+        agent_token: None,
         admin_kubeconfig: None,
         foreign: None,
         addresses: vec!["10.0.0.1".into()],
@@ -652,6 +654,7 @@ fn plan_diff_reads_drifted_text_files_once_and_never_shows_a_token() {
         &inv,
         &inv.nodes[0],
         &Secret::new(NODE_TOKEN.replace("3f9e", "0000")),
+        None,
     )));
     let mut f = converged(&d);
     let on_node = format!("node-name: s1\ntoken: {NODE_TOKEN}\ndebug: true\n");

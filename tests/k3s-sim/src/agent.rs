@@ -1,17 +1,24 @@
-//! `k3s agent`: joins a server with `server:` and `token:` the way K3s does it —
-//! fetch `/cacerts`, check it against the token's CA hash (CA pinning), then talk
-//! to the supervisor over TLS verified against that CA with `node:<secret>` basic
-//! auth: register the Node, heartbeat every 2 s, re-register if the Node was
-//! deleted. A wrong token or CA hash is fatal (exit 1); an unreachable server is
-//! retried, as K3s waits for its server.
+//! `k3s agent`: joins a server with `server:` and `token:` the way K3s does it.
+//! After the cgroup checks (pkg/agent/run.go `Run`), it validates the token against
+//! the server (pkg/clientaccess/token.go: fetch `/cacerts`, check it against the
+//! token's CA hash, then use the credentials) and retries every 2 s, logging
+//! "Failed to validate connection to cluster at ..." (pkg/agent/run.go
+//! `createProxyAndValidateToken`): a wrong token, a CA-hash mismatch or an unreachable
+//! server never makes it exit. It then retrieves its configuration (here: registers
+//! its Node with its node password) every 5 s until the server accepts, logging
+//! "Waiting to retrieve agent configuration; server is not ready: ..."
+//! (pkg/agent/config/config.go `Get`), which is how a rejected node password loops.
+//! Once registered it heartbeats every 2 s and re-registers if its Node was deleted,
+//! and tells systemd READY=1 only then.
 
 use crate::config::Settings;
-use crate::http::{ClientResponse, parse_server_url, pinned_client, request};
+use crate::http::{parse_server_url, pinned_client, request};
 use crate::nodes::NodeInfo;
 use anyhow::{Result, anyhow, bail};
 use std::time::Duration;
 
 pub async fn run(settings: Settings) -> Result<()> {
+    // pkg/cli/agent/agent.go: these two are checked before anything runs.
     let raw_token = match settings.str("token") {
         Some(t) => t,
         None => match crate::server::token_file(&settings)? {
@@ -22,8 +29,6 @@ pub async fn run(settings: Settings) -> Result<()> {
     let server = settings
         .str("server")
         .ok_or_else(|| anyhow!("--server is required"))?;
-    let url = parse_server_url(&server)?;
-    let token = crate::certs::parse_token(&raw_token)?;
     crate::info!(
         "Starting k3s agent {} ({})",
         crate::version::version(),
@@ -32,76 +37,60 @@ pub async fn run(settings: Settings) -> Result<()> {
     if let Some(f) = &settings.config_file {
         crate::info!("Using config file {}", f.display());
     }
+    crate::cgroups::validate()?;
     let name = crate::server::node_name(&settings);
     let labels = crate::server::node_labels(&settings)?;
     let taints = settings.list("node-taint");
     crate::nodes::validate_taints(&taints)?;
-    let password = crate::server::node_password(&settings)?;
 
-    // CA: fetched without verification, trusted only if it matches the token's hash.
-    let ca_pem = loop {
-        match request(
-            crate::http::insecure_client()?,
-            &url,
-            "GET",
-            "/cacerts",
-            None,
-            b"",
-        )
-        .await
-        {
-            Ok(r) if r.status == 200 => break String::from_utf8_lossy(&r.body).to_string(),
-            Ok(r) => crate::info!(
-                "Waiting to retrieve agent configuration; server is not ready: {server}/cacerts: {}",
-                r.status
-            ),
-            Err(e) => {
-                crate::info!("Waiting to retrieve agent configuration; server is not ready: {e}")
-            }
+    let (url, ca_pem, secret) = loop {
+        match validate_token(&server, &raw_token).await {
+            Ok(v) => break v,
+            Err(e) => crate::error!("Failed to validate connection to cluster at {server}: {e:#}"),
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    let hash = crate::certs::ca_hash(&ca_pem);
-    if let Some(want) = &token.ca_hash
-        && want != &hash
-    {
-        bail!("token CA hash does not match the Cluster CA certificate hash: {want} != {hash}");
-    }
     let client = pinned_client(&ca_pem)?;
-    let auth = format!("node:{}", token.secret);
+    // pkg/agent/run.go: the agent always authenticates as "node".
+    let auth = format!("node:{secret}");
 
-    let register = |local_ip: String| {
-        let info = NodeInfo {
-            name: name.clone(),
-            internal_ip: settings
-                .list("node-ip")
-                .first()
-                .cloned()
-                .unwrap_or(local_ip),
-            hostname: crate::nodes::hostname(),
-            labels: labels.clone(),
-            taints: taints.clone(),
-            os_image: crate::nodes::os_image(),
-            kernel_version: crate::nodes::kernel_version(),
-            kubelet_version: crate::version::version().to_string(),
-            server: false,
-            password: password.clone(),
-        };
-        serde_json::to_vec(&info)
-    };
+    let password_file = crate::host::node_password_file();
+    let password = crate::server::node_password()?;
     // Learn the local address used towards the server (K3s's default node IP).
     let local_ip = loop {
         match request(client.clone(), &url, "GET", "/ping", None, b"").await {
             Ok(r) => break r.local_ip.to_string(),
             Err(e) => {
                 crate::info!("Waiting to retrieve agent configuration; server is not ready: {e}");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
     };
-    let body = register(local_ip.clone())?;
+    // The kubelet starts with the configuration and refuses reserved labels.
+    if let Err(e) = crate::nodes::validate_kubelet_labels(&labels) {
+        crate::kubelet_exited(&e);
+    }
+    let info = NodeInfo {
+        name: name.clone(),
+        internal_ip: settings
+            .list("node-ip")
+            .first()
+            .cloned()
+            .unwrap_or(local_ip),
+        hostname: crate::nodes::hostname(),
+        labels,
+        taints,
+        os_image: crate::nodes::os_image(),
+        kernel_version: crate::nodes::kernel_version(),
+        kubelet_version: crate::version::version().to_string(),
+        arch: crate::nodes::arch().to_string(),
+        server: false,
+        password,
+    };
+    let body = serde_json::to_vec(&info)?;
+    let serving_crt = settings.data_dir().join("agent/serving-kubelet.crt");
     loop {
-        match request(
+        let why = match request(
             client.clone(),
             &url,
             "POST",
@@ -112,14 +101,23 @@ pub async fn run(settings: Settings) -> Result<()> {
         .await
         {
             Ok(r) if r.status == 200 => break,
-            Ok(r) => fatal_or_retry(&server, r)?,
-            Err(e) => {
-                crate::info!("Waiting to retrieve agent configuration; server is not ready: {e}")
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(r) if r.status == 403 => format!(
+                "{}: Node password rejected, duplicate hostname or contents of '{}' may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag",
+                serving_crt.display(),
+                password_file.display()
+            ),
+            Ok(r) => format!(
+                "{server}/v1-k3s/sim/register: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body).trim()
+            ),
+            Err(e) => format!("{e:#}"),
+        };
+        crate::info!("Waiting to retrieve agent configuration; server is not ready: {why}");
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
     crate::healthz::serve(&settings).await?;
+    crate::info!("Annotations and labels have been set successfully on node: {name}");
     crate::info!("k3s agent is up and running: node {name} registered with {server}");
     crate::notify::ready();
 
@@ -176,19 +174,55 @@ pub async fn run(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-fn fatal_or_retry(server: &str, r: ClientResponse) -> Result<()> {
-    let body = String::from_utf8_lossy(&r.body).trim().to_string();
-    match r.status {
-        401 => bail!(
-            "failed to validate token: token is not valid for server {server}: 401 Unauthorized"
-        ),
-        403 => bail!("{body}"),
-        _ => {
-            crate::info!(
-                "Waiting to retrieve agent configuration; server is not ready: {} {body}",
-                r.status
-            );
-            Ok(())
+/// pkg/clientaccess/token.go `ParseAndValidateToken`: parse, fetch the CA without
+/// verification, pin it against the token's hash (when there is one), and check the
+/// credentials with it. Returns the server URL, the CA and the password.
+async fn validate_token(
+    server: &str,
+    raw_token: &str,
+) -> Result<(crate::http::Url, String, String)> {
+    let token = crate::certs::parse_token(raw_token)?;
+    let url = parse_server_url(server)?;
+    let cacerts = format!("{}/cacerts", server.trim_end_matches('/'));
+    let r = request(
+        crate::http::insecure_client()?,
+        &url,
+        "GET",
+        "/cacerts",
+        None,
+        b"",
+    )
+    .await
+    .map_err(|e| anyhow!("failed to get CA certs: Get \"{cacerts}\": {e:#}"))?;
+    if r.status != 200 {
+        bail!("failed to get CA certs: {cacerts}: {}", r.status);
+    }
+    let ca_pem = String::from_utf8_lossy(&r.body).to_string();
+    let hash = crate::certs::ca_hash(&ca_pem);
+    match &token.ca_hash {
+        Some(want) if want != &hash => {
+            bail!("token CA hash does not match the Cluster CA certificate hash: {want} != {hash}")
         }
+        Some(_) => {}
+        None => crate::warn!(
+            "Cluster CA certificate is not trusted by the host CA bundle, but the token does not include a CA hash. Use the full token from the server's node-token file to enable Cluster CA validation."
+        ),
+    }
+    let auth = format!("node:{}", token.secret);
+    let check = format!("{}/v1-k3s/sim/auth", server.trim_end_matches('/'));
+    let r = request(
+        pinned_client(&ca_pem)?,
+        &url,
+        "GET",
+        "/v1-k3s/sim/auth",
+        Some(&auth),
+        b"",
+    )
+    .await
+    .map_err(|e| anyhow!("Get \"{check}\": {e:#}"))?;
+    match r.status {
+        200 => Ok((url, ca_pem, token.secret)),
+        401 => bail!("token is not valid: {check}: 401 Unauthorized"),
+        s => bail!("{check}: {s}"),
     }
 }

@@ -170,36 +170,37 @@ pub fn ca_hash(ca_pem: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Token {
     pub ca_hash: Option<String>,
+    pub user: String,
     pub secret: String,
 }
 
+/// K3s's token forms (pkg/clientaccess/token.go `parseToken`): `K10<ca-hash>::<user>:<password>`,
+/// `K10::<user>:<password>` (no CA pinning), `K10<user>:<password>`, or a bare password.
+/// A CA hash must be a sha256 hex digest's length; `<user>:` needs a password.
 pub fn parse_token(raw: &str) -> Result<Token> {
     let raw = raw.trim();
     if raw.is_empty() {
-        bail!("token is empty");
+        bail!("token must not be empty");
     }
-    if let Some(rest) = raw.strip_prefix("K10") {
-        let (hash, creds) = rest
-            .split_once("::")
-            .ok_or_else(|| anyhow!("invalid token format: K10 prefix without '::'"))?;
-        let (_user, secret) = creds
-            .split_once(':')
-            .ok_or_else(|| anyhow!("invalid token format: missing '<user>:<secret>'"))?;
-        if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-            bail!("invalid token format: CA hash is not a sha256 hex digest");
-        }
-        if secret.is_empty() {
-            bail!("invalid token format: empty secret");
-        }
+    let Some(body) = raw.strip_prefix("K10") else {
         return Ok(Token {
-            ca_hash: Some(hash.to_string()),
-            secret: secret.to_string(),
+            ca_hash: None,
+            user: String::new(),
+            secret: raw.to_string(),
         });
+    };
+    let (hash, creds) = body.split_once("::").unwrap_or(("", body));
+    if !hash.is_empty() && hash.len() != 64 {
+        bail!("invalid token CA hash length");
     }
-    Ok(Token {
-        ca_hash: None,
-        secret: raw.to_string(),
-    })
+    match creds.split_once(':') {
+        Some((user, secret)) if !secret.is_empty() => Ok(Token {
+            ca_hash: (!hash.is_empty()).then(|| hash.to_string()),
+            user: user.to_string(),
+            secret: secret.to_string(),
+        }),
+        _ => bail!("invalid token format"),
+    }
 }
 
 pub fn random_hex(bytes: usize) -> String {
@@ -257,18 +258,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_parse_in_both_forms() {
+    fn tokens_parse_in_every_form_k3s_accepts() {
         let h = "a".repeat(64);
         let t = parse_token(&format!("K10{h}::server:s3cret")).expect("full form");
         assert_eq!(
             t,
             Token {
-                ca_hash: Some(h),
+                ca_hash: Some(h.clone()),
+                user: "server".into(),
                 secret: "s3cret".into()
             }
         );
-        assert_eq!(parse_token("bare").expect("bare").secret, "bare");
-        assert!(parse_token("K10abc::server:x").is_err());
-        assert!(parse_token("  ").is_err());
+        let t = parse_token("K10::server:s3cret").expect("no hash");
+        assert_eq!(
+            (t.ca_hash, t.user.as_str(), t.secret.as_str()),
+            (None, "server", "s3cret")
+        );
+        let t = parse_token("K10node:pw").expect("no ::");
+        assert_eq!((t.user.as_str(), t.secret.as_str()), ("node", "pw"));
+        let t = parse_token(&format!("K10{h}::node:pw")).expect("agent token");
+        assert_eq!(t.user, "node");
+        let t = parse_token("bare:with:colons").expect("bare");
+        assert_eq!((t.ca_hash, t.secret.as_str()), (None, "bare:with:colons"));
+        let msg = |r: Result<Token>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            msg(parse_token("K10abc::server:x")),
+            "invalid token CA hash length"
+        );
+        assert_eq!(
+            msg(parse_token(&format!("K10{h}::nopassword"))),
+            "invalid token format"
+        );
+        assert_eq!(msg(parse_token("K10::server:")), "invalid token format");
+        assert_eq!(msg(parse_token("  ")), "token must not be empty");
     }
 }

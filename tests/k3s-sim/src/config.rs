@@ -1,8 +1,10 @@
 //! Command line and `/etc/rancher/k3s/config.yaml` handling, with K3s's flag names,
 //! short aliases, environment variables and precedence (CLI > config file > env >
-//! default). Deliberately stricter than K3s: a config key that no K3s subcommand
-//! knows is a startup error (K3s itself warns "Unknown flag ... skipping"), so a
-//! typo in what pictl writes fails loudly in the lab instead of being ignored.
+//! default), and K3s's leniency exactly where K3s is lenient
+//! (pkg/configfilearg/parser.go, defaultparser.go): a missing config file is not an
+//! error, whether it is the default one or named by `--config`/`K3S_CONFIG_FILE`;
+//! `k3s server` warns about config keys it does not know and skips them, while
+//! `k3s agent` (which has no such filter) fails on them as on an unknown flag.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
@@ -180,14 +182,6 @@ fn kind_of(role: Role, key: &str) -> Option<Kind> {
         .map(|(_, k)| *k)
 }
 
-fn known_anywhere(key: &str) -> bool {
-    COMMON
-        .iter()
-        .chain(SERVER_ONLY)
-        .chain(AGENT_ONLY)
-        .any(|(k, _)| *k == key)
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub enum Val {
     Bool(bool),
@@ -283,17 +277,20 @@ pub fn load(role: Role, args: &[String]) -> Result<Settings> {
     };
     let mut config_file = None;
     let mut from_file: BTreeMap<String, Val> = BTreeMap::new();
+    // K3s reads the file and then its drop-ins; a missing file (with or without
+    // drop-ins) is not an error, whoever named it.
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             merge_file(role, &path, &text, &mut from_file)?;
             config_file = Some(path.clone());
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_explicit => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if is_explicit {
+                crate::debug!("config file {} does not exist", path.display());
+            }
+        }
         Err(e) => {
-            return Err(anyhow!(
-                "unable to read config file {}: {e}",
-                path.display()
-            ));
+            return Err(anyhow!("open {}: {e}", path.display()));
         }
     }
     // Drop-ins, like K3s: <config>.d/*.yaml in lexical order.
@@ -301,7 +298,12 @@ pub fn load(role: Role, args: &[String]) -> Result<Settings> {
     if let Ok(rd) = std::fs::read_dir(&dropin_dir) {
         let mut files: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().is_some_and(|x| {
+                        x.eq_ignore_ascii_case("yaml") || x.eq_ignore_ascii_case("yml")
+                    })
+            })
             .collect();
         files.sort();
         for f in files {
@@ -349,15 +351,15 @@ fn merge_file(role: Role, path: &Path, text: &str, into: &mut BTreeMap<String, V
             None => (raw_key, false),
         };
         let Some(kind) = kind_of(role, key) else {
-            if known_anywhere(key) {
-                // K3s shares one config file between server and agent.
-                crate::warn!("Unknown flag --{key} found in config.yaml, skipping");
-                continue;
+            match role {
+                // defaultparser.go filters only `server` (and etcd-snapshot) keys.
+                Role::Server => {
+                    crate::warn!("Unknown flag --{key} found in config.yaml, skipping\n");
+                    continue;
+                }
+                // The agent gets every key as a flag, and urfave/cli refuses it.
+                Role::Agent => bail!("Incorrect Usage: flag provided but not defined: -{key}"),
             }
-            bail!(
-                "config file {}: unknown key {key:?}: no such k3s flag (k3s-sim rejects unknown keys)",
-                path.display()
-            );
         };
         let val = yaml_to_val(path, key, kind, &v)?;
         match (append, into.get_mut(key), val) {
@@ -554,20 +556,29 @@ mod tests {
     }
 
     #[test]
-    fn unknown_config_key_is_an_error_naming_it() {
+    fn unknown_config_keys_are_skipped_by_server_and_fatal_for_agent() {
         let mut m = BTreeMap::new();
-        let err = merge_file(Role::Server, Path::new("/x.yaml"), "node-nmae: a\n", &mut m)
-            .expect_err("typo must fail");
-        assert!(err.to_string().contains("\"node-nmae\""), "{err}");
-        // A server-only key in an agent's config is skipped, like K3s does.
         merge_file(
-            Role::Agent,
+            Role::Server,
             Path::new("/x.yaml"),
-            "tls-san: [a]\ntoken: abc\nnode-label+: [x=y]\n",
+            "node-nmae: a\ndisable-apiserver-lb: true\nnode-name: b\n",
             &mut m,
         )
-        .expect("agent skips server keys");
-        assert_eq!(m.get("token"), Some(&Val::Str("abc".into())));
-        assert!(!m.contains_key("tls-san"));
+        .expect("server skips unknown keys");
+        assert_eq!(m.get("node-name"), Some(&Val::Str("b".into())));
+        assert!(!m.contains_key("node-nmae"));
+        // The agent has no filter: a server-only key is an undefined flag.
+        let err = merge_file(
+            Role::Agent,
+            Path::new("/x.yaml"),
+            "tls-san: [a]\ntoken: abc\n",
+            &mut BTreeMap::new(),
+        )
+        .expect_err("agent refuses server keys");
+        assert!(
+            err.to_string()
+                .contains("flag provided but not defined: -tls-san"),
+            "{err}"
+        );
     }
 }

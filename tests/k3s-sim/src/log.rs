@@ -44,7 +44,11 @@ pub fn emit(level: &str, msg: &str) {
     if level == "debug" && !debug_enabled() {
         return;
     }
-    let escaped = msg.replace('\\', "\\\\").replace('"', "\\\"");
+    // logrus quotes the message: backslashes, quotes and newlines are escaped.
+    let escaped = msg
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     eprintln!("time=\"{}\" level={level} msg=\"{escaped}\"", now_rfc3339());
 }
 

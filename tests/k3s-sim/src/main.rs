@@ -8,10 +8,14 @@ mod agent;
 mod api;
 mod apply;
 mod certs;
+mod cgroups;
 mod config;
+mod datadir;
 mod healthz;
+mod host;
 mod http;
 mod log;
+mod multicall;
 mod nodes;
 mod notify;
 mod openapi;
@@ -45,12 +49,22 @@ fn fatal(e: &anyhow::Error) -> ! {
     std::process::exit(1);
 }
 
+/// pkg/daemons/executor/embed.go: the embedded kubelet's error ends the process.
+pub fn kubelet_exited(e: &str) -> ! {
+    log::emit("fatal", &format!("kubelet exited: {e}"));
+    std::process::exit(1);
+}
+
 fn main() {
     if let Err(e) = version::check_arch() {
         eprintln!("k3s: {e}");
         std::process::exit(126);
     }
+    let argv0 = std::env::args().next().unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(tool) = multicall::by_argv0(&argv0) {
+        std::process::exit(multicall::run(tool, &args));
+    }
     let Some(cmd) = args.first() else {
         eprintln!("usage: k3s [--version] <server|agent> [OPTIONS]");
         std::process::exit(1);
@@ -62,14 +76,16 @@ fn main() {
         }
         "--help" | "-h" | "help" => {
             println!(
-                "NAME:\n   k3s - Kubernetes, but small and simple (k3s-sim)\n\nCOMMANDS:\n   server  Run management server\n   agent   Run node agent"
+                "NAME:\n   k3s - Kubernetes, but small and simple (k3s-sim)\n\nCOMMANDS:\n   server        Run management server\n   agent         Run node agent\n   kubectl       Run kubectl\n   crictl        Run crictl\n   ctr           Run ctr\n   check-config  Run config check"
             );
             return;
         }
         "server" => Role::Server,
         "agent" => Role::Agent,
-        "kubectl" | "crictl" | "ctr" | "check-config" | "token" | "etcd-snapshot"
-        | "secrets-encrypt" | "certificate" | "completion" => {
+        "kubectl" | "crictl" | "ctr" | "check-config" => {
+            std::process::exit(multicall::run(cmd, &args[1..]));
+        }
+        "token" | "etcd-snapshot" | "secrets-encrypt" | "certificate" | "completion" => {
             eprintln!("k3s-sim: the '{cmd}' subcommand is not simulated");
             std::process::exit(1);
         }
@@ -83,6 +99,10 @@ fn main() {
         Err(e) => fatal(&e),
     };
     log::set_debug(settings.bool("debug"));
+    // cmd/k3s/main.go unpacks the bundled userspace before running the command.
+    if let Err(e) = datadir::prepare(&settings.data_dir()) {
+        fatal(&e);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -45,6 +45,11 @@ pub struct NodeInfo {
     pub os_image: String,
     pub kernel_version: String,
     pub kubelet_version: String,
+    /// The registering node's own arch (a kubelet labels its node with its
+    /// GOARCH): in a mixed cluster it is not the server's. Empty from an
+    /// older agent, which then gets the server's.
+    #[serde(default)]
+    pub arch: String,
     pub server: bool,
     pub password: String,
 }
@@ -182,7 +187,11 @@ impl Cluster {
         if let Some(old) = node["metadata"]["labels"].as_object() {
             labels = old.clone();
         }
-        let arch = arch();
+        let arch = if info.arch.is_empty() {
+            arch()
+        } else {
+            info.arch.as_str()
+        };
         for (k, v) in [
             ("beta.kubernetes.io/arch", arch),
             ("beta.kubernetes.io/os", "linux"),
@@ -208,23 +217,24 @@ impl Cluster {
         node["metadata"]["annotations"]["k3s.io/internal-ip"] = json!(info.internal_ip);
         node["metadata"]["annotations"]["k3s.io/hostname"] = json!(info.hostname);
         node["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] = json!("0");
-        let taints: Vec<Value> = info.taints.iter().filter_map(|t| parse_taint(t)).collect();
-        if taints.is_empty() {
-            if let Some(m) = node["spec"].as_object_mut() {
-                m.remove("taints");
+        // Taints are the kubelet's --register-with-taints: applied when the Node is
+        // created, never on a later start. Labels (above) are patched on every start
+        // and never removed (pkg/agent/run.go updateMutableLabels).
+        if existing.is_none() {
+            let taints: Vec<Value> = info.taints.iter().filter_map(|t| parse_taint(t)).collect();
+            if !taints.is_empty() {
+                node["spec"]["taints"] = json!(taints);
             }
-        } else {
-            node["spec"]["taints"] = json!(taints);
         }
         let ready_now = node["status"]["conditions"]
             .as_array()
             .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
             .is_some_and(|c| c["status"] == "True");
-        let conditions = if ready_now {
-            node["status"]["conditions"].clone()
-        } else {
-            json!([ready_condition(true, &now)])
-        };
+        if !ready_now {
+            // Ready again: the lifecycle controller lifts its unreachable taint.
+            set_ready(&mut node, true);
+        }
+        let conditions = node["status"]["conditions"].clone();
         node["status"] = json!({
             "addresses": [{"type": "InternalIP", "address": info.internal_ip}, {"type": "Hostname", "address": info.hostname}],
             "conditions": conditions,
@@ -239,7 +249,18 @@ impl Cluster {
                 "machineID": "", "systemUUID": "", "bootID": "",
             },
         });
-        st.put(node_rt, node).map_err(RegisterError::Store)?;
+        let (stored, _) = st.put(node_rt, node).map_err(RegisterError::Store)?;
+        // pkg/nodepassword/controller.go onChangeNode: the secret is owned by its Node,
+        // so the garbage collector removes it with the Node.
+        let owner = json!({"apiVersion": "v1", "kind": "Node", "name": info.name,
+            "uid": stored["metadata"]["uid"]});
+        if let Some(mut secret) = st.get(secret_rt, "kube-system", &secret_name).cloned()
+            && secret["metadata"]["ownerReferences"] != json!([owner])
+        {
+            crate::info!("Adding node OwnerReference to node-password secret {secret_name}");
+            secret["metadata"]["ownerReferences"] = json!([owner]);
+            st.put(secret_rt, secret).map_err(RegisterError::Store)?;
+        }
         drop(st);
         self.heartbeat(&info.name).map_err(RegisterError::Store)?;
         Ok(())
@@ -331,8 +352,90 @@ impl Cluster {
                 }
             }
         }
+        collect_garbage(&mut st);
         update_deployments(&mut st);
     }
+}
+
+/// The garbage collector's part the simulator needs: a node-password secret whose
+/// owning Node is gone (or was re-created with another uid) is deleted.
+fn collect_garbage(st: &mut State) {
+    let secret_rt = rt("Secret");
+    let node_rt = rt("Node");
+    let orphans: Vec<String> = st
+        .list(secret_rt, Some("kube-system"))
+        .iter()
+        .filter(|s| {
+            s["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| {
+                    refs.iter().any(|r| {
+                        r["kind"] == "Node"
+                            && st
+                                .get(node_rt, "", r["name"].as_str().unwrap_or_default())
+                                .is_none_or(|n| n["metadata"]["uid"] != r["uid"])
+                    })
+                })
+        })
+        .map(|s| meta_str(s, "name").to_string())
+        .collect();
+    for name in orphans {
+        match st.delete(secret_rt, "kube-system", &name) {
+            Ok(_) => crate::info!("Deleted secret kube-system/{name}: its owner Node is gone"),
+            Err(e) => crate::error!("deleting secret kube-system/{name}: {e}"),
+        }
+    }
+}
+
+/// The label keys the kubelet lets a node set on itself
+/// (k8s.io/kubernetes pkg/kubelet/apis/well_known_labels.go), sorted as it prints them.
+const KUBELET_LABELS: [&str; 11] = [
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "beta.kubernetes.io/os",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "kubernetes.io/arch",
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+const KUBELET_LABEL_NAMESPACES: [&str; 2] = ["kubelet.kubernetes.io", "node.kubernetes.io"];
+
+fn label_namespace(key: &str) -> &str {
+    key.split_once('/').map(|(ns, _)| ns).unwrap_or("")
+}
+
+fn under(ns: &str, domain: &str) -> bool {
+    ns == domain || ns.ends_with(&format!(".{domain}"))
+}
+
+/// The kubelet's `--node-labels` check (cmd/kubelet/app/options/options.go
+/// `ValidateKubeletFlags`): labels in the kubernetes.io or k8s.io namespaces must be
+/// on its allowed list, so `node-role.kubernetes.io/*` is refused. The error is the
+/// kubelet's, wrapped as cmd/kubelet/app/server.go does.
+pub fn validate_kubelet_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    let unknown: Vec<&str> = labels
+        .keys()
+        .map(String::as_str)
+        .filter(|k| {
+            let ns = label_namespace(k);
+            (under(ns, "kubernetes.io") || under(ns, "k8s.io"))
+                && !KUBELET_LABELS.contains(k)
+                && !KUBELET_LABEL_NAMESPACES.iter().any(|a| under(ns, a))
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "failed to validate kubelet flags: unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [{}]\n--node-labels in the 'kubernetes.io' namespace must begin with an allowed prefix ({}) or be in the specifically allowed set ({})",
+        unknown.join(" "),
+        KUBELET_LABEL_NAMESPACES.join(", "),
+        KUBELET_LABELS.join(", ")
+    ))
 }
 
 fn set_ready(node: &mut Value, ready: bool) {
@@ -544,6 +647,36 @@ fn update_deployments(st: &mut State) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubelet_refuses_reserved_labels_only() {
+        let set = |ks: &[&str]| -> BTreeMap<String, String> {
+            ks.iter()
+                .map(|k| (k.to_string(), "x".to_string()))
+                .collect()
+        };
+        for ok in [
+            "topology.kubernetes.io/zone",
+            "node.kubernetes.io/pool",
+            "a.node.kubernetes.io/b",
+            "kubelet.kubernetes.io/x",
+            "pictl.io/pool",
+            "plain",
+            "kubernetes.io/arch",
+        ] {
+            assert!(validate_kubelet_labels(&set(&[ok])).is_ok(), "{ok}");
+        }
+        let err = validate_kubelet_labels(&set(&[
+            "node-role.kubernetes.io/worker",
+            "app.kubernetes.io/name",
+            "example.k8s.io/x",
+        ]))
+        .expect_err("reserved");
+        assert!(
+            err.contains("labels specified with --node-labels: [app.kubernetes.io/name example.k8s.io/x node-role.kubernetes.io/worker]"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn taints_parse_like_kubectl() {

@@ -78,14 +78,10 @@ pub fn node_name(settings: &Settings) -> String {
     }
 }
 
-/// K3s's node password file: /etc/rancher/node/password, or beside the data dir when
-/// a non-default data dir is used (so host-side tests need no /etc).
-pub fn node_password(settings: &Settings) -> Result<String> {
-    let path = if settings.str("data-dir").is_some() {
-        settings.data_dir().join("agent/node-password")
-    } else {
-        PathBuf::from("/etc/rancher/node/password")
-    };
+/// K3s's node password (pkg/agent/config/config.go `ensureNodePassword`): read from
+/// `/etc/rancher/node/password`, or created there once (16 random bytes, hex, 0600).
+pub fn node_password() -> Result<String> {
+    let path = crate::host::node_password_file();
     if let Ok(p) = std::fs::read_to_string(&path) {
         return Ok(p.trim().to_string());
     }
@@ -227,6 +223,8 @@ async fn supervisor(cluster: Arc<Cluster>, req: Request<hyper::body::Incoming>) 
                 }
             }
         }
+        // What the agent's token validation reaches with its credentials.
+        "/v1-k3s/sim/auth" => json_resp(200, &json!({"ok": true})),
         "/v1-k3s/sim/heartbeat" => {
             let name = serde_json::from_slice::<Value>(&body)
                 .ok()
@@ -451,6 +449,13 @@ pub async fn run(settings: Settings) -> Result<()> {
         });
     }
 
+    crate::info!("Kube API server is now running");
+    // The server's embedded agent checks cgroups first (pkg/agent/run.go Run), then
+    // its kubelet validates its flags (pkg/daemons/executor/embed.go).
+    crate::cgroups::validate()?;
+    if let Err(e) = crate::nodes::validate_kubelet_labels(&labels) {
+        crate::kubelet_exited(&e);
+    }
     let info = NodeInfo {
         name: name.clone(),
         internal_ip: internal_ip.clone(),
@@ -460,8 +465,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         os_image: crate::nodes::os_image(),
         kernel_version: crate::nodes::kernel_version(),
         kubelet_version: crate::version::version().to_string(),
+        arch: crate::nodes::arch().to_string(),
         server: true,
-        password: node_password(&settings)?,
+        password: node_password()?,
     };
     match cluster.register(&info) {
         Ok(()) => {}

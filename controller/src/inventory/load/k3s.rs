@@ -16,6 +16,7 @@ pub const OWNED: &[&str] = &[
     "node-ip",
     "server",
     "token",
+    "agent-token",
     "write-kubeconfig-mode",
     "tls-san",
     "node-label",

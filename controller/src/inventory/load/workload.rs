@@ -70,10 +70,7 @@ impl Loader<'_, '_> {
                 if let Some(p) = bins.str(self.sink, arch.name()) {
                     let path = resolve_path(self.base_dir, &p.value);
                     if !path.is_file() {
-                        let hint = format!(
-                            "build it, e.g. cargo zigbuild --release -p pictl-agent --target {}",
-                            arch.musl_target()
-                        );
+                        let hint = format!("build it, e.g. {}", arch.agent_build_hint());
                         let message = format!("{} is not a file", path.display());
                         self.report(&p, message, Some(&hint));
                     }

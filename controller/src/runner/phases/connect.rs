@@ -1,7 +1,7 @@
 //! Connect to every node and gather its facts in one round trip, in
 //! parallel. An unreachable node is recorded and the others go on.
 
-use super::{Phase, Selected, in_parallel};
+use super::{Selected, Symmetric, in_parallel};
 use crate::runner::error::RunError;
 use crate::runner::run::Run;
 use crate::write::Writer;
@@ -15,20 +15,20 @@ impl Connect {
     }
 }
 
-impl Phase for Connect {
+impl Symmetric for Connect {
     const NAME: &'static str = "connect";
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes((0..run.nodes.len()).collect())
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes, None).await;
-        Ok(())
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes, Some(w)).await;
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        Self::run(run, nodes, w).await;
         Ok(())
     }
 }

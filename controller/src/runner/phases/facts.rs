@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Phase, Selected};
+use super::{Selected, Symmetric};
 use crate::error_chain;
 use crate::inventory::{K3sRelease, Role};
 use crate::runner::desired::{self, Inputs};
@@ -24,7 +24,10 @@ impl Facts {
         no_downgrade_from_a_channel(run)?;
         let first = run.first_server().filter(|r| r.alive());
         let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
+        let server_facts = first.and_then(|r| r.facts.as_ref());
+        let agent_secret = secret::agent_secret(run.inv, server_facts, record)?;
         run.secret = secret::cluster_secret(run.inv, running, record)?;
+        run.agent_secret = agent_secret;
         run.arches = BTreeMap::new();
         for r in run.nodes.iter().filter(|r| r.alive()) {
             if let Some(Ok(a)) = r.facts.as_ref().map(|f| f.arch.clone()) {
@@ -97,6 +100,7 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
             version: &run.version,
             binary_sha256: sha,
             secret: run.secret.as_ref().filter(|_| node.role == Role::Server),
+            agent_secret: run.agent_secret.as_ref(),
             join_token: None,
             agent,
         };
@@ -105,19 +109,21 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
     }
 }
 
-impl Phase for Facts {
+impl Symmetric for Facts {
     const NAME: &'static str = "facts";
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(run.alive(None))
     }
 
-    async fn plan(&self, run: &mut Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, None).await
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, _nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, Some(w)).await
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        let _ = nodes;
+        Self::run(run, w).await
     }
 }
 

@@ -2,7 +2,7 @@
 //! pointed at the API address, written 0600 to the state directory (only in
 //! apply), and the run's API client made from it.
 
-use super::{Phase, Selected};
+use super::{Selected, Symmetric};
 use crate::error_chain;
 use crate::inventory::Role;
 use crate::kubeconfig;
@@ -112,17 +112,17 @@ impl Kubeconfig {
             .facts
             .as_ref()
             .and_then(|f| f.admin_kubeconfig.clone());
+        // Agents join with the server's agent token when it has one.
         run.join_token = run.nodes[server]
             .facts
             .as_ref()
-            .and_then(|f| f.server_token.clone());
+            .and_then(|f| f.agent_token.clone().or_else(|| f.server_token.clone()));
     }
 }
 
-impl Phase for Kubeconfig {
+impl Symmetric for Kubeconfig {
     const NAME: &'static str = "kubeconfig";
 
-    /// The first server, if it converged.
     fn select(&self, run: &Run<'_>) -> Selected {
         match run.alive(Some(Role::Server)).first() {
             Some(&i) if run.nodes.iter().position(|r| r.node.role == Role::Server) == Some(i) => {
@@ -132,13 +132,13 @@ impl Phase for Kubeconfig {
         }
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes[0], None).await;
-        Ok(())
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes[0], Some(w)).await;
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        Self::run(run, nodes[0], w).await;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Node as KNode;
 use kube::api::{Patch, PatchParams};
 
-use super::{Phase, Selected};
+use super::{Selected, Symmetric};
 use crate::error_chain;
 use crate::runner::error::RunError;
 use crate::runner::node_meta::{self, NodeMetaPlan};
@@ -77,7 +77,7 @@ async fn write(
         .map_err(|e| format!("patching Node {name}: {}", error_chain(&e)))
 }
 
-impl Phase for NodeLabels {
+impl Symmetric for NodeLabels {
     const NAME: &'static str = "node-labels";
 
     fn select(&self, run: &Run<'_>) -> Selected {
@@ -87,13 +87,13 @@ impl Phase for NodeLabels {
         }
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes, None).await;
-        Ok(())
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes, Some(w)).await;
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        Self::run(run, nodes, w).await;
         Ok(())
     }
 }

@@ -63,6 +63,37 @@ pub trait Phase {
     ) -> impl Future<Output = Result<(), RunError>>;
 }
 
+/// A phase whose plan and apply run the same code, told apart only by
+/// whether they hold the run's Writer (what writes needs `Some(w)`).
+pub trait Symmetric {
+    const NAME: &'static str;
+
+    fn select(&self, run: &Run<'_>) -> Selected;
+
+    fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> impl Future<Output = Result<(), RunError>>;
+}
+
+impl<T: Symmetric> Phase for T {
+    const NAME: &'static str = <T as Symmetric>::NAME;
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Symmetric::select(self, run)
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        self.work(run, nodes, None).await
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        self.work(run, nodes, Some(w)).await
+    }
+}
+
 /// Runs `f` on the `selected` nodes in parallel, at most `sem`'s permits
 /// at a time, each in its node's tracing span.
 async fn in_parallel<'a, 'i: 'a, Fut>(

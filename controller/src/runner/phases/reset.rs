@@ -4,7 +4,7 @@
 
 use tracing::Instrument;
 
-use super::{Phase, Selected, in_parallel};
+use super::{Selected, Symmetric, in_parallel};
 use crate::inventory::Role;
 use crate::runner::converge::{self, Env};
 use crate::runner::desired::{self, Inputs};
@@ -22,6 +22,7 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
         version: &run.version,
         binary_sha256: String::new(),
         secret: None,
+        agent_secret: None,
         join_token: None,
         agent: None,
     };
@@ -85,20 +86,20 @@ impl Reset {
     }
 }
 
-impl Phase for Reset {
+impl Symmetric for Reset {
     const NAME: &'static str = "reset";
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(run.alive(None))
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes, None).await;
-        Ok(())
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes, Some(w)).await;
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        Self::run(run, nodes, w).await;
         Ok(())
     }
 }

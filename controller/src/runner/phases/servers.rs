@@ -4,7 +4,7 @@
 
 use tracing::Instrument;
 
-use super::{Phase, Selected};
+use super::{Selected, Symmetric};
 use crate::inventory::Role;
 use crate::runner::converge::{self, Env};
 use crate::runner::error::{NodeFailure, RunError};
@@ -44,20 +44,20 @@ impl Servers {
     }
 }
 
-impl Phase for Servers {
+impl Symmetric for Servers {
     const NAME: &'static str = "servers";
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(run.alive(Some(Role::Server)))
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes, None).await;
-        Ok(())
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes, Some(w)).await;
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        Self::run(run, nodes, w).await;
         Ok(())
     }
 }
