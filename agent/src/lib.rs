@@ -20,6 +20,10 @@ pub mod report;
 /// installs it as `/etc/systemd/system/pictl-agent.service`).
 pub const SYSTEMD_UNIT: &str = include_str!("../pictl-agent.service");
 
+/// This agent's version (the crate's), as the controller that carries it
+/// reports in `pictl --version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// What the agent could not do. Collection errors end up as lines in the
 /// report's `collection_errors`; only failing to bind the listener or to
 /// start its threads stops the agent.

@@ -28,10 +28,28 @@ Examples:
 Exit codes: 0 success (plan: nothing to change), 1 invalid input or failure, 2 plan has changes.
 Logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG overrides, e.g. RUST_LOG=pictl=debug.";
 
+/// `pictl -V`: the version and the commit it was built from.
+const SHORT_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PICTL_GIT_COMMIT"),
+    ")"
+);
+
+/// `pictl --version`: also the health agent it installs on the nodes.
+static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{SHORT_VERSION}\nagent: pictl-agent {} (report schema v{})",
+        pictl_agent::VERSION,
+        pictl_agent::report::REPORT_VERSION
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pictl",
-    version,
+    version = SHORT_VERSION,
+    long_version = LONG_VERSION.as_str(),
     about = "Declarative K3s provisioner for small fleets (Raspberry Pis first)",
     long_about = "pictl reads a TOML inventory of nodes, connects over SSH (host keys verified), \
 detects each node's CPU architecture, installs and joins K3s from checksum-verified artifacts, \
@@ -154,6 +172,78 @@ pub enum Command {
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
     },
+    /// Write a first inventory from the nodes themselves.
+    ///
+    /// Connects to each address over SSH, detects its arch, Pi model, OS and
+    /// hostname, and writes a commented inventory: the first node the
+    /// server, the rest agents, each arch pinned. A host key known_hosts
+    /// lacks is shown with its fingerprint and recorded only once you
+    /// confirm it (or with --accept-new; without a terminal, init refuses).
+    /// An existing file is never overwritten.
+    ///
+    /// Example: pictl init --nodes 192.168.0.196,192.168.0.197 --user pi --out inventory/home.toml
+    Init(InitArgs),
+    /// Print a shell completion script for pictl.
+    ///
+    /// Example (bash): source <(pictl completions bash)
+    /// Example (zsh): pictl completions zsh > "${fpath[1]}/_pictl"
+    /// Example (fish): pictl completions fish > ~/.config/fish/completions/pictl.fish
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the inventory's JSON Schema (draft 2020-12), for editors.
+    ///
+    /// The repository ships it as inventory/pictl.schema.json; an inventory
+    /// whose first line is `#:schema ./pictl.schema.json` gets completion,
+    /// docs and checks in taplo / Even Better TOML.
+    ///
+    /// Example: pictl schema > inventory/pictl.schema.json
+    Schema,
+    /// Print pictl's man page (roff) to stdout, or write every page to a directory.
+    ///
+    /// Example: pictl man > ~/.local/share/man/man1/pictl.1 && man pictl
+    /// Example: pictl man --dir ~/.local/share/man/man1   (pictl.1, pictl-apply.1, …)
+    Man {
+        /// Write pictl.1 and a page per subcommand (pictl-SUBCOMMAND.1) here.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `pictl init`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Node addresses, comma-separated; the first becomes the server.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "ADDR[,ADDR…]"
+    )]
+    pub nodes: Vec<String>,
+    /// SSH user on the nodes (default: your user name); non-root users need passwordless sudo.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The inventory file to write (must not exist).
+    #[arg(long, default_value = "pictl.toml")]
+    pub out: PathBuf,
+    /// Trust and record host keys known_hosts lacks without asking.
+    #[arg(long)]
+    pub accept_new: bool,
+    /// Private key file (default: the ssh-agent's keys).
+    #[arg(long, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+    /// known_hosts file to check and record host keys in.
+    #[arg(long, value_name = "FILE", default_value = "~/.ssh/known_hosts")]
+    pub known_hosts: String,
+    /// SSH port of the nodes.
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// Cluster name (kubeconfig context, state directory).
+    #[arg(long, default_value = "pictl")]
+    pub name: String,
 }
 
 /// Runs one command; returns the process exit code.
@@ -169,6 +259,28 @@ pub async fn run(cli: Cli) -> ExitCode {
             nodes,
             kubeconfig,
         } => reset(&cli, *yes, nodes, kubeconfig.as_deref()).await,
+        Command::Init(args) => init(args).await,
+        Command::Completions { shell } => {
+            print_out(&crate::manual::completions(*shell), ExitCode::SUCCESS)
+        }
+        Command::Schema => print_out(
+            &crate::inventory::schema::json_schema_text(),
+            ExitCode::SUCCESS,
+        ),
+        Command::Man { dir: None } => match crate::manual::man_page() {
+            Ok(roff) => print_out(&roff, ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("pictl man: {e}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
+        Command::Man { dir: Some(dir) } => match crate::manual::write_man_pages(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pictl man: writing to {}: {e}", dir.display());
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
     }
 }
 
@@ -449,4 +561,83 @@ fn print_out(text: &str, code: ExitCode) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+async fn init(args: &InitArgs) -> ExitCode {
+    let InitArgs {
+        nodes,
+        user,
+        out,
+        accept_new,
+        identity_file,
+        known_hosts,
+        port,
+        name,
+    } = args;
+    use std::io::IsTerminal;
+    let host_keys = if *accept_new {
+        crate::init::HostKeys::AcceptNew
+    } else if std::io::stdin().is_terminal() {
+        let known_hosts = known_hosts.clone();
+        crate::init::HostKeys::Ask(Arc::new(move |address: &str, fingerprint: &str| {
+            confirm_host_key(address, fingerprint, &known_hosts)
+        }))
+    } else {
+        crate::init::HostKeys::Refuse
+    };
+    let opts = crate::init::InitOptions {
+        cluster: name.clone(),
+        addresses: nodes.clone(),
+        user: user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into()),
+        port: *port,
+        identity_file: identity_file.clone(),
+        known_hosts: known_hosts.clone(),
+        host_keys,
+        out: out.clone(),
+        connect_timeout: Duration::from_secs(10),
+    };
+    match crate::init::init(&opts).await {
+        Ok(found) => {
+            for (i, n) in found.iter().enumerate() {
+                eprintln!(
+                    "{}: {} {} ({}{})",
+                    n.address,
+                    if i == 0 { "server" } else { "agent" },
+                    crate::escape_controls(&n.hostname),
+                    n.arch.name(),
+                    n.pi_model
+                        .as_deref()
+                        .map(|m| format!(", {}", crate::escape_controls(m)))
+                        .unwrap_or_default()
+                );
+            }
+            eprintln!(
+                "wrote {}; next: pictl validate -i {0} && pictl apply -i {0}",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pictl init: {}", crate::error_chain(&e));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Shows a host key's fingerprint and asks on the terminal whether to
+/// trust it, as OpenSSH does on a first contact.
+fn confirm_host_key(address: &str, fingerprint: &str, known_hosts: &str) -> bool {
+    eprint!(
+        "The authenticity of host {address} can't be established.\n\
+         Its key fingerprint is {fingerprint}.\n\
+         Trust it and record it in {known_hosts}? [y/N] "
+    );
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }

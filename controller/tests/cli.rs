@@ -157,6 +157,207 @@ fn output_to_a_closed_pipe_ends_quietly_with_the_commands_exit_code() {
     }
 }
 
+/// Runs the generated bash completion in a real bash, as bash does on TAB:
+/// `words` are COMP_WORDS (the last one being completed); returns COMPREPLY.
+fn bash_complete(words: &[&str]) -> Vec<String> {
+    let script = pictl(&["completions", "bash"]);
+    assert_eq!(script.status.code(), Some(0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pictl.bash");
+    std::fs::write(&file, &script.stdout).expect("write");
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    // `complete -p pictl` names the function bash would call; call it the
+    // way bash does: (command, word being completed, previous word).
+    let program = format!(
+        r#"source "$1" || exit 3
+spec=$(complete -p pictl) || exit 4
+fn=$(sed -E 's/.*-F ([^ ]+).*/\1/' <<<"$spec")
+COMP_WORDS=({words})
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_LINE="${{COMP_WORDS[*]}}"
+COMP_POINT=${{#COMP_LINE}}
+"$fn" pictl "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+        words = quoted.join(" ")
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program, "bash"])
+        .arg(&file)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn bash_completion_completes_subcommands_and_their_flags() {
+    let re = bash_complete(&["pictl", "re"]);
+    assert_eq!(re, ["reset"], "pictl re<TAB>");
+    let flags = bash_complete(&["pictl", "apply", "--"]);
+    assert!(
+        flags.iter().any(|f| f == "--inventory"),
+        "pictl apply --<TAB>: {flags:?}"
+    );
+    let reset = bash_complete(&["pictl", "reset", "--"]);
+    assert!(reset.iter().any(|f| f == "--yes"), "{reset:?}");
+    let shells = bash_complete(&["pictl", "completions", ""]);
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(shells.iter().any(|s| s == shell), "{shells:?}");
+    }
+}
+
+#[test]
+fn zsh_and_fish_completions_are_generated() {
+    let zsh = pictl(&["completions", "zsh"]);
+    assert_eq!(zsh.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef pictl"));
+    let fish = pictl(&["completions", "fish"]);
+    assert_eq!(fish.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&fish.stdout).contains("complete -c pictl"));
+}
+
+/// The subcommands `pictl --help` lists.
+fn subcommands() -> Vec<String> {
+    let help = String::from_utf8(pictl(&["--help"]).stdout).expect("utf-8");
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn man_page_is_roff_naming_every_subcommand() {
+    let out = pictl(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let roff = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(roff.starts_with(".ie \\n(.g .ds Aq"), "{roff}");
+    assert!(roff.contains(".TH pictl 1"), "{roff}");
+    for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SUBCOMMANDS"] {
+        assert!(
+            roff.contains(&format!(".SH {section}")),
+            "{section}: {roff}"
+        );
+    }
+    let subcommands = subcommands();
+    assert!(subcommands.len() >= 8, "{subcommands:?}");
+    for sub in &subcommands {
+        assert!(
+            roff.contains(&format!("pictl\\-{sub}")),
+            "{sub} missing from the man page"
+        );
+    }
+    // Every roff request line is a known macro: nothing leaked unescaped.
+    for line in roff.lines().filter(|l| l.starts_with('.')) {
+        let request = line[1..].split_whitespace().next().unwrap_or_default();
+        assert!(
+            [
+                "ie", "el", "TH", "SH", "PP", "TP", "RS", "RE", "IP", "br", "B", "I", "nf", "fi"
+            ]
+            .contains(&request),
+            "unexpected roff request: {line}"
+        );
+    }
+    // groff, where installed, renders it without a warning.
+    if let Ok(mut child) = Command::new("groff")
+        .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(roff.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("groff");
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "groff warnings");
+    }
+}
+
+#[test]
+fn man_dir_writes_a_page_per_subcommand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = pictl(&["man", "--dir", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let main = std::fs::read_to_string(dir.path().join("pictl.1")).expect("pictl.1");
+    assert!(main.contains(".SH SUBCOMMANDS"));
+    for sub in subcommands() {
+        let page = std::fs::read_to_string(dir.path().join(format!("pictl-{sub}.1")))
+            .unwrap_or_else(|e| panic!("pictl-{sub}.1: {e}"));
+        assert!(page.contains(&format!(".TH pictl-{sub} 1")), "{page}");
+        assert!(page.contains(&format!("\\fBpictl {sub}\\fR")), "{page}");
+    }
+    let reset = std::fs::read_to_string(dir.path().join("pictl-reset.1")).expect("reset");
+    assert!(reset.contains("\\-\\-yes"), "{reset}");
+}
+
+#[test]
+fn version_tells_the_commit_and_the_agent_it_carries() {
+    let out = pictl(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let version = env!("CARGO_PKG_VERSION");
+    let commit = first
+        .strip_prefix(&format!("pictl {version} (commit "))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    let head = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    match head {
+        // Built from this checkout (maybe a commit or two ago: only the
+        // form is certain, and that git knows it).
+        Some(_) => {
+            assert!(
+                commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+                "{commit}"
+            );
+            let known = Command::new("git")
+                .args(["cat-file", "-e", &format!("{commit}^{{commit}}")])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("git");
+            assert!(
+                known.success(),
+                "{commit} is not a commit of this repository"
+            );
+        }
+        None => assert_eq!(commit, "unknown"),
+    }
+    assert_eq!(
+        lines.next(),
+        Some(
+            format!(
+                "agent: pictl-agent {} (report schema v{})",
+                pictl_agent::VERSION,
+                pictl_agent::report::REPORT_VERSION
+            )
+            .as_str()
+        ),
+        "{text}"
+    );
+}
+
 /// An inventory of one node that refuses connections (port 1 on loopback).
 fn unreachable_inventory(dir: &std::path::Path) -> std::path::PathBuf {
     let known_hosts = dir.join("known_hosts");

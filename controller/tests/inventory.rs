@@ -10,6 +10,8 @@ use proptest::prelude::*;
 
 #[path = "inventory/bad_input.rs"]
 mod bad_input;
+#[path = "inventory/schema.rs"]
+mod schema;
 
 const NODES: &str = r#"
 [[nodes]]

@@ -15,6 +15,7 @@ mod model;
 mod paths;
 mod reader;
 pub mod rules;
+pub mod schema;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::{

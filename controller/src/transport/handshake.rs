@@ -75,6 +75,8 @@ pub(super) struct HostKeyCheck {
     pub(super) path: PathBuf,
     pub(super) policy: HostKeyPolicy,
     pub(super) record: bool,
+    /// The only new key to accept (by SHA256 fingerprint), when confirmed.
+    pub(super) confirmed: Option<String>,
     pub(super) known: KnownHosts,
 }
 
@@ -94,6 +96,15 @@ impl From<russh::Error> for CheckError {
 impl HostKeyCheck {
     fn verdict(&self, key: &PublicKey) -> Result<(), TransportError> {
         let mut verdict = self.known.check(&self.lookup, key);
+        let offered = key.fingerprint(HashAlg::Sha256).to_string();
+        if verdict == Verdict::Unknown && self.confirmed.as_ref().is_some_and(|c| *c != offered) {
+            return Err(TransportError::HostKeyUnknown {
+                host: self.host.clone(),
+                lookup: self.lookup.clone(),
+                known_hosts: known_hosts::display_path(&self.path),
+                fingerprint: offered,
+            });
+        }
         if verdict == Verdict::Unknown && self.policy == HostKeyPolicy::AcceptNew && !self.record {
             tracing::warn!(
                 host = %self.host,

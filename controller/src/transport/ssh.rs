@@ -50,6 +50,10 @@ pub struct SshTarget {
     /// With `AcceptNew`: write a newly accepted key to `known_hosts`
     /// (false for read-only commands such as `plan`: accepted, not recorded).
     pub record_new_keys: bool,
+    /// With `AcceptNew`: the only new key to accept, by its SHA256
+    /// fingerprint (the one the user confirmed); any other new key is
+    /// unknown, as under `Strict`.
+    pub confirmed_new_key: Option<String>,
     pub sudo: SudoMode,
     /// Bound on TCP connect + handshake + authentication.
     pub connect_timeout: Duration,
@@ -87,6 +91,7 @@ impl SshTarget {
             system_known_hosts: Some(PathBuf::from(known_hosts::SYSTEM_KNOWN_HOSTS)),
             policy: HostKeyPolicy::Strict,
             record_new_keys: true,
+            confirmed_new_key: None,
             sudo: SudoMode::None,
             connect_timeout: Duration::from_secs(10),
             keepalive: Duration::from_secs(15),
@@ -153,6 +158,7 @@ impl SshTransport {
             path: target.known_hosts.clone(),
             policy: target.policy,
             record: target.record_new_keys,
+            confirmed: target.confirmed_new_key.clone(),
             known,
         };
         let address = format!("{}:{}", target.address, target.port);

@@ -9,7 +9,7 @@ use crate::inventory::paths::{default_state_dir, resolve_path};
 use crate::inventory::reader::{self, TableReader};
 use crate::inventory::rules;
 
-const CLUSTER_KEYS: &[&str] = &[
+pub(super) const CLUSTER_KEYS: &[&str] = &[
     "name",
     "k3s_version",
     "channel",

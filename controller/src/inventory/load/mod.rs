@@ -30,6 +30,21 @@ use super::rules::Violation;
 
 const ROOT_KEYS: &[&str] = &["cluster", "ssh", "nodes", "workload", "agent"];
 
+/// The keys each table may hold, by the table's key path (`nodes[]` for
+/// every node): what the JSON Schema ([`super::schema`]) must agree with.
+#[cfg(test)]
+pub(super) fn key_lists() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("", ROOT_KEYS.to_vec()),
+        ("cluster", cluster::CLUSTER_KEYS.to_vec()),
+        ("ssh", ssh::SSH_KEYS.to_vec()),
+        ("nodes[]", nodes::NODE_KEYS.to_vec()),
+        ("workload", workload::WORKLOAD_KEYS.to_vec()),
+        ("agent", workload::AGENT_KEYS.to_vec()),
+        ("agent.binaries", workload::agent_binary_keys()),
+    ]
+}
+
 impl Inventory {
     /// Reads and validates an inventory file.
     pub fn load(path: &Path) -> Result<Inventory, Diagnostics> {

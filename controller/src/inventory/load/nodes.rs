@@ -13,7 +13,7 @@ use crate::inventory::model::{Node, Role};
 use crate::inventory::reader::{self, Located, TableReader};
 use crate::inventory::rules;
 
-const NODE_KEYS: &[&str] = &[
+pub(super) const NODE_KEYS: &[&str] = &[
     "name",
     "address",
     "role",

@@ -11,7 +11,7 @@ use crate::inventory::paths::resolve_path;
 use crate::inventory::reader::{Located, TableReader};
 use crate::inventory::rules;
 
-const SSH_KEYS: &[&str] = &[
+pub(super) const SSH_KEYS: &[&str] = &[
     "user",
     "port",
     "identity_file",

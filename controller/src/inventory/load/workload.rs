@@ -10,7 +10,13 @@ use crate::inventory::paths::resolve_path;
 use crate::inventory::reader::TableReader;
 use crate::inventory::rules;
 
-const WORKLOAD_KEYS: &[&str] = &["playbooks", "image_arch_check"];
+pub(super) const WORKLOAD_KEYS: &[&str] = &["playbooks", "image_arch_check"];
+pub(super) const AGENT_KEYS: &[&str] = &["enabled", "binaries"];
+
+/// `[agent.binaries]` keys: one per arch K3s ships.
+pub(super) fn agent_binary_keys() -> Vec<&'static str> {
+    Arch::ALL.iter().map(|a| a.name()).collect()
+}
 
 impl Loader<'_, '_> {
     pub(super) fn workload(&mut self, t: &TableReader<'_, '_>) -> Workload {
@@ -53,13 +59,13 @@ impl Loader<'_, '_> {
     }
 
     pub(super) fn agent(&mut self, t: &TableReader<'_, '_>) -> AgentSettings {
-        t.deny_unknown(self.sink, &["enabled", "binaries"]);
+        t.deny_unknown(self.sink, AGENT_KEYS);
         let mut settings = AgentSettings::default();
         if let Some(b) = t.bool(self.sink, "enabled") {
             settings.enabled = b.value;
         }
         if let Some(bins) = t.table(self.sink, "binaries") {
-            bins.deny_unknown(self.sink, &["amd64", "arm64", "armhf"]);
+            bins.deny_unknown(self.sink, &agent_binary_keys());
             for arch in Arch::ALL {
                 if let Some(p) = bins.str(self.sink, arch.name()) {
                     let path = resolve_path(self.base_dir, &p.value);
