@@ -512,6 +512,11 @@ async fn watch_status(
     every: Duration,
 ) -> ExitCode {
     use std::io::Write;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered now, so an interrupt that arrives while a refresh is being
+    // gathered is not lost: it ends the watch at the next wait.
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
     loop {
         let rows =
             crate::status::collect(inv, connector.clone(), usize::from(cli.concurrency)).await;
@@ -537,7 +542,8 @@ async fn watch_status(
         drop(out);
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = tokio::signal::ctrl_c() => return code,
+            Some(()) = async { interrupt.as_mut()?.recv().await } => return code,
+            Some(()) = async { terminate.as_mut()?.recv().await } => return code,
         }
     }
 }

@@ -396,6 +396,8 @@ fn status_watch_refreshes_until_interrupted_and_exits_with_the_last_health() {
         assert_eq!(rows[0]["name"], "s1");
         assert_eq!(rows[0]["reachable"], false);
     }
+    // Keep reading while it stops: a full pipe must not hold it up.
+    let drain = std::thread::spawn(move || lines.count());
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -405,6 +407,7 @@ fn status_watch_refreshes_until_interrupted_and_exits_with_the_last_health() {
             .success()
     );
     let status = child.wait().expect("wait");
+    drain.join().expect("drained");
     assert_eq!(
         status.code(),
         Some(1),
