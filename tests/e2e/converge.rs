@@ -85,11 +85,13 @@ fn cache_dir(lab: &Lab) -> PathBuf {
 }
 
 fn pictl_cmd(lab: &Lab, inventory: &Path, args: &[&str]) -> Command {
-    // The mirror is filled once per lab.
-    if !lab.mirror_dir().join(NEW).join("k3s").is_file() {
+    // The mirror is filled once per run, from this checkout's simulator: a
+    // mirror left by an earlier run may hold an older one.
+    static MIRROR: std::sync::Once = std::sync::Once::new();
+    MIRROR.call_once(|| {
         lab.populate_mirror()
-            .expect("populate the lab's K3s mirror");
-    }
+            .expect("populate the lab's K3s mirror")
+    });
     let mut c = Command::new(pictl_bin());
     c.args(args)
         .arg("-i")
@@ -1662,12 +1664,24 @@ fn apply_waiting(lab: &Lab, wait: u64) -> (i32, Value, Output) {
 
 fn a_wrong_token_on_an_agent_fails_with_the_agents_own_journal_lines(lab: &Lab) {
     ensure_converged(lab);
-    // A drop-in K3s merges over pictl's config.yaml, with a wrong token.
+    // A drop-in K3s merges over pictl's config.yaml, with a wrong token: the
+    // cluster's CA hash (so it looks right) and a mistyped secret.
+    let token = lab
+        .ssh_ok("node1", "root", "cat /var/lib/rancher/k3s/server/token")
+        .expect("token");
+    let ca = token
+        .trim()
+        .split("::")
+        .next()
+        .unwrap_or_default()
+        .to_string();
     lab.ssh_ok(
         "node2",
         "root",
-        "systemctl stop k3s-agent; mkdir -p /etc/rancher/k3s/config.yaml.d; \
-         echo 'token: K100000000000000000000000000000000000000000000000000000000000000000::node:wrong' > /etc/rancher/k3s/config.yaml.d/99-wrong.yaml",
+        &format!(
+            "systemctl stop k3s-agent; mkdir -p /etc/rancher/k3s/config.yaml.d; \
+             echo 'token: {ca}::node:mistyped' > /etc/rancher/k3s/config.yaml.d/99-wrong.yaml"
+        ),
     )
     .expect("drop-in");
     let plan = pictl(lab, &lab.inventory(), &["plan"]);
