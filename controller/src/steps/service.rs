@@ -38,6 +38,12 @@ impl ServiceAction {
     pub fn verb(&self) -> &'static str {
         match self {
             ServiceAction::Keep | ServiceAction::Adopt => "none",
+            // A unit stuck starting (K3s retrying forever with a token it
+            // read at start) or failed needs a new process: `start` would
+            // leave the old one waiting.
+            ServiceAction::Start { from } if matches!(from.as_str(), "activating" | "failed") => {
+                "restart"
+            }
             ServiceAction::Start { .. } => "start",
             ServiceAction::Restart(_) => "restart",
         }
@@ -114,5 +120,19 @@ impl ServicePlan {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServiceAction;
+
+    #[test]
+    fn a_unit_stuck_starting_or_failed_is_restarted_a_stopped_one_started() {
+        let start = |from: &str| ServiceAction::Start { from: from.into() }.verb();
+        assert_eq!(start("inactive"), "start");
+        assert_eq!(start("not installed"), "start");
+        assert_eq!(start("activating"), "restart");
+        assert_eq!(start("failed"), "restart");
     }
 }
