@@ -2,10 +2,15 @@
 # Lays out a K3s release mirror for the lab from the simulator:
 #   <dir>/<version>/{k3s,k3s-arm64,k3s-armhf,sha256sum-amd64.txt,sha256sum-arm64.txt,sha256sum-arm.txt}
 # for two versions whose binaries differ and report their own version. The
-# simulator is built once; each file is a stripped copy with a trailer naming its
-# version and architecture (the binary reads the trailer from /proc/self/exe; an
-# arm file run on x86_64 fails like a foreign binary would). Idempotent: files
-# are only rewritten when their content changes.
+# simulator is built once per architecture; each file is a stripped copy with a
+# trailer naming its version and architecture (the binary reads the trailer from
+# /proc/self/exe). k3s-arm64 is a real aarch64 build (cross-built by
+# ../../dist.sh --build; it runs in the lab's arm64 nodes under qemu-user);
+# k3s-armhf is a real armv7 build when that toolchain is installed. Without a
+# cross toolchain an arch gets the host build stamped for it, which refuses to
+# run like a foreign binary would (set PICTL_MIRROR_REAL_ARCHES="arm64 ..." to
+# make a missing cross build an error instead). Idempotent: files are only
+# rewritten when their content changes.
 set -euo pipefail
 
 usage() { echo "usage: $0 <mirror-dir>" >&2; exit 2; }
@@ -28,7 +33,22 @@ fi
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-strip -o "$work/k3s.stripped" "$bin"
+strip -o "$work/k3s.amd64" "$bin"
+
+# The real cross builds; an arch without one gets the stamped host build.
+for arch in arm64 armhf; do
+    t0=$(date +%s)
+    if cross=$("$root/dist.sh" --build "$arch" k3s-sim k3s); then
+        cp "$cross" "$work/k3s.$arch"
+        echo "mirror.sh: k3s-sim for $arch: $cross ($(($(date +%s) - t0)) s)" >&2
+    elif [[ " ${PICTL_MIRROR_REAL_ARCHES:-} " == *" $arch "* ]]; then
+        echo "mirror.sh: no $arch build of the simulator (PICTL_MIRROR_REAL_ARCHES requires one)" >&2
+        exit 1
+    else
+        echo "mirror.sh: warning: no $arch build of the simulator; serving the host build stamped $arch" >&2
+        cp "$work/k3s.amd64" "$work/k3s.$arch"
+    fi
+done
 
 # install_if_changed SRC DEST: atomic, and untouched when identical.
 install_if_changed() {
@@ -43,14 +63,17 @@ install_if_changed() {
 for v in "${versions[@]}"; do
     d="$out/$v"
     mkdir -p "$d"
-    for pair in amd64:k3s arm64:k3s-arm64 arm:k3s-armhf; do
-        arch=${pair%%:*}
-        file=${pair#*:}
-        cp "$work/k3s.stripped" "$work/$file"
-        printf '\n#K3S-SIM-ARCH=%s\n#K3S-SIM-VERSION=%s\n' "$arch" "$v" >>"$work/$file"
+    # sums: the checksum file's name (K3s calls armhf "arm" there).
+    for triple in amd64:amd64:k3s arm64:arm64:k3s-arm64 armhf:arm:k3s-armhf; do
+        arch=${triple%%:*}
+        sums=${triple#*:}
+        sums=${sums%%:*}
+        file=${triple##*:}
+        cp "$work/k3s.$arch" "$work/$file"
+        printf '\n#K3S-SIM-ARCH=%s\n#K3S-SIM-VERSION=%s\n' "$sums" "$v" >>"$work/$file"
         install_if_changed "$work/$file" "$d/$file" 0755
-        (cd "$d" && sha256sum "$file") >"$work/sha256sum-$arch.txt"
-        install_if_changed "$work/sha256sum-$arch.txt" "$d/sha256sum-$arch.txt" 0644
+        (cd "$d" && sha256sum "$file") >"$work/sha256sum-$sums.txt"
+        install_if_changed "$work/sha256sum-$sums.txt" "$d/sha256sum-$sums.txt" 0644
     done
 done
 echo "mirror.sh: ${versions[*]} in $out"
