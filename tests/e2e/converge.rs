@@ -1259,7 +1259,8 @@ fn image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch(lab: &Lab
 /// symlinks, killall and uninstall scripts, the unit with each flag quoted
 /// on its own line in `ExecStart`, and the unit's `.service.env` (0600)
 /// with the `K3S_` variables; then enables and starts it. Whatever pictl
-/// had installed is removed first.
+/// had installed is removed first, but not /etc/rancher/node (the node
+/// password, which install.sh keeps too).
 fn install_sh(lab: &Lab, node: &str, flags: &[&str], env: &str) {
     let (unit, command) = if node == "node1" {
         ("k3s.service", "server")
@@ -1270,7 +1271,7 @@ fn install_sh(lab: &Lab, node: &str, flags: &[&str], env: &str) {
     let script = format!(
         r#"set -eu
 systemctl disable --now k3s.service k3s-agent.service >/dev/null 2>&1 || true
-rm -rf /etc/rancher /var/lib/rancher /var/lib/pictl /etc/systemd/system/k3s*.service /etc/systemd/system/k3s*.service.env
+rm -rf /etc/rancher/k3s /var/lib/rancher /var/lib/pictl /etc/systemd/system/k3s*.service /etc/systemd/system/k3s*.service.env
 curl -fsS -o /usr/local/bin/k3s {mirror}/{version}/k3s && chmod 755 /usr/local/bin/k3s
 for cmd in kubectl crictl ctr; do ln -sf k3s /usr/local/bin/$cmd; done
 printf '#!/bin/sh\nfor s in /etc/systemd/system/k3s*.service; do systemctl stop "$(basename "$s")"; done\n' > /usr/local/bin/k3s-killall.sh
