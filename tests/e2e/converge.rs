@@ -1335,6 +1335,9 @@ fn inventory_with(lab: &Lab, extra: &str, name: &str) -> PathBuf {
 /// The whole lab as install.sh users leave it: the server without
 /// traefik, the agents joined with `K3S_URL`/`K3S_TOKEN`.
 fn install_sh_cluster(lab: &Lab) {
+    // The Pi has its cgroup flags (install.sh users set them by hand, as
+    // K3s's docs say; here pictl's first run did).
+    ensure_converged(lab);
     let _ = std::fs::remove_dir_all(lab.dir().join("state"));
     install_sh(
         lab,
