@@ -337,6 +337,18 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             ],
         ),
         (
+            // The kubelet refuses to start with it (k8s.io/kubelet's
+            // IsKubeletLabel): validate refuses it before any node does.
+            "label_the_kubelet_refuses",
+            format!("{base}{NODES}").replace(
+                "role = \"agent\"",
+                "role = \"agent\"\nlabels = { \"kubernetes.io/role\" = \"worker\" }",
+            ),
+            vec![
+                "inv.toml:18:12: nodes[1].labels.kubernetes.io/role: the kubelet refuses to start with the label \"kubernetes.io/role\" (in kubernetes.io and k8s.io the kubelet accepts only the node.kubernetes.io/ and kubelet.kubernetes.io/ prefixes and a few well-known labels (pictl sets node-role.kubernetes.io/ roles through the API); use your own prefix)",
+            ],
+        ),
+        (
             "nodes_is_not_an_array",
             format!("nodes = \"s1\"\n{base}"),
             vec!["inv.toml:1:9: nodes: expected an array of tables ([[nodes]]), found a string"],
