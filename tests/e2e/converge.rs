@@ -1666,6 +1666,17 @@ fn apply_waiting(lab: &Lab, wait: u64) -> (i32, Value, Output) {
     (out.status.code().unwrap_or(-1), v, out)
 }
 
+/// `apply --wait SECONDS`, which must fail (exit 1): why `node` failed, and the report.
+fn failed_apply(lab: &Lab, wait: u64, node_name: &str) -> (String, Value) {
+    let (code, v, out) = apply_waiting(lab, wait);
+    assert_eq!(code, 1, "{}", text(&out));
+    let why = node(&v, node_name)["failed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (why, v)
+}
+
 fn a_wrong_token_on_an_agent_fails_with_the_agents_own_journal_lines(lab: &Lab) {
     ensure_converged(lab);
     // A drop-in K3s merges over pictl's config.yaml, with a wrong token: the
@@ -1694,12 +1705,7 @@ fn a_wrong_token_on_an_agent_fails_with_the_agents_own_journal_lines(lab: &Lab) 
         "{}",
         text(&plan)
     );
-    let (code, v, out) = apply_waiting(lab, 15);
-    assert_eq!(code, 1, "{}", text(&out));
-    let why = node(&v, "node2")["failed"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (why, v) = failed_apply(lab, 15, "node2");
     assert!(
         why.contains("Failed to validate connection to cluster"),
         "{v:#}"
@@ -1729,12 +1735,7 @@ fn a_slow_first_start_succeeds_within_wait_and_fails_beyond_it_with_the_journal(
         "echo K3S_SIM_UNPACK_DELAY=12s > /etc/default/k3s-agent",
     )
     .expect("slow");
-    let (code, v, out) = apply_waiting(lab, 4);
-    assert_eq!(code, 1, "{}", text(&out));
-    let why = node(&v, "node3")["failed"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (why, v) = failed_apply(lab, 4, "node3");
     assert!(why.contains("did not become ready within 4 s"), "{v:#}");
     let (code, v, out) = apply_waiting(lab, 60);
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
@@ -1751,12 +1752,7 @@ fn a_reflashed_node_is_named_with_the_fix(lab: &Lab) {
         "systemctl stop k3s-agent; rm -f /etc/rancher/node/password",
     )
     .expect("reflash");
-    let (code, v, out) = apply_waiting(lab, 15);
-    assert_eq!(code, 1, "{}", text(&out));
-    let why = node(&v, "node3")["failed"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (why, v) = failed_apply(lab, 15, "node3");
     assert!(
         why.contains("Node password rejected") && why.contains("kubectl delete node node3"),
         "{v:#}"

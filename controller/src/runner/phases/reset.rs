@@ -31,57 +31,39 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
 
 impl Reset {
     async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
-        let wanted: Vec<(usize, Desired)> =
-            nodes.iter().map(|&i| (i, placeholder(run, i))).collect();
+        for &i in nodes {
+            let d = placeholder(run, i);
+            run.desired.insert(run.nodes[i].node.name.clone(), d);
+        }
         let (agents, servers): (Vec<usize>, Vec<usize>) = nodes
             .iter()
             .partition(|&&i| run.nodes[i].node.role == Role::Agent);
-        let (store, opts) = (&run.store, run.opts);
-        let desired_of = |i: usize| wanted.iter().find(|(j, _)| *j == i).map(|(_, d)| d);
-        let by_name: Vec<(String, &Desired)> = wanted
-            .iter()
-            .map(|(i, d)| (run.nodes[*i].node.name.clone(), d))
-            .collect();
+        let (desired, store, opts) = (&run.desired, &run.store, run.opts);
+        let env = |name: &str| {
+            desired.get(name).map(|desired| Env {
+                desired,
+                store,
+                opts,
+            })
+        };
         in_parallel(&mut run.nodes, &agents, &run.sem, |n| {
-            let desired = by_name
-                .iter()
-                .find(|(name, _)| *name == n.node.name)
-                .map(|(_, d)| *d);
+            let env = env(&n.node.name);
             async move {
-                if let Some(desired) = desired {
-                    converge::single(
-                        n,
-                        Env {
-                            desired,
-                            store,
-                            opts,
-                        },
-                        &K3sReset,
-                        w,
-                    )
-                    .await;
+                if let Some(env) = env {
+                    converge::single(n, env, &K3sReset, w).await;
                 }
             }
         })
         .await;
         for i in servers {
-            let Some(desired) = desired_of(i) else {
+            let node = &mut run.nodes[i];
+            let Some(env) = env(&node.node.name) else {
                 continue;
             };
-            let node = &mut run.nodes[i];
             let span = tracing::info_span!("node", name = %node.node.name);
-            converge::single(
-                node,
-                Env {
-                    desired,
-                    store,
-                    opts,
-                },
-                &K3sReset,
-                w,
-            )
-            .instrument(span)
-            .await;
+            converge::single(node, env, &K3sReset, w)
+                .instrument(span)
+                .await;
         }
     }
 }
