@@ -96,6 +96,13 @@ impl std::fmt::Display for Change {
 pub trait Plan: std::fmt::Debug + Clone + Serialize + Send + Sync {
     /// The plan as changes (never empty: "nothing to do" is `Check::Converged`).
     fn changes(&self) -> Vec<Change>;
+
+    /// Whether applying it changes what a service reads at start (a file's
+    /// content, not only its mode or owner): later steps see such steps in
+    /// [`NodeCx::pending`] and restart what depends on them.
+    fn rewrites(&self) -> bool {
+        true
+    }
 }
 
 /// What `check` found.

@@ -269,13 +269,15 @@ fn man_page_is_roff_naming_every_subcommand() {
             "unexpected roff request: {line}"
         );
     }
-    // groff, where installed, renders it without a warning.
-    if let Ok(mut child) = Command::new("groff")
-        .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    // groff renders it without a warning (tests/lab/install-deps.sh installs
+    // groff-base; a missing groff is a failure, never a skip).
     {
+        let mut child = Command::new("groff")
+            .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("groff (package groff-base, installed by tests/lab/install-deps.sh)");
         use std::io::Write as _;
         child
             .stdin

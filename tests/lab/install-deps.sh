@@ -15,6 +15,7 @@ PACKAGES=(
     util-linux        # mount, umount, flock, setsid, mountpoint
     ca-certificates
     systemd           # systemd-analyze, for the agent unit's verify test
+    groff-base        # groff, which checks the man page pictl generates
     openssh-server    # sshd for the transport tests (a private one; the system service is not started)
     qemu-user-static  # arm64 lab nodes: real aarch64 userland under qemu-user (binfmt, flags POCF below)
     binfmt-support    # registers qemu-user-static's interpreters

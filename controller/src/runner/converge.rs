@@ -35,6 +35,7 @@ pub async fn plan(run: &mut NodeRun<'_>, env: Env<'_>) {
         env,
         writer: None,
         pending: BTreeSet::new(),
+        changed: false,
     };
     let _ = steps::visit(&mut v).await;
     if env.opts.diff {
@@ -72,8 +73,9 @@ pub async fn apply(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
         env,
         writer: Some(w),
         pending: BTreeSet::new(),
+        changed: false,
     };
-    if steps::visit(&mut v).await.is_continue() && !v.pending.is_empty() {
+    if steps::visit(&mut v).await.is_continue() && v.changed {
         recheck(v.run, env, w).await;
     }
 }
@@ -86,8 +88,9 @@ pub async fn single<S: Step>(run: &mut NodeRun<'_>, env: Env<'_>, step: &S, w: O
         env,
         writer: w,
         pending: BTreeSet::new(),
+        changed: false,
     };
-    if v.visit(step).await.is_break() || v.pending.is_empty() {
+    if v.visit(step).await.is_break() || !v.changed {
         return;
     }
     let (Some(_), Some(t)) = (w, v.run.transport.clone()) else {
@@ -106,7 +109,10 @@ struct Converger<'r, 'i> {
     run: &'r mut NodeRun<'i>,
     env: Env<'r>,
     writer: Option<&'r Writer>,
+    /// Earlier steps whose plan rewrites what a service reads.
     pending: BTreeSet<StepId>,
+    /// Whether any step had something to do.
+    changed: bool,
 }
 
 impl Converger<'_, '_> {
@@ -203,7 +209,10 @@ impl Converger<'_, '_> {
             self.step_failed(S::ID, changes, failure);
             return ControlFlow::Break(());
         }
-        self.pending.insert(S::ID);
+        self.changed = true;
+        if plan.rewrites() {
+            self.pending.insert(S::ID);
+        }
         let r = StepReport::new(S::ID, Status::Changed, changes, None);
         self.run.push(progress, r);
         ControlFlow::Continue(())

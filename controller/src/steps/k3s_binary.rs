@@ -19,14 +19,12 @@ pub enum K3sBinaryPlan {
     Fix(MetaFix),
 }
 
-impl K3sBinaryPlan {
+impl Plan for K3sBinaryPlan {
     /// Whether the binary K3s runs changes (a restart is due).
-    pub fn rewrites(&self) -> bool {
+    fn rewrites(&self) -> bool {
         matches!(self, K3sBinaryPlan::Install { .. })
     }
-}
 
-impl Plan for K3sBinaryPlan {
     fn changes(&self) -> Vec<Change> {
         match self {
             K3sBinaryPlan::Install { before, version } => {

@@ -30,14 +30,12 @@ pub enum K3sConfigPlan {
     Fix(MetaFix),
 }
 
-impl K3sConfigPlan {
+impl Plan for K3sConfigPlan {
     /// Whether the config K3s reads at start changes (a restart is due).
-    pub fn rewrites(&self) -> bool {
+    fn rewrites(&self) -> bool {
         matches!(self, K3sConfigPlan::Write { .. })
     }
-}
 
-impl Plan for K3sConfigPlan {
     fn changes(&self) -> Vec<Change> {
         match self {
             K3sConfigPlan::Write { before, pending } => vec![Change::new(

@@ -14,7 +14,6 @@
 use std::time::Duration;
 
 use super::service::{RestartReason, ServiceAction, ServicePlan};
-use super::{K3sBinary, K3sConfig, K3sUnit};
 use crate::facts::paths;
 use crate::inventory::Role;
 use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
@@ -69,25 +68,10 @@ impl K3sService {
         [paths::K3S_BIN, paths::CONFIG, cx.desired.unit_path]
     }
 
-    /// Whether `step`, changed earlier in this run, rewrites the content of
-    /// its file (rather than only fixing its mode or owner). Asked of the
-    /// step's own pure check on the same facts.
-    fn rewritten(cx: &NodeCx<'_>, step: StepId) -> bool {
-        if !cx.pending.contains(&step) {
-            return false;
-        }
-        match step {
-            StepId::K3sBinary => matches!(K3sBinary.check(cx), Check::Change(p) if p.rewrites()),
-            StepId::K3sConfig => matches!(K3sConfig.check(cx), Check::Change(p) if p.rewrites()),
-            StepId::K3sUnit => matches!(K3sUnit.check(cx), Check::Change(p) if p.rewrites()),
-            _ => true,
-        }
-    }
-
     fn restart_reason(cx: &NodeCx<'_>) -> Option<RestartReason> {
         let changed: Vec<StepId> = INPUT_STEPS
             .into_iter()
-            .filter(|s| Self::rewritten(cx, *s))
+            .filter(|s| cx.pending.contains(s))
             .collect();
         if !changed.is_empty() {
             return Some(RestartReason::ChangedByRun(changed));
@@ -124,7 +108,7 @@ impl Step for K3sService {
         };
         let plan = ServicePlan {
             unit: cx.desired.unit_name,
-            daemon_reload: Self::rewritten(cx, StepId::K3sUnit) || unit.need_daemon_reload,
+            daemon_reload: cx.pending.contains(&StepId::K3sUnit) || unit.need_daemon_reload,
             enable: !unit.enabled,
             action: ServiceAction::start_or(&unit, restart),
         };

@@ -21,14 +21,12 @@ pub enum K3sUnitPlan {
     Fix(MetaFix),
 }
 
-impl K3sUnitPlan {
+impl Plan for K3sUnitPlan {
     /// Whether the unit systemd runs K3s with changes (reload and restart).
-    pub fn rewrites(&self) -> bool {
+    fn rewrites(&self) -> bool {
         matches!(self, K3sUnitPlan::Write { .. })
     }
-}
 
-impl Plan for K3sUnitPlan {
     fn changes(&self) -> Vec<Change> {
         match self {
             K3sUnitPlan::Write { path, was_present } => {

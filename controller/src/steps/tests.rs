@@ -132,7 +132,9 @@ impl crate::steps::StepVisitor for Planner<'_> {
             ..self.cx
         };
         if let Check::Change(p) = step.check(&cx) {
-            self.pending.insert(S::ID);
+            if p.rewrites() {
+                self.pending.insert(S::ID);
+            }
             self.out.push((S::ID, p.changes()));
         }
         ControlFlow::Continue(())
