@@ -1,6 +1,8 @@
 //! Labels and taints on the registered Nodes (see [`crate::runner::node_meta`]):
 //! after readiness in an apply, and in a plan whenever the API answers.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Node as KNode;
 use kube::api::{Patch, PatchParams};
 
@@ -15,20 +17,17 @@ use crate::write::Writer;
 
 pub struct NodeLabels;
 
-/// One node's live object and what it needs, or why there is none.
-async fn planned(
-    api: &kube::Api<KNode>,
-    run: &Run<'_>,
-    i: usize,
-) -> Result<Option<(KNode, NodeMetaPlan)>, String> {
-    let node = run.nodes[i].node;
-    match api.get_opt(&node.name).await {
-        Ok(Some(live)) => Ok(node_meta::plan(&live, node).map(|p| (live, p))),
-        // Not registered yet (a plan of a new node): K3s sets the labels and
-        // taints at registration.
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("reading Node {}: {}", node.name, error_chain(&e))),
-    }
+/// Every registered Node by name, in one LIST (not a GET per node).
+async fn live_nodes(api: &kube::Api<KNode>) -> Result<BTreeMap<String, KNode>, String> {
+    let list = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| format!("listing Nodes: {}", error_chain(&e)))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|n| Some((n.metadata.name.clone()?, n)))
+        .collect())
 }
 
 impl NodeLabels {
@@ -38,8 +37,16 @@ impl NodeLabels {
         };
         let api: kube::Api<KNode> = kube::Api::all(client);
         let progress = run.opts.progress.clone();
+        let live = live_nodes(&api).await;
         for &i in nodes {
-            let report = match planned(&api, run, i).await {
+            let node = run.nodes[i].node;
+            // A node not registered yet (a plan of a new node) gets its labels
+            // and taints from the next run, once K3s has registered it.
+            let planned = live.as_ref().map(|all| {
+                let live = all.get(&node.name)?;
+                node_meta::plan(live, node).map(|p| (live.clone(), p))
+            });
+            let report = match planned {
                 Ok(None) => StepReport::new(StepId::NodeLabels, Status::Ok, vec![], None),
                 Ok(Some((live, plan))) => {
                     let changes = plan.changes(&live);
@@ -56,7 +63,12 @@ impl NodeLabels {
                     };
                     StepReport::new(StepId::NodeLabels, status, changes, failed)
                 }
-                Err(why) => StepReport::new(StepId::NodeLabels, Status::Failed, vec![], Some(why)),
+                Err(why) => StepReport::new(
+                    StepId::NodeLabels,
+                    Status::Failed,
+                    vec![],
+                    Some(why.clone()),
+                ),
             };
             run.nodes[i].push(progress.as_ref(), report);
         }
