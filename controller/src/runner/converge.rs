@@ -56,11 +56,9 @@ async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>) {
         pending: &none,
     };
     for d in steps::diff::diffs(t.as_ref(), &cx).await {
+        // A step rewrites at most one text file: its first change is it.
         let changes = run.report.steps.iter_mut().filter(|r| r.step == d.step);
-        if let Some(c) = changes
-            .flat_map(|r| r.changes.iter_mut())
-            .find(|c| c.what == d.path)
-        {
+        if let Some(c) = changes.flat_map(|r| r.changes.iter_mut()).next() {
             c.diff = Some(d.text);
         }
     }

@@ -47,10 +47,13 @@ impl Plan for HealthAgentPlan {
             ));
         }
         out.extend(self.fixes.iter().flat_map(MetaFix::changes));
-        let mut service = self.service.changes();
-        // The unit file itself was listed above; only a reload is implied.
-        service.retain(|c| c.what != "systemd");
-        out.extend(service);
+        // The unit file itself was listed above; the reload it implies is
+        // not a change of its own for people.
+        let service = ServicePlan {
+            daemon_reload: false,
+            ..self.service.clone()
+        };
+        out.extend(service.changes());
         out
     }
 }

@@ -10,7 +10,6 @@
 use serde::Serialize;
 
 use crate::adopt::{self, Assessment, NodeView};
-use crate::render;
 use crate::step::{
     Applied, Change, Check, DesiredConfig, NodeCx, Plan, Step, StepError, StepId, StepIo,
 };
@@ -81,12 +80,12 @@ impl Step for K3sAdopt {
         let Some((unit, _)) = &cx.facts.foreign else {
             return Check::Skip("no K3s set up outside pictl".into());
         };
-        let want = render::unit_name(cx.node.role);
+        let want = cx.desired.unit_name;
         if unit != want {
             return Check::Blocked(format!(
                 "the node runs {unit}, set up outside pictl, but the inventory makes it a{} {} (which runs {want}); \
                  fix the role, or uninstall K3s on the node first",
-                if cx.node.role.as_str() == "agent" {
+                if cx.node.role == crate::inventory::Role::Agent {
                     "n"
                 } else {
                     ""
