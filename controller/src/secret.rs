@@ -20,6 +20,16 @@ impl Secret {
     }
 }
 
+/// The password part of any token form K3s accepts: `K10<ca-hash>::<user>:<password>`
+/// (the user is `server` or `node`), or a bare password (K3s's
+/// pkg/clientaccess/token.go splits once at "::", then once at ":").
+pub fn token_password(token: &str) -> &str {
+    match token.split_once("::") {
+        Some((_, rest)) => rest.split_once(':').map_or(rest, |(_, s)| s),
+        None => token,
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -42,5 +52,16 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{s}").contains("hunter2"));
         assert_eq!(s.expose(), "K10abc::server:hunter2");
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    #[test]
+    fn every_token_form_yields_its_password_and_colons_in_it_stay() {
+        assert_eq!(super::token_password("K10abc::server:s3cret"), "s3cret");
+        assert_eq!(super::token_password("K10abc::node:a:b"), "a:b");
+        assert_eq!(super::token_password("K10::server:x"), "x");
+        assert_eq!(super::token_password("bare"), "bare");
     }
 }

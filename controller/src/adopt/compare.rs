@@ -68,21 +68,21 @@ pub fn compare(
 }
 
 /// A value for people: tokens are never shown.
+/// A value for people: secret settings (tokens, passwords, keys) and
+/// passwords inside URLs are never shown, as in `plan --diff`.
 fn shown(key: &str, value: &Value) -> String {
-    if key.contains("token") {
-        "<redacted>".into()
-    } else {
-        value.to_string()
+    use crate::steps::diff::{redact_word, secret_key};
+    if secret_key(key) {
+        return "<redacted>".into();
     }
+    let text = value.to_string();
+    text.split(' ')
+        .map(|w| redact_word(w).unwrap_or_else(|| w.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// The secret part of any token form K3s accepts.
-fn secret_of(token: &str) -> &str {
-    match token.strip_prefix("K10") {
-        Some(rest) => rest.rsplit_once(':').map_or(rest, |(_, s)| s),
-        None => token,
-    }
-}
+use crate::secret::token_password as secret_of;
 
 fn mode(m: &str) -> String {
     format!("{:0>4}", m.trim_start_matches('0'))
@@ -162,6 +162,24 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    #[test]
+    fn secret_settings_and_url_passwords_are_never_shown() {
+        assert_eq!(shown("etcd-s3-secret-key", &one("s3cr3t")), "<redacted>");
+        assert_eq!(shown("agent-token", &one("x")), "<redacted>");
+        let endpoint = shown(
+            "datastore-endpoint",
+            &one("postgres://k3s:pa55@db:5432/k3s"),
+        );
+        assert!(
+            !endpoint.contains("pa55") && endpoint.contains("db:5432"),
+            "{endpoint}"
+        );
+        assert_eq!(
+            shown("flannel-backend", &one("wireguard-native")),
+            "wireguard-native"
+        );
     }
 
     #[test]

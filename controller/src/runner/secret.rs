@@ -11,11 +11,7 @@ use crate::write::Writer;
 
 /// The `<secret>` of a `K10<ca-hash>::<user>:<secret>` token (server or node).
 fn secret_of(token: &Secret) -> &str {
-    let t = token.expose();
-    match t.split_once("::") {
-        Some((_, rest)) => rest.split_once(':').map_or(rest, |(_, s)| s),
-        None => t,
-    }
+    crate::secret::token_password(token.expose())
 }
 
 /// The cluster secret to configure servers with. A running server's

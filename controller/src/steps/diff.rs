@@ -144,7 +144,7 @@ pub async fn diffs(t: &dyn Transport, cx: &NodeCx<'_>) -> Vec<FileDiff> {
 
 /// Whether a config key names a secret: `token`, `agent-token`,
 /// `*password*`, `*-secret`, … (`secrets-encryption` is a switch, not one).
-fn secret_key(key: &str) -> bool {
+pub(crate) fn secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     k == "token"
         || k == "secret"
@@ -152,13 +152,15 @@ fn secret_key(key: &str) -> bool {
         || k.ends_with("_token")
         || k.ends_with("-secret")
         || k.ends_with("_secret")
+        || k.ends_with("access-key")
+        || k.ends_with("secret-key")
         || k.contains("password")
         || k.contains("passwd")
 }
 
 /// A whitespace-separated word that looks like a K3s token (`K10…::server:…`,
 /// `K10…::node:…`) or a URL with a password (`scheme://user:pass@host`).
-fn redact_word(word: &str) -> Option<String> {
+pub(crate) fn redact_word(word: &str) -> Option<String> {
     let bare = word.trim_matches(['"', '\'']);
     if bare.contains("::server:") || bare.contains("::node:") || bare.starts_with("K10") {
         return Some(REDACTED.to_string());
