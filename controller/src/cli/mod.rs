@@ -1,6 +1,8 @@
 //! Command-line interface: flags as clap parses them, and the dispatch to
 //! each command. `main.rs` only sets up logging and calls [`run`].
 
+mod init;
+mod status;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -253,13 +255,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Plan { diff } => converge(&cli, Mode::Plan, *diff).await,
         Command::Apply => converge(&cli, Mode::Apply, false).await,
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
-        Command::Status { watch } => status(&cli, *watch).await,
+        Command::Status { watch } => status::status(&cli, *watch).await,
         Command::Reset {
             yes,
             nodes,
             kubeconfig,
         } => reset(&cli, *yes, nodes, kubeconfig.as_deref()).await,
-        Command::Init(args) => init(args).await,
+        Command::Init(args) => init::init(args).await,
         Command::Completions { shell } => {
             print_out(&crate::manual::completions(*shell), ExitCode::SUCCESS)
         }
@@ -286,13 +288,16 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 /// Loads the inventory, printing every diagnostic on failure.
 pub fn load(cli: &Cli) -> Result<Inventory, ExitCode> {
-    Inventory::load(&cli.inventory).map_err(|diags| {
-        for d in diags.iter() {
-            eprintln!("{d}");
-        }
-        eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
-        ExitCode::from(EXIT_FAILURE)
-    })
+    Inventory::load(&cli.inventory).map_err(|diags| print_problems(cli, &diags))
+}
+
+/// Every problem of the inventory on stderr, then their count.
+fn print_problems(cli: &Cli, diags: &crate::inventory::Diagnostics) -> ExitCode {
+    for d in diags.iter() {
+        eprintln!("{d}");
+    }
+    eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
+    ExitCode::from(EXIT_FAILURE)
 }
 
 fn validate(cli: &Cli) -> ExitCode {
@@ -320,28 +325,20 @@ fn validate(cli: &Cli) -> ExitCode {
             };
             print_out(&text, ExitCode::SUCCESS)
         }
-        Err(diags) => {
-            match cli.output {
-                OutputFormat::Human => {
-                    for d in diags.iter() {
-                        eprintln!("{d}");
-                    }
-                    eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
-                }
-                OutputFormat::Json => {
-                    let json = serde_json::json!({
-                        "file": cli.inventory.display().to_string(),
-                        "valid": false,
-                        "problems": diags.iter().map(|d| serde_json::json!({
-                            "file": d.file, "line": d.line, "col": d.col,
-                            "key": d.key_path, "message": d.message, "hint": d.hint,
-                        })).collect::<Vec<_>>(),
-                    });
-                    return print_out(&format!("{json}\n"), ExitCode::from(EXIT_FAILURE));
-                }
+        Err(diags) => match cli.output {
+            OutputFormat::Human => print_problems(cli, &diags),
+            OutputFormat::Json => {
+                let json = serde_json::json!({
+                    "file": cli.inventory.display().to_string(),
+                    "valid": false,
+                    "problems": diags.iter().map(|d| serde_json::json!({
+                        "file": d.file, "line": d.line, "col": d.col,
+                        "key": d.key_path, "message": d.message, "hint": d.hint,
+                    })).collect::<Vec<_>>(),
+                });
+                print_out(&format!("{json}\n"), ExitCode::from(EXIT_FAILURE))
             }
-            ExitCode::from(EXIT_FAILURE)
-        }
+        },
     }
 }
 
@@ -471,83 +468,6 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
-async fn status(cli: &Cli, watch: Option<u64>) -> ExitCode {
-    let inv = match load(cli) {
-        Ok(inv) => inv,
-        Err(code) => return code,
-    };
-    let connector: Arc<dyn runner::Connector> =
-        Arc::new(runner::SshConnector::interactive().read_only());
-    let Some(every) = watch else {
-        let rows = crate::status::collect(&inv, connector, usize::from(cli.concurrency)).await;
-        let code = health_code(&rows);
-        return match cli.output {
-            OutputFormat::Human => print_out(&crate::status::table(&rows), code),
-            OutputFormat::Json => print_out(
-                &format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                ),
-                code,
-            ),
-        };
-    };
-    watch_status(cli, &inv, connector, Duration::from_secs(every)).await
-}
-
-fn health_code(rows: &[crate::status::NodeStatus]) -> ExitCode {
-    if rows.iter().all(crate::status::NodeStatus::healthy) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILURE)
-    }
-}
-
-/// Redraws the status every `every` until Ctrl-C (or the reader of stdout
-/// goes away); exits with the last refresh's code.
-async fn watch_status(
-    cli: &Cli,
-    inv: &Inventory,
-    connector: Arc<dyn runner::Connector>,
-    every: Duration,
-) -> ExitCode {
-    use std::io::Write;
-    use tokio::signal::unix::{SignalKind, signal};
-    // Registered now, so an interrupt that arrives while a refresh is being
-    // gathered is not lost: it ends the watch at the next wait.
-    let mut interrupt = signal(SignalKind::interrupt()).ok();
-    let mut terminate = signal(SignalKind::terminate()).ok();
-    loop {
-        let rows =
-            crate::status::collect(inv, connector.clone(), usize::from(cli.concurrency)).await;
-        let code = health_code(&rows);
-        let frame = match cli.output {
-            // Home, clear the screen, then the table: redrawn in place.
-            OutputFormat::Human => format!(
-                "\x1b[H\x1b[2J{} (every {} s, Ctrl-C to stop)\n\n{}",
-                inv.cluster.name,
-                every.as_secs(),
-                crate::status::table(&rows)
-            ),
-            OutputFormat::Json => format!("{}\n", serde_json::to_string(&rows).unwrap_or_default()),
-        };
-        let mut out = std::io::stdout().lock();
-        if out
-            .write_all(frame.as_bytes())
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            return code;
-        }
-        drop(out);
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            Some(()) = async { interrupt.as_mut()?.recv().await } => return code,
-            Some(()) = async { terminate.as_mut()?.recv().await } => return code,
-        }
-    }
-}
-
 /// Writes a command's output to stdout and returns `code`. A reader that
 /// went away (`pictl status --output json | head -c1`) is not pictl's
 /// failure: the rest of the output is dropped quietly and `code` stands
@@ -567,83 +487,4 @@ fn print_out(text: &str, code: ExitCode) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
-}
-
-async fn init(args: &InitArgs) -> ExitCode {
-    let InitArgs {
-        nodes,
-        user,
-        out,
-        accept_new,
-        identity_file,
-        known_hosts,
-        port,
-        name,
-    } = args;
-    use std::io::IsTerminal;
-    let host_keys = if *accept_new {
-        crate::init::HostKeys::AcceptNew
-    } else if std::io::stdin().is_terminal() {
-        let known_hosts = known_hosts.clone();
-        crate::init::HostKeys::Ask(Arc::new(move |address: &str, fingerprint: &str| {
-            confirm_host_key(address, fingerprint, &known_hosts)
-        }))
-    } else {
-        crate::init::HostKeys::Refuse
-    };
-    let opts = crate::init::InitOptions {
-        cluster: name.clone(),
-        addresses: nodes.clone(),
-        user: user
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "root".into()),
-        port: *port,
-        identity_file: identity_file.clone(),
-        known_hosts: known_hosts.clone(),
-        host_keys,
-        out: out.clone(),
-        connect_timeout: Duration::from_secs(10),
-    };
-    match crate::init::init(&opts).await {
-        Ok(found) => {
-            for (i, n) in found.iter().enumerate() {
-                eprintln!(
-                    "{}: {} {} ({}{})",
-                    n.address,
-                    if i == 0 { "server" } else { "agent" },
-                    crate::escape_controls(&n.hostname),
-                    n.arch.name(),
-                    n.pi_model
-                        .as_deref()
-                        .map(|m| format!(", {}", crate::escape_controls(m)))
-                        .unwrap_or_default()
-                );
-            }
-            eprintln!(
-                "wrote {}; next: pictl validate -i {0} && pictl apply -i {0}",
-                out.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("pictl init: {}", crate::error_chain(&e));
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
-}
-
-/// Shows a host key's fingerprint and asks on the terminal whether to
-/// trust it, as OpenSSH does on a first contact.
-fn confirm_host_key(address: &str, fingerprint: &str, known_hosts: &str) -> bool {
-    eprint!(
-        "The authenticity of host {address} can't be established.\n\
-         Its key fingerprint is {fingerprint}.\n\
-         Trust it and record it in {known_hosts}? [y/N] "
-    );
-    let mut answer = String::new();
-    if std::io::stdin().read_line(&mut answer).is_err() {
-        return false;
-    }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }

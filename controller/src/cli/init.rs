@@ -1,0 +1,83 @@
+//! `pictl init`: a commented inventory from the nodes themselves, host
+//! keys confirmed on the terminal or with `--accept-new`.
+
+use super::*;
+
+pub(super) async fn init(args: &InitArgs) -> ExitCode {
+    let InitArgs {
+        nodes,
+        user,
+        out,
+        accept_new,
+        identity_file,
+        known_hosts,
+        port,
+        name,
+    } = args;
+    use std::io::IsTerminal;
+    let host_keys = if *accept_new {
+        crate::init::HostKeys::AcceptNew
+    } else if std::io::stdin().is_terminal() {
+        let known_hosts = known_hosts.clone();
+        crate::init::HostKeys::Ask(Arc::new(move |address: &str, fingerprint: &str| {
+            confirm_host_key(address, fingerprint, &known_hosts)
+        }))
+    } else {
+        crate::init::HostKeys::Refuse
+    };
+    let opts = crate::init::InitOptions {
+        cluster: name.clone(),
+        addresses: nodes.clone(),
+        user: user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into()),
+        port: *port,
+        identity_file: identity_file.clone(),
+        known_hosts: known_hosts.clone(),
+        host_keys,
+        out: out.clone(),
+        connect_timeout: Duration::from_secs(10),
+    };
+    match crate::init::init(&opts).await {
+        Ok(found) => {
+            for (i, n) in found.iter().enumerate() {
+                eprintln!(
+                    "{}: {} {} ({}{})",
+                    n.address,
+                    if i == 0 { "server" } else { "agent" },
+                    crate::escape_controls(&n.hostname),
+                    n.arch.name(),
+                    n.pi_model
+                        .as_deref()
+                        .map(|m| format!(", {}", crate::escape_controls(m)))
+                        .unwrap_or_default()
+                );
+            }
+            eprintln!(
+                "wrote {}; next: pictl validate -i {0} && pictl apply -i {0}",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pictl init: {}", crate::error_chain(&e));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Shows a host key's fingerprint and asks on the terminal whether to
+/// trust it, as OpenSSH does on a first contact.
+fn confirm_host_key(address: &str, fingerprint: &str, known_hosts: &str) -> bool {
+    eprint!(
+        "The authenticity of host {address} can't be established.\n\
+         Its key fingerprint is {fingerprint}.\n\
+         Trust it and record it in {known_hosts}? [y/N] "
+    );
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
