@@ -47,23 +47,42 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `text` with control characters (newlines, escapes, carriage returns)
-/// shown as `\n`, `\u{1b}`, …: what nodes, registries and inventories say
-/// is printed on one line and can never forge another line of output.
+/// and the characters that reorder or break lines (U+2028/2029, bidi
+/// controls) shown as `\n`, `\u{1b}`, …: what nodes, registries and
+/// inventories say is printed on one line and can never forge another.
 pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
+    if text.chars().any(needs_escape) {
+        std::borrow::Cow::Owned(Escaped(text).to_string())
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
-            c => out.push(c),
+}
+
+/// Text with every character that could end, rewrite or reorder a terminal
+/// line written as an escape (`\n`, `\r`, `\t`, else `\u{..}`).
+pub(crate) struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if needs_escape(c) => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                c => write!(f, "{c}")?,
+            }
         }
+        Ok(())
     }
-    std::borrow::Cow::Owned(out)
+}
+
+/// Controls, line and paragraph separators, and bidi overrides.
+pub(crate) fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 #[cfg(test)]

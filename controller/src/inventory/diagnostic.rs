@@ -8,6 +8,8 @@
 //! costs a binary search, so reporting N problems takes time linear in N.
 
 use std::fmt;
+
+use crate::Escaped;
 use std::ops::Range;
 
 /// One problem in an inventory, with where it is and how to fix it.
@@ -36,33 +38,6 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
-}
-
-/// Text with every character that could end, rewrite or reorder a terminal
-/// line written as an escape (`\n`, `\r`, `\t`, else `\u{..}`).
-struct Escaped<'a>(&'a str);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            match c {
-                '\n' => f.write_str("\\n")?,
-                '\r' => f.write_str("\\r")?,
-                '\t' => f.write_str("\\t")?,
-                c if needs_escape(c) => write!(f, "\\u{{{:x}}}", u32::from(c))?,
-                c => write!(f, "{c}")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Controls, line and paragraph separators, and bidi overrides.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
-        || ('\u{202a}'..='\u{202e}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 /// Every problem found in one inventory, sorted by position.

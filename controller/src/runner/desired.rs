@@ -17,26 +17,23 @@ pub struct Inputs<'a> {
     pub secret: Option<&'a Secret>,
     /// The agents' join secret a server is configured with, if any.
     pub agent_secret: Option<&'a Secret>,
-    /// The join token (agents), once the first server has one.
-    pub join_token: Option<&'a Secret>,
     /// The health agent binary (`None`: disabled).
     pub agent: Option<Result<AgentBinary, String>>,
 }
 
 pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
     let role = node.role;
-    let config = match (role, i.secret, i.join_token) {
-        (Role::Server, Some(s), _) => {
+    // An agent's join config is known only once its server runs: the
+    // agents phase fills it in from the server's token.
+    let config = match (role, i.secret) {
+        (Role::Server, Some(s)) => {
             let config = render::server_config(inv, node, s, i.agent_secret);
             DesiredConfig::Known(Secret::new(config))
         }
-        (Role::Server, None, _) => {
+        (Role::Server, None) => {
             DesiredConfig::Pending("config with a newly generated cluster secret")
         }
-        (Role::Agent, _, Some(t)) => {
-            DesiredConfig::Known(Secret::new(render::agent_config(inv, node, t)))
-        }
-        (Role::Agent, _, None) => {
+        (Role::Agent, _) => {
             DesiredConfig::Pending("join config (token read from the server once it is installed)")
         }
     };

@@ -101,7 +101,6 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
             binary_sha256: sha,
             secret: run.secret.as_ref().filter(|_| node.role == Role::Server),
             agent_secret: run.agent_secret.as_ref(),
-            join_token: None,
             agent,
         };
         let d = desired::desired(run.inv, node, inputs);

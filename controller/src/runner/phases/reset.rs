@@ -23,7 +23,6 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
         binary_sha256: String::new(),
         secret: None,
         agent_secret: None,
-        join_token: None,
         agent: None,
     };
     desired::desired(run.inv, run.nodes[i].node, inputs)
