@@ -139,7 +139,11 @@ pub fn forget_in_file(path: &Path, name: &str) -> Result<(), KubeconfigError> {
     if !path.exists() {
         return Ok(());
     }
-    edit_file(path, |existing| forget(existing.unwrap_or_default(), name))
+    // Checked again under the lock: a file removed meanwhile stays removed.
+    edit_file(path, |existing| match existing {
+        Some(text) => forget(text, name),
+        None => Err(KubeconfigError::Missing("the file (removed meanwhile)")),
+    })
 }
 
 /// Rewrites `path` with what `f` makes of its current text, holding

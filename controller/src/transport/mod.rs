@@ -28,7 +28,7 @@ pub use auth::{Auth, PassphrasePrompt};
 pub use command::{InvalidCommand, KILL_AFTER, RemoteCommand};
 pub use error::TransportError;
 pub use known_hosts::HostKeyPolicy;
-pub use ssh::{MIN_UPLOAD_RATE, SshTarget, SshTransport};
+pub use ssh::{SshTarget, SshTransport};
 pub use sudo::SudoMode;
 
 /// The future type of [`Transport`] methods: boxed so the trait stays
