@@ -93,15 +93,22 @@ for u in k3s.service k3s-agent.service pictl-agent.service; do
 done
 # A K3s install pictl did not write (install.sh's, or by hand), to adopt:
 # its unit, the unit's .service.env, and config.yaml.
+# Each file is read once; the first foreign unit is the one reported, with
+# its own .service.env.
 for u in k3s.service k3s-agent.service; do
   f=/etc/systemd/system/$u
-  if [ -f "$f" ] && ! grep -q '^# Managed by pictl' "$f"; then
-    e foreign_unit "$u $(cat "$f")"
-    if [ -f "$f.env" ]; then e foreign_env "$(cat "$f.env")"; fi
-  fi
+  [ -f "$f" ] || continue
+  t=$(cat "$f")
+  case "$t" in '# Managed by pictl'*) continue ;; esac
+  e foreign_unit "$u $t"
+  if [ -f "$f.env" ]; then e foreign_env "$(cat "$f.env")"; fi
+  break
 done
 c=/etc/rancher/k3s/config.yaml
-if [ -f "$c" ] && ! grep -q '^# Managed by pictl' "$c"; then e foreign_config "$(cat "$c")"; fi
+if [ -f "$c" ]; then
+  t=$(cat "$c")
+  case "$t" in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
+fi
 e addresses "$(hostname -I 2>/dev/null)"
 e tools_missing "$(for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>&1 || printf '%s ' "$c"; done)"
 e dropins "$(ls -A /etc/rancher/k3s/config.yaml.d 2>/dev/null | tr '\n' ' ')"
