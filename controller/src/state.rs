@@ -94,18 +94,25 @@ pub fn agent_secret(inv: &Inventory) -> Result<Secret, StateError> {
     generated(inv, "agent-token")
 }
 
+/// Records `secret` in the state directory's `name` (0600), as the
+/// generated and adopted secrets are kept.
+pub fn record_secret(inv: &Inventory, name: &str, secret: &Secret) -> Result<(), StateError> {
+    ensure_dir(&inv.cluster.state_dir)?;
+    let path = inv.cluster.state_dir.join(name);
+    write_private(&path, format!("{}\n", secret.expose()).as_bytes())
+}
+
 /// The secret in the state directory's `name`, made there (0600) when absent.
 fn generated(inv: &Inventory, name: &str) -> Result<Secret, StateError> {
     let path = inv.cluster.state_dir.join(name);
     if path.exists() {
         return read_secret_file(&path);
     }
-    ensure_dir(&inv.cluster.state_dir)?;
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
-    let secret = hex::encode(bytes);
-    write_private(&path, format!("{secret}\n").as_bytes())?;
-    Ok(Secret::new(secret))
+    let secret = Secret::new(hex::encode(bytes));
+    record_secret(inv, name, &secret)?;
+    Ok(secret)
 }
 
 pub fn read_secret_file(path: &Path) -> Result<Secret, StateError> {

@@ -35,8 +35,7 @@ pub fn cluster_secret(
         SecretSource::Generated if !generated_path.exists() => {
             return match (running, record) {
                 (Some((_, s)), Some(_)) => {
-                    state::ensure_dir(&inv.cluster.state_dir)?;
-                    state::write_private(&generated_path, format!("{}\n", s.expose()).as_bytes())?;
+                    state::record_secret(inv, "token", &s)?;
                     Ok(Some(s))
                 }
                 (Some((_, s)), None) => Ok(Some(s)),
@@ -80,8 +79,7 @@ pub fn agent_secret(
         (Some(running), _) => {
             let s = Secret::new(secret_of(running));
             if record.is_some() && !path.exists() {
-                state::ensure_dir(&inv.cluster.state_dir)?;
-                state::write_private(&path, format!("{}\n", s.expose()).as_bytes())?;
+                state::record_secret(inv, "agent-token", &s)?;
             }
             Ok(Some(s))
         }
