@@ -282,6 +282,9 @@ fn the_host_key_is_recorded_only_after_it_is_confirmed() {
             })),
             out: sshd.path("inv.toml"),
             connect_timeout: Duration::from_secs(10),
+            release: Default::default(),
+            passphrase_env: None,
+            passphrase_prompt: Default::default(),
         }
     };
     let no = rt.block_on(init(&opts(false)));

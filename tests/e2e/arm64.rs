@@ -11,11 +11,11 @@ use std::process::{Command, ExitCode, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pictl_e2e::pictl::{self, boot_id, steps, text};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 use serde_json::Value;
 
 const VERSION: &str = "v1.32.5+k3s1";
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
 fn main() -> ExitCode {
@@ -39,11 +39,6 @@ fn main() -> ExitCode {
         },
         &[("node3", "arm64")],
     )
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| pictl_e2e::lab::repo_root().join("target"), PathBuf::from)
 }
 
 /// `pictl` (debug) with the agents for amd64 and arm64 beside it, as
@@ -80,7 +75,7 @@ fn pictl_bin(lab: &Lab) -> &'static Path {
         assert!(status.success(), "building pictl failed");
         let bin = lab.dir().join("bin");
         std::fs::create_dir_all(&bin).expect("mkdir bin");
-        let debug = target_dir().join("debug");
+        let debug = pictl::target_dir().join("debug");
         for (from, to) in [
             (debug.join("pictl"), "pictl"),
             (debug.join("pictl-agent"), "pictl-agent-amd64"),
@@ -121,55 +116,18 @@ fn populate_mirror(lab: &Lab) {
 
 fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
     populate_mirror(lab);
-    Command::new(pictl_bin(lab))
-        .args(args)
-        .arg("-i")
-        .arg(inventory)
-        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+    pictl::command(pictl_bin(lab), lab, inventory, args)
         .output()
         .expect("run pictl")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn apply_json(lab: &Lab, inventory: &Path) -> (i32, Value, Output) {
-    let out = pictl(lab, inventory, &["apply", "--output", "json"]);
-    let v: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
-    (out.status.code().unwrap_or(-1), v, out)
-}
-
-fn steps(report: &Value, name: &str, status: &str) -> Vec<String> {
-    report["nodes"]
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n["name"] == name))
-        .and_then(|n| n["steps"].as_array())
-        .map(|s| {
-            s.iter()
-                .filter(|s| s["status"] == status)
-                .filter_map(|s| s["step"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    populate_mirror(lab);
+    pictl::apply_json(pictl::command(pictl_bin(lab), lab, inventory, &[]))
 }
 
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(lab.dir().join("state").join("kubeconfig"))
-        .args(args)
-        .output()
-        .expect("kubectl");
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    pictl::kubectl(&lab.dir().join("state").join("kubeconfig"), args)
 }
 
 fn ensure_converged(lab: &Lab) {
@@ -188,11 +146,6 @@ fn elf_machine(lab: &Lab, node: &str, path: &str) -> String {
         ["3e", "00"] => "x86_64".into(),
         other => format!("{other:?}"),
     }
-}
-
-fn boot_id(lab: &Lab, node: &str) -> String {
-    lab.ssh_ok(node, "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id")
 }
 
 /// The ELF machine of a file on the host.
@@ -473,7 +426,7 @@ fn image_preflight_refuses_an_amd64_only_image_for_the_arm64_node(lab: &Lab) {
     assert!(msg.contains("cannot run on node3 (arm64)"), "{msg}");
     assert!(!msg.contains("node1") && !msg.contains("node2"), "{msg}");
     assert!(reg.token_requests() >= 1);
-    let ns = Command::new(KUBECTL)
+    let ns = Command::new(pictl::KUBECTL)
         .arg("--kubeconfig")
         .arg(lab.dir().join("state").join("kubeconfig"))
         .args(["get", "namespace", "amd64-only"])

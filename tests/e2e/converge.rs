@@ -7,15 +7,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pictl_e2e::pictl::{self, boot_id, node, steps, text};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 use serde_json::Value;
 
 const OLD: &str = "v1.32.5+k3s1";
 const NEW: &str = "v1.33.1+k3s1";
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 
 fn main() -> ExitCode {
     let cases: &[Case] = pictl_e2e::cases![
@@ -53,37 +52,6 @@ fn main() -> ExitCode {
     )
 }
 
-fn pictl_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = pictl_e2e::lab::repo_root();
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "pictl",
-                "--bin",
-                "pictl",
-                "-p",
-                "pictl-agent",
-                "--bin",
-                "pictl-agent",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build pictl");
-        assert!(status.success(), "building pictl failed");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug").join("pictl")
-    })
-}
-
-fn cache_dir(lab: &Lab) -> PathBuf {
-    lab.dir().join("pictl-cache")
-}
-
 fn pictl_cmd(lab: &Lab, inventory: &Path, args: &[&str]) -> Command {
     // The mirror is filled once per run, from this checkout's simulator: a
     // mirror left by an earlier run may hold an older one.
@@ -92,64 +60,20 @@ fn pictl_cmd(lab: &Lab, inventory: &Path, args: &[&str]) -> Command {
         lab.populate_mirror()
             .expect("populate the lab's K3s mirror")
     });
-    let mut c = Command::new(pictl_bin());
-    c.args(args)
-        .arg("-i")
-        .arg(inventory)
-        .env("PICTL_CACHE_DIR", cache_dir(lab))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    c
+    pictl::command(pictl::build(), lab, inventory, args)
 }
 
 fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
     pictl_cmd(lab, inventory, args).output().expect("run pictl")
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// `pictl apply --output json`, with its exit code.
 fn apply_json(lab: &Lab, inventory: &Path) -> (i32, Value, Output) {
-    let out = pictl(lab, inventory, &["apply", "--output", "json"]);
-    let v: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
-    (out.status.code().unwrap_or(-1), v, out)
-}
-
-fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["nodes"]
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n["name"] == name))
-        .expect("node in report")
-}
-
-fn statuses(report: &Value, name: &str, status: &str) -> Vec<String> {
-    node(report, name)["steps"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter(|s| s["status"] == status)
-                .filter_map(|s| s["step"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    pictl::apply_json(pictl_cmd(lab, inventory, &[]))
 }
 
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(lab.dir().join("state").join("kubeconfig"))
-        .args(args)
-        .output()
-        .expect("kubectl");
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    pictl::kubectl(&lab.dir().join("state").join("kubeconfig"), args)
 }
 
 /// NAME STATUS ROLES VERSION per node, from real kubectl.
@@ -188,12 +112,6 @@ fn unit_started(lab: &Lab, node: &str, unit: &str) -> String {
         &format!("systemctl show -p ActiveEnterTimestampMonotonic,InvocationID {unit}"),
     )
     .expect("systemctl show")
-}
-
-/// The node's current boot: it changes when the node reboots.
-fn boot_id(lab: &Lab, node: &str) -> String {
-    lab.ssh_ok(node, "root", "cat /proc/sys/kernel/random/boot_id")
-        .expect("boot id")
 }
 
 fn unit_of(node: &str) -> &'static str {
@@ -244,15 +162,15 @@ fn first_apply_bootstraps_three_ready_nodes(lab: &Lab) {
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     for n in ["node1", "node2", "node3"] {
         assert!(
-            statuses(&v, n, "changed").contains(&"k3s-binary".to_string()),
+            steps(&v, n, "changed").contains(&"k3s-binary".to_string()),
             "{v:#}"
         );
         assert!(
-            statuses(&v, n, "ok").contains(&"node-ready".to_string()),
+            steps(&v, n, "ok").contains(&"node-ready".to_string()),
             "{v:#}"
         );
     }
-    assert_eq!(statuses(&v, "node3", "changed")[0], "pi-cgroups");
+    assert_eq!(steps(&v, "node3", "changed")[0], "pi-cgroups");
     eprintln!(
         "first bootstrap: {:.2} s wall",
         v["seconds"].as_f64().unwrap_or_default()
@@ -341,7 +259,7 @@ fn second_apply_changes_nothing_and_restarts_nothing(lab: &Lab) {
     assert_eq!(code, 0, "{}", text(&out));
     for n in ["node1", "node2", "node3"] {
         assert!(
-            statuses(&v, n, "changed").is_empty(),
+            steps(&v, n, "changed").is_empty(),
             "{n} changed on a re-run: {v:#}"
         );
         let trips = node(&v, n)["ssh_round_trips"].as_u64().unwrap_or(99);
@@ -428,12 +346,12 @@ fn config_drift_is_planned_and_repaired_on_that_node_only(lab: &Lab) {
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{}", text(&out));
     assert_eq!(
-        statuses(&v, "node2", "changed"),
+        steps(&v, "node2", "changed"),
         ["k3s-config", "k3s-service"],
         "{v:#}"
     );
     assert!(
-        statuses(&v, "node1", "changed").is_empty() && statuses(&v, "node3", "changed").is_empty(),
+        steps(&v, "node1", "changed").is_empty() && steps(&v, "node3", "changed").is_empty(),
         "{v:#}"
     );
     assert_eq!(n1, unit_started(lab, "node1", "k3s.service"));
@@ -496,7 +414,7 @@ fn config_mode_drift_is_chmodded_back_without_a_restart(lab: &Lab) {
     let n2 = unit_started(lab, "node2", "k3s-agent.service");
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{}", text(&out));
-    assert_eq!(statuses(&v, "node2", "changed"), ["k3s-config"], "{v:#}");
+    assert_eq!(steps(&v, "node2", "changed"), ["k3s-config"], "{v:#}");
     assert_eq!(
         n2,
         unit_started(lab, "node2", "k3s-agent.service"),
@@ -561,8 +479,8 @@ fn stopped_service_is_planned_and_repaired(lab: &Lab) {
     );
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{}", text(&out));
-    assert_eq!(statuses(&v, "node3", "changed"), ["k3s-service"]);
-    assert!(statuses(&v, "node2", "changed").is_empty(), "{v:#}");
+    assert_eq!(steps(&v, "node3", "changed"), ["k3s-service"]);
+    assert!(steps(&v, "node2", "changed").is_empty(), "{v:#}");
     assert_eq!(
         lab.ssh_ok("node3", "root", "systemctl is-active k3s-agent")
             .expect("active")
@@ -628,7 +546,7 @@ fn unreachable_node_is_reported_and_the_rest_converge(lab: &Lab) {
         "{n2:#}"
     );
     assert_eq!(
-        statuses(&v, "node3", "changed"),
+        steps(&v, "node3", "changed"),
         ["k3s-config", "k3s-service"],
         "the rest still converge: {v:#}"
     );
@@ -693,7 +611,7 @@ fn upgrade_goes_server_first_and_survives_a_node_killed_mid_run(lab: &Lab) {
     let (code, v, out) = apply_json(lab, &inv);
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     assert!(
-        statuses(&v, "node3", "changed").contains(&"k3s-binary".to_string()),
+        steps(&v, "node3", "changed").contains(&"k3s-binary".to_string()),
         "{v:#}"
     );
     let table = wait_all_ready(lab, NEW);
@@ -748,7 +666,7 @@ fn corrupted_artifact_is_refused_and_nothing_is_replaced(lab: &Lab) {
         "the node's binary was replaced"
     );
     // The cache has one directory per mirror; none may hold the bad binary.
-    let mirrors: Vec<PathBuf> = std::fs::read_dir(cache_dir(lab).join("k3s"))
+    let mirrors: Vec<PathBuf> = std::fs::read_dir(lab.dir().join("pictl-cache").join("k3s"))
         .expect("the converged lab cached its binaries")
         .map(|e| e.expect("entry").path())
         .collect();
@@ -846,7 +764,7 @@ fn sudo_password_goes_through_stdin_and_repairs_drift(lab: &Lab) {
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
-        statuses(&v, "node2", "changed"),
+        steps(&v, "node2", "changed"),
         ["k3s-config", "k3s-service"],
         "{v:#}"
     );
@@ -883,7 +801,7 @@ fn lost_controller_state_adopts_the_running_cluster_token(lab: &Lab) {
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{}", text(&out));
     for n in ["node1", "node2", "node3"] {
-        let changed = statuses(&v, n, "changed");
+        let changed = steps(&v, n, "changed");
         assert!(
             changed.is_empty() || changed == ["kubeconfig"],
             "{n}: {v:#}"
@@ -1242,7 +1160,7 @@ fn image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch(lab: &Lab
     );
     assert!(reg.token_requests() >= 1);
     // Nothing of the playbook was applied.
-    let ns = Command::new(KUBECTL)
+    let ns = Command::new(pictl::KUBECTL)
         .arg("--kubeconfig")
         .arg(lab.dir().join("state").join("kubeconfig"))
         .args(["get", "namespace", "arm-only"])
@@ -1373,7 +1291,7 @@ fn an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart(
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     for (i, n) in ["node1", "node2", "node3"].iter().enumerate() {
         assert!(
-            statuses(&v, n, "changed").contains(&"k3s-adopt".to_string()),
+            steps(&v, n, "changed").contains(&"k3s-adopt".to_string()),
             "{v:#}"
         );
         assert_eq!(
@@ -1414,7 +1332,7 @@ fn an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart(
     assert_eq!(code, 0, "{}", text(&out));
     for n in ["node1", "node2", "node3"] {
         assert!(
-            statuses(&v, n, "changed").is_empty(),
+            steps(&v, n, "changed").is_empty(),
             "second run changed {n}: {v:#}"
         );
     }
@@ -1501,7 +1419,7 @@ fn the_uninstall_script_removes_k3s_and_apply_puts_the_node_back(lab: &Lab) {
     let (code, v, out) = apply_json(lab, &lab.inventory());
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     assert!(
-        statuses(&v, "node2", "changed").contains(&"k3s-binary".to_string()),
+        steps(&v, "node2", "changed").contains(&"k3s-binary".to_string()),
         "{v:#}"
     );
     let table = wait_all_ready(lab, OLD);
@@ -1540,7 +1458,7 @@ fn label_and_taint_changes_reach_the_node_without_a_restart(lab: &Lab) {
     );
     let (code, v, out) = apply_json(lab, &inv);
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
-    assert_eq!(statuses(&v, "node2", "changed"), ["node-labels"], "{v:#}");
+    assert_eq!(steps(&v, "node2", "changed"), ["node-labels"], "{v:#}");
     let labels = kubectl(
         lab,
         &["get", "node", "node2", "-o", "jsonpath={.metadata.labels}"],
@@ -1581,7 +1499,7 @@ fn label_and_taint_changes_reach_the_node_without_a_restart(lab: &Lab) {
     );
     assert!(!taints.contains("dedicated"), "{taints}");
     let (_, v, _) = apply_json(lab, &lab.inventory());
-    assert!(statuses(&v, "node2", "changed").is_empty(), "{v:#}");
+    assert!(steps(&v, "node2", "changed").is_empty(), "{v:#}");
 }
 
 /// What K3s or pictl left on `node` (empty when nothing): files, units,
@@ -1641,7 +1559,7 @@ fn reset_removes_k3s_everywhere_and_apply_bootstraps_again(lab: &Lab) {
     let v: Value = serde_json::from_slice(&again.stdout).expect("json");
     for n in ["node1", "node2", "node3"] {
         assert!(
-            statuses(&v, n, "changed").is_empty(),
+            steps(&v, n, "changed").is_empty(),
             "second reset changed {n}: {v:#}"
         );
     }

@@ -9,6 +9,7 @@
 
 pub mod harness;
 pub mod lab;
+pub mod pictl;
 pub mod registry;
 
 pub use harness::{Case, LabSpec};

@@ -13,6 +13,10 @@ pub(super) async fn init(args: &InitArgs) -> ExitCode {
         known_hosts,
         port,
         name,
+        k3s_version,
+        channel,
+        mirror,
+        passphrase_env,
     } = args;
     use std::io::IsTerminal;
     let host_keys = if *accept_new {
@@ -38,6 +42,16 @@ pub(super) async fn init(args: &InitArgs) -> ExitCode {
         host_keys,
         out: out.clone(),
         connect_timeout: Duration::from_secs(10),
+        release: crate::init::Release {
+            pin: match (k3s_version, channel) {
+                (Some(v), _) => Some(crate::init::Pin::Version(v.clone())),
+                (None, Some(c)) => Some(crate::init::Pin::Channel(c.clone())),
+                (None, None) => None,
+            },
+            mirror: mirror.as_ref().map(|m| m.trim_end_matches('/').to_string()),
+        },
+        passphrase_env: passphrase_env.clone(),
+        passphrase_prompt: crate::init::Prompt(crate::runner::terminal_prompt()),
     };
     match crate::init::init(&opts).await {
         Ok(found) => {

@@ -246,6 +246,18 @@ pub struct InitArgs {
     /// Cluster name (kubeconfig context, state directory).
     #[arg(long, default_value = "pictl")]
     pub name: String,
+    /// Pin this K3s release (e.g. v1.33.1+k3s1) instead of following the stable channel.
+    #[arg(long, value_name = "VERSION", conflicts_with = "channel")]
+    pub k3s_version: Option<String>,
+    /// Follow this K3s channel (stable, latest, v1.33…); default: stable.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// Download K3s releases from this mirror (GitHub's release layout) instead of GitHub.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Environment variable holding the --identity-file's passphrase (else asked on the terminal).
+    #[arg(long, value_name = "VAR", requires = "identity_file")]
+    pub passphrase_env: Option<String>,
 }
 
 /// Runs one command; returns the process exit code.

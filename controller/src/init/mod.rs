@@ -20,7 +20,7 @@ use crate::inventory::{HostKeyPolicy, Node, Role, SshAuth, SshSettings, resolve_
 use crate::runner::{self, GatherError};
 use crate::transport::{SshTarget, SshTransport, SudoMode, TransportError};
 
-pub use render::{Detected, Reach};
+pub use render::{Detected, Pin, Reach, Release};
 
 /// Asked whether to trust a host key: (address, SHA256 fingerprint) → yes.
 pub type ConfirmKey = dyn Fn(&str, &str) -> bool + Send + Sync;
@@ -60,6 +60,22 @@ pub struct InitOptions {
     pub host_keys: HostKeys,
     pub out: PathBuf,
     pub connect_timeout: Duration,
+    /// The K3s release and mirror the inventory will name.
+    pub release: Release,
+    /// The variable holding the identity file's passphrase.
+    pub passphrase_env: Option<String>,
+    /// Asks for the key's passphrase when the variable is unset.
+    pub passphrase_prompt: Prompt,
+}
+
+/// A passphrase prompt, or none (no terminal).
+#[derive(Clone, Default)]
+pub struct Prompt(pub Option<crate::transport::PassphrasePrompt>);
+
+impl std::fmt::Debug for Prompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prompt({})", self.0.is_some())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +88,8 @@ pub enum InitError {
     BadName { message: String },
     #[error("--user: {message}")]
     BadUser { message: String },
+    #[error("{flag}: {message}")]
+    BadRelease { flag: &'static str, message: String },
     #[error(
         "the host key of {address} is unknown ({fingerprint}) and there is no terminal to confirm it: \
          verify the fingerprint out of band, then run again with --accept-new (or add the key to {known_hosts})"
@@ -129,8 +147,9 @@ pub async fn init(opts: &InitOptions) -> Result<Vec<Detected>, InitError> {
             .map(|p| p.display().to_string()),
         known_hosts: inventory_path(&opts.known_hosts),
         port: opts.port,
+        passphrase_env: opts.passphrase_env.clone(),
     };
-    let text = render::inventory(&opts.cluster, &detected, &reach);
+    let text = render::inventory(&opts.cluster, &detected, &reach, &opts.release);
     write_new(&opts.out, &text)?;
     Ok(detected)
 }
@@ -154,6 +173,7 @@ fn check_options(opts: &InitOptions) -> Result<(), InitError> {
     }
     rules::dns_label(&opts.cluster).map_err(|message| InitError::BadName { message })?;
     rules::unix_user(&opts.user).map_err(|message| InitError::BadUser { message })?;
+    check_release(opts)?;
     if opts.addresses.is_empty() {
         return Err(InitError::BadAddress {
             message: "no address given".into(),
@@ -167,6 +187,29 @@ fn check_options(opts: &InitOptions) -> Result<(), InitError> {
         {
             return Err(InitError::BadAddress {
                 message: format!("{a} is given twice"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The release, mirror and passphrase variable as the loader would check them.
+fn check_release(opts: &InitOptions) -> Result<(), InitError> {
+    let bad = |flag| move |message| InitError::BadRelease { flag, message };
+    match &opts.release.pin {
+        Some(Pin::Version(v)) => rules::k3s_version(v).map_err(bad("--k3s-version"))?,
+        Some(Pin::Channel(c)) => rules::channel(c).map_err(bad("--channel"))?,
+        None => {}
+    }
+    if let Some(m) = &opts.release.mirror {
+        rules::http_url(m).map_err(bad("--mirror"))?;
+    }
+    if let Some(var) = &opts.passphrase_env {
+        rules::env_name(var).map_err(bad("--passphrase-env"))?;
+        if opts.identity_file.is_none() {
+            return Err(InitError::BadRelease {
+                flag: "--passphrase-env",
+                message: "needs --identity-file (the ssh-agent holds decrypted keys)".into(),
             });
         }
     }
@@ -202,7 +245,7 @@ fn auth(opts: &InitOptions) -> SshAuth {
     match &opts.identity_file {
         Some(path) => SshAuth::Key {
             path: path.clone(),
-            passphrase_env: None,
+            passphrase_env: opts.passphrase_env.clone(),
         },
         None => SshAuth::Agent,
     }
@@ -252,6 +295,7 @@ async fn connect(opts: &InitOptions, node: &Node) -> Result<SshTransport, InitEr
         t.connect_timeout = s.connect_timeout;
         t.policy = policy;
         t.record_new_keys = true;
+        t.passphrase_prompt = opts.passphrase_prompt.0.clone();
         t.confirmed_new_key = confirmed;
         t.sudo = if s.sudo {
             SudoMode::Passwordless
@@ -328,6 +372,9 @@ mod tests {
             host_keys: HostKeys::Refuse,
             out,
             connect_timeout: Duration::from_secs(1),
+            release: Default::default(),
+            passphrase_env: None,
+            passphrase_prompt: Default::default(),
         }
     }
 
@@ -364,5 +411,32 @@ mod tests {
         o.user = "-oProxyCommand=x".into();
         assert!(matches!(check_options(&o), Err(InitError::BadUser { .. })));
         assert!(check_options(&base).is_ok());
+    }
+
+    #[test]
+    fn a_bad_version_channel_mirror_or_passphrase_variable_is_refused_by_flag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("inv.toml");
+        let refused = |o: &InitOptions| match check_options(o) {
+            Err(InitError::BadRelease { flag, .. }) => flag,
+            other => panic!("{other:?}"),
+        };
+        let mut o = opts(out.clone());
+        o.release.pin = Some(Pin::Version("1.33".into()));
+        assert_eq!(refused(&o), "--k3s-version");
+        o.release.pin = Some(Pin::Channel("v1.33 beta".into()));
+        assert_eq!(refused(&o), "--channel");
+        o.release.pin = Some(Pin::Version("v1.33.1+k3s1".into()));
+        o.release.mirror = Some("ftp://mirror".into());
+        assert_eq!(refused(&o), "--mirror");
+        o.release.mirror = Some("http://10.77.10.1:8080".into());
+        o.passphrase_env = Some("PASS".into());
+        assert_eq!(refused(&o), "--passphrase-env", "no identity file");
+        o.identity_file = Some(dir.path().join("id"));
+        o.passphrase_env = Some("1PASS".into());
+        assert_eq!(refused(&o), "--passphrase-env");
+        o.passphrase_env = Some("PASS".into());
+        check_options(&o).expect("all good");
+        assert!(!out.exists(), "nothing written by a check");
     }
 }

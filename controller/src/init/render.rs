@@ -34,11 +34,29 @@ pub struct Reach {
     /// The known_hosts file the nodes' keys are in.
     pub known_hosts: String,
     pub port: u16,
+    /// The environment variable holding the key's passphrase.
+    pub passphrase_env: Option<String>,
+}
+
+/// Which K3s release the inventory asks for, and where it comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Release {
+    /// `None`: follow the stable channel.
+    pub pin: Option<Pin>,
+    /// `None`: GitHub's releases.
+    pub mirror: Option<String>,
+}
+
+/// A followed channel or a pinned release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    Channel(String),
+    Version(String),
 }
 
 /// The inventory text: the first node the server, the rest agents, each
 /// node's arch pinned, the playson playbook left commented out.
-pub fn inventory(cluster: &str, nodes: &[Detected], reach: &Reach) -> String {
+pub fn inventory(cluster: &str, nodes: &[Detected], reach: &Reach, release: &Release) -> String {
     let mut out = String::new();
     let server = nodes.first().map_or("the server", |n| n.address.as_str());
     out.push_str(&format!(
@@ -54,21 +72,26 @@ pub fn inventory(cluster: &str, nodes: &[Detected], reach: &Reach) -> String {
          # then make `#:schema ./pictl.schema.json` its first line.\n\
          # Relative paths are relative to this file; \"~/\" is your home directory.\n\n"
     ));
+    out.push_str(&format!("[cluster]\nname = {}\n", quote(cluster)));
+    out.push_str(&release_lines(release));
     out.push_str(&format!(
-        "[cluster]\n\
-         name = {}\n\
-         channel = \"stable\"                 # follow K3s's stable channel, or pin a release:\n\
-         # k3s_version = \"v1.32.5+k3s1\"\n\
-         ha = false                         # true allows several servers (embedded etcd)\n\
+        "ha = false                         # true allows several servers (embedded etcd)\n\
          # The join token never sits in this file. Left out, pictl generates one and\n\
          # keeps it (mode 0600) in the state directory; or take it from:\n\
          # token = {{ env = \"PICTL_TOKEN\" }}\n\
-         # token = {{ file = \"~/.config/pictl/{cluster}.token\" }}   # must be mode 0600\n\n",
-        quote(cluster)
+         # token = {{ file = \"~/.config/pictl/{cluster}.token\" }}   # must be mode 0600\n\n"
     ));
     out.push_str(&format!("[ssh]\nuser = {}\n", quote(&reach.user)));
     match &reach.identity_file {
-        Some(key) => out.push_str(&format!("identity_file = {}\n", quote(key))),
+        Some(key) => {
+            out.push_str(&format!("identity_file = {}\n", quote(key)));
+            if let Some(var) = &reach.passphrase_env {
+                out.push_str(&format!(
+                    "passphrase_env = {}   # the key's passphrase, from the environment\n",
+                    quote(var)
+                ));
+            }
+        }
         None => out.push_str(
             "agent = true                       # keys from ssh-agent ($SSH_AUTH_SOCK)\n",
         ),
@@ -107,6 +130,38 @@ pub fn inventory(cluster: &str, nodes: &[Detected], reach: &Reach) -> String {
          # [workload]\n\
          # playbooks = [\"playbooks/playson\"]\n",
     );
+    out
+}
+
+/// The `[cluster]` lines that choose the K3s release and its mirror.
+fn release_lines(release: &Release) -> String {
+    let mut out = match &release.pin {
+        Some(Pin::Version(v)) => format!(
+            "k3s_version = {}          # pinned; or follow a channel instead:\n\
+             # channel = \"stable\"\n",
+            quote(v)
+        ),
+        Some(Pin::Channel(c)) => format!(
+            "channel = {}                 # followed; or pin a release:\n\
+             # k3s_version = \"v1.32.5+k3s1\"\n",
+            quote(c)
+        ),
+        None => "channel = \"stable\"                 # follow K3s's stable channel, or pin a release:\n\
+                 # k3s_version = \"v1.32.5+k3s1\"\n"
+            .to_string(),
+    };
+    if let Some(mirror) = &release.mirror {
+        out.push_str(&format!(
+            "mirror = {}   # K3s releases in GitHub's layout\n",
+            quote(mirror)
+        ));
+        if mirror.starts_with("http://") {
+            out.push_str(
+                "allow_http_mirror = true   # plain http: anyone on the path can change what is \
+                 downloaded; only on a network you trust\n",
+            );
+        }
+    }
     out
 }
 
@@ -201,6 +256,7 @@ mod tests {
             identity_file: None,
             known_hosts: known_hosts.display().to_string(),
             port: 22,
+            passphrase_env: None,
         }
     }
 
@@ -218,7 +274,7 @@ mod tests {
         amd.uname_m = "x86_64".into();
         amd.pi_model = None;
         let nodes = [pi("10.0.0.1", "boolayan"), pi("10.0.0.2", "worker1"), amd];
-        let text = inventory("playson", &nodes, &reach(&kh));
+        let text = inventory("playson", &nodes, &reach(&kh), &Release::default());
         let inv = load(&text, dir.path());
         assert_eq!(inv.cluster.name, "playson");
         let got: Vec<_> = inv
@@ -279,7 +335,7 @@ mod tests {
         let mut evil = pi("10.0.0.1", "pi\"\n[agent]\nenabled = false");
         evil.os = "Debian\n[agent]\nenabled = false".into();
         evil.pi_model = Some("Pi\r\n[[nodes]]".into());
-        let text = inventory("c", &[evil], &reach(&kh));
+        let text = inventory("c", &[evil], &reach(&kh), &Release::default());
         let inv = load(&text, dir.path());
         assert!(inv.agent.enabled, "{text}");
         assert_eq!(inv.nodes.len(), 1, "{text}");
@@ -305,11 +361,69 @@ mod tests {
             identity_file: Some(key.display().to_string()),
             known_hosts: kh.display().to_string(),
             port: 2222,
+            passphrase_env: None,
         };
-        let inv = load(&inventory("c", &[pi("10.0.0.1", "a")], &r), dir.path());
+        let inv = load(
+            &inventory("c", &[pi("10.0.0.1", "a")], &r, &Release::default()),
+            dir.path(),
+        );
         let ssh = &inv.nodes[0].ssh;
         assert_eq!(ssh.port, 2222);
         assert!(!ssh.sudo);
         assert!(matches!(&ssh.auth, SshAuth::Key { path, .. } if *path == key));
+    }
+
+    #[test]
+    fn a_pinned_version_and_a_mirror_are_written_and_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kh = dir.path().join("known_hosts");
+        std::fs::write(&kh, "").expect("write");
+        let release = Release {
+            pin: Some(Pin::Version("v1.33.1+k3s1".into())),
+            mirror: Some("http://10.77.10.1:8080".into()),
+        };
+        let inv = load(
+            &inventory("c", &[pi("10.0.0.1", "a")], &reach(&kh), &release),
+            dir.path(),
+        );
+        assert_eq!(
+            inv.cluster.k3s,
+            crate::inventory::K3sRelease::Version("v1.33.1+k3s1".into())
+        );
+        assert_eq!(inv.cluster.mirror, "http://10.77.10.1:8080");
+        let https = Release {
+            pin: Some(Pin::Channel("latest".into())),
+            mirror: Some("https://mirror.example/k3s".into()),
+        };
+        let text = inventory("c", &[pi("10.0.0.1", "a")], &reach(&kh), &https);
+        assert!(!text.contains("allow_http_mirror"), "{text}");
+        let inv = load(&text, dir.path());
+        assert_eq!(
+            inv.cluster.k3s,
+            crate::inventory::K3sRelease::Channel("latest".into())
+        );
+    }
+
+    #[test]
+    fn an_encrypted_keys_passphrase_variable_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kh = dir.path().join("known_hosts");
+        let key = dir.path().join("id");
+        std::fs::write(&kh, "").expect("write");
+        std::fs::write(&key, "").expect("write");
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        let mut r = reach(&kh);
+        r.identity_file = Some(key.display().to_string());
+        r.passphrase_env = Some("PI_KEY_PASS".into());
+        let text = inventory("c", &[pi("10.0.0.1", "a")], &r, &Release::default());
+        let inv = load(&text, dir.path());
+        assert_eq!(
+            inv.nodes[0].ssh.auth,
+            SshAuth::Key {
+                path: key,
+                passphrase_env: Some("PI_KEY_PASS".into())
+            }
+        );
     }
 }

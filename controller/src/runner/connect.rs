@@ -23,6 +23,27 @@ pub trait Connector: Send + Sync {
     ) -> BoxFuture<'a, Result<Arc<dyn Transport>, TransportError>>;
 }
 
+/// Asks on the terminal for a key's passphrase, once per key file, when
+/// stdin is a terminal; `None` (never asks) otherwise.
+pub fn terminal_prompt() -> Option<transport::PassphrasePrompt> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let asked: std::sync::Mutex<BTreeMap<std::path::PathBuf, Secret>> = Default::default();
+    Some(Arc::new(move |path: &std::path::Path| {
+        let mut asked = asked.lock().ok()?;
+        if let Some(s) = asked.get(path) {
+            return Some(s.clone());
+        }
+        let answer =
+            rpassword::prompt_password(format!("Passphrase for {}: ", path.display())).ok()?;
+        let secret = Secret::new(answer);
+        asked.insert(path.to_path_buf(), secret.clone());
+        Some(secret)
+    }))
+}
+
 /// The real connector: SSH with the node's merged settings.
 #[derive(Default)]
 pub struct SshConnector {
@@ -37,24 +58,8 @@ impl SshConnector {
     /// A connector that prompts on the terminal for key passphrases (once
     /// per key file), when stdin is a terminal; otherwise never prompts.
     pub fn interactive() -> Self {
-        use std::io::IsTerminal;
-        if !std::io::stdin().is_terminal() {
-            return Self::default();
-        }
-        let asked: std::sync::Mutex<BTreeMap<std::path::PathBuf, Secret>> = Default::default();
-        let prompt: transport::PassphrasePrompt = Arc::new(move |path: &std::path::Path| {
-            let mut asked = asked.lock().ok()?;
-            if let Some(s) = asked.get(path) {
-                return Some(s.clone());
-            }
-            let answer =
-                rpassword::prompt_password(format!("Passphrase for {}: ", path.display())).ok()?;
-            let secret = Secret::new(answer);
-            asked.insert(path.to_path_buf(), secret.clone());
-            Some(secret)
-        });
         Self {
-            prompt: Some(prompt),
+            prompt: terminal_prompt(),
             read_only: false,
         }
     }

@@ -32,7 +32,7 @@ mod tests;
 use std::time::Instant;
 
 pub use api::{ApiConnector, ApiError, KubeconfigApi, kube_client};
-pub use connect::{Connector, GatherError, SshConnector, gather};
+pub use connect::{Connector, GatherError, SshConnector, gather, terminal_prompt};
 pub use error::{NodeFailure, RunError};
 pub use options::{Mode, Options};
 pub use progress::{Event, Progress, Stage, StderrProgress, Topic, WarningsOnly};

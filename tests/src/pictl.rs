@@ -1,0 +1,111 @@
+//! Running the product from e2e tests: building `pictl` (and the host agent)
+//! once per test binary, running it against a lab's inventory with the
+//! lab's own artifact cache, reading its JSON report, and asking real
+//! `kubectl` through the kubeconfig pictl wrote. Shared by every e2e suite so
+//! each one judges pictl the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::Lab;
+
+/// The plain kubectl client the suites judge with (the dispatcher at
+/// /usr/bin/kubectl asks the server's /version first).
+pub const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+
+/// Where cargo puts this checkout's builds.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| crate::lab::repo_root().join("target"), PathBuf::from)
+}
+
+/// Builds `pictl` and the host's `pictl-agent` (debug) once per process and
+/// returns pictl's path; pictl finds the agent beside itself.
+pub fn build() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pictl", "--bin", "pictl"])
+            .args(["-p", "pictl-agent", "--bin", "pictl-agent"])
+            .current_dir(crate::lab::repo_root())
+            .status()
+            .expect("cargo build pictl");
+        assert!(status.success(), "building pictl failed");
+        target_dir().join("debug").join("pictl")
+    })
+}
+
+/// `pictl ARGS -i INVENTORY` with the lab's artifact cache, no RUST_LOG and
+/// no stdin, as CI runs it.
+pub fn command(bin: &Path, lab: &Lab, inventory: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .arg("-i")
+        .arg(inventory)
+        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// `pictl apply --output json`: exit code, report, and the raw output.
+pub fn apply_json(mut apply: Command) -> (i32, Value, Output) {
+    let out = apply
+        .args(["apply", "--output", "json"])
+        .output()
+        .expect("run pictl");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
+    (out.status.code().unwrap_or(-1), v, out)
+}
+
+/// Both streams of a finished command, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// One node's entry in an apply report.
+pub fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == name))
+        .unwrap_or_else(|| panic!("node {name} not in the report: {report:#}"))
+}
+
+/// The steps of one node that ended with `status` (changed, ok, failed…).
+pub fn steps(report: &Value, name: &str, status: &str) -> Vec<String> {
+    node(report, name)["steps"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter(|s| s["status"] == status)
+                .filter_map(|s| s["step"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Real kubectl through a kubeconfig; its stdout, or a panic with both streams.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The node's current boot: it changes when the node reboots.
+pub fn boot_id(lab: &Lab, node: &str) -> String {
+    lab.ssh_ok(node, "root", "cat /proc/sys/kernel/random/boot_id")
+        .expect("boot id")
+}
