@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Builds what a pictl release carries: the host's `pictl` and the health agent
-# for every arch a node can have (amd64, arm64, armhf), static binaries, into
-# dist/ with SHA256SUMS. pictl finds `pictl-agent-<arch>` beside itself (and
+# Builds what a pictl release carries, static binaries into dist/ with
+# SHA256SUMS: `pictl-<arch>` (the controller, to run from a laptop or a Pi)
+# and `pictl-agent-<arch>` (the health agent) for every arch given, the
+# host's pictl as `pictl`, and one archive per arch,
+# `pictl-<version>-linux-<arch>.tar.gz`, holding that arch's pictl with every
+# agent beside it. pictl finds `pictl-agent-<arch>` beside itself (and
 # target/<triple>/release/pictl-agent next to a cargo build), so
 # `pictl apply` installs the agent on Pis with no `[agent] binaries` entry.
 #
-#   ./dist.sh [--out DIR] [ARCH...]     ARCH: amd64 arm64 armhf (default: all three)
+#   ./dist.sh [--out DIR] [--agents-only] [ARCH...]
+#                                       ARCH: amd64 arm64 armhf (default: all three);
+#                                       --agents-only: the host pictl and the agents
+#                                       (a cross-built pictl takes minutes per arch)
 #   ./dist.sh --build ARCH PACKAGE BIN  cross-build one release binary, print its path
 #                                       (tests/k3s-sim/mirror.sh builds k3s-arm64 this way)
 #
@@ -95,11 +101,13 @@ if [ "${1:-}" = --build ]; then
 fi
 
 OUT=$ROOT/dist
+agents_only=0
 arches=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --out) [ $# -ge 2 ] || die "--out needs a directory"; OUT=$2; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --agents-only) agents_only=1; shift ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     amd64 | arm64 | armhf) arches+=("$1"); shift ;;
     *) die "unknown argument '$1' (arches: ${ALL_ARCHES[*]})" ;;
     esac
@@ -112,23 +120,45 @@ cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p pictl --bin 
 install -m 0755 "$TARGET_DIR/release/pictl" "$OUT/pictl"
 say "pictl (host) built in $(elapsed "$t0") s"
 
+# ship ARCH PACKAGE BIN NAME: cross-builds BIN into $OUT/NAME (atomically).
+ship() {
+    local t1 p
+    t1=$(now)
+    if p=$(build "$1" "$2" "$3"); then
+        install -m 0755 "$p" "$OUT/$4.tmp"
+        mv -f "$OUT/$4.tmp" "$OUT/$4"
+        say "$4 ($(target_for "$1")) built in $(elapsed "$t1") s"
+    else
+        say "skipped $4"
+        rm -f "$OUT/$4"
+        return 1
+    fi
+}
+
 failed=()
 for arch in "${arches[@]}"; do
-    t1=$(now)
-    if p=$(build "$arch" pictl-agent pictl-agent); then
-        install -m 0755 "$p" "$OUT/pictl-agent-$arch.tmp"
-        mv -f "$OUT/pictl-agent-$arch.tmp" "$OUT/pictl-agent-$arch"
-        say "pictl-agent-$arch ($(target_for "$arch")) built in $(elapsed "$t1") s"
-    else
-        say "skipped pictl-agent-$arch"
-        rm -f "$OUT/pictl-agent-$arch"
-        failed+=("$arch")
-    fi
+    ship "$arch" pictl-agent pictl-agent "pictl-agent-$arch" || failed+=("pictl-agent-$arch")
+done
+if [ "$agents_only" = 0 ]; then
+    for arch in "${arches[@]}"; do
+        ship "$arch" pictl pictl "pictl-$arch" || failed+=("pictl-$arch")
+    done
+fi
+
+version=$("$OUT/pictl" --version | awk 'NR == 1 { print $2 }')
+rm -f "$OUT"/pictl-*.tar.gz
+for arch in "${arches[@]}"; do
+    [ -f "$OUT/pictl-$arch" ] || continue
+    stage=$(mktemp -d)
+    install -m 0755 "$OUT/pictl-$arch" "$stage/pictl"
+    cp -p "$OUT"/pictl-agent-* "$stage/"
+    tar -C "$stage" --owner=0 --group=0 -czf "$OUT/pictl-$version-linux-$arch.tar.gz" .
+    rm -rf "$stage"
 done
 
-(cd "$OUT" && sha256sum pictl pictl-agent-* >SHA256SUMS.tmp && mv -f SHA256SUMS.tmp SHA256SUMS)
+(cd "$OUT" && sha256sum pictl pictl-* >SHA256SUMS.tmp && mv -f SHA256SUMS.tmp SHA256SUMS)
 echo "dist: $OUT (in $(elapsed "$t0") s)"
-(cd "$OUT" && ls -l pictl pictl-agent-* | awk '{ printf "  %-22s %9d bytes\n", $NF, $5 }')
+(cd "$OUT" && ls -l pictl pictl-* | awk '{ printf "  %-36s %9d bytes\n", $NF, $5 }')
 if [ ${#failed[@]} -gt 0 ]; then
     echo "dist: not built: ${failed[*]}"
     exit 1

@@ -397,25 +397,7 @@ fn image_preflight_refuses_an_amd64_only_image_for_the_arm64_node(lab: &Lab) {
     // The playson incident itself: an amd64-only image, and an arm64 Pi.
     let reg = pictl_e2e::registry::Registry::start().expect("registry");
     let image = reg.push_single("vendor/amd64-only", "1.0", "linux", "amd64");
-    let dir = lab.dir().join("preflight").join("amd64-only");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("app.yaml"),
-        format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: amd64-only\n---\n\
-             apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: amd64-only\n\
-             spec:\n  selector:\n    matchLabels: {{app: app}}\n  template:\n    metadata:\n      labels: {{app: app}}\n\
-             \x20   spec:\n      containers:\n      - name: app\n        image: {image}\n"
-        ),
-    )
-    .expect("write playbook");
-    let base = std::fs::read_to_string(lab.inventory()).expect("inventory");
-    let inv = lab.dir().join("inventory-preflight.toml");
-    std::fs::write(
-        &inv,
-        format!("{base}\n[workload]\nplaybooks = [\"{}\"]\n", dir.display()),
-    )
-    .expect("write");
+    let inv = pictl::one_image_inventory(lab, "amd64-only", &image);
 
     let plan = pictl(lab, &inv, &["plan"]);
     assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));

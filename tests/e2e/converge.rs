@@ -1128,25 +1128,7 @@ fn image_preflight_refuses_a_playbook_whose_image_lacks_the_nodes_arch(lab: &Lab
     // The playson incident, mirrored for the lab's amd64 nodes: an arm64-only image.
     let reg = pictl_e2e::registry::Registry::start().expect("registry");
     let image = reg.push_single("vendor/arm64-only", "1.0", "linux", "arm64");
-    let dir = lab.dir().join("preflight").join("arm-only");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("app.yaml"),
-        format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: arm-only\n---\n\
-             apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: arm-only\n\
-             spec:\n  selector:\n    matchLabels: {{app: app}}\n  template:\n    metadata:\n      labels: {{app: app}}\n\
-             \x20   spec:\n      containers:\n      - name: app\n        image: {image}\n"
-        ),
-    )
-    .expect("write playbook");
-    let base = std::fs::read_to_string(lab.inventory()).expect("inventory");
-    let inv = lab.dir().join("inventory-preflight.toml");
-    std::fs::write(
-        &inv,
-        format!("{base}\n[workload]\nplaybooks = [\"{}\"]\n", dir.display()),
-    )
-    .expect("write");
+    let inv = pictl::one_image_inventory(lab, "arm-only", &image);
 
     let plan = pictl(lab, &inv, &["plan"]);
     assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
@@ -1199,33 +1181,7 @@ install -m 600 /dev/null /etc/systemd/system/{unit}.env
 cat > /etc/systemd/system/{unit}.env <<'ENV'
 {env}ENV
 cat > /etc/systemd/system/{unit} <<'UNIT'
-[Unit]
-Description=Lightweight Kubernetes
-Documentation=https://k3s.io
-Wants=network-online.target
-After=network-online.target
-
-[Install]
-WantedBy=multi-user.target
-
-[Service]
-Type=notify
-EnvironmentFile=-/etc/default/%N
-EnvironmentFile=-/etc/sysconfig/%N
-EnvironmentFile=-/etc/systemd/system/{unit}.env
-KillMode=process
-Delegate=yes
-User=root
-LimitNOFILE=1048576
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-TimeoutStartSec=0
-Restart=always
-RestartSec=5s
-ExecStartPre=-/sbin/modprobe br_netfilter
-ExecStartPre=-/sbin/modprobe overlay
-ExecStart=/usr/local/bin/k3s \
+{unit_text}\
     {command} \
 {quoted}
 UNIT
@@ -1234,6 +1190,7 @@ systemctl enable {unit} >/dev/null 2>&1
 timeout 60 systemctl start {unit}
 "#,
         mirror = lab.mirror_url(),
+        unit_text = pictl_e2e::k3s::install_sh_unit(&format!("/etc/systemd/system/{unit}.env")),
         version = OLD.replace('+', "%2B"),
         name = unit.trim_end_matches(".service"),
     );

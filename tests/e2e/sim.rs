@@ -1678,34 +1678,13 @@ fn run_host_cases(cases: &[(&str, fn())]) -> (usize, usize) {
 
 // ---------------- lab case ----------------
 
-const SERVER_UNIT: &str = "[Unit]
-Description=Lightweight Kubernetes
-Documentation=https://k3s.io
-Wants=network-online.target
-After=network-online.target
-
-[Install]
-WantedBy=multi-user.target
-
-[Service]
-Type=notify
-EnvironmentFile=-/etc/default/%N
-EnvironmentFile=-/etc/sysconfig/%N
-EnvironmentFile=-/etc/systemd/system/%N.service.env
-KillMode=process
-Delegate=yes
-User=root
-LimitNOFILE=1048576
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-TimeoutStartSec=0
-Restart=always
-RestartSec=5s
-ExecStartPre=-/sbin/modprobe br_netfilter
-ExecStartPre=-/sbin/modprobe overlay
-ExecStart=/usr/local/bin/k3s ROLE
-";
+/// install.sh's unit for `role` (server or agent), no flags.
+fn install_sh_unit(role: &str) -> String {
+    format!(
+        "{}{role}\n",
+        pictl_e2e::k3s::install_sh_unit("/etc/systemd/system/%N.service.env")
+    )
+}
 
 fn install_cmd(mirror: &str, version: &str) -> String {
     let v = version.replace('+', "%2B");
@@ -1743,7 +1722,7 @@ fn k3s_sim_under_systemd_with_k3s_units(lab: &Lab) {
         "root",
         &write_file_cmd(
             "/etc/systemd/system/k3s.service",
-            &SERVER_UNIT.replace("ROLE", "server"),
+            &install_sh_unit("server"),
             "0644",
         ),
     )
@@ -1796,7 +1775,7 @@ fn k3s_sim_under_systemd_with_k3s_units(lab: &Lab) {
         "root",
         &write_file_cmd(
             "/etc/systemd/system/k3s-agent.service",
-            &SERVER_UNIT.replace("ROLE", "agent"),
+            &install_sh_unit("agent"),
             "0644",
         ),
     )

@@ -8,6 +8,7 @@
 //! gets from `tests/lab/lab` by hand.
 
 pub mod harness;
+pub mod k3s;
 pub mod lab;
 pub mod pictl;
 pub mod registry;

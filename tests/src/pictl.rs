@@ -109,3 +109,28 @@ pub fn boot_id(lab: &Lab, node: &str) -> String {
     lab.ssh_ok(node, "root", "cat /proc/sys/kernel/random/boot_id")
         .expect("boot id")
 }
+
+/// A playbook with one Deployment of `image` in namespace `ns`, and the
+/// lab's inventory with it as its workload; returns that inventory.
+pub fn one_image_inventory(lab: &Lab, ns: &str, image: &str) -> PathBuf {
+    let dir = lab.dir().join("preflight").join(ns);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("app.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n\
+             apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: {ns}\n\
+             spec:\n  selector:\n    matchLabels: {{app: app}}\n  template:\n    metadata:\n      labels: {{app: app}}\n\
+             \x20   spec:\n      containers:\n      - name: app\n        image: {image}\n"
+        ),
+    )
+    .expect("write playbook");
+    let base = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let inv = lab.dir().join("inventory-preflight.toml");
+    std::fs::write(
+        &inv,
+        format!("{base}\n[workload]\nplaybooks = [\"{}\"]\n", dir.display()),
+    )
+    .expect("write");
+    inv
+}
