@@ -63,6 +63,15 @@ impl Source {
         }
     }
 
+    /// What a planned change says after the new value ("" for an upload).
+    pub fn suffix(&self) -> String {
+        match self {
+            Source::Controller => String::new(),
+            Source::Staged { .. } => " (seed: the one upload from the controller)".into(),
+            Source::Seed { seed, .. } => format!(" (fetched from {seed})"),
+        }
+    }
+
     /// For messages: "the seed node1", "this node's staged copy".
     pub fn describe(&self) -> String {
         match self {

@@ -171,6 +171,26 @@ async fn each_arch_gets_one_upload_to_its_seed_and_the_others_fetch_from_it() {
         "plan wrote: {:?}",
         s.fleet.calls()
     );
+    let after = |n: &str| {
+        let node = plan.nodes.iter().find(|r| r.name == n).expect("node");
+        let step = node
+            .steps
+            .iter()
+            .find(|r| r.step == crate::step::StepId::K3sBinary);
+        step.map(|r| r.changes[0].after.clone())
+    };
+    assert_eq!(
+        after("s1").as_deref(),
+        Some("v1.32.5+k3s1 (seed: the one upload from the controller)")
+    );
+    assert_eq!(
+        after("a2").as_deref(),
+        Some("v1.32.5+k3s1 (fetched from s1)")
+    );
+    assert_eq!(
+        after("a3").as_deref(),
+        Some("v1.32.5+k3s1 (fetched from a1)")
+    );
     let seeds: Vec<String> = s
         .lines()
         .into_iter()

@@ -38,7 +38,7 @@ impl Plan for HealthAgentPlan {
             out.push(Change::new(
                 paths::HEALTH_AGENT_BIN,
                 before,
-                format!("sha256 {}", self.sha),
+                format!("sha256 {}{}", self.sha, self.from.suffix()),
             ));
         }
         if let Some(before) = self.unit {

@@ -33,9 +33,12 @@ impl Plan for K3sBinaryPlan {
     fn changes(&self) -> Vec<Change> {
         match self {
             K3sBinaryPlan::Install {
-                before, version, ..
+                before,
+                version,
+                from,
             } => {
-                vec![Change::new(paths::K3S_BIN, before.clone(), version.clone())]
+                let after = format!("{version}{}", from.suffix());
+                vec![Change::new(paths::K3S_BIN, before.clone(), after)]
             }
             K3sBinaryPlan::Fix(fix) => fix.changes(),
         }
