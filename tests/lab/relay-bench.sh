@@ -45,7 +45,7 @@ echo "load before: $(uptime)"
 
 fresh_lab() { # N
     $lab down >/dev/null 2>&1 || true
-    $lab up "$1" >/dev/null
+    $lab up "$1" >/dev/null 2>&1
     rm -rf "$dir/state"
     shape
 }
