@@ -12,6 +12,9 @@ pictl-agent: per-node health agent for pictl
 Usage:
   pictl-agent serve [--listen ADDR]   serve /healthz, /metrics and /v1/report
   pictl-agent report [--pretty]       collect once and print the JSON report
+  pictl-agent share --listen ADDR --for SECONDS [--port-file PATH] --file URLPATH=FILE...
+                                      serve these files read-only for a while
+                                      (pictl's node-to-node artifact copies)
   pictl-agent --version | --help
 
 Options:
@@ -25,6 +28,7 @@ Options:
 pub enum Command {
     Serve { listen: SocketAddr },
     Report { pretty: bool },
+    Share(crate::share::ShareConfig),
     Version,
     Help,
 }
@@ -37,6 +41,12 @@ pub enum UsageError {
     UnknownArgument(String),
     #[error("{0} needs a value")]
     MissingValue(&'static str),
+    #[error("{flag} {value:?} is not valid: {why}")]
+    InvalidValue {
+        flag: &'static str,
+        value: String,
+        why: &'static str,
+    },
     #[error("--listen {value:?} is not an address like 127.0.0.1:9750")]
     InvalidAddress {
         value: String,
@@ -81,8 +91,65 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             }
             Ok(Command::Report { pretty })
         }
+        "share" => share(args),
         _ => Err(UsageError::UnknownArgument(first)),
     }
+}
+
+/// `share --listen ADDR --for SECONDS [--port-file PATH] --file URLPATH=FILE...`
+fn share(mut args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+    let (mut listen, mut lifetime, mut port_file) = (None, None, None);
+    let mut files = Vec::new();
+    while let Some(flag) = args.next() {
+        let flag: &'static str = match flag.as_str() {
+            "--listen" => "--listen",
+            "--for" => "--for",
+            "--port-file" => "--port-file",
+            "--file" => "--file",
+            "-h" | "--help" => return Ok(Command::Help),
+            _ => return Err(UsageError::UnknownArgument(flag)),
+        };
+        let value = args.next().ok_or(UsageError::MissingValue(flag))?;
+        let invalid = |why| UsageError::InvalidValue {
+            flag,
+            value: value.clone(),
+            why,
+        };
+        match flag {
+            "--listen" => {
+                let addr = value.parse().map_err(|source| UsageError::InvalidAddress {
+                    value: value.clone(),
+                    source,
+                })?;
+                listen = Some(addr);
+            }
+            "--for" => {
+                let secs: u64 = value
+                    .parse()
+                    .map_err(|_| invalid("not a number of seconds"))?;
+                lifetime = Some(std::time::Duration::from_secs(secs));
+            }
+            "--port-file" => port_file = Some(value.into()),
+            _ => {
+                let (path, file) = value
+                    .split_once('=')
+                    .filter(|(p, f)| p.starts_with('/') && f.starts_with('/'))
+                    .ok_or_else(|| invalid("expected /URLPATH=/FILE"))?;
+                files.push((path.to_owned(), file.into()));
+            }
+        }
+    }
+    let listen = listen.ok_or(UsageError::MissingValue("--listen"))?;
+    let lifetime = lifetime.ok_or(UsageError::MissingValue("--for"))?;
+    if files.is_empty() {
+        return Err(UsageError::MissingValue("--file"));
+    }
+    Ok(Command::Share(crate::share::ShareConfig {
+        listen,
+        files,
+        port_file,
+        lifetime,
+    }))
 }
 
 #[cfg(test)]
@@ -130,6 +197,39 @@ mod tests {
         assert_eq!(
             p(&["report", "-x"]),
             Err(UsageError::UnknownArgument("-x".into()))
+        );
+        assert_eq!(
+            p(&[
+                "share",
+                "--listen",
+                "10.0.0.1:0",
+                "--for",
+                "60",
+                "--file",
+                "/a/k3s=/x/k3s"
+            ]),
+            Ok(Command::Share(crate::share::ShareConfig {
+                listen: "10.0.0.1:0".parse().expect("valid"),
+                files: vec![("/a/k3s".into(), "/x/k3s".into())],
+                port_file: None,
+                lifetime: std::time::Duration::from_secs(60),
+            }))
+        );
+        assert!(matches!(
+            p(&[
+                "share",
+                "--listen",
+                "10.0.0.1:0",
+                "--for",
+                "60",
+                "--file",
+                "k3s=/x"
+            ]),
+            Err(UsageError::InvalidValue { flag: "--file", .. })
+        ));
+        assert_eq!(
+            p(&["share", "--listen", "10.0.0.1:0", "--for", "60"]),
+            Err(UsageError::MissingValue("--file"))
         );
         assert_eq!(
             p(&["status"]),

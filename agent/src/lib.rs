@@ -15,6 +15,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod report;
+pub mod share;
 
 /// The hardened systemd unit that runs the agent on a node (the controller
 /// installs it as `/etc/systemd/system/pictl-agent.service`).

@@ -31,6 +31,15 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Report { pretty } => report(pretty),
+        Command::Share(cfg) => {
+            return match pictl_agent::share::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pictl-agent: {}", error_chain(&e));
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Serve { listen } => {
             let sources = Sources::system();
             match Server::bind(

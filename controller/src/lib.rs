@@ -19,6 +19,7 @@ pub mod k3s_flags;
 pub mod kubeconfig;
 pub mod manual;
 pub mod recap;
+pub mod relay;
 pub mod render;
 pub mod runner;
 pub mod secret;

@@ -141,6 +141,10 @@ pub struct Desired {
     /// The health agent's binary for this node (`None`: disabled; `Err`: why
     /// there is none).
     pub agent: Option<Result<crate::agent_binary::AgentBinary, String>>,
+    /// Where this node's K3s binary and agent come from (the relay phase
+    /// sets them; the controller by default).
+    pub k3s_from: crate::relay::Source,
+    pub agent_from: crate::relay::Source,
 }
 
 /// Everything a step may read.
@@ -161,6 +165,8 @@ pub struct StepIo<'a> {
     pub writer: &'a Writer,
     /// How long the run waits for slow things (`--wait`).
     pub wait: std::time::Duration,
+    /// Where a step says what it did besides its plan (a fallback).
+    pub progress: &'a dyn crate::runner::Progress,
 }
 
 /// What an applied step asks of the runner.

@@ -1154,26 +1154,34 @@ async fn sudo_as_root_runs_directly() {
 async fn concurrent_execs_share_one_session() {
     let sshd = sshd_or_skip!();
     let t: Arc<dyn Transport> = Arc::new(sshd.connect().await);
+    // Each exec waits (up to 20 s) until all eight are running at once:
+    // serialised execs could never all be there, so they fail instead.
+    let meet = tempfile::tempdir().expect("tempdir");
+    let dir = meet.path().display().to_string();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
-            let t = Arc::clone(&t);
+            let (t, dir) = (Arc::clone(&t), dir.clone());
             tokio::spawn(async move {
                 let out = t
-                    .exec(&RemoteCommand::script("sleep 0.2; echo \"$1\"").arg(i.to_string()))
+                    .exec(
+                        &RemoteCommand::script(
+                            ": > \"$1/$2\"; n=0; \
+                             while [ \"$(ls \"$1\" | wc -l)\" -lt 8 ]; do \
+                             n=$((n + 1)); [ $n -gt 400 ] && { echo serialised; exit 1; }; sleep 0.05; done; \
+                             echo \"$2\"",
+                        )
+                        .arg(dir)
+                        .arg(i.to_string()),
+                    )
                     .await
                     .unwrap();
-                assert_eq!(out.stdout_text(), format!("{i}\n"));
+                assert_eq!(out.stdout_text(), format!("{i}\n"), "execs were serialised");
             })
         })
         .collect();
-    let started = Instant::now();
     for task in tasks {
         task.await.unwrap();
     }
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "execs were serialised"
-    );
     assert_eq!(t.round_trips(), 8);
 }
 

@@ -10,7 +10,10 @@
 # cross toolchain an arch gets the host build stamped for it, which refuses to
 # run like a foreign binary would (set PICTL_MIRROR_REAL_ARCHES="arm64 ..." to
 # make a missing cross build an error instead). Idempotent: files are only
-# rewritten when their content changes.
+# rewritten when their content changes. PICTL_MIRROR_PAD_TO=BYTES pads each
+# binary to that size (K3s's real size is about 70 MB, 73400320) with
+# deterministic pseudo-random bytes before its trailer, for benchmarks of the
+# artifact path; the simulator runs the same.
 set -euo pipefail
 
 usage() { echo "usage: $0 <mirror-dir>" >&2; exit 2; }
@@ -50,6 +53,16 @@ for arch in arm64 armhf; do
     fi
 done
 
+# pad_to FILE: appends pseudo-random bytes (AES-CTR of zeros: no link
+# could compress them, and the same bytes every time) up to PICTL_MIRROR_PAD_TO.
+pad_to() {
+    local want=${PICTL_MIRROR_PAD_TO:-0} have
+    have=$(stat -c %s "$1")
+    [ "$want" -gt "$have" ] || return 0
+    { openssl enc -aes-128-ctr -K 00 -iv 00 -nosalt </dev/zero 2>/dev/null || true; } |
+        head -c "$((want - have))" >>"$1"
+}
+
 # install_if_changed SRC DEST: atomic, and untouched when identical.
 install_if_changed() {
     if [ -f "$2" ] && cmp -s "$1" "$2"; then
@@ -70,6 +83,7 @@ for v in "${versions[@]}"; do
         sums=${sums%%:*}
         file=${triple##*:}
         cp "$work/k3s.$arch" "$work/$file"
+        pad_to "$work/$file"
         printf '\n#K3S-SIM-ARCH=%s\n#K3S-SIM-VERSION=%s\n' "$sums" "$v" >>"$work/$file"
         install_if_changed "$work/$file" "$d/$file" 0755
         (cd "$d" && sha256sum "$file") >"$work/sha256sum-$sums.txt"

@@ -67,10 +67,19 @@ fn fake_pi_is_read_field_by_field() {
     assert_eq!(r.clock_synchronized, Some(true));
 
     // Under-voltage now fails the node; throttling now and the history degrade it.
+    // The tempdir's real filesystem may be nearly full on a CI box: only that
+    // problem may come on top.
     assert_eq!(r.health, Health::Failing, "{:?}", r.problems);
-    assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+    let pi_problems = r
+        .problems
+        .iter()
+        .filter(|p| !p.contains("root filesystem"))
+        .count();
+    assert_eq!(pi_problems, 3, "{:?}", r.problems);
     assert!(
-        r.problems[0].contains("under-voltage now (get_throttled 0x50005)"),
+        r.problems
+            .iter()
+            .any(|p| p.contains("under-voltage now (get_throttled 0x50005)")),
         "{:?}",
         r.problems
     );

@@ -124,8 +124,19 @@ pub enum Command {
     /// still converge. Ends with a recap (ok / changed / skipped / failed /
     /// unreachable per node); a re-run with nothing drifted shows changed=0.
     ///
+    /// K3s and the health agent cross the controller's link once per arch:
+    /// one node of each arch (the seed) gets them from the controller and
+    /// serves them to the others over the LAN for the run; each node installs
+    /// a copy only when its sha256 matches the release's checksum file, and
+    /// falls back to an upload from the controller otherwise.
+    ///
     /// Example: pictl apply -i inventory/playson.toml --concurrency 3
-    Apply,
+    Apply {
+        /// Upload every node's copy of K3s and the agent from the controller
+        /// (no node-to-node copies).
+        #[arg(long)]
+        no_relay: bool,
+    },
     /// Show every node's state in one table (read-only).
     ///
     /// Per node: reachability, arch, K3s version, service state, Ready in the
@@ -264,8 +275,8 @@ pub struct InitArgs {
 pub async fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Validate => validate(&cli),
-        Command::Plan { diff } => converge(&cli, Mode::Plan, *diff).await,
-        Command::Apply => converge(&cli, Mode::Apply, false).await,
+        Command::Plan { diff } => converge(&cli, Mode::Plan, *diff, true).await,
+        Command::Apply { no_relay } => converge(&cli, Mode::Apply, false, !*no_relay).await,
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
         Command::Status { watch } => status::status(&cli, *watch).await,
         Command::Reset {
@@ -369,15 +380,19 @@ fn options(cli: &Cli, mode: Mode, diff: bool) -> runner::Options {
         cache_dir: crate::artifacts::default_cache_dir(),
         wait: Duration::from_secs(cli.wait),
         diff,
+        relay: true,
     }
 }
 
-async fn converge(cli: &Cli, mode: Mode, diff: bool) -> ExitCode {
+async fn converge(cli: &Cli, mode: Mode, diff: bool, relay: bool) -> ExitCode {
     let inv = match load(cli) {
         Ok(inv) => inv,
         Err(code) => return code,
     };
-    let opts = options(cli, mode, diff);
+    let opts = runner::Options {
+        relay,
+        ..options(cli, mode, diff)
+    };
     let result = match mode {
         Mode::Plan => runner::plan(&inv, &opts).await,
         Mode::Apply => runner::apply(&inv, &opts).await,

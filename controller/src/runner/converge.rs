@@ -147,6 +147,7 @@ impl Converger<'_, '_> {
             store: self.env.store,
             writer: w,
             wait: self.env.opts.wait,
+            progress,
         };
         match step.apply(cx, io, plan).await {
             Ok(Applied::Done) => Ok(()),

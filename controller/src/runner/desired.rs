@@ -48,5 +48,7 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         },
         unit: render::unit_file(role),
         agent: i.agent,
+        k3s_from: Default::default(),
+        agent_from: Default::default(),
     }
 }

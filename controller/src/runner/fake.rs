@@ -50,6 +50,16 @@ pub struct NodeState {
     /// What `k3s --version` names while the binary is present
     /// (`v1.32.5+k3s1` when unset).
     pub k3s_version: Option<String>,
+    /// `uname -m` (`x86_64` when unset).
+    pub uname: Option<String>,
+    /// Relay: files this node serves, by URL path (its share server).
+    pub shares: BTreeMap<String, String>,
+    /// Relay: the share server fails to start.
+    pub share_fails: bool,
+    /// Relay: the node has no curl.
+    pub no_curl: bool,
+    /// Relay: staged copies are altered on disk after they are written.
+    pub tamper_staged: bool,
 }
 
 pub const KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
@@ -59,6 +69,8 @@ pub const KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certifi
 pub struct Fleet {
     pub nodes: Arc<Mutex<BTreeMap<String, Arc<Mutex<NodeState>>>>>,
     pub log: Log,
+    /// Node names by address (for URLs between nodes).
+    pub addresses: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl Fleet {
@@ -79,6 +91,10 @@ impl Connector for Fleet {
     ) -> BoxFuture<'a, Result<Arc<dyn Transport>, TransportError>> {
         Box::pin(async move {
             let state = self.node(&node.name);
+            self.addresses
+                .lock()
+                .expect("addresses")
+                .insert(node.address.clone(), node.name.clone());
             self.log
                 .lock()
                 .expect("log")
@@ -91,6 +107,8 @@ impl Connector for Fleet {
                 });
             }
             let t = FakeTransport {
+                address: node.address.clone(),
+                fleet: self.clone(),
                 name: node.name.clone(),
                 server: node.role == crate::inventory::Role::Server,
                 state,
@@ -104,6 +122,8 @@ impl Connector for Fleet {
 
 pub struct FakeTransport {
     name: String,
+    address: String,
+    fleet: Fleet,
     server: bool,
     state: Arc<Mutex<NodeState>>,
     log: Log,
@@ -119,7 +139,7 @@ impl FakeTransport {
     fn facts(&self, s: &NodeState) -> String {
         let mut out = String::new();
         for (k, v) in [
-            ("uname", "x86_64"),
+            ("uname", s.uname.as_deref().unwrap_or("x86_64")),
             ("os", "Debian GNU/Linux 12 (bookworm)"),
             ("machine_id", &format!("id-{}", self.name)),
             ("hostname", &self.name),
@@ -190,6 +210,76 @@ impl FakeTransport {
     }
 }
 
+impl FakeTransport {
+    /// The relay's commands (see `crate::relay`): the address query, the
+    /// share server, installs from a staged file or a seed's URL, the stop.
+    fn relay(&self, cmd: &RemoteCommand, script: &str, s: &mut NodeState) -> Option<Output> {
+        let args = cmd.arguments();
+        let fail = |status: i32, why: &str| Output {
+            status,
+            stderr: why.as_bytes().to_vec(),
+            ..Output::default()
+        };
+        if script.contains("SSH_CONNECTION") {
+            return Some(ok(format!("10.0.0.254 50000 {} 22\n", self.address)));
+        }
+        if script == crate::relay::START_SCRIPT {
+            if s.share_fails {
+                return Some(fail(1, "Failed to start transient service unit"));
+            }
+            for pair in args[7..].chunks(2) {
+                let (path, file) = pair[1].split_once('=')?;
+                s.shares.insert(path.to_string(), file.to_string());
+            }
+            return Some(ok("4242\n".into()));
+        }
+        if script == crate::relay::STOP_SCRIPT {
+            s.shares.clear();
+            s.files
+                .retain(|p, _| !p.starts_with(crate::relay::STAGE_ROOT));
+            return Some(ok(String::new()));
+        }
+        if script != crate::relay::INSTALL_SCRIPT {
+            return None;
+        }
+        let (target, want, from) = (&args[3], &args[5], &args[6]);
+        let bytes = match from.strip_prefix("http://") {
+            Some(_) if s.no_curl => return Some(fail(87, "curl is not installed")),
+            Some(rest) => self.fetch(rest),
+            None => s.files.get(from).cloned(),
+        };
+        let Some(bytes) = bytes else {
+            return Some(fail(88, "curl: (22) The requested URL returned error: 404"));
+        };
+        if sha256_hex(&bytes) != *want {
+            return Some(fail(
+                86,
+                &format!("pictl-sha256-mismatch {}\n", sha256_hex(&bytes)),
+            ));
+        }
+        s.files.insert(target.clone(), bytes);
+        Some(ok(String::new()))
+    }
+
+    /// What the node at `addr:port/path` serves (never this node: a seed
+    /// does not fetch from itself).
+    fn fetch(&self, rest: &str) -> Option<Vec<u8>> {
+        let (host, path) = rest.split_once('/')?;
+        let addr = host.rsplit_once(':')?.0;
+        let nodes = self.fleet.nodes.lock().expect("fleet").clone();
+        let seed = self
+            .fleet
+            .addresses
+            .lock()
+            .expect("addresses")
+            .get(addr)?
+            .clone();
+        let state = nodes.get(&seed)?.lock().expect("seed");
+        let file = state.shares.get(&format!("/{path}"))?;
+        state.files.get(file).cloned()
+    }
+}
+
 /// The value of `key` (e.g. `token:`) in the node's config.yaml.
 fn configured(s: &NodeState, key: &str) -> Option<String> {
     let config = s.files.get(paths::CONFIG)?;
@@ -229,6 +319,9 @@ impl Transport for FakeTransport {
                     .expect("log")
                     .push((self.name.clone(), Call::Facts { record }));
                 return Ok(ok(self.facts(&s)));
+            }
+            if let Some(out) = self.relay(cmd, &script, &mut s) {
+                return Ok(out);
             }
             let what = if cmd.program() == "sh" {
                 script.lines().nth(1).unwrap_or_default().to_string()
@@ -278,7 +371,11 @@ impl Transport for FakeTransport {
                 .push((self.name.clone(), Call::Put(path.to_string())));
             let mut s = self.state.lock().expect("node");
             if !s.lost_uploads.contains(path) {
-                s.files.insert(path.to_string(), contents.to_vec());
+                let mut contents = contents.to_vec();
+                if s.tamper_staged && path.starts_with(crate::relay::STAGE_ROOT) {
+                    contents.push(b'!');
+                }
+                s.files.insert(path.to_string(), contents);
             }
             Ok(())
         })

@@ -35,12 +35,21 @@ async fn one<P: Phase>(phase: &P, run: &mut Run<'_>, w: Option<&Writer>) -> Resu
 async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     one(&phases::Connect, run, w).await?;
     one(&phases::Facts, run, w).await?;
-    one(&phases::Servers, run, w).await?;
-    one(&phases::Kubeconfig, run, w).await?;
-    one(&phases::Agents, run, w).await?;
+    one(&phases::Relay, run, w).await?;
+    let rollout = nodes(run, w).await;
+    // Whatever the rollout did, the seeds stop serving.
+    one(&phases::RelayEnd, run, w).await?;
+    rollout?;
     one(&phases::Readiness, run, w).await?;
     one(&phases::NodeLabels, run, w).await?;
     one(&phases::Workload, run, w).await
+}
+
+/// The node phases, while the seeds serve.
+async fn nodes(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
+    one(&phases::Servers, run, w).await?;
+    one(&phases::Kubeconfig, run, w).await?;
+    one(&phases::Agents, run, w).await
 }
 
 /// Checks everything; writes nothing anywhere.

@@ -28,6 +28,8 @@ mod workload;
 mod fake;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_relay;
 
 use std::time::Instant;
 

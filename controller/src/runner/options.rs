@@ -28,4 +28,7 @@ pub struct Options {
     pub wait: Duration,
     /// `plan --diff`: read drifted text files and show redacted diffs.
     pub diff: bool,
+    /// Copy artifacts node to node (one upload per arch); `--no-relay`
+    /// uploads every node's copy from the controller.
+    pub relay: bool,
 }

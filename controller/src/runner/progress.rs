@@ -15,6 +15,7 @@ pub enum Topic {
     Channel,
     Workload,
     ImageArch,
+    Relay,
 }
 
 /// Where it stands.
@@ -50,6 +51,7 @@ impl Event<'_> {
             Topic::Channel => "channel",
             Topic::Workload => "workload",
             Topic::ImageArch => "image-arch",
+            Topic::Relay => "relay",
         }
     }
 

@@ -41,6 +41,9 @@ pub struct Run<'i> {
     /// The API client, or why there is none (`None`: not attempted).
     pub api: Option<Result<kube::Client, String>>,
     pub workload: Vec<PlaybookReport>,
+    /// The seeds serving artifacts in this run (node index, its share),
+    /// stopped by the relay-end phase.
+    pub shares: Vec<(usize, crate::relay::Share)>,
 }
 
 impl<'i> Run<'i> {
@@ -65,6 +68,7 @@ impl<'i> Run<'i> {
             admin: None,
             api: None,
             workload: Vec::new(),
+            shares: Vec::new(),
         }
     }
 

@@ -115,6 +115,7 @@ impl Setup {
             cache_dir: self.dir.path().join("cache"),
             wait: Duration::from_secs(5),
             diff: false,
+            relay: true,
         }
     }
 

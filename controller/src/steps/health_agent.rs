@@ -27,6 +27,8 @@ pub struct HealthAgentPlan {
     /// Files whose content is right but mode or owner is not.
     pub fixes: Vec<MetaFix>,
     pub service: ServicePlan,
+    /// Where the binary's copy comes from.
+    pub from: crate::relay::Source,
 }
 
 impl Plan for HealthAgentPlan {
@@ -36,7 +38,7 @@ impl Plan for HealthAgentPlan {
             out.push(Change::new(
                 paths::HEALTH_AGENT_BIN,
                 before,
-                format!("sha256 {}", self.sha),
+                format!("sha256 {}{}", self.sha, self.from.suffix()),
             ));
         }
         if let Some(before) = self.unit {
@@ -129,6 +131,7 @@ impl Step for HealthAgent {
                 enable: !unit.enabled,
                 action: ServiceAction::start_or(&unit, restart),
             },
+            from: cx.desired.agent_from.clone(),
         };
         if plan.service.is_empty() && binary.is_none() && plan.fixes.is_empty() {
             Check::Converged
@@ -147,7 +150,14 @@ impl Step for HealthAgent {
             return Ok(Applied::Done);
         };
         let (t, sudo) = (io.transport, cx.node.ssh.sudo);
-        if plan.binary.is_some() {
+        let want = (
+            paths::HEALTH_AGENT_BIN,
+            file::BINARY.mode,
+            bin.sha256.as_str(),
+        );
+        if plan.binary.is_some()
+            && !super::relay::try_install(cx, io, Self::ID, &plan.from, want).await?
+        {
             t.put_file(&bin.bytes, paths::HEALTH_AGENT_BIN, file::BINARY.mode, sudo)
                 .await?;
         }

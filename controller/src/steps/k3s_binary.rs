@@ -13,8 +13,13 @@ pub struct K3sBinary;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum K3sBinaryPlan {
-    /// Install `version`'s binary over what is there (`before`, for people).
-    Install { before: String, version: String },
+    /// Install `version`'s binary over what is there (`before`, for
+    /// people), with its copy from `from`.
+    Install {
+        before: String,
+        version: String,
+        from: crate::relay::Source,
+    },
     /// The binary is right; its mode or owner is not.
     Fix(MetaFix),
 }
@@ -27,8 +32,13 @@ impl Plan for K3sBinaryPlan {
 
     fn changes(&self) -> Vec<Change> {
         match self {
-            K3sBinaryPlan::Install { before, version } => {
-                vec![Change::new(paths::K3S_BIN, before.clone(), version.clone())]
+            K3sBinaryPlan::Install {
+                before,
+                version,
+                from,
+            } => {
+                let after = format!("{version}{}", from.suffix());
+                vec![Change::new(paths::K3S_BIN, before.clone(), after)]
             }
             K3sBinaryPlan::Fix(fix) => fix.changes(),
         }
@@ -66,6 +76,7 @@ impl Step for K3sBinary {
         Check::Change(K3sBinaryPlan::Install {
             before,
             version: cx.desired.version.clone(),
+            from: cx.desired.k3s_from.clone(),
         })
     }
 
@@ -83,6 +94,18 @@ impl Step for K3sBinary {
         let Ok(arch) = cx.facts.arch.clone() else {
             return Ok(Applied::Done);
         };
+        let want = (
+            paths::K3S_BIN,
+            file::BINARY.mode,
+            cx.desired.binary_sha256.as_str(),
+        );
+        let from = match plan {
+            K3sBinaryPlan::Install { from, .. } => from,
+            K3sBinaryPlan::Fix(_) => &crate::relay::Source::Controller,
+        };
+        if super::relay::try_install(cx, io, Self::ID, from, want).await? {
+            return Ok(Applied::Done);
+        }
         // Verified against the release checksum before a byte is sent.
         let artifact = io.store.binary(arch).await?;
         io.transport

@@ -13,6 +13,7 @@ mod k3s_service;
 pub(crate) mod k3s_tools;
 mod k3s_unit;
 mod pi_cgroups;
+mod relay;
 mod service;
 
 pub use file::MetaFix;

@@ -49,6 +49,8 @@ fn desired(inv: &Inventory) -> Desired {
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
         agent: None,
+        k3s_from: Default::default(),
+        agent_from: Default::default(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The phases of a run, one file each, in the order the manager runs them:
-//! connect → facts → servers → kubeconfig → agents → readiness →
-//! node-labels → workload.
+//! connect → facts → relay → servers → kubeconfig → agents → relay-end →
+//! readiness → node-labels → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` and an `apply` that needs the
 //! run's [`Writer`]. New phases (HA, drain, reset) are new files here.
@@ -11,6 +11,7 @@ mod facts;
 mod kubeconfig;
 mod labels;
 mod readiness;
+mod relay;
 mod reset;
 mod servers;
 mod workload;
@@ -21,6 +22,7 @@ pub use facts::Facts;
 pub use kubeconfig::Kubeconfig;
 pub use labels::NodeLabels;
 pub use readiness::Readiness;
+pub use relay::{Relay, RelayEnd};
 pub use reset::Reset;
 pub use servers::Servers;
 pub use workload::Workload;

@@ -1,0 +1,245 @@
+//! The relay phases around the node rollout (see [`crate::relay`]).
+//! `relay` chooses one seed per arch whose nodes need K3s; in apply it
+//! stages K3s and the agent on the seed (the only upload of them) and
+//! starts the seed's transient server; then each node's steps know where
+//! their copies come from. `relay-end` stops the servers and removes the
+//! staged copies, whatever the rollout did. A seed that cannot serve is
+//! reported, and its arch's nodes get their copies from the controller.
+
+use super::{Selected, Symmetric};
+use crate::arch::Arch;
+use crate::error_chain;
+use crate::facts::paths;
+use crate::relay::{self, ArchRelay, Artifact, Need, Share, Source};
+use crate::runner::error::RunError;
+use crate::runner::progress::{Event, Stage, Topic};
+use crate::runner::run::Run;
+use crate::write::Writer;
+
+pub struct Relay;
+
+/// What every alive node needs, in inventory order.
+fn needs(run: &Run<'_>) -> Vec<Need> {
+    let mut out = Vec::new();
+    for i in run.alive(None) {
+        let r = &run.nodes[i];
+        let (Some(facts), Some(d)) = (&r.facts, run.desired.get(&r.node.name)) else {
+            continue;
+        };
+        let Ok(arch) = facts.arch.clone() else {
+            continue;
+        };
+        let agent = match &d.agent {
+            Some(Ok(b)) => Some(facts.file_sha(paths::HEALTH_AGENT_BIN) != Some(&b.sha256)),
+            _ => None,
+        };
+        out.push(Need {
+            node: r.node.name.clone(),
+            arch,
+            k3s: facts.file_sha(paths::K3S_BIN) != Some(d.binary_sha256.as_str()),
+            agent: agent.unwrap_or(false),
+            agent_available: agent.is_some(),
+        });
+    }
+    out
+}
+
+/// Where the seed serves from once it does (`None` in a plan).
+struct Served<'a> {
+    share: &'a Share,
+    ip: std::net::IpAddr,
+    port: u16,
+}
+
+/// Sets each node's sources for one arch's relay.
+fn mark(run: &mut Run<'_>, plan: &ArchRelay, served: Option<&Served<'_>>) {
+    let staged = |a: Artifact| Source::Staged {
+        path: served.map(|s| s.share.staged(a)),
+    };
+    let fetched = |a: Artifact| Source::Seed {
+        seed: plan.seed.clone(),
+        url: served.map(|s| s.share.url(s.ip, s.port, a)),
+    };
+    if let Some(d) = run.desired.get_mut(&plan.seed) {
+        d.k3s_from = staged(Artifact::K3s);
+        d.agent_from = staged(Artifact::Agent);
+    }
+    for (names, a) in [(&plan.k3s, Artifact::K3s), (&plan.agent, Artifact::Agent)] {
+        for name in names {
+            if let Some(d) = run.desired.get_mut(name) {
+                match a {
+                    Artifact::K3s => d.k3s_from = fetched(a),
+                    Artifact::Agent => d.agent_from = fetched(a),
+                }
+            }
+        }
+    }
+}
+
+fn event(run: &Run<'_>, subject: &str, stage: Stage<'_>, detail: &str) {
+    run.opts.progress.event(&Event {
+        subject,
+        topic: Topic::Relay,
+        stage,
+        detail,
+    });
+}
+
+/// "node2, node3 fetch K3s from it (…)", for the run's output.
+fn describe(plan: &ArchRelay) -> String {
+    format!(
+        "seed for {}: {} fetch K3s from it{}",
+        plan.arch,
+        plan.k3s.join(", "),
+        if plan.agent.is_empty() {
+            String::new()
+        } else {
+            format!(", {} the agent", plan.agent.join(", "))
+        }
+    )
+}
+
+/// Stages the artifacts on the seed and starts its server: `(ip, port)`.
+async fn serve(
+    run: &Run<'_>,
+    seed: usize,
+    arch: Arch,
+    share: &Share,
+    _w: &Writer,
+) -> Result<(std::net::IpAddr, u16), String> {
+    let node = &run.nodes[seed];
+    let t = node.transport.clone().ok_or("no connection")?;
+    let sudo = node.node.ssh.sudo;
+    let desired = run.desired.get(&node.node.name).ok_or("no desired state")?;
+    let Some(Ok(agent)) = &desired.agent else {
+        return Err("no agent binary to serve with".into());
+    };
+    let k3s = run.store.binary(arch).await.map_err(|e| error_chain(&e))?;
+    let staged = |a| share.staged(a);
+    t.put_file(&k3s.bytes, &staged(Artifact::K3s), 0o644, sudo)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    t.put_file(&agent.bytes, &staged(Artifact::Agent), 0o755, sudo)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let out = t
+        .exec(&relay::address_command())
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let ip = relay::parse_address(&out).ok_or("SSH_CONNECTION names no address")?;
+    let cmd = relay::start_command(share, ip, &[Artifact::K3s, Artifact::Agent], sudo);
+    let out = t.exec(&cmd).await.map_err(|e| error_chain(&e))?;
+    match relay::parse_port(&out) {
+        Some(port) => Ok((ip, port)),
+        None => Err(format!(
+            "the share server did not start (exit {}): {}",
+            out.status,
+            crate::escape_controls(out.stderr_text().trim())
+        )),
+    }
+}
+
+impl Relay {
+    async fn work(run: &mut Run<'_>, w: Option<&Writer>) {
+        for plan in relay::choose(&needs(run)) {
+            let Some(seed) = run
+                .alive(None)
+                .into_iter()
+                .find(|&i| run.nodes[i].node.name == plan.seed)
+            else {
+                continue;
+            };
+            let Some(w) = w else {
+                mark(run, &plan, None);
+                event(run, &plan.seed, Stage::Resolved, &describe(&plan));
+                continue;
+            };
+            let share = Share::new();
+            match serve(run, seed, plan.arch, &share, w).await {
+                Ok((ip, port)) => {
+                    let served = Served {
+                        share: &share,
+                        ip,
+                        port,
+                    };
+                    mark(run, &plan, Some(&served));
+                    let detail = format!("{} (serving on {ip}:{port})", describe(&plan));
+                    event(run, &plan.seed, Stage::Resolved, &detail);
+                }
+                Err(why) => {
+                    let detail = format!(
+                        "cannot serve {}'s artifacts ({why}): every {} node gets its copy from the controller",
+                        plan.arch, plan.arch
+                    );
+                    event(run, &plan.seed, Stage::Warning, &detail);
+                }
+            }
+            // Whatever was staged is removed at the end.
+            run.shares.push((seed, share));
+        }
+    }
+}
+
+impl Symmetric for Relay {
+    const NAME: &'static str = "relay";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        if run.opts.relay {
+            Selected::Cluster
+        } else {
+            Selected::Nothing("--no-relay")
+        }
+    }
+
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        _nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        Self::work(run, w).await;
+        Ok(())
+    }
+}
+
+pub struct RelayEnd;
+
+impl Symmetric for RelayEnd {
+    const NAME: &'static str = "relay-end";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        if run.shares.is_empty() {
+            Selected::Nothing("no seed served")
+        } else {
+            Selected::Cluster
+        }
+    }
+
+    async fn work(
+        &self,
+        run: &mut Run<'_>,
+        _nodes: &[usize],
+        w: Option<&Writer>,
+    ) -> Result<(), RunError> {
+        if w.is_none() {
+            return Ok(());
+        }
+        for (i, share) in std::mem::take(&mut run.shares) {
+            let node = &run.nodes[i];
+            let Some(t) = node.transport.clone() else {
+                continue;
+            };
+            let cmd = relay::stop_command(&share, node.node.ssh.sudo);
+            match t.exec(&cmd).await {
+                Ok(out) if out.success() => {}
+                Ok(out) => {
+                    tracing::warn!(node = %node.node.name, status = out.status, "stopping the share server failed; it stops by itself")
+                }
+                Err(e) => {
+                    tracing::warn!(node = %node.node.name, error = %error_chain(&e), "stopping the share server failed; it stops by itself")
+                }
+            }
+        }
+        Ok(())
+    }
+}

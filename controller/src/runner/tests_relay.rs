@@ -1,0 +1,327 @@
+//! The relay's rules against the fakes: one seed per arch gets the only
+//! upload of K3s and the agent, the others fetch from it, and any failure
+//! falls back to a direct upload that the run's output mentions.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::fake::{Call, FakeApi, Fleet};
+use super::*;
+use crate::artifacts::sha256_hex;
+use crate::facts::paths;
+use crate::inventory::Inventory;
+
+const AMD64: &[u8] = b"k3s amd64 for the fake fleet";
+const ARM64: &[u8] = b"k3s arm64 for the fake fleet";
+
+/// A loopback mirror serving the amd64 and arm64 binaries and checksums.
+async fn mirror() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+            let body = if path.ends_with("sha256sum-amd64.txt") {
+                format!("{}  k3s\n", sha256_hex(AMD64)).into_bytes()
+            } else if path.ends_with("sha256sum-arm64.txt") {
+                format!("{}  k3s-arm64\n", sha256_hex(ARM64)).into_bytes()
+            } else if path.ends_with("/k3s-arm64") {
+                ARM64.to_vec()
+            } else {
+                AMD64.to_vec()
+            };
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An ELF header for `machine` (what the agent binary check reads).
+fn elf(machine: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[18..20].copy_from_slice(&machine.to_le_bytes());
+    b
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl Progress for Recorder {
+    fn event(&self, e: &Event<'_>) {
+        let line = format!(
+            "[{}] {}: {} {}",
+            e.subject,
+            e.topic_word(),
+            e.stage_word(),
+            e.detail
+        );
+        self.0.lock().expect("lines").push(line);
+    }
+}
+
+struct Setup {
+    inv: Inventory,
+    fleet: Fleet,
+    api: FakeApi,
+    progress: Arc<Recorder>,
+    dir: tempfile::TempDir,
+}
+
+/// `nodes`: (name, role, uname); the agent is enabled for amd64 and arm64.
+async fn setup(nodes: &[(&str, &str, &str)]) -> Setup {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("agent-amd64"), elf(62)).expect("agent");
+    std::fs::write(dir.path().join("agent-arm64"), elf(183)).expect("agent");
+    let mut text = format!(
+        "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\n[ssh]\nagent = true\n[agent]\nbinaries = {{ amd64 = \"agent-amd64\", arm64 = \"agent-arm64\" }}\n",
+        mirror().await,
+        dir.path().join("state").display(),
+    );
+    let fleet = Fleet::default();
+    for (i, (name, role, uname)) in nodes.iter().enumerate() {
+        text.push_str(&format!(
+            "[[nodes]]\nname = \"{name}\"\naddress = \"10.0.0.{}\"\nrole = \"{role}\"\n",
+            i + 1
+        ));
+        fleet.node(name).lock().expect("node").uname = Some(uname.to_string());
+    }
+    let inv = Inventory::parse(&text, "t.toml", dir.path()).expect("valid inventory");
+    let names = nodes.iter().map(|n| n.0.to_string()).collect();
+    Setup {
+        inv,
+        fleet,
+        api: FakeApi {
+            nodes: names,
+            ..FakeApi::default()
+        },
+        progress: Arc::default(),
+        dir,
+    }
+}
+
+impl Setup {
+    fn options(&self, relay: bool) -> Options {
+        Options {
+            concurrency: 8,
+            connector: Arc::new(self.fleet.clone()),
+            api: Arc::new(self.api.clone()),
+            progress: self.progress.clone(),
+            cache_dir: self.dir.path().join("cache"),
+            wait: Duration::from_secs(5),
+            diff: false,
+            relay,
+        }
+    }
+
+    /// Nodes that got an upload to `path` (a directory: under it), in order.
+    fn puts(&self, path: &str) -> Vec<String> {
+        let dir = format!("{path}/");
+        self.fleet
+            .calls()
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Call::Put(p) if p == path || p.starts_with(&dir)))
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    fn file(&self, node: &str, path: &str) -> Option<Vec<u8>> {
+        let n = self.fleet.node(node);
+        let s = n.lock().expect("node");
+        s.files.get(path).cloned()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.progress.0.lock().expect("lines").clone()
+    }
+}
+
+const MIXED: [(&str, &str, &str); 5] = [
+    ("s1", "server", "x86_64"),
+    ("a1", "agent", "aarch64"),
+    ("a2", "agent", "x86_64"),
+    ("a3", "agent", "aarch64"),
+    ("a4", "agent", "x86_64"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_arch_gets_one_upload_to_its_seed_and_the_others_fetch_from_it() {
+    let s = setup(&MIXED).await;
+    let plan = plan(&s.inv, &s.options(true)).await.expect("plan runs");
+    assert!(plan.changed());
+    assert!(
+        s.fleet
+            .calls()
+            .iter()
+            .all(|(_, c)| !matches!(c, Call::Put(_) | Call::Exec(_))),
+        "plan wrote: {:?}",
+        s.fleet.calls()
+    );
+    let after = |n: &str| {
+        let node = plan.nodes.iter().find(|r| r.name == n).expect("node");
+        let step = node
+            .steps
+            .iter()
+            .find(|r| r.step == crate::step::StepId::K3sBinary);
+        step.map(|r| r.changes[0].after.clone())
+    };
+    assert_eq!(
+        after("s1").as_deref(),
+        Some("v1.32.5+k3s1 (seed: the one upload from the controller)")
+    );
+    assert_eq!(
+        after("a2").as_deref(),
+        Some("v1.32.5+k3s1 (fetched from s1)")
+    );
+    assert_eq!(
+        after("a3").as_deref(),
+        Some("v1.32.5+k3s1 (fetched from a1)")
+    );
+    let seeds: Vec<String> = s
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("relay:"))
+        .collect();
+    assert_eq!(
+        seeds,
+        [
+            "[s1] relay: resolved seed for amd64: a2, a4 fetch K3s from it, a2, a4 the agent",
+            "[a1] relay: resolved seed for arm64: a3 fetch K3s from it, a3 the agent",
+        ]
+    );
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(
+        s.puts(crate::relay::STAGE_ROOT),
+        ["s1", "s1", "a1", "a1"],
+        "one upload of each per arch"
+    );
+    assert!(s.puts(paths::K3S_BIN).is_empty(), "no direct K3s upload");
+    assert!(
+        s.puts(paths::HEALTH_AGENT_BIN).is_empty(),
+        "no direct agent upload"
+    );
+    for (n, bin, agent) in [
+        ("s1", AMD64, elf(62)),
+        ("a2", AMD64, elf(62)),
+        ("a4", AMD64, elf(62)),
+        ("a1", ARM64, elf(183)),
+        ("a3", ARM64, elf(183)),
+    ] {
+        assert_eq!(s.file(n, paths::K3S_BIN).as_deref(), Some(bin), "{n}");
+        assert_eq!(s.file(n, paths::HEALTH_AGENT_BIN), Some(agent), "{n}");
+    }
+    for seed in ["s1", "a1"] {
+        let n = s.fleet.node(seed);
+        let st = n.lock().expect("node");
+        assert!(st.shares.is_empty(), "{seed} still serves");
+        assert!(
+            !st.files
+                .keys()
+                .any(|p| p.starts_with(crate::relay::STAGE_ROOT)),
+            "{seed} keeps staged copies"
+        );
+    }
+    assert!(
+        !s.lines().iter().any(|l| l.contains("warning")),
+        "{:#?}",
+        s.lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_node_of_an_arch_and_no_relay_upload_directly() {
+    let s = setup(&[("s1", "server", "x86_64"), ("a1", "agent", "aarch64")]).await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    assert!(s.puts(crate::relay::STAGE_ROOT).is_empty());
+    assert_eq!(s.puts(paths::K3S_BIN), ["s1", "a1"]);
+    let s = setup(&MIXED[..3]).await;
+    let report = apply(&s.inv, &s.options(false)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    assert!(s.puts(crate::relay::STAGE_ROOT).is_empty(), "--no-relay");
+    assert_eq!(s.puts(paths::K3S_BIN).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seed_that_cannot_serve_falls_back_to_uploads_for_its_arch_only() {
+    let s = setup(&MIXED).await;
+    s.fleet.node("a1").lock().expect("node").share_fails = true;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    let mut direct = s.puts(paths::K3S_BIN);
+    direct.sort();
+    assert_eq!(
+        direct,
+        ["a1", "a3"],
+        "arm64 uploaded directly, amd64 relayed"
+    );
+    let warned: Vec<String> = s
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("warning"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].starts_with("[a1] relay: warning cannot serve arm64's artifacts (the share server did not start (exit 1): Failed to start")
+            && warned[0].ends_with("every arm64 node gets its copy from the controller"),
+        "{warned:#?}"
+    );
+    assert_eq!(s.file("a3", paths::K3S_BIN).as_deref(), Some(ARM64));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_seed_copy_or_a_missing_curl_is_refused_and_uploaded_directly() {
+    let s = setup(&MIXED[..3]).await;
+    s.fleet.node("s1").lock().expect("node").tamper_staged = true;
+    s.fleet.node("a2").lock().expect("node").no_curl = true;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    let mut direct = s.puts(paths::K3S_BIN);
+    direct.sort();
+    // a1 is the only arm64 node: a direct upload anyway.
+    assert_eq!(
+        direct,
+        ["a1", "a2", "s1"],
+        "every node that read the tampered copy got an upload"
+    );
+    for n in ["s1", "a2"] {
+        assert_eq!(s.file(n, paths::K3S_BIN).as_deref(), Some(AMD64), "{n}");
+    }
+    let lines = s.lines();
+    let warned = |prefix: &str, text: &str| {
+        lines.iter().any(|l| {
+            l.starts_with(prefix)
+                && l.contains(text)
+                && l.ends_with("uploading it from the controller instead")
+        })
+    };
+    assert!(
+        warned(
+            "[s1] k3s-binary: warning /usr/local/bin/k3s from this node's staged copy",
+            "refused, nothing installed"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        warned(
+            "[a2] k3s-binary: warning /usr/local/bin/k3s from the seed s1",
+            "curl is not installed"
+        ),
+        "{lines:#?}"
+    );
+}
