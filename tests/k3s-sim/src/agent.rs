@@ -85,6 +85,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         kubelet_version: crate::version::version().to_string(),
         arch: crate::nodes::arch().to_string(),
         server: false,
+        etcd: false,
         password,
     };
     let body = serde_json::to_vec(&info)?;
@@ -177,7 +178,7 @@ pub async fn run(settings: Settings) -> Result<()> {
 /// pkg/clientaccess/token.go `ParseAndValidateToken`: parse, fetch the CA without
 /// verification, pin it against the token's hash (when there is one), and check the
 /// credentials with it. Returns the server URL, the CA and the password.
-async fn validate_token(
+pub(crate) async fn validate_token(
     server: &str,
     raw_token: &str,
 ) -> Result<(crate::http::Url, String, String)> {
