@@ -50,6 +50,10 @@ pub struct NodeState {
     /// What `k3s --version` names while the binary is present
     /// (`v1.32.5+k3s1` when unset).
     pub k3s_version: Option<String>,
+    /// A server's datastore on disk: `sqlite` or `etcd` (set at its first
+    /// start as K3s chooses it: etcd with cluster-init or server:, and
+    /// SQLite moved into etcd by a start with cluster-init).
+    pub datastore: Option<&'static str>,
 }
 
 pub const KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
@@ -164,6 +168,9 @@ impl FakeTransport {
             }
             out.push_str(&line("kubeconfig", KUBECONFIG));
         }
+        if let Some(d) = s.datastore {
+            out.push_str(&line("datastore", d));
+        }
         out
     }
 
@@ -175,6 +182,11 @@ impl FakeTransport {
         };
         s.enabled.insert(unit.clone());
         s.active.insert(unit);
+        if self.server && s.datastore != Some("etcd") {
+            let etcd = configured(s, "cluster-init:").is_some_and(|v| v == "true")
+                || configured(s, "server:").is_some();
+            s.datastore = Some(if etcd { "etcd" } else { "sqlite" });
+        }
         // Like K3s, the tokens are written at the first start and kept.
         if self.server && s.server_token.is_none() {
             s.server_token = Some(configured_token(s));
