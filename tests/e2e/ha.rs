@@ -10,6 +10,15 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use pictl_e2e::{Case, LabSpec, harness};
+
+mod ha_lab;
+use ha_lab::{
+    a_killed_server_is_reported_and_the_api_answers_through_the_others,
+    a_single_sqlite_server_is_refused_before_any_write,
+    ha_bootstrap_serves_the_same_nodes_through_every_server,
+};
+
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -421,7 +430,18 @@ fn main() -> ExitCode {
         joins_k3s_refuses_fail_like_k3s,
     ];
     let failed = run_host_cases(host);
-    let lab_result = ExitCode::SUCCESS;
+    let lab: &[Case] = pictl_e2e::cases![
+        a_single_sqlite_server_is_refused_before_any_write,
+        ha_bootstrap_serves_the_same_nodes_through_every_server,
+        a_killed_server_is_reported_and_the_api_answers_through_the_others,
+    ];
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let lab_result = if !ci && std::env::var("HA_SKIP_LAB").is_ok_and(|v| v == "1") {
+        println!("lab: skipped (HA_SKIP_LAB=1)");
+        ExitCode::SUCCESS
+    } else {
+        harness::run(lab, LabSpec { nodes: 5, pi: &[] })
+    };
     if failed > 0 {
         ExitCode::FAILURE
     } else {
