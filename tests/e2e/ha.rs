@@ -237,12 +237,88 @@ fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn three_servers(base: &Path) -> Vec<Server> {
-    let s1 = Server::spawn(base, "s1", &addr(1), "sekrit", &["--cluster-init"]).up();
+    three_servers_with(base, &[])
+}
+
+fn three_servers_with(base: &Path, extra: &[&str]) -> Vec<Server> {
+    let init: Vec<&str> = ["--cluster-init"].iter().chain(extra).copied().collect();
+    let s1 = Server::spawn(base, "s1", &addr(1), "sekrit", &init).up();
     let token = s1.token();
-    let join = ["--server", &s1.url()];
+    let url = s1.url();
+    let join: Vec<&str> = ["--server", url.as_str()]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
     let s2 = Server::spawn(base, "s2", &addr(2), &token, &join).up();
     let s3 = Server::spawn(base, "s3", &addr(3), &token, &join).up();
     vec![s1, s2, s3]
+}
+
+/// A K3s agent joined through `server`, its token in the environment.
+fn agent(base: &Path, name: &str, server: &Server) -> Server {
+    let dir = base.join(name);
+    let cg = dir.join("root/sys/fs/cgroup");
+    std::fs::create_dir_all(&cg).expect("node root");
+    std::fs::write(cg.join("cgroup.controllers"), ALL_CONTROLLERS).expect("controllers");
+    let log = dir.join("agent.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let data = dir.join("data").to_string_lossy().to_string();
+    let child = Command::new(k3s_bin())
+        .args([
+            "agent",
+            "--config",
+            "/dev/null",
+            "--server",
+            &server.url(),
+            "--data-dir",
+            &data,
+        ])
+        .args(["--node-name", name, "--kubelet-arg", "healthz-port=0"])
+        .env("K3S_TOKEN", server.token())
+        .env("K3S_SIM_NODE_ROOT", dir.join("root"))
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn agent");
+    Server {
+        dir,
+        ip: server.ip.clone(),
+        child,
+        log,
+    }
+}
+
+fn an_agent_fails_over_to_the_other_servers_when_its_own_is_down() {
+    let base = scratch("failover");
+    let grace = [
+        "--kube-controller-manager-arg",
+        "node-monitor-grace-period=4s",
+    ];
+    let mut s = three_servers_with(&base.0, &grace);
+    let mut a = agent(&base.0, "ag", &s[0]);
+    a.wait_log("k3s agent is up and running", Duration::from_secs(30));
+    s[0].kill();
+    // Longer than the grace period: without failing over it would be NotReady.
+    std::thread::sleep(Duration::from_secs(10));
+    let out = s[1].kubectl(&["get", "node", "ag", "--no-headers"]);
+    let status = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .map(String::from);
+    assert_eq!(
+        status.as_deref(),
+        Some("Ready"),
+        "agent:\n{}\ns2:\n{}",
+        a.log(),
+        s[1].log()
+    );
+    assert!(
+        a.log()
+            .contains(&format!("Failed to post node heartbeat to {}", s[0].url()))
+    );
 }
 
 fn ha_servers_share_one_store_through_every_server() {
@@ -428,6 +504,7 @@ fn main() -> ExitCode {
         ha_servers_share_one_store_through_every_server,
         writes_need_a_majority_and_restarted_servers_catch_up,
         joins_k3s_refuses_fail_like_k3s,
+        an_agent_fails_over_to_the_other_servers_when_its_own_is_down,
     ];
     let failed = run_host_cases(host);
     let lab: &[Case] = pictl_e2e::cases![

@@ -310,14 +310,23 @@ pub struct FakeApi {
     pub objects: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
     /// Nodes deleted, in order.
     pub deleted: Arc<Mutex<Vec<String>>>,
+    /// The `server:` of each kubeconfig a client was made from, in order.
+    pub servers: Arc<Mutex<Vec<String>>>,
 }
 
 impl ApiConnector for FakeApi {
     fn client<'a>(
         &'a self,
-        _kubeconfig: &'a Secret,
+        kubeconfig: &'a Secret,
     ) -> BoxFuture<'a, Result<kube::Client, super::api::ApiError>> {
         let api = self.clone();
+        let server = kubeconfig
+            .expose()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap_or_default()
+            .to_string();
+        api.servers.lock().expect("servers").push(server);
         Box::pin(async move {
             let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
                 let api = api.clone();

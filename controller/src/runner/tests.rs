@@ -758,3 +758,39 @@ async fn servers_added_to_a_sqlite_server_are_refused_before_any_write_and_ha_on
     assert!(!report.failed(), "{report:#?}");
     assert!(s.config("s3").contains("server: https://10.0.0.1:6443"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_first_ha_server_down_the_rest_converge_through_another_server() {
+    let s = setup(3, 1).await;
+    assert!(!s.apply().await.failed());
+    let kubeconfig = std::fs::read_to_string(s.dir.path().join("state/kubeconfig"));
+    let kubeconfig = kubeconfig.expect("kubeconfig written");
+    s.fleet.node("s1").lock().expect("node").down = true;
+    // Drift on the agent, which needs its join token from a server.
+    s.fleet
+        .node("a1")
+        .lock()
+        .expect("node")
+        .files
+        .insert(paths::CONFIG.into(), b"edited".to_vec());
+    let report = s.apply().await;
+    assert!(node(&report, "s1").unreachable.is_some(), "{report:#?}");
+    for n in ["s2", "s3", "a1"] {
+        let r = node(&report, n);
+        assert!(r.failed.is_none() && r.unreachable.is_none(), "{r:#?}");
+    }
+    assert!(
+        node(&report, "a1").count(report::Status::Changed) > 0,
+        "{report:#?}"
+    );
+    assert!(s.config("a1").contains("server: https://10.0.0.1:6443"));
+    // The run's API went through s2; the file still names the API address.
+    let servers = s.api.servers.lock().expect("servers").clone();
+    assert_eq!(
+        servers.last().map(String::as_str),
+        Some("https://10.0.0.2:6443"),
+        "{servers:?}"
+    );
+    let after = std::fs::read_to_string(s.dir.path().join("state/kubeconfig")).expect("kubeconfig");
+    assert_eq!(after, kubeconfig);
+}

@@ -269,10 +269,18 @@ pub async fn supervisor(ha: Arc<Ha>, cluster: Arc<Cluster>, req: Request<Incomin
             .await
             .unwrap_or_else(|_| etcd_timeout());
     }
+    let path = req.uri().path();
+    let node_call = path == "/v1-k3s/sim/heartbeat" || path == "/v1-k3s/sim/register";
     let resp = crate::server::supervisor(cluster, req).await;
     let target = ha.store.lock().rv;
     if !ha.commit(target).await {
         return etcd_timeout();
+    }
+    if node_call && resp.status() == 200 {
+        // What K3s agents learn from the apiserver endpoints for their load
+        // balancer (pkg/agent/loadbalancer): every server's address.
+        let servers: Vec<String> = ha.ms.members().into_iter().map(|m| m.api_url).collect();
+        return json_resp(200, &json!({"ok": true, "servers": servers}));
     }
     resp
 }
