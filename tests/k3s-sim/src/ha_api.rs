@@ -6,15 +6,19 @@
 //! majority), and the answers an apiserver gives when etcd has no quorum.
 
 use crate::api::{Api, Resp, json_resp, status_err, text_resp, unauthorized};
-use crate::ha::{Member, QUORUM_WAIT};
+use crate::config::Settings;
+use crate::ha::{EtcdStart, Member, QUORUM_WAIT};
 use crate::http::{Url, pinned_client, request, request_with};
 use crate::nodes::Cluster;
 use crate::replicate::Ha;
+use crate::store::Store;
 use anyhow::{Result, anyhow, bail};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A write etcd could not commit: the apiserver passes etcd's error on as a
@@ -339,4 +343,50 @@ pub async fn run_node(
         }
     });
     Ok(())
+}
+
+/// Starts this server's etcd member: the peer listener, the join (a new
+/// member), the election.
+pub async fn start_ha(
+    start: EtcdStart,
+    settings: &Settings,
+    data_dir: &std::path::Path,
+    (node, ip, port, bind): (&str, &str, u16, IpAddr),
+    tls: &crate::certs::ClusterTls,
+    store: &Store,
+    secret: &str,
+) -> Result<Arc<crate::replicate::Ha>> {
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    let me = Member {
+        name: crate::ha::member_name(data_dir, node)?,
+        peer_url: format!("https://{host}:{}", crate::replicate::PEER_PORT),
+        api_url: format!("https://{host}:{port}"),
+    };
+    let mut members = crate::ha::load_members(data_dir)?;
+    if members.is_empty() && start == EtcdStart::New {
+        members = vec![me.clone()];
+        crate::ha::save_members(data_dir, &members)?;
+    }
+    let ms = crate::ha::Membership {
+        me,
+        data_dir: data_dir.to_path_buf(),
+        members: Mutex::new(members),
+        view: Mutex::new(crate::ha::View::default()),
+    };
+    let ha = crate::replicate::Ha::new(ms, store.clone(), tls)?;
+    ha.serve_peers(bind, tls).await?;
+    match start {
+        EtcdStart::New => crate::info!("Starting etcd for new cluster"),
+        EtcdStart::Existing => crate::info!("Starting etcd for existing cluster member"),
+        EtcdStart::Join => {
+            let server = settings.str("server").unwrap_or_default();
+            crate::ha_api::join(&ha, &server, secret, &tls.ca_pem).await?;
+        }
+    }
+    ha.spawn_election();
+    Ok(ha)
 }

@@ -22,6 +22,7 @@ mod nodes;
 mod notify;
 mod openapi;
 mod replicate;
+mod routes;
 mod select;
 mod server;
 mod store;

@@ -5,7 +5,7 @@
 
 use crate::api::{Api, json_resp, status_err, text_resp, unauthorized};
 use crate::config::Settings;
-use crate::ha::{Datastore, EtcdStart, Member};
+use crate::ha::{Datastore, EtcdStart};
 use crate::http::Body;
 use crate::nodes::{Cluster, NodeInfo, RegisterError};
 use crate::store::{RESOURCES, Store};
@@ -171,126 +171,6 @@ fn secret_ok(cluster: &Cluster, given: &str) -> bool {
         .secrets
         .iter()
         .any(|s| sha2::Sha256::digest(s.as_bytes()) == g)
-}
-
-/// Whether the request carries the server token (`server:<secret>`): what
-/// `/db/info` and `/v1-k3s/server-bootstrap` require (K3s's `k3s:server` role).
-fn server_token_ok(req: &Request<hyper::body::Incoming>, cluster: &Cluster) -> bool {
-    use base64::Engine;
-    let Some(h) = req
-        .headers()
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-    else {
-        return false;
-    };
-    let dec = h
-        .strip_prefix("Basic ")
-        .and_then(|e| {
-            base64::engine::general_purpose::STANDARD
-                .decode(e.trim())
-                .ok()
-        })
-        .and_then(|d| String::from_utf8(d).ok());
-    match dec.as_deref().and_then(|s| s.split_once(':')) {
-        Some(("server", secret)) => {
-            use sha2::Digest;
-            sha2::Sha256::digest(secret.as_bytes())
-                == sha2::Sha256::digest(cluster.secrets[0].as_bytes())
-        }
-        _ => false,
-    }
-}
-
-/// What the :6443 listener serves: the supervisor paths, then the API.
-struct Routes {
-    api: Arc<Api>,
-    cluster: Arc<Cluster>,
-    ha: Option<Arc<crate::replicate::Ha>>,
-    ca_pem: String,
-    data_dir: PathBuf,
-}
-
-impl Routes {
-    async fn route(&self, authed: bool, req: Request<hyper::body::Incoming>) -> Response<Body> {
-        let path = req.uri().path();
-        if path == "/cacerts" {
-            text_resp(200, &self.ca_pem)
-        } else if path == "/ping" {
-            text_resp(200, "pong")
-        } else if path == "/v1-k3s/server-bootstrap" {
-            if server_token_ok(&req, &self.cluster) {
-                crate::ha_api::bootstrap_data(&self.data_dir)
-            } else {
-                unauthorized()
-            }
-        } else if path == "/db/info" {
-            // Only etcd registers this route (pkg/etcd/etcd.go `handler`).
-            match &self.ha {
-                Some(ha) => crate::ha_api::db_info(ha, server_token_ok(&req, &self.cluster)),
-                None => text_resp(404, "404 page not found\n"),
-            }
-        } else if path.starts_with("/v1-k3s/") {
-            match &self.ha {
-                Some(ha) if path != "/v1-k3s/sim/auth" => {
-                    crate::ha_api::supervisor(ha.clone(), self.cluster.clone(), req).await
-                }
-                _ => supervisor(self.cluster.clone(), req).await,
-            }
-        } else if !authed {
-            unauthorized()
-        } else if let Some(ha) = &self.ha {
-            crate::ha_api::api(ha.clone(), self.api.clone(), req).await
-        } else {
-            self.api.clone().handle(req).await
-        }
-    }
-}
-
-/// Starts this server's etcd member: the peer listener, the join (a new
-/// member), the election.
-async fn start_ha(
-    start: EtcdStart,
-    settings: &Settings,
-    data_dir: &std::path::Path,
-    (node, ip, port, bind): (&str, &str, u16, IpAddr),
-    tls: &crate::certs::ClusterTls,
-    store: &Store,
-    secret: &str,
-) -> Result<Arc<crate::replicate::Ha>> {
-    let host = if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    };
-    let me = Member {
-        name: crate::ha::member_name(data_dir, node)?,
-        peer_url: format!("https://{host}:{}", crate::replicate::PEER_PORT),
-        api_url: format!("https://{host}:{port}"),
-    };
-    let mut members = crate::ha::load_members(data_dir)?;
-    if members.is_empty() && start == EtcdStart::New {
-        members = vec![me.clone()];
-        crate::ha::save_members(data_dir, &members)?;
-    }
-    let ms = crate::ha::Membership {
-        me,
-        data_dir: data_dir.to_path_buf(),
-        members: Mutex::new(members),
-        view: Mutex::new(crate::ha::View::default()),
-    };
-    let ha = crate::replicate::Ha::new(ms, store.clone(), tls)?;
-    ha.serve_peers(bind, tls).await?;
-    match start {
-        EtcdStart::New => crate::info!("Starting etcd for new cluster"),
-        EtcdStart::Existing => crate::info!("Starting etcd for existing cluster member"),
-        EtcdStart::Join => {
-            let server = settings.str("server").unwrap_or_default();
-            crate::ha_api::join(&ha, &server, secret, &tls.ca_pem).await?;
-        }
-    }
-    ha.spawn_election();
-    Ok(ha)
 }
 
 pub(crate) async fn supervisor(
@@ -521,7 +401,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     });
     let ha = match ds {
         Datastore::Etcd(start) => Some(
-            start_ha(
+            crate::ha_api::start_ha(
                 start,
                 &settings,
                 &data_dir,
@@ -534,7 +414,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         ),
         Datastore::Sqlite => None,
     };
-    let routes = Arc::new(Routes {
+    let routes = Arc::new(crate::routes::Routes {
         api,
         cluster: cluster.clone(),
         ha: ha.clone(),
