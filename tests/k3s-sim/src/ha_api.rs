@@ -89,6 +89,20 @@ pub async fn fetch_bootstrap(
     }
     let v: Value = serde_json::from_slice(&r.body)?;
     let tls = data_dir.join("server/tls");
+    // Certificates from another cluster's CA (this data dir ran on its own)
+    // are issued again under the cluster's.
+    let local = std::fs::read_to_string(tls.join("server-ca.crt")).ok();
+    if local.is_some_and(|l| Some(l.as_str()) != v["server-ca.crt"].as_str()) {
+        for f in [
+            "serving-kube-apiserver.crt",
+            "serving-kube-apiserver.key",
+            "serving-kube-apiserver.sans",
+            "client-admin.crt",
+            "client-admin.key",
+        ] {
+            let _ = std::fs::remove_file(tls.join(f));
+        }
+    }
     for (f, mode) in [("server-ca.crt", 0o644), ("server-ca.key", 0o600)] {
         let text = v[f].as_str().unwrap_or_default();
         if text.is_empty() {
@@ -211,7 +225,7 @@ async fn forward(ha: &Ha, leader: &Member, req: Request<Incoming>) -> Result<Res
     }
     let body = crate::http::read_body(req.into_body(), 3 * 1024 * 1024).await?;
     let url: Url = crate::http::parse_server_url(&leader.api_url)?;
-    let r = request_with(ha.client(), &url, &method, &pq, &headers, &body).await?;
+    let r = request_with(ha.api_client(), &url, &method, &pq, &headers, &body).await?;
     Ok(Response::builder()
         .status(r.status)
         .header("Content-Type", r.content_type)
@@ -377,7 +391,8 @@ pub async fn start_ha(
         members: Mutex::new(members),
         view: Mutex::new(crate::ha::View::default()),
     };
-    let ha = crate::replicate::Ha::new(ms, store.clone(), tls)?;
+    let peer = crate::peer_tls::ensure(data_dir, &[ip.to_string(), node.to_string()])?;
+    let ha = crate::replicate::Ha::new(ms, store.clone(), tls, peer)?;
     ha.serve_peers(bind, tls).await?;
     match start {
         EtcdStart::New => crate::info!("Starting etcd for new cluster"),

@@ -167,30 +167,35 @@ pub fn insecure_client() -> Result<Arc<rustls::ClientConfig>> {
     ))
 }
 
-/// Mutual TLS between servers: the peer must present a certificate of the
-/// cluster CA, and so does this side.
-pub fn mutual_client(tls: &crate::certs::ClusterTls) -> Result<Arc<rustls::ClientConfig>> {
+/// Mutual TLS between servers: the other side must present a certificate of
+/// the cluster CA, and this side presents `cert_pem`.
+pub fn mutual_client(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in certs_from_pem(&tls.ca_pem)? {
+    for c in certs_from_pem(ca_pem)? {
         roots.add(c)?;
     }
     Ok(Arc::new(
         rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
-            .with_client_auth_cert(
-                certs_from_pem(&tls.admin_cert_pem)?,
-                key_from_pem(&tls.admin_key_pem)?,
-            )
+            .with_client_auth_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)
             .context("loading the client certificate")?,
     ))
 }
 
 /// The peer listener (etcd's :2380): only clients with a certificate of the
-/// cluster CA get through the handshake.
-pub fn peer_server_config(tls: &crate::certs::ClusterTls) -> Result<rustls::ServerConfig> {
+/// cluster CA get through the handshake; it serves the peer certificate.
+pub fn peer_server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::ServerConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in certs_from_pem(&tls.ca_pem)? {
+    for c in certs_from_pem(ca_pem)? {
         roots.add(c).context("adding CA to peer roots")?;
     }
     let verifier =
@@ -200,11 +205,8 @@ pub fn peer_server_config(tls: &crate::certs::ClusterTls) -> Result<rustls::Serv
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            certs_from_pem(&tls.serving_cert_pem)?,
-            key_from_pem(&tls.serving_key_pem)?,
-        )
-        .context("loading serving certificate")?;
+        .with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)
+        .context("loading the peer certificate")?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -21,6 +21,7 @@ mod multicall;
 mod nodes;
 mod notify;
 mod openapi;
+mod peer_tls;
 mod replicate;
 mod routes;
 mod select;

@@ -103,7 +103,12 @@ struct Progress {
 pub struct Ha {
     pub ms: Membership,
     pub store: Store,
+    /// Peer calls, with the peer certificate.
     client: Arc<rustls::ClientConfig>,
+    /// Writes forwarded to the leader's apiserver, with the admin certificate.
+    api_client: Arc<rustls::ClientConfig>,
+    /// The peer listener's certificate and key (PEM).
+    peer: (String, String),
     progress: tokio::sync::Mutex<HashMap<String, Progress>>,
 }
 
@@ -112,17 +117,29 @@ fn url_of(u: &str) -> Result<crate::http::Url> {
 }
 
 impl Ha {
-    pub fn new(ms: Membership, store: Store, tls: &crate::certs::ClusterTls) -> Result<Arc<Ha>> {
+    pub fn new(
+        ms: Membership,
+        store: Store,
+        tls: &crate::certs::ClusterTls,
+        peer: (String, String),
+    ) -> Result<Arc<Ha>> {
+        let ca = &tls.ca_pem;
         Ok(Arc::new(Ha {
             ms,
             store,
-            client: crate::http::mutual_client(tls)?,
+            client: crate::http::mutual_client(ca, &peer.0, &peer.1)?,
+            api_client: crate::http::mutual_client(ca, &tls.admin_cert_pem, &tls.admin_key_pem)?,
+            peer,
             progress: tokio::sync::Mutex::new(HashMap::new()),
         }))
     }
 
     pub fn client(&self) -> Arc<rustls::ClientConfig> {
         self.client.clone()
+    }
+
+    pub fn api_client(&self) -> Arc<rustls::ClientConfig> {
+        self.api_client.clone()
     }
 
     pub fn status(&self) -> Status {
@@ -360,7 +377,11 @@ impl Ha {
         bind: std::net::IpAddr,
         tls: &crate::certs::ClusterTls,
     ) -> Result<()> {
-        let cfg = Arc::new(crate::http::peer_server_config(tls)?);
+        let cfg = Arc::new(crate::http::peer_server_config(
+            &tls.ca_pem,
+            &self.peer.0,
+            &self.peer.1,
+        )?);
         let listener = tokio::net::TcpListener::bind((bind, PEER_PORT))
             .await
             .map_err(|e| anyhow!("listen tcp {bind}:{PEER_PORT}: {e}"))?;
@@ -378,6 +399,13 @@ impl Ha {
                     else {
                         return;
                     };
+                    let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                    if !peer.is_some_and(|c| crate::peer_tls::is_peer(c)) {
+                        crate::warn!(
+                            "etcd: refused a peer connection without the peer certificate"
+                        );
+                        return;
+                    }
                     let svc = hyper::service::service_fn(move |req: Request<_>| {
                         let me = me.clone();
                         async move { Ok::<_, std::convert::Infallible>(me.peer_request(req).await) }
