@@ -112,6 +112,9 @@ fi
 e addresses "$(hostname -I 2>/dev/null)"
 e tools_missing "$(for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>&1 || printf '%s ' "$c"; done)"
 e dropins "$(ls -A /etc/rancher/k3s/config.yaml.d 2>/dev/null | tr '\n' ' ')"
+# K3s's datastore: embedded etcd once db/etcd/member/wal exists, else SQLite.
+db=/var/lib/rancher/k3s/server/db
+if [ -d $db/etcd/member/wal ]; then e datastore etcd; elif [ -f $db/state.db ]; then e datastore sqlite; fi
 if [ "$secrets" = secrets ]; then
   if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
   if [ -f /var/lib/rancher/k3s/server/agent-token ]; then e agent_token "$(cat /var/lib/rancher/k3s/server/agent-token)"; fi
@@ -192,6 +195,18 @@ pub struct Facts {
     pub tools_missing: Vec<String>,
     /// Files in /etc/rancher/k3s/config.yaml.d (K3s merges them over config.yaml).
     pub config_dropins: Vec<String>,
+    /// The datastore a server has on disk, if any.
+    pub datastore: Option<Datastore>,
+}
+
+/// K3s's datastore on a server (pkg/cluster/managed.go `assignManagedDriver`:
+/// an initialized etcd, `db/etcd/member/wal`, wins over `db/state.db`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datastore {
+    /// kine over SQLite: a single server; K3s cannot add servers to it.
+    Sqlite,
+    /// Embedded etcd (`cluster-init`, or joined with `server:`).
+    Etcd,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -260,6 +275,11 @@ impl Facts {
             addresses: words(&get("addresses")),
             tools_missing: words(&get("tools_missing")),
             config_dropins: words(&get("dropins")),
+            datastore: match get("datastore").as_str() {
+                "etcd" => Some(Datastore::Etcd),
+                "sqlite" => Some(Datastore::Sqlite),
+                _ => None,
+            },
         })
     }
 
@@ -461,6 +481,21 @@ mod tests {
                 "node {node_now}, controller {controller_now}"
             );
         }
+    }
+
+    #[test]
+    fn the_datastore_is_etcd_sqlite_or_none() {
+        let f = Facts::parse(&sample(), 1000).expect("facts");
+        assert_eq!(f.datastore, None);
+        for (word, want) in [("etcd", Datastore::Etcd), ("sqlite", Datastore::Sqlite)] {
+            let out = format!("{}\n{}", sample(), enc("datastore", word));
+            let f = Facts::parse(&out, 1000).expect("facts");
+            assert_eq!(f.datastore, Some(want));
+        }
+        // The script asks in K3s's order: an initialized etcd wins over state.db.
+        let etcd = SCRIPT.find("e datastore etcd").expect("etcd line");
+        let sqlite = SCRIPT.find("e datastore sqlite").expect("sqlite line");
+        assert!(etcd < sqlite && SCRIPT.contains("db/etcd/member/wal"));
     }
 
     #[test]

@@ -98,7 +98,11 @@ pub fn agent_config(inv: &Inventory, node: &Node, join_token: &Secret) -> String
 }
 
 pub fn api_url(inv: &Inventory) -> String {
-    let a = inv.api_address();
+    server_url(inv.api_address())
+}
+
+/// `https://<address>:6443`, IPv6 addresses bracketed.
+pub fn server_url(a: &str) -> String {
     if a.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("https://[{a}]:6443")
     } else {

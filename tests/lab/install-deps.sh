@@ -14,6 +14,7 @@ PACKAGES=(
     procps            # ps, used when debugging leaks
     util-linux        # mount, umount, flock, setsid, mountpoint
     ca-certificates
+    curl              # the HA test speaks to the simulator's etcd peer port with and without its certificate
     systemd           # systemd-analyze, for the agent unit's verify test
     groff-base        # groff, which checks the man page pictl generates
     openssh-server    # sshd for the transport tests (a private one; the system service is not started)

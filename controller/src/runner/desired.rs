@@ -17,8 +17,21 @@ pub struct Inputs<'a> {
     pub secret: Option<&'a Secret>,
     /// The agents' join secret a server is configured with, if any.
     pub agent_secret: Option<&'a Secret>,
+    /// The running cluster's full server token (`K10<ca-hash>::server:<secret>`):
+    /// HA servers other than the first join with it, so the CA is pinned.
+    pub server_token: Option<&'a Secret>,
     /// The health agent binary (`None`: disabled).
     pub agent: Option<Result<AgentBinary, String>>,
+}
+
+/// Whether `node` is an HA server that joins the first one.
+pub fn joins(inv: &Inventory, node: &Node) -> bool {
+    inv.cluster.ha
+        && node.role == Role::Server
+        && inv
+            .servers()
+            .next()
+            .is_some_and(|first| first.name != node.name)
 }
 
 pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
@@ -27,7 +40,12 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
     // agents phase fills it in from the server's token.
     let config = match (role, i.secret) {
         (Role::Server, Some(s)) => {
-            let config = render::server_config(inv, node, s, i.agent_secret);
+            let token = if joins(inv, node) {
+                i.server_token.unwrap_or(s)
+            } else {
+                s
+            };
+            let config = render::server_config(inv, node, token, i.agent_secret);
             DesiredConfig::Known(Secret::new(config))
         }
         (Role::Server, None) => {

@@ -27,6 +27,14 @@ pub enum RunError {
         /// (node, the newer K3s it runs), in inventory order.
         running: Vec<(String, String)>,
     },
+    #[error(
+        "ha = true, but server {server} runs K3s on SQLite (/var/lib/rancher/k3s/server/db/state.db, no embedded etcd), \
+         and K3s cannot add servers to a SQLite datastore; nothing was changed. K3s (v1.22.2 and later) moves SQLite into \
+         embedded etcd when that server is restarted with cluster-init (it logs \"Migrating content from sqlite to etcd\" \
+         and renames state.db to state.db.migrated): back up /var/lib/rancher/k3s/server/db on {server}, apply once with \
+         ha = true and {server} as the only server (pictl restarts it with cluster-init), then add the other servers"
+    )]
+    SqliteToHa { server: String },
 }
 
 /// `node s1 (v1.33.0+k3s1), node a1 (…)`.

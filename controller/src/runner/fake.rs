@@ -60,6 +60,10 @@ pub struct NodeState {
     pub no_curl: bool,
     /// Relay: staged copies are altered on disk after they are written.
     pub tamper_staged: bool,
+    /// A server's datastore on disk: `sqlite` or `etcd` (set at its first
+    /// start as K3s chooses it: etcd with cluster-init or server:, and
+    /// SQLite moved into etcd by a start with cluster-init).
+    pub datastore: Option<&'static str>,
 }
 
 pub const KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
@@ -184,6 +188,9 @@ impl FakeTransport {
             }
             out.push_str(&line("kubeconfig", KUBECONFIG));
         }
+        if let Some(d) = s.datastore {
+            out.push_str(&line("datastore", d));
+        }
         out
     }
 
@@ -195,6 +202,11 @@ impl FakeTransport {
         };
         s.enabled.insert(unit.clone());
         s.active.insert(unit);
+        if self.server && s.datastore != Some("etcd") {
+            let etcd = configured(s, "cluster-init:").is_some_and(|v| v == "true")
+                || configured(s, "server:").is_some();
+            s.datastore = Some(if etcd { "etcd" } else { "sqlite" });
+        }
         // Like K3s, the tokens are written at the first start and kept.
         if self.server && s.server_token.is_none() {
             s.server_token = Some(configured_token(s));
@@ -395,14 +407,23 @@ pub struct FakeApi {
     pub objects: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
     /// Nodes deleted, in order.
     pub deleted: Arc<Mutex<Vec<String>>>,
+    /// The `server:` of each kubeconfig a client was made from, in order.
+    pub servers: Arc<Mutex<Vec<String>>>,
 }
 
 impl ApiConnector for FakeApi {
     fn client<'a>(
         &'a self,
-        _kubeconfig: &'a Secret,
+        kubeconfig: &'a Secret,
     ) -> BoxFuture<'a, Result<kube::Client, super::api::ApiError>> {
         let api = self.clone();
+        let server = kubeconfig
+            .expose()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap_or_default()
+            .to_string();
+        api.servers.lock().expect("servers").push(server);
         Box::pin(async move {
             let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
                 let api = api.clone();

@@ -116,6 +116,7 @@ fn converged(d: &Desired) -> Facts {
         foreign: None,
         addresses: vec!["10.0.0.1".into()],
         config_dropins: Vec::new(),
+        datastore: None,
         tools_missing: Vec::new(),
     }
 }

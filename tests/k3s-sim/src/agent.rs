@@ -85,11 +85,12 @@ pub async fn run(settings: Settings) -> Result<()> {
         kubelet_version: crate::version::version().to_string(),
         arch: crate::nodes::arch().to_string(),
         server: false,
+        etcd: false,
         password,
     };
     let body = serde_json::to_vec(&info)?;
     let serving_crt = settings.data_dir().join("agent/serving-kubelet.crt");
-    loop {
+    let registered = loop {
         let why = match request(
             client.clone(),
             &url,
@@ -100,7 +101,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         )
         .await
         {
-            Ok(r) if r.status == 200 => break,
+            Ok(r) if r.status == 200 => break r.body,
             Ok(r) if r.status == 403 => format!(
                 "{}: Node password rejected, duplicate hostname or contents of '{}' may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag",
                 serving_crt.display(),
@@ -115,7 +116,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         };
         crate::info!("Waiting to retrieve agent configuration; server is not ready: {why}");
         tokio::time::sleep(Duration::from_secs(5)).await;
-    }
+    };
     crate::healthz::serve(&settings).await?;
     crate::info!("Annotations and labels have been set successfully on node: {name}");
     crate::info!("k3s agent is up and running: node {name} registered with {server}");
@@ -123,46 +124,47 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let hb_body = serde_json::to_vec(&serde_json::json!({"name": name}))?;
     let heartbeat = async {
+        // K3s's agent load balancer (pkg/agent/loadbalancer): the configured
+        // server first, then every server it learned; a dead one is skipped.
+        let mut servers = learned(&url, &registered).unwrap_or_else(|| vec![url.clone()]);
+        let mut at = 0;
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            match request(
+            let target = servers[at % servers.len()].clone();
+            let r = request(
                 client.clone(),
-                &url,
+                &target,
                 "POST",
                 "/v1-k3s/sim/heartbeat",
                 Some(&auth),
                 &hb_body,
             )
-            .await
-            {
-                Ok(r) if r.status == 200 => {}
+            .await;
+            match r {
+                Ok(r) if r.status == 200 => {
+                    servers = learned(&url, &r.body).unwrap_or(servers);
+                    at = servers
+                        .iter()
+                        .position(|s| s.host == target.host && s.port == target.port)
+                        .unwrap_or(0);
+                }
                 Ok(r) if r.status == 404 => {
                     crate::info!("Node {name} not found on server; registering again");
-                    match request(
-                        client.clone(),
-                        &url,
-                        "POST",
-                        "/v1-k3s/sim/register",
-                        Some(&auth),
-                        &body,
-                    )
-                    .await
-                    {
-                        Ok(r) if r.status == 200 => {}
-                        Ok(r) => crate::error!(
-                            "re-registration refused: {} {}",
-                            r.status,
-                            String::from_utf8_lossy(&r.body).trim()
-                        ),
-                        Err(e) => crate::error!("re-registration: {e}"),
-                    }
+                    reregister(client.clone(), &target, &auth, &body).await;
                 }
                 Ok(r) => crate::error!(
                     "heartbeat refused: {} {}",
                     r.status,
                     String::from_utf8_lossy(&r.body).trim()
                 ),
-                Err(e) => crate::warn!("Failed to post node heartbeat to {server}: {e}"),
+                Err(e) => {
+                    crate::warn!(
+                        "Failed to post node heartbeat to https://{}:{}: {e}",
+                        target.host,
+                        target.port
+                    );
+                    at = (at + 1) % servers.len();
+                }
             }
         }
     };
@@ -174,10 +176,49 @@ pub async fn run(settings: Settings) -> Result<()> {
     Ok(())
 }
 
+/// The servers a heartbeat answer lists (an HA cluster's), the configured one first.
+fn learned(configured: &crate::http::Url, body: &[u8]) -> Option<Vec<crate::http::Url>> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut out = vec![configured.clone()];
+    for s in v["servers"].as_array()? {
+        let u = parse_server_url(s.as_str()?).ok()?;
+        if !out.iter().any(|o| o.host == u.host && o.port == u.port) {
+            out.push(u);
+        }
+    }
+    Some(out)
+}
+
+async fn reregister(
+    client: std::sync::Arc<rustls::ClientConfig>,
+    url: &crate::http::Url,
+    auth: &str,
+    body: &[u8],
+) {
+    match request(
+        client,
+        url,
+        "POST",
+        "/v1-k3s/sim/register",
+        Some(auth),
+        body,
+    )
+    .await
+    {
+        Ok(r) if r.status == 200 => {}
+        Ok(r) => crate::error!(
+            "re-registration refused: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body).trim()
+        ),
+        Err(e) => crate::error!("re-registration: {e}"),
+    }
+}
+
 /// pkg/clientaccess/token.go `ParseAndValidateToken`: parse, fetch the CA without
 /// verification, pin it against the token's hash (when there is one), and check the
 /// credentials with it. Returns the server URL, the CA and the password.
-async fn validate_token(
+pub(crate) async fn validate_token(
     server: &str,
     raw_token: &str,
 ) -> Result<(crate::http::Url, String, String)> {

@@ -167,6 +167,50 @@ pub fn insecure_client() -> Result<Arc<rustls::ClientConfig>> {
     ))
 }
 
+/// Mutual TLS between servers: the other side must present a certificate of
+/// the cluster CA, and this side presents `cert_pem`.
+pub fn mutual_client(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs_from_pem(ca_pem)? {
+        roots.add(c)?;
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)
+            .context("loading the client certificate")?,
+    ))
+}
+
+/// The peer listener (etcd's :2380): only clients with a certificate of the
+/// cluster CA get through the handshake; it serves the peer certificate.
+pub fn peer_server_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::ServerConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs_from_pem(ca_pem)? {
+        roots.add(c).context("adding CA to peer roots")?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .context("building peer verifier")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs_from_pem(cert_pem)?, key_from_pem(key_pem)?)
+        .context("loading the peer certificate")?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 pub fn pinned_client(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in certs_from_pem(ca_pem)? {
@@ -180,6 +224,7 @@ pub fn pinned_client(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
     ))
 }
 
+#[derive(Clone)]
 pub struct Url {
     pub host: String,
     pub port: u16,
@@ -207,6 +252,7 @@ pub struct ClientResponse {
     pub status: u16,
     pub body: Vec<u8>,
     pub local_ip: std::net::IpAddr,
+    pub content_type: String,
 }
 
 /// One HTTPS request with `Connection: close`, enough for the agent's few calls.
@@ -216,6 +262,30 @@ pub async fn request(
     method: &str,
     path: &str,
     auth: Option<&str>,
+    body: &[u8],
+) -> Result<ClientResponse> {
+    let mut headers = vec![("Content-Type", "application/json".to_string())];
+    if let Some(a) = auth {
+        use base64::Engine;
+        headers.push((
+            "Authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(a)
+            ),
+        ));
+    }
+    request_with(cfg, url, method, path, &headers, body).await
+}
+
+/// [`request`] with the caller's headers (a server forwarding a write to the
+/// etcd leader's apiserver keeps the client's content type).
+pub async fn request_with(
+    cfg: Arc<rustls::ClientConfig>,
+    url: &Url,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
     body: &[u8],
 ) -> Result<ClientResponse> {
     let tcp = tokio::time::timeout(
@@ -233,18 +303,14 @@ pub async fn request(
         .await
         .map_err(|e| anyhow!("tls: {e}"))?;
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: k3s/{}\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: k3s/{}\r\nConnection: close\r\nContent-Length: {}\r\n",
         url.host,
         url.port,
         crate::version::version(),
         body.len()
     );
-    if let Some(a) = auth {
-        use base64::Engine;
-        req.push_str(&format!(
-            "Authorization: Basic {}\r\n",
-            base64::engine::general_purpose::STANDARD.encode(a)
-        ));
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     tls.write_all(req.as_bytes()).await?;
@@ -273,6 +339,14 @@ pub async fn request(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow!("malformed status line"))?;
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
     let mut body = raw[split + 4..].to_vec();
     if head
         .to_ascii_lowercase()
@@ -284,6 +358,7 @@ pub async fn request(
         status,
         body,
         local_ip,
+        content_type,
     })
 }
 

@@ -51,6 +51,9 @@ pub struct NodeInfo {
     #[serde(default)]
     pub arch: String,
     pub server: bool,
+    /// A server running embedded etcd.
+    #[serde(default)]
+    pub etcd: bool,
     pub password: String,
 }
 
@@ -209,6 +212,11 @@ impl Cluster {
                 json!("true"),
             );
             labels.insert("node-role.kubernetes.io/master".into(), json!("true"));
+        }
+        // pkg/etcd/metadata_controller.go / member_controller.go: etcd members carry
+        // the etcd role (kubectl's ROLES control-plane,etcd,master).
+        if info.etcd {
+            labels.insert("node-role.kubernetes.io/etcd".into(), json!("true"));
         }
         for (k, v) in &info.labels {
             labels.insert(k.clone(), json!(v));

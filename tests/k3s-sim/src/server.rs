@@ -5,6 +5,7 @@
 
 use crate::api::{Api, json_resp, status_err, text_resp, unauthorized};
 use crate::config::Settings;
+use crate::ha::{Datastore, EtcdStart};
 use crate::http::Body;
 use crate::nodes::{Cluster, NodeInfo, RegisterError};
 use crate::store::{RESOURCES, Store};
@@ -172,7 +173,10 @@ fn secret_ok(cluster: &Cluster, given: &str) -> bool {
         .any(|s| sha2::Sha256::digest(s.as_bytes()) == g)
 }
 
-async fn supervisor(cluster: Arc<Cluster>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub(crate) async fn supervisor(
+    cluster: Arc<Cluster>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let Some(secret) = basic_auth_secret(&req) else {
         return unauthorized();
     };
@@ -259,12 +263,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     if let Some(f) = &settings.config_file {
         crate::info!("Using config file {}", f.display());
     }
-    for unsupported in ["server", "datastore-endpoint"] {
-        if settings.str(unsupported).is_some() {
-            bail!(
-                "k3s-sim supports a single server: --{unsupported} is not supported for k3s server"
-            );
-        }
+    if settings.str("datastore-endpoint").is_some() {
+        bail!("k3s-sim runs SQLite or embedded etcd: --datastore-endpoint is not supported");
     }
     let data_dir = settings.data_dir();
     let port: u16 = settings
@@ -328,15 +328,18 @@ pub async fn run(settings: Settings) -> Result<()> {
     sans.extend(settings.list("tls-san"));
     sans.sort();
     sans.dedup();
-    let tls = crate::certs::ensure(&data_dir, &sans)?;
-    let secret = crate::certs::ensure_token(
+    let raw_token = settings.str("token").or(token_file(&settings)?);
+    let join_url = settings.str("server");
+    let ds = crate::ha::select(
         &data_dir,
-        settings
-            .str("token")
-            .as_deref()
-            .or(token_file(&settings)?.as_deref()),
-        &tls.ca_pem,
-    )?;
+        settings.bool("cluster-init"),
+        join_url.is_some() && raw_token.is_some(),
+    );
+    if let (Datastore::Etcd(EtcdStart::Join), Some(url), Some(t)) = (ds, &join_url, &raw_token) {
+        crate::ha_api::fetch_bootstrap(url, t, &data_dir).await?;
+    }
+    let tls = crate::certs::ensure(&data_dir, &sans)?;
+    let secret = crate::certs::ensure_token(&data_dir, raw_token.as_deref(), &tls.ca_pem)?;
     let mut secrets = vec![secret];
     if let Some(agent_token) = settings.str("agent-token") {
         let t = crate::certs::parse_token(&agent_token)?;
@@ -349,8 +352,14 @@ pub async fn run(settings: Settings) -> Result<()> {
         secrets.push(t.secret);
     }
 
-    let store = Store::open(&data_dir)?;
-    bootstrap(&store)?;
+    if let Datastore::Etcd(start) = ds {
+        crate::ha::prepare_etcd(&data_dir, start)?;
+    }
+    let store = Store::open(ds.store_file(&data_dir))?;
+    // A joining server takes everything from the leader.
+    if ds != Datastore::Etcd(EtcdStart::Join) {
+        bootstrap(&store)?;
+    }
 
     let kube_host = if bind_ip.is_unspecified() {
         "127.0.0.1".to_string()
@@ -390,19 +399,37 @@ pub async fn run(settings: Settings) -> Result<()> {
         store: store.clone(),
         server_addr: format!("{internal_ip}:{port}"),
     });
-    let ca_pem = Arc::new(tls.ca_pem.clone());
+    let ha = match ds {
+        Datastore::Etcd(start) => Some(
+            crate::ha_api::start_ha(
+                start,
+                &settings,
+                &data_dir,
+                (&name, &internal_ip, port, bind_ip),
+                &tls,
+                &store,
+                &cluster.secrets[0],
+            )
+            .await?,
+        ),
+        Datastore::Sqlite => None,
+    };
+    let routes = Arc::new(crate::routes::Routes {
+        api,
+        cluster: cluster.clone(),
+        ha: ha.clone(),
+        ca_pem: tls.ca_pem.clone(),
+        data_dir: data_dir.clone(),
+    });
     let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
     {
-        let cluster = cluster.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _peer)) = listener.accept().await else {
                     continue;
                 };
                 let acceptor = acceptor.clone();
-                let api = api.clone();
-                let cluster = cluster.clone();
-                let ca_pem = ca_pem.clone();
+                let routes = routes.clone();
                 tokio::spawn(async move {
                     let tls =
                         match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
@@ -422,23 +449,9 @@ pub async fn run(settings: Settings) -> Result<()> {
                         .is_some_and(|c| !c.is_empty());
                     let svc =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let api = api.clone();
-                            let cluster = cluster.clone();
-                            let ca_pem = ca_pem.clone();
+                            let routes = routes.clone();
                             async move {
-                                let path = req.uri().path();
-                                let resp = if path == "/cacerts" {
-                                    text_resp(200, &ca_pem)
-                                } else if path == "/ping" {
-                                    text_resp(200, "pong")
-                                } else if path.starts_with("/v1-k3s/") {
-                                    supervisor(cluster, req).await
-                                } else if !authed {
-                                    unauthorized()
-                                } else {
-                                    api.handle(req).await
-                                };
-                                Ok::<_, std::convert::Infallible>(resp)
+                                Ok::<_, std::convert::Infallible>(routes.route(authed, req).await)
                             }
                         });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -467,8 +480,43 @@ pub async fn run(settings: Settings) -> Result<()> {
         kubelet_version: crate::version::version().to_string(),
         arch: crate::nodes::arch().to_string(),
         server: true,
+        etcd: ha.is_some(),
         password: node_password()?,
     };
+    if ha.is_some() {
+        let auth = format!("server:{}", cluster.secrets[0]);
+        let url = crate::http::Url {
+            host: kube_host.trim_matches(['[', ']']).to_string(),
+            port,
+        };
+        crate::ha_api::run_node(url, &tls.ca_pem, auth, info).await?;
+    } else {
+        own_node(&cluster, info)?;
+    }
+    {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                // kube-controller-manager runs where etcd's leader is.
+                if ha.as_ref().is_none_or(|h| h.ms.is_leader()) {
+                    cluster.reconcile();
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+    crate::info!(
+        "k3s is up and running (API on {bind}:{port}, node {name}, node-monitor-grace-period {grace:?})"
+    );
+    crate::notify::ready();
+    crate::wait_for_signal().await;
+    crate::info!("Shutting down k3s server");
+    Ok(())
+}
+
+/// Registers the server's own node in its SQLite store and keeps it alive.
+fn own_node(cluster: &Arc<Cluster>, info: NodeInfo) -> Result<()> {
+    let name = info.name.clone();
     match cluster.register(&info) {
         Ok(()) => {}
         Err(RegisterError::PasswordRejected) => {
@@ -495,21 +543,6 @@ pub async fn run(settings: Settings) -> Result<()> {
             }
         });
     }
-    {
-        let cluster = cluster.clone();
-        tokio::spawn(async move {
-            loop {
-                cluster.reconcile();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-    }
-    crate::info!(
-        "k3s is up and running (API on {bind}:{port}, node {name}, node-monitor-grace-period {grace:?})"
-    );
-    crate::notify::ready();
-    crate::wait_for_signal().await;
-    crate::info!("Shutting down k3s server");
     Ok(())
 }
 

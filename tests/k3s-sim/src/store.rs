@@ -1,8 +1,10 @@
 //! The cluster state: a registry of the resource kinds served, the objects (JSON,
 //! as the apiserver would return them), a global resourceVersion counter bumped
 //! only on real change, a watch event history, and persistence to
-//! `<data-dir>/server/db/sim-state.json` with atomic writes so a restart (or a
-//! kill) loses nothing that was acknowledged.
+//! the datastore file (`<data-dir>/server/db/state.db` for K3s's SQLite, or
+//! under `server/db/etcd/` for embedded etcd, see `ha.rs`) with atomic writes so
+//! a restart (or a kill) loses nothing that was acknowledged. With HA the leader's
+//! changes are shipped to the other servers as [`Entry`]s (`replicate.rs`).
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -288,9 +290,19 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// One committed change as replicated between servers: the object stored at
+/// `rv`, or the deleted object when `deleted`.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub rv: u64,
+    pub group: String,
+    pub plural: String,
+    pub deleted: bool,
+    pub obj: Value,
+}
+
 impl Store {
-    pub fn open(data_dir: &std::path::Path) -> Result<Store> {
-        let path = data_dir.join("server/db/sim-state.json");
+    pub fn open(path: PathBuf) -> Result<Store> {
         let persisted: Persisted = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .with_context(|| format!("corrupt state file {}", path.display()))?,
@@ -405,6 +417,72 @@ impl State {
         });
         self.persist()?;
         Ok(Some(gone))
+    }
+
+    /// The changes after `rv`, or None when they are older than the history kept
+    /// (the follower then needs a snapshot).
+    pub fn entries_since(&self, rv: u64) -> Option<Vec<Entry>> {
+        let evs = self.events_since(rv)?;
+        Some(
+            evs.iter()
+                .map(|e| Entry {
+                    rv: e.rv,
+                    group: e.rtype.group.to_string(),
+                    plural: e.rtype.plural.to_string(),
+                    deleted: e.kind == EventType::Deleted,
+                    obj: e.new.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// A follower applies the leader's next change; it must be the next rv.
+    pub fn apply_entry(&mut self, e: &Entry) -> Result<()> {
+        anyhow::ensure!(
+            e.rv == self.rv + 1,
+            "entry {} does not follow local revision {}",
+            e.rv,
+            self.rv
+        );
+        let rt = RESOURCES
+            .iter()
+            .find(|r| r.group == e.group && r.plural == e.plural)
+            .ok_or_else(|| anyhow::anyhow!("unknown resource {}/{}", e.group, e.plural))?;
+        let key = obj_key(rt, meta_str(&e.obj, "namespace"), meta_str(&e.obj, "name"));
+        let old = if e.deleted {
+            self.objects.remove(&key)
+        } else {
+            self.objects.insert(key, e.obj.clone())
+        };
+        self.rv = e.rv;
+        let kind = match (e.deleted, old.is_some()) {
+            (true, _) => EventType::Deleted,
+            (false, true) => EventType::Modified,
+            (false, false) => EventType::Added,
+        };
+        self.record(Event {
+            rv: e.rv,
+            kind,
+            rtype: rt,
+            old,
+            new: e.obj.clone(),
+        });
+        self.persist()
+    }
+
+    /// Every object and the revision: what a catching-up server is sent.
+    pub fn snapshot(&self) -> (u64, BTreeMap<String, Value>) {
+        (self.rv, self.objects.clone())
+    }
+
+    /// Replaces the local copy with the leader's. Watches cannot resume from
+    /// before it (410 Expired, as after an etcd compaction).
+    pub fn restore(&mut self, rv: u64, objects: BTreeMap<String, Value>) -> Result<()> {
+        self.rv = rv;
+        self.objects = objects;
+        self.history.clear();
+        self.history_floor = rv;
+        self.persist()
     }
 
     fn record(&mut self, ev: Event) {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Selected, Symmetric};
 use crate::error_chain;
+use crate::facts::Datastore;
 use crate::inventory::{K3sRelease, Role};
 use crate::runner::desired::{self, Inputs};
 use crate::runner::error::{NodeFailure, RunError};
@@ -22,6 +23,7 @@ impl Facts {
         let progress = run.opts.progress.clone();
         cross_node_checks(&mut run.nodes, progress.as_ref());
         no_downgrade_from_a_channel(run)?;
+        no_servers_added_to_sqlite(run)?;
         let first = run.first_server().filter(|r| r.alive());
         let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
         let server_facts = first.and_then(|r| r.facts.as_ref());
@@ -70,6 +72,36 @@ fn no_downgrade_from_a_channel(run: &Run<'_>) -> Result<(), RunError> {
     }
 }
 
+/// Servers cannot join a server that runs SQLite (K3s's join asks it for its
+/// etcd members and waits forever), so `ha = true` with more than one server
+/// stops the run before anything is written while a server reports SQLite.
+/// With one server, `ha = true` is the way out: its restart with
+/// cluster-init makes K3s migrate SQLite into etcd.
+fn no_servers_added_to_sqlite(run: &Run<'_>) -> Result<(), RunError> {
+    if !run.inv.cluster.ha || run.inv.servers().count() < 2 {
+        return Ok(());
+    }
+    let sqlite = run.nodes.iter().filter(|r| r.alive()).find(|r| {
+        r.node.role == Role::Server
+            && r.facts.as_ref().and_then(|f| f.datastore) == Some(Datastore::Sqlite)
+    });
+    match sqlite {
+        Some(r) => Err(RunError::SqliteToHa {
+            server: r.node.name.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The running cluster's full server token: the first server's, else any
+/// server's (in an HA cluster every server holds the same one).
+pub(super) fn server_token(run: &Run<'_>) -> Option<crate::secret::Secret> {
+    run.nodes
+        .iter()
+        .filter(|r| r.alive() && r.node.role == Role::Server)
+        .find_map(|r| r.facts.as_ref()?.server_token.clone())
+}
+
 /// Each alive node's desired state (the checksum file is fetched once per arch).
 async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
     let agent_bins = if run.inv.agent.enabled {
@@ -77,6 +109,7 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
     } else {
         BTreeMap::new()
     };
+    let server_token = server_token(run);
     for i in run.alive(None) {
         let Some(Ok(arch)) = run.nodes[i].facts.as_ref().map(|f| f.arch.clone()) else {
             continue;
@@ -101,6 +134,7 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
             binary_sha256: sha,
             secret: run.secret.as_ref().filter(|_| node.role == Role::Server),
             agent_secret: run.agent_secret.as_ref(),
+            server_token: server_token.as_ref(),
             agent,
         };
         let d = desired::desired(run.inv, node, inputs);

@@ -1,4 +1,5 @@
-//! The admin kubeconfig: fetched from the first server (with its facts),
+//! The admin kubeconfig: fetched from the first server (with its facts;
+//! with HA, the first server that converged),
 //! pointed at the API address, written 0600 to the state directory (only in
 //! apply), and the run's API client made from it.
 
@@ -104,6 +105,7 @@ impl Kubeconfig {
         };
         run.nodes[server].push(run.opts.progress.as_ref(), r);
         if let Some(k) = usable {
+            let k = api_through(run, server).unwrap_or(k);
             let client = run.opts.api.client(&k).await;
             run.api =
                 Some(client.map_err(|e| format!("cannot reach the API: {}", error_chain(&e))));
@@ -120,14 +122,35 @@ impl Kubeconfig {
     }
 }
 
+/// With HA and the first server down, the run's API goes through the server
+/// the kubeconfig came from, unless the user's `api_address` (a VIP or DNS
+/// name for every server) is set. The file keeps the API address either way.
+fn api_through(run: &Run<'_>, server: usize) -> Option<Secret> {
+    let first = run.nodes.iter().position(|r| r.node.role == Role::Server);
+    if first == Some(server) || run.inv.cluster.api_address.is_some() {
+        return None;
+    }
+    let node = run.nodes[server].node;
+    let admin = run.nodes[server]
+        .facts
+        .as_ref()?
+        .admin_kubeconfig
+        .as_ref()?;
+    let url = render::server_url(&node.address);
+    kubeconfig::rewrite(admin.expose(), &run.inv.cluster.name, &url)
+        .ok()
+        .map(Secret::new)
+}
+
 impl Symmetric for Kubeconfig {
     const NAME: &'static str = "kubeconfig";
 
+    /// The first server; with HA, the first one that converged (every server
+    /// of an HA cluster has the admin kubeconfig and the tokens).
     fn select(&self, run: &Run<'_>) -> Selected {
+        let first = run.nodes.iter().position(|r| r.node.role == Role::Server);
         match run.alive(Some(Role::Server)).first() {
-            Some(&i) if run.nodes.iter().position(|r| r.node.role == Role::Server) == Some(i) => {
-                Selected::Nodes(vec![i])
-            }
+            Some(&i) if first == Some(i) || run.inv.cluster.ha => Selected::Nodes(vec![i]),
             _ => Selected::Nothing("the first server did not converge"),
         }
     }

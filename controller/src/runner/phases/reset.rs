@@ -23,6 +23,7 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
         binary_sha256: String::new(),
         secret: None,
         agent_secret: None,
+        server_token: None,
         agent: None,
     };
     desired::desired(run.inv, run.nodes[i].node, inputs)

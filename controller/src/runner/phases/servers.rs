@@ -1,14 +1,22 @@
 //! Servers, one at a time: never two control planes down at once, and the
 //! rollout stops at the first server that fails (the rest are reported as
-//! not converged because of it).
+//! not converged because of it). With `ha = true` the first server starts
+//! etcd (`cluster-init`) and each other one joins it with the first one's
+//! full token (CA pinned) once the one before it is up: `k3s.service` is
+//! `Type=notify`, and K3s sends READY=1 only once its etcd member joined and
+//! its apiserver serves, which the k3s-service step waits for.
 
 use tracing::Instrument;
 
 use super::{Selected, Symmetric};
 use crate::inventory::Role;
+use crate::render;
 use crate::runner::converge::{self, Env};
+use crate::runner::desired;
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::run::Run;
+use crate::secret::Secret;
+use crate::step::DesiredConfig;
 use crate::write::Writer;
 
 pub struct Servers;
@@ -17,12 +25,23 @@ impl Servers {
     async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
         let progress = run.opts.progress.clone();
         let mut broken: Option<String> = None;
+        let mut first_token: Option<Secret> = None;
         for &i in nodes {
             let node = &mut run.nodes[i];
             if let Some(first) = &broken {
                 let msg = format!("not converged: server {first} failed before it");
                 node.fail(progress.as_ref(), NodeFailure::Failed(msg));
                 continue;
+            }
+            // An HA server joins with the token of the server converged first.
+            if desired::joins(run.inv, node.node)
+                && let (Some(token), Some(d)) = (&first_token, run.desired.get_mut(&node.node.name))
+                && let Some(secret) = &run.secret
+                && secret_of(token) == Some(secret.expose())
+            {
+                let cfg =
+                    render::server_config(run.inv, node.node, token, run.agent_secret.as_ref());
+                d.config = DesiredConfig::Known(Secret::new(cfg));
             }
             let Some(desired) = run.desired.get(&node.node.name) else {
                 continue;
@@ -39,9 +58,16 @@ impl Servers {
             }
             if !node.alive() {
                 broken = Some(node.node.name.clone());
+            } else if first_token.is_none() {
+                first_token = node.facts.as_ref().and_then(|f| f.server_token.clone());
             }
         }
     }
+}
+
+/// The secret of a `K10<ca-hash>::server:<secret>` token.
+fn secret_of(token: &Secret) -> Option<&str> {
+    token.expose().rsplit_once(':').map(|(_, s)| s.trim())
 }
 
 impl Symmetric for Servers {

@@ -1,0 +1,527 @@
+//! HA servers (embedded etcd). Host cases drive the K3s simulator's HA with
+//! real `kubectl` on loopback addresses (no root): `cluster-init`, servers
+//! joining with the token, one store read and written through every server,
+//! a majority needed for writes and quorum reads, restarts that catch up, and
+//! the joins K3s refuses. Lab cases drive `pictl apply` with `ha = true`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Output, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pictl_e2e::{Case, LabSpec, harness};
+
+mod ha_lab;
+use ha_lab::{
+    a_killed_server_is_reported_and_the_api_answers_through_the_others,
+    a_single_sqlite_server_is_refused_before_any_write,
+    ha_bootstrap_serves_the_same_nodes_through_every_server,
+};
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn k3s_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    if let Some(bin) = std::env::var_os("K3S_SIM_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = pictl_e2e::lab::repo_root();
+    let private = std::env::temp_dir().join(format!("k3s-sim-ha-bin-{}", std::process::id()));
+    BUILD.call_once(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "k3s-sim"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build -p k3s-sim");
+        assert!(st.success(), "cargo build -p k3s-sim failed");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        std::fs::create_dir_all(&private).expect("private bin dir");
+        std::fs::copy(target.join("debug/k3s"), private.join("k3s")).expect("copy k3s");
+    });
+    private.join("k3s")
+}
+
+/// A loopback address of this test run's own (127.x.y.n), so that the fixed
+/// etcd peer port 2380 cannot collide with another run.
+fn addr(n: u8) -> String {
+    let pid = std::process::id();
+    format!("127.{}.{}.{n}", 100 + (pid >> 8) % 100, pid % 256)
+}
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Dir {
+    let p = std::env::temp_dir().join(format!(
+        "k3s-sim-ha-{}-{}-{tag}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).expect("scratch");
+    Dir(p)
+}
+
+/// One simulated server on its own loopback address; killed (its own pid) on drop.
+struct Server {
+    dir: PathBuf,
+    ip: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `k3s server` named `name` on `ip` under `base`, with `flags`
+    /// and the token in the environment (never argv).
+    fn spawn(base: &Path, name: &str, ip: &str, token: &str, flags: &[&str]) -> Server {
+        let dir = base.join(name);
+        let cg = dir.join("root/sys/fs/cgroup");
+        std::fs::create_dir_all(&cg).expect("node root");
+        std::fs::write(cg.join("cgroup.controllers"), ALL_CONTROLLERS).expect("controllers");
+        let log = dir.join(format!("server-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
+        let out = std::fs::File::create(&log).expect("log");
+        let p = |rel: &str| dir.join(rel).to_string_lossy().to_string();
+        let mut args: Vec<String> = [
+            "server",
+            "--config",
+            "/dev/null",
+            "--data-dir",
+            &p("data"),
+            "--write-kubeconfig",
+            &p("kubeconfig.yaml"),
+            "--bind-address",
+            ip,
+            "--node-ip",
+            ip,
+            "--node-name",
+            name,
+            "--kubelet-arg",
+            "healthz-port=0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let child = Command::new(k3s_bin())
+            .args(&args)
+            .env_remove("K3S_URL")
+            .env_remove("NOTIFY_SOCKET")
+            .env("K3S_TOKEN", token)
+            .env("K3S_SIM_NODE_ROOT", dir.join("root"))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn k3s");
+        Server {
+            dir,
+            ip: ip.to_string(),
+            child,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&mut self, needle: &str, within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "k3s exited ({st}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "k3s did not log {needle:?} within {within:?}:\n{}",
+            self.log()
+        );
+    }
+
+    fn up(mut self) -> Server {
+        self.wait_log("k3s is up and running", Duration::from_secs(40));
+        self
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}:6443", self.ip)
+    }
+
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/server/token"))
+            .expect("token")
+            .trim()
+            .to_string()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(self.dir.join("kubeconfig.yaml"))
+            .arg("--cache-dir")
+            .arg(self.dir.join("kcache"))
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl")
+    }
+
+    /// kubectl that must succeed; stdout.
+    fn k(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} through {} failed: {}\nlog:\n{}",
+            self.ip,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn apply_cm(&self, name: &str) -> Output {
+        let f = self.dir.join(format!("{name}.yaml"));
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: default}}\ndata: {{via: \"{}\"}}\n",
+            self.ip
+        );
+        std::fs::write(&f, cm).expect("manifest");
+        self.kubectl(&["apply", "--server-side", "-f", &f.to_string_lossy()])
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn uid_of(s: &Server, cm: &str) -> String {
+    let out = s.k(&["get", "cm", cm, "-o", "jsonpath={.metadata.uid}"]);
+    assert!(!out.is_empty(), "no uid for {cm} through {}", s.ip);
+    out
+}
+
+/// Polls `f` until it holds or `within` passes.
+fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+fn three_servers(base: &Path) -> Vec<Server> {
+    three_servers_with(base, &[])
+}
+
+fn three_servers_with(base: &Path, extra: &[&str]) -> Vec<Server> {
+    let init: Vec<&str> = ["--cluster-init"].iter().chain(extra).copied().collect();
+    let s1 = Server::spawn(base, "s1", &addr(1), "sekrit", &init).up();
+    let token = s1.token();
+    let url = s1.url();
+    let join: Vec<&str> = ["--server", url.as_str()]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    let s2 = Server::spawn(base, "s2", &addr(2), &token, &join).up();
+    let s3 = Server::spawn(base, "s3", &addr(3), &token, &join).up();
+    vec![s1, s2, s3]
+}
+
+/// A K3s agent joined through `server`, its token in the environment.
+fn agent(base: &Path, name: &str, server: &Server) -> Server {
+    let dir = base.join(name);
+    let cg = dir.join("root/sys/fs/cgroup");
+    std::fs::create_dir_all(&cg).expect("node root");
+    std::fs::write(cg.join("cgroup.controllers"), ALL_CONTROLLERS).expect("controllers");
+    let log = dir.join("agent.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let data = dir.join("data").to_string_lossy().to_string();
+    let child = Command::new(k3s_bin())
+        .args([
+            "agent",
+            "--config",
+            "/dev/null",
+            "--server",
+            &server.url(),
+            "--data-dir",
+            &data,
+        ])
+        .args(["--node-name", name, "--kubelet-arg", "healthz-port=0"])
+        .env("K3S_TOKEN", server.token())
+        .env("K3S_SIM_NODE_ROOT", dir.join("root"))
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn agent");
+    Server {
+        dir,
+        ip: server.ip.clone(),
+        child,
+        log,
+    }
+}
+
+fn an_agent_fails_over_to_the_other_servers_when_its_own_is_down() {
+    let base = scratch("failover");
+    let grace = [
+        "--kube-controller-manager-arg",
+        "node-monitor-grace-period=4s",
+    ];
+    let mut s = three_servers_with(&base.0, &grace);
+    let mut a = agent(&base.0, "ag", &s[0]);
+    a.wait_log("k3s agent is up and running", Duration::from_secs(30));
+    s[0].kill();
+    // Longer than the grace period: without failing over it would be NotReady.
+    std::thread::sleep(Duration::from_secs(10));
+    let out = s[1].kubectl(&["get", "node", "ag", "--no-headers"]);
+    let status = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .map(String::from);
+    assert_eq!(
+        status.as_deref(),
+        Some("Ready"),
+        "agent:\n{}\ns2:\n{}",
+        a.log(),
+        s[1].log()
+    );
+    assert!(
+        a.log()
+            .contains(&format!("Failed to post node heartbeat to {}", s[0].url()))
+    );
+}
+
+fn ha_servers_share_one_store_through_every_server() {
+    let base = scratch("share");
+    let s = three_servers(&base.0);
+    // K3s's layout: etcd under server/db/etcd, no SQLite file.
+    for srv in &s {
+        assert!(srv.dir.join("data/server/db/etcd/name").is_file());
+        assert!(!srv.dir.join("data/server/db/state.db").exists());
+    }
+    assert!(
+        s[1].log()
+            .contains("Starting etcd to join cluster with members")
+    );
+    // Every server sees the three nodes as etcd members.
+    for srv in &s {
+        eventually(
+            Duration::from_secs(15),
+            "three nodes through every server",
+            || {
+                let out = srv.k(&["get", "nodes", "--no-headers"]);
+                out.lines().count() == 3
+                    && out.lines().all(|l| l.contains("control-plane,etcd,master"))
+            },
+        );
+    }
+    // Written through one server, read through every server.
+    for (i, w) in s.iter().enumerate() {
+        let name = format!("via-s{}", i + 1);
+        let out = w.apply_cm(&name);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let uid = uid_of(&s[0], &name);
+        for r in &s {
+            assert_eq!(uid_of(r, &name), uid, "{name} through {}", r.ip);
+        }
+    }
+}
+
+fn writes_need_a_majority_and_restarted_servers_catch_up() {
+    let base = scratch("quorum");
+    let mut s = three_servers(&base.0);
+    // One of three down (the first, which leads): the other two go on.
+    s[0].kill();
+    eventually(Duration::from_secs(20), "a write with two of three", || {
+        s[1].apply_cm("two-of-three").status.success()
+    });
+    assert_eq!(uid_of(&s[2], "two-of-three"), uid_of(&s[1], "two-of-three"));
+    // Two of three down: no writes and no quorum reads, as an apiserver whose
+    // etcd lost quorum answers.
+    s[2].kill();
+    eventually(
+        Duration::from_secs(20),
+        "writes refused without a majority",
+        || {
+            let out = s[1].apply_cm("one-of-three");
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("etcdserver: request timed out")
+        },
+    );
+    let read = s[1].kubectl(&["get", "cm", "two-of-three"]);
+    assert!(!read.status.success(), "a quorum read without a majority");
+    assert!(
+        String::from_utf8_lossy(&read.stderr).contains("Timeout"),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    // The third comes back (its etcd dir: no join), with a majority again; the
+    // first comes back later and catches up with what it missed.
+    let token = s[1].token();
+    s[2] = Server::spawn(&base.0, "s3", &addr(3), &token, &["--server", &s[1].url()]).up();
+    assert!(
+        s[2].log()
+            .contains("Starting etcd for existing cluster member")
+    );
+    eventually(
+        Duration::from_secs(20),
+        "writes with a majority again",
+        || s[2].apply_cm("back-to-two").status.success(),
+    );
+    s[0] = Server::spawn(&base.0, "s1", &addr(1), &token, &["--cluster-init"]).up();
+    eventually(
+        Duration::from_secs(20),
+        "the restarted first server catches up",
+        || s[0].kubectl(&["get", "cm", "back-to-two"]).status.success(),
+    );
+    assert_eq!(uid_of(&s[0], "back-to-two"), uid_of(&s[1], "back-to-two"));
+    assert_eq!(uid_of(&s[0], "two-of-three"), uid_of(&s[2], "two-of-three"));
+}
+
+fn joins_k3s_refuses_fail_like_k3s() {
+    let base = scratch("refuse");
+    let s1 = Server::spawn(&base.0, "s1", &addr(1), "sekrit", &["--cluster-init"]).up();
+    // A wrong secret with the right CA hash: fatal for a server.
+    let good = s1.token();
+    let wrong = format!("{}:wrong", good.rsplit_once(':').expect("token").0);
+    let mut bad = Server::spawn(&base.0, "bad", &addr(4), &wrong, &["--server", &s1.url()]);
+    let start = Instant::now();
+    let code = loop {
+        if let Ok(Some(st)) = bad.child.try_wait() {
+            break st.code();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", bad.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(1));
+    assert!(bad.log().contains("level=fatal"), "{}", bad.log());
+    assert!(bad.log().contains("token is not valid"), "{}", bad.log());
+    // A server without cluster-init runs SQLite; a server joining it waits for
+    // an etcd member list that never comes, and never gets up.
+    let lone = Server::spawn(&base.0, "lone", &addr(5), "sekrit", &[]).up();
+    assert!(lone.dir.join("data/server/db/state.db").is_file());
+    assert!(!lone.dir.join("data/server/db/etcd").exists());
+    let mut joiner = Server::spawn(
+        &base.0,
+        "joiner",
+        &addr(6),
+        &lone.token(),
+        &["--server", &lone.url()],
+    );
+    joiner.wait_log(
+        &format!(
+            "Waiting to retrieve etcd cluster member list: failed to get MemberList from server: {}/db/info: 404 Not Found",
+            lone.url()
+        ),
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !joiner.log().contains("k3s is up and running"),
+        "{}",
+        joiner.log()
+    );
+    assert!(
+        joiner.child.try_wait().expect("wait").is_none(),
+        "K3s keeps retrying"
+    );
+    // Restarting the SQLite server with cluster-init migrates it into etcd.
+    let out = lone.apply_cm("kept");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uid = uid_of(&lone, "kept");
+    drop(lone);
+    let lone = Server::spawn(&base.0, "lone", &addr(5), "sekrit", &["--cluster-init"]).up();
+    assert!(lone.log().contains("Migrating content from sqlite to etcd"));
+    assert!(lone.dir.join("data/server/db/state.db.migrated").is_file());
+    assert_eq!(uid_of(&lone, "kept"), uid);
+}
+
+fn run_host_cases(cases: &[(&str, fn())]) -> usize {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut failed = 0;
+    for (name, case) in cases {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        match std::panic::catch_unwind(case) {
+            Ok(()) => println!(
+                "test {name} ... ok ({:.1}s)",
+                started.elapsed().as_secs_f64()
+            ),
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    failed
+}
+
+fn main() -> ExitCode {
+    let host: &[(&str, fn())] = pictl_e2e::host_cases![
+        ha_servers_share_one_store_through_every_server,
+        writes_need_a_majority_and_restarted_servers_catch_up,
+        joins_k3s_refuses_fail_like_k3s,
+        an_agent_fails_over_to_the_other_servers_when_its_own_is_down,
+    ];
+    let failed = run_host_cases(host);
+    let lab: &[Case] = pictl_e2e::cases![
+        a_single_sqlite_server_is_refused_before_any_write,
+        ha_bootstrap_serves_the_same_nodes_through_every_server,
+        a_killed_server_is_reported_and_the_api_answers_through_the_others,
+    ];
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let lab_result = if !ci && std::env::var("HA_SKIP_LAB").is_ok_and(|v| v == "1") {
+        println!("lab: skipped (HA_SKIP_LAB=1)");
+        ExitCode::SUCCESS
+    } else {
+        harness::run(lab, LabSpec { nodes: 5, pi: &[] })
+    };
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        lab_result
+    }
+}
