@@ -35,10 +35,13 @@ async fn one<P: Phase>(phase: &P, run: &mut Run<'_>, w: Option<&Writer>) -> Resu
 async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     one(&phases::Connect, run, w).await?;
     one(&phases::Facts, run, w).await?;
+    one(&phases::UpgradeServers, run, w).await?;
     one(&phases::Servers, run, w).await?;
     one(&phases::Kubeconfig, run, w).await?;
+    one(&phases::UpgradeAgents, run, w).await?;
     one(&phases::Agents, run, w).await?;
     one(&phases::Readiness, run, w).await?;
+    one(&phases::Uncordon, run, w).await?;
     one(&phases::NodeLabels, run, w).await?;
     one(&phases::Workload, run, w).await
 }

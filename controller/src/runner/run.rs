@@ -41,6 +41,9 @@ pub struct Run<'i> {
     /// The API client, or why there is none (`None`: not attempted).
     pub api: Option<Result<kube::Client, String>>,
     pub workload: Vec<PlaybookReport>,
+    /// Nodes the upgrade phases took through their node steps: the servers
+    /// and agents phases leave them out.
+    pub upgraded: std::collections::BTreeSet<usize>,
 }
 
 impl<'i> Run<'i> {
@@ -65,6 +68,7 @@ impl<'i> Run<'i> {
             admin: None,
             api: None,
             workload: Vec::new(),
+            upgraded: Default::default(),
         }
     }
 

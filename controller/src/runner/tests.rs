@@ -25,10 +25,17 @@ async fn mirror() -> String {
             let mut buf = vec![0u8; 4096];
             let n = sock.read(&mut buf).await.unwrap_or(0);
             let head = String::from_utf8_lossy(&buf[..n]).to_string();
-            let body = if head.contains("sha256sum-amd64.txt") {
-                format!("{}  k3s\n", sha256_hex(BINARY)).into_bytes()
-            } else {
+            // Each release its own bytes (v1.32.5's are BINARY).
+            let release = head.split('/').nth(1).unwrap_or_default().to_string();
+            let binary = if release.starts_with("v1.32.5") {
                 BINARY.to_vec()
+            } else {
+                [BINARY, release.as_bytes()].concat()
+            };
+            let body = if head.contains("sha256sum-amd64.txt") {
+                format!("{}  k3s\n", sha256_hex(&binary)).into_bytes()
+            } else {
+                binary
             };
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -115,6 +122,7 @@ impl Setup {
             cache_dir: self.dir.path().join("cache"),
             wait: Duration::from_secs(5),
             diff: false,
+            upgrade: Upgrade::default(),
         }
     }
 
@@ -578,3 +586,5 @@ async fn a_server_running_without_an_agent_token_keeps_running_without_one() {
     assert!(!config.contains("agent-token"), "{config}");
     assert!(!s.dir.path().join("state").join("agent-token").exists());
 }
+
+mod upgrade;

@@ -182,11 +182,12 @@ fn delete_pod(st: &mut State, ns: &str, name: &str, dry: bool) -> Resp {
 
 /// `POST /api/v1/namespaces/NS/pods/NAME/eviction`.
 pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value, dry: bool) -> Resp {
-    let kind_ok = body["kind"] == "Eviction"
-        && matches!(
-            body["apiVersion"].as_str(),
-            Some("policy/v1" | "policy/v1beta1")
-        );
+    // The apiserver decodes the body with Eviction as its default kind: a
+    // body without apiVersion and kind is an Eviction (kube-rs sends those).
+    let kind_ok = body["kind"].as_str().is_none_or(|k| k == "Eviction")
+        && body["apiVersion"]
+            .as_str()
+            .is_none_or(|v| matches!(v, "policy/v1" | "policy/v1beta1"));
     if !kind_ok {
         return status_err(400, "BadRequest", "not a Eviction object", Value::Null);
     }

@@ -1,6 +1,6 @@
 //! The phases of a run, one file each, in the order the manager runs them:
-//! connect → facts → servers → kubeconfig → agents → readiness →
-//! node-labels → workload.
+//! connect → facts → upgrade-servers → servers → kubeconfig →
+//! upgrade-agents → agents → readiness → uncordon → node-labels → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` and an `apply` that needs the
 //! run's [`Writer`]. New phases (HA, drain, reset) are new files here.
@@ -13,6 +13,8 @@ mod labels;
 mod readiness;
 mod reset;
 mod servers;
+mod uncordon;
+mod upgrade;
 mod workload;
 
 pub use agents::Agents;
@@ -23,6 +25,8 @@ pub use labels::NodeLabels;
 pub use readiness::Readiness;
 pub use reset::Reset;
 pub use servers::Servers;
+pub use uncordon::Uncordon;
+pub use upgrade::{UpgradeAgents, UpgradeServers};
 pub use workload::Workload;
 
 use std::future::Future;
