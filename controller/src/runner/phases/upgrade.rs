@@ -186,6 +186,23 @@ async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer)
             return true;
         }
     };
+    // The release is fetched and verified before the node is disturbed: a
+    // bad mirror must not leave nodes drained for nothing.
+    if let Some(arch) = n.facts.as_ref().and_then(|f| f.arch.clone().ok())
+        && let Err(e) = env.store.binary(arch).await
+    {
+        let msg = format!("{}; node not cordoned", error_chain(&e));
+        report(
+            n,
+            cx.opts,
+            StepId::K3sBinary,
+            Status::Failed,
+            None,
+            Some(msg.clone()),
+        );
+        fail(n, msg);
+        return true;
+    }
     // A node someone else cordoned stays cordoned.
     let ours = state.cordoned_by_pictl || !state.unschedulable;
     if !state.unschedulable
