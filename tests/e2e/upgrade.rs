@@ -416,7 +416,8 @@ fn a_budget_that_can_never_be_met_times_out_the_drain_and_names_it(lab: &Lab) {
     }
     assert!(
         took < Duration::from_secs(120),
-        "the drain timeout was not honoured: {took:?}"
+        "the drain timeout was not honoured: {took:?}\n{}",
+        text(&out)
     );
     // Left as it was: uncordoned, on its version, its frozen pod still there.
     let (_, version, cordoned) = nodes(lab)
