@@ -272,3 +272,20 @@ async fn plan_shows_the_upgrade_order_and_the_drains_and_writes_nothing() {
     );
     assert!(s.api.pods.lock().expect("pods").len() == 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_that_fails_verification_leaves_every_node_uncordoned_and_undrained() {
+    let mut s = upgrade_fleet(1, 1).await;
+    s.inv.cluster.k3s = K3sRelease::Version("v1.33.9+k3s1".into());
+    let report = apply_(&s).await;
+    assert!(report.failed());
+    let steps = serde_json::to_string(&node(&report, "s1").steps).expect("json");
+    assert!(steps.contains("does not match"), "{steps}");
+    assert!(steps.contains("node not cordoned"), "{steps}");
+    assert_eq!(
+        rollout(&s),
+        Vec::<String>::new(),
+        "nothing cordoned or evicted"
+    );
+    assert_eq!(s.api.pods.lock().expect("pods").len(), 2);
+}
