@@ -101,6 +101,24 @@ pub async fn node(client: &kube::Client, name: &str) -> Result<Option<NodeState>
     Ok(api.get_opt(name).await?.map(|n| NodeState::of(&n)))
 }
 
+/// Every Node, by name.
+pub async fn nodes(
+    client: &kube::Client,
+) -> Result<std::collections::BTreeMap<String, NodeState>, kube::Error> {
+    let api: Api<KNode> = Api::all(client.clone());
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|n| {
+            (
+                n.metadata.name.clone().unwrap_or_default(),
+                NodeState::of(n),
+            )
+        })
+        .collect())
+}
+
 /// Cordons `name`, recording that pictl did.
 pub async fn cordon(client: &kube::Client, name: &str, _w: &Writer) -> Result<(), kube::Error> {
     let patch = json!({"metadata": {"annotations": {CORDONED_ANNOTATION: "true"}},

@@ -34,15 +34,18 @@ impl Symmetric for Uncordon {
             return Ok(());
         };
         let progress = run.opts.progress.clone();
+        // One list for all: this runs on every apply, converged or not.
+        let states = match drain::nodes(&client).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("listing the Nodes: {}", error_chain(&e));
+                return Ok(());
+            }
+        };
         for &i in nodes {
             let name = run.nodes[i].node.name.clone();
-            let state = match drain::node(&client, &name).await {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(node = %name, "reading the Node: {}", error_chain(&e));
-                    continue;
-                }
+            let Some(state) = states.get(&name) else {
+                continue;
             };
             let leftover = state.unschedulable && state.cordoned_by_pictl;
             if !leftover || !state.ready || state.kubelet_version != run.version {
