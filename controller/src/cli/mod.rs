@@ -164,6 +164,7 @@ pub enum Command {
     /// stays cordoned.
     ///
     /// Example: pictl apply -i inventory/playson.toml --concurrency 3
+    ///
     /// Example: pictl apply --max-unavailable 2 --drain-timeout 600
     Apply {
         #[command(flatten)]
