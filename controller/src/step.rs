@@ -31,6 +31,8 @@ pub enum StepId {
     NodeLabels,
     K3sReset,
     NodeDeleted,
+    Drain,
+    Uncordon,
 }
 
 impl StepId {
@@ -49,6 +51,8 @@ impl StepId {
             StepId::NodeLabels => "node-labels",
             StepId::K3sReset => "k3s-reset",
             StepId::NodeDeleted => "node-deleted",
+            StepId::Drain => "drain",
+            StepId::Uncordon => "uncordon",
         }
     }
 }

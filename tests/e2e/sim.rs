@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 
+mod sim_pods;
+use sim_pods::pods_cordon_drain_and_disruption_budgets;
+
 fn kubectl_bin() -> String {
     if let Ok(k) = std::env::var("KUBECTL") {
         return k;
@@ -1983,6 +1986,7 @@ fn main() -> ExitCode {
         ready_only_after_api_serves_and_first_start_unpacks,
         multi_call_names_like_k3s,
         restarted_server_keeps_everything,
+        pods_cordon_drain_and_disruption_budgets,
     ];
     let (_, host_failed) = run_host_cases(host);
     let lab_cases: &[Case] = pictl_e2e::cases![

@@ -90,6 +90,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How a K3s version change rolls through the nodes (`plan` shows it).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct UpgradeArgs {
+    /// Agents upgraded at once (servers always go one at a time).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_unavailable: u16,
+
+    /// Upgrade without evicting pods first (nodes are still cordoned and
+    /// uncordoned when the API answers).
+    #[arg(long)]
+    pub no_drain: bool,
+
+    /// Seconds a drain may wait for PodDisruptionBudgets before the upgrade
+    /// of that node fails (naming the budget) and the rollout stops.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub drain_timeout: u64,
+}
+
+impl UpgradeArgs {
+    fn resolve(&self) -> runner::Upgrade {
+        runner::Upgrade {
+            max_unavailable: usize::from(self.max_unavailable),
+            drain: !self.no_drain,
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Human,
@@ -117,12 +145,23 @@ pub enum Command {
         /// Reads those files from the nodes (one more round trip each).
         #[arg(long)]
         diff: bool,
+        #[command(flatten)]
+        upgrade: UpgradeArgs,
     },
     /// Converge every node: install or upgrade K3s, join agents, fetch kubeconfig.
     ///
     /// Servers go before agents; unreachable nodes are reported and the rest
     /// still converge. Ends with a recap (ok / changed / skipped / failed /
     /// unreachable per node); a re-run with nothing drifted shows changed=0.
+    ///
+    /// A K3s version change on nodes already in the cluster is an upgrade:
+    /// servers one at a time, then agents --max-unavailable at a time; each
+    /// node is cordoned, drained through the Eviction API (PodDisruptionBudgets
+    /// honoured, up to --drain-timeout), upgraded, waited for until Ready and
+    /// uncordoned. A drain that times out names the budget that blocks and
+    /// leaves its node uncordoned and not upgraded. A node pictl left cordoned
+    /// (an interrupted run) is uncordoned by the next run; one you cordoned
+    /// stays cordoned.
     ///
     /// K3s and the health agent cross the controller's link once per arch:
     /// one node of each arch (the seed) gets them from the controller and
@@ -131,7 +170,11 @@ pub enum Command {
     /// falls back to an upload from the controller otherwise.
     ///
     /// Example: pictl apply -i inventory/playson.toml --concurrency 3
+    ///
+    /// Example: pictl apply --max-unavailable 2 --drain-timeout 600
     Apply {
+        #[command(flatten)]
+        upgrade: UpgradeArgs,
         /// Upload every node's copy of K3s and the agent from the controller
         /// (no node-to-node copies).
         #[arg(long)]
@@ -275,8 +318,12 @@ pub struct InitArgs {
 pub async fn run(cli: Cli) -> ExitCode {
     match &cli.command {
         Command::Validate => validate(&cli),
-        Command::Plan { diff } => converge(&cli, Mode::Plan, *diff, true).await,
-        Command::Apply { no_relay } => converge(&cli, Mode::Apply, false, !*no_relay).await,
+        Command::Plan { diff, upgrade } => {
+            converge(&cli, Mode::Plan, *diff, upgrade.resolve(), true).await
+        }
+        Command::Apply { upgrade, no_relay } => {
+            converge(&cli, Mode::Apply, false, upgrade.resolve(), !*no_relay).await
+        }
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
         Command::Status { watch } => status::status(&cli, *watch).await,
         Command::Reset {
@@ -365,7 +412,7 @@ fn validate(cli: &Cli) -> ExitCode {
     }
 }
 
-fn options(cli: &Cli, mode: Mode, diff: bool) -> runner::Options {
+fn options(cli: &Cli, mode: Mode, diff: bool, upgrade: runner::Upgrade) -> runner::Options {
     runner::Options {
         concurrency: usize::from(cli.concurrency),
         connector: Arc::new(match mode {
@@ -380,18 +427,25 @@ fn options(cli: &Cli, mode: Mode, diff: bool) -> runner::Options {
         cache_dir: crate::artifacts::default_cache_dir(),
         wait: Duration::from_secs(cli.wait),
         diff,
+        upgrade,
         relay: true,
     }
 }
 
-async fn converge(cli: &Cli, mode: Mode, diff: bool, relay: bool) -> ExitCode {
+async fn converge(
+    cli: &Cli,
+    mode: Mode,
+    diff: bool,
+    upgrade: runner::Upgrade,
+    relay: bool,
+) -> ExitCode {
     let inv = match load(cli) {
         Ok(inv) => inv,
         Err(code) => return code,
     };
     let opts = runner::Options {
         relay,
-        ..options(cli, mode, diff)
+        ..options(cli, mode, diff, upgrade)
     };
     let result = match mode {
         Mode::Plan => runner::plan(&inv, &opts).await,
@@ -444,7 +498,13 @@ async fn reset(
         return ExitCode::from(EXIT_FAILURE);
     }
     let mode = if yes { Mode::Apply } else { Mode::Plan };
-    let result = runner::reset(&inv, &options(cli, mode, false), nodes, yes).await;
+    let result = runner::reset(
+        &inv,
+        &options(cli, mode, false, runner::Upgrade::default()),
+        nodes,
+        yes,
+    )
+    .await;
     if !yes && result.as_ref().is_ok_and(runner::RunReport::changed) {
         eprintln!(
             "pictl reset: nothing was removed; run again with --yes to remove what is listed"

@@ -53,8 +53,13 @@ pub async fn kube_client_from_yaml(yaml: &Secret) -> Result<kube::Client, ApiErr
 }
 
 async fn client_of(kc: kube::config::Kubeconfig) -> Result<kube::Client, ApiError> {
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(ApiError::Configure)?;
+    // pictl polls with its own deadlines (readiness, rollouts, drains). The
+    // client's own retry of 429/503/504 (15 times, waits growing towards
+    // 1000 s) would outlast them: a drain must see each refused eviction to
+    // keep to --drain-timeout.
+    cfg.default_retry = false;
     kube::Client::try_from(cfg).map_err(ApiError::Build)
 }

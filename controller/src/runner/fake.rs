@@ -27,6 +27,9 @@ pub enum Call {
     Put(String),
     /// A script or command other than the facts script (first line or program).
     Exec(String),
+    /// A request to the fake API: `cordon N`, `uncordon N`, `evict NS/P`,
+    /// or `METHOD PATH` (logged as node `api`, when the API has a fleet).
+    Api(String),
 }
 
 /// What the fake nodes did, in order: (node, call).
@@ -64,6 +67,9 @@ pub struct NodeState {
     /// start as K3s chooses it: etcd with cluster-init or server:, and
     /// SQLite moved into etcd by a start with cluster-init).
     pub datastore: Option<&'static str>,
+    /// The version the running K3s reported when it started (the Node's
+    /// kubeletVersion in the fake API).
+    pub running: Option<String>,
 }
 
 pub const KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
@@ -75,6 +81,8 @@ pub struct Fleet {
     pub log: Log,
     /// Node names by address (for URLs between nodes).
     pub addresses: Arc<Mutex<BTreeMap<String, String>>>,
+    /// When set, a k3s binary uploaded to a node reports this version.
+    pub release: Arc<Mutex<Option<String>>>,
 }
 
 impl Fleet {
@@ -117,6 +125,7 @@ impl Connector for Fleet {
                 server: node.role == crate::inventory::Role::Server,
                 state,
                 log: self.log.clone(),
+                release: self.release.clone(),
                 trips: Default::default(),
             };
             Ok(Arc::new(t) as Arc<dyn Transport>)
@@ -131,6 +140,7 @@ pub struct FakeTransport {
     server: bool,
     state: Arc<Mutex<NodeState>>,
     log: Log,
+    release: Arc<Mutex<Option<String>>>,
     trips: std::sync::atomic::AtomicU64,
 }
 
@@ -207,6 +217,11 @@ impl FakeTransport {
                 || configured(s, "server:").is_some();
             s.datastore = Some(if etcd { "etcd" } else { "sqlite" });
         }
+        s.running = Some(
+            s.k3s_version
+                .clone()
+                .unwrap_or_else(|| "v1.32.5+k3s1".into()),
+        );
         // Like K3s, the tokens are written at the first start and kept.
         if self.server && s.server_token.is_none() {
             s.server_token = Some(configured_token(s));
@@ -388,6 +403,11 @@ impl Transport for FakeTransport {
                     contents.push(b'!');
                 }
                 s.files.insert(path.to_string(), contents);
+                if path == paths::K3S_BIN
+                    && let Some(v) = self.release.lock().expect("release").clone()
+                {
+                    s.k3s_version = Some(v);
+                }
             }
             Ok(())
         })
@@ -398,7 +418,8 @@ impl Transport for FakeTransport {
     }
 }
 
-/// An API server that lists every node Ready and records each request.
+/// An API server that lists every node Ready and records each request;
+/// with pods and a budget for drains.
 #[derive(Clone, Default)]
 pub struct FakeApi {
     pub nodes: Vec<String>,
@@ -409,6 +430,13 @@ pub struct FakeApi {
     pub deleted: Arc<Mutex<Vec<String>>>,
     /// The `server:` of each kubeconfig a client was made from, in order.
     pub servers: Arc<Mutex<Vec<String>>>,
+    /// Nodes report the version their fake K3s started with, and API calls
+    /// join the fleet's log.
+    pub fleet: Option<Fleet>,
+    /// Pods as (namespace, name, node), all selected by budget `web/web`.
+    pub pods: Arc<Mutex<Vec<(String, String, String)>>>,
+    /// Every eviction is refused (a budget that can never be met).
+    pub refuse_evictions: bool,
 }
 
 impl ApiConnector for FakeApi {
@@ -428,15 +456,18 @@ impl ApiConnector for FakeApi {
             let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
                 let api = api.clone();
                 async move {
+                    // A round trip takes time: nodes worked on together interleave.
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                     let line = format!("{} {}", req.method(), req.uri());
                     api.requests.lock().expect("requests").push(line);
                     let (parts, body) = req.into_parts();
                     let body = body.collect_bytes().await.unwrap_or_default();
-                    let answer = api.answer(&parts.method, parts.uri.path(), &body);
+                    let query = parts.uri.query().unwrap_or_default().to_string();
+                    let (code, answer) = api.answer(&parts.method, parts.uri.path(), &query, &body);
                     let body = serde_json::to_vec(&answer).unwrap_or_default();
-                    Ok::<_, std::convert::Infallible>(http::Response::new(
-                        kube::client::Body::from(body),
-                    ))
+                    let mut resp = http::Response::new(kube::client::Body::from(body));
+                    *resp.status_mut() = http::StatusCode::from_u16(code).unwrap_or_default();
+                    Ok::<_, std::convert::Infallible>(resp)
                 }
             });
             Ok(kube::Client::new(svc, "default"))
@@ -459,41 +490,149 @@ fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
+fn pod_json(ns: &str, name: &str, node: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
+        "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running"}})
+}
+
 impl FakeApi {
     /// Every node, Ready, as a Node object (patched ones as patched).
     pub fn node(&self, name: &str) -> serde_json::Value {
-        let mut objects = self.objects.lock().expect("objects");
-        objects
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                serde_json::json!({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "resourceVersion": "1"},
-                    "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        let mut node = {
+            let mut objects = self.objects.lock().expect("objects");
+            objects
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    serde_json::json!({
+                        "apiVersion": "v1", "kind": "Node",
+                        "metadata": {"name": name, "resourceVersion": "1"},
+                        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+                    })
                 })
-            })
-            .clone()
+                .clone()
+        };
+        if let Some(fleet) = &self.fleet {
+            let running = fleet.node(name).lock().expect("node").running.clone();
+            node["status"]["nodeInfo"] = serde_json::json!({"kubeletVersion": running.unwrap_or_default(),
+                "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "",
+                "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""});
+        }
+        node
     }
 
-    fn answer(&self, method: &http::Method, path: &str, body: &[u8]) -> serde_json::Value {
+    fn log(&self, what: String) {
+        if let Some(fleet) = &self.fleet {
+            fleet
+                .log
+                .lock()
+                .expect("log")
+                .push(("api".into(), Call::Api(what)));
+        }
+    }
+
+    fn answer(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        if path == "/api/v1/pods" {
+            let node = query.split("spec.nodeName%3D").nth(1).unwrap_or_default();
+            let node = node.split('&').next().unwrap_or_default();
+            let items: Vec<serde_json::Value> = self
+                .pods
+                .lock()
+                .expect("pods")
+                .iter()
+                .filter(|p| p.2 == node)
+                .map(|(ns, n, node)| pod_json(ns, n, node))
+                .collect();
+            return (
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+            );
+        }
+        if path.starts_with("/apis/policy/v1/namespaces/") {
+            let pdb = serde_json::json!({"metadata": {"name": "web", "namespace": "web"},
+                "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+                "status": {"currentHealthy": 3, "desiredHealthy": 3, "disruptionsAllowed": 0, "expectedPods": 3}});
+            return (
+                200,
+                serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudgetList", "metadata": {}, "items": [pdb]}),
+            );
+        }
+        if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
+            return self.pod_call(method, rest);
+        }
         let Some(name) = path.strip_prefix("/api/v1/nodes/") else {
             let items: Vec<serde_json::Value> = self.nodes.iter().map(|n| self.node(n)).collect();
-            return serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items});
+            return (
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}),
+            );
         };
         if method == http::Method::DELETE {
             self.objects.lock().expect("objects").remove(name);
             self.deleted.lock().expect("deleted").push(name.to_string());
-            return serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+            return (
+                200,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            );
         }
         let mut node = self.node(name);
         if method == http::Method::PATCH {
             let patch: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            match patch["spec"].get("unschedulable") {
+                Some(serde_json::Value::Bool(true)) => self.log(format!("cordon {name}")),
+                Some(serde_json::Value::Null) => self.log(format!("uncordon {name}")),
+                _ => self.log(format!("PATCH {path}")),
+            }
             merge(&mut node, &patch);
             self.objects
                 .lock()
                 .expect("objects")
                 .insert(name.to_string(), node.clone());
         }
-        node
+        (200, node)
+    }
+
+    /// `NS/pods/NAME` and `NS/pods/NAME/eviction`.
+    fn pod_call(&self, method: &http::Method, rest: &str) -> (u16, serde_json::Value) {
+        let parts: Vec<&str> = rest.split('/').collect();
+        let (ns, name) = (
+            parts.first().copied().unwrap_or(""),
+            parts.get(2).copied().unwrap_or(""),
+        );
+        let mut pods = self.pods.lock().expect("pods");
+        let Some(at) = pods.iter().position(|p| p.0 == ns && p.1 == name) else {
+            return (
+                404,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": format!("pods \"{name}\" not found")}),
+            );
+        };
+        if method != http::Method::POST {
+            let (ns, n, node) = &pods[at];
+            return (200, pod_json(ns, n, node));
+        }
+        if self.refuse_evictions {
+            drop(pods);
+            self.log(format!("refused {ns}/{name}"));
+            return (
+                429,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "TooManyRequests", "code": 429,
+                "message": "Cannot evict pod as it would violate the pod's disruption budget."}),
+            );
+        }
+        pods.remove(at);
+        drop(pods);
+        self.log(format!("evict {ns}/{name}"));
+        (
+            201,
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}),
+        )
     }
 }

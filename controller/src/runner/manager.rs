@@ -41,14 +41,17 @@ async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     one(&phases::RelayEnd, run, w).await?;
     rollout?;
     one(&phases::Readiness, run, w).await?;
+    one(&phases::Uncordon, run, w).await?;
     one(&phases::NodeLabels, run, w).await?;
     one(&phases::Workload, run, w).await
 }
 
 /// The node phases, while the seeds serve.
 async fn nodes(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
+    one(&phases::UpgradeServers, run, w).await?;
     one(&phases::Servers, run, w).await?;
     one(&phases::Kubeconfig, run, w).await?;
+    one(&phases::UpgradeAgents, run, w).await?;
     one(&phases::Agents, run, w).await
 }
 

@@ -11,6 +11,7 @@ mod api;
 mod connect;
 mod converge;
 mod desired;
+mod drain;
 mod error;
 mod manager;
 mod node;
@@ -36,7 +37,7 @@ use std::time::Instant;
 pub use api::{ApiConnector, ApiError, KubeconfigApi, kube_client};
 pub use connect::{Connector, GatherError, SshConnector, gather, terminal_prompt};
 pub use error::{NodeFailure, RunError};
-pub use options::{Mode, Options};
+pub use options::{Mode, Options, Upgrade};
 pub use progress::{Event, Progress, Stage, StderrProgress, Topic, WarningsOnly};
 pub use report::{NodeReport, PlaybookReport, RunReport, Status, StepReport};
 

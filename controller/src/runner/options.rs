@@ -31,4 +31,27 @@ pub struct Options {
     /// Copy artifacts node to node (one upload per arch); `--no-relay`
     /// uploads every node's copy from the controller.
     pub relay: bool,
+    /// How a K3s version change rolls through the nodes.
+    pub upgrade: Upgrade,
+}
+
+/// How a K3s version change rolls through nodes already in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Agents upgraded at once (servers are always one at a time).
+    pub max_unavailable: usize,
+    /// Evict each node's pods before upgrading it (`--no-drain`: false).
+    pub drain: bool,
+    /// How long a drain may wait for PodDisruptionBudgets.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Upgrade {
+    fn default() -> Self {
+        Self {
+            max_unavailable: 1,
+            drain: true,
+            drain_timeout: Duration::from_secs(300),
+        }
+    }
 }

@@ -44,6 +44,9 @@ pub struct Run<'i> {
     /// The seeds serving artifacts in this run (node index, its share),
     /// stopped by the relay-end phase.
     pub shares: Vec<(usize, crate::relay::Share)>,
+    /// Nodes the upgrade phases took through their node steps: the servers
+    /// and agents phases leave them out.
+    pub upgraded: std::collections::BTreeSet<usize>,
 }
 
 impl<'i> Run<'i> {
@@ -69,6 +72,7 @@ impl<'i> Run<'i> {
             api: None,
             workload: Vec::new(),
             shares: Vec::new(),
+            upgraded: Default::default(),
         }
     }
 

@@ -25,10 +25,20 @@ async fn mirror() -> String {
             let mut buf = vec![0u8; 4096];
             let n = sock.read(&mut buf).await.unwrap_or(0);
             let head = String::from_utf8_lossy(&buf[..n]).to_string();
-            let body = if head.contains("sha256sum-amd64.txt") {
-                format!("{}  k3s\n", sha256_hex(BINARY)).into_bytes()
-            } else {
+            // Each release its own bytes (v1.32.5's are BINARY).
+            let release = head.split('/').nth(1).unwrap_or_default().to_string();
+            let binary = if release.starts_with("v1.32.5") {
                 BINARY.to_vec()
+            } else {
+                [BINARY, release.as_bytes()].concat()
+            };
+            let body = if head.contains("sha256sum-amd64.txt") {
+                format!("{}  k3s\n", sha256_hex(&binary)).into_bytes()
+            } else if release.starts_with("v1.33.9") {
+                // A release whose binary does not match its checksum file.
+                b"corrupted in transit".to_vec()
+            } else {
+                binary
             };
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -119,6 +129,7 @@ impl Setup {
             wait: Duration::from_secs(5),
             diff: false,
             relay: true,
+            upgrade: Upgrade::default(),
         }
     }
 
@@ -795,3 +806,4 @@ async fn with_the_first_ha_server_down_the_rest_converge_through_another_server(
     let after = std::fs::read_to_string(s.dir.path().join("state/kubeconfig")).expect("kubeconfig");
     assert_eq!(after, kubeconfig);
 }
+mod upgrade;

@@ -125,6 +125,7 @@ impl Setup {
             wait: Duration::from_secs(5),
             diff: false,
             relay,
+            upgrade: Default::default(),
         }
     }
 

@@ -157,8 +157,13 @@ fn resource_list(group: &str, version: &str) -> Value {
                 && let Some(m) = v[0].as_object_mut() {
                     m.remove("shortNames");
                 }
-            if r.group == "apps" {
+            if r.group == "apps" || r.kind == "Pod" {
                 v[0]["categories"] = json!(["all"]);
+            }
+            if r.kind == "Pod" {
+                // As the apiserver lists it: kubectl drain looks for it here.
+                v.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                    "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
             }
             if r.has_status {
                 v.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
@@ -243,6 +248,7 @@ fn route(segs: &[&str]) -> Option<Result<Target, Resp>> {
     };
     if let Some(sub) = &t.sub
         && !(sub == "status" && t.rt.has_status)
+        && !(sub == "eviction" && t.rt.kind == "Pod")
     {
         return Some(Err(not_found_path()));
     }
@@ -385,6 +391,15 @@ impl Api {
             }
             (Method::PUT, Some(name)) if t.sub.is_none() => self.update(t, name, &body, &query),
             (Method::POST, None) => self.create(t, &body, &query),
+            (Method::POST, Some(name)) if t.sub.as_deref() == Some("eviction") => {
+                let eviction = match self.parse_obj(&body) {
+                    Ok(o) => o,
+                    Err(r) => return r,
+                };
+                let dry = query.get("dryRun").is_some_and(|d| d == "All");
+                let ns = t.namespace.clone().unwrap_or_default();
+                crate::eviction::evict(&mut self.store.lock(), &ns, name, &eviction, dry)
+            }
             (Method::DELETE, Some(name)) if t.sub.is_none() => self.delete(t, name),
             (m, _) => status_err(
                 405,

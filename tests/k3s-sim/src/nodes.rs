@@ -4,12 +4,8 @@
 //! heartbeat, back to Ready when heartbeats resume) and the Deployment status
 //! controller.
 //!
-//! Deployment availability rule (documented in README): eligible nodes are Ready
-//! nodes that are schedulable and whose NoSchedule/NoExecute taints the pod template
-//! tolerates and whose labels match its nodeSelector; each eligible node runs any
-//! number of replicas, except one per node when the template has a required pod
-//! anti-affinity on `kubernetes.io/hostname`. availableReplicas = min(replicas,
-//! capacity), Available=True when availableReplicas >= replicas - maxUnavailable.
+//! Deployment status is counted from its Pods (`crate::pods`): Available=True
+//! when availableReplicas >= replicas - maxUnavailable.
 
 use crate::store::{RESOURCES, ResourceType, State, Store, meta_str};
 use serde::{Deserialize, Serialize};
@@ -361,6 +357,8 @@ impl Cluster {
             }
         }
         collect_garbage(&mut st);
+        crate::schedule::taint_unschedulable(&mut st);
+        crate::pods::reconcile(&mut st);
         update_deployments(&mut st);
     }
 }
@@ -478,7 +476,7 @@ fn set_ready(node: &mut Value, ready: bool) {
     }
 }
 
-fn tolerated(taint: &Value, tolerations: &[Value]) -> bool {
+pub fn tolerated(taint: &Value, tolerations: &[Value]) -> bool {
     tolerations.iter().any(|t| {
         let key_ok = match t["key"].as_str() {
             None | Some("") => t["operator"] == "Exists",
@@ -492,54 +490,6 @@ fn tolerated(taint: &Value, tolerations: &[Value]) -> bool {
             .is_none_or(|e| e.is_empty() || Some(e) == taint["effect"].as_str());
         key_ok && value_ok && effect_ok
     })
-}
-
-fn node_ready(n: &Value) -> bool {
-    n["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .is_some_and(|c| c["status"] == "True")
-}
-
-fn capacity(dep: &Value, nodes: &[&Value]) -> i64 {
-    let pod = &dep["spec"]["template"]["spec"];
-    let tolerations = pod["tolerations"].as_array().cloned().unwrap_or_default();
-    let selector = pod["nodeSelector"].as_object();
-    let eligible = nodes
-        .iter()
-        .filter(|n| node_ready(n) && n["spec"]["unschedulable"] != json!(true))
-        .filter(|n| {
-            n["spec"]["taints"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .all(|t| {
-                    !matches!(t["effect"].as_str(), Some("NoSchedule") | Some("NoExecute"))
-                        || tolerated(t, &tolerations)
-                })
-        })
-        .filter(|n| {
-            selector.is_none_or(|s| {
-                s.iter()
-                    .all(|(k, v)| n["metadata"]["labels"].get(k) == Some(v))
-            })
-        })
-        .count() as i64;
-    let one_per_node =
-        pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            .as_array()
-            .is_some_and(|terms| {
-                terms
-                    .iter()
-                    .any(|t| t["topologyKey"] == "kubernetes.io/hostname")
-            });
-    if one_per_node {
-        eligible
-    } else if eligible > 0 {
-        i64::MAX
-    } else {
-        0
-    }
 }
 
 fn max_unavailable(dep: &Value, replicas: i64) -> i64 {
@@ -580,20 +530,12 @@ fn condition(old: &Value, ty: &str, status: &str, reason: &str, message: &str, n
 }
 
 fn update_deployments(st: &mut State) {
-    let node_rt = rt("Node");
     let dep_rt = rt("Deployment");
-    let nodes: Vec<Value> = st.list(node_rt, None).into_iter().cloned().collect();
-    let node_refs: Vec<&Value> = nodes.iter().collect();
     let deps: Vec<Value> = st.list(dep_rt, None).into_iter().cloned().collect();
     let now = crate::log::k8s_now();
     for dep in deps {
         let replicas = dep["spec"]["replicas"].as_i64().unwrap_or(1);
-        let available = replicas.min(capacity(&dep, &node_refs));
-        use sha2::Digest;
-        let hash = hex::encode(sha2::Sha256::digest(
-            dep["spec"]["template"].to_string().as_bytes(),
-        ));
-        let rs = format!("{}-{}", meta_str(&dep, "name"), &hash[..10]);
+        let (total, updated, available, rs) = crate::pods::deployment_counts(st, &dep);
         let min_ok = available >= replicas - max_unavailable(&dep, replicas);
         let mut conditions = vec![if min_ok {
             condition(
@@ -614,27 +556,29 @@ fn update_deployments(st: &mut State) {
                 &now,
             )
         }];
-        conditions.push(if available == replicas {
-            condition(
-                &dep,
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                &format!("ReplicaSet \"{rs}\" has successfully progressed."),
-                &now,
-            )
-        } else {
-            condition(
-                &dep,
-                "Progressing",
-                "True",
-                "ReplicaSetUpdated",
-                &format!("ReplicaSet \"{rs}\" is progressing."),
-                &now,
-            )
-        });
-        let mut status = json!({"observedGeneration": dep["metadata"]["generation"], "replicas": replicas,
-            "updatedReplicas": replicas, "conditions": conditions});
+        conditions.push(
+            if available == replicas && updated == replicas && total == replicas {
+                condition(
+                    &dep,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    &format!("ReplicaSet \"{rs}\" has successfully progressed."),
+                    &now,
+                )
+            } else {
+                condition(
+                    &dep,
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{rs}\" is progressing."),
+                    &now,
+                )
+            },
+        );
+        let mut status = json!({"observedGeneration": dep["metadata"]["generation"], "replicas": total,
+            "updatedReplicas": updated, "conditions": conditions});
         if available > 0 {
             status["readyReplicas"] = json!(available);
             status["availableReplicas"] = json!(available);
@@ -695,15 +639,8 @@ mod tests {
     }
 
     #[test]
-    fn availability_follows_nodes_and_anti_affinity() {
-        let ready = json!({"spec": {}, "metadata": {"labels": {}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        let notready = json!({"spec": {}, "metadata": {"labels": {}}, "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
+    fn max_unavailable_defaults_to_a_quarter_rounded_down() {
         let plain = json!({"spec": {"replicas": 3, "template": {"spec": {}}}});
-        assert_eq!(capacity(&plain, &[&notready]), 0);
-        assert_eq!(3i64.min(capacity(&plain, &[&ready])), 3);
-        let spread = json!({"spec": {"template": {"spec": {"affinity": {"podAntiAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname"}]}}}}}});
-        assert_eq!(capacity(&spread, &[&ready, &ready, &notready]), 2);
         assert_eq!(max_unavailable(&plain, 3), 0);
         assert_eq!(
             max_unavailable(

@@ -104,7 +104,17 @@ pub fn parse_fields(s: &str) -> Result<Vec<(String, bool, String)>, String> {
             ));
         };
         let k = k.trim();
-        if k != "metadata.name" && k != "metadata.namespace" {
+        // Beside metadata, the fields the apiserver indexes that kubectl
+        // drain and `get nodes --field-selector` use (pkg/registry/core/pod
+        // and node strategy.go, `ToSelectableFields`).
+        if !matches!(
+            k,
+            "metadata.name"
+                | "metadata.namespace"
+                | "spec.nodeName"
+                | "status.phase"
+                | "spec.unschedulable"
+        ) {
             return Err(format!("field label not supported: {k}"));
         }
         out.push((k.to_string(), eq, v.trim().to_string()));
@@ -114,9 +124,18 @@ pub fn parse_fields(s: &str) -> Result<Vec<(String, bool, String)>, String> {
 
 pub fn fields_match(reqs: &[(String, bool, String)], obj: &Value) -> bool {
     reqs.iter().all(|(k, eq, v)| {
-        let field = k.trim_start_matches("metadata.");
-        let actual = obj["metadata"][field].as_str().unwrap_or("");
-        (actual == v) == *eq
+        let actual = match k.as_str() {
+            "spec.nodeName" => obj["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+            "status.phase" => obj["status"]["phase"].as_str().unwrap_or("").to_string(),
+            "spec.unschedulable" => {
+                (obj["spec"]["unschedulable"] == serde_json::json!(true)).to_string()
+            }
+            _ => {
+                let field = k.trim_start_matches("metadata.");
+                obj["metadata"][field].as_str().unwrap_or("").to_string()
+            }
+        };
+        (actual == *v) == *eq
     })
 }
 

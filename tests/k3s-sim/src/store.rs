@@ -205,6 +205,19 @@ pub static RESOURCES: &[ResourceType] = &[
         false,
         false
     ),
+    // Appended: other code names kinds by their index above.
+    rt!("", "v1", "pods", "pod", "Pod", true, &["po"], false, true),
+    rt!(
+        "apps",
+        "v1",
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        &["rs"],
+        true,
+        true
+    ),
 ];
 
 pub fn groups() -> Vec<(&'static str, &'static str)> {

@@ -47,7 +47,7 @@ pub fn human_age(secs: i64) -> String {
     format!("{}y", d / 365)
 }
 
-fn age(o: &Value) -> String {
+pub fn age(o: &Value) -> String {
     let created = o["metadata"]["creationTimestamp"]
         .as_str()
         .and_then(crate::log::parse_k8s_time);
@@ -57,7 +57,7 @@ fn age(o: &Value) -> String {
         .unwrap_or_else(|| "<unknown>".into())
 }
 
-fn col(name: &str, ty: &str, priority: i32) -> Value {
+pub fn col(name: &str, ty: &str, priority: i32) -> Value {
     json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" },
         "description": name, "priority": priority})
 }
@@ -99,6 +99,8 @@ pub fn node_roles(o: &Value) -> String {
 fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> (Vec<Value>, Vec<Vec<Value>>) {
     let name = |o: &Value| json!(o["metadata"]["name"].as_str().unwrap_or(""));
     match rt.kind {
+        "Pod" => crate::pod_tables::pods(items),
+        "ReplicaSet" => crate::pod_tables::replica_sets(items),
         "Node" => (
             vec![
                 col("Name", "string", 0),

@@ -16,7 +16,7 @@ pub struct Agents;
 
 impl Agents {
     /// Gives each agent its join config, when the token is known.
-    fn join_configs(run: &mut Run<'_>, nodes: &[usize]) {
+    pub(super) fn join_configs(run: &mut Run<'_>, nodes: &[usize]) {
         let Some(token) = run.join_token.clone() else {
             return;
         };
@@ -53,7 +53,9 @@ impl Phase for Agents {
     const NAME: &'static str = "agents";
 
     fn select(&self, run: &Run<'_>) -> Selected {
-        Selected::Nodes(run.alive(Some(Role::Agent)))
+        let mut nodes = run.alive(Some(Role::Agent));
+        nodes.retain(|i| !run.upgraded.contains(i));
+        Selected::Nodes(nodes)
     }
 
     async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {

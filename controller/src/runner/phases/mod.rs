@@ -1,6 +1,7 @@
 //! The phases of a run, one file each, in the order the manager runs them:
-//! connect → facts → relay → servers → kubeconfig → agents → relay-end →
-//! readiness → node-labels → workload.
+//! connect → facts → relay → upgrade-servers → servers → kubeconfig →
+//! upgrade-agents → agents → relay-end → readiness → uncordon → node-labels
+//! → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` and an `apply` that needs the
 //! run's [`Writer`]. New phases (HA, drain, reset) are new files here.
@@ -14,6 +15,8 @@ mod readiness;
 mod relay;
 mod reset;
 mod servers;
+mod uncordon;
+mod upgrade;
 mod workload;
 
 pub use agents::Agents;
@@ -25,6 +28,8 @@ pub use readiness::Readiness;
 pub use relay::{Relay, RelayEnd};
 pub use reset::Reset;
 pub use servers::Servers;
+pub use uncordon::Uncordon;
+pub use upgrade::{UpgradeAgents, UpgradeServers};
 pub use workload::Workload;
 
 use std::future::Future;

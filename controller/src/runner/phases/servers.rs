@@ -74,7 +74,9 @@ impl Symmetric for Servers {
     const NAME: &'static str = "servers";
 
     fn select(&self, run: &Run<'_>) -> Selected {
-        Selected::Nodes(run.alive(Some(Role::Server)))
+        let mut nodes = run.alive(Some(Role::Server));
+        nodes.retain(|i| !run.upgraded.contains(i));
+        Selected::Nodes(nodes)
     }
 
     async fn work(

@@ -1,0 +1,453 @@
+//! Upgrades with cordon and drain. A node already in the cluster whose K3s
+//! is not the run's release is cordoned, drained through the Eviction API
+//! (PodDisruptionBudgets honoured, `--drain-timeout`), taken through its
+//! node steps (the new binary, a restart), waited for until Ready on the
+//! new version, and uncordoned; servers one at a time before the servers
+//! phase, agents `--max-unavailable` at a time before the agents phase.
+//! The rollout stops at the first node that fails. Nodes upgraded here are
+//! left out of the servers and agents phases; nodes the API does not know
+//! (not joined yet) are left to them.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::agents::Agents;
+use super::{Phase, Selected, in_parallel};
+use crate::error_chain;
+use crate::inventory::Role;
+use crate::kubeconfig;
+use crate::render;
+use crate::runner::converge::{self, Env};
+use crate::runner::drain::{self, NodeState};
+use crate::runner::error::{NodeFailure, RunError};
+use crate::runner::node::NodeRun;
+use crate::runner::options::Options;
+use crate::runner::report::{Status, StepReport};
+use crate::runner::run::Run;
+use crate::secret::Secret;
+use crate::step::{Change, StepId};
+use crate::write::Writer;
+
+pub struct UpgradeServers;
+pub struct UpgradeAgents;
+
+/// Alive nodes of `role` whose installed K3s is not the run's release.
+fn candidates(run: &Run<'_>, role: Role) -> Vec<usize> {
+    run.alive(Some(role))
+        .into_iter()
+        .filter(|&i| {
+            run.nodes[i]
+                .facts
+                .as_ref()
+                .and_then(|f| f.k3s_version.as_deref())
+                .is_some_and(|v| v != run.version)
+        })
+        .collect()
+}
+
+/// The API client: the run's, or (servers are upgraded before the
+/// kubeconfig phase) one made from the first server's admin kubeconfig.
+async fn client(run: &Run<'_>) -> Result<kube::Client, String> {
+    if let Some(api) = &run.api {
+        return api.clone();
+    }
+    let admin = run
+        .first_server()
+        .and_then(|r| r.facts.as_ref())
+        .and_then(|f| f.admin_kubeconfig.clone())
+        .ok_or_else(|| {
+            format!(
+                "no API: {} without an admin kubeconfig",
+                run.first_server_state()
+            )
+        })?;
+    let k = kubeconfig::rewrite(
+        admin.expose(),
+        &run.inv.cluster.name,
+        &render::api_url(run.inv),
+    )
+    .map_err(|e| format!("server's k3s.yaml: {}", error_chain(&e)))?;
+    run.opts
+        .api
+        .client(&Secret::new(k))
+        .await
+        .map_err(|e| format!("cannot reach the API: {}", error_chain(&e)))
+}
+
+/// What one node's upgrade needs besides the node.
+struct Cx<'a> {
+    client: &'a kube::Client,
+    opts: &'a Options,
+    version: &'a str,
+}
+
+fn report(
+    n: &mut NodeRun<'_>,
+    opts: &Options,
+    step: StepId,
+    status: Status,
+    change: Option<Change>,
+    msg: Option<String>,
+) {
+    n.push(
+        opts.progress.as_ref(),
+        StepReport::new(step, status, change.into_iter().collect(), msg),
+    );
+}
+
+/// What `plan` shows for one node: its place in the order and its drain.
+async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -> bool {
+    let name = n.node.name.clone();
+    let from = n
+        .facts
+        .as_ref()
+        .and_then(|f| f.k3s_version.clone())
+        .unwrap_or_default();
+    let state = match drain::node(cx.client, &name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return false,
+        Err(e) => {
+            let why = format!("reading Node {name}: {}", error_chain(&e));
+            report(n, cx.opts, StepId::Drain, Status::Failed, None, Some(why));
+            return true;
+        }
+    };
+    let before = if state.unschedulable {
+        "cordoned"
+    } else {
+        "schedulable"
+    };
+    let drain = if !cx.opts.upgrade.drain {
+        "not drained (--no-drain)".to_string()
+    } else {
+        match drain::pods_to_evict(cx.client, &name).await {
+            Ok(p) if p.is_empty() => "drained (no pods to evict)".to_string(),
+            Ok(p) => {
+                let names: Vec<String> = p.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+                format!("drained (evicts {})", names.join(", "))
+            }
+            Err(e) => format!("drained (pods unknown: {})", error_chain(&e)),
+        }
+    };
+    let after = if state.unschedulable && !state.cordoned_by_pictl {
+        format!("{drain}, upgraded, left cordoned (cordoned by someone else)")
+    } else {
+        format!("cordoned, {drain}, upgraded, uncordoned")
+    };
+    let changes = vec![
+        Change::new("k3s version", from, format!("{} ({order})", cx.version)),
+        Change::new(format!("node {name}"), before, after),
+    ];
+    n.push(
+        cx.opts.progress.as_ref(),
+        StepReport::new(StepId::Drain, Status::Changed, changes, None),
+    );
+    converge::plan(n, env).await;
+    true
+}
+
+/// Polls the Node until it is Ready on `cx.version` (API errors while
+/// the server restarts are waited out).
+async fn wait_ready(cx: &Cx<'_>, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + cx.opts.wait;
+    loop {
+        let last = match drain::node(cx.client, name).await {
+            Ok(Some(s)) if s.ready && s.kubelet_version == cx.version => return Ok(()),
+            Ok(Some(s)) => format!("Ready={} on {}", s.ready, s.kubelet_version),
+            Ok(None) => "no Node object".into(),
+            Err(e) => error_chain(&e),
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "node {name} not Ready on {} after {} s ({last}); left cordoned, the next run finishes it",
+                cx.version,
+                cx.opts.wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Cordon, drain, upgrade, wait Ready, uncordon. False when the API does
+/// not know the node (it is left to the servers and agents phases).
+async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer) -> bool {
+    let name = n.node.name.clone();
+    let progress = cx.opts.progress.clone();
+    let fail =
+        |n: &mut NodeRun<'_>, msg: String| n.fail(progress.as_ref(), NodeFailure::Failed(msg));
+    let state: NodeState = match drain::node(cx.client, &name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return false,
+        Err(e) => {
+            fail(
+                n,
+                format!("upgrade: reading Node {name}: {}", error_chain(&e)),
+            );
+            return true;
+        }
+    };
+    // The release is fetched and verified before the node is disturbed: a
+    // bad mirror must not leave nodes drained for nothing.
+    if let Some(arch) = n.facts.as_ref().and_then(|f| f.arch.clone().ok())
+        && let Err(e) = env.store.binary(arch).await
+    {
+        let msg = format!("{}; node not cordoned", error_chain(&e));
+        report(
+            n,
+            cx.opts,
+            StepId::K3sBinary,
+            Status::Failed,
+            None,
+            Some(msg.clone()),
+        );
+        fail(n, msg);
+        return true;
+    }
+    // A node someone else cordoned stays cordoned.
+    let ours = state.cordoned_by_pictl || !state.unschedulable;
+    if !state.unschedulable
+        && let Err(e) = drain::cordon(cx.client, &name, w).await
+    {
+        fail(n, format!("upgrade: cordoning {name}: {}", error_chain(&e)));
+        return true;
+    }
+    let drained = if cx.opts.upgrade.drain {
+        match drain::drain(cx.client, &name, cx.opts.upgrade.drain_timeout, w).await {
+            Ok(p) => format!("drained ({} pods evicted)", p.len()),
+            Err(e) => {
+                let mut msg = error_chain(&e);
+                match ours.then_some(drain::uncordon(cx.client, &name, w).await) {
+                    Some(Err(u)) => {
+                        msg.push_str(&format!("; uncordoning it failed: {}", error_chain(&u)))
+                    }
+                    Some(Ok(())) => msg.push_str("; node uncordoned and not upgraded"),
+                    None => msg.push_str("; node not upgraded"),
+                }
+                report(
+                    n,
+                    cx.opts,
+                    StepId::Drain,
+                    Status::Failed,
+                    None,
+                    Some(msg.clone()),
+                );
+                fail(n, msg);
+                return true;
+            }
+        }
+    } else {
+        "not drained (--no-drain)".to_string()
+    };
+    let before = if state.unschedulable {
+        "cordoned"
+    } else {
+        "schedulable"
+    };
+    let change = Change::new(
+        format!("node {name}"),
+        before,
+        format!("cordoned, {drained}"),
+    );
+    report(
+        n,
+        cx.opts,
+        StepId::Drain,
+        Status::Changed,
+        Some(change),
+        None,
+    );
+    converge::apply(n, env, w).await;
+    if !n.alive() {
+        return true;
+    }
+    if let Err(why) = wait_ready(cx, &name).await {
+        fail(n, why);
+        return true;
+    }
+    if ours {
+        match drain::uncordon(cx.client, &name, w).await {
+            Ok(()) => {
+                let change = Change::new(format!("node {name}"), "cordoned", "schedulable");
+                report(
+                    n,
+                    cx.opts,
+                    StepId::Uncordon,
+                    Status::Changed,
+                    Some(change),
+                    None,
+                );
+            }
+            Err(e) => fail(n, format!("uncordoning {name}: {}", error_chain(&e))),
+        }
+    }
+    true
+}
+
+/// Fails `nodes` because the rollout stopped at `first`.
+fn stop_after(run: &mut Run<'_>, nodes: &[usize], first: &str) {
+    let progress = run.opts.progress.clone();
+    for &i in nodes {
+        let msg = format!("not upgraded: the upgrade of {first} failed before it");
+        run.nodes[i].fail(progress.as_ref(), NodeFailure::Failed(msg));
+    }
+}
+
+/// The API, or (apply) the candidates failed with why; `None` also when
+/// `--no-drain` lets the servers and agents phases upgrade without it.
+async fn client_or_fail(run: &mut Run<'_>, nodes: &[usize], plan: bool) -> Option<kube::Client> {
+    match client(run).await {
+        Ok(c) => Some(c),
+        Err(why) if plan || !run.opts.upgrade.drain => {
+            tracing::warn!("upgrade without cordon and drain: {why}");
+            None
+        }
+        Err(why) => {
+            let progress = run.opts.progress.clone();
+            for &i in nodes {
+                let msg = format!(
+                    "cannot drain before upgrading ({why}); --no-drain upgrades without the API"
+                );
+                run.nodes[i].fail(progress.as_ref(), NodeFailure::Failed(msg));
+            }
+            None
+        }
+    }
+}
+
+impl UpgradeServers {
+    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+        let Some(client) = client_or_fail(run, nodes, w.is_none()).await else {
+            return;
+        };
+        let cx = Cx {
+            client: &client,
+            opts: run.opts,
+            version: &run.version,
+        };
+        for (k, &i) in nodes.iter().enumerate() {
+            let Some(desired) = run.desired.get(&run.nodes[i].node.name) else {
+                continue;
+            };
+            let env = Env {
+                desired,
+                store: &run.store,
+                opts: run.opts,
+            };
+            let order = format!("server {} of {}, one at a time", k + 1, nodes.len());
+            let handled = match w {
+                None => plan_one(&mut run.nodes[i], env, &cx, &order).await,
+                Some(w) => upgrade_one(&mut run.nodes[i], env, &cx, w).await,
+            };
+            if handled {
+                run.upgraded.insert(i);
+            }
+            if !run.nodes[i].alive() && w.is_some() {
+                let first = run.nodes[i].node.name.clone();
+                stop_after(run, &nodes[k + 1..], &first);
+                return;
+            }
+        }
+    }
+}
+
+impl Phase for UpgradeServers {
+    const NAME: &'static str = "upgrade-servers";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::Nodes(candidates(run, Role::Server))
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, nodes, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, nodes, Some(w)).await;
+        Ok(())
+    }
+}
+
+impl UpgradeAgents {
+    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+        let Some(client) = client_or_fail(run, nodes, w.is_none()).await else {
+            return;
+        };
+        Agents::join_configs(run, nodes);
+        let per = run.opts.upgrade.max_unavailable.max(1);
+        let batches: Vec<&[usize]> = nodes.chunks(per).collect();
+        let handled: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        for (k, batch) in batches.iter().enumerate() {
+            let order = format!(
+                "agents, batch {} of {}, {per} at a time",
+                k + 1,
+                batches.len()
+            );
+            let cx = Cx {
+                client: &client,
+                opts: run.opts,
+                version: &run.version,
+            };
+            let (desired, store, opts) = (&run.desired, &run.store, run.opts);
+            let (cx, order, handled) = (&cx, &order, &handled);
+            in_parallel(&mut run.nodes, batch, &run.sem, |n| async move {
+                let Some(desired) = desired.get(&n.node.name) else {
+                    return;
+                };
+                let env = Env {
+                    desired,
+                    store,
+                    opts,
+                };
+                let done = match w {
+                    None => plan_one(n, env, cx, order).await,
+                    Some(w) => upgrade_one(n, env, cx, w).await,
+                };
+                if done {
+                    handled
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(n.node.name.clone());
+                }
+            })
+            .await;
+            let names = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            run.upgraded.extend(
+                nodes
+                    .iter()
+                    .filter(|&&i| names.contains(&run.nodes[i].node.name)),
+            );
+            let failed = batch.iter().find(|&&i| !run.nodes[i].alive());
+            if let (Some(&i), Some(_)) = (failed, w) {
+                let first = run.nodes[i].node.name.clone();
+                let rest: Vec<usize> = batches[k + 1..]
+                    .iter()
+                    .flat_map(|b| b.iter().copied())
+                    .collect();
+                stop_after(run, &rest, &first);
+                return;
+            }
+        }
+    }
+}
+
+impl Phase for UpgradeAgents {
+    const NAME: &'static str = "upgrade-agents";
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        if run.join_token.is_none() {
+            return Selected::Nothing("no join token: the agents phase reports it");
+        }
+        Selected::Nodes(candidates(run, Role::Agent))
+    }
+
+    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
+        Self::run(run, nodes, None).await;
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+        Self::run(run, nodes, Some(w)).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,454 @@
+//! Upgrades with cordon and drain, end to end: the playson workload (3
+//! replicas spread over the lab's nodes, its PodDisruptionBudget) keeps
+//! running while `pictl apply` takes the cluster from v1.32.5 to v1.33.1
+//! one node at a time. What the budget promises is watched from here, by
+//! polling the API with kubectl during the run, not taken from the
+//! simulator's own refusals. Then a budget that can never be met makes a
+//! drain time out, naming it, with the node left uncordoned and on its
+//! version.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pictl_e2e::{Case, Lab, LabSpec, harness};
+use serde_json::Value;
+
+const OLD: &str = "v1.32.5+k3s1";
+const NEW: &str = "v1.33.1+k3s1";
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+fn main() -> ExitCode {
+    let cases: &[Case] = pictl_e2e::cases![
+        an_upgrade_drains_one_node_at_a_time_and_never_breaks_the_budget,
+        a_budget_that_can_never_be_met_times_out_the_drain_and_names_it,
+    ];
+    harness::run(cases, LabSpec { nodes: 3, pi: &[] })
+}
+
+fn pictl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = pictl_e2e::lab::repo_root();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "pictl", "--bin", "pictl"])
+            .args(["-p", "pictl-agent", "--bin", "pictl-agent"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build pictl");
+        assert!(status.success(), "building pictl failed");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        target.join("debug").join("pictl")
+    })
+}
+
+fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
+    static MIRROR: std::sync::Once = std::sync::Once::new();
+    MIRROR.call_once(|| {
+        lab.populate_mirror()
+            .expect("populate the lab's K3s mirror")
+    });
+    Command::new(pictl_bin())
+        .args(args)
+        .arg("-i")
+        .arg(inventory)
+        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pictl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn report(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(o)))
+}
+
+fn kubectl_out(lab: &Lab, args: &[&str]) -> Output {
+    Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(lab.dir().join("state").join("kubeconfig"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("kubectl")
+}
+
+fn kubectl(lab: &Lab, args: &[&str]) -> String {
+    let out = kubectl_out(lab, args);
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(lab: &Lab, args: &[&str]) -> Value {
+    serde_json::from_str(&kubectl(lab, args)).expect("kubectl json")
+}
+
+/// The lab's inventory at `version`, with the playson playbook.
+fn inventory(lab: &Lab, version: &str) -> PathBuf {
+    let text = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let playson = pictl_e2e::lab::repo_root()
+        .join("playbooks")
+        .join("playson");
+    // The lab cannot reach Docker Hub: no image lookups here.
+    let text = format!(
+        "{}\n[workload]\nplaybooks = [\"{}\"]\nimage_arch_check = \"off\"\n",
+        text.replace(OLD, version),
+        playson.display()
+    );
+    let path = lab.dir().join(format!("inventory-upgrade-{version}.toml"));
+    std::fs::write(&path, text).expect("write inventory");
+    path
+}
+
+fn ready(o: &Value) -> bool {
+    o["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// (ready httpbin pods, cordoned nodes), as seen now through the API.
+fn observe(lab: &Lab) -> Option<(usize, Vec<String>)> {
+    let pods = kubectl_out(
+        lab,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "playson",
+            "-l",
+            "app=httpbin",
+            "-o",
+            "json",
+        ],
+    );
+    let nodes = kubectl_out(lab, &["get", "nodes", "-o", "json"]);
+    // The API is briefly away while the server restarts.
+    if !pods.status.success() || !nodes.status.success() {
+        return None;
+    }
+    let pods: Value = serde_json::from_slice(&pods.stdout).ok()?;
+    let nodes: Value = serde_json::from_slice(&nodes.stdout).ok()?;
+    let ready_pods = pods["items"]
+        .as_array()?
+        .iter()
+        .filter(|p| ready(p))
+        .count();
+    let cordoned = nodes["items"]
+        .as_array()?
+        .iter()
+        .filter(|n| n["spec"]["unschedulable"] == true)
+        .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    Some((ready_pods, cordoned))
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Node name → (kubelet version, unschedulable).
+fn nodes(lab: &Lab) -> Vec<(String, String, bool)> {
+    json(lab, &["get", "nodes", "-o", "json"])["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|n| {
+            (
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                n["status"]["nodeInfo"]["kubeletVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                n["spec"]["unschedulable"] == true,
+            )
+        })
+        .collect()
+}
+
+fn httpbin_pods(lab: &Lab) -> Vec<(String, String)> {
+    json(
+        lab,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "playson",
+            "-l",
+            "app=httpbin",
+            "-o",
+            "json",
+        ],
+    )["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                p["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+fn an_upgrade_drains_one_node_at_a_time_and_never_breaks_the_budget(lab: &Lab) {
+    let _ = std::fs::remove_dir_all(lab.dir().join("state"));
+    let old = inventory(lab, OLD);
+    let out = pictl(lab, &old, &["apply", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    kubectl(
+        lab,
+        &[
+            "-n",
+            "playson",
+            "wait",
+            "--for=condition=Available",
+            "deploy/httpbin",
+            "--timeout=60s",
+        ],
+    );
+    wait_for("3 ready httpbin pods", Duration::from_secs(60), || {
+        observe(lab).is_some_and(|(r, _)| r == 3)
+    });
+    let before = httpbin_pods(lab);
+    let mut spread: Vec<&str> = before.iter().map(|p| p.1.as_str()).collect();
+    spread.sort();
+    assert_eq!(spread, NODES, "3 replicas spread over the nodes");
+    let pdb = json(
+        lab,
+        &["get", "pdb", "-n", "playson", "httpbin", "-o", "json"],
+    );
+    assert_eq!(pdb["status"]["desiredHealthy"], 2, "{}", pdb["status"]);
+
+    // The upgrade, watched from here.
+    let new = inventory(lab, NEW);
+    let cmd = pictl_cmd_for_thread(lab, &new);
+    let run = std::thread::spawn(move || run_to_end(cmd));
+    let (mut fewest_ready, mut most_cordoned, mut seen_cordoned) = (usize::MAX, 0, Vec::new());
+    while !run.is_finished() {
+        if let Some((ready_pods, cordoned)) = observe(lab) {
+            fewest_ready = fewest_ready.min(ready_pods);
+            most_cordoned = most_cordoned.max(cordoned.len());
+            for c in cordoned {
+                if !seen_cordoned.contains(&c) {
+                    seen_cordoned.push(c);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run.join().expect("pictl thread");
+    let v = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}\n{}", text(&out));
+    // The budget (maxUnavailable 1 of 3) held throughout: never fewer than 2 ready.
+    assert!(
+        fewest_ready >= 2 && fewest_ready != usize::MAX,
+        "{fewest_ready} ready at one point"
+    );
+    assert_eq!(most_cordoned, 1, "more than one node cordoned at once");
+    assert!(!seen_cordoned.is_empty(), "never saw a node cordoned");
+    // Every node was drained and uncordoned by pictl, servers first.
+    let order: Vec<&str> = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    for n in NODES {
+        let steps = v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|x| x["name"] == n)
+            .expect("node")["steps"]
+            .to_string();
+        assert!(steps.contains("cordoned, drained ("), "{n}: {steps}");
+        assert!(steps.contains("\"uncordon\""), "{n}: {steps}");
+    }
+    assert_eq!(order, NODES);
+    let after = httpbin_pods(lab);
+    assert!(
+        before.iter().all(|b| !after.contains(b)),
+        "every original pod was evicted: {before:?} {after:?}"
+    );
+    for (name, version, cordoned) in nodes(lab) {
+        assert_eq!(version, NEW, "{name}");
+        assert!(!cordoned, "{name} left cordoned");
+        let v = lab
+            .ssh_ok(&name, "root", "/usr/local/bin/k3s --version")
+            .expect("version");
+        assert!(v.contains(NEW), "{name}: {v}");
+    }
+    kubectl(
+        lab,
+        &[
+            "-n",
+            "playson",
+            "wait",
+            "--for=condition=Available",
+            "deploy/httpbin",
+            "--timeout=60s",
+        ],
+    );
+    let plan = pictl(lab, &new, &["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+}
+
+fn pictl_cmd_for_thread(lab: &Lab, inventory: &Path) -> Command {
+    // The mirror is populated by the first `pictl` of the binary.
+    let mut c = Command::new(pictl_bin());
+    c.args(["apply", "--output", "json", "--drain-timeout", "120"])
+        .arg("-i")
+        .arg(inventory)
+        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run_to_end(mut cmd: Command) -> Output {
+    cmd.output().expect("run pictl")
+}
+
+const FROZEN: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: frozen}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: keep, namespace: frozen}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: keep}}
+  template:
+    metadata: {labels: {app: keep}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: node1}
+      containers: [{name: c, image: busybox}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: keep, namespace: frozen}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: keep}}
+";
+
+fn a_budget_that_can_never_be_met_times_out_the_drain_and_names_it(lab: &Lab) {
+    let new = inventory(lab, NEW);
+    let out = pictl(lab, &new, &["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let f = lab.dir().join("frozen.yaml");
+    std::fs::write(&f, FROZEN).expect("manifest");
+    kubectl(
+        lab,
+        &["apply", "--server-side", "-f", f.to_str().expect("utf8")],
+    );
+    kubectl(
+        lab,
+        &[
+            "-n",
+            "frozen",
+            "wait",
+            "--for=condition=Available",
+            "deploy/keep",
+            "--timeout=60s",
+        ],
+    );
+    wait_for(
+        "the budget to count its pod",
+        Duration::from_secs(20),
+        || {
+            json(lab, &["get", "pdb", "-n", "frozen", "keep", "-o", "json"])["status"]["currentHealthy"]
+                == 1
+        },
+    );
+
+    // Back to v1.32.5: node1 goes first and its drain can never finish.
+    let old = inventory(lab, OLD);
+    let started = Instant::now();
+    let out = pictl(
+        lab,
+        &old,
+        &["apply", "--output", "json", "--drain-timeout", "5"],
+    );
+    let took = started.elapsed();
+    let v = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{v:#}\n{}", text(&out));
+    let node1 = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == "node1")
+        .expect("node1");
+    let why = node1["failed"].as_str().unwrap_or_default();
+    for part in [
+        "drain of node1 timed out after 5 s",
+        "PodDisruptionBudget frozen/keep (needs 1 healthy pods, has 1)",
+        "node uncordoned and not upgraded",
+    ] {
+        assert!(why.contains(part), "{part:?} not in {why}");
+    }
+    assert!(
+        took < Duration::from_secs(120),
+        "the drain timeout was not honoured: {took:?}\n{}",
+        text(&out)
+    );
+    // Left as it was: uncordoned, on its version, its frozen pod still there.
+    let (_, version, cordoned) = nodes(lab)
+        .into_iter()
+        .find(|n| n.0 == "node1")
+        .expect("node1");
+    assert_eq!(version, NEW);
+    assert!(!cordoned, "node1 left cordoned");
+    let n1 = json(lab, &["get", "node", "node1", "-o", "json"]);
+    assert!(
+        n1["metadata"]["annotations"]
+            .get("pictl.dev/cordoned")
+            .is_none(),
+        "{}",
+        n1["metadata"]
+    );
+    let v1 = lab
+        .ssh_ok("node1", "root", "/usr/local/bin/k3s --version")
+        .expect("version");
+    assert!(v1.contains(NEW), "{v1}");
+    let keep = kubectl(
+        lab,
+        &["get", "pods", "-n", "frozen", "-o", "wide", "--no-headers"],
+    );
+    assert!(keep.contains("node1"), "{keep}");
+    // The rest were not touched: the rollout stopped at node1.
+    for n in ["node2", "node3"] {
+        let v = lab
+            .ssh_ok(n, "root", "/usr/local/bin/k3s --version")
+            .expect("version");
+        assert!(v.contains(NEW), "{n}: {v}");
+    }
+    kubectl(lab, &["delete", "namespace", "frozen"]);
+}
