@@ -14,6 +14,7 @@ pub mod collect;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod publish;
 pub mod report;
 
 /// The hardened systemd unit that runs the agent on a node (the controller
@@ -49,6 +50,12 @@ pub enum Error {
     },
     #[error("starting the HTTP connection threads")]
     StartWorkersFailed(#[source] std::io::Error),
+    #[error("the publishing configuration {path} is not valid")]
+    PublishConfigInvalid {
+        path: PathBuf,
+        #[source]
+        source: publish::config::ConfigError,
+    },
     #[error("writing the report")]
     WriteReportFailed(#[source] std::io::Error),
 }
