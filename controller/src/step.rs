@@ -26,6 +26,8 @@ pub enum StepId {
     K3sUnit,
     K3sService,
     HealthAgent,
+    AgentAccess,
+    AgentRbac,
     Kubeconfig,
     NodeReady,
     NodeLabels,
@@ -44,6 +46,8 @@ impl StepId {
             StepId::K3sUnit => "k3s-unit",
             StepId::K3sService => "k3s-service",
             StepId::HealthAgent => "health-agent",
+            StepId::AgentAccess => "agent-access",
+            StepId::AgentRbac => "agent-rbac",
             StepId::Kubeconfig => "kubeconfig",
             StepId::NodeReady => "node-ready",
             StepId::NodeLabels => "node-labels",
@@ -141,6 +145,8 @@ pub struct Desired {
     /// The health agent's binary for this node (`None`: disabled; `Err`: why
     /// there is none).
     pub agent: Option<Result<crate::agent_binary::AgentBinary, String>>,
+    /// The agent's API access files, once the API is up (the `agent-access` phase).
+    pub agent_access: Option<crate::steps::AccessFiles>,
 }
 
 /// Everything a step may read.

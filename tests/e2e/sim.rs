@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 
+#[path = "sim_health.rs"]
+mod sim_health;
+use sim_health::service_account_tokens_rbac_and_node_conditions_like_the_apiserver;
+
 fn kubectl_bin() -> String {
     if let Ok(k) = std::env::var("KUBECTL") {
         return k;
@@ -2004,6 +2008,7 @@ fn main() -> ExitCode {
         ready_only_after_api_serves_and_first_start_unpacks,
         multi_call_names_like_k3s,
         restarted_server_keeps_everything,
+        service_account_tokens_rbac_and_node_conditions_like_the_apiserver,
     ];
     let (_, host_failed) = run_host_cases(host);
     let lab_cases: &[Case] = pictl_e2e::cases![

@@ -16,6 +16,14 @@ pub const PI_THROTTLED: &str = "PiThrottled";
 pub const ROOT_DISK_PRESSURE: &str = "RootDiskPressure";
 pub const CLOCK_UNSYNCHRONIZED: &str = "ClockUnsynchronized";
 pub const K3S_SERVICE_DOWN: &str = "K3sServiceDown";
+/// Every condition type the agent owns.
+pub const ALL: [&str; 5] = [
+    PI_UNDER_VOLTAGE,
+    PI_THROTTLED,
+    ROOT_DISK_PRESSURE,
+    CLOCK_UNSYNCHRONIZED,
+    K3S_SERVICE_DOWN,
+];
 
 /// The kubelet's default hard eviction threshold is `nodefs.available<10%`;
 /// the agent warns at the same level, before the kubelet starts evicting.

@@ -138,7 +138,8 @@ impl Publisher {
         let judged = conditions::judge(r, self.cfg.disk_pressure_percent);
         match self.publish(api.as_ref(), &judged, now) {
             Ok(wrote) => {
-                let held = self.held.clone().unwrap_or_default();
+                let mut held = self.held.clone().unwrap_or_default();
+                held.retain(|c| conditions::ALL.contains(&c.kind.as_str()));
                 self.set(PublishState::Ok, None, |s| {
                     s.conditions = held;
                     if wrote > 0 {

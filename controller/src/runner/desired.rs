@@ -48,5 +48,6 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         },
         unit: render::unit_file(role),
         agent: i.agent,
+        agent_access: None,
     }
 }

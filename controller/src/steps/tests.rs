@@ -49,6 +49,7 @@ fn desired(inv: &Inventory) -> Desired {
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
         agent: None,
+        agent_access: None,
     }
 }
 
@@ -114,6 +115,7 @@ fn converged(d: &Desired) -> Facts {
         foreign: None,
         addresses: vec!["10.0.0.1".into()],
         config_dropins: Vec::new(),
+        agent_ids: None,
         tools_missing: Vec::new(),
     }
 }

@@ -431,12 +431,24 @@ pub async fn run(settings: Settings) -> Result<()> {
                                     text_resp(200, &ca_pem)
                                 } else if path == "/ping" {
                                     text_resp(200, "pong")
+                                } else if path == "/v1-k3s/sim/requests" {
+                                    crate::api::json_resp(200, &crate::counter::snapshot())
                                 } else if path.starts_with("/v1-k3s/") {
                                     supervisor(cluster, req).await
-                                } else if !authed {
-                                    unauthorized()
                                 } else {
-                                    api.handle(req).await
+                                    let header = req
+                                        .headers()
+                                        .get("authorization")
+                                        .and_then(|v| v.to_str().ok());
+                                    let user = crate::auth::authenticate(
+                                        &api.store.lock(),
+                                        authed,
+                                        header,
+                                    );
+                                    match user {
+                                        Some(user) => api.handle(req, user).await,
+                                        None => unauthorized(),
+                                    }
                                 };
                                 Ok::<_, std::convert::Infallible>(resp)
                             }
@@ -497,9 +509,11 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     {
         let cluster = cluster.clone();
+        let ca = tls.ca_pem.clone();
         tokio::spawn(async move {
             loop {
                 cluster.reconcile();
+                crate::tokens::reconcile(&cluster.store, &ca);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });

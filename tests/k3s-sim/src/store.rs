@@ -203,6 +203,65 @@ pub static RESOURCES: &[ResourceType] = &[
         false,
         false
     ),
+    // Node health (the agent's conditions): Events on Nodes, the RBAC kinds
+    // that confine the agent's token, and Pods, which `kubectl describe node`
+    // lists (none run in the simulator).
+    rt!(
+        "",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        &["ev"],
+        false,
+        false
+    ),
+    rt!("", "v1", "pods", "pod", "Pod", true, &["po"], false, true),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        &[],
+        false,
+        false
+    ),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        false,
+        false
+    ),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "role",
+        "Role",
+        true,
+        &[],
+        false,
+        false
+    ),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        true,
+        &[],
+        false,
+        false
+    ),
 ];
 
 pub fn groups() -> Vec<(&'static str, &'static str)> {

@@ -1,10 +1,11 @@
 //! The phases of a run, one file each, in the order the manager runs them:
 //! connect → facts → servers → kubeconfig → agents → readiness →
-//! node-labels → workload.
+//! node-labels → agent-access → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` and an `apply` that needs the
 //! run's [`Writer`]. New phases (HA, drain, reset) are new files here.
 
+mod agent_access;
 mod agents;
 mod connect;
 mod facts;
@@ -15,6 +16,7 @@ mod reset;
 mod servers;
 mod workload;
 
+pub use agent_access::AgentAccessPhase;
 pub use agents::Agents;
 pub use connect::Connect;
 pub use facts::Facts;
