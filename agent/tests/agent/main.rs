@@ -3,5 +3,6 @@
 mod binary;
 mod collect;
 mod http;
+mod promtool;
 mod support;
 mod unit;
