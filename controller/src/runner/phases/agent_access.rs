@@ -20,24 +20,19 @@ const TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct AgentAccessPhase;
 
-/// The API server URL agents use (the run's kubeconfig's, which points at
-/// the first server's address) and the addresses its firewall must allow.
-fn api_endpoint(run: &Run<'_>) -> Option<(String, Vec<String>)> {
-    let kc = kube::config::Kubeconfig::from_yaml(run.admin.as_ref()?.expose()).ok()?;
-    let server = kc.clusters.first()?.cluster.as_ref()?.server.clone()?;
-    let host = server
-        .strip_prefix("https://")?
-        .rsplit_once(':')
-        .map_or(server.as_str(), |(h, _)| h)
-        .trim_matches(['[', ']'])
-        .to_string();
-    let mut addresses = vec![host];
+/// The API server URL agents use (the one the run's kubeconfig is rewritten
+/// to: the inventory's API address) and the addresses the agent's firewall
+/// must allow (that address if it is an IP, and the first server's own).
+fn api_endpoint(run: &Run<'_>) -> (String, Vec<String>) {
+    let server = crate::render::api_url(run.inv);
+    let mut addresses = vec![run.inv.api_address().to_string()];
     if let Some(facts) = run.first_server().and_then(|s| s.facts.as_ref()) {
         addresses.extend(facts.addresses.iter().cloned());
     }
     addresses.retain(|a| a.parse::<std::net::IpAddr>().is_ok());
-    addresses.dedup();
-    Some((server, addresses))
+    let mut seen = std::collections::BTreeSet::new();
+    addresses.retain(|a| seen.insert(a.clone()));
+    (server, addresses)
 }
 
 impl AgentAccessPhase {
@@ -86,9 +81,7 @@ impl AgentAccessPhase {
         let Ok(client) = run.api().cloned() else {
             return;
         };
-        let Some((server, addresses)) = api_endpoint(run) else {
-            return;
-        };
+        let (server, addresses) = api_endpoint(run);
         let progress = run.opts.progress.clone();
         for &i in nodes {
             let name = run.nodes[i].node.name.clone();
