@@ -232,6 +232,33 @@ pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
         "no event in:\n{describe}"
     );
 
+    let events = sim.k(&["get", "events", "-A"]);
+    let header: Vec<&str> = events
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "LAST",
+            "SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "MESSAGE"
+        ],
+        "{events}"
+    );
+    assert!(
+        events.lines().any(|l| l.contains("Warning")
+            && l.contains("RootFilesystemFull")
+            && l.contains("node/node1")),
+        "{events}"
+    );
+
     // Anything else is 403 with the apiserver's message.
     let forbidden = [
         (

@@ -5,4 +5,5 @@ mod collect;
 mod http;
 mod promtool;
 mod support;
+mod tls;
 mod unit;
