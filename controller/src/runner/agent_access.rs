@@ -229,3 +229,37 @@ pub async fn wait_token(
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// Deletes `node`'s agent objects (a reset node's token stops working with
+/// its ServiceAccount); what was there, as changes.
+pub async fn remove(client: &kube::Client, node: &str) -> Result<Vec<Change>, String> {
+    let n = names(node);
+    let dp = kube::api::DeleteParams::default();
+    let gone = |r: Result<_, kube::Error>, what: String| match r {
+        Ok(_) => Ok(Some(Change::new(what, "present", "deleted"))),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(failed(&format!("deleting {what}"), &e)),
+    };
+    let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let roles: kube::Api<ClusterRole> = kube::Api::all(client.clone());
+    let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+    let mut out = Vec::new();
+    out.extend(gone(
+        bindings.delete(&n.role, &dp).await.map(|_| ()),
+        format!("ClusterRoleBinding {}", n.role),
+    )?);
+    out.extend(gone(
+        roles.delete(&n.role, &dp).await.map(|_| ()),
+        format!("ClusterRole {}", n.role),
+    )?);
+    out.extend(gone(
+        secrets.delete(&n.secret, &dp).await.map(|_| ()),
+        format!("Secret {NAMESPACE}/{}", n.secret),
+    )?);
+    out.extend(gone(
+        sa.delete(&n.account, &dp).await.map(|_| ()),
+        format!("ServiceAccount {NAMESPACE}/{}", n.account),
+    )?);
+    Ok(out)
+}
