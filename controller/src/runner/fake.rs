@@ -314,6 +314,16 @@ impl ApiConnector for FakeApi {
                     api.requests.lock().expect("requests").push(line);
                     let (parts, body) = req.into_parts();
                     let body = body.collect_bytes().await.unwrap_or_default();
+                    // The fake holds only Nodes: anything else is not found.
+                    if !parts.uri.path().starts_with("/api/v1/nodes") {
+                        let status = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+                        let mut resp = http::Response::new(kube::client::Body::from(
+                            serde_json::to_vec(&status).unwrap_or_default(),
+                        ));
+                        *resp.status_mut() = http::StatusCode::NOT_FOUND;
+                        return Ok::<_, std::convert::Infallible>(resp);
+                    }
                     let answer = api.answer(&parts.method, parts.uri.path(), &body);
                     let body = serde_json::to_vec(&answer).unwrap_or_default();
                     Ok::<_, std::convert::Infallible>(http::Response::new(
