@@ -127,7 +127,7 @@ fn root_disk(r: &NodeReport, threshold: f64) -> Judged {
     };
     let used = fs.used_percent();
     let message = format!(
-        "root filesystem {} is {used:.1}% used ({} available of {}; threshold {threshold:.0}%)",
+        "root filesystem {} is {used:.1}% used ({} available of {}; threshold {threshold}%)",
         fs.mount_point,
         human_bytes(fs.available_bytes),
         human_bytes(fs.total_bytes)
