@@ -152,7 +152,49 @@ pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
         sa["metadata"]["uid"]
     );
     assert!(secret["data"]["ca.crt"].is_string() && secret["data"]["namespace"].is_string());
+    token_secrets_need_their_account(&sim);
+    own_status_merges_by_type_and_an_empty_patch_stores_nothing(&sim, &token);
+    events_show_in_describe_and_get_events(&sim, &token);
+    everything_else_is_forbidden(&sim, &token);
 
+    // Unknown tokens and tokens of a deleted ServiceAccount are 401.
+    let (code, _) = curl(
+        &sim,
+        "not-a-token",
+        "PATCH",
+        "/api/v1/nodes/node1/status",
+        SMP,
+        "{}",
+    );
+    assert_eq!(code, 401);
+
+    // A binding's roleRef cannot change.
+    let moved = AGENT_RBAC.split("---").nth(3).expect("binding").replace(
+        "name: \"pictl-agent:node1\"}\nsubjects",
+        "name: \"other\"}\nsubjects",
+    );
+    let out = sim.apply(&moved, &["--force-conflicts"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot change roleRef"), "{err}");
+
+    let c = counts(&sim);
+    assert_eq!(c["patch nodes/status 200"], 2, "{c}");
+    assert_eq!(c["patch nodes/status 403"], 1, "{c}");
+    assert_eq!(c["create events 201"], 1, "{c}");
+
+    sim.k(&["-n", "kube-system", "delete", "sa", "pictl-agent-node1"]);
+    let (code, _) = curl(
+        &sim,
+        &token,
+        "PATCH",
+        "/api/v1/nodes/node1/status",
+        SMP,
+        "{}",
+    );
+    assert_eq!(code, 401, "the token died with its ServiceAccount");
+}
+
+fn token_secrets_need_their_account(sim: &Sim) {
     // A token Secret must name its ServiceAccount.
     let bad = sim.apply(
         "apiVersion: v1\nkind: Secret\nmetadata: {name: t2, namespace: kube-system}\ntype: kubernetes.io/service-account-token\n",
@@ -163,11 +205,13 @@ pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
         err.contains("metadata.annotations[kubernetes.io/service-account.name]: Required value"),
         "{err}"
     );
+}
 
+fn own_status_merges_by_type_and_an_empty_patch_stores_nothing(sim: &Sim, token: &str) {
     // Its own Node's status: 200, conditions merged by type, Ready kept.
     let (code, body) = curl(
-        &sim,
-        &token,
+        sim,
+        token,
         "PATCH",
         "/api/v1/nodes/node1/status",
         SMP,
@@ -187,29 +231,24 @@ pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
     let rv = |s: &Sim| {
         json(&s.k(&["get", "node", "node1", "-o", "json"]))["metadata"]["resourceVersion"].clone()
     };
-    let before = rv(&sim);
-    let (code, _) = curl(
-        &sim,
-        &token,
-        "PATCH",
-        "/api/v1/nodes/node1/status",
-        SMP,
-        "{}",
-    );
+    let before = rv(sim);
+    let (code, _) = curl(sim, token, "PATCH", "/api/v1/nodes/node1/status", SMP, "{}");
     assert_eq!(
-        (code, rv(&sim)),
+        (code, rv(sim)),
         (200, before),
         "an empty patch stores nothing"
     );
+}
 
+fn events_show_in_describe_and_get_events(sim: &Sim, token: &str) {
     // An Event on the Node, and kubectl describe shows both.
     let event = r#"{"apiVersion":"v1","kind":"Event","metadata":{"name":"node1.17a","namespace":"default"},
       "involvedObject":{"apiVersion":"v1","kind":"Node","name":"node1","uid":"node1"},
       "reason":"RootFilesystemFull","message":"RootDiskPressure: root filesystem / is 96.0% used",
       "type":"Warning","source":{"component":"pictl-agent","host":"node1"},"count":1}"#;
     let (code, body) = curl(
-        &sim,
-        &token,
+        sim,
+        token,
         "POST",
         "/api/v1/namespaces/default/events",
         "application/json",
@@ -258,7 +297,9 @@ pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
             && l.contains("node/node1")),
         "{events}"
     );
+}
 
+fn everything_else_is_forbidden(sim: &Sim, token: &str) {
     // Anything else is 403 with the apiserver's message.
     let forbidden = [
         (
@@ -283,7 +324,7 @@ pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
         ),
     ];
     for (method, path, want) in forbidden {
-        let (code, body) = curl(&sim, &token, method, path, SMP, "{}");
+        let (code, body) = curl(sim, token, method, path, SMP, "{}");
         assert_eq!(code, 403, "{method} {path}: {body}");
         let status = json(&body);
         assert_eq!(status["reason"], "Forbidden");
@@ -303,40 +344,4 @@ pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
         err.contains(&format!(r#"nodes is forbidden: User "{SA_USER}" cannot list resource "nodes" in API group "" at the cluster scope"#)),
         "{err}"
     );
-
-    // Unknown tokens and tokens of a deleted ServiceAccount are 401.
-    let (code, _) = curl(
-        &sim,
-        "not-a-token",
-        "PATCH",
-        "/api/v1/nodes/node1/status",
-        SMP,
-        "{}",
-    );
-    assert_eq!(code, 401);
-
-    // A binding's roleRef cannot change.
-    let moved = AGENT_RBAC.split("---").nth(3).expect("binding").replace(
-        "name: \"pictl-agent:node1\"}\nsubjects",
-        "name: \"other\"}\nsubjects",
-    );
-    let out = sim.apply(&moved, &["--force-conflicts"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot change roleRef"), "{err}");
-
-    let c = counts(&sim);
-    assert_eq!(c["patch nodes/status 200"], 2, "{c}");
-    assert_eq!(c["patch nodes/status 403"], 1, "{c}");
-    assert_eq!(c["create events 201"], 1, "{c}");
-
-    sim.k(&["-n", "kube-system", "delete", "sa", "pictl-agent-node1"]);
-    let (code, _) = curl(
-        &sim,
-        &token,
-        "PATCH",
-        "/api/v1/nodes/node1/status",
-        SMP,
-        "{}",
-    );
-    assert_eq!(code, 401, "the token died with its ServiceAccount");
 }
