@@ -200,6 +200,25 @@ fn version_info() -> Value {
 
 // ---------- request routing ----------
 
+/// A Content-Type without its parameters.
+fn media_type(v: &str) -> String {
+    v.split(';').next().unwrap_or("").trim().to_string()
+}
+
+/// Only JSON/YAML bodies are decoded; client-go answers a 415 by retrying in JSON.
+fn refuse_binary(content_type: &str) -> Option<Resp> {
+    (content_type.contains("protobuf") || content_type.contains("cbor")).then(|| {
+        status_err(
+            415,
+            "UnsupportedMediaType",
+            &format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
+            ),
+            Value::Null,
+        )
+    })
+}
+
 /// The authorizer's verb for a request (apiserver's RequestInfoFactory).
 fn verb_of(m: &Method, t: &Target, q: &HashMap<String, String>) -> &'static str {
     let watch = matches!(q.get("watch").map(String::as_str), Some("true") | Some("1"));
@@ -362,33 +381,17 @@ impl Api {
     ) -> Resp {
         let query = query.clone();
         let method = req.method().clone();
-        let accept = req
-            .headers()
-            .get("accept")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if content_type.contains("protobuf") || content_type.contains("cbor") {
-            // Only JSON/YAML bodies are decoded; client-go answers a 415 by
-            // retrying in JSON.
-            return status_err(
-                415,
-                "UnsupportedMediaType",
-                &format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
-                ),
-                Value::Null,
-            );
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let accept = header("accept");
+        let content_type = media_type(&header("content-type"));
+        if let Some(refused) = refuse_binary(&content_type) {
+            return refused;
         }
         let body = if method == Method::GET || method == Method::HEAD {
             Vec::new()

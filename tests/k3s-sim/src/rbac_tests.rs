@@ -71,7 +71,7 @@ fn rules_match_verb_group_resource_subresource_and_names() {
 }
 
 #[test]
-fn the_forbidden_message_is_the_apiservers() {
+fn denials_are_403_at_cluster_and_namespace_scope() {
     let u = User::ServiceAccount {
         namespace: "kube-system".into(),
         name: "pictl-agent-node1".into(),
