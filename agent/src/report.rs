@@ -109,6 +109,26 @@ pub enum PublishState {
     Misconfigured,
 }
 
+impl PublishState {
+    pub const ALL: [PublishState; 5] = [
+        PublishState::Pending,
+        PublishState::Ok,
+        PublishState::Unreachable,
+        PublishState::Refused,
+        PublishState::Misconfigured,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishState::Pending => "pending",
+            PublishState::Ok => "ok",
+            PublishState::Unreachable => "unreachable",
+            PublishState::Refused => "refused",
+            PublishState::Misconfigured => "misconfigured",
+        }
+    }
+}
+
 /// One Node condition as the agent publishes it (core/v1 NodeCondition).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

@@ -115,12 +115,24 @@ fn a_pi_with_every_fact_renders_metrics_that_pass_promtool() {
     super::support::fake_pi(dir.path());
     let exec = super::support::FakeExec::default();
     let sources = super::support::sources(dir.path(), exec, super::support::healthy_kubelet());
-    let report = pictl_agent::collect::collect(&sources);
+    let mut report = pictl_agent::collect::collect(&sources);
+    let judged = pictl_agent::publish::conditions::judge(&report, 90.0);
+    let (conditions, _) =
+        pictl_agent::publish::conditions::stamp(&judged, &[], "2026-01-01T00:00:00Z");
+    report.publishing = Some(pictl_agent::report::Publishing {
+        state: pictl_agent::report::PublishState::Ok,
+        conditions,
+        ..Default::default()
+    });
     assert!(
         report.throttling.is_some() && report.soc_temperature_celsius.is_some(),
         "{report:?}"
     );
     let text = pictl_agent::metrics::render(&report);
+    assert!(
+        text.contains("pictl_node_condition{condition=\"PiUnderVoltage\",status=\"true\"} 1"),
+        "{text}"
+    );
     let (ok, said) = check(promtool, &text);
     assert!(
         ok,
