@@ -10,7 +10,8 @@ pub const HELP: &str = "\
 pictl-agent: per-node health agent for pictl
 
 Usage:
-  pictl-agent serve [--listen ADDR]   serve /healthz, /metrics and /v1/report
+  pictl-agent serve [--listen ADDR] [--publish-config FILE]
+                                      serve /healthz, /metrics and /v1/report
   pictl-agent report [--pretty]       collect once and print the JSON report
   pictl-agent share --listen ADDR --for SECONDS [--port-file PATH] --file URLPATH=FILE...
                                       serve these files read-only for a while
@@ -21,13 +22,22 @@ Options:
   --listen ADDR   address to listen on [default: 127.0.0.1:9750]. Loopback only
                   answers local clients; for Prometheus to scrape the node, give
                   the node's address (e.g. 192.168.1.10:9750) or 0.0.0.0:9750.
+  --publish-config FILE
+                  publish Node conditions as FILE says [default:
+                  /etc/pictl-agent/publish.conf; not publishing when it is absent]
   --pretty        indent the JSON report
 ";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Serve { listen: SocketAddr },
-    Report { pretty: bool },
+    Serve {
+        listen: SocketAddr,
+        /// `None`: the default path, optional; `Some`: given, required.
+        publish_config: Option<String>,
+    },
+    Report {
+        pretty: bool,
+    },
     Share(crate::share::ShareConfig),
     Version,
     Help,
@@ -62,23 +72,37 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
         "-h" | "--help" | "help" => Ok(Command::Help),
         "-V" | "--version" | "version" => Ok(Command::Version),
         "serve" => {
-            let mut listen = None;
+            let (mut listen, mut publish_config) = (None, None);
             while let Some(arg) = args.next() {
-                let value = match arg.split_once('=') {
-                    Some(("--listen", v)) => v.to_owned(),
-                    None if arg == "--listen" => {
-                        args.next().ok_or(UsageError::MissingValue("--listen"))?
+                let (flag, value) = match arg.split_once('=') {
+                    Some((f @ ("--listen" | "--publish-config"), v)) => {
+                        (f.to_owned(), v.to_owned())
+                    }
+                    None if arg == "--listen" || arg == "--publish-config" => {
+                        let name = if arg == "--listen" {
+                            "--listen"
+                        } else {
+                            "--publish-config"
+                        };
+                        (arg, args.next().ok_or(UsageError::MissingValue(name))?)
                     }
                     _ if arg == "-h" || arg == "--help" => return Ok(Command::Help),
                     _ => return Err(UsageError::UnknownArgument(arg)),
                 };
-                listen = Some(value);
+                if flag == "--listen" {
+                    listen = Some(value);
+                } else {
+                    publish_config = Some(value);
+                }
             }
             let value = listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
             let listen = value
                 .parse()
                 .map_err(|source| UsageError::InvalidAddress { value, source })?;
-            Ok(Command::Serve { listen })
+            Ok(Command::Serve {
+                listen,
+                publish_config,
+            })
         }
         "report" => {
             let mut pretty = false;
@@ -163,7 +187,13 @@ mod tests {
     #[test]
     fn serve_defaults_to_loopback() {
         let want: SocketAddr = DEFAULT_LISTEN.parse().expect("valid");
-        assert_eq!(p(&["serve"]), Ok(Command::Serve { listen: want }));
+        assert_eq!(
+            p(&["serve"]),
+            Ok(Command::Serve {
+                listen: want,
+                publish_config: None
+            })
+        );
         assert!(want.ip().is_loopback());
     }
 
@@ -171,6 +201,7 @@ mod tests {
     fn listen_takes_a_separate_or_attached_value() {
         let want = Command::Serve {
             listen: "0.0.0.0:9100".parse().expect("valid"),
+            publish_config: None,
         };
         assert_eq!(p(&["serve", "--listen", "0.0.0.0:9100"]), Ok(want.clone()));
         assert_eq!(p(&["serve", "--listen=0.0.0.0:9100"]), Ok(want));
@@ -182,6 +213,23 @@ mod tests {
             p(&["serve", "--listen", "nope"]),
             Err(UsageError::InvalidAddress { .. })
         ));
+    }
+
+    #[test]
+    fn publish_config_takes_a_value_beside_listen() {
+        let want = Command::Serve {
+            listen: DEFAULT_LISTEN.parse().expect("valid"),
+            publish_config: Some("/etc/x.conf".into()),
+        };
+        assert_eq!(
+            p(&["serve", "--publish-config", "/etc/x.conf"]),
+            Ok(want.clone())
+        );
+        assert_eq!(p(&["serve", "--publish-config=/etc/x.conf"]), Ok(want));
+        assert_eq!(
+            p(&["serve", "--publish-config"]),
+            Err(UsageError::MissingValue("--publish-config"))
+        );
     }
 
     #[test]

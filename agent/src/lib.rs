@@ -14,6 +14,7 @@ pub mod collect;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod publish;
 pub mod report;
 pub mod share;
 
@@ -50,6 +51,12 @@ pub enum Error {
     },
     #[error("starting the HTTP connection threads")]
     StartWorkersFailed(#[source] std::io::Error),
+    #[error("the publishing configuration {path} is not valid")]
+    PublishConfigInvalid {
+        path: PathBuf,
+        #[source]
+        source: publish::config::ConfigError,
+    },
     #[error("writing the report")]
     WriteReportFailed(#[source] std::io::Error),
 }

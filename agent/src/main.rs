@@ -2,13 +2,15 @@
 //! collectors to stdout (`report`) or to the HTTP server (`serve`).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::PoisonError;
 
 use pictl_agent::cli::{self, Command, HELP};
 use pictl_agent::collect::{Sources, collect};
 use pictl_agent::http::{DEFAULT_CACHE_TTL, Server};
 use pictl_agent::report::REPORT_VERSION;
-use pictl_agent::{Error, error_chain};
+use pictl_agent::{Error, error_chain, publish};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
@@ -40,24 +42,10 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Serve { listen } => {
-            let sources = Sources::system();
-            match Server::bind(
-                listen,
-                Box::new(move || collect(&sources)),
-                DEFAULT_CACHE_TTL,
-            ) {
-                Ok(server) => {
-                    let addr = server.local_addr().map_or(listen, |a| a);
-                    eprintln!(
-                        "pictl-agent {}: listening on http://{addr}",
-                        env!("CARGO_PKG_VERSION")
-                    );
-                    server.run()
-                }
-                Err(e) => Err(e),
-            }
-        }
+        Command::Serve {
+            listen,
+            publish_config,
+        } => serve(listen, publish_config),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,6 +53,36 @@ fn main() -> ExitCode {
             eprintln!("pictl-agent: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Starts publishing (when configured) on its own thread, then serves.
+fn serve(listen: SocketAddr, publish_config: Option<String>) -> Result<(), Error> {
+    let publishing = match publish::start(publish_config.as_deref())? {
+        Some(status) => {
+            eprintln!("pictl-agent: publishing Node conditions");
+            Some(status)
+        }
+        None => None,
+    };
+    let sources = Sources::system();
+    let source = move || {
+        let mut r = collect(&sources);
+        r.publishing = publishing
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone());
+        r
+    };
+    match Server::bind(listen, Box::new(source), DEFAULT_CACHE_TTL) {
+        Ok(server) => {
+            let addr = server.local_addr().map_or(listen, |a| a);
+            eprintln!(
+                "pictl-agent {}: listening on http://{addr}",
+                env!("CARGO_PKG_VERSION")
+            );
+            server.run()
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::report::{Health, NodeReport, UnitState};
+use crate::report::{Health, NodeReport, PublishState, Publishing, UnitState};
 
 /// The Content-Type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -144,7 +144,42 @@ pub fn render(r: &NodeReport) -> String {
         "Number of facts that could not be collected.",
         r.collection_errors.len() as f64,
     );
+    if let Some(p) = &r.publishing {
+        publishing(&mut m, p);
+    }
     m.out
+}
+
+/// Publishing to the API and the Node conditions as last published, in the
+/// shape of kube-state-metrics' `kube_node_status_condition`.
+fn publishing(m: &mut Metrics, p: &Publishing) {
+    m.family(
+        "publish_state",
+        "Publishing Node conditions to the API: 1 for the current state.",
+    );
+    for s in PublishState::ALL {
+        m.sample(
+            "publish_state",
+            &[("state", s.as_str())],
+            bool01(p.state == s),
+        );
+    }
+    if p.conditions.is_empty() {
+        return;
+    }
+    m.family(
+        "condition",
+        "The agent's Node conditions as last published: 1 for each condition's status.",
+    );
+    for c in &p.conditions {
+        for status in ["true", "false", "unknown"] {
+            m.sample(
+                "condition",
+                &[("condition", &c.kind), ("status", status)],
+                bool01(c.status.eq_ignore_ascii_case(status)),
+            );
+        }
+    }
 }
 
 struct Metrics {
@@ -229,6 +264,38 @@ mod tests {
         assert_eq!(number(0.25), "0.25");
         assert_eq!(number(f64::NAN), "NaN");
         assert_eq!(number(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn published_conditions_are_one_per_status_like_kube_state_metrics() {
+        let r = NodeReport {
+            publishing: Some(Publishing {
+                state: PublishState::Ok,
+                conditions: vec![crate::report::NodeCondition {
+                    kind: "RootDiskPressure".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }],
+                ..Publishing::default()
+            }),
+            ..NodeReport::default()
+        };
+        let text = render(&r);
+        for (line, want) in [
+            ("pictl_node_publish_state{state=\"ok\"}", 1),
+            ("pictl_node_publish_state{state=\"unreachable\"}", 0),
+            (
+                "pictl_node_condition{condition=\"RootDiskPressure\",status=\"true\"}",
+                1,
+            ),
+            (
+                "pictl_node_condition{condition=\"RootDiskPressure\",status=\"false\"}",
+                0,
+            ),
+        ] {
+            assert!(text.contains(&format!("{line} {want}\n")), "{line}: {text}");
+        }
+        assert!(!render(&NodeReport::default()).contains("publish_state"));
     }
 
     #[test]

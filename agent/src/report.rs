@@ -69,6 +69,80 @@ pub struct NodeReport {
     pub health: Health,
     /// Why `health` is not `ok`, one human-readable line each, with the value.
     pub problems: Vec<String>,
+    /// Publishing to the Node's conditions; `None` when not configured (or
+    /// from `pictl-agent report`, which does not publish).
+    pub publishing: Option<Publishing>,
+}
+
+/// How publishing the node's conditions to the Kubernetes API goes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Publishing {
+    /// The API server's URL.
+    pub server: String,
+    /// The Node the agent publishes to.
+    pub node: String,
+    pub state: PublishState,
+    /// Why the last attempt failed (`state` is not `ok`), one line.
+    pub error: Option<String>,
+    /// Unix seconds of the last write (a PATCH of `nodes/NAME/status`).
+    pub last_write_at: Option<u64>,
+    /// Writes (status PATCHes and Events) since the agent started.
+    pub writes: u64,
+    /// The conditions as last published.
+    pub conditions: Vec<NodeCondition>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishState {
+    /// Nothing attempted yet.
+    #[default]
+    Pending,
+    /// The Node holds the conditions below.
+    Ok,
+    /// The API could not be reached (connection, TLS or timeout).
+    Unreachable,
+    /// The API answered with an error (401, 403, 404, ...).
+    Refused,
+    /// The token or CA file could not be read.
+    Misconfigured,
+}
+
+impl PublishState {
+    pub const ALL: [PublishState; 5] = [
+        PublishState::Pending,
+        PublishState::Ok,
+        PublishState::Unreachable,
+        PublishState::Refused,
+        PublishState::Misconfigured,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishState::Pending => "pending",
+            PublishState::Ok => "ok",
+            PublishState::Unreachable => "unreachable",
+            PublishState::Refused => "refused",
+            PublishState::Misconfigured => "misconfigured",
+        }
+    }
+}
+
+/// One Node condition as the agent publishes it (core/v1 NodeCondition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeCondition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339, when the agent last wrote this condition.
+    pub last_heartbeat_time: String,
+    /// RFC 3339, when `status` last changed.
+    pub last_transition_time: String,
 }
 
 /// Load averages over 1, 5 and 15 minutes.
@@ -277,6 +351,7 @@ mod tests {
             collection_errors: vec![],
             health: Health::Failing,
             problems: vec!["under-voltage now (get_throttled 0x50005)".into()],
+            publishing: None,
         }
     }
 

@@ -25,9 +25,14 @@ pub mod paths {
     pub const HEALTH_AGENT_BIN: &str = "/usr/local/bin/pictl-agent";
     pub const HEALTH_AGENT_UNIT: &str = "/etc/systemd/system/pictl-agent.service";
     pub const KILLALL: &str = "/usr/local/bin/k3s-killall.sh";
+    /// The health agent's API access (see `steps::agent_access`).
+    pub const AGENT_TOKEN: &str = "/etc/pictl-agent/token";
+    pub const AGENT_CA: &str = "/etc/pictl-agent/ca.crt";
+    pub const AGENT_PUBLISH: &str = "/etc/pictl-agent/publish.conf";
+    pub const AGENT_DROPIN: &str = "/etc/systemd/system/pictl-agent.service.d/api.conf";
     pub const SERVER_UNINSTALL: &str = "/usr/local/bin/k3s-uninstall.sh";
     pub const AGENT_UNINSTALL: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
-    pub const MANAGED: [&str; 9] = [
+    pub const MANAGED: [&str; 13] = [
         K3S_BIN,
         CONFIG,
         SERVER_UNIT,
@@ -37,6 +42,10 @@ pub mod paths {
         KILLALL,
         SERVER_UNINSTALL,
         AGENT_UNINSTALL,
+        AGENT_TOKEN,
+        AGENT_CA,
+        AGENT_PUBLISH,
+        AGENT_DROPIN,
     ];
 }
 
@@ -110,6 +119,7 @@ if [ -f "$c" ]; then
   case "$t" in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
 fi
 e addresses "$(hostname -I 2>/dev/null)"
+e agent_ids "$(id -u pictl-agent 2>/dev/null) $(id -g pictl-agent 2>/dev/null)"
 e tools_missing "$(for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>&1 || printf '%s ' "$c"; done)"
 e dropins "$(ls -A /etc/rancher/k3s/config.yaml.d 2>/dev/null | tr '\n' ' ')"
 # K3s's datastore: embedded etcd once db/etcd/member/wal exists, else SQLite.
@@ -197,6 +207,8 @@ pub struct Facts {
     pub config_dropins: Vec<String>,
     /// The datastore a server has on disk, if any.
     pub datastore: Option<Datastore>,
+    /// uid and gid of the health agent's user, when it exists.
+    pub agent_ids: Option<(u32, u32)>,
 }
 
 /// K3s's datastore on a server (pkg/cluster/managed.go `assignManagedDriver`:
@@ -280,6 +292,7 @@ impl Facts {
                 "sqlite" => Some(Datastore::Sqlite),
                 _ => None,
             },
+            agent_ids: ids(&get("agent_ids")),
         })
     }
 
@@ -296,6 +309,12 @@ impl Facts {
     pub fn unit(&self, name: &str) -> UnitFact {
         self.units.get(name).cloned().unwrap_or_default()
     }
+}
+
+/// `uid gid` as `id` prints them, or `None`.
+fn ids(s: &str) -> Option<(u32, u32)> {
+    let (u, g) = s.split_once(' ')?;
+    Some((u.trim().parse().ok()?, g.trim().parse().ok()?))
 }
 
 fn words(s: &str) -> Vec<String> {

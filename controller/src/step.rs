@@ -26,6 +26,8 @@ pub enum StepId {
     K3sUnit,
     K3sService,
     HealthAgent,
+    AgentAccess,
+    AgentRbac,
     Kubeconfig,
     NodeReady,
     NodeLabels,
@@ -46,6 +48,8 @@ impl StepId {
             StepId::K3sUnit => "k3s-unit",
             StepId::K3sService => "k3s-service",
             StepId::HealthAgent => "health-agent",
+            StepId::AgentAccess => "agent-access",
+            StepId::AgentRbac => "agent-rbac",
             StepId::Kubeconfig => "kubeconfig",
             StepId::NodeReady => "node-ready",
             StepId::NodeLabels => "node-labels",
@@ -149,6 +153,8 @@ pub struct Desired {
     /// sets them; the controller by default).
     pub k3s_from: crate::relay::Source,
     pub agent_from: crate::relay::Source,
+    /// The agent's API access files, once the API is up (the `agent-access` phase).
+    pub agent_access: Option<crate::steps::AccessFiles>,
 }
 
 /// Everything a step may read.

@@ -18,6 +18,9 @@ use pictl_e2e::{Case, Lab, LabSpec, harness};
 
 mod sim_pods;
 use sim_pods::pods_cordon_drain_and_disruption_budgets;
+#[path = "sim_health.rs"]
+mod sim_health;
+use sim_health::service_account_tokens_rbac_and_node_conditions_like_the_apiserver;
 
 fn kubectl_bin() -> String {
     if let Ok(k) = std::env::var("KUBECTL") {
@@ -1987,6 +1990,7 @@ fn main() -> ExitCode {
         multi_call_names_like_k3s,
         restarted_server_keeps_everything,
         pods_cordon_drain_and_disruption_budgets,
+        service_account_tokens_rbac_and_node_conditions_like_the_apiserver,
     ];
     let (_, host_failed) = run_host_cases(host);
     let lab_cases: &[Case] = pictl_e2e::cases![

@@ -24,6 +24,7 @@ PACKAGES=(
     libc6-dev-arm64-cross   # its headers (gcc's Recommends, not pulled with --no-install-recommends)
     gcc-arm-linux-gnueabihf # the same for armhf (k3s-armhf)
     libc6-dev-armhf-cross
+    prometheus        # promtool, which checks the agent's /metrics exposition (its server is not started)
 )
 
 # Rust targets for the cross-built agents and the simulator (see dist.sh).

@@ -50,6 +50,7 @@ fn pi_report(health: Health, problems: &[&str]) -> NodeReport {
         collection_errors: vec![],
         health,
         problems: problems.iter().map(|p| (*p).to_owned()).collect(),
+        publishing: None,
     }
 }
 

@@ -3,5 +3,7 @@
 mod binary;
 mod collect;
 mod http;
+mod promtool;
 mod support;
+mod tls;
 mod unit;

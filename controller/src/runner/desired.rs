@@ -68,5 +68,6 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         agent: i.agent,
         k3s_from: Default::default(),
         agent_from: Default::default(),
+        agent_access: None,
     }
 }

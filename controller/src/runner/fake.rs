@@ -201,6 +201,10 @@ impl FakeTransport {
         if let Some(d) = s.datastore {
             out.push_str(&line("datastore", d));
         }
+        // The health-agent step's unit runs as the pictl-agent user it creates.
+        if s.files.contains_key(paths::HEALTH_AGENT_UNIT) {
+            out.push_str(&line("agent_ids", "998 998"));
+        }
         out
     }
 
@@ -426,6 +430,9 @@ pub struct FakeApi {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// Node objects by name, as patched.
     pub objects: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+    /// Any other object by its API path (the agents' ServiceAccounts, token
+    /// Secrets and roles), as last applied.
+    pub others: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
     /// Nodes deleted, in order.
     pub deleted: Arc<Mutex<Vec<String>>>,
     /// The `server:` of each kubeconfig a client was made from, in order.
@@ -563,8 +570,13 @@ impl FakeApi {
                 serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudgetList", "metadata": {}, "items": [pdb]}),
             );
         }
-        if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
+        if let Some(rest) = path.strip_prefix("/api/v1/namespaces/")
+            && rest.split('/').nth(1) == Some("pods")
+        {
             return self.pod_call(method, rest);
+        }
+        if !path.starts_with("/api/v1/nodes") {
+            return self.other(method, path, body);
         }
         let Some(name) = path.strip_prefix("/api/v1/nodes/") else {
             let items: Vec<serde_json::Value> = self.nodes.iter().map(|n| self.node(n)).collect();
@@ -599,6 +611,37 @@ impl FakeApi {
     }
 
     /// `NS/pods/NAME` and `NS/pods/NAME/eviction`.
+    /// Any other object: applied (a token Secret gets its token and CA at
+    /// once, as the token controller fills it), read, deleted, else 404.
+    fn other(&self, method: &http::Method, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let mut others = self.others.lock().expect("others");
+        let found = match *method {
+            http::Method::PATCH => {
+                let mut obj: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+                if obj["type"] == "kubernetes.io/service-account-token" {
+                    use base64::Engine;
+                    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+                    obj["data"] =
+                        serde_json::json!({"token": b64("fake-token"), "ca.crt": b64("CA")});
+                }
+                others.insert(path.to_string(), obj.clone());
+                Some(obj)
+            }
+            http::Method::DELETE => others.remove(path).map(
+                |_| serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
+            _ => others.get(path).cloned(),
+        };
+        match found {
+            Some(v) => (200, v),
+            None => (
+                404,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "not found"}),
+            ),
+        }
+    }
+
     fn pod_call(&self, method: &http::Method, rest: &str) -> (u16, serde_json::Value) {
         let parts: Vec<&str> = rest.split('/').collect();
         let (ns, name) = (

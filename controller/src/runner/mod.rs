@@ -7,6 +7,7 @@
 //! [`crate::write::Writer`], which every writing function requires: a plan
 //! cannot reach code that writes.
 
+mod agent_access;
 mod api;
 mod connect;
 mod converge;

@@ -38,9 +38,30 @@ pub async fn forget(run: &mut Run<'_>, subset: bool) {
                 vec![],
                 Some(format!("cannot delete Node {name}: {e}")),
             ),
-            Ok(client) => delete(client, &name).await,
+            Ok(client) => {
+                let mut report = delete(client, &name).await;
+                forget_agent(client, &name, &mut report).await;
+                report
+            }
         };
         r.push(progress.as_ref(), report);
+    }
+}
+
+/// The node's health-agent ServiceAccount, token and role go with its Node.
+async fn forget_agent(client: &kube::Client, name: &str, report: &mut StepReport) {
+    match super::agent_access::remove(client, name).await {
+        Ok(changes) if !changes.is_empty() => {
+            report.changes.extend(changes);
+            if report.status == Status::Ok {
+                report.status = Status::Changed;
+            }
+        }
+        Ok(_) => {}
+        Err(why) => {
+            report.status = Status::Failed;
+            report.message = Some(why);
+        }
     }
 }
 

@@ -53,6 +53,8 @@ fi
 rm -f /usr/local/bin/.pictl-reset-uninstall.sh
 systemctl disable --now pictl-agent.service >/dev/null 2>&1 || true
 rm -f /etc/systemd/system/pictl-agent.service /usr/local/bin/pictl-agent
+# Its API access: the token, CA, publishing config and firewall drop-in.
+rm -rf /etc/pictl-agent /etc/systemd/system/pictl-agent.service.d
 systemctl daemon-reload
 id -u pictl-agent >/dev/null 2>&1 && userdel pictl-agent >/dev/null 2>&1
 rm -rf /var/lib/pictl
@@ -77,7 +79,8 @@ impl Step for K3sReset {
                 || running
                 || f.foreign.is_some(),
             agent: f.file_sha(paths::HEALTH_AGENT_BIN).is_some()
-                || f.file_sha(paths::HEALTH_AGENT_UNIT).is_some(),
+                || f.file_sha(paths::HEALTH_AGENT_UNIT).is_some()
+                || f.file_sha(paths::AGENT_TOKEN).is_some(),
         };
         if plan.k3s || plan.agent {
             Check::Change(plan)

@@ -2,6 +2,7 @@
 //! the one place that lists them, so the runner's converge and re-check
 //! and the tests walk the same order.
 
+mod agent_access;
 pub mod diff;
 mod file;
 mod health_agent;
@@ -16,6 +17,7 @@ mod pi_cgroups;
 mod relay;
 mod service;
 
+pub use agent_access::{AccessFiles, AgentAccess, AgentAccessPlan, dropin, publish_conf};
 pub use file::MetaFix;
 pub use health_agent::{HealthAgent, HealthAgentPlan};
 pub use k3s_adopt::{AdoptPlan, K3sAdopt};

@@ -7,9 +7,10 @@
 // Handlers return ready-made error responses; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+use crate::auth::User;
 use crate::http::Body;
 use crate::store::{self, EventType, ResourceType, State, meta_str};
-use crate::{apply, select, tables};
+use crate::{apply, rbac, select, tables};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{Value, json};
@@ -56,7 +57,7 @@ fn not_found_path() -> Resp {
     )
 }
 
-fn not_found(rt: &ResourceType, name: &str) -> Resp {
+pub(crate) fn not_found(rt: &ResourceType, name: &str) -> Resp {
     status_err(
         404,
         "NotFound",
@@ -204,6 +205,41 @@ fn version_info() -> Value {
 
 // ---------- request routing ----------
 
+/// A Content-Type without its parameters.
+fn media_type(v: &str) -> String {
+    v.split(';').next().unwrap_or("").trim().to_string()
+}
+
+/// Only JSON/YAML bodies are decoded; client-go answers a 415 by retrying in JSON.
+fn refuse_binary(content_type: &str) -> Option<Resp> {
+    (content_type.contains("protobuf") || content_type.contains("cbor")).then(|| {
+        status_err(
+            415,
+            "UnsupportedMediaType",
+            &format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
+            ),
+            Value::Null,
+        )
+    })
+}
+
+/// The authorizer's verb for a request (apiserver's RequestInfoFactory).
+fn verb_of(m: &Method, t: &Target, q: &HashMap<String, String>) -> &'static str {
+    let watch = matches!(q.get("watch").map(String::as_str), Some("true") | Some("1"));
+    match (m.as_str(), t.name.is_some()) {
+        ("GET" | "HEAD", false) if watch => "watch",
+        ("GET" | "HEAD", false) => "list",
+        ("GET" | "HEAD", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", false) => "deletecollection",
+        ("DELETE", true) => "delete",
+        _ => "unknown",
+    }
+}
+
 struct Target {
     rt: &'static ResourceType,
     namespace: Option<String>,
@@ -256,7 +292,7 @@ fn route(segs: &[&str]) -> Option<Result<Target, Resp>> {
 }
 
 impl Api {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Resp {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, user: User) -> Resp {
         let path = req.uri().path().to_string();
         let query = parse_query(req.uri().query());
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -315,33 +351,53 @@ impl Api {
             Some(Ok(t)) => t,
         };
         let method = req.method().clone();
-        let accept = req
-            .headers()
-            .get("accept")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if content_type.contains("protobuf") || content_type.contains("cbor") {
-            // Only JSON/YAML bodies are decoded; client-go answers a 415 by
-            // retrying in JSON.
-            return status_err(
-                415,
-                "UnsupportedMediaType",
-                &format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
-                ),
-                Value::Null,
-            );
+        let verb = verb_of(&method, &target, &query);
+        let attrs = rbac::Attributes {
+            verb,
+            rt: target.rt,
+            subresource: target.sub.as_deref(),
+            namespace: target.namespace.as_deref().unwrap_or(""),
+            name: target.name.as_deref().unwrap_or(""),
+        };
+        let resp = self.authorized(&user, &attrs, req, &query, &target).await;
+        crate::counter::count(&attrs, resp.status().as_u16());
+        resp
+    }
+
+    /// RBAC for ServiceAccounts (the admin certificate is system:masters).
+    async fn authorized(
+        &self,
+        user: &User,
+        attrs: &rbac::Attributes<'_>,
+        req: Request<Incoming>,
+        query: &HashMap<String, String>,
+        target: &Target,
+    ) -> Resp {
+        if *user != User::Admin && !rbac::allows(&self.store.lock(), user, attrs) {
+            return rbac::forbidden(user, attrs);
+        }
+        self.serve_resource(req, query, target).await
+    }
+
+    async fn serve_resource(
+        &self,
+        req: Request<Incoming>,
+        query: &HashMap<String, String>,
+        target: &Target,
+    ) -> Resp {
+        let query = query.clone();
+        let method = req.method().clone();
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let accept = header("accept");
+        let content_type = media_type(&header("content-type"));
+        if let Some(refused) = refuse_binary(&content_type) {
+            return refused;
         }
         let body = if method == Method::GET || method == Method::HEAD {
             Vec::new()
@@ -389,6 +445,9 @@ impl Api {
             (Method::PATCH, Some(name)) if t.sub.is_none() => {
                 self.patch(t, name, &content_type, &body, &query)
             }
+            (Method::PATCH, Some(name)) if t.rt.kind == "Node" => {
+                self.patch_status(t.rt, name, &content_type, &body, &query)
+            }
             (Method::PUT, Some(name)) if t.sub.is_none() => self.update(t, name, &body, &query),
             (Method::POST, None) => self.create(t, &body, &query),
             (Method::POST, Some(name)) if t.sub.as_deref() == Some("eviction") => {
@@ -421,7 +480,7 @@ impl Api {
         };
         let fields = match query
             .get("fieldSelector")
-            .map(|s| select::parse_fields(s))
+            .map(|s| select::parse_fields(t.rt, s))
             .transpose()
         {
             Ok(f) => f.unwrap_or_default(),
@@ -455,7 +514,7 @@ impl Api {
         )
     }
 
-    fn parse_obj(&self, body: &[u8]) -> Result<Value, Resp> {
+    pub(crate) fn parse_obj(&self, body: &[u8]) -> Result<Value, Resp> {
         let v: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(_) => serde_yaml_ng::from_slice(body)
@@ -715,18 +774,46 @@ impl Api {
     }
 
     /// Fills system metadata and defaults, validates, and stores if changed.
+    /// [`Api::commit`] for the status subresource: `status` is what is stored.
+    pub(crate) fn commit_with_status(
+        &self,
+        st: &mut State,
+        rt: &'static ResourceType,
+        existing: Value,
+        obj: Value,
+        status: Value,
+        dry: bool,
+    ) -> Resp {
+        self.commit_inner(st, rt, Some(existing), obj, Some(status), dry)
+    }
+
     fn commit(
         &self,
         st: &mut State,
         rt: &'static ResourceType,
         existing: Option<Value>,
+        obj: Value,
+        dry: bool,
+    ) -> Resp {
+        self.commit_inner(st, rt, existing, obj, None, dry)
+    }
+
+    fn commit_inner(
+        &self,
+        st: &mut State,
+        rt: &'static ResourceType,
+        existing: Option<Value>,
         mut obj: Value,
+        status: Option<Value>,
         dry: bool,
     ) -> Resp {
         let name = meta_str(&obj, "name").to_string();
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
         crate::validate::finish_metadata(rt, existing.as_ref(), &mut obj);
+        if let Some(status) = status {
+            obj["status"] = status;
+        }
         crate::validate::defaults(rt, st, existing.as_ref(), &mut obj);
         let errs = crate::validate::validate(rt, existing.as_ref(), &obj);
         if !errs.is_empty() {

@@ -6,6 +6,7 @@
 //! majority), and the answers an apiserver gives when etcd has no quorum.
 
 use crate::api::{Api, Resp, json_resp, status_err, text_resp, unauthorized};
+use crate::auth::User;
 use crate::config::Settings;
 use crate::ha::{EtcdStart, Member, QUORUM_WAIT};
 use crate::http::{Url, pinned_client, request, request_with};
@@ -211,7 +212,7 @@ async fn caught_up(ha: &Ha, leader: &Member) -> bool {
 }
 
 /// Sends the request to the leader's apiserver (mutual TLS) and relays the answer.
-async fn forward(ha: &Ha, leader: &Member, req: Request<Incoming>) -> Result<Resp> {
+async fn forward(ha: &Ha, leader: &Member, req: Request<Incoming>, user: &User) -> Result<Resp> {
     let method = req.method().to_string();
     let pq = req
         .uri()
@@ -225,7 +226,7 @@ async fn forward(ha: &Ha, leader: &Member, req: Request<Incoming>) -> Result<Res
     }
     let body = crate::http::read_body(req.into_body(), 3 * 1024 * 1024).await?;
     let url: Url = crate::http::parse_server_url(&leader.api_url)?;
-    let r = request_with(ha.api_client(), &url, &method, &pq, &headers, &body).await?;
+    let r = request_with(ha.api_client(user), &url, &method, &pq, &headers, &body).await?;
     Ok(Response::builder()
         .status(r.status)
         .header("Content-Type", r.content_type)
@@ -241,13 +242,13 @@ fn local_only(path: &str) -> bool {
 }
 
 /// An authenticated API request on an etcd server.
-pub async fn api(ha: Arc<Ha>, api: Arc<Api>, req: Request<Incoming>) -> Resp {
+pub async fn api(ha: Arc<Ha>, api: Arc<Api>, req: Request<Incoming>, user: User) -> Resp {
     let path = req.uri().path().to_string();
     if path == "/readyz" && ha.ms.leader_member().is_none() {
         return text_resp(500, "[-]etcd failed: reason withheld\nreadyz check failed");
     }
     if local_only(&path) || path == "/readyz" {
-        return api.handle(req).await;
+        return api.handle(req, user).await;
     }
     let write = !matches!(*req.method(), Method::GET | Method::HEAD);
     let Some(leader) = leader(&ha).await else {
@@ -258,7 +259,7 @@ pub async fn api(ha: Arc<Ha>, api: Arc<Api>, req: Request<Incoming>) -> Resp {
         };
     };
     if leader.name == ha.ms.me.name {
-        let resp = api.handle(req).await;
+        let resp = api.handle(req, user).await;
         let target = ha.store.lock().rv;
         if write && !ha.commit(target).await {
             return etcd_timeout();
@@ -266,7 +267,7 @@ pub async fn api(ha: Arc<Ha>, api: Arc<Api>, req: Request<Incoming>) -> Resp {
         return resp;
     }
     if write {
-        return forward(&ha, &leader, req).await.unwrap_or_else(|e| {
+        return forward(&ha, &leader, req, &user).await.unwrap_or_else(|e| {
             crate::warn!("forwarding to the etcd leader {}: {e:#}", leader.name);
             etcd_timeout()
         });
@@ -274,7 +275,7 @@ pub async fn api(ha: Arc<Ha>, api: Arc<Api>, req: Request<Incoming>) -> Resp {
     if !caught_up(&ha, &leader).await {
         return read_timeout();
     }
-    api.handle(req).await
+    api.handle(req, user).await
 }
 
 /// The agent protocol's writes (register, heartbeat) go to the leader too.
@@ -283,7 +284,7 @@ pub async fn supervisor(ha: Arc<Ha>, cluster: Arc<Cluster>, req: Request<Incomin
         return etcd_timeout();
     };
     if leader.name != ha.ms.me.name {
-        return forward(&ha, &leader, req)
+        return forward(&ha, &leader, req, &User::Admin)
             .await
             .unwrap_or_else(|_| etcd_timeout());
     }

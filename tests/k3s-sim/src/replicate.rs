@@ -107,6 +107,9 @@ pub struct Ha {
     client: Arc<rustls::ClientConfig>,
     /// Writes forwarded to the leader's apiserver, with the admin certificate.
     api_client: Arc<rustls::ClientConfig>,
+    /// Writes of token users forwarded with their bearer token only (the
+    /// leader authenticates and authorizes them itself).
+    token_client: Arc<rustls::ClientConfig>,
     /// The peer listener's certificate and key (PEM).
     peer: (String, String),
     progress: tokio::sync::Mutex<HashMap<String, Progress>>,
@@ -129,6 +132,7 @@ impl Ha {
             store,
             client: crate::http::mutual_client(ca, &peer.0, &peer.1)?,
             api_client: crate::http::mutual_client(ca, &tls.admin_cert_pem, &tls.admin_key_pem)?,
+            token_client: crate::http::pinned_client(ca)?,
             peer,
             progress: tokio::sync::Mutex::new(HashMap::new()),
         }))
@@ -138,8 +142,13 @@ impl Ha {
         self.client.clone()
     }
 
-    pub fn api_client(&self) -> Arc<rustls::ClientConfig> {
-        self.api_client.clone()
+    /// The client a forwarded request goes out with: the admin certificate
+    /// for the admin, no certificate for a token user.
+    pub fn api_client(&self, user: &crate::auth::User) -> Arc<rustls::ClientConfig> {
+        match user {
+            crate::auth::User::Admin => self.api_client.clone(),
+            crate::auth::User::ServiceAccount { .. } => self.token_client.clone(),
+        }
     }
 
     pub fn status(&self) -> Status {

@@ -55,6 +55,8 @@ impl Routes {
             text_resp(200, &self.ca_pem)
         } else if path == "/ping" {
             text_resp(200, "pong")
+        } else if path == "/v1-k3s/sim/requests" {
+            crate::api::json_resp(200, &crate::counter::snapshot())
         } else if path == "/v1-k3s/server-bootstrap" {
             if server_token_ok(&req, &self.cluster) {
                 crate::ha_api::bootstrap_data(&self.data_dir)
@@ -74,12 +76,19 @@ impl Routes {
                 }
                 _ => crate::server::supervisor(self.cluster.clone(), req).await,
             }
-        } else if !authed {
-            unauthorized()
-        } else if let Some(ha) = &self.ha {
-            crate::ha_api::api(ha.clone(), self.api.clone(), req).await
         } else {
-            self.api.clone().handle(req).await
+            let header = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let user = crate::auth::authenticate(&self.api.store.lock(), authed, header);
+            match (user, &self.ha) {
+                (None, _) => unauthorized(),
+                (Some(user), Some(ha)) => {
+                    crate::ha_api::api(ha.clone(), self.api.clone(), req, user).await
+                }
+                (Some(user), None) => self.api.clone().handle(req, user).await,
+            }
         }
     }
 }

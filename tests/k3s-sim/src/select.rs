@@ -1,5 +1,6 @@
 //! Label and field selectors as the apiserver parses them for list and watch.
 
+use crate::store::ResourceType;
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,9 +88,43 @@ pub fn labels_match(reqs: &[Req], obj: &Value) -> bool {
     })
 }
 
-/// Field selectors: the apiserver supports metadata.name and metadata.namespace
-/// for every kind; that is all kubectl and kube-rs use here.
-pub fn parse_fields(s: &str) -> Result<Vec<(String, bool, String)>, String> {
+/// The fields a kind can be selected on besides metadata.name and
+/// metadata.namespace (kubernetes pkg/registry/core/{event,pod,secret,node}/strategy.go,
+/// `ToSelectableFields` / `*ToSelectableFields`).
+fn kind_fields(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "events" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "pods" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "secrets" => &["type"],
+        "nodes" => &["spec.unschedulable"],
+        _ => &[],
+    }
+}
+
+/// Field selectors: metadata.name and metadata.namespace for every kind, and
+/// the kind's own selectable fields ([`kind_fields`]); others are refused as
+/// the apiserver refuses them.
+pub fn parse_fields(rt: &ResourceType, s: &str) -> Result<Vec<(String, bool, String)>, String> {
     let mut out = Vec::new();
     for term in split_top(s) {
         let (k, eq, v) = if let Some((k, v)) = term.split_once("!=") {
@@ -104,17 +139,10 @@ pub fn parse_fields(s: &str) -> Result<Vec<(String, bool, String)>, String> {
             ));
         };
         let k = k.trim();
-        // Beside metadata, the fields the apiserver indexes that kubectl
-        // drain and `get nodes --field-selector` use (pkg/registry/core/pod
-        // and node strategy.go, `ToSelectableFields`).
-        if !matches!(
-            k,
-            "metadata.name"
-                | "metadata.namespace"
-                | "spec.nodeName"
-                | "status.phase"
-                | "spec.unschedulable"
-        ) {
+        // Beside metadata, the fields the apiserver indexes per kind
+        // (`ToSelectableFields` in pkg/registry/core/{pod,node,event,secret}).
+        if k != "metadata.name" && k != "metadata.namespace" && !kind_fields(rt.plural).contains(&k)
+        {
             return Err(format!("field label not supported: {k}"));
         }
         out.push((k.to_string(), eq, v.trim().to_string()));
@@ -124,16 +152,18 @@ pub fn parse_fields(s: &str) -> Result<Vec<(String, bool, String)>, String> {
 
 pub fn fields_match(reqs: &[(String, bool, String)], obj: &Value) -> bool {
     reqs.iter().all(|(k, eq, v)| {
-        let actual = match k.as_str() {
-            "spec.nodeName" => obj["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
-            "status.phase" => obj["status"]["phase"].as_str().unwrap_or("").to_string(),
-            "spec.unschedulable" => {
-                (obj["spec"]["unschedulable"] == serde_json::json!(true)).to_string()
-            }
-            _ => {
-                let field = k.trim_start_matches("metadata.");
-                obj["metadata"][field].as_str().unwrap_or("").to_string()
-            }
+        // An event's `source` field is its source.component.
+        let path = if k == "source" { "source.component" } else { k };
+        let mut at = obj;
+        for part in path.split('.') {
+            at = &at[part];
+        }
+        let actual = match at {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            // A Node's is FormatBool(spec.unschedulable): false when unset.
+            Value::Null if path == "spec.unschedulable" => "false".to_string(),
+            _ => String::new(),
         };
         (actual == *v) == *eq
     })
@@ -155,8 +185,23 @@ mod tests {
         assert!(ok("tier in (fe, be)"));
         assert!(!ok("tier notin (fe)"));
         assert!(!ok("app=db"));
-        let f = parse_fields("metadata.name=n").expect("parses");
+        let nodes = crate::store::find("", "v1", "nodes").expect("nodes");
+        let f = parse_fields(nodes, "metadata.name=n").expect("parses");
         assert!(fields_match(&f, &o));
-        assert!(parse_fields("spec.x=1").is_err());
+        assert!(parse_fields(nodes, "spec.x=1").is_err());
+        assert!(parse_fields(nodes, "involvedObject.name=n").is_err());
+    }
+
+    #[test]
+    fn events_select_on_their_involved_object_as_kubectl_describe_asks() {
+        let events = crate::store::find("", "v1", "events").expect("events");
+        let ev = json!({"metadata":{"name":"n1.1","namespace":"default"},
+            "involvedObject":{"kind":"Node","name":"n1","uid":"n1"},"source":{"component":"pictl-agent"}});
+        let sel = |s: &str| fields_match(&parse_fields(events, s).expect("parses"), &ev);
+        assert!(sel(
+            "involvedObject.name=n1,involvedObject.namespace=,involvedObject.kind=Node,involvedObject.uid=n1"
+        ));
+        assert!(!sel("involvedObject.name=n2"));
+        assert!(sel("source=pictl-agent"));
     }
 }

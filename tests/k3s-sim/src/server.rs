@@ -495,11 +495,13 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     {
         let cluster = cluster.clone();
+        let ca = tls.ca_pem.clone();
         tokio::spawn(async move {
             loop {
                 // kube-controller-manager runs where etcd's leader is.
                 if ha.as_ref().is_none_or(|h| h.ms.is_leader()) {
                     cluster.reconcile();
+                    crate::tokens::reconcile(&cluster.store, &ca);
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

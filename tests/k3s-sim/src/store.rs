@@ -218,6 +218,63 @@ pub static RESOURCES: &[ResourceType] = &[
         true,
         true
     ),
+    // Node health (the agent's conditions): Events on Nodes and the RBAC kinds
+    // that confine the agent's token.
+    rt!(
+        "",
+        "v1",
+        "events",
+        "event",
+        "Event",
+        true,
+        &["ev"],
+        false,
+        false
+    ),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        &[],
+        false,
+        false
+    ),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        false,
+        false
+    ),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "role",
+        "Role",
+        true,
+        &[],
+        false,
+        false
+    ),
+    rt!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "rolebinding",
+        "RoleBinding",
+        true,
+        &[],
+        false,
+        false
+    ),
 ];
 
 pub fn groups() -> Vec<(&'static str, &'static str)> {

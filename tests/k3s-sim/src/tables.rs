@@ -267,6 +267,53 @@ fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> (Vec<Value>, Vec<Ve
                     .collect(),
             )
         }
+        // pkg/printers/internalversion/printers.go (eventColumnDefinitions, printEvent).
+        "Event" => (
+            vec![
+                col("Last Seen", "string", 0),
+                col("Type", "string", 0),
+                col("Reason", "string", 0),
+                col("Object", "string", 0),
+                col("Source", "string", 1),
+                col("Message", "string", 0),
+                col("Count", "integer", 1),
+                col("Name", "string", 1),
+            ],
+            items
+                .iter()
+                .map(|o| {
+                    let io = &o["involvedObject"];
+                    let object = format!(
+                        "{}/{}",
+                        io["kind"].as_str().unwrap_or("").to_lowercase(),
+                        io["name"].as_str().unwrap_or("")
+                    );
+                    let source = match (
+                        o["source"]["component"].as_str(),
+                        o["source"]["host"].as_str(),
+                    ) {
+                        (Some(c), Some(h)) => format!("{c}, {h}"),
+                        (Some(c), None) => c.to_string(),
+                        _ => String::new(),
+                    };
+                    let last = o["lastTimestamp"]
+                        .as_str()
+                        .and_then(crate::log::parse_k8s_time);
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let seen = last.map_or_else(|| age(o), |t| human_age(now - t));
+                    vec![
+                        json!(seen),
+                        o["type"].clone(),
+                        o["reason"].clone(),
+                        json!(object),
+                        json!(source),
+                        o["message"].clone(),
+                        o["count"].clone(),
+                        name(o),
+                    ]
+                })
+                .collect(),
+        ),
         _ => (
             vec![col("Name", "string", 0), col("Age", "string", 0)],
             items.iter().map(|o| vec![name(o), json!(age(o))]).collect(),

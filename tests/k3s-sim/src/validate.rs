@@ -221,7 +221,7 @@ fn is_label_key(k: &str) -> bool {
     prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
 }
 
-fn err(v: &mut Vec<Invalid>, field: &str, reason: &'static str, message: String) {
+pub fn err(v: &mut Vec<Invalid>, field: &str, reason: &'static str, message: String) {
     v.push(Invalid {
         field: field.into(),
         reason,
@@ -233,7 +233,12 @@ pub fn validate(rt: &ResourceType, existing: Option<&Value>, obj: &Value) -> Vec
     let mut e = Vec::new();
     let name = meta_str(obj, "name");
     let label_names = matches!(rt.kind, "Namespace" | "Service");
-    if (label_names && !is_dns_label(name)) || (!label_names && !is_dns_subdomain(name)) {
+    if rt.group == "rbac.authorization.k8s.io" {
+        // RBAC names are path segments (pkg/apis/rbac/validation: ValidateRBACName), so
+        // `system:node-proxier` and `pictl-agent:node1` are valid.
+        crate::rbac::validate_name(name, &mut e);
+        crate::rbac::validate_object(rt, existing, obj, &mut e);
+    } else if (label_names && !is_dns_label(name)) || (!label_names && !is_dns_subdomain(name)) {
         let what = if label_names {
             "RFC 1123 label"
         } else {
@@ -332,6 +337,7 @@ pub fn validate(rt: &ResourceType, existing: Option<&Value>, obj: &Value) -> Vec
         }
         "Secret" => {
             use base64::Engine;
+            crate::tokens::validate_secret(obj, &mut e);
             if let Some(d) = obj["data"].as_object() {
                 for (k, v) in d {
                     let ok = v.as_str().is_some_and(|s| {
@@ -638,6 +644,10 @@ pub fn unknown_fields(rt: &ResourceType, obj: &Value) -> Result<(), String> {
             "automountServiceAccountToken",
         ],
         "LimitRange" | "NetworkPolicy" | "Lease" => &["apiVersion", "kind", "metadata", "spec"],
+        "ClusterRole" | "Role" => &["apiVersion", "kind", "metadata", "rules", "aggregationRule"],
+        "ClusterRoleBinding" | "RoleBinding" => {
+            &["apiVersion", "kind", "metadata", "subjects", "roleRef"]
+        }
         _ => &["apiVersion", "kind", "metadata", "spec", "status"],
     };
     check_keys(obj, top, "")?;

@@ -27,7 +27,7 @@ pub fn serve(
     };
     let fields = match q
         .get("fieldSelector")
-        .map(|s| select::parse_fields(s))
+        .map(|s| select::parse_fields(rt, s))
         .transpose()
     {
         Ok(f) => f.unwrap_or_default(),

@@ -1,11 +1,12 @@
 //! The phases of a run, one file each, in the order the manager runs them:
 //! connect → facts → relay → upgrade-servers → servers → kubeconfig →
 //! upgrade-agents → agents → relay-end → readiness → uncordon → node-labels
-//! → workload.
+//! → agent-access → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` and an `apply` that needs the
 //! run's [`Writer`]. New phases (HA, drain, reset) are new files here.
 
+mod agent_access;
 mod agents;
 mod connect;
 mod facts;
@@ -19,6 +20,7 @@ mod uncordon;
 mod upgrade;
 mod workload;
 
+pub use agent_access::AgentAccessPhase;
 pub use agents::Agents;
 pub use connect::Connect;
 pub use facts::Facts;

@@ -1,0 +1,255 @@
+//! The agent's judgement as Node conditions: a pure function from a
+//! [`NodeReport`] to the conditions it publishes, and the rule that decides
+//! whether anything changed enough to write. No I/O; [`super`] does the
+//! writing.
+//!
+//! Names read as problems, the way node-problem-detector's do
+//! (`KernelDeadlock`, `ReadonlyFilesystem`): `True` means the problem is
+//! there, so `kubectl describe node` lists healthy nodes as all `False`.
+
+use crate::health::human_bytes;
+use crate::report::{NodeCondition, NodeReport, UnitState};
+
+/// The conditions the agent owns; it never writes any other type.
+pub const PI_UNDER_VOLTAGE: &str = "PiUnderVoltage";
+pub const PI_THROTTLED: &str = "PiThrottled";
+pub const ROOT_DISK_PRESSURE: &str = "RootDiskPressure";
+pub const CLOCK_UNSYNCHRONIZED: &str = "ClockUnsynchronized";
+pub const K3S_SERVICE_DOWN: &str = "K3sServiceDown";
+/// Every condition type the agent owns.
+pub const ALL: [&str; 5] = [
+    PI_UNDER_VOLTAGE,
+    PI_THROTTLED,
+    ROOT_DISK_PRESSURE,
+    CLOCK_UNSYNCHRONIZED,
+    K3S_SERVICE_DOWN,
+];
+
+/// The kubelet's default hard eviction threshold is `nodefs.available<10%`;
+/// the agent warns at the same level, before the kubelet starts evicting.
+pub const DEFAULT_DISK_PRESSURE_PERCENT: f64 = 90.0;
+
+/// Condition status as Kubernetes spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::True => "True",
+            Status::False => "False",
+            Status::Unknown => "Unknown",
+        }
+    }
+}
+
+/// One judged condition, before it gets its times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub kind: &'static str,
+    pub status: Status,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn judged(kind: &'static str, status: Status, reason: &'static str, message: String) -> Judged {
+    Judged {
+        kind,
+        status,
+        reason,
+        message,
+    }
+}
+
+/// The conditions for `r`, in a fixed order. The Pi conditions appear only
+/// when the node reports firmware throttling state (a Raspberry Pi).
+pub fn judge(r: &NodeReport, disk_pressure_percent: f64) -> Vec<Judged> {
+    let mut out = Vec::with_capacity(5);
+    if let Some(t) = &r.throttling {
+        let raw = t.raw;
+        out.push(if t.under_voltage_now {
+            judged(
+                PI_UNDER_VOLTAGE,
+                Status::True,
+                "UnderVoltageDetected",
+                format!("the power supply is under-voltage now (get_throttled {raw:#x})"),
+            )
+        } else {
+            judged(
+                PI_UNDER_VOLTAGE,
+                Status::False,
+                "PowerSupplyOK",
+                format!("no under-voltage now (get_throttled {raw:#x})"),
+            )
+        });
+        let now: Vec<&str> = [
+            (t.throttled_now, "CPU throttled"),
+            (t.freq_capped_now, "ARM frequency capped"),
+            (t.soft_temp_limit_now, "soft temperature limit active"),
+        ]
+        .into_iter()
+        .filter_map(|(on, what)| on.then_some(what))
+        .collect();
+        out.push(if now.is_empty() {
+            judged(
+                PI_THROTTLED,
+                Status::False,
+                "NotThrottled",
+                format!("running at full speed (get_throttled {raw:#x})"),
+            )
+        } else {
+            judged(
+                PI_THROTTLED,
+                Status::True,
+                "FirmwareThrottling",
+                format!("{} (get_throttled {raw:#x})", now.join(", ")),
+            )
+        });
+    }
+    out.push(root_disk(r, disk_pressure_percent));
+    out.push(clock(r));
+    out.push(k3s_service(r));
+    out
+}
+
+fn root_disk(r: &NodeReport, threshold: f64) -> Judged {
+    let Some(fs) = &r.root_fs else {
+        return judged(
+            ROOT_DISK_PRESSURE,
+            Status::Unknown,
+            "RootFilesystemUnknown",
+            "the root filesystem could not be measured".into(),
+        );
+    };
+    let used = fs.used_percent();
+    let message = format!(
+        "root filesystem {} is {used:.1}% used ({} available of {}; threshold {threshold}%)",
+        fs.mount_point,
+        human_bytes(fs.available_bytes),
+        human_bytes(fs.total_bytes)
+    );
+    if used > threshold {
+        judged(
+            ROOT_DISK_PRESSURE,
+            Status::True,
+            "RootFilesystemFull",
+            message,
+        )
+    } else {
+        judged(
+            ROOT_DISK_PRESSURE,
+            Status::False,
+            "RootFilesystemHasSpace",
+            message,
+        )
+    }
+}
+
+fn clock(r: &NodeReport) -> Judged {
+    match r.clock_synchronized {
+        Some(true) => judged(
+            CLOCK_UNSYNCHRONIZED,
+            Status::False,
+            "ClockSynchronized",
+            "systemd reports NTPSynchronized=yes".into(),
+        ),
+        Some(false) => judged(
+            CLOCK_UNSYNCHRONIZED,
+            Status::True,
+            "NTPNotSynchronized",
+            "systemd reports NTPSynchronized=no: certificates and leases may be judged wrongly"
+                .into(),
+        ),
+        None => judged(
+            CLOCK_UNSYNCHRONIZED,
+            Status::Unknown,
+            "ClockStateUnknown",
+            "timedatectl did not answer".into(),
+        ),
+    }
+}
+
+fn k3s_service(r: &NodeReport) -> Judged {
+    let loaded: Vec<(&String, UnitState)> = r
+        .units
+        .iter()
+        .map(|(n, s)| (n, *s))
+        .filter(|(_, s)| s.is_loaded())
+        .collect();
+    if let Some((name, _)) = loaded.iter().find(|(_, s)| *s == UnitState::Active) {
+        return judged(
+            K3S_SERVICE_DOWN,
+            Status::False,
+            "K3sServiceActive",
+            format!("{name} is active"),
+        );
+    }
+    if loaded.is_empty() {
+        return judged(
+            K3S_SERVICE_DOWN,
+            Status::Unknown,
+            "K3sServiceUnknown",
+            "no K3s unit is known to systemd".into(),
+        );
+    }
+    let states: Vec<String> = loaded
+        .iter()
+        .map(|(n, s)| format!("{n} is {}", s.as_str()))
+        .collect();
+    judged(
+        K3S_SERVICE_DOWN,
+        Status::True,
+        "K3sServiceNotActive",
+        states.join(", "),
+    )
+}
+
+/// Whether `now` differs from what the Node holds in a way worth a write:
+/// a condition's status or reason changed, or one is missing. Messages carry
+/// live figures (percent used), so a message alone never causes a write.
+pub fn differs(now: &[Judged], held: &[NodeCondition]) -> bool {
+    now.iter().any(|j| {
+        held.iter()
+            .find(|c| c.kind == j.kind)
+            .is_none_or(|c| c.status != j.status.as_str() || c.reason != j.reason)
+    })
+}
+
+/// The conditions to write at `now_rfc3339`: a condition keeps its
+/// `lastTransitionTime` from `held` unless its status changed. Also returns
+/// the conditions whose status changed (or that are new), for Events.
+pub fn stamp(
+    now: &[Judged],
+    held: &[NodeCondition],
+    now_rfc3339: &str,
+) -> (Vec<NodeCondition>, Vec<Judged>) {
+    let mut out = Vec::with_capacity(now.len());
+    let mut transitions = Vec::new();
+    for j in now {
+        let prev = held.iter().find(|c| c.kind == j.kind);
+        let transition = match prev {
+            Some(c) if c.status == j.status.as_str() => c.last_transition_time.clone(),
+            _ => {
+                transitions.push(j.clone());
+                now_rfc3339.to_owned()
+            }
+        };
+        out.push(NodeCondition {
+            kind: j.kind.to_owned(),
+            status: j.status.as_str().to_owned(),
+            reason: j.reason.to_owned(),
+            message: j.message.clone(),
+            last_heartbeat_time: now_rfc3339.to_owned(),
+            last_transition_time: transition,
+        });
+    }
+    (out, transitions)
+}
+
+#[cfg(test)]
+#[path = "conditions_tests.rs"]
+mod tests;

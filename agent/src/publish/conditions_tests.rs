@@ -1,0 +1,139 @@
+use super::*;
+
+fn fixture(name: &str) -> NodeReport {
+    let json = match name {
+        "pi-healthy" => include_str!("fixtures/pi-healthy.json"),
+        "pi-failing" => include_str!("fixtures/pi-failing.json"),
+        "amd64-unknowns" => include_str!("fixtures/amd64-unknowns.json"),
+        other => panic!("no fixture {other}"),
+    };
+    serde_json::from_str(json).expect("fixture parses")
+}
+
+fn by_kind<'a>(js: &'a [Judged], kind: &str) -> &'a Judged {
+    js.iter()
+        .find(|j| j.kind == kind)
+        .unwrap_or_else(|| panic!("{kind} missing from {js:?}"))
+}
+
+fn summary(js: &[Judged]) -> Vec<(&'static str, &'static str, &'static str)> {
+    js.iter()
+        .map(|j| (j.kind, j.status.as_str(), j.reason))
+        .collect()
+}
+
+#[test]
+fn a_healthy_pi_is_all_false_even_with_past_under_voltage() {
+    let js = judge(&fixture("pi-healthy"), DEFAULT_DISK_PRESSURE_PERCENT);
+    assert_eq!(
+        summary(&js),
+        [
+            (PI_UNDER_VOLTAGE, "False", "PowerSupplyOK"),
+            (PI_THROTTLED, "False", "NotThrottled"),
+            (ROOT_DISK_PRESSURE, "False", "RootFilesystemHasSpace"),
+            (CLOCK_UNSYNCHRONIZED, "False", "ClockSynchronized"),
+            (K3S_SERVICE_DOWN, "False", "K3sServiceActive"),
+        ]
+    );
+    assert!(
+        by_kind(&js, PI_UNDER_VOLTAGE).message.contains("0x50000"),
+        "{js:?}"
+    );
+}
+
+#[test]
+fn a_failing_pi_has_every_problem_true_with_its_figures() {
+    let js = judge(&fixture("pi-failing"), DEFAULT_DISK_PRESSURE_PERCENT);
+    assert_eq!(
+        summary(&js),
+        [
+            (PI_UNDER_VOLTAGE, "True", "UnderVoltageDetected"),
+            (PI_THROTTLED, "True", "FirmwareThrottling"),
+            (ROOT_DISK_PRESSURE, "True", "RootFilesystemFull"),
+            (CLOCK_UNSYNCHRONIZED, "True", "NTPNotSynchronized"),
+            (K3S_SERVICE_DOWN, "True", "K3sServiceNotActive"),
+        ]
+    );
+    let disk = &by_kind(&js, ROOT_DISK_PRESSURE).message;
+    assert!(
+        disk.contains("96.9% used") && disk.contains("threshold 90%"),
+        "{disk}"
+    );
+    assert_eq!(
+        by_kind(&js, K3S_SERVICE_DOWN).message,
+        "k3s-agent.service is failed"
+    );
+    assert!(
+        by_kind(&js, PI_THROTTLED)
+            .message
+            .starts_with("CPU throttled (get_throttled 0x50005)")
+    );
+}
+
+#[test]
+fn off_a_pi_there_are_no_pi_conditions_and_what_is_unknown_says_so() {
+    let js = judge(&fixture("amd64-unknowns"), DEFAULT_DISK_PRESSURE_PERCENT);
+    assert_eq!(
+        summary(&js),
+        [
+            (ROOT_DISK_PRESSURE, "Unknown", "RootFilesystemUnknown"),
+            (CLOCK_UNSYNCHRONIZED, "Unknown", "ClockStateUnknown"),
+            (K3S_SERVICE_DOWN, "Unknown", "K3sServiceUnknown"),
+        ]
+    );
+}
+
+#[test]
+fn the_disk_threshold_is_configurable_and_strict() {
+    let r = fixture("pi-healthy");
+    // 37.3% used: above 37, not above 38.
+    let status = |t| by_kind(&judge(&r, t), ROOT_DISK_PRESSURE).status;
+    assert_eq!(status(37.0), Status::True);
+    assert_eq!(status(38.0), Status::False);
+}
+
+#[test]
+fn only_status_or_reason_changes_need_a_write_not_live_figures() {
+    let healthy = judge(&fixture("pi-healthy"), DEFAULT_DISK_PRESSURE_PERCENT);
+    let (held, first) = stamp(&healthy, &[], "2026-11-29T16:00:00Z");
+    assert_eq!(first.len(), 5, "everything is new on an empty Node");
+    assert!(!differs(&healthy, &held));
+
+    let mut fuller = fixture("pi-healthy");
+    if let Some(fs) = fuller.root_fs.as_mut() {
+        fs.available_bytes -= 1 << 30;
+    }
+    let fuller = judge(&fuller, DEFAULT_DISK_PRESSURE_PERCENT);
+    assert_ne!(fuller, healthy, "the message moved with the figures");
+    assert!(!differs(&fuller, &held), "a figure alone is no write");
+
+    let failing = judge(&fixture("pi-failing"), DEFAULT_DISK_PRESSURE_PERCENT);
+    assert!(differs(&failing, &held));
+    assert!(
+        differs(&healthy, &held[1..]),
+        "a missing condition is a write"
+    );
+}
+
+#[test]
+fn stamping_keeps_transition_times_of_unchanged_statuses() {
+    let healthy = judge(&fixture("pi-healthy"), DEFAULT_DISK_PRESSURE_PERCENT);
+    let (held, _) = stamp(&healthy, &[], "2026-11-29T16:00:00Z");
+    let mut half = fixture("pi-healthy");
+    half.clock_synchronized = Some(false);
+    let half = judge(&half, DEFAULT_DISK_PRESSURE_PERCENT);
+    let (next, transitions) = stamp(&half, &held, "2026-11-29T16:05:00Z");
+    assert_eq!(
+        transitions.iter().map(|j| j.kind).collect::<Vec<_>>(),
+        [CLOCK_UNSYNCHRONIZED]
+    );
+    for c in &next {
+        assert_eq!(c.last_heartbeat_time, "2026-11-29T16:05:00Z");
+        let want = if c.kind == CLOCK_UNSYNCHRONIZED {
+            "2026-11-29T16:05:00Z"
+        } else {
+            "2026-11-29T16:00:00Z"
+        };
+        assert_eq!(c.last_transition_time, want, "{c:?}");
+    }
+}

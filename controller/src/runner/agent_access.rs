@@ -1,0 +1,265 @@
+//! The health agents' access to the API (kube client side): for each node, a
+//! ServiceAccount `kube-system/pictl-agent-<node>`, its legacy token Secret,
+//! and a ClusterRole + ClusterRoleBinding `pictl-agent:<node>` allowing
+//! exactly `patch` on `nodes/status` of that one Node (`resourceNames`) and
+//! `create` on `events`.
+//!
+//! Why one ServiceAccount per node: RBAC has no "the caller's own Node"
+//! (the Node authorizer does that only for kubelet credentials), and a
+//! `nodes/status` patch can also change the Node's labels and annotations
+//! (the status strategy keeps only the spec). One shared token would let a
+//! compromised Pi relabel or mark every other Node; per-node tokens confine
+//! it to its own Node. Why a legacy token Secret rather than TokenRequest:
+//! the agent runs off-cluster for months and has no way to renew a bound,
+//! expiring token; a Secret-backed token is revoked by deleting the Secret or
+//! the ServiceAccount. Objects are server-side applied (field manager
+//! `pictl`), so a re-run changes nothing.
+
+use k8s_openapi::api::core::v1::{Secret as KSecret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::error_chain;
+use crate::secret::Secret;
+use crate::step::Change;
+
+pub const NAMESPACE: &str = "kube-system";
+const MANAGER: &str = "pictl";
+
+/// The names of one node's objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub account: String,
+    pub secret: String,
+    pub role: String,
+}
+
+pub fn names(node: &str) -> Names {
+    Names {
+        account: format!("pictl-agent-{node}"),
+        secret: format!("pictl-agent-{node}-token"),
+        role: format!("pictl-agent:{node}"),
+    }
+}
+
+/// The only rules an agent's token has.
+pub fn rules(node: &str) -> Vec<PolicyRule> {
+    vec![
+        PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["nodes/status".into()]),
+            verbs: vec!["patch".into()],
+            resource_names: Some(vec![node.to_string()]),
+            ..PolicyRule::default()
+        },
+        PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["events".into()]),
+            verbs: vec!["create".into()],
+            ..PolicyRule::default()
+        },
+    ]
+}
+
+fn role_ref(n: &Names) -> RoleRef {
+    RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: "ClusterRole".into(),
+        name: n.role.clone(),
+    }
+}
+
+fn subjects(n: &Names) -> Vec<Subject> {
+    vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: n.account.clone(),
+        namespace: Some(NAMESPACE.into()),
+        ..Subject::default()
+    }]
+}
+
+fn failed(what: &str, e: &kube::Error) -> String {
+    format!("{what}: {}", error_chain(e))
+}
+
+/// What the API lacks for `node` (read-only).
+pub async fn plan(client: &kube::Client, node: &str) -> Result<Vec<Change>, String> {
+    let n = names(node);
+    let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let roles: kube::Api<ClusterRole> = kube::Api::all(client.clone());
+    let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+    let mut out = Vec::new();
+    let what = |kind: &str, name: &str| format!("{kind} {name}");
+    if sa
+        .get_opt(&n.account)
+        .await
+        .map_err(|e| failed("reading ServiceAccount", &e))?
+        .is_none()
+    {
+        out.push(Change::new(
+            what("ServiceAccount", &format!("{NAMESPACE}/{}", n.account)),
+            "absent",
+            "created",
+        ));
+    }
+    let secret = secrets
+        .get_opt(&n.secret)
+        .await
+        .map_err(|e| failed("reading Secret", &e))?;
+    if secret.is_none() {
+        out.push(Change::new(
+            what("Secret", &format!("{NAMESPACE}/{}", n.secret)),
+            "absent",
+            "token requested",
+        ));
+    }
+    match roles
+        .get_opt(&n.role)
+        .await
+        .map_err(|e| failed("reading ClusterRole", &e))?
+    {
+        None => out.push(Change::new(
+            what("ClusterRole", &n.role),
+            "absent",
+            "patch nodes/status, create events",
+        )),
+        Some(r) if r.rules.as_deref() != Some(&rules(node)[..]) => out.push(Change::new(
+            what("ClusterRole", &n.role),
+            "other rules",
+            "patch nodes/status, create events",
+        )),
+        Some(_) => {}
+    }
+    match bindings
+        .get_opt(&n.role)
+        .await
+        .map_err(|e| failed("reading ClusterRoleBinding", &e))?
+    {
+        Some(b)
+            if b.role_ref == role_ref(&n) && b.subjects.as_deref() == Some(&subjects(&n)[..]) => {}
+        Some(_) => out.push(Change::new(
+            what("ClusterRoleBinding", &n.role),
+            "other subjects",
+            n.account.clone(),
+        )),
+        None => out.push(Change::new(
+            what("ClusterRoleBinding", &n.role),
+            "absent",
+            n.account.clone(),
+        )),
+    }
+    Ok(out)
+}
+
+/// Server-side applies the four objects.
+pub async fn apply(client: &kube::Client, node: &str) -> Result<(), String> {
+    let n = names(node);
+    let pp = PatchParams::apply(MANAGER).force();
+    let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let roles: kube::Api<ClusterRole> = kube::Api::all(client.clone());
+    let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+    let labels = json!({"app.kubernetes.io/managed-by": "pictl", "app.kubernetes.io/component": "health-agent"});
+    let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": n.account, "namespace": NAMESPACE, "labels": labels}});
+    sa.patch(&n.account, &pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| failed("applying ServiceAccount", &e))?;
+    let obj = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": n.secret, "namespace": NAMESPACE, "labels": labels,
+            "annotations": {"kubernetes.io/service-account.name": n.account}}});
+    secrets
+        .patch(&n.secret, &pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| failed("applying Secret", &e))?;
+    let obj = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": n.role, "labels": labels}, "rules": rules(node)});
+    roles
+        .patch(&n.role, &pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| failed("applying ClusterRole", &e))?;
+    let obj = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": n.role, "labels": labels}, "roleRef": role_ref(&n), "subjects": subjects(&n)});
+    bindings
+        .patch(&n.role, &pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| failed("applying ClusterRoleBinding", &e))?;
+    Ok(())
+}
+
+/// The token and cluster CA the token controller put in the Secret, once it has.
+pub async fn token(client: &kube::Client, node: &str) -> Result<Option<(Secret, String)>, String> {
+    let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let Some(s) = secrets
+        .get_opt(&names(node).secret)
+        .await
+        .map_err(|e| failed("reading the token Secret", &e))?
+    else {
+        return Ok(None);
+    };
+    let data = s.data.unwrap_or_default();
+    let (Some(token), Some(ca)) = (data.get("token"), data.get("ca.crt")) else {
+        return Ok(None);
+    };
+    let token =
+        String::from_utf8(token.0.clone()).map_err(|_| "the token is not text".to_string())?;
+    let ca = String::from_utf8(ca.0.clone()).map_err(|_| "the CA is not text".to_string())?;
+    Ok(Some((Secret::new(token), ca)))
+}
+
+/// Waits (up to `within`) for the token controller to fill the Secret.
+pub async fn wait_token(
+    client: &kube::Client,
+    node: &str,
+    within: std::time::Duration,
+) -> Result<(Secret, String), String> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(t) = token(client, node).await? {
+            return Ok(t);
+        }
+        if start.elapsed() > within {
+            return Err(format!(
+                "the token controller did not fill Secret {NAMESPACE}/{} within {within:?}",
+                names(node).secret
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Deletes `node`'s agent objects (a reset node's token stops working with
+/// its ServiceAccount); what was there, as changes.
+pub async fn remove(client: &kube::Client, node: &str) -> Result<Vec<Change>, String> {
+    let n = names(node);
+    let dp = kube::api::DeleteParams::default();
+    let gone = |r: Result<_, kube::Error>, what: String| match r {
+        Ok(_) => Ok(Some(Change::new(what, "present", "deleted"))),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(failed(&format!("deleting {what}"), &e)),
+    };
+    let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
+    let roles: kube::Api<ClusterRole> = kube::Api::all(client.clone());
+    let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+    let mut out = Vec::new();
+    out.extend(gone(
+        bindings.delete(&n.role, &dp).await.map(|_| ()),
+        format!("ClusterRoleBinding {}", n.role),
+    )?);
+    out.extend(gone(
+        roles.delete(&n.role, &dp).await.map(|_| ()),
+        format!("ClusterRole {}", n.role),
+    )?);
+    out.extend(gone(
+        secrets.delete(&n.secret, &dp).await.map(|_| ()),
+        format!("Secret {NAMESPACE}/{}", n.secret),
+    )?);
+    out.extend(gone(
+        sa.delete(&n.account, &dp).await.map(|_| ()),
+        format!("ServiceAccount {NAMESPACE}/{}", n.account),
+    )?);
+    Ok(out)
+}

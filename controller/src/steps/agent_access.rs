@@ -1,0 +1,181 @@
+//! The health agent's access to the API on the node: its ServiceAccount
+//! token and the cluster CA (0600, owned by the agent's user), the
+//! publishing configuration, and a unit drop-in that lets the sandboxed
+//! agent reach the API server's addresses (its unit allows only localhost).
+//! The agent is restarted when any of them changed. It runs after the API
+//! is up (the `agent-access` phase) with [`Desired::agent_access`] filled
+//! from the token Secret; in the node phases it skips.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::file::{self, MetaFix};
+use crate::artifacts::sha256_hex;
+use crate::facts::{FileMeta, paths};
+use crate::secret::Secret;
+use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
+use crate::transport::RemoteCommand;
+
+pub struct AgentAccess;
+
+/// What the node should hold (computed by the `agent-access` phase).
+#[derive(Debug, Clone)]
+pub struct AccessFiles {
+    pub token: Secret,
+    pub ca_pem: String,
+    pub publish_conf: String,
+    pub dropin: String,
+}
+
+/// The publishing configuration for `node` against `server` (`https://…`).
+pub fn publish_conf(server: &str, node: &str) -> String {
+    format!(
+        "# Managed by pictl: where pictl-agent publishes this node's conditions.\n\
+         server = {server}\nnode = {node}\ntoken_file = {}\nca_file = {}\n",
+        paths::AGENT_TOKEN,
+        paths::AGENT_CA
+    )
+}
+
+/// The drop-in opening the agent's IP firewall to the API server's addresses.
+pub fn dropin(addresses: &[String]) -> String {
+    format!(
+        "# Managed by pictl: the health agent reaches the API server (and nothing else).\n\
+         [Service]\nIPAddressAllow={}\n",
+        addresses.join(" ")
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentAccessPlan {
+    /// Files to (re)write, with what they were ("absent" or "other content").
+    pub write: Vec<(&'static str, &'static str)>,
+    pub fixes: Vec<MetaFix>,
+    /// The drop-in changed: systemd must reload.
+    pub daemon_reload: bool,
+    /// Restart the agent (anything it reads at start changed).
+    pub restart: bool,
+}
+
+impl Plan for AgentAccessPlan {
+    fn changes(&self) -> Vec<Change> {
+        let mut out: Vec<Change> = self
+            .write
+            .iter()
+            .map(|(path, before)| Change::new(*path, *before, "pictl's"))
+            .collect();
+        out.extend(self.fixes.iter().flat_map(MetaFix::changes));
+        if self.restart {
+            out.push(Change::new("pictl-agent.service", "running", "restarted"));
+        }
+        out
+    }
+}
+
+/// Each file with its content and wanted metadata.
+fn files(a: &AccessFiles, ids: (u32, u32)) -> [(&'static str, &[u8], FileMeta); 4] {
+    let agent = FileMeta {
+        mode: 0o600,
+        uid: ids.0,
+        gid: ids.1,
+    };
+    [
+        (paths::AGENT_TOKEN, a.token.expose().as_bytes(), agent),
+        (paths::AGENT_CA, a.ca_pem.as_bytes(), agent),
+        (paths::AGENT_PUBLISH, a.publish_conf.as_bytes(), file::UNIT),
+        (paths::AGENT_DROPIN, a.dropin.as_bytes(), file::UNIT),
+    ]
+}
+
+/// `$1` uid:gid of the agent, `$2` daemon-reload yes|no, `$3` restart yes|no.
+const SCRIPT: &str = r#"set -eu
+chown -- "$1" /etc/pictl-agent/token /etc/pictl-agent/ca.crt
+[ "$2" = yes ] && systemctl daemon-reload
+[ "$3" = yes ] && systemctl restart pictl-agent.service
+true
+"#;
+
+impl Step for AgentAccess {
+    const ID: StepId = StepId::AgentAccess;
+    type Plan = AgentAccessPlan;
+
+    fn check(&self, cx: &NodeCx<'_>) -> Check<AgentAccessPlan> {
+        if !matches!(cx.desired.agent, Some(Ok(_))) {
+            return Check::Skip("no health agent on this node".into());
+        }
+        let Some(access) = &cx.desired.agent_access else {
+            return Check::Skip("the API is not up yet".into());
+        };
+        let Some(ids) = cx.facts.agent_ids else {
+            return Check::Blocked(
+                "the pictl-agent user does not exist (the health-agent step creates it)".into(),
+            );
+        };
+        let mut write = Vec::new();
+        let mut fixes = Vec::new();
+        for (path, bytes, want) in files(access, ids) {
+            match cx.facts.file_sha(path) {
+                Some(sha) if sha == sha256_hex(bytes) => {
+                    fixes.extend(MetaFix::check(cx.facts, path, want))
+                }
+                Some(_) => write.push((path, "other content")),
+                None => write.push((path, "absent")),
+            }
+        }
+        if write.is_empty() && fixes.is_empty() {
+            return Check::Converged;
+        }
+        let daemon_reload = write.iter().any(|(p, _)| *p == paths::AGENT_DROPIN);
+        Check::Change(AgentAccessPlan {
+            restart: !write.is_empty(),
+            daemon_reload,
+            write,
+            fixes,
+        })
+    }
+
+    async fn apply(
+        &self,
+        cx: &NodeCx<'_>,
+        io: StepIo<'_>,
+        plan: &AgentAccessPlan,
+    ) -> Result<Applied, StepError> {
+        let (Some(access), Some(ids)) = (&cx.desired.agent_access, cx.facts.agent_ids) else {
+            return Ok(Applied::Done);
+        };
+        let (t, sudo) = (io.transport, cx.node.ssh.sudo);
+        if !plan.write.is_empty() {
+            let mkdir = RemoteCommand::new("install")
+                .args([
+                    "-d",
+                    "-m",
+                    "0755",
+                    "/etc/pictl-agent",
+                    "/etc/systemd/system/pictl-agent.service.d",
+                ])
+                .sudo(sudo);
+            StepError::check_output("creating /etc/pictl-agent", t.exec(&mkdir).await?)?;
+        }
+        for (path, bytes, want) in files(access, ids) {
+            if plan.write.iter().any(|(p, _)| *p == path) {
+                // Written root-owned (0600 for the secrets), then handed to the agent's user.
+                t.put_file(bytes, path, want.mode, sudo).await?;
+            }
+        }
+        for fix in &plan.fixes {
+            fix.apply(t, sudo).await?;
+        }
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let cmd = RemoteCommand::script(SCRIPT)
+            .args([
+                format!("{}:{}", ids.0, ids.1),
+                yes(plan.daemon_reload).into(),
+                yes(plan.restart).into(),
+            ])
+            .sudo(sudo)
+            .timeout(Duration::from_secs(60));
+        StepError::check_output("handing the token to pictl-agent", t.exec(&cmd).await?)?;
+        Ok(Applied::Done)
+    }
+}

@@ -1,0 +1,436 @@
+//! Node health where people look, end to end in the lab: `pictl apply` gives
+//! each node's health agent its own least-privilege token, the agents publish
+//! Node conditions and Events that real kubectl shows, a full root filesystem
+//! turns `RootDiskPressure` True and back, a healthy lab writes nothing, and a
+//! token cannot touch another Node or anything else. Writes are counted at
+//! the simulator (`/v1-k3s/sim/requests`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use pictl_e2e::{Case, Lab, LabSpec, harness};
+use serde_json::Value;
+
+/// The agents' interval in the timed cases (agent config, see `fast_agents`).
+const INTERVAL: u64 = 5;
+
+fn main() -> ExitCode {
+    let cases: &[Case] = pictl_e2e::cases![
+        apply_gives_each_agent_its_own_token_and_the_conditions_appear,
+        the_agents_token_cannot_patch_another_node_or_anything_else,
+        a_healthy_lab_makes_no_status_writes_for_a_minute,
+        a_full_root_filesystem_turns_root_disk_pressure_true_with_an_event_and_back,
+    ];
+    harness::run(cases, LabSpec { nodes: 2, pi: &[] })
+}
+
+fn pictl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = pictl_e2e::lab::repo_root();
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "pictl",
+                "--bin",
+                "pictl",
+                "-p",
+                "pictl-agent",
+                "--bin",
+                "pictl-agent",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build pictl");
+        assert!(status.success(), "building pictl failed");
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        target.join("debug").join("pictl")
+    })
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `pictl apply --output json` on the lab's inventory.
+fn apply(lab: &Lab) -> Value {
+    static MIRROR: std::sync::Once = std::sync::Once::new();
+    MIRROR.call_once(|| {
+        lab.populate_mirror()
+            .expect("populate the lab's K3s mirror")
+    });
+    let out = Command::new(pictl_bin())
+        .args(["apply", "--output", "json", "-i"])
+        .arg(lab.inventory())
+        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pictl");
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
+    assert_eq!(out.status.code(), Some(0), "{v:#}\n{}", text(&out));
+    v
+}
+
+/// Each (step, status) pictl reported for `node`.
+fn steps(report: &Value, node: &str) -> Vec<(String, String)> {
+    report["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == node))
+        .and_then(|n| n["steps"].as_array())
+        .map(|s| {
+            s.iter()
+                .map(|s| {
+                    (
+                        s["step"].as_str().unwrap_or("").to_string(),
+                        s["status"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn status_of(report: &Value, node: &str, step: &str) -> String {
+    steps(report, node)
+        .into_iter()
+        .find(|(s, _)| s == step)
+        .map(|(_, st)| st)
+        .unwrap_or_else(|| panic!("no {step} for {node} in {report:#}"))
+}
+
+fn kubectl(lab: &Lab, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(lab.dir().join("state").join("kubeconfig"))
+        .args(args)
+        .output()
+        .expect("kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The condition `kind` of `node`, as the API holds it.
+fn condition(lab: &Lab, node: &str, kind: &str) -> Option<Value> {
+    let n: Value = serde_json::from_str(&kubectl(lab, &["get", "node", node, "-o", "json"]))
+        .expect("node json");
+    n["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .cloned()
+}
+
+/// Waits until `node`'s condition `kind` has `status`; returns how long it took.
+fn wait_condition(lab: &Lab, node: &str, kind: &str, status: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if condition(lab, node, kind).is_some_and(|c| c["status"] == status) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{node} {kind} is not {status} after {within:?}: {:?}\n{}",
+            condition(lab, node, kind),
+            lab.ssh_ok(node, "root", "journalctl -u pictl-agent --no-pager -n 20")
+                .unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The simulator's request counts (simulator-only endpoint, on the server).
+fn counts(lab: &Lab) -> Value {
+    let out = lab
+        .ssh_ok(
+            "node1",
+            "root",
+            "curl -sf --cacert /var/lib/rancher/k3s/server/tls/server-ca.crt https://127.0.0.1:6443/v1-k3s/sim/requests",
+        )
+        .expect("request counts");
+    serde_json::from_str(&out).expect("counts json")
+}
+
+/// Sum of the counts whose key starts with `prefix` (a verb and resource).
+fn sum(c: &Value, prefix: &str) -> u64 {
+    c.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Agent config for the timed cases: a short interval (and, for `node`, a
+/// disk threshold), then a restart. pictl's next apply writes its own back.
+fn configure_agent(lab: &Lab, node: &str, extra: &str) {
+    let cmd = format!(
+        "set -e; f=/etc/pictl-agent/publish.conf; sed -i '/^interval_seconds\\|^disk_pressure_percent/d' $f; \
+         printf 'interval_seconds = {INTERVAL}\\n{extra}' >> $f; systemctl restart pictl-agent; \
+         for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:9750/v1/report && break; sleep 0.2; done"
+    );
+    lab.ssh_ok(node, "root", &cmd).expect("configure the agent");
+}
+
+fn agent_report(lab: &Lab, node: &str) -> Value {
+    let r = lab
+        .ssh_ok(node, "lab", "curl -s http://127.0.0.1:9750/v1/report")
+        .expect("report");
+    serde_json::from_str(&r).expect("report json")
+}
+
+fn apply_gives_each_agent_its_own_token_and_the_conditions_appear(lab: &Lab) {
+    let first = apply(lab);
+    for n in ["node1", "node2"] {
+        assert_eq!(status_of(&first, n, "agent-rbac"), "changed", "{first:#}");
+        assert_eq!(status_of(&first, n, "agent-access"), "changed", "{first:#}");
+        // The token is the agent's alone, and in nobody's argv.
+        let files = lab
+            .ssh_ok(
+                n,
+                "root",
+                "stat -c '%a %U %n' /etc/pictl-agent/token /etc/pictl-agent/ca.crt",
+            )
+            .expect("stat");
+        assert_eq!(
+            files.lines().collect::<Vec<_>>(),
+            [
+                "600 pictl-agent /etc/pictl-agent/token",
+                "600 pictl-agent /etc/pictl-agent/ca.crt"
+            ]
+        );
+        let argv = lab
+            // The pattern comes from the file (-f), so grep's own argv holds no token.
+            .ssh_ok(n, "root", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -cFf /etc/pictl-agent/token || true")
+            .expect("argv scan");
+        assert_eq!(argv.trim(), "0", "{n}: the token is in a process's argv");
+    }
+    // The agents publish once they have their token (default interval 30 s).
+    for n in ["node1", "node2"] {
+        wait_condition(lab, n, "K3sServiceDown", "False", Duration::from_secs(45));
+        // The lab's root is the shared host disk: its real use decides this one.
+        let disk = condition(lab, n, "RootDiskPressure").expect("RootDiskPressure published");
+        let want = if disk["status"] == "True" {
+            "RootFilesystemFull"
+        } else {
+            "RootFilesystemHasSpace"
+        };
+        assert_eq!(disk["reason"], want, "{disk:#}");
+        let p = &agent_report(lab, n)["publishing"];
+        assert_eq!(p["state"], "ok", "{p:#}");
+    }
+    let describe = kubectl(lab, &["describe", "node", "node2"]);
+    for kind in [
+        "Ready",
+        "RootDiskPressure",
+        "ClockUnsynchronized",
+        "K3sServiceDown",
+    ] {
+        assert!(
+            describe.lines().any(|l| l.trim_start().starts_with(kind)),
+            "{kind} missing:\n{describe}"
+        );
+    }
+    // A second apply changes nothing.
+    let second = apply(lab);
+    for n in ["node1", "node2"] {
+        for (step, status) in steps(&second, n) {
+            assert!(
+                status == "ok" || status == "skipped",
+                "{n} {step} {status}: {second:#}"
+            );
+        }
+    }
+    // One ServiceAccount and one role per node, limited to that node.
+    let role: Value = serde_json::from_str(&kubectl(
+        lab,
+        &["get", "clusterrole", "pictl-agent:node2", "-o", "json"],
+    ))
+    .expect("role");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"], "resourceNames": ["node2"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}
+        ])
+    );
+}
+
+fn the_agents_token_cannot_patch_another_node_or_anything_else(lab: &Lab) {
+    // On node2, with node2's token (put in a header file by the shell's
+    // printf builtin: never in an argv).
+    let try_ = |method: &str, path: &str| -> (u16, Value) {
+        let cmd = format!(
+            "set -e; umask 077; h=$(mktemp); printf 'Authorization: Bearer %s\\nContent-Type: application/strategic-merge-patch+json\\n' \"$(cat /etc/pictl-agent/token)\" > $h; \
+             curl -s -X {method} -H @$h --cacert /etc/pictl-agent/ca.crt -d '{{}}' -w '\\n%{{http_code}}' https://node1:6443{path}; rm -f $h"
+        );
+        let out = lab.ssh_ok("node2", "root", &cmd).expect("curl on node2");
+        let (body, code) = out.trim_end().rsplit_once('\n').expect("code line");
+        (
+            code.parse().expect("code"),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    };
+    let user = "system:serviceaccount:kube-system:pictl-agent-node2";
+    let (code, _) = try_("PATCH", "/api/v1/nodes/node2/status");
+    assert_eq!(code, 200, "its own Node's status");
+    for (method, path, want) in [
+        (
+            "PATCH",
+            "/api/v1/nodes/node1/status",
+            format!(
+                "nodes \"node1\" is forbidden: User \"{user}\" cannot patch resource \"nodes/status\" in API group \"\" at the cluster scope"
+            ),
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/node2",
+            format!(
+                "nodes \"node2\" is forbidden: User \"{user}\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope"
+            ),
+        ),
+        (
+            "GET",
+            "/api/v1/nodes",
+            format!(
+                "nodes is forbidden: User \"{user}\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
+            ),
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/kube-system/secrets",
+            format!(
+                "secrets is forbidden: User \"{user}\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\""
+            ),
+        ),
+    ] {
+        let (code, status) = try_(method, path);
+        assert_eq!(code, 403, "{method} {path}: {status}");
+        assert_eq!(status["message"], want.as_str(), "{method} {path}");
+    }
+}
+
+fn a_healthy_lab_makes_no_status_writes_for_a_minute(lab: &Lab) {
+    // The host disk the nodes share may sit near the default threshold while
+    // other work fills and frees it: keep that out of the question.
+    for n in ["node1", "node2"] {
+        configure_agent(lab, n, "disk_pressure_percent = 99.9\\n");
+    }
+    // Each restarted agent reads the Node back (an empty patch) and writes
+    // only what differs from it (here, perhaps RootDiskPressure).
+    for n in ["node1", "node2"] {
+        wait_condition(
+            lab,
+            n,
+            "RootDiskPressure",
+            "False",
+            Duration::from_secs(3 * INTERVAL),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(INTERVAL));
+    for n in ["node1", "node2"] {
+        let p = &agent_report(lab, n)["publishing"];
+        assert_eq!(p["state"], "ok", "{n}: {p:#}");
+    }
+    let before = counts(lab);
+    std::thread::sleep(Duration::from_secs(60));
+    let after = counts(lab);
+    eprintln!("request counts over 60 s: before {before}\n after {after}");
+    assert_eq!(
+        sum(&after, "patch nodes/status"),
+        sum(&before, "patch nodes/status"),
+        "status writes in a minute"
+    );
+    assert_eq!(
+        sum(&after, "create events"),
+        sum(&before, "create events"),
+        "events in a minute"
+    );
+}
+
+fn a_full_root_filesystem_turns_root_disk_pressure_true_with_an_event_and_back(lab: &Lab) {
+    // The node's root is an overlay on the host's disk: set the threshold 2 GiB
+    // above its current use, then fill 4 GiB.
+    let fs = &agent_report(lab, "node2")["root_fs"];
+    let (total, avail) = (
+        fs["total_bytes"].as_u64().expect("total"),
+        fs["available_bytes"].as_u64().expect("avail"),
+    );
+    let used = (total - avail) as f64 * 100.0 / total as f64;
+    let margin = (2u64 << 30) as f64 * 100.0 / total as f64; // 2 GiB, in percent
+    configure_agent(
+        lab,
+        "node2",
+        &format!("disk_pressure_percent = {:.3}\\n", used + margin),
+    );
+    wait_condition(
+        lab,
+        "node2",
+        "RootDiskPressure",
+        "False",
+        Duration::from_secs(3 * INTERVAL),
+    );
+    let events_before = sum(&counts(lab), "create events 201");
+
+    lab.ssh_ok("node2", "root", "fallocate -l 4G /var/tmp/pictl-fill")
+        .expect("fill the root filesystem");
+    let took = wait_condition(
+        lab,
+        "node2",
+        "RootDiskPressure",
+        "True",
+        Duration::from_secs(3 * INTERVAL),
+    );
+    eprintln!("RootDiskPressure True after {took:?} (interval {INTERVAL} s)");
+    let c = condition(lab, "node2", "RootDiskPressure").expect("condition");
+    assert_eq!(c["reason"], "RootFilesystemFull", "{c:#}");
+    let describe = kubectl(lab, &["describe", "node", "node2"]);
+    assert!(
+        describe.lines().any(|l| l.contains("Warning")
+            && l.contains("RootFilesystemFull")
+            && l.contains("pictl-agent")),
+        "no Warning event in:\n{describe}"
+    );
+
+    lab.ssh_ok("node2", "root", "rm -f /var/tmp/pictl-fill")
+        .expect("free it");
+    let took = wait_condition(
+        lab,
+        "node2",
+        "RootDiskPressure",
+        "False",
+        Duration::from_secs(3 * INTERVAL),
+    );
+    eprintln!("RootDiskPressure False after {took:?}");
+    let describe = kubectl(lab, &["describe", "node", "node2"]);
+    assert!(
+        describe
+            .lines()
+            .any(|l| l.contains("Normal") && l.contains("RootFilesystemHasSpace")),
+        "no Normal event in:\n{describe}"
+    );
+    assert_eq!(
+        sum(&counts(lab), "create events 201"),
+        events_before + 2,
+        "one Event per transition"
+    );
+    // pictl's next apply puts the agent's configuration back.
+    let report = apply(lab);
+    assert_eq!(
+        status_of(&report, "node2", "agent-access"),
+        "changed",
+        "{report:#}"
+    );
+}
