@@ -150,6 +150,7 @@ rm -f "$OUT"/pictl-*.tar.gz
 for arch in "${arches[@]}"; do
     [ -f "$OUT/pictl-$arch" ] || continue
     stage=$(mktemp -d)
+    chmod 0755 "$stage"
     install -m 0755 "$OUT/pictl-$arch" "$stage/pictl"
     cp -p "$OUT"/pictl-agent-* "$stage/"
     tar -C "$stage" --owner=0 --group=0 -czf "$OUT/pictl-$version-linux-$arch.tar.gz" .
