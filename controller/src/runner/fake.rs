@@ -111,8 +111,7 @@ pub struct FakeTransport {
 }
 
 fn line(key: &str, value: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
-    format!("{key}={b64}\n")
+    facts::record(key, value)
 }
 
 impl FakeTransport {
