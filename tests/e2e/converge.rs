@@ -652,7 +652,8 @@ fn upgrade_goes_server_first_and_survives_a_node_killed_mid_run(lab: &Lab) {
     let inv = inventory_with_version(lab, NEW, "inventory-new.toml");
     // Watch progress; kill node3 while the server is being upgraded: its SSH
     // session (opened for facts) dies mid-run, before the agents' turn.
-    let mut child = pictl_cmd(lab, &inv, &["apply"])
+    // `-v`: the per-node, per-step log (the default view is one line per phase).
+    let mut child = pictl_cmd(lab, &inv, &["apply", "-v"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

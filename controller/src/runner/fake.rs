@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-
 use super::api::ApiConnector;
 use super::connect::Connector;
 use crate::artifacts::sha256_hex;
