@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     --debug) profile=debug; shift ;;
     --json) json=$2; shift 2 ;;
     --id) id=$2; shift 2 ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) args+=("$1"); shift ;;
     esac
 done
