@@ -3,7 +3,7 @@
 # same 3-node lab, interleaved: each round brings up fresh nodes for each
 # tool, times its first bootstrap, then a no-op re-run (changed=0 expected
 # from both). Prints every figure, the medians and the ratios.
-#   bench/ansible/compare.sh [--rounds 3] [--nodes 3] [--id K] [--debug]   (as root)
+#   bench/ansible/compare.sh [--rounds 3] [--nodes 3] [--id K] [--debug | --pictl BIN]   (as root)
 # Needs the internet once, through the ordinary clients: ansible-core from
 # PyPI into a venv, and python3's Debian packages (apt-get download on this
 # host; the lab's nodes have no internet, so the packages are installed into
@@ -12,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
-rounds=3 nodes=3 profile=release
+rounds=3 nodes=3 profile=release pictl_bin=""
 id=${PICTL_LAB_ID:-4}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
     --nodes) nodes=$2; shift 2 ;;
     --id) id=$2; shift 2 ;;
     --debug) profile=debug; shift ;;
+    --pictl) pictl_bin=$2; shift 2 ;;
     -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -32,21 +33,31 @@ trap '$lab down >/dev/null 2>&1 || true' EXIT
 
 # ---- tools: pictl, ansible-core in a venv, python3 for the nodes
 target=${CARGO_TARGET_DIR:-$root/target}
-if [ "$profile" = release ]; then cargo build --quiet --release -p pictl -p pictl-agent; else cargo build --quiet -p pictl -p pictl-agent; fi
-pictl=$target/$profile/pictl
+if [ -n "$pictl_bin" ]; then
+    pictl=$pictl_bin # (its pictl-agent beside it)
+elif [ "$profile" = release ]; then
+    cargo build --quiet --release -p pictl -p pictl-agent
+    pictl=$target/release/pictl
+else
+    cargo build --quiet -p pictl -p pictl-agent
+    pictl=$target/debug/pictl
+fi
 venv=$cache/ansible-venv
 if [ ! -x "$venv/bin/ansible-playbook" ]; then
     echo "== ansible-core from PyPI into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet "$ANSIBLE_CORE"
 fi
-echo "== $("$venv/bin/ansible-playbook" --version | head -n1)"
+v=$("$venv/bin/ansible-playbook" --version)
+echo "== ${v%%$'\n'*}"
 debs=$cache/python3-debs
 if [ ! -f "$debs/.complete" ]; then
     echo "== python3 and its dependencies as Debian packages, into $debs"
     mkdir -p "$debs"
+    # (mailcap and mime-support: alternatives of media-types that need perl.)
     pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-        --no-replaces --no-enhances --no-pre-depends python3 | grep -E '^[a-z0-9]' | sort -u)
+        --no-replaces --no-enhances --no-pre-depends python3 | grep -E '^[a-z0-9]' |
+        grep -vx -e mailcap -e mime-support | sort -u)
     # shellcheck disable=SC2086
     (cd "$debs" && apt-get download $pkgs >/dev/null)
     touch "$debs/.complete"
@@ -64,12 +75,14 @@ fresh_lab() {
     rm -rf "$dir/state" "$dir/ansible-cache"
     local i pids=()
     for i in $(seq 1 "$nodes"); do
-        mkdir -p "$dir/nodes/node$i/root/tmp/pictl-debs"
-        cp "$debs"/*.deb "$dir/nodes/node$i/root/tmp/pictl-debs/"
-        $lab ssh "node$i" 'cd /tmp/pictl-debs && for d in *.deb; do p=$(dpkg-deb -f "$d" Package); dpkg-query -W "$p" >/dev/null 2>&1 || echo "$d"; done | xargs -r dpkg -i >/dev/null && rm -rf /tmp/pictl-debs' &
+        # (Not /tmp: a node mounts its own tmpfs there.)
+        mkdir -p "$dir/nodes/node$i/root/var/tmp/pictl-debs"
+        cp "$debs"/*.deb "$dir/nodes/node$i/root/var/tmp/pictl-debs/"
+        $lab ssh "node$i" 'cd /var/tmp/pictl-debs && for d in *.deb; do p=$(dpkg-deb -f "$d" Package); dpkg-query -W "$p" >/dev/null 2>&1 || echo "$d"; done | xargs -r dpkg -i >/dev/null && rm -rf /var/tmp/pictl-debs' &
         pids+=($!)
     done
     for i in "${pids[@]}"; do wait "$i"; done
+    $lab ssh node1 python3 --version >/dev/null
 }
 
 hosts_ini() {
@@ -86,7 +99,7 @@ hosts_ini() {
         echo "mirror=http://10.77.$id.1:8099"
         echo "k3s_version=v1.32.5+k3s1"
         echo "cache_dir=$dir/ansible-cache"
-        echo "agent_binary=$target/$profile/pictl-agent"
+        echo "agent_binary=$(dirname "$pictl")/pictl-agent"
         echo "agent_unit=$root/agent/pictl-agent.service"
     } >"$here/hosts.ini"
 }

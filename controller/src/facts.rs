@@ -708,6 +708,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pi_model_ending_in_nul_is_read_by_the_shell_without_it() {
+        let node = Scratch::new();
+        // /proc/device-tree/model on a Pi: no newline, a NUL at the end.
+        std::fs::write(node.path("model"), b"Raspberry Pi 4 Model B Rev 1.4\0").expect("write");
+        let script = node
+            .script
+            .replace("/proc/device-tree/model", &node.path("model"));
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script, "pictl", "no-secrets", "no-record"])
+            .output()
+            .expect("sh");
+        let f = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+        assert_eq!(
+            f.pi_model.as_deref(),
+            Some("Raspberry Pi 4 Model B Rev 1.4")
+        );
+    }
+
+    #[test]
     fn an_unreadable_mode_is_an_error_not_a_default() {
         let out = sample() + &enc("meta", "/usr/local/bin/k3s rwx 0 0");
         let err = Facts::parse(&out, 1000).expect_err("bad mode");
