@@ -54,31 +54,33 @@ debs=$cache/python3-debs
 if [ ! -f "$debs/.complete" ]; then
     echo "== python3 and its dependencies as Debian packages, into $debs"
     mkdir -p "$debs"
-    # (mailcap and mime-support: alternatives of media-types that need perl.)
-    pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-        --no-replaces --no-enhances --no-pre-depends python3 | grep -E '^[a-z0-9]' |
-        grep -vx -e mailcap -e mime-support | sort -u)
-    # shellcheck disable=SC2086
-    (cd "$debs" && apt-get download $pkgs >/dev/null)
+    # Exactly what apt would install on a node: resolved against the lab's
+    # base image's dpkg status (the nodes' own), downloaded here.
+    base=$(ls -d "$(dirname "${PICTL_LAB_CACHE:-/var/cache/pictl-lab/bookworm-base.tar}")"/bookworm-base.rootfs-* 2>/dev/null | head -n1)
+    [ -n "$base" ] || { echo "compare.sh: no unpacked lab base image (run tests/lab/lab up once)" >&2; exit 1; }
+    mkdir -p "$debs/partial"
+    apt-get install -y -qq --download-only --no-install-recommends \
+        -o Dir::State::status="$base/var/lib/dpkg/status" -o Dir::Cache::archives="$debs" python3 >/dev/null
     touch "$debs/.complete"
 fi
 
 dir=$($lab env | sed -n 's/^LAB_DIR=//p' | tr -d "'\"")
 export PICTL_CACHE_DIR=$dir/bench-cache
+# The lab's K3s mirror (kept across `lab down`), laid out once.
+[ -f "$dir/mirror/v1.32.5+k3s1/sha256sum-amd64.txt" ] || tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null
 
 # A fresh lab of $nodes nodes with python3 installed from the host's packages
 # (what a Raspberry Pi OS image has; the base image stays untouched).
 fresh_lab() {
     $lab down >/dev/null 2>&1 || true
     $lab up "$nodes" >/dev/null 2>&1
-    tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null 2>&1
     rm -rf "$dir/state" "$dir/ansible-cache"
     local i pids=()
     for i in $(seq 1 "$nodes"); do
         # (Not /tmp: a node mounts its own tmpfs there.)
         mkdir -p "$dir/nodes/node$i/root/var/tmp/pictl-debs"
         cp "$debs"/*.deb "$dir/nodes/node$i/root/var/tmp/pictl-debs/"
-        $lab ssh "node$i" 'cd /var/tmp/pictl-debs && for d in *.deb; do p=$(dpkg-deb -f "$d" Package); dpkg-query -W "$p" >/dev/null 2>&1 || echo "$d"; done | xargs -r dpkg -i >/dev/null && rm -rf /var/tmp/pictl-debs' &
+        $lab ssh "node$i" 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends /var/tmp/pictl-debs/*.deb >/dev/null && rm -rf /var/tmp/pictl-debs' &
         pids+=($!)
     done
     for i in "${pids[@]}"; do wait "$i"; done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pictl's benchmark on the lab, one command (as root):
 #   tests/lab/bench.sh [--nodes 3,10,25,50] [--concurrency 8,32] [--runs 3]
-#                      [--debug] [--pi] [--no-bootstrap] [--id K] [--json FILE]
+#                      [--debug | --pictl BIN] [--pi] [--no-bootstrap] [--id K] [--json FILE]
 # For each node count: a fresh lab, a first bootstrap (artifacts cached on the
 # controller), no-op re-runs at each concurrency, `pictl status`; wall time,
 # the controller's CPU and peak RSS, the nodes' CPU per node (the lab's
@@ -16,10 +16,12 @@ cd "$root"
 profile=release
 args=()
 json=""
+pictl=""
 id=${PICTL_LAB_ID:-4}
 while [ $# -gt 0 ]; do
     case "$1" in
     --debug) profile=debug; shift ;;
+    --pictl) pictl=$2; shift 2 ;;
     --json) json=$2; shift 2 ;;
     --id) id=$2; shift 2 ;;
     -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -28,15 +30,18 @@ while [ $# -gt 0 ]; do
 done
 export PICTL_LAB_ID=$id
 target=${CARGO_TARGET_DIR:-$root/target}
-if [ "$profile" = release ]; then
-    cargo build --quiet --release -p pictl -p pictl-agent
-else
-    cargo build --quiet -p pictl -p pictl-agent
+if [ -z "$pictl" ]; then
+    if [ "$profile" = release ]; then
+        cargo build --quiet --release -p pictl -p pictl-agent
+    else
+        cargo build --quiet -p pictl -p pictl-agent
+    fi
+    pictl=$target/$profile/pictl
 fi
 dir=$(tests/lab/lab env | sed -n 's/^LAB_DIR=//p' | tr -d "'\"")
 mkdir -p "$dir"
 # The K3s mirror for the lab (the simulator; built once).
-tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null
+[ -f "$dir/mirror/v1.32.5+k3s1/sha256sum-amd64.txt" ] || tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null
 export PICTL_CACHE_DIR="$dir/bench-cache"
-exec python3 tests/lab/bench.py --id "$id" --pictl "$target/$profile/pictl" \
+exec python3 tests/lab/bench.py --id "$id" --pictl "$pictl" \
     --json "${json:-$dir/bench.json}" "${args[@]}"
