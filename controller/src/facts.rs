@@ -1,13 +1,14 @@
 //! Facts: what a node is and what it runs, gathered in ONE round trip.
 //!
-//! A single `sh` script prints `key=base64(value)` lines; [`Facts::parse`]
-//! turns them into plain data that every step's `check` reads. Parsing is
-//! pure and unit-tested; the script only uses coreutils, systemctl and awk,
-//! which every Raspberry Pi OS and Debian image has.
+//! A single `sh` script prints `key=value` records, each ended by a NUL
+//! (see [`record`]); [`Facts::parse`] turns them into plain data that every
+//! step's `check` reads. Parsing is pure and unit-tested; the script only
+//! uses the shell's builtins, coreutils, systemctl and hostname, which every
+//! Raspberry Pi OS and Debian image has, and starts as few processes as it
+//! can: on a Pi, each one costs more than the script's own logic.
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use serde::Serialize;
 
 use crate::arch::Arch;
@@ -49,6 +50,12 @@ pub mod paths {
     ];
 }
 
+/// One record as the script prints it: `key=value` and a NUL (a shell
+/// value cannot hold one, so no escaping is needed).
+pub fn record(key: &str, value: &str) -> String {
+    format!("{key}={value}\0")
+}
+
 /// The script. `$1` is `secrets` on servers (read the join token and admin
 /// kubeconfig) or `no-secrets`; `$2` is `record` when the hash cache may be
 /// written (apply) or `no-record` (read-only commands); the managed file
@@ -60,46 +67,97 @@ pub mod paths {
 pub const SCRIPT: &str = r#"set -u
 umask 077
 secrets=$1; record=$2; shift 2
-e() { printf '%s=' "$1"; printf '%s' "$2" | base64 -w0; printf '\n'; }
+nl='
+'
+# One record: key=value, NUL-terminated (a shell value cannot hold a NUL).
+# Everything below runs in this shell: a process costs a Pi more than the
+# script's whole logic, so only uname, date, stat, systemctl and hostname
+# (and sha256sum and `k3s --version` when their cache misses) are started.
+e() { printf '%s=%s\000' "$1" "$2"; }
+# rd VAR FILE: FILE's text as $(cat FILE) gives it (trailing newlines cut).
+rd() {
+  _t=
+  if [ -r "$2" ]; then
+    while IFS= read -r _l || [ -n "$_l" ]; do _t=$_t$_l$nl; done <"$2"
+  fi
+  while :; do case $_t in *"$nl") _t=${_t%"$nl"} ;; *) break ;; esac; done
+  eval "$1=\$_t"
+}
 e uname "$(uname -m)"
-e os "$( (. /etc/os-release 2>/dev/null; printf '%s' "${PRETTY_NAME:-unknown}") )"
-e model "$(tr -d '\000' </proc/device-tree/model 2>/dev/null)"
-e machine_id "$(cat /etc/machine-id 2>/dev/null)"
-e hostname "$(cat /proc/sys/kernel/hostname)"
-e boot_id "$(cat /proc/sys/kernel/random/boot_id)"
+os=unknown
+if [ -r /etc/os-release ]; then
+  while IFS= read -r _l; do case $_l in PRETTY_NAME=*) os=${_l#PRETTY_NAME=} ;; esac; done </etc/os-release
+fi
+case $os in \"*\") os=${os#\"}; os=${os%\"} ;; \'*\') os=${os#\'}; os=${os%\'} ;; esac
+e os "$os"
+if [ -r /proc/device-tree/model ]; then rd t /proc/device-tree/model; e model "$t"; fi
+rd t /etc/machine-id; e machine_id "$t"
+rd t /proc/sys/kernel/hostname; e hostname "$t"
+rd t /proc/sys/kernel/random/boot_id; e boot_id "$t"
 e now "$(date +%s)"
-e cgroup2 "$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
-e cgroup1 "$(awk '$1=="memory"{print $4}' /proc/cgroups 2>/dev/null)"
+rd t /sys/fs/cgroup/cgroup.controllers; e cgroup2 "$t"
+t=
+if [ -r /proc/cgroups ]; then
+  while read -r n _ _ en; do [ "$n" = memory ] && t=$en; done </proc/cgroups
+fi
+e cgroup1 "$t"
 for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
-  if [ -f "$f" ] && ! grep -q 'DO NOT EDIT' "$f"; then e cmdline_path "$f"; e cmdline "$(cat "$f")"; break; fi
+  [ -f "$f" ] || continue
+  rd t "$f"
+  case $t in *'DO NOT EDIT'*) continue ;; esac
+  e cmdline_path "$f"; e cmdline "$t"; break
 done
-if [ -x /usr/local/bin/k3s ]; then e k3s_version "$(/usr/local/bin/k3s --version 2>/dev/null | head -n1)"; fi
-# Hashing a 70 MB k3s on a Pi 4 (no ARMv8 crypto) takes most of a second:
-# reuse a hash while the file's inode, size and ctime are unchanged (ctime
+# Hashing a 70 MB k3s on a Pi 4 (no ARMv8 crypto) takes most of a second,
+# and `k3s --version` starts a 70 MB Go program: reuse a hash (and K3s's
+# version) while the file's inode, size and ctime are unchanged (ctime
 # cannot be set back by touch). Only `apply` records the cache.
 cache=/var/lib/pictl/hashes
-seen=""
-for f in "$@"; do
-  if [ -f "$f" ]; then
-    id=$(stat -c '%i %s %.9Z' "$f")
-    sha=$(awk -v f="$f" -v id="$id" '$1 == f && $2" "$3" "$4 == id { print $5 }' "$cache" 2>/dev/null)
-    [ -n "$sha" ] || sha=$(sha256sum "$f" | cut -d' ' -f1)
-    e file "$f $sha"
-    e meta "$f $(stat -c '%a %u %g' "$f")"
-    seen="$seen$f $id $sha
-"
-  fi
-done
-if [ "$record" = record ]; then
-  mkdir -p /var/lib/pictl && chmod 700 /var/lib/pictl
-  printf '%s' "$seen" > "$cache.tmp" && mv "$cache.tmp" "$cache"
-  # A record written by an older pictl (without umask) is made private too.
-  chmod 600 /var/lib/pictl/k3s-started-with 2>/dev/null
+rd old "$cache"
+x=$nl$old$nl
+seen=""; kid=""; dmode=""; smode=""
+ids=$(stat -c '%i %s %.9Z %a %u %g %n' -- "$@" /var/lib/pictl /var/lib/pictl/k3s-started-with 2>/dev/null)
+while read -r i s c m u g f; do
+  case $f in
+  /var/lib/pictl) dmode=$m; continue ;;
+  /var/lib/pictl/k3s-started-with) smode=$m; continue ;;
+  esac
+  [ -f "$f" ] || continue
+  id="$i $s $c"
+  r=${x#*"$nl$f $id "}
+  if [ "$r" != "$x" ]; then sha=${r%%"$nl"*}; else sha=$(sha256sum "$f"); sha=${sha%% *}; fi
+  e file "$f $sha"
+  e meta "$f $m $u $g"
+  seen="$seen$f $id $sha$nl"
+  [ "$f" != /usr/local/bin/k3s ] || kid=$id
+done <<END
+$ids
+END
+if [ -x /usr/local/bin/k3s ]; then
+  v=""
+  if [ -n "$kid" ]; then r=${x#*"${nl}k3s-version $kid "}; [ "$r" = "$x" ] || v=${r%%"$nl"*}; fi
+  if [ -z "$v" ]; then v=$(/usr/local/bin/k3s --version 2>/dev/null); v=${v%%"$nl"*}; fi
+  e k3s_version "$v"
+  [ -z "$kid" ] || [ -z "$v" ] || seen="${seen}k3s-version $kid $v$nl"
 fi
-e started_with "$(cat /var/lib/pictl/k3s-started-with 2>/dev/null)"
-for u in k3s.service k3s-agent.service pictl-agent.service; do
-  e unit "$u $(systemctl show -p LoadState,ActiveState,UnitFileState,NeedDaemonReload "$u" 2>/dev/null | tr '\n' ' ')"
-done
+if [ "$record" = record ]; then
+  [ "$dmode" = 700 ] || { mkdir -p /var/lib/pictl && chmod 700 /var/lib/pictl; }
+  # A record written by an older pictl (without umask) is made private too.
+  [ -z "$smode" ] || [ "$smode" = 600 ] || chmod 600 /var/lib/pictl/k3s-started-with
+  [ "$seen" = "${old:+$old$nl}" ] || { printf '%s' "$seen" > "$cache.tmp" && mv "$cache.tmp" "$cache"; }
+fi
+rd t /var/lib/pictl/k3s-started-with; e started_with "$t"
+# The three units in one systemctl call; each block ends with an empty line.
+us=$(systemctl show -p Id,LoadState,ActiveState,UnitFileState,NeedDaemonReload k3s.service k3s-agent.service pictl-agent.service 2>/dev/null)
+id=""; p=""
+while IFS= read -r l || [ -n "$id" ]; do
+  case $l in
+  Id=*) id=${l#Id=} ;;
+  ?*) p="$p$l " ;;
+  *) [ -z "$id" ] || e unit "$id $p"; id=""; p="" ;;
+  esac
+done <<END
+$us
+END
 # A K3s install pictl did not write (install.sh's, or by hand), to adopt:
 # its unit, the unit's .service.env, and config.yaml.
 # Each file is read once; the first foreign unit is the one reported, with
@@ -107,28 +165,40 @@ done
 for u in k3s.service k3s-agent.service; do
   f=/etc/systemd/system/$u
   [ -f "$f" ] || continue
-  t=$(cat "$f")
-  case "$t" in '# Managed by pictl'*) continue ;; esac
+  rd t "$f"
+  case $t in '# Managed by pictl'*) continue ;; esac
   e foreign_unit "$u $t"
-  if [ -f "$f.env" ]; then e foreign_env "$(cat "$f.env")"; fi
+  if [ -f "$f.env" ]; then rd t "$f.env"; e foreign_env "$t"; fi
   break
 done
 c=/etc/rancher/k3s/config.yaml
 if [ -f "$c" ]; then
-  t=$(cat "$c")
-  case "$t" in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
+  rd t "$c"
+  case $t in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
 fi
 e addresses "$(hostname -I 2>/dev/null)"
-e agent_ids "$(id -u pictl-agent 2>/dev/null) $(id -g pictl-agent 2>/dev/null)"
-e tools_missing "$(for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>&1 || printf '%s ' "$c"; done)"
-e dropins "$(ls -A /etc/rancher/k3s/config.yaml.d 2>/dev/null | tr '\n' ' ')"
+t=""
+for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>&1 || t="$t$c "; done
+e tools_missing "$t"
+t=""; d=/etc/rancher/k3s/config.yaml.d
+if [ -d "$d" ]; then
+  for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+    if [ -e "$f" ] || [ -L "$f" ]; then t="$t${f##*/} "; fi
+  done
+fi
+e dropins "$t"
+t=""
+while IFS=: read -r n _ u g _; do
+  if [ "$n" = pictl-agent ]; then t="$u $g"; fi
+done </etc/passwd
+e agent_ids "$t"
 # K3s's datastore: embedded etcd once db/etcd/member/wal exists, else SQLite.
 db=/var/lib/rancher/k3s/server/db
 if [ -d $db/etcd/member/wal ]; then e datastore etcd; elif [ -f $db/state.db ]; then e datastore sqlite; fi
 if [ "$secrets" = secrets ]; then
-  if [ -f /var/lib/rancher/k3s/server/token ]; then e token "$(cat /var/lib/rancher/k3s/server/token)"; fi
-  if [ -f /var/lib/rancher/k3s/server/agent-token ]; then e agent_token "$(cat /var/lib/rancher/k3s/server/agent-token)"; fi
-  if [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
+  if [ -f /var/lib/rancher/k3s/server/token ]; then rd t /var/lib/rancher/k3s/server/token; e token "$t"; fi
+  if [ -f /var/lib/rancher/k3s/server/agent-token ]; then rd t /var/lib/rancher/k3s/server/agent-token; e agent_token "$t"; fi
+  if [ -f /etc/rancher/k3s/k3s.yaml ]; then rd t /etc/rancher/k3s/k3s.yaml; e kubeconfig "$t"; fi
 fi
 "#;
 
@@ -337,14 +407,18 @@ fn scan(output: &str) -> Result<Scanned<'_>, FactsError> {
         file_meta: BTreeMap::new(),
         units: BTreeMap::new(),
     };
-    for line in output.lines() {
-        let Some((key, b64)) = line.split_once('=') else {
+    for record in output.split('\0') {
+        let record = record.trim_start_matches('\n');
+        if record.is_empty() {
             continue;
+        }
+        let Some((key, value)) = record.split_once('=') else {
+            return Err(FactsError(format!(
+                "unreadable record {:?}",
+                crate::escape_controls(record)
+            )));
         };
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|_| FactsError(format!("value of {key} is not base64")))?;
-        let value = String::from_utf8_lossy(&bytes).into_owned();
+        let value = value.to_string();
         match key {
             "file" => {
                 if let Some((path, sha)) = value.split_once(' ') {
@@ -417,10 +491,7 @@ mod tests {
     use super::*;
 
     fn enc(k: &str, v: &str) -> String {
-        format!(
-            "{k}={}\n",
-            base64::engine::general_purpose::STANDARD.encode(v)
-        )
+        record(k, v)
     }
 
     fn sample() -> String {
@@ -561,6 +632,158 @@ mod tests {
         );
     }
 
+    /// A scratch node for running the script locally: pictl's record
+    /// directory and the K3s binary moved under a temp dir, and every
+    /// program the script starts logged by a shim on `PATH`.
+    struct Scratch {
+        dir: tempfile::TempDir,
+        script: String,
+    }
+
+    impl Scratch {
+        fn new() -> Self {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir().expect("tmp");
+            let root = dir.path().to_string_lossy().into_owned();
+            let bin = dir.path().join("bin");
+            std::fs::create_dir(&bin).expect("bin");
+            let shims = [
+                "uname",
+                "date",
+                "stat",
+                "sha256sum",
+                "systemctl",
+                "hostname",
+                "mkdir",
+                "chmod",
+                "mv",
+            ];
+            for p in shims {
+                let real = ["/usr/bin", "/bin"]
+                    .iter()
+                    .map(|d| format!("{d}/{p}"))
+                    .find(|f| std::path::Path::new(f).exists())
+                    .unwrap_or_else(|| format!("/bin/{p}"));
+                let shim = format!("#!/bin/sh\necho {p} >>{root}/programs\nexec {real} \"$@\"\n");
+                std::fs::write(bin.join(p), shim).expect("shim");
+                std::fs::set_permissions(bin.join(p), std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+            let k3s = format!(
+                "#!/bin/sh\necho k3s >>{root}/programs\necho 'k3s version v1.32.5+k3s1 (8e8f2a47)'\necho 'go version go1.23'\n"
+            );
+            std::fs::write(dir.path().join("k3s"), k3s).expect("k3s");
+            std::fs::set_permissions(
+                dir.path().join("k3s"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .expect("chmod");
+            let script = SCRIPT
+                .replace("/var/lib/pictl", &format!("{root}/lib"))
+                .replace(paths::K3S_BIN, &format!("{root}/k3s"));
+            Self { dir, script }
+        }
+
+        fn path(&self, p: &str) -> String {
+            self.dir.path().join(p).to_string_lossy().into_owned()
+        }
+
+        /// Runs the script; returns the facts and the programs it started.
+        fn run(&self, record: &str, files: &[String]) -> (Facts, Vec<String>) {
+            let _ = std::fs::remove_file(self.path("programs"));
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-c", &self.script, "pictl", "no-secrets", record])
+                .args(files)
+                .env("PATH", self.path("bin"))
+                .output()
+                .expect("sh");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let facts = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+            let programs = std::fs::read_to_string(self.path("programs")).unwrap_or_default();
+            (facts, programs.lines().map(String::from).collect())
+        }
+    }
+
+    #[test]
+    fn hashes_and_the_k3s_version_are_served_from_the_cache() {
+        let node = Scratch::new();
+        let (k3s, conf) = (node.path("k3s"), node.path("config.yaml"));
+        std::fs::write(&conf, "a: 1\n").expect("write");
+        let files = [k3s.clone(), conf.clone()];
+        let (f, first) = node.run("record", &files);
+        assert_eq!(f.k3s_version.as_deref(), Some("v1.32.5+k3s1"));
+        let real = crate::artifacts::sha256_hex(b"a: 1\n");
+        assert_eq!(f.file_sha(&conf), Some(real.as_str()));
+        assert_eq!(
+            first.iter().filter(|p| *p == "sha256sum").count(),
+            2,
+            "{first:?}"
+        );
+        assert!(first.contains(&"k3s".to_string()), "{first:?}");
+        // A hit: neither K3s nor sha256sum runs, and nothing is rewritten.
+        let (f, again) = node.run("record", &files);
+        assert_eq!(f.k3s_version.as_deref(), Some("v1.32.5+k3s1"));
+        assert_eq!(f.file_sha(&conf), Some(real.as_str()));
+        assert_eq!(again, ["uname", "date", "stat", "systemctl", "hostname"]);
+        // What is reported on a hit is the cache's word (proof it was used) ...
+        let cache = std::fs::read_to_string(node.path("lib/hashes")).expect("cache");
+        std::fs::write(node.path("lib/hashes"), cache.replace(&real, "feed")).expect("poison");
+        let (f, _) = node.run("no-record", &files);
+        assert_eq!(f.file_sha(&conf), Some("feed"));
+        // ... and a changed file (new ctime) is hashed again.
+        std::fs::write(&conf, "a: 2\n").expect("write");
+        let (f, changed) = node.run("no-record", &files);
+        let now = crate::artifacts::sha256_hex(b"a: 2\n");
+        assert_eq!(f.file_sha(&conf), Some(now.as_str()));
+        assert_eq!(
+            changed.iter().filter(|p| *p == "sha256sum").count(),
+            1,
+            "{changed:?}"
+        );
+    }
+
+    #[test]
+    fn the_script_reads_files_with_builtins_exactly_as_cat_would() {
+        let node = Scratch::new();
+        // Backslashes, leading spaces, no final newline, several trailing ones.
+        let text = "  a\\b\n\tc=d\n\n\nlast";
+        for (body, want) in [(text.to_string(), text), (format!("{text}\n\n\n"), text)] {
+            std::fs::write(node.path("k3s.yaml"), &body).expect("write");
+            let script = node
+                .script
+                .replace("/etc/rancher/k3s/k3s.yaml", &node.path("k3s.yaml"));
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-c", &script, "pictl", "secrets", "no-record"])
+                .output()
+                .expect("sh");
+            let f = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+            assert_eq!(f.admin_kubeconfig.as_ref().map(Secret::expose), Some(want));
+        }
+    }
+
+    #[test]
+    fn a_pi_model_ending_in_nul_is_read_by_the_shell_without_it() {
+        let node = Scratch::new();
+        // /proc/device-tree/model on a Pi: no newline, a NUL at the end.
+        std::fs::write(node.path("model"), b"Raspberry Pi 4 Model B Rev 1.4\0").expect("write");
+        let script = node
+            .script
+            .replace("/proc/device-tree/model", &node.path("model"));
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script, "pictl", "no-secrets", "no-record"])
+            .output()
+            .expect("sh");
+        let f = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+        assert_eq!(
+            f.pi_model.as_deref(),
+            Some("Raspberry Pi 4 Model B Rev 1.4")
+        );
+    }
+
     #[test]
     fn an_unreadable_mode_is_an_error_not_a_default() {
         let out = sample() + &enc("meta", "/usr/local/bin/k3s rwx 0 0");
@@ -572,14 +795,14 @@ mod tests {
     fn the_script_keeps_pictls_records_private() {
         assert!(SCRIPT.starts_with("set -u\numask 077\n"));
         assert!(SCRIPT.contains("chmod 700 /var/lib/pictl"));
-        assert!(SCRIPT.contains("stat -c '%a %u %g'"));
+        assert!(SCRIPT.contains("stat -c '%i %s %.9Z %a %u %g %n'"));
     }
 
     #[test]
     fn missing_essentials_are_an_error_not_a_guess() {
         let err = Facts::parse(&enc("uname", "x86_64"), 0).expect_err("incomplete");
         assert!(err.to_string().contains("did not report"), "{err}");
-        assert!(Facts::parse("uname=!!!\n", 0).is_err());
+        assert!(Facts::parse("uname\0", 0).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod k3s_flags;
 pub mod kubeconfig;
 pub mod manual;
+pub mod progress;
 pub mod recap;
 pub mod relay;
 pub mod render;

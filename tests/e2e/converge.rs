@@ -572,8 +572,9 @@ fn upgrade_goes_server_first_and_survives_a_node_killed_mid_run(lab: &Lab) {
     // session (opened for facts) dies mid-run, before the agents' turn.
     // --no-drain: this case is about the order and a node lost mid-run; with
     // node3 gone the playson budget would rightly block node2's drain
-    // (drains are tests/e2e/upgrade.rs's).
-    let mut child = pictl_cmd(lab, &inv, &["apply", "--no-drain"])
+    // (drains are tests/e2e/upgrade.rs's). `-v`: the per-node, per-step log
+    // (the default view is one line per phase).
+    let mut child = pictl_cmd(lab, &inv, &["apply", "--no-drain", "-v"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

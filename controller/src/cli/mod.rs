@@ -422,7 +422,8 @@ fn options(cli: &Cli, mode: Mode, diff: bool, upgrade: runner::Upgrade) -> runne
         api: Arc::new(runner::KubeconfigApi),
         progress: match mode {
             Mode::Plan => Arc::new(runner::WarningsOnly),
-            Mode::Apply => Arc::new(runner::StderrProgress),
+            Mode::Apply if cli.verbose > 0 => Arc::new(runner::StderrProgress),
+            Mode::Apply => Arc::new(crate::progress::LiveProgress::stderr()),
         },
         cache_dir: crate::artifacts::default_cache_dir(),
         wait: Duration::from_secs(cli.wait),
@@ -451,6 +452,7 @@ async fn converge(
         Mode::Plan => runner::plan(&inv, &opts).await,
         Mode::Apply => runner::apply(&inv, &opts).await,
     };
+    opts.progress.finish();
     finish(cli, mode, result)
 }
 
@@ -498,13 +500,9 @@ async fn reset(
         return ExitCode::from(EXIT_FAILURE);
     }
     let mode = if yes { Mode::Apply } else { Mode::Plan };
-    let result = runner::reset(
-        &inv,
-        &options(cli, mode, false, runner::Upgrade::default()),
-        nodes,
-        yes,
-    )
-    .await;
+    let opts = options(cli, mode, false, runner::Upgrade::default());
+    let result = runner::reset(&inv, &opts, nodes, yes).await;
+    opts.progress.finish();
     if !yes && result.as_ref().is_ok_and(runner::RunReport::changed) {
         eprintln!(
             "pictl reset: nothing was removed; run again with --yes to remove what is listed"

@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-
 use super::api::ApiConnector;
 use super::connect::Connector;
 use crate::artifacts::sha256_hex;
@@ -145,8 +143,7 @@ pub struct FakeTransport {
 }
 
 fn line(key: &str, value: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
-    format!("{key}={b64}\n")
+    facts::record(key, value)
 }
 
 impl FakeTransport {

@@ -24,6 +24,7 @@ async fn one<P: Phase>(phase: &P, run: &mut Run<'_>, w: Option<&Writer>) -> Resu
         Selected::Nodes(n) => n,
         Selected::Cluster => Vec::new(),
     };
+    run.opts.progress.phase(P::NAME, nodes.len());
     let span = tracing::info_span!("phase", name = P::NAME);
     match w {
         None => phase.plan(run, &nodes).instrument(span).await,

@@ -42,6 +42,16 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
+    /// `[node] step: status (detail)`, not yet escaped.
+    pub fn line(&self) -> String {
+        let (topic, stage) = (self.topic_word(), self.stage_word());
+        if self.detail.is_empty() {
+            format!("[{}] {topic}: {stage}", self.subject)
+        } else {
+            format!("[{}] {topic}: {stage} {}", self.subject, self.detail)
+        }
+    }
+
     pub fn topic_word(&self) -> &'static str {
         match self.topic {
             Topic::Step(s) => s.as_str(),
@@ -72,6 +82,12 @@ impl Event<'_> {
 /// How a run reports progress while it works.
 pub trait Progress: Send + Sync {
     fn event(&self, e: &Event<'_>);
+
+    /// A phase starts on `nodes` nodes (0: the cluster as a whole).
+    fn phase(&self, _name: &'static str, _nodes: usize) {}
+
+    /// The run is over (called by the CLI before it prints the recap).
+    fn finish(&self) {}
 }
 
 /// `[node] step: status (detail)` lines on stderr.
@@ -88,12 +104,7 @@ impl Progress for StderrProgress {
             detail = e.detail,
             "progress"
         );
-        let line = if e.detail.is_empty() {
-            format!("[{}] {topic}: {stage}", e.subject)
-        } else {
-            format!("[{}] {topic}: {stage} {}", e.subject, e.detail)
-        };
-        eprintln!("{}", crate::escape_controls(&line));
+        eprintln!("{}", crate::escape_controls(&e.line()));
     }
 }
 
