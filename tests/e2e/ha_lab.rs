@@ -5,11 +5,11 @@
 //! reset), then a server killed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use pictl_e2e::Lab;
+use pictl_e2e::pictl::{self, text};
 use serde_json::Value;
 
 const SERVERS: [&str; 3] = ["node1", "node2", "node3"];
@@ -17,55 +17,8 @@ const ALL: [&str; 5] = ["node1", "node2", "node3", "node4", "node5"];
 /// A name the user's DNS (or VIP) would carry: only in the certificates here.
 const SAN: &str = "k3s-ha.lab.test";
 
-fn pictl_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = pictl_e2e::lab::repo_root();
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "pictl",
-                "--bin",
-                "pictl",
-                "-p",
-                "pictl-agent",
-            ])
-            .args(["--bin", "pictl-agent"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build pictl");
-        assert!(status.success(), "building pictl failed");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug").join("pictl")
-    })
-}
-
 fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
-    static MIRROR: std::sync::Once = std::sync::Once::new();
-    MIRROR.call_once(|| {
-        lab.populate_mirror()
-            .expect("populate the lab's K3s mirror")
-    });
-    Command::new(pictl_bin())
-        .args(args)
-        .arg("-i")
-        .arg(inventory)
-        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pictl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    pictl::run(lab, inventory, args)
 }
 
 fn apply_json(lab: &Lab, inventory: &Path) -> (i32, Value, Output) {

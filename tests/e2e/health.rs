@@ -5,11 +5,10 @@
 //! token cannot touch another Node or anything else. Writes are counted at
 //! the simulator (`/v1-k3s/sim/requests`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use pictl_e2e::pictl::{self, text};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 use serde_json::Value;
 
@@ -26,56 +25,9 @@ fn main() -> ExitCode {
     harness::run(cases, LabSpec { nodes: 2, pi: &[] })
 }
 
-fn pictl_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = pictl_e2e::lab::repo_root();
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "pictl",
-                "--bin",
-                "pictl",
-                "-p",
-                "pictl-agent",
-                "--bin",
-                "pictl-agent",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build pictl");
-        assert!(status.success(), "building pictl failed");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug").join("pictl")
-    })
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// `pictl apply --output json` on the lab's inventory.
 fn apply(lab: &Lab) -> Value {
-    static MIRROR: std::sync::Once = std::sync::Once::new();
-    MIRROR.call_once(|| {
-        lab.populate_mirror()
-            .expect("populate the lab's K3s mirror")
-    });
-    let out = Command::new(pictl_bin())
-        .args(["apply", "--output", "json", "-i"])
-        .arg(lab.inventory())
-        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pictl");
+    let out = pictl::run(lab, &lab.inventory(), &["apply", "--output", "json"]);
     let v: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
     assert_eq!(out.status.code(), Some(0), "{v:#}\n{}", text(&out));

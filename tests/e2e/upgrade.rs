@@ -9,15 +9,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use pictl_e2e::pictl::{self, text};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 use serde_json::Value;
 
 const OLD: &str = "v1.32.5+k3s1";
 const NEW: &str = "v1.33.1+k3s1";
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
 fn main() -> ExitCode {
@@ -28,46 +27,8 @@ fn main() -> ExitCode {
     harness::run(cases, LabSpec { nodes: 3, pi: &[] })
 }
 
-fn pictl_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = pictl_e2e::lab::repo_root();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "pictl", "--bin", "pictl"])
-            .args(["-p", "pictl-agent", "--bin", "pictl-agent"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build pictl");
-        assert!(status.success(), "building pictl failed");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        target.join("debug").join("pictl")
-    })
-}
-
 fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
-    static MIRROR: std::sync::Once = std::sync::Once::new();
-    MIRROR.call_once(|| {
-        lab.populate_mirror()
-            .expect("populate the lab's K3s mirror")
-    });
-    Command::new(pictl_bin())
-        .args(args)
-        .arg("-i")
-        .arg(inventory)
-        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pictl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    pictl::run(lab, inventory, args)
 }
 
 fn report(o: &Output) -> Value {
@@ -75,7 +36,7 @@ fn report(o: &Output) -> Value {
 }
 
 fn kubectl_out(lab: &Lab, args: &[&str]) -> Output {
-    Command::new(KUBECTL)
+    Command::new(pictl::KUBECTL)
         .arg("--kubeconfig")
         .arg(lab.dir().join("state").join("kubeconfig"))
         .args(args)
@@ -321,14 +282,12 @@ fn an_upgrade_drains_one_node_at_a_time_and_never_breaks_the_budget(lab: &Lab) {
 
 fn pictl_cmd_for_thread(lab: &Lab, inventory: &Path) -> Command {
     // The mirror is populated by the first `pictl` of the binary.
-    let mut c = Command::new(pictl_bin());
-    c.args(["apply", "--output", "json", "--drain-timeout", "120"])
-        .arg("-i")
-        .arg(inventory)
-        .env("PICTL_CACHE_DIR", lab.dir().join("pictl-cache"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    c
+    pictl::command(
+        pictl::build(),
+        lab,
+        inventory,
+        &["apply", "--output", "json", "--drain-timeout", "120"],
+    )
 }
 
 fn run_to_end(mut cmd: Command) -> Output {

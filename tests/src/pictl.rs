@@ -134,3 +134,17 @@ pub fn one_image_inventory(lab: &Lab, ns: &str, image: &str) -> PathBuf {
     .expect("write");
     inv
 }
+
+/// `pictl ARGS -i INVENTORY` run to completion against the lab, with this
+/// checkout's simulator in the lab's mirror (filled once per process: a
+/// mirror left by an earlier run may hold an older one).
+pub fn run(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
+    static MIRROR: std::sync::Once = std::sync::Once::new();
+    MIRROR.call_once(|| {
+        lab.populate_mirror()
+            .expect("populate the lab's K3s mirror")
+    });
+    command(build(), lab, inventory, args)
+        .output()
+        .expect("run pictl")
+}
