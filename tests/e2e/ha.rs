@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Output, Stdio};
-use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,28 +21,6 @@ use ha_lab::{
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
 const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
 static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn k3s_bin() -> PathBuf {
-    static BUILD: Once = Once::new();
-    if let Some(bin) = std::env::var_os("K3S_SIM_BIN") {
-        return PathBuf::from(bin);
-    }
-    let root = pictl_e2e::lab::repo_root();
-    let private = std::env::temp_dir().join(format!("k3s-sim-ha-bin-{}", std::process::id()));
-    BUILD.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "k3s-sim"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build -p k3s-sim");
-        assert!(st.success(), "cargo build -p k3s-sim failed");
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        std::fs::create_dir_all(&private).expect("private bin dir");
-        std::fs::copy(target.join("debug/k3s"), private.join("k3s")).expect("copy k3s");
-    });
-    private.join("k3s")
-}
 
 /// A loopback address of this test run's own (127.x.y.n), so that the fixed
 /// etcd peer port 2380 cannot collide with another run.
@@ -111,7 +88,7 @@ impl Server {
         .map(|s| s.to_string())
         .collect();
         args.extend(flags.iter().map(|s| s.to_string()));
-        let child = Command::new(k3s_bin())
+        let child = Command::new(pictl_e2e::k3s::sim_bin())
             .args(&args)
             .env_remove("K3S_URL")
             .env_remove("NOTIFY_SOCKET")
@@ -264,7 +241,7 @@ fn agent(base: &Path, name: &str, server: &Server) -> Server {
     let log = dir.join("agent.log");
     let out = std::fs::File::create(&log).expect("log");
     let data = dir.join("data").to_string_lossy().to_string();
-    let child = Command::new(k3s_bin())
+    let child = Command::new(pictl_e2e::k3s::sim_bin())
         .args([
             "agent",
             "--config",
@@ -474,31 +451,6 @@ fn joins_k3s_refuses_fail_like_k3s() {
     assert_eq!(uid_of(&lone, "kept"), uid);
 }
 
-fn run_host_cases(cases: &[(&str, fn())]) -> usize {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = 0;
-    for (name, case) in cases {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let started = Instant::now();
-        match std::panic::catch_unwind(case) {
-            Ok(()) => println!(
-                "test {name} ... ok ({:.1}s)",
-                started.elapsed().as_secs_f64()
-            ),
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    failed
-}
-
 fn main() -> ExitCode {
     let host: &[(&str, fn())] = pictl_e2e::host_cases![
         ha_servers_share_one_store_through_every_server,
@@ -506,7 +458,7 @@ fn main() -> ExitCode {
         joins_k3s_refuses_fail_like_k3s,
         an_agent_fails_over_to_the_other_servers_when_its_own_is_down,
     ];
-    let failed = run_host_cases(host);
+    let (_, failed) = pictl_e2e::harness::run_host(host);
     let lab: &[Case] = pictl_e2e::cases![
         a_single_sqlite_server_is_refused_before_any_write,
         ha_bootstrap_serves_the_same_nodes_through_every_server,

@@ -7,10 +7,8 @@
 //! the lab mirror under a node's systemd with K3s's own unit and joins an agent.
 
 use std::net::TcpListener;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Output, Stdio};
-use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,35 +30,6 @@ fn kubectl_bin() -> String {
     } else {
         "kubectl".into()
     }
-}
-
-fn k3s_bin() -> PathBuf {
-    static BUILD: Once = Once::new();
-    // This checkout (not the support library's, which a shared target dir may
-    // have built from another checkout).
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = here.parent().unwrap_or(here).to_path_buf();
-    // K3S_SIM_BIN: a simulator built elsewhere (e.g. in a private target dir).
-    if let Some(bin) = std::env::var_os("K3S_SIM_BIN") {
-        return PathBuf::from(bin);
-    }
-    let private = std::env::temp_dir().join(format!("k3s-sim-e2e-bin-{}", std::process::id()));
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "k3s-sim"])
-            .current_dir(&root)
-            .status()
-            .expect("running cargo build -p k3s-sim");
-        assert!(st.success(), "cargo build -p k3s-sim failed");
-        // The target dir may be shared with other checkouts: take a private copy
-        // right away so that their builds cannot swap the binary under these tests.
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-        std::fs::create_dir_all(&private).expect("private bin dir");
-        std::fs::copy(target.join("debug/k3s"), private.join("k3s")).expect("copy k3s");
-    });
-    private.join("k3s")
 }
 
 /// A node root for K3S_SIM_NODE_ROOT: a cgroup v2 root offering `controllers`.
@@ -114,7 +83,7 @@ struct Proc {
 impl Proc {
     fn spawn(args: &[&str], env: &[(&str, &str)], log: PathBuf) -> Proc {
         let out = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(k3s_bin());
+        let mut cmd = Command::new(pictl_e2e::k3s::sim_bin());
         cmd.args(args)
             .env_remove("K3S_TOKEN")
             .env_remove("K3S_URL")
@@ -373,7 +342,7 @@ spec:
 // ---------------- host-side cases ----------------
 
 fn version_format() {
-    let out = Command::new(k3s_bin())
+    let out = Command::new(pictl_e2e::k3s::sim_bin())
         .arg("--version")
         .output()
         .expect("k3s --version");
@@ -1281,7 +1250,7 @@ fn config_keys_and_missing_files_like_k3s() {
     );
     let dir = Scratch::new("cfg");
     let run = |args: &[&str]| {
-        let out = Command::new(k3s_bin())
+        let out = Command::new(pictl_e2e::k3s::sim_bin())
             .args(args)
             .env_remove("K3S_TOKEN")
             .env_remove("K3S_URL")
@@ -1338,7 +1307,7 @@ fn config_keys_and_missing_files_like_k3s() {
 fn cgroup_checks_like_k3s() {
     let dir = Scratch::new("cg");
     let check = |root: &Path| {
-        let out = Command::new(k3s_bin())
+        let out = Command::new(pictl_e2e::k3s::sim_bin())
             .arg("check-config")
             .env("K3S_SIM_NODE_ROOT", root)
             .output()
@@ -1549,7 +1518,7 @@ fn multi_call_names_like_k3s() {
     let bin = sim.path("bin");
     std::fs::create_dir_all(&bin).expect("bin");
     for name in ["kubectl", "crictl", "ctr"] {
-        std::os::unix::fs::symlink(k3s_bin(), bin.join(name)).expect("symlink");
+        std::os::unix::fs::symlink(pictl_e2e::k3s::sim_bin(), bin.join(name)).expect("symlink");
     }
     let kc = sim.path("kubeconfig.yaml");
     let kc = kc.to_str().expect("utf8");
@@ -1560,7 +1529,7 @@ fn multi_call_names_like_k3s() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .expect("which kubectl");
     for mut cmd in [Command::new(bin.join("kubectl")), {
-        let mut c = Command::new(k3s_bin());
+        let mut c = Command::new(pictl_e2e::k3s::sim_bin());
         c.arg("kubectl");
         c
     }] {
@@ -1582,7 +1551,7 @@ fn multi_call_names_like_k3s() {
         .expect("crictl");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("crictl ps"));
-    let out = Command::new(k3s_bin())
+    let out = Command::new(pictl_e2e::k3s::sim_bin())
         .arg("check-config")
         .env("K3S_SIM_NODE_ROOT", sim.path("root-server"))
         .output()
@@ -1651,35 +1620,6 @@ fn restarted_server_keeps_everything() {
         "{}",
         other.log()
     );
-}
-
-fn run_host_cases(cases: &[(&str, fn())]) -> (usize, usize) {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, case) in cases {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(case)) {
-            Ok(()) => {
-                passed += 1;
-                println!(
-                    "test {name} ... ok ({:.1}s)",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    println!("host: {passed} passed, {failed} failed");
-    (passed, failed)
 }
 
 // ---------------- lab case ----------------
@@ -1992,7 +1932,7 @@ fn main() -> ExitCode {
         pods_cordon_drain_and_disruption_budgets,
         service_account_tokens_rbac_and_node_conditions_like_the_apiserver,
     ];
-    let (_, host_failed) = run_host_cases(host);
+    let (_, host_failed) = pictl_e2e::harness::run_host(host);
     let lab_cases: &[Case] = pictl_e2e::cases![
         k3s_sim_under_systemd_with_k3s_units,
         pi_node_needs_cmdline_and_reboot,

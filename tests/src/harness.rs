@@ -244,6 +244,38 @@ fn arm64_cache_present() -> bool {
     amd64.with_file_name(name).is_file()
 }
 
+/// Runs host-only cases (no lab) in order, those matching the command line's
+/// filters if any, each caught on its own; prints each result and the
+/// counts; returns (passed, failed).
+pub fn run_host(cases: &[(&str, fn())]) -> (usize, usize) {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, case) in cases {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        match catch_unwind(AssertUnwindSafe(case)) {
+            Ok(()) => {
+                passed += 1;
+                println!(
+                    "test {name} ... ok ({:.1}s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    println!("host: {passed} passed, {failed} failed");
+    (passed, failed)
+}
+
 /// The cases of a lab test, each named by its own function: what a run
 /// prints and what a filter matches is the name of the code that runs.
 #[macro_export]

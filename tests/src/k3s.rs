@@ -37,3 +37,33 @@ ExecStartPre=-/sbin/modprobe overlay
 ExecStart=/usr/local/bin/k3s "
     )
 }
+
+/// The K3s simulator of this checkout (`cargo build -p k3s-sim`), built once
+/// per process and copied to a private path at once, so a concurrent build
+/// in a shared target dir cannot swap it under the tests. `K3S_SIM_BIN`
+/// names one built elsewhere instead.
+pub fn sim_bin() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    if let Some(bin) = std::env::var_os("K3S_SIM_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = crate::lab::repo_root();
+    let private = std::env::temp_dir().join(format!("k3s-sim-e2e-bin-{}", std::process::id()));
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "k3s-sim"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build -p k3s-sim");
+        assert!(st.success(), "cargo build -p k3s-sim failed");
+        std::fs::create_dir_all(&private).expect("private bin dir");
+        std::fs::copy(
+            crate::pictl::target_dir().join("debug/k3s"),
+            private.join("k3s"),
+        )
+        .expect("copy k3s");
+    });
+    private.join("k3s")
+}
