@@ -109,7 +109,7 @@ fn reset(lab: &Lab) {
 fn a_fresh_lab_installs_everywhere_with_one_upload_per_artifact(lab: &Lab) {
     pictl(lab, &["validate"]); // builds pictl and fills the mirror before counting
     let before = controller_bytes(lab);
-    let out = pictl(lab, &["apply"]);
+    let out = pictl(lab, &["apply", "-v"]); // -v: the per-node log
     let sent = controller_bytes(lab) - before;
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -138,7 +138,7 @@ fn a_fresh_lab_installs_everywhere_with_one_upload_per_artifact(lab: &Lab) {
 fn without_the_relay_every_node_gets_its_own_upload(lab: &Lab) {
     reset(lab);
     let before = controller_bytes(lab);
-    let out = pictl(lab, &["apply", "--no-relay"]);
+    let out = pictl(lab, &["apply", "--no-relay", "-v"]);
     let sent = controller_bytes(lab) - before;
     assert!(out.status.success(), "{}", text(&out));
     assert!(
@@ -175,7 +175,7 @@ fn a_tampered_seed_copy_is_refused_and_each_node_falls_back_to_an_upload(lab: &L
         .spawn()
         .expect("start the tamperer");
     let before = controller_bytes(lab);
-    let out = pictl(lab, &["apply"]);
+    let out = pictl(lab, &["apply", "-v"]); // -v: the per-node log
     let sent = controller_bytes(lab) - before;
     let tampered = tamper.wait_with_output().expect("tamperer");
     assert!(

@@ -72,7 +72,7 @@ impl PhaseLine {
             None => format!("{} ...", secs(now.saturating_sub(self.started))),
         };
         let counts = self.counts();
-        let line = format!("{:<11} {who:<9} {when:<12} {counts}", self.name);
+        let line = format!("{:<15} {who:<9} {when:<12} {counts}", self.name);
         line.trim_end().to_string()
     }
 }
@@ -197,14 +197,14 @@ mod tests {
         assert_eq!(
             b.lines(ms(5000)),
             [
-                "connect     50 nodes  done 1.9 s",
-                "agents      50 nodes  3.1 s ...    changed 100, skipped 50",
+                "connect         50 nodes  done 1.9 s",
+                "agents          50 nodes  3.1 s ...    changed 100, skipped 50",
             ]
         );
         b.end(ms(6000));
         assert_eq!(
             b.lines(ms(9000))[1],
-            "agents      50 nodes  done 4.1 s   changed 100, skipped 50"
+            "agents          50 nodes  done 4.1 s   changed 100, skipped 50"
         );
     }
 
@@ -242,8 +242,8 @@ mod tests {
         assert_eq!(
             b.lines(ms(1000)),
             [
-                "connect     3 nodes   done 0.5 s   unreachable 1",
-                "agents      2 nodes   0.5 s ...    failed 1, warnings 1",
+                "connect         3 nodes   done 0.5 s   unreachable 1",
+                "agents          2 nodes   0.5 s ...    failed 1, warnings 1",
             ]
         );
     }
@@ -269,11 +269,11 @@ mod tests {
         b.phase("node", 1, ms(200));
         assert_eq!(
             b.lines(ms(200))[0],
-            "workload    cluster   done 0.2 s   objects 7"
+            "workload        cluster   done 0.2 s   objects 7"
         );
         assert_eq!(
             b.last_line(ms(200)).as_deref(),
-            Some("node        1 node    0.0 s ...")
+            Some("node            1 node    0.0 s ...")
         );
     }
 }

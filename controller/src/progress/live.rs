@@ -206,16 +206,22 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text}");
         assert!(
-            lines[0].starts_with("connect     2 nodes   0.0 s ..."),
+            lines[0].starts_with("connect         2 nodes   0.0 s ..."),
             "{text}"
         );
-        assert!(lines[1].starts_with("connect     2 nodes   done"), "{text}");
         assert!(
-            lines[2].starts_with("agents      2 nodes   0.0 s ..."),
+            lines[1].starts_with("connect         2 nodes   done"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("agents          2 nodes   0.0 s ..."),
             "{text}"
         );
         assert_eq!(lines[3], "[node2] k3s-service: FAILED did not start");
-        assert!(lines[4].starts_with("agents      2 nodes   done"), "{text}");
+        assert!(
+            lines[4].starts_with("agents          2 nodes   done"),
+            "{text}"
+        );
         assert!(lines[4].ends_with("changed 2, failed 1"), "{text}");
     }
 
@@ -231,7 +237,7 @@ mod tests {
         let lines: Vec<&str> = last.lines().collect();
         assert_eq!(lines.len(), 2, "{last:?}");
         assert!(
-            lines[0].starts_with("connect     2 nodes   done"),
+            lines[0].starts_with("connect         2 nodes   done"),
             "{last:?}"
         );
         assert!(lines[1].ends_with("changed 2, failed 1"), "{last:?}");
