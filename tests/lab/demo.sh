@@ -23,14 +23,16 @@ tests/lab/lab up 3 --pi node3
 echo "== K3s release mirror for the lab"
 tests/k3s-sim/mirror.sh .lab/mirror
 echo "== pictl apply -i inventory/lab.toml"
+# The pictl cargo just built (CARGO_TARGET_DIR moves it out of target/).
+pictl=${CARGO_TARGET_DIR:-target}/debug/pictl
 status=0
-target/debug/pictl apply -i inventory/lab.toml || status=$?
-cat <<'NEXT'
+"$pictl" apply -i inventory/lab.toml || status=$?
+cat <<NEXT
 
 Try next:
-  target/debug/pictl plan  -i inventory/lab.toml    # exit 0: nothing to change
-  target/debug/pictl apply -i inventory/lab.toml    # changed=0
-  target/debug/pictl status -i inventory/lab.toml    # every node in one table
+  $pictl plan  -i inventory/lab.toml    # exit 0: nothing to change
+  $pictl apply -i inventory/lab.toml    # changed=0
+  $pictl status -i inventory/lab.toml    # every node in one table
   kubectl --kubeconfig .lab/state/kubeconfig get nodes
   kubectl --kubeconfig .lab/state/kubeconfig -n playson get deploy,svc,netpol,hpa,pdb
   tests/lab/lab ssh node2 systemctl status k3s-agent
