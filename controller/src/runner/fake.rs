@@ -676,3 +676,27 @@ impl FakeApi {
         )
     }
 }
+
+/// A loopback HTTP server (the fake fleet's release mirror): each request's
+/// head goes to `body`, whose bytes are answered with 200. Returns its URL.
+pub async fn serve_http(body: fn(&str) -> Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            let body = body(&String::from_utf8_lossy(&buf[..n]));
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+        }
+    });
+    format!("http://{addr}")
+}

@@ -16,39 +16,24 @@ const BINARY: &[u8] = b"k3s for the fake fleet";
 
 /// A loopback mirror serving one release's checksum file and binary.
 async fn mirror() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = vec![0u8; 4096];
-            let n = sock.read(&mut buf).await.unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]).to_string();
-            // Each release its own bytes (v1.32.5's are BINARY).
-            let release = head.split('/').nth(1).unwrap_or_default().to_string();
-            let binary = if release.starts_with("v1.32.5") {
-                BINARY.to_vec()
-            } else {
-                [BINARY, release.as_bytes()].concat()
-            };
-            let body = if head.contains("sha256sum-amd64.txt") {
-                format!("{}  k3s\n", sha256_hex(&binary)).into_bytes()
-            } else if release.starts_with("v1.33.9") {
-                // A release whose binary does not match its checksum file.
-                b"corrupted in transit".to_vec()
-            } else {
-                binary
-            };
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.write_all(&body).await;
+    super::fake::serve_http(|head| {
+        // Each release its own bytes (v1.32.5's are BINARY).
+        let release = head.split('/').nth(1).unwrap_or_default();
+        let binary = if release.starts_with("v1.32.5") {
+            BINARY.to_vec()
+        } else {
+            [BINARY, release.as_bytes()].concat()
+        };
+        if head.contains("sha256sum-amd64.txt") {
+            format!("{}  k3s\n", sha256_hex(&binary)).into_bytes()
+        } else if release.starts_with("v1.33.9") {
+            // A release whose binary does not match its checksum file.
+            b"corrupted in transit".to_vec()
+        } else {
+            binary
         }
-    });
-    format!("http://{addr}")
+    })
+    .await
 }
 
 struct Setup {

@@ -5,8 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use super::fake::{Call, FakeApi, Fleet};
 use super::*;
 use crate::artifacts::sha256_hex;
@@ -18,34 +16,19 @@ const ARM64: &[u8] = b"k3s arm64 for the fake fleet";
 
 /// A loopback mirror serving the amd64 and arm64 binaries and checksums.
 async fn mirror() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = vec![0u8; 4096];
-            let n = sock.read(&mut buf).await.unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]).to_string();
-            let path = head.split(' ').nth(1).unwrap_or_default().to_string();
-            let body = if path.ends_with("sha256sum-amd64.txt") {
-                format!("{}  k3s\n", sha256_hex(AMD64)).into_bytes()
-            } else if path.ends_with("sha256sum-arm64.txt") {
-                format!("{}  k3s-arm64\n", sha256_hex(ARM64)).into_bytes()
-            } else if path.ends_with("/k3s-arm64") {
-                ARM64.to_vec()
-            } else {
-                AMD64.to_vec()
-            };
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.write_all(&body).await;
+    super::fake::serve_http(|head| {
+        let path = head.split(' ').nth(1).unwrap_or_default();
+        if path.ends_with("sha256sum-amd64.txt") {
+            format!("{}  k3s\n", sha256_hex(AMD64)).into_bytes()
+        } else if path.ends_with("sha256sum-arm64.txt") {
+            format!("{}  k3s-arm64\n", sha256_hex(ARM64)).into_bytes()
+        } else if path.ends_with("/k3s-arm64") {
+            ARM64.to_vec()
+        } else {
+            AMD64.to_vec()
         }
-    });
-    format!("http://{addr}")
+    })
+    .await
 }
 
 /// An ELF header for `machine` (what the agent binary check reads).

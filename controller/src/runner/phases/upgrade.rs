@@ -172,71 +172,22 @@ async fn wait_ready(cx: &Cx<'_>, name: &str) -> Result<(), String> {
 /// not know the node (it is left to the servers and agents phases).
 async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer) -> bool {
     let name = n.node.name.clone();
-    let progress = cx.opts.progress.clone();
-    let fail =
-        |n: &mut NodeRun<'_>, msg: String| n.fail(progress.as_ref(), NodeFailure::Failed(msg));
     let state: NodeState = match drain::node(cx.client, &name).await {
         Ok(Some(s)) => s,
         Ok(None) => return false,
         Err(e) => {
-            fail(
-                n,
-                format!("upgrade: reading Node {name}: {}", error_chain(&e)),
-            );
+            let msg = format!("upgrade: reading Node {name}: {}", error_chain(&e));
+            fail(n, cx, msg);
             return true;
         }
     };
-    // The release is fetched and verified before the node is disturbed: a
-    // bad mirror must not leave nodes drained for nothing.
-    if let Some(arch) = n.facts.as_ref().and_then(|f| f.arch.clone().ok())
-        && let Err(e) = env.store.binary(arch).await
-    {
-        let msg = format!("{}; node not cordoned", error_chain(&e));
-        report(
-            n,
-            cx.opts,
-            StepId::K3sBinary,
-            Status::Failed,
-            None,
-            Some(msg.clone()),
-        );
-        fail(n, msg);
+    if !release_verified(n, env, cx).await {
         return true;
     }
     // A node someone else cordoned stays cordoned.
     let ours = state.cordoned_by_pictl || !state.unschedulable;
-    if !state.unschedulable
-        && let Err(e) = drain::cordon(cx.client, &name, w).await
-    {
-        fail(n, format!("upgrade: cordoning {name}: {}", error_chain(&e)));
+    let Some(drained) = cordon_and_drain(n, cx, &state, ours, w).await else {
         return true;
-    }
-    let drained = if cx.opts.upgrade.drain {
-        match drain::drain(cx.client, &name, cx.opts.upgrade.drain_timeout, w).await {
-            Ok(p) => format!("drained ({} pods evicted)", p.len()),
-            Err(e) => {
-                let mut msg = error_chain(&e);
-                match ours.then_some(drain::uncordon(cx.client, &name, w).await) {
-                    Some(Err(u)) => {
-                        msg.push_str(&format!("; uncordoning it failed: {}", error_chain(&u)))
-                    }
-                    Some(Ok(())) => msg.push_str("; node uncordoned and not upgraded"),
-                    None => msg.push_str("; node not upgraded"),
-                }
-                report(
-                    n,
-                    cx.opts,
-                    StepId::Drain,
-                    Status::Failed,
-                    None,
-                    Some(msg.clone()),
-                );
-                fail(n, msg);
-                return true;
-            }
-        }
-    } else {
-        "not drained (--no-drain)".to_string()
     };
     let before = if state.unschedulable {
         "cordoned"
@@ -261,26 +212,104 @@ async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer)
         return true;
     }
     if let Err(why) = wait_ready(cx, &name).await {
-        fail(n, why);
+        fail(n, cx, why);
         return true;
     }
     if ours {
-        match drain::uncordon(cx.client, &name, w).await {
-            Ok(()) => {
-                let change = Change::new(format!("node {name}"), "cordoned", "schedulable");
-                report(
-                    n,
-                    cx.opts,
-                    StepId::Uncordon,
-                    Status::Changed,
-                    Some(change),
-                    None,
-                );
-            }
-            Err(e) => fail(n, format!("uncordoning {name}: {}", error_chain(&e))),
-        }
+        uncordon_after(n, cx, w).await;
     }
     true
+}
+
+fn fail(n: &mut NodeRun<'_>, cx: &Cx<'_>, msg: String) {
+    n.fail(cx.opts.progress.as_ref(), NodeFailure::Failed(msg));
+}
+
+/// The release is fetched and verified before the node is disturbed: a
+/// bad mirror must not leave nodes drained for nothing. False: the node failed.
+async fn release_verified(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>) -> bool {
+    let Some(arch) = n.facts.as_ref().and_then(|f| f.arch.clone().ok()) else {
+        return true;
+    };
+    let Err(e) = env.store.binary(arch).await else {
+        return true;
+    };
+    let msg = format!("{}; node not cordoned", error_chain(&e));
+    report(
+        n,
+        cx.opts,
+        StepId::K3sBinary,
+        Status::Failed,
+        None,
+        Some(msg.clone()),
+    );
+    fail(n, cx, msg);
+    false
+}
+
+/// Cordons (unless already cordoned) and drains (unless `--no-drain`); what
+/// was done, or `None` when the node failed (uncordoned again if it was
+/// pictl's to cordon).
+async fn cordon_and_drain(
+    n: &mut NodeRun<'_>,
+    cx: &Cx<'_>,
+    state: &NodeState,
+    ours: bool,
+    w: &Writer,
+) -> Option<String> {
+    let name = n.node.name.clone();
+    if !state.unschedulable
+        && let Err(e) = drain::cordon(cx.client, &name, w).await
+    {
+        fail(
+            n,
+            cx,
+            format!("upgrade: cordoning {name}: {}", error_chain(&e)),
+        );
+        return None;
+    }
+    if !cx.opts.upgrade.drain {
+        return Some("not drained (--no-drain)".to_string());
+    }
+    let e = match drain::drain(cx.client, &name, cx.opts.upgrade.drain_timeout, w).await {
+        Ok(p) => return Some(format!("drained ({} pods evicted)", p.len())),
+        Err(e) => e,
+    };
+    let mut msg = error_chain(&e);
+    match ours.then_some(drain::uncordon(cx.client, &name, w).await) {
+        Some(Err(u)) => msg.push_str(&format!("; uncordoning it failed: {}", error_chain(&u))),
+        Some(Ok(())) => msg.push_str("; node uncordoned and not upgraded"),
+        None => msg.push_str("; node not upgraded"),
+    }
+    report(
+        n,
+        cx.opts,
+        StepId::Drain,
+        Status::Failed,
+        None,
+        Some(msg.clone()),
+    );
+    fail(n, cx, msg);
+    None
+}
+
+/// Uncordons an upgraded node pictl cordoned, as a change of its own.
+async fn uncordon_after(n: &mut NodeRun<'_>, cx: &Cx<'_>, w: &Writer) {
+    let name = n.node.name.clone();
+    match drain::uncordon(cx.client, &name, w).await {
+        Ok(()) => {
+            let change = Change::new(format!("node {name}"), "cordoned", "schedulable");
+            report(
+                n,
+                cx.opts,
+                StepId::Uncordon,
+                Status::Changed,
+                Some(change),
+                None,
+            );
+        }
+        Err(e) => fail(n, cx, format!("uncordoning {name}: {}", error_chain(&e))),
+    }
 }
 
 /// Fails `nodes` because the rollout stopped at `first`.
