@@ -83,8 +83,14 @@ fn failed(what: &str, e: &kube::Error) -> String {
     format!("{what}: {}", error_chain(e))
 }
 
-/// What the API lacks for `node` (read-only).
-pub async fn plan(client: &kube::Client, node: &str) -> Result<Vec<Change>, String> {
+/// The token and CA in `node`'s token Secret, once the token controller filled it.
+pub type Token = (Secret, String);
+
+/// What the API lacks for `node` (read-only), and the token already there.
+pub async fn plan(
+    client: &kube::Client,
+    node: &str,
+) -> Result<(Vec<Change>, Option<Token>), String> {
     let n = names(node);
     let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
     let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
@@ -108,13 +114,17 @@ pub async fn plan(client: &kube::Client, node: &str) -> Result<Vec<Change>, Stri
         .get_opt(&n.secret)
         .await
         .map_err(|e| failed("reading Secret", &e))?;
-    if secret.is_none() {
-        out.push(Change::new(
-            what("Secret", &format!("{NAMESPACE}/{}", n.secret)),
-            "absent",
-            "token requested",
-        ));
-    }
+    let token = match secret {
+        Some(s) => token_in(s)?,
+        None => {
+            out.push(Change::new(
+                what("Secret", &format!("{NAMESPACE}/{}", n.secret)),
+                "absent",
+                "token requested",
+            ));
+            None
+        }
+    };
     match roles
         .get_opt(&n.role)
         .await
@@ -150,7 +160,7 @@ pub async fn plan(client: &kube::Client, node: &str) -> Result<Vec<Change>, Stri
             n.account.clone(),
         )),
     }
-    Ok(out)
+    Ok((out, token))
 }
 
 /// Server-side applies the four objects.
@@ -190,15 +200,20 @@ pub async fn apply(client: &kube::Client, node: &str) -> Result<(), String> {
 }
 
 /// The token and cluster CA the token controller put in the Secret, once it has.
-pub async fn token(client: &kube::Client, node: &str) -> Result<Option<(Secret, String)>, String> {
+pub async fn token(client: &kube::Client, node: &str) -> Result<Option<Token>, String> {
     let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
-    let Some(s) = secrets
+    match secrets
         .get_opt(&names(node).secret)
         .await
         .map_err(|e| failed("reading the token Secret", &e))?
-    else {
-        return Ok(None);
-    };
+    {
+        Some(s) => token_in(s),
+        None => Ok(None),
+    }
+}
+
+/// The token and CA a token Secret holds, if filled.
+fn token_in(s: KSecret) -> Result<Option<Token>, String> {
     let data = s.data.unwrap_or_default();
     let (Some(token), Some(ca)) = (data.get("token"), data.get("ca.crt")) else {
         return Ok(None);
@@ -214,7 +229,7 @@ pub async fn wait_token(
     client: &kube::Client,
     node: &str,
     within: std::time::Duration,
-) -> Result<(Secret, String), String> {
+) -> Result<Token, String> {
     let start = std::time::Instant::now();
     loop {
         if let Some(t) = token(client, node).await? {

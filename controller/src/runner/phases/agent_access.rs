@@ -36,44 +36,31 @@ fn api_endpoint(run: &Run<'_>) -> (String, Vec<String>) {
 }
 
 impl AgentAccessPhase {
-    /// The API side for one node: its report, and whether the token is there.
-    async fn rbac(client: &kube::Client, node: &str, w: Option<&Writer>) -> (StepReport, bool) {
-        let changes = match agent_access::plan(client, node).await {
+    /// The API side for one node: its report, and its token once there.
+    async fn rbac(
+        client: &kube::Client,
+        node: &str,
+        w: Option<&Writer>,
+    ) -> (StepReport, Option<agent_access::Token>) {
+        let report =
+            |status, changes, why| StepReport::new(StepId::AgentRbac, status, changes, why);
+        let (changes, token) = match agent_access::plan(client, node).await {
             Ok(c) => c,
-            Err(why) => {
-                return (
-                    StepReport::new(StepId::AgentRbac, Status::Failed, vec![], Some(why)),
-                    false,
-                );
-            }
+            Err(why) => return (report(Status::Failed, vec![], Some(why)), None),
         };
         if changes.is_empty() {
-            return (
-                StepReport::new(StepId::AgentRbac, Status::Ok, vec![], None),
-                true,
-            );
+            return (report(Status::Ok, vec![], None), token);
         }
         let Some(_) = w else {
-            return (
-                StepReport::new(StepId::AgentRbac, Status::Changed, changes, None),
-                false,
-            );
+            return (report(Status::Changed, changes, None), None);
         };
         let applied = match agent_access::apply(client, node).await {
-            Ok(()) => agent_access::wait_token(client, node, TOKEN_WAIT)
-                .await
-                .map(|_| ()),
+            Ok(()) => agent_access::wait_token(client, node, TOKEN_WAIT).await,
             Err(e) => Err(e),
         };
         match applied {
-            Ok(()) => (
-                StepReport::new(StepId::AgentRbac, Status::Changed, changes, None),
-                true,
-            ),
-            Err(why) => (
-                StepReport::new(StepId::AgentRbac, Status::Failed, changes, Some(why)),
-                false,
-            ),
+            Ok(token) => (report(Status::Changed, changes, None), Some(token)),
+            Err(why) => (report(Status::Failed, changes, Some(why)), None),
         }
     }
 
@@ -85,26 +72,19 @@ impl AgentAccessPhase {
         let progress = run.opts.progress.clone();
         for &i in nodes {
             let name = run.nodes[i].node.name.clone();
-            let (report, ready) = Self::rbac(&client, &name, w).await;
-            let failed = report.status == Status::Failed;
+            let (report, token) = Self::rbac(&client, &name, w).await;
             run.nodes[i].push(progress.as_ref(), report);
-            if failed || !ready {
-                continue;
-            }
-            let Some(mut desired) = run.desired.get(&name).cloned() else {
+            let (Some((token, ca_pem)), Some(mut desired)) =
+                (token, run.desired.get(&name).cloned())
+            else {
                 continue;
             };
-            match agent_access::token(&client, &name).await {
-                Ok(Some((token, ca_pem))) => {
-                    desired.agent_access = Some(AccessFiles {
-                        token,
-                        ca_pem,
-                        publish_conf: publish_conf(&server, &name),
-                        dropin: dropin(&addresses),
-                    });
-                }
-                _ => continue,
-            }
+            desired.agent_access = Some(AccessFiles {
+                token,
+                ca_pem,
+                publish_conf: publish_conf(&server, &name),
+                dropin: dropin(&addresses),
+            });
             Self::converge(run, i, &desired, w).await;
         }
     }
