@@ -19,8 +19,8 @@ pub mod schema;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::{
-    AgentSettings, Cluster, DEFAULT_CHANNEL_URL, DEFAULT_MIRROR, HostKeyPolicy, ImageArchCheck,
-    Inventory, K3sRelease, K3sSettings, K3sValue, MAX_INVENTORY_BYTES, Node, Role, SecretSource,
-    SshAuth, SshSettings, Workload,
+    AgentMetrics, AgentSettings, Cluster, DEFAULT_CHANNEL_URL, DEFAULT_MIRROR, HostKeyPolicy,
+    ImageArchCheck, Inventory, K3sRelease, K3sSettings, K3sValue, MAX_INVENTORY_BYTES, Node, Role,
+    SecretSource, SshAuth, SshSettings, Workload,
 };
 pub use paths::{default_state_dir, resolve_path};

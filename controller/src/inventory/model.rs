@@ -36,6 +36,8 @@ pub struct AgentSettings {
     /// Agent binaries per arch; without one, the `pictl-agent` next to the
     /// running `pictl` serves nodes of the controller's own arch.
     pub binaries: BTreeMap<Arch, PathBuf>,
+    /// Where the agent's `/metrics` can be scraped from besides loopback.
+    pub metrics: AgentMetrics,
 }
 
 impl Default for AgentSettings {
@@ -43,8 +45,21 @@ impl Default for AgentSettings {
         Self {
             enabled: true,
             binaries: BTreeMap::new(),
+            metrics: AgentMetrics::Loopback,
         }
     }
+}
+
+/// `[agent] metrics`: who can scrape an agent's `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AgentMetrics {
+    /// Only the node itself (`127.0.0.1:9750`).
+    #[default]
+    Loopback,
+    /// Also Pods, on the node's pod-network address (its `cni0` bridge, the
+    /// first address of its podCIDR), answering only peers in the cluster's
+    /// pod CIDR: an in-cluster Prometheus scrapes it, the LAN cannot.
+    PodNetwork,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +192,9 @@ impl std::fmt::Display for K3sValue {
     }
 }
 
+/// K3s's default `cluster-cidr` (pkg/cli/cmds/server.go).
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
+
 /// config.yaml key → value.
 pub type K3sSettings = BTreeMap<String, K3sValue>;
 
@@ -200,6 +218,29 @@ pub enum ImageArchCheck {
     Require,
     /// No registry is contacted.
     Off,
+}
+
+impl Cluster {
+    /// The cluster's IPv4 pod CIDRs: K3s's `cluster-cidr` (comma-separated
+    /// or a list; IPv6 entries of a dual-stack cluster left out), default
+    /// `10.42.0.0/16`. An entry that is not a CIDR is an error.
+    pub fn pod_cidrs_v4(&self) -> Result<Vec<ipnet::Ipv4Net>, String> {
+        let entries: Vec<String> = match self.server_config.get("cluster-cidr") {
+            None => vec![DEFAULT_CLUSTER_CIDR.to_owned()],
+            Some(K3sValue::One(s)) => vec![s.clone()],
+            Some(K3sValue::Many(v)) => v.clone(),
+            Some(K3sValue::Bool(b)) => return Err(format!("cluster-cidr = {b} is not a CIDR")),
+        };
+        let mut out = Vec::new();
+        for entry in entries.iter().flat_map(|e| e.split(',')).map(str::trim) {
+            match entry.parse::<ipnet::IpNet>() {
+                Ok(ipnet::IpNet::V4(net)) => out.push(net.trunc()),
+                Ok(ipnet::IpNet::V6(_)) => {}
+                Err(_) => return Err(format!("cluster-cidr {entry:?} is not a CIDR")),
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl Inventory {

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::model::{HostKeyPolicy, ImageArchCheck, Role};
+use super::model::{AgentMetrics, HostKeyPolicy, ImageArchCheck, Role};
 use crate::arch::Arch;
 
 /// Why a value breaks a rule, and how to fix it when the rule knows better
@@ -290,6 +290,17 @@ pub fn image_arch_check(s: &str) -> Result<ImageArchCheck, Violation> {
         other => Err(Violation::new(
             format!("invalid image_arch_check \"{other}\""),
             "expected \"warn\", \"require\" or \"off\"",
+        )),
+    }
+}
+
+pub fn agent_metrics(s: &str) -> Result<AgentMetrics, Violation> {
+    match s {
+        "loopback" => Ok(AgentMetrics::Loopback),
+        "pod-network" => Ok(AgentMetrics::PodNetwork),
+        other => Err(Violation::new(
+            format!("invalid metrics \"{other}\""),
+            "expected \"loopback\" (default) or \"pod-network\"",
         )),
     }
 }

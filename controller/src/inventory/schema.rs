@@ -295,6 +295,11 @@ const AGENT: Table = Table {
             "Install the health agent (default true).",
         ),
         key("binaries", Ty::Table(&AGENT_BINARIES), AGENT_BINARIES.doc),
+        key(
+            "metrics",
+            Ty::Enum(&["loopback", "pod-network"]),
+            "Who can scrape the agent's /metrics: \"loopback\" (default, the node only) or \"pod-network\" (also Pods, on the node's cni0 address, answering only the cluster's pod CIDR; never the LAN).",
+        ),
     ],
     required: &[],
     exactly_one_of: &[],

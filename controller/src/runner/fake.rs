@@ -508,9 +508,12 @@ impl FakeApi {
             objects
                 .entry(name.to_string())
                 .or_insert_with(|| {
+                    // K3s gives each Node a /24 of the cluster CIDR.
+                    let index = self.nodes.iter().position(|n| n == name).unwrap_or(99);
                     serde_json::json!({
                         "apiVersion": "v1", "kind": "Node",
                         "metadata": {"name": name, "resourceVersion": "1"},
+                        "spec": {"podCIDR": format!("10.42.{index}.0/24")},
                         "status": {"conditions": [{"type": "Ready", "status": "True"}]}
                     })
                 })

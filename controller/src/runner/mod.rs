@@ -8,6 +8,7 @@
 //! cannot reach code that writes.
 
 mod agent_access;
+mod agent_metrics;
 mod api;
 mod connect;
 mod converge;
@@ -30,6 +31,8 @@ mod workload;
 mod fake;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_agent_metrics;
 #[cfg(test)]
 mod tests_relay;
 

@@ -57,21 +57,26 @@ impl Progress for Recorder {
     }
 }
 
-struct Setup {
-    inv: Inventory,
-    fleet: Fleet,
-    api: FakeApi,
+pub(super) struct Setup {
+    pub(super) inv: Inventory,
+    pub(super) fleet: Fleet,
+    pub(super) api: FakeApi,
     progress: Arc<Recorder>,
     dir: tempfile::TempDir,
 }
 
 /// `nodes`: (name, role, uname); the agent is enabled for amd64 and arm64.
 async fn setup(nodes: &[(&str, &str, &str)]) -> Setup {
+    setup_with(nodes, "").await
+}
+
+/// As [`setup`], with `agent` appended to the inventory's `[agent]` table.
+pub(super) async fn setup_with(nodes: &[(&str, &str, &str)], agent: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("agent-amd64"), elf(62)).expect("agent");
     std::fs::write(dir.path().join("agent-arm64"), elf(183)).expect("agent");
     let mut text = format!(
-        "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\n[ssh]\nagent = true\n[agent]\nbinaries = {{ amd64 = \"agent-amd64\", arm64 = \"agent-arm64\" }}\n",
+        "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\n[ssh]\nagent = true\n[agent]\nbinaries = {{ amd64 = \"agent-amd64\", arm64 = \"agent-arm64\" }}\n{agent}",
         mirror().await,
         dir.path().join("state").display(),
     );
@@ -98,7 +103,7 @@ async fn setup(nodes: &[(&str, &str, &str)]) -> Setup {
 }
 
 impl Setup {
-    fn options(&self, relay: bool) -> Options {
+    pub(super) fn options(&self, relay: bool) -> Options {
         Options {
             concurrency: 8,
             connector: Arc::new(self.fleet.clone()),
@@ -123,7 +128,7 @@ impl Setup {
             .collect()
     }
 
-    fn file(&self, node: &str, path: &str) -> Option<Vec<u8>> {
+    pub(super) fn file(&self, node: &str, path: &str) -> Option<Vec<u8>> {
         let n = self.fleet.node(node);
         let s = n.lock().expect("node");
         s.files.get(path).cloned()

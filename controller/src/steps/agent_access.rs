@@ -28,22 +28,53 @@ pub struct AccessFiles {
     pub dropin: String,
 }
 
+/// The agent's second `/metrics` listener, on the node's pod-network
+/// address, answering only the cluster's pod CIDRs (`[agent] metrics =
+/// "pod-network"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodMetrics {
+    pub listen: std::net::SocketAddrV4,
+    pub peers: Vec<ipnet::Ipv4Net>,
+}
+
+impl PodMetrics {
+    fn peers(&self) -> Vec<String> {
+        self.peers.iter().map(ToString::to_string).collect()
+    }
+}
+
 /// The publishing configuration for `node` against `server` (`https://…`).
-pub fn publish_conf(server: &str, node: &str) -> String {
-    format!(
+pub fn publish_conf(server: &str, node: &str, pod: Option<&PodMetrics>) -> String {
+    let mut conf = format!(
         "# Managed by pictl: where pictl-agent publishes this node's conditions.\n\
          server = {server}\nnode = {node}\ntoken_file = {}\nca_file = {}\n",
         paths::AGENT_TOKEN,
         paths::AGENT_CA
-    )
+    );
+    if let Some(pod) = pod {
+        conf.push_str(&format!(
+            "# /metrics for Pods on the pod network, answering only these peers.\n\
+             metrics_listen = {}\nmetrics_peers = {}\n",
+            pod.listen,
+            pod.peers().join(",")
+        ));
+    }
+    conf
 }
 
-/// The drop-in opening the agent's IP firewall to the API server's addresses.
-pub fn dropin(addresses: &[String]) -> String {
+/// The drop-in opening the agent's IP firewall to the API server's
+/// addresses (and, with pod-network metrics, to the cluster's pod CIDRs).
+pub fn dropin(addresses: &[String], pod: Option<&PodMetrics>) -> String {
+    let mut allow = addresses.to_vec();
+    let mut what = "the API server (and nothing else)";
+    if let Some(pod) = pod {
+        allow.extend(pod.peers());
+        what = "the API server, and Pods scrape its /metrics (nothing else)";
+    }
     format!(
-        "# Managed by pictl: the health agent reaches the API server (and nothing else).\n\
+        "# Managed by pictl: the health agent reaches {what}.\n\
          [Service]\nIPAddressAllow={}\n",
-        addresses.join(" ")
+        allow.join(" ")
     )
 }
 

@@ -17,7 +17,9 @@ mod pi_cgroups;
 mod relay;
 mod service;
 
-pub use agent_access::{AccessFiles, AgentAccess, AgentAccessPlan, dropin, publish_conf};
+pub use agent_access::{
+    AccessFiles, AgentAccess, AgentAccessPlan, PodMetrics, dropin, publish_conf,
+};
 pub use file::MetaFix;
 pub use health_agent::{HealthAgent, HealthAgentPlan};
 pub use k3s_adopt::{AdoptPlan, K3sAdopt};

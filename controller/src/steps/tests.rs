@@ -789,8 +789,8 @@ mod agent_access_step {
         d.agent_access = Some(AccessFiles {
             token: Secret::new(TOKEN),
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-            publish_conf: publish_conf("https://10.0.0.1:6443", "s1"),
-            dropin: dropin(&["10.0.0.1".into()]),
+            publish_conf: publish_conf("https://10.0.0.1:6443", "s1", None),
+            dropin: dropin(&["10.0.0.1".into()], None),
         });
         d
     }

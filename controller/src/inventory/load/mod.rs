@@ -305,7 +305,7 @@ impl Loader<'_, '_> {
             .map_or_else(Workload::default, |t| self.workload(&t));
         let agent = root
             .table(self.sink, "agent")
-            .map_or_else(AgentSettings::default, |t| self.agent(&t));
+            .map_or_else(AgentSettings::default, |t| self.agent(&t, cluster.as_ref()));
         Some(Inventory {
             source: PathBuf::new(),
             cluster: cluster?,

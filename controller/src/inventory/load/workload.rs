@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use super::Loader;
 use crate::arch::Arch;
-use crate::inventory::model::{AgentSettings, Workload};
+use crate::inventory::model::{AgentMetrics, AgentSettings, Cluster, K3sValue, Workload};
 use crate::inventory::paths::resolve_path;
 use crate::inventory::reader::TableReader;
 use crate::inventory::rules;
 
 pub(super) const WORKLOAD_KEYS: &[&str] = &["playbooks", "image_arch_check"];
-pub(super) const AGENT_KEYS: &[&str] = &["enabled", "binaries"];
+pub(super) const AGENT_KEYS: &[&str] = &["enabled", "binaries", "metrics"];
 
 /// `[agent.binaries]` keys: one per arch K3s ships.
 pub(super) fn agent_binary_keys() -> Vec<&'static str> {
@@ -58,11 +58,25 @@ impl Loader<'_, '_> {
         }
     }
 
-    pub(super) fn agent(&mut self, t: &TableReader<'_, '_>) -> AgentSettings {
+    pub(super) fn agent(
+        &mut self,
+        t: &TableReader<'_, '_>,
+        cluster: Option<&Cluster>,
+    ) -> AgentSettings {
         t.deny_unknown(self.sink, AGENT_KEYS);
         let mut settings = AgentSettings::default();
         if let Some(b) = t.bool(self.sink, "enabled") {
             settings.enabled = b.value;
+        }
+        if let Some(m) = t.str(self.sink, "metrics") {
+            if let Some(metrics) = self.check(&m, rules::agent_metrics(&m.value), None) {
+                settings.metrics = metrics;
+            }
+            if settings.metrics == AgentMetrics::PodNetwork
+                && let Some(why) = pod_network_refused(settings.enabled, cluster)
+            {
+                self.report(&m, why.0, Some(why.1));
+            }
         }
         if let Some(bins) = t.table(self.sink, "binaries") {
             bins.deny_unknown(self.sink, &agent_binary_keys());
@@ -79,5 +93,36 @@ impl Loader<'_, '_> {
             }
         }
         settings
+    }
+}
+
+/// Why `metrics = "pod-network"` cannot work with these settings (message,
+/// hint), if it cannot.
+fn pod_network_refused(enabled: bool, cluster: Option<&Cluster>) -> Option<(String, &'static str)> {
+    if !enabled {
+        return Some((
+            "metrics = \"pod-network\" needs the agent, but enabled = false".into(),
+            "remove one of the two",
+        ));
+    }
+    let cluster = cluster?;
+    if let Some(K3sValue::One(b)) = cluster.server_config.get("flannel-backend")
+        && b == "none"
+    {
+        return Some((
+            "metrics = \"pod-network\" needs K3s's flannel (the node's cni0 bridge), but server_config sets flannel-backend = \"none\"".into(),
+            "with another CNI, expose the agent with a firewall rule instead (see pictl-agent.service)",
+        ));
+    }
+    match cluster.pod_cidrs_v4() {
+        Err(why) => Some((
+            why,
+            "cluster-cidr is K3s's pod network, e.g. \"10.42.0.0/16\"",
+        )),
+        Ok(v) if v.is_empty() => Some((
+            "metrics = \"pod-network\" needs an IPv4 cluster-cidr".into(),
+            "IPv6-only clusters are not supported yet",
+        )),
+        Ok(_) => None,
     }
 }

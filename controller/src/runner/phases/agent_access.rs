@@ -5,14 +5,18 @@
 //! run with [`converge::single`]). A plan shows both without writing; a
 //! converged cluster reports nothing changed.
 
+use std::collections::BTreeMap;
+
 use super::{Selected, Symmetric};
+use crate::inventory::AgentMetrics;
 use crate::runner::agent_access;
+use crate::runner::agent_metrics::{self, NodeNet};
 use crate::runner::converge::{self, Env};
 use crate::runner::error::RunError;
 use crate::runner::report::{Status, StepReport};
 use crate::runner::run::Run;
 use crate::step::{Desired, StepId};
-use crate::steps::{AccessFiles, AgentAccess, dropin, publish_conf};
+use crate::steps::{AccessFiles, AgentAccess, PodMetrics, dropin, publish_conf};
 use crate::write::Writer;
 
 /// How long the token controller may take to fill a new token Secret.
@@ -70,6 +74,7 @@ impl AgentAccessPhase {
         };
         let (server, addresses) = api_endpoint(run);
         let progress = run.opts.progress.clone();
+        let pod = PodNetwork::read(run, &client).await;
         for &i in nodes {
             let name = run.nodes[i].node.name.clone();
             let (report, token) = Self::rbac(&client, &name, w).await;
@@ -79,23 +84,107 @@ impl AgentAccessPhase {
             else {
                 continue;
             };
+            let metrics = match pod.for_node(&name) {
+                Ok(m) => m,
+                Err(why) => {
+                    let failed =
+                        StepReport::new(StepId::AgentMetrics, Status::Failed, vec![], Some(why));
+                    run.nodes[i].push(progress.as_ref(), failed);
+                    continue;
+                }
+            };
             desired.agent_access = Some(AccessFiles {
                 token,
                 ca_pem,
-                publish_conf: publish_conf(&server, &name),
-                dropin: dropin(&addresses),
+                publish_conf: publish_conf(&server, &name, metrics.as_ref()),
+                dropin: dropin(&addresses, metrics.as_ref()),
             });
-            Self::converge(run, i, &desired, w).await;
+            let converged = Self::converge(run, i, &desired, w).await;
+            let want = metrics.map(|m| m.listen.to_string());
+            let report = if w.is_some() && !converged {
+                let why = "the agent's files are not in place".to_string();
+                StepReport::new(StepId::AgentMetrics, Status::Skipped, vec![], Some(why))
+            } else {
+                pod.annotate(&client, &name, want.as_deref(), w).await
+            };
+            run.nodes[i].push(progress.as_ref(), report);
         }
     }
 
-    async fn converge(run: &mut Run<'_>, i: usize, desired: &Desired, w: Option<&Writer>) {
+    /// Converges the node's files; whether they are as wanted now.
+    async fn converge(run: &mut Run<'_>, i: usize, desired: &Desired, w: Option<&Writer>) -> bool {
         let env = Env {
             desired,
             store: &run.store,
             opts: run.opts,
         };
         converge::single(&mut run.nodes[i], env, &AgentAccess, w).await;
+        let last = run.nodes[i].report.steps.last();
+        last.is_some_and(|r| r.step == StepId::AgentAccess && r.status != Status::Failed)
+    }
+}
+
+/// The Nodes' pod networks as `[agent] metrics` needs them (one LIST).
+struct PodNetwork {
+    metrics: AgentMetrics,
+    peers: Vec<ipnet::Ipv4Net>,
+    nodes: Result<BTreeMap<String, NodeNet>, String>,
+}
+
+impl PodNetwork {
+    async fn read(run: &Run<'_>, client: &kube::Client) -> PodNetwork {
+        // The inventory's loader refused pod-network metrics without an IPv4
+        // cluster-cidr; the LIST also finds annotations a loopback run removes.
+        PodNetwork {
+            metrics: run.inv.agent.metrics,
+            peers: run.inv.cluster.pod_cidrs_v4().unwrap_or_default(),
+            nodes: agent_metrics::list(client).await,
+        }
+    }
+
+    /// The node's pod listener (`None`: loopback only, or no podCIDR yet:
+    /// the next run adds it once K3s assigned one).
+    fn for_node(&self, node: &str) -> Result<Option<PodMetrics>, String> {
+        if self.metrics == AgentMetrics::Loopback {
+            return Ok(None);
+        }
+        let nodes = self.nodes.as_ref().map_err(Clone::clone)?;
+        let cidr = nodes.get(node).and_then(|n| n.pod_cidr);
+        Ok(cidr
+            .and_then(agent_metrics::listen_address)
+            .map(|listen| PodMetrics {
+                listen,
+                peers: self.peers.clone(),
+            }))
+    }
+
+    /// Sets the Node's annotation to `want` (written only with `w`).
+    async fn annotate(
+        &self,
+        client: &kube::Client,
+        node: &str,
+        want: Option<&str>,
+        w: Option<&Writer>,
+    ) -> StepReport {
+        let report =
+            |status, changes, why| StepReport::new(StepId::AgentMetrics, status, changes, why);
+        let now = match &self.nodes {
+            Ok(nodes) => nodes.get(node).and_then(|n| n.annotation.as_deref()),
+            Err(why) => return report(Status::Failed, vec![], Some(why.clone())),
+        };
+        let Some(change) = agent_metrics::plan(now, want) else {
+            return report(Status::Ok, vec![], None);
+        };
+        let failed = match w {
+            Some(_) => agent_metrics::write(client, node, want).await.err(),
+            None => None,
+        };
+        let status = if failed.is_some() {
+            Status::Failed
+        } else {
+            Status::Changed
+        };
+        report(status, vec![change], failed)
     }
 }
 

@@ -1,0 +1,133 @@
+//! `[agent] metrics = "pod-network"` against the fakes: each agent gets a
+//! listener on its Node's pod-network address answering only the cluster's
+//! pod CIDR, its firewall drop-in admits that CIDR, the Node is annotated
+//! for Prometheus, a re-run changes nothing, and going back to loopback
+//! takes all of it away.
+
+use super::tests_relay::{Setup, setup_with};
+use super::*;
+use crate::facts::paths;
+use crate::runner::agent_metrics::ANNOTATION;
+use crate::step::StepId;
+
+const NODES: [(&str, &str, &str); 2] = [("s1", "server", "x86_64"), ("a1", "agent", "aarch64")];
+
+fn text(s: &Setup, node: &str, path: &str) -> String {
+    String::from_utf8(s.file(node, path).unwrap_or_default()).expect("utf-8")
+}
+
+fn annotation(s: &Setup, node: &str) -> Option<String> {
+    let objects = s.api.objects.lock().expect("objects");
+    let node = objects.get(node)?;
+    node["metadata"]["annotations"][ANNOTATION]
+        .as_str()
+        .map(String::from)
+}
+
+fn metrics_changes(report: &RunReport, node: &str) -> Vec<String> {
+    let node = report.nodes.iter().find(|n| n.name == node).expect("node");
+    let steps = node.steps.iter().filter(|r| r.step == StepId::AgentMetrics);
+    steps
+        .flat_map(|r| r.changes.iter().map(ToString::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_network_metrics_listen_on_the_pod_cidr_gateway_and_annotate_the_node() {
+    let s = setup_with(&NODES, "metrics = \"pod-network\"\n").await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    for (i, (node, _, _)) in NODES.iter().enumerate() {
+        let conf = text(&s, node, paths::AGENT_PUBLISH);
+        let listen = format!("10.42.{i}.1:9750");
+        assert!(
+            conf.contains(&format!(
+                "\nmetrics_listen = {listen}\nmetrics_peers = 10.42.0.0/16\n"
+            )),
+            "{conf}"
+        );
+        let dropin = text(&s, node, paths::AGENT_DROPIN);
+        let allow = dropin.lines().find(|l| l.starts_with("IPAddressAllow="));
+        assert!(
+            allow.is_some_and(|l| l.ends_with(" 10.42.0.0/16")),
+            "{dropin}"
+        );
+        assert_eq!(annotation(&s, node), Some(listen.clone()));
+        assert_eq!(
+            metrics_changes(&report, node),
+            [format!("annotation {ANNOTATION}: absent → {listen}")]
+        );
+    }
+    let again = apply(&s.inv, &s.options(true)).await.expect("re-run");
+    assert!(!again.changed(), "{again:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn back_to_loopback_removes_the_listener_the_firewall_entry_and_the_annotation() {
+    let mut s = setup_with(&NODES, "metrics = \"pod-network\"\n").await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    s.inv.agent.metrics = crate::inventory::AgentMetrics::Loopback;
+    let plan = plan(&s.inv, &s.options(true)).await.expect("plan runs");
+    assert_eq!(
+        metrics_changes(&plan, "a1"),
+        [format!("annotation {ANNOTATION}: 10.42.1.1:9750 → absent")]
+    );
+    assert_eq!(
+        annotation(&s, "a1").as_deref(),
+        Some("10.42.1.1:9750"),
+        "plan wrote"
+    );
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    for (node, _, _) in NODES {
+        assert!(!text(&s, node, paths::AGENT_PUBLISH).contains("metrics_"));
+        assert!(!text(&s, node, paths::AGENT_DROPIN).contains("10.42.0.0/16"));
+        assert_eq!(annotation(&s, node), None);
+    }
+    let again = apply(&s.inv, &s.options(true)).await.expect("re-run");
+    assert!(!again.changed(), "{again:#?}");
+}
+
+#[test]
+fn pod_network_metrics_need_the_agent_flannel_and_an_ipv4_cluster_cidr() {
+    let load = |cluster: &str, agent: &str| {
+        let text = format!(
+            "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\n{cluster}\n[ssh]\nagent = true\n[agent]\n{agent}\n[[nodes]]\nname = \"s1\"\naddress = \"10.0.0.1\"\nrole = \"server\"\n"
+        );
+        crate::inventory::Inventory::parse(&text, "t.toml", std::path::Path::new("."))
+            .err()
+            .map(|e| e.to_string())
+    };
+    let pod = "metrics = \"pod-network\"";
+    assert_eq!(load("", pod), None);
+    let dual = "server_config = { \"cluster-cidr\" = \"10.10.0.0/16,fd00:10::/56\" }";
+    assert_eq!(load(dual, pod), None);
+    let cases = [
+        ("", "metrics = \"lan\"", "invalid metrics \"lan\""),
+        (
+            "",
+            "enabled = false\nmetrics = \"pod-network\"",
+            "needs the agent",
+        ),
+        (
+            "server_config = { \"flannel-backend\" = \"none\" }",
+            pod,
+            "flannel-backend = \"none\"",
+        ),
+        (
+            "server_config = { \"cluster-cidr\" = \"fd00:10::/56\" }",
+            pod,
+            "needs an IPv4 cluster-cidr",
+        ),
+        (
+            "server_config = { \"cluster-cidr\" = \"10.42.0.0\" }",
+            pod,
+            "is not a CIDR",
+        ),
+    ];
+    for (cluster, agent, want) in cases {
+        let err = load(cluster, agent).unwrap_or_default();
+        assert!(err.contains(want), "{cluster} {agent}: {err}");
+    }
+}
