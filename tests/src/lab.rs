@@ -608,10 +608,11 @@ pub fn leaks(id: u32) -> Vec<String> {
     if let Ok(entries) = fs::read_dir("/run/netns") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name
+            let node = name
                 .strip_prefix(&ns_prefix)
-                .is_some_and(|r| r.chars().all(|c| c.is_ascii_digit()))
-            {
+                .is_some_and(|r| r.chars().all(|c| c.is_ascii_digit()));
+            // `lab host`'s extra namespaces.
+            if node || name.starts_with(&format!("pictl{id}-x-")) {
                 found.push(format!("netns {name}"));
             }
         }
@@ -625,6 +626,7 @@ pub fn leaks(id: u32) -> Vec<String> {
                 let r = r.strip_suffix('p').unwrap_or(r);
                 !r.is_empty() && r.chars().all(|c| c.is_ascii_digit())
             });
+            let veth = veth || name.starts_with(&format!("pictl{id}x"));
             if name == bridge || veth {
                 found.push(format!("link {name}"));
             }
