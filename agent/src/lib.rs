@@ -9,11 +9,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub mod cidr;
 pub mod cli;
 pub mod collect;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod pod_metrics;
 pub mod publish;
 pub mod report;
 pub mod share;

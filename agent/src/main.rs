@@ -10,7 +10,7 @@ use pictl_agent::cli::{self, Command, HELP};
 use pictl_agent::collect::{Sources, collect};
 use pictl_agent::http::{DEFAULT_CACHE_TTL, Server};
 use pictl_agent::report::REPORT_VERSION;
-use pictl_agent::{Error, error_chain, publish};
+use pictl_agent::{Error, error_chain, pod_metrics, publish};
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args().skip(1)) {
@@ -56,34 +56,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts publishing (when configured) on its own thread, then serves.
+/// Starts publishing and the pod-network metrics listener (when
+/// configured) on their own threads, then serves.
 fn serve(listen: SocketAddr, publish_config: Option<String>) -> Result<(), Error> {
-    let publishing = match publish::start(publish_config.as_deref())? {
-        Some(status) => {
+    let cfg = publish::load(publish_config.as_deref())?;
+    let pod = cfg.as_ref().and_then(|c| c.metrics.clone());
+    let pod_status = pod.as_ref().map(pod_metrics::status);
+    let publishing = match cfg {
+        Some(cfg) => {
+            let status = publish::start(cfg)?;
             eprintln!("pictl-agent: publishing Node conditions");
             Some(status)
         }
         None => None,
     };
     let sources = Sources::system();
+    let reported = pod_status.clone();
     let source = move || {
         let mut r = collect(&sources);
         r.publishing = publishing
             .as_ref()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone());
+        r.metrics_listener = reported
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone());
         r
     };
-    match Server::bind(listen, Box::new(source), DEFAULT_CACHE_TTL) {
-        Ok(server) => {
-            let addr = server.local_addr().map_or(listen, |a| a);
-            eprintln!(
-                "pictl-agent {}: listening on http://{addr}",
-                env!("CARGO_PKG_VERSION")
-            );
-            server.run()
-        }
-        Err(e) => Err(e),
+    let server = Server::bind(listen, Box::new(source), DEFAULT_CACHE_TTL)?;
+    let addr = server.local_addr().map_or(listen, |a| a);
+    eprintln!(
+        "pictl-agent {}: listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let (Some(pod), Some(status)) = (pod, pod_status) {
+        pod_metrics::start(pod, status, server.reports())?;
     }
+    server.run()
 }
 
 /// One report on stdout; the exit status says whether it was written, not the

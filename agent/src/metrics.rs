@@ -4,7 +4,9 @@
 
 use std::fmt::Write;
 
-use crate::report::{Health, NodeReport, PublishState, Publishing, UnitState};
+use crate::report::{
+    Health, ListenerState, MetricsListener, NodeReport, PublishState, Publishing, UnitState,
+};
 
 /// The Content-Type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -147,7 +149,24 @@ pub fn render(r: &NodeReport) -> String {
     if let Some(p) = &r.publishing {
         publishing(&mut m, p);
     }
+    if let Some(l) = &r.metrics_listener {
+        pod_listener(&mut m, l);
+    }
     m.out
+}
+
+/// The pod-network metrics listener: 0 while it waits for its address, so
+/// an alert can tell "not yet bound" from "not configured" (no sample).
+fn pod_listener(m: &mut Metrics, l: &MetricsListener) {
+    m.family(
+        "pod_metrics_listening",
+        "Whether the pod-network metrics listener (metrics_listen) is bound: 1 listening, 0 waiting for its address.",
+    );
+    m.sample(
+        "pod_metrics_listening",
+        &[("address", &l.address)],
+        bool01(l.state == ListenerState::Listening),
+    );
 }
 
 /// Publishing to the API and the Node conditions as last published, in the
@@ -296,6 +315,25 @@ mod tests {
             assert!(text.contains(&format!("{line} {want}\n")), "{line}: {text}");
         }
         assert!(!render(&NodeReport::default()).contains("publish_state"));
+    }
+
+    #[test]
+    fn the_pod_metrics_listener_is_1_when_listening_0_while_waiting_absent_unconfigured() {
+        let with = |state| NodeReport {
+            metrics_listener: Some(MetricsListener {
+                address: "10.42.1.1:9750".into(),
+                state,
+                error: None,
+            }),
+            ..NodeReport::default()
+        };
+        let line = "pictl_node_pod_metrics_listening{address=\"10.42.1.1:9750\"}";
+        let text = render(&with(ListenerState::Listening));
+        assert!(text.contains(&format!("{line} 1\n")), "{text}");
+        assert!(text.contains("# TYPE pictl_node_pod_metrics_listening gauge\n"));
+        let text = render(&with(ListenerState::Waiting));
+        assert!(text.contains(&format!("{line} 0\n")), "{text}");
+        assert!(!render(&NodeReport::default()).contains("pod_metrics"));
     }
 
     #[test]

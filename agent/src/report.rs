@@ -72,6 +72,32 @@ pub struct NodeReport {
     /// Publishing to the Node's conditions; `None` when not configured (or
     /// from `pictl-agent report`, which does not publish).
     pub publishing: Option<Publishing>,
+    /// The pod-network metrics listener (`metrics_listen` in publish.conf);
+    /// `None`, and left out of the JSON, when not configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listener: Option<MetricsListener>,
+}
+
+/// The second, metrics-only listener on the node's pod-network address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsListener {
+    /// `IPv4:PORT` it binds (the node's `cni0` address).
+    pub address: String,
+    pub state: ListenerState,
+    /// While `waiting`: why the last bind failed, one line.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerState {
+    /// The address cannot be bound yet (usually: `cni0` does not exist until
+    /// the first Pod lands on the node); retried every few seconds.
+    #[default]
+    Waiting,
+    /// Bound and answering its peers.
+    Listening,
 }
 
 /// How publishing the node's conditions to the Kubernetes API goes.
@@ -352,6 +378,11 @@ mod tests {
             health: Health::Failing,
             problems: vec!["under-voltage now (get_throttled 0x50005)".into()],
             publishing: None,
+            metrics_listener: Some(MetricsListener {
+                address: "10.42.1.1:9750".into(),
+                state: ListenerState::Waiting,
+                error: Some("Cannot assign requested address (os error 99)".into()),
+            }),
         }
     }
 
@@ -364,6 +395,29 @@ mod tests {
         assert!(json.contains("\"soc_temperature_celsius\":51.2"), "{json}");
         assert!(json.contains("\"k3s.service\":\"active\""), "{json}");
         assert!(json.contains("\"health\":\"failing\""), "{json}");
+        assert!(
+            json.contains(r#""metrics_listener":{"address":"10.42.1.1:9750","state":"waiting","#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn an_unconfigured_metrics_listener_is_left_out_and_old_reports_read_without_it() {
+        let r = NodeReport {
+            metrics_listener: None,
+            ..sample()
+        };
+        let json = serde_json::to_string(&r).expect("serialize");
+        assert!(!json.contains("metrics_listener"), "{json}");
+        let back: NodeReport = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back.metrics_listener, None);
+        let listening: MetricsListener =
+            serde_json::from_str(r#"{"address":"10.42.1.1:9750","state":"listening"}"#)
+                .expect("reads");
+        assert_eq!(
+            (listening.state, listening.error),
+            (ListenerState::Listening, None)
+        );
     }
 
     #[test]

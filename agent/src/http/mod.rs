@@ -10,7 +10,13 @@
 //! rebinding). No keep-alive, no bodies, no TLS: the agent listens on loopback
 //! by default, and a scraper on the LAN sees only node facts.
 //! Reports are collected on demand and cached briefly so a burst of scrapes
-//! costs one collection, whichever thread serves it.
+//! costs one collection, whichever thread serves it, on whichever listener.
+//!
+//! A listener has a [`Scope`]: the `--listen` one serves everything to
+//! whoever can connect; the pod-network one ([`crate::pod_metrics`]) serves
+//! only `/healthz` and `/metrics`, from its own [`METRICS_WORKERS`] threads,
+//! and closes connections from peers outside its networks as soon as they
+//! are accepted, before reading a byte.
 
 mod head;
 mod host;
@@ -25,6 +31,7 @@ use std::time::{Duration, Instant};
 pub use head::{MAX_HEAD_BYTES, MAX_HEADERS};
 pub use pool::WORKERS;
 
+use crate::cidr::Ipv4Net;
 use crate::report::{Health, NodeReport};
 use crate::{Error, Result, metrics};
 use head::{HeadError, Request, parse_head, read_head};
@@ -44,6 +51,10 @@ pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 const LINGER: Duration = Duration::from_millis(500);
 /// How long a collected report is served before collecting again.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_millis(1500);
+/// Connection threads of a [`Scope::Metrics`] listener: one Prometheus (or
+/// two replicas) scrapes it; the loopback listener keeps its own [`WORKERS`],
+/// so pods cannot hold up `pictl status`.
+pub const METRICS_WORKERS: usize = 2;
 
 /// Produces a fresh report (the collectors, or a fixed report in tests).
 pub type Source = Box<dyn FnMut() -> NodeReport + Send>;
@@ -51,6 +62,51 @@ pub type Source = Box<dyn FnMut() -> NodeReport + Send>;
 pub struct Server {
     listener: TcpListener,
     pool: Pool,
+    context: Arc<Context>,
+}
+
+/// What a listener serves, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `/healthz`, `/metrics` and `/v1/report`, to whoever can connect.
+    Full,
+    /// `/healthz` and `/metrics` only (anything else is 404), to peers in
+    /// `peers`; a connection from any other address is closed when accepted,
+    /// unread and unanswered.
+    Metrics { peers: Vec<Ipv4Net> },
+}
+
+impl Scope {
+    /// Whether a connection from `peer` is served at all.
+    pub fn admits(&self, peer: IpAddr) -> bool {
+        match (self, peer.to_canonical()) {
+            (Scope::Full, _) => true,
+            (Scope::Metrics { peers }, IpAddr::V4(a)) => peers.iter().any(|n| n.contains(a)),
+            (Scope::Metrics { .. }, IpAddr::V6(_)) => false,
+        }
+    }
+
+    fn routes(&self, path: &str) -> bool {
+        match self {
+            Scope::Full => matches!(path, "/healthz" | "/metrics" | "/v1/report"),
+            Scope::Metrics { .. } => matches!(path, "/healthz" | "/metrics"),
+        }
+    }
+}
+
+/// The report source and its cache. Clones share both: every listener of
+/// one agent answers from the same collection.
+#[derive(Clone)]
+pub struct Reports(Arc<Mutex<Cache>>);
+
+impl Reports {
+    pub fn new(source: Source, ttl: Duration) -> Self {
+        Self(Arc::new(Mutex::new(Cache {
+            source,
+            ttl,
+            cached: None,
+        })))
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -61,17 +117,18 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// What every connection thread shares.
+/// What every connection thread of one listener shares.
 struct Context {
     /// The address the agent was told to listen on, for the `Host` check.
     listen: IpAddr,
-    reports: Mutex<Reports>,
+    scope: Scope,
+    reports: Reports,
 }
 
-struct Reports {
+struct Cache {
     source: Source,
     ttl: Duration,
-    cache: Option<Cached>,
+    cached: Option<Cached>,
 }
 
 /// One collection and its renderings, made on first use.
@@ -83,35 +140,61 @@ struct Cached {
 }
 
 impl Server {
-    /// Binds `addr` and starts the connection threads.
+    /// Binds `addr` and starts the connection threads, serving everything.
     pub fn bind(addr: SocketAddr, source: Source, ttl: Duration) -> Result<Self> {
         let listener =
             TcpListener::bind(addr).map_err(|source| Error::BindFailed { addr, source })?;
+        Self::serve(addr, listener, Reports::new(source, ttl), Scope::Full)
+    }
+
+    /// Starts the connection threads for `listener` (bound to `listen`), to
+    /// answer from `reports` as `scope` allows.
+    pub fn serve(
+        listen: SocketAddr,
+        listener: TcpListener,
+        reports: Reports,
+        scope: Scope,
+    ) -> Result<Self> {
+        let workers = match scope {
+            Scope::Full => WORKERS,
+            Scope::Metrics { .. } => METRICS_WORKERS,
+        };
         let context = Arc::new(Context {
-            listen: addr.ip(),
-            reports: Mutex::new(Reports {
-                source,
-                ttl,
-                cache: None,
-            }),
+            listen: listen.ip(),
+            scope,
+            reports,
         });
+        let shared = context.clone();
         let pool = Pool::start(
-            WORKERS,
-            Arc::new(move |stream, head: &HeadWait<'_>| handle(&context, stream, head)),
+            workers,
+            Arc::new(move |stream, head: &HeadWait<'_>| handle(&shared, stream, head)),
         )
         .map_err(Error::StartWorkersFailed)?;
-        Ok(Self { listener, pool })
+        Ok(Self {
+            listener,
+            pool,
+            context,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Accepts connections and hands them to the pool, forever.
+    /// The report cache, to share with another listener.
+    pub fn reports(&self) -> Reports {
+        self.context.reports.clone()
+    }
+
+    /// Accepts connections and hands them to the pool, forever. A peer the
+    /// scope does not admit is closed here, before any thread reads from it.
     pub fn run(self) -> ! {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => self.pool.dispatch(stream),
+                Ok((stream, peer)) if self.context.scope.admits(peer.ip()) => {
+                    self.pool.dispatch(stream);
+                }
+                Ok((stream, _)) => drop(stream),
                 // Out of descriptors or similar: back off instead of spinning.
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
@@ -154,15 +237,15 @@ fn answer(context: &Context, stream: &TcpStream, head: &[u8]) -> Response {
         listen: context.listen,
     };
     match host::check(req.host, req.http10, &ends) {
-        Ok(()) => route(&context.reports, &req),
+        Ok(()) => route(context, &req),
         Err(Refusal::Missing) => Response::text(400, "Host header required\n"),
         Err(Refusal::Misdirected) => Response::text(421, "Host not served here\n"),
     }
 }
 
-fn route(reports: &Mutex<Reports>, req: &Request<'_>) -> Response {
+fn route(context: &Context, req: &Request<'_>) -> Response {
     let path = req.target.split_once('?').map_or(req.target, |(p, _)| p);
-    if !matches!(path, "/healthz" | "/metrics" | "/v1/report") {
+    if !context.scope.routes(path) {
         return Response::text(404, "not found\n");
     }
     if !matches!(req.method, "GET" | "HEAD") {
@@ -171,7 +254,11 @@ fn route(reports: &Mutex<Reports>, req: &Request<'_>) -> Response {
         return r;
     }
     // Held while collecting: concurrent scrapes wait for one collection.
-    let mut reports = reports.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut reports = context
+        .reports
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let cached = reports.fresh();
     let mut resp = match path {
         "/healthz" => healthz(&cached.report),
@@ -192,18 +279,18 @@ fn route(reports: &Mutex<Reports>, req: &Request<'_>) -> Response {
     resp
 }
 
-impl Reports {
+impl Cache {
     /// The cached collection, collecting again when it is older than the TTL.
     fn fresh(&mut self) -> &mut Cached {
         if self
-            .cache
+            .cached
             .as_ref()
             .is_some_and(|c| c.at.elapsed() >= self.ttl)
         {
-            self.cache = None;
+            self.cached = None;
         }
         let source = &mut self.source;
-        self.cache.get_or_insert_with(|| Cached {
+        self.cached.get_or_insert_with(|| Cached {
             report: source(),
             at: Instant::now(),
             json: None,

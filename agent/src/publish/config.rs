@@ -1,11 +1,19 @@
 //! The publishing configuration pictl writes on each node
 //! (`/etc/pictl-agent/publish.conf`, `key = value` lines). No file means
 //! the agent does not publish; a file it cannot read is an error at start.
+//!
+//! Two optional keys, always together, open a second, restricted listener on
+//! the pod network for an in-cluster Prometheus ([`crate::pod_metrics`]):
+//! `metrics_listen = IPv4:PORT` (the node's `cni0` address) and
+//! `metrics_peers = CIDR[,CIDR...]` (the only peers it answers, the
+//! cluster's pod CIDR).
 
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::conditions::DEFAULT_DISK_PRESSURE_PERCENT;
+use crate::cidr::{CidrError, Ipv4Net};
 
 /// Where pictl writes the configuration.
 pub const DEFAULT_PATH: &str = "/etc/pictl-agent/publish.conf";
@@ -24,6 +32,18 @@ pub struct Config {
     pub ca_file: PathBuf,
     pub interval: Duration,
     pub disk_pressure_percent: f64,
+    /// The pod-network metrics listener; `None` when not configured.
+    pub metrics: Option<PodMetrics>,
+}
+
+/// `metrics_listen` and `metrics_peers`: where the pod-network listener
+/// binds and whom it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodMetrics {
+    /// The node's address on the pod network (its `cni0` bridge), with a port.
+    pub listen: SocketAddrV4,
+    /// Peers outside every one of these networks are closed unanswered.
+    pub peers: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +60,17 @@ pub enum ConfigError {
     },
     #[error("{0} is missing")]
     Missing(&'static str),
+    #[error("line {line}: {key} = {value:?}: IPv6 is not supported yet (IPv4 only)")]
+    Ipv6 {
+        line: usize,
+        key: &'static str,
+        value: String,
+    },
+    #[error("{given} is set but {missing} is missing (the two go together)")]
+    Unpaired {
+        given: &'static str,
+        missing: &'static str,
+    },
 }
 
 /// A Node name as the API accepts it (an RFC 1123 subdomain), so it can go
@@ -57,6 +88,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let (mut server, mut node, mut token, mut ca) = (None, None, None, None);
     let mut interval = DEFAULT_INTERVAL;
     let mut pct = DEFAULT_DISK_PRESSURE_PERCENT;
+    let (mut listen, mut peers) = (None, None);
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let l = raw.trim();
@@ -87,6 +119,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                 Ok(p) if (0.0..=100.0).contains(&p) => pct = p,
                 _ => return Err(bad("disk_pressure_percent")),
             },
+            "metrics_listen" => listen = Some(metrics_listen(line, &v)?),
+            "metrics_peers" => peers = Some(metrics_peers(line, &v)?),
             _ => {
                 return Err(ConfigError::UnknownKey {
                     line,
@@ -102,7 +136,64 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         ca_file: ca.ok_or(ConfigError::Missing("ca_file"))?,
         interval,
         disk_pressure_percent: pct,
+        metrics: pod_metrics(listen, peers)?,
     })
+}
+
+/// Both keys or neither.
+fn pod_metrics(
+    listen: Option<SocketAddrV4>,
+    peers: Option<Vec<Ipv4Net>>,
+) -> Result<Option<PodMetrics>, ConfigError> {
+    let unpaired = |given, missing| Err(ConfigError::Unpaired { given, missing });
+    match (listen, peers) {
+        (Some(listen), Some(peers)) => Ok(Some(PodMetrics { listen, peers })),
+        (None, None) => Ok(None),
+        (Some(_), None) => unpaired("metrics_listen", "metrics_peers"),
+        (None, Some(_)) => unpaired("metrics_peers", "metrics_listen"),
+    }
+}
+
+/// `IPv4:PORT`: one address of the node (not `0.0.0.0`, which would also
+/// take the loopback listener's port), a port other than 0.
+fn metrics_listen(line: usize, v: &str) -> Result<SocketAddrV4, ConfigError> {
+    let key = "metrics_listen";
+    let value = v.to_owned();
+    match v.parse::<SocketAddr>() {
+        Ok(SocketAddr::V4(a))
+            if a.port() != 0
+                && !a.ip().is_unspecified()
+                && !a.ip().is_broadcast()
+                && !a.ip().is_multicast() =>
+        {
+            Ok(a)
+        }
+        Ok(SocketAddr::V6(_)) => Err(ConfigError::Ipv6 { line, key, value }),
+        Err(_) if v.starts_with('[') || v.matches(':').count() > 1 => {
+            Err(ConfigError::Ipv6 { line, key, value })
+        }
+        _ => Err(ConfigError::BadValue { line, key, value }),
+    }
+}
+
+/// `CIDR[,CIDR...]`, IPv4 networks, at least one.
+fn metrics_peers(line: usize, v: &str) -> Result<Vec<Ipv4Net>, ConfigError> {
+    let key = "metrics_peers";
+    v.split(',')
+        .map(|n| match n.trim().parse::<Ipv4Net>() {
+            Ok(net) => Ok(net),
+            Err(CidrError::Ipv6) => Err(ConfigError::Ipv6 {
+                line,
+                key,
+                value: v.to_owned(),
+            }),
+            Err(CidrError::Invalid) => Err(ConfigError::BadValue {
+                line,
+                key,
+                value: v.to_owned(),
+            }),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -152,5 +243,108 @@ mod tests {
             parse("server = https://h\nnode = n\nca_file = c"),
             Err(ConfigError::Missing("token_file"))
         );
+    }
+
+    const BASE: &str = "server = https://h\nnode = n\ntoken_file = t\nca_file = c\n";
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        parse(&format!("{BASE}{extra}"))
+    }
+
+    #[test]
+    fn the_pod_metrics_listener_takes_an_address_and_its_peers() {
+        assert_eq!(with("").expect("parses").metrics, None);
+        let c = with("metrics_listen = 10.42.1.1:9750\nmetrics_peers = 10.42.0.0/16\n")
+            .expect("parses");
+        let m = c.metrics.expect("configured");
+        assert_eq!(m.listen, "10.42.1.1:9750".parse().expect("addr"));
+        assert_eq!(m.peers, vec!["10.42.0.0/16".parse().expect("cidr")]);
+        let m = with(
+            "metrics_peers=10.42.0.0/16, 192.168.5.0/24 ,10.0.0.7/32\nmetrics_listen=127.0.0.2:1",
+        )
+        .expect("parses")
+        .metrics
+        .expect("configured");
+        let peers: Vec<String> = m.peers.iter().map(ToString::to_string).collect();
+        assert_eq!(peers, ["10.42.0.0/16", "192.168.5.0/24", "10.0.0.7/32"]);
+    }
+
+    #[test]
+    fn each_pod_metrics_key_needs_its_partner() {
+        assert_eq!(
+            with("metrics_listen = 10.42.1.1:9750"),
+            Err(ConfigError::Unpaired {
+                given: "metrics_listen",
+                missing: "metrics_peers"
+            })
+        );
+        let e = with("metrics_peers = 10.42.0.0/16").expect_err("unpaired");
+        assert_eq!(
+            e,
+            ConfigError::Unpaired {
+                given: "metrics_peers",
+                missing: "metrics_listen"
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "metrics_peers is set but metrics_listen is missing (the two go together)"
+        );
+    }
+
+    #[test]
+    fn bad_pod_metrics_values_are_refused_with_their_line() {
+        let peers = "metrics_peers = 10.42.0.0/16\n";
+        for bad in [
+            "10.42.1.1",
+            "10.42.1.1:0",
+            "10.42.1.1:70000",
+            "0.0.0.0:9750",
+            "255.255.255.255:9750",
+            "224.0.0.1:9750",
+            "cni0:9750",
+            "",
+        ] {
+            let e = with(&format!("{peers}metrics_listen = {bad}")).expect_err(bad);
+            assert_eq!(
+                e,
+                ConfigError::BadValue {
+                    line: 6,
+                    key: "metrics_listen",
+                    value: bad.into()
+                },
+                "{bad:?}"
+            );
+        }
+        let listen = "metrics_listen = 10.42.1.1:9750\n";
+        for bad in ["10.42.0.0", "10.42.0.0/33", "10.42.0.0/16,", "", "any"] {
+            let e = with(&format!("{listen}metrics_peers = {bad}")).expect_err(bad);
+            assert!(
+                matches!(&e, ConfigError::BadValue { line: 6, key: "metrics_peers", value } if value == bad),
+                "{bad:?}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_pod_metrics_values_are_refused_as_ipv6() {
+        let cases = [
+            ("metrics_listen", "[fd00::1]:9750"),
+            ("metrics_listen", "fd00::1"),
+            ("metrics_peers", "fd00:42::/56"),
+            ("metrics_peers", "10.42.0.0/16,fd00:42::/56"),
+        ];
+        for (key, value) in cases {
+            let e = with(&format!("{key} = {value}")).expect_err(value);
+            assert_eq!(
+                e,
+                ConfigError::Ipv6 {
+                    line: 5,
+                    key,
+                    value: value.into()
+                }
+            );
+            assert!(e.to_string().contains("IPv6 is not supported yet"), "{e}");
+        }
     }
 }

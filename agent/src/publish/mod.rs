@@ -273,19 +273,22 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// Reads the configuration at `path` (or the default, which may be absent)
-/// and starts the publishing thread; returns the state it keeps.
-pub fn start(path: Option<&str>) -> crate::Result<Option<Arc<Mutex<Publishing>>>> {
+/// Reads the configuration at `path`, or at the default path, which may be
+/// absent (then `None`: the agent does not publish).
+pub fn load(path: Option<&str>) -> crate::Result<Option<Config>> {
     let file = std::path::PathBuf::from(path.unwrap_or(config::DEFAULT_PATH));
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) if path.is_none() && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(crate::Error::ReadFailed { path: file, source }),
     };
-    let cfg = config::parse(&text).map_err(|source| crate::Error::PublishConfigInvalid {
-        path: file.clone(),
-        source,
-    })?;
+    config::parse(&text)
+        .map(Some)
+        .map_err(|source| crate::Error::PublishConfigInvalid { path: file, source })
+}
+
+/// Starts the publishing thread; returns the state it keeps.
+pub fn start(cfg: Config) -> crate::Result<Arc<Mutex<Publishing>>> {
     let mut publisher = Publisher::new(cfg, connect_files());
     let status = publisher.status();
     std::thread::Builder::new()
@@ -302,7 +305,7 @@ pub fn start(path: Option<&str>) -> crate::Result<Option<Arc<Mutex<Publishing>>>
             }
         })
         .map_err(crate::Error::StartWorkersFailed)?;
-    Ok(Some(status))
+    Ok(status)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pictl_agent::http::{MAX_HEAD_BYTES, READ_DEADLINE, Server};
+use pictl_agent::http::{MAX_HEAD_BYTES, READ_DEADLINE, Scope, Server};
 use pictl_agent::report::{
     Filesystem, Health, Load, Memory, NodeReport, REPORT_VERSION, Swap, Throttling, UnitState,
 };
@@ -51,6 +51,7 @@ fn pi_report(health: Health, problems: &[&str]) -> NodeReport {
         health,
         problems: problems.iter().map(|p| (*p).to_owned()).collect(),
         publishing: None,
+        metrics_listener: None,
     }
 }
 
@@ -485,5 +486,43 @@ fn scrapes_are_served_concurrently_with_one_collection() {
     for t in threads {
         assert_eq!(t.join().expect("client thread"), 200);
     }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_metrics_only_listener_shares_the_cache_and_serves_only_metrics_and_healthz() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let report = pi_report(Health::Ok, &[]);
+    let source = Box::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        report.clone()
+    });
+    let full = Server::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        source,
+        Duration::from_secs(60),
+    )
+    .expect("bind");
+    let full_addr = full.local_addr().expect("local addr");
+    // 127.0.0.2 is local too (all of 127/8 is); the client connects from 127.0.0.1.
+    let listen: SocketAddr = "127.0.0.2:0".parse().expect("addr");
+    let listener = std::net::TcpListener::bind(listen).expect("bind 127.0.0.2");
+    let pod_addr = listener.local_addr().expect("local addr");
+    let peers = vec!["127.0.0.0/8".parse().expect("cidr")];
+    let pod =
+        Server::serve(listen, listener, full.reports(), Scope::Metrics { peers }).expect("serve");
+    std::thread::spawn(move || full.run());
+    std::thread::spawn(move || pod.run());
+    for path in ["/metrics", "/healthz"] {
+        assert_eq!(get(pod_addr, path).status, 200, "{path}");
+    }
+    assert_eq!(get(full_addr, "/metrics").status, 200);
+    for path in ["/v1/report", "/", "/metrics/../v1/report", "/v1/report?x"] {
+        let r = get(pod_addr, path);
+        assert_eq!((r.status, r.body.as_str()), (404, "not found\n"), "{path}");
+    }
+    assert_eq!(get(full_addr, "/v1/report").status, 200);
+    // One collection answered both listeners.
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

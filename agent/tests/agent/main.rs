@@ -3,6 +3,7 @@
 mod binary;
 mod collect;
 mod http;
+mod pod_metrics;
 mod promtool;
 mod support;
 mod tls;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pictl-agent");
 
-fn promtool() -> &'static str {
+pub fn promtool() -> &'static str {
     let found = Command::new("promtool")
         .arg("--version")
         .output()
@@ -23,7 +23,7 @@ fn promtool() -> &'static str {
 }
 
 /// `promtool check metrics` on `text`: its exit status and what it said.
-fn check(promtool: &str, text: &str) -> (bool, String) {
+pub fn check(promtool: &str, text: &str) -> (bool, String) {
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
