@@ -25,6 +25,7 @@ PACKAGES=(
     gcc-arm-linux-gnueabihf # the same for armhf (k3s-armhf)
     libc6-dev-armhf-cross
     prometheus        # promtool, which checks the agent's /metrics exposition (its server is not started)
+    victoria-metrics  # a Prometheus-compatible scraper with Kubernetes discovery (Debian's Prometheus has none) for the prometheus e2e; its service is not started
 )
 
 # Rust targets for the cross-built agents and the simulator (see dist.sh).
@@ -59,6 +60,10 @@ else
     apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
     [ "$made_policy" = yes ] && rm -f /usr/sbin/policy-rc.d
     [ "$status" = 0 ] || exit "$status"
+    # The tests run their own; the package's service stays off at boot too.
+    if [[ " ${missing[*]} " == *" victoria-metrics "* ]]; then
+        rm -f /etc/systemd/system/multi-user.target.wants/victoria-metrics.service
+    fi
 fi
 
 # qemu-aarch64 with flags POCF. binfmt-support registers it with PF; without
