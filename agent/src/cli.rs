@@ -24,7 +24,10 @@ Options:
                   the node's address (e.g. 192.168.1.10:9750) or 0.0.0.0:9750.
   --publish-config FILE
                   publish Node conditions as FILE says [default:
-                  /etc/pictl-agent/publish.conf; not publishing when it is absent]
+                  /etc/pictl-agent/publish.conf; not publishing when it is absent].
+                  Its metrics_listen = IPv4:PORT and metrics_peers = CIDR[,CIDR]
+                  keys add a /metrics and /healthz listener on the pod network,
+                  answering only those peers (an in-cluster Prometheus).
   --pretty        indent the JSON report
 ";
 
