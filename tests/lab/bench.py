@@ -285,6 +285,12 @@ def main():
     for line in ratios(results):
         print(line)
     print(f"JSON: {a.json}")
+    failed = [r for r in results if r["exit"] != 0]
+    if failed:
+        # A figure from a run that failed is not a figure: say so, and fail.
+        for r in failed:
+            print(f"FAILED: {r['kind']} of {r['nodes']} nodes (--concurrency {r['concurrency']}) exited {r['exit']}; its output is in the log above")
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
