@@ -8,7 +8,10 @@
 //! Node holds: a healthy node costs the API nothing. What the Node holds is
 //! learned once (and after any failure) with an empty patch, which the
 //! apiserver answers with the Node and does not store, since the token may
-//! only patch `nodes/status`, not get nodes. When the API cannot be reached
+//! only patch `nodes/status`, not get nodes; and learned again every
+//! [`RELEARN_SECONDS`], so a Node deleted and registered again (its
+//! conditions gone) gets them back within minutes even on a node whose
+//! health never changes. When the API cannot be reached
 //! the agent keeps serving locally and says why in `/v1/report`
 //! ([`Publishing`]).
 
@@ -27,6 +30,10 @@ use conditions::{Judged, Status};
 use config::Config;
 
 const STRATEGIC_MERGE: &str = "application/strategic-merge-patch+json";
+/// How long what the Node holds is trusted before it is read back again
+/// (one empty patch, nothing stored): 10 minutes.
+pub const RELEARN_SECONDS: u64 = 600;
+
 /// The Event source, as `kubectl describe node` shows it ("From").
 pub const COMPONENT: &str = "pictl-agent";
 
@@ -84,6 +91,8 @@ pub struct Publisher {
     api: Option<Box<dyn Send>>,
     /// What the Node holds, as its last answer said; `None` until learned.
     held: Option<Vec<NodeCondition>>,
+    /// When `held` was last read back from the API (Unix seconds).
+    learned_at: u64,
     status: Arc<Mutex<Publishing>>,
 }
 
@@ -113,6 +122,7 @@ impl Publisher {
             connect,
             api: None,
             held: None,
+            learned_at: 0,
             status: Arc::new(Mutex::new(status)),
         }
     }
@@ -170,9 +180,14 @@ impl Publisher {
     /// Learns what the Node holds if needed, writes if it differs; returns
     /// the number of writes made.
     fn publish(&mut self, api: &dyn Send, judged: &[Judged], now: u64) -> Result<u64, Failed> {
-        let held = match self.held.take() {
+        let stale = now.abs_diff(self.learned_at) >= RELEARN_SECONDS;
+        let held = match self.held.take().filter(|_| !stale) {
             Some(h) => h,
-            None => self.patch_status(api, b"{}")?,
+            None => {
+                let h = self.patch_status(api, b"{}")?;
+                self.learned_at = now;
+                h
+            }
         };
         if !conditions::differs(judged, &held) {
             self.held = Some(held);

@@ -236,3 +236,30 @@ fn unreadable_credentials_are_misconfigured_and_name_the_file() {
         "{s:?}"
     );
 }
+
+#[test]
+fn a_node_registered_again_gets_its_conditions_back_at_the_next_read_back() {
+    let fake = Fake::default();
+    let mut p = publisher(&fake);
+    p.tick(&report(40), 1000);
+    fake.take();
+    // `kubectl delete node` and the kubelet registering it again: no
+    // conditions of ours any more, and nothing changed on the node itself.
+    fake.with(|n| n.conditions.clear());
+    p.tick(&report(40), 1000 + RELEARN_SECONDS - 1);
+    assert!(fake.take().is_empty(), "within the period nothing is sent");
+    p.tick(&report(40), 1000 + RELEARN_SECONDS);
+    let sent = fake.take();
+    let bodies: Vec<&str> = sent.iter().map(|(_, _, b)| b.as_str()).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0], "{}", "read back with an empty patch");
+    assert!(bodies[1].contains("\"RootDiskPressure\""), "{}", bodies[1]);
+    let held = fake.0.lock().expect("lock").conditions.len();
+    assert!(held >= 3, "conditions restored: {held}");
+    // And a healthy Node whose conditions are there costs one empty patch
+    // per period, no write.
+    p.tick(&report(40), 1000 + 2 * RELEARN_SECONDS);
+    let sent = fake.take();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].2, "{}");
+}
