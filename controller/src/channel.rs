@@ -24,19 +24,37 @@ pub enum ChannelError {
     NotARelease { url: String, location: String },
 }
 
-/// A K3s release as numbers, `vX.Y.Z+k3sN`, ordered by X, Y, Z then N
-/// (numerically: `v1.32.10` is newer than `v1.32.9`).
+/// A K3s release as numbers, `vX.Y.Z[-rcR]+k3sN`, ordered the way semver
+/// orders its core and pre-release (`v1.33.1-rc1` < `v1.33.1-rc2` <
+/// `v1.33.1`), with K3s's `k3sN` build number breaking ties (semver itself
+/// ignores build metadata, but K3s ships `+k3s2` as a newer rebuild of the
+/// same Kubernetes release). So `v1.33.1-rc1+k3s2` (a candidate for the
+/// rebuild) sorts after `v1.33.1-rc1+k3s1` yet before `v1.33.1+k3s1`, as
+/// every pre-release precedes its release: the order k0s uses for its own
+/// `+k0s.N` builds (k0sproject/version, `testdata/version-ordering.txt`).
+/// Fields are compared in declaration order, which is what makes the derived
+/// `Ord` that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Release {
     major: u64,
     minor: u64,
     patch: u64,
+    pre: Pre,
     k3s: u64,
 }
 
+/// Where a version stands among the pre-releases of its `X.Y.Z`: every
+/// release candidate (`Rc(n)`, by `n`) before the release itself (`Final`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Pre {
+    Rc(u64),
+    Final,
+}
+
 impl Release {
-    /// `None` for anything else (a release candidate, `v1.32.5`, junk a node
-    /// printed): such a version cannot be ordered, so it is never compared.
+    /// `None` for anything else (`v1.32.5` without its `+k3sN`, a pre-release
+    /// other than `-rcN`, junk a node printed): such a version cannot be
+    /// ordered, so it is never compared.
     pub fn parse(v: &str) -> Option<Self> {
         let (semver, build) = v.strip_prefix('v')?.split_once('+')?;
         let num = |s: &str| {
@@ -45,11 +63,16 @@ impl Release {
                 .then(|| s.parse::<u64>().ok())
                 .flatten()
         };
-        let mut parts = semver.split('.');
+        let (core, pre) = match semver.split_once('-') {
+            Some((core, pre)) => (core, Pre::Rc(num(pre.strip_prefix("rc")?)?)),
+            None => (semver, Pre::Final),
+        };
+        let mut parts = core.split('.');
         let release = Release {
             major: num(parts.next()?)?,
             minor: num(parts.next()?)?,
             patch: num(parts.next()?)?,
+            pre,
             k3s: num(build.strip_prefix("k3s")?)?,
         };
         parts.next().is_none().then_some(release)
@@ -139,6 +162,12 @@ mod minor_tests {
         assert_eq!(skipped_minor("v1.31.9+k3s1", "v1.32.5+k3s1"), None);
         assert_eq!(skipped_minor("v1.32.5+k3s1", "v1.30.1+k3s1"), None);
         assert_eq!(skipped_minor("junk", "v1.32.5+k3s1"), None);
+        // A release candidate is of its minor like the release.
+        assert_eq!(
+            skipped_minor("v1.31.9+k3s1", "v1.33.0-rc1+k3s1").as_deref(),
+            Some("v1.32")
+        );
+        assert_eq!(skipped_minor("v1.32.5-rc2+k3s1", "v1.33.0-rc1+k3s1"), None);
     }
 }
 
@@ -172,7 +201,13 @@ mod tests {
             "v1.32.5+k3s1",
             "v1.32.5+k3s2",
             "v1.32.5+k3s10",
+            "v1.32.10-rc1+k3s1",
+            "v1.32.10-rc1+k3s2",
+            "v1.32.10-rc2+k3s1",
+            "v1.32.10-rc10+k3s1",
             "v1.32.10+k3s1",
+            "v1.32.10+k3s2",
+            "v1.32.11-rc1+k3s1",
             "v1.33.0+k3s1",
             "v2.0.0+k3s1",
         ];
@@ -183,6 +218,26 @@ mod tests {
             assert!(!is_downgrade(pair[0], pair[1]), "{} → {}", pair[0], pair[1]);
         }
         assert!(!is_downgrade("v1.32.5+k3s1", "v1.32.5+k3s1"));
+        assert!(!is_downgrade("v1.32.5-rc1+k3s1", "v1.32.5-rc1+k3s1"));
+    }
+
+    #[test]
+    fn a_release_candidate_precedes_its_release_and_follows_the_one_before() {
+        // Semver's pre-release rule, not text order: "-rc1" would sort after
+        // "+k3s1" as bytes, and rc10 before rc2.
+        assert!(is_downgrade("v1.33.1+k3s1", "v1.33.1-rc1+k3s1"));
+        assert!(!is_downgrade("v1.33.1-rc1+k3s1", "v1.33.1+k3s1"));
+        assert!(is_downgrade("v1.33.1-rc10+k3s1", "v1.33.1-rc2+k3s1"));
+        // The candidate of a later patch is newer than any earlier release.
+        assert!(!is_downgrade("v1.33.0+k3s5", "v1.33.1-rc1+k3s1"));
+        assert!(is_downgrade("v1.33.1-rc1+k3s1", "v1.33.0+k3s5"));
+        // The pre-release decides before the build number: any candidate of
+        // v1.33.1 precedes every v1.33.1 release, as semver orders them.
+        assert!(is_downgrade("v1.33.1+k3s1", "v1.33.1-rc1+k3s2"));
+        assert!(!is_downgrade("v1.33.1-rc1+k3s2", "v1.33.1+k3s1"));
+        assert!(is_downgrade("v1.33.1+k3s2", "v1.33.1-rc1+k3s2"));
+        // Among candidates of one release, the build number breaks the tie.
+        assert!(is_downgrade("v1.33.1-rc1+k3s2", "v1.33.1-rc1+k3s1"));
     }
 
     #[test]
@@ -190,7 +245,13 @@ mod tests {
         for junk in [
             "v1.32.5",
             "1.32.5+k3s1",
-            "v1.32.5-rc1+k3s1",
+            "v1.32.5-rc+k3s1",
+            "v1.32.5-rc1",
+            "v1.32.5-beta1+k3s1",
+            "v1.32.5-RC1+k3s1",
+            "v1.32.5-+k3s1",
+            "v1.32.5-rc1-rc2+k3s1",
+            "v1.32.5-rc-1+k3s1",
             "v1.32+k3s1",
             "v1.32.5.1+k3s1",
             "v1.32.5+rke2r1",

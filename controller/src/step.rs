@@ -167,6 +167,11 @@ pub struct NodeCx<'a> {
     pub desired: &'a Desired,
     /// Earlier steps on this node that have changes in this run.
     pub pending: &'a BTreeSet<StepId>,
+    /// What taking over K3s set up outside pictl means on this node
+    /// ([`crate::steps::assess_adoption`]), assessed once per gathering of
+    /// facts by whoever builds the context: the adopt step acts on it and
+    /// the service step reads from it whether adopting needs a restart.
+    pub adoption: Option<&'a crate::adopt::Assessment>,
 }
 
 /// What a step's `apply` may use besides the node's context.

@@ -5,10 +5,10 @@
 //! the joins K3s refuses. Lab cases drive `pictl apply` with `ha = true`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{ExitCode, Output};
 use std::time::{Duration, Instant};
 
+use pictl_e2e::sim::{ALL_CONTROLLERS, Proc, Scratch, kubectl_with, must_succeed, node_root, seq};
 use pictl_e2e::{Case, LabSpec, harness};
 
 mod ha_lab;
@@ -18,10 +18,6 @@ use ha_lab::{
     ha_bootstrap_serves_the_same_nodes_through_every_server,
 };
 
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
-const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
 /// A loopback address of this test run's own (127.x.y.n), so that the fixed
 /// etcd peer port 2380 cannot collide with another run.
 fn addr(n: u8) -> String {
@@ -29,31 +25,11 @@ fn addr(n: u8) -> String {
     format!("127.{}.{}.{n}", 100 + (pid >> 8) % 100, pid % 256)
 }
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch(tag: &str) -> Dir {
-    let p = std::env::temp_dir().join(format!(
-        "k3s-sim-ha-{}-{}-{tag}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).expect("scratch");
-    Dir(p)
-}
-
-/// One simulated server on its own loopback address; killed (its own pid) on drop.
+/// One simulated server (or agent) on its own loopback address.
 struct Server {
     dir: PathBuf,
     ip: String,
-    child: Child,
-    log: PathBuf,
+    proc: Proc,
 }
 
 impl Server {
@@ -61,20 +37,18 @@ impl Server {
     /// and the token in the environment (never argv).
     fn spawn(base: &Path, name: &str, ip: &str, token: &str, flags: &[&str]) -> Server {
         let dir = base.join(name);
-        let cg = dir.join("root/sys/fs/cgroup");
-        std::fs::create_dir_all(&cg).expect("node root");
-        std::fs::write(cg.join("cgroup.controllers"), ALL_CONTROLLERS).expect("controllers");
-        let log = dir.join(format!("server-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
-        let out = std::fs::File::create(&log).expect("log");
+        let root = node_root(&dir.join("root"), ALL_CONTROLLERS);
+        let log = dir.join(format!("server-{}.log", seq()));
         let p = |rel: &str| dir.join(rel).to_string_lossy().to_string();
-        let mut args: Vec<String> = [
+        let (data, kubeconfig) = (p("data"), p("kubeconfig.yaml"));
+        let mut args = vec![
             "server",
             "--config",
             "/dev/null",
             "--data-dir",
-            &p("data"),
+            &data,
             "--write-kubeconfig",
-            &p("kubeconfig.yaml"),
+            &kubeconfig,
             "--bind-address",
             ip,
             "--node-ip",
@@ -83,56 +57,27 @@ impl Server {
             name,
             "--kubelet-arg",
             "healthz-port=0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(flags.iter().map(|s| s.to_string()));
-        let child = Command::new(pictl_e2e::k3s::sim_bin())
-            .args(&args)
-            .env_remove("K3S_URL")
-            .env_remove("NOTIFY_SOCKET")
-            .env("K3S_TOKEN", token)
-            .env("K3S_SIM_NODE_ROOT", dir.join("root"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn()
-            .expect("spawn k3s");
+        ];
+        args.extend(flags);
+        let env = [
+            ("K3S_TOKEN", token),
+            ("K3S_SIM_NODE_ROOT", &root.to_string_lossy()),
+        ];
+        let proc = Proc::spawn(&args, &env, log);
         Server {
             dir,
             ip: ip.to_string(),
-            child,
-            log,
+            proc,
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&mut self, needle: &str, within: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if self.log().contains(needle) {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "k3s exited ({st}) before logging {needle:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "k3s did not log {needle:?} within {within:?}:\n{}",
-            self.log()
-        );
+        self.proc.log()
     }
 
     fn up(mut self) -> Server {
-        self.wait_log("k3s is up and running", Duration::from_secs(40));
+        self.proc
+            .wait_log("k3s is up and running", Duration::from_secs(40));
         self
     }
 
@@ -148,29 +93,22 @@ impl Server {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(self.dir.join("kubeconfig.yaml"))
-            .arg("--cache-dir")
-            .arg(self.dir.join("kcache"))
-            .args(["--request-timeout", "20s"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("kubectl")
+        let args: Vec<&str> = ["--request-timeout", "20s"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        kubectl_with(
+            &self.dir.join("kubeconfig.yaml"),
+            &self.dir.join("kcache"),
+            &args,
+        )
     }
 
     /// kubectl that must succeed; stdout.
     fn k(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} through {} failed: {}\nlog:\n{}",
-            self.ip,
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        let context = format!("through {}; log:\n{}", self.ip, self.log());
+        must_succeed(args, &self.kubectl(args), &context)
     }
 
     fn apply_cm(&self, name: &str) -> Output {
@@ -184,14 +122,7 @@ impl Server {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
+        self.proc.kill();
     }
 }
 
@@ -235,48 +166,44 @@ fn three_servers_with(base: &Path, extra: &[&str]) -> Vec<Server> {
 /// A K3s agent joined through `server`, its token in the environment.
 fn agent(base: &Path, name: &str, server: &Server) -> Server {
     let dir = base.join(name);
-    let cg = dir.join("root/sys/fs/cgroup");
-    std::fs::create_dir_all(&cg).expect("node root");
-    std::fs::write(cg.join("cgroup.controllers"), ALL_CONTROLLERS).expect("controllers");
-    let log = dir.join("agent.log");
-    let out = std::fs::File::create(&log).expect("log");
+    let root = node_root(&dir.join("root"), ALL_CONTROLLERS);
     let data = dir.join("data").to_string_lossy().to_string();
-    let child = Command::new(pictl_e2e::k3s::sim_bin())
-        .args([
-            "agent",
-            "--config",
-            "/dev/null",
-            "--server",
-            &server.url(),
-            "--data-dir",
-            &data,
-        ])
-        .args(["--node-name", name, "--kubelet-arg", "healthz-port=0"])
-        .env("K3S_TOKEN", server.token())
-        .env("K3S_SIM_NODE_ROOT", dir.join("root"))
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn agent");
+    let url = server.url();
+    let args = [
+        "agent",
+        "--config",
+        "/dev/null",
+        "--server",
+        &url,
+        "--data-dir",
+        &data,
+        "--node-name",
+        name,
+        "--kubelet-arg",
+        "healthz-port=0",
+    ];
+    let token = server.token();
+    let env = [
+        ("K3S_TOKEN", token.as_str()),
+        ("K3S_SIM_NODE_ROOT", &root.to_string_lossy()),
+    ];
     Server {
+        proc: Proc::spawn(&args, &env, dir.join("agent.log")),
         dir,
         ip: server.ip.clone(),
-        child,
-        log,
     }
 }
 
 fn an_agent_fails_over_to_the_other_servers_when_its_own_is_down() {
-    let base = scratch("failover");
+    let base = Scratch::new("ha-failover");
     let grace = [
         "--kube-controller-manager-arg",
         "node-monitor-grace-period=4s",
     ];
     let mut s = three_servers_with(&base.0, &grace);
     let mut a = agent(&base.0, "ag", &s[0]);
-    a.wait_log("k3s agent is up and running", Duration::from_secs(30));
+    a.proc
+        .wait_log("k3s agent is up and running", Duration::from_secs(30));
     s[0].kill();
     // Longer than the grace period: without failing over it would be NotReady.
     std::thread::sleep(Duration::from_secs(10));
@@ -299,7 +226,7 @@ fn an_agent_fails_over_to_the_other_servers_when_its_own_is_down() {
 }
 
 fn ha_servers_share_one_store_through_every_server() {
-    let base = scratch("share");
+    let base = Scratch::new("ha-share");
     let s = three_servers(&base.0);
     // K3s's layout: etcd under server/db/etcd, no SQLite file.
     for srv in &s {
@@ -339,7 +266,7 @@ fn ha_servers_share_one_store_through_every_server() {
 }
 
 fn writes_need_a_majority_and_restarted_servers_catch_up() {
-    let base = scratch("quorum");
+    let base = Scratch::new("ha-quorum");
     let mut s = three_servers(&base.0);
     // One of three down (the first, which leads): the other two go on.
     s[0].kill();
@@ -390,7 +317,7 @@ fn writes_need_a_majority_and_restarted_servers_catch_up() {
 }
 
 fn joins_k3s_refuses_fail_like_k3s() {
-    let base = scratch("refuse");
+    let base = Scratch::new("ha-refuse");
     let s1 = Server::spawn(&base.0, "s1", &addr(1), "sekrit", &["--cluster-init"]).up();
     // A wrong secret with the right CA hash: fatal for a server.
     let good = s1.token();
@@ -398,7 +325,7 @@ fn joins_k3s_refuses_fail_like_k3s() {
     let mut bad = Server::spawn(&base.0, "bad", &addr(4), &wrong, &["--server", &s1.url()]);
     let start = Instant::now();
     let code = loop {
-        if let Ok(Some(st)) = bad.child.try_wait() {
+        if let Ok(Some(st)) = bad.proc.child.try_wait() {
             break st.code();
         }
         assert!(start.elapsed() < Duration::from_secs(20), "{}", bad.log());
@@ -419,7 +346,7 @@ fn joins_k3s_refuses_fail_like_k3s() {
         &lone.token(),
         &["--server", &lone.url()],
     );
-    joiner.wait_log(
+    joiner.proc.wait_log(
         &format!(
             "Waiting to retrieve etcd cluster member list: failed to get MemberList from server: {}/db/info: 404 Not Found",
             lone.url()
@@ -433,7 +360,7 @@ fn joins_k3s_refuses_fail_like_k3s() {
         joiner.log()
     );
     assert!(
-        joiner.child.try_wait().expect("wait").is_none(),
+        joiner.proc.child.try_wait().expect("wait").is_none(),
         "K3s keeps retrying"
     );
     // Restarting the SQLite server with cluster-init migrates it into etcd.
@@ -458,22 +385,11 @@ fn main() -> ExitCode {
         joins_k3s_refuses_fail_like_k3s,
         an_agent_fails_over_to_the_other_servers_when_its_own_is_down,
     ];
-    let (_, failed) = pictl_e2e::harness::run_host(host);
     let lab: &[Case] = pictl_e2e::cases![
         a_single_sqlite_server_is_refused_before_any_write,
         ha_bootstrap_serves_the_same_nodes_through_every_server,
         a_killed_server_is_reported_and_the_api_answers_through_the_others,
     ];
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let lab_result = if !ci && std::env::var("HA_SKIP_LAB").is_ok_and(|v| v == "1") {
-        println!("lab: skipped (HA_SKIP_LAB=1)");
-        ExitCode::SUCCESS
-    } else {
-        harness::run(lab, LabSpec { nodes: 5, pi: &[] })
-    };
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        lab_result
-    }
+    // HA_SKIP_LAB=1 saves time while iterating on host cases; never in CI.
+    harness::run_host_and_lab(host, lab, LabSpec { nodes: 5, pi: &[] }, "HA_SKIP_LAB")
 }

@@ -6,12 +6,14 @@
 //! (`kubectl wait`), joins, NotReady and restarts; the lab case installs it from
 //! the lab mirror under a node's systemd with K3s's own unit and joins an agent.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use pictl_e2e::sim::{
+    ALL_CONTROLLERS, Proc, Scratch, free_port, kubectl_bin, kubectl_with, must_succeed, node_root,
+    seq,
+};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 
 mod sim_pods;
@@ -19,139 +21,6 @@ use sim_pods::pods_cordon_drain_and_disruption_budgets;
 #[path = "sim_health.rs"]
 mod sim_health;
 use sim_health::service_account_tokens_rbac_and_node_conditions_like_the_apiserver;
-
-fn kubectl_bin() -> String {
-    if let Ok(k) = std::env::var("KUBECTL") {
-        return k;
-    }
-    let pinned = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
-    if Path::new(pinned).exists() {
-        pinned.into()
-    } else {
-        "kubectl".into()
-    }
-}
-
-/// A node root for K3S_SIM_NODE_ROOT: a cgroup v2 root offering `controllers`.
-fn node_root(dir: &Path, controllers: &str) -> PathBuf {
-    let cg = dir.join("sys/fs/cgroup");
-    std::fs::create_dir_all(&cg).expect("node root");
-    std::fs::write(cg.join("cgroup.controllers"), format!("{controllers}\n")).expect("controllers");
-    dir.to_path_buf()
-}
-
-const ALL_CONTROLLERS: &str = "cpuset cpu io memory hugetlb pids rdma misc";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!(
-            "k3s-sim-e2e-{}-{}-{tag}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("scratch dir");
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A k3s process we started; killed (by its own pid) on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], env: &[(&str, &str)], log: PathBuf) -> Proc {
-        let out = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(pictl_e2e::k3s::sim_bin());
-        cmd.args(args)
-            .env_remove("K3S_TOKEN")
-            .env_remove("K3S_URL")
-            .env_remove("K3S_CONFIG_FILE")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Proc {
-            child: cmd.spawn().expect("spawn k3s"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&mut self, needle: &str, within: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if self.log().contains(needle) {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "k3s exited ({st}) before logging {needle:?}:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "k3s did not log {needle:?} within {within:?}:\n{}",
-            self.log()
-        );
-    }
-
-    /// Waits for the process to exit by itself; its status code.
-    fn wait_exit(&mut self, within: Duration) -> i32 {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code().unwrap_or(-1);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("k3s still running after {within:?}:\n{}", self.log());
-    }
-
-    fn stop(&mut self) {
-        // SIGTERM like systemd, by our child's pid.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.wait_exit(Duration::from_secs(10));
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A simulated server on loopback with its own data dir, ports and kubeconfig.
 struct Sim {
@@ -191,7 +60,7 @@ impl Sim {
         let hz_arg = format!("healthz-port={hz}");
         args.extend(["--kubelet-arg", hz_arg.as_str()]);
         args.extend(extra);
-        let log = d.join(format!("server-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
+        let log = d.join(format!("server-{}.log", seq()));
         let root = node_root(&d.join("root-server"), ALL_CONTROLLERS);
         let mut server = Proc::spawn(
             &args,
@@ -233,19 +102,12 @@ impl Sim {
 
     /// kubectl that must succeed; its stdout.
     fn k(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}\nserver log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.server.log()
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        let context = format!("server log:\n{}", self.server.log());
+        must_succeed(args, &self.kubectl(args), &context)
     }
 
     fn apply(&self, manifest: &str, extra: &[&str]) -> Output {
-        let f = self.path(&format!("m-{}.yaml", SEQ.fetch_add(1, Ordering::SeqCst)));
+        let f = self.path(&format!("m-{}.yaml", seq()));
         std::fs::write(&f, manifest).expect("manifest");
         let mut args = vec!["apply", "--server-side", "-f", f.to_str().expect("utf8")];
         args.extend(extra);
@@ -283,24 +145,9 @@ impl Sim {
                 ("K3S_TOKEN", token),
                 ("K3S_SIM_NODE_ROOT", root.to_str().expect("utf8")),
             ],
-            self.path(&format!(
-                "agent-{name}-{}.log",
-                SEQ.fetch_add(1, Ordering::SeqCst)
-            )),
+            self.path(&format!("agent-{name}-{}.log", seq())),
         )
     }
-}
-
-fn kubectl_with(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
-    Command::new(kubectl_bin())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running kubectl")
 }
 
 fn json(s: &str) -> serde_json::Value {
@@ -1932,28 +1779,18 @@ fn main() -> ExitCode {
         pods_cordon_drain_and_disruption_budgets,
         service_account_tokens_rbac_and_node_conditions_like_the_apiserver,
     ];
-    let (_, host_failed) = pictl_e2e::harness::run_host(host);
     let lab_cases: &[Case] = pictl_e2e::cases![
         k3s_sim_under_systemd_with_k3s_units,
         pi_node_needs_cmdline_and_reboot,
     ];
     // SIM_SKIP_LAB=1 saves time while iterating on host cases; never in CI.
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let lab_result = if !ci && std::env::var("SIM_SKIP_LAB").is_ok_and(|v| v == "1") {
-        println!("lab: skipped (SIM_SKIP_LAB=1)");
-        ExitCode::SUCCESS
-    } else {
-        harness::run(
-            lab_cases,
-            LabSpec {
-                nodes: 3,
-                pi: &["node3"],
-            },
-        )
-    };
-    if host_failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        lab_result
-    }
+    harness::run_host_and_lab(
+        host,
+        lab_cases,
+        LabSpec {
+            nodes: 3,
+            pi: &["node3"],
+        },
+        "SIM_SKIP_LAB",
+    )
 }

@@ -43,7 +43,7 @@ fn curl(
     ctype: &str,
     body: &str,
 ) -> (u16, String) {
-    let headers = sim.path(&format!("h-{}", SEQ.fetch_add(1, Ordering::SeqCst)));
+    let headers = sim.path(&format!("h-{}", seq()));
     std::fs::write(
         &headers,
         format!("Authorization: Bearer {token}\nContent-Type: {ctype}\n"),

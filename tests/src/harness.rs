@@ -276,6 +276,30 @@ pub fn run_host(cases: &[(&str, fn())]) -> (usize, usize) {
     (passed, failed)
 }
 
+/// A suite of host cases then lab cases (`sim`, `ha`): the lab cases are
+/// left out when `skip_var`=1 outside CI, to iterate on the host cases;
+/// never in CI. Fails when anything failed.
+pub fn run_host_and_lab(
+    host: &[(&str, fn())],
+    lab: &[Case],
+    spec: LabSpec,
+    skip_var: &str,
+) -> ExitCode {
+    let (_, host_failed) = run_host(host);
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let lab_result = if !ci && std::env::var(skip_var).is_ok_and(|v| v == "1") {
+        println!("lab: skipped ({skip_var}=1)");
+        ExitCode::SUCCESS
+    } else {
+        run(lab, spec)
+    };
+    if host_failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        lab_result
+    }
+}
+
 /// The cases of a lab test, each named by its own function: what a run
 /// prints and what a filter matches is the name of the code that runs.
 #[macro_export]

@@ -12,6 +12,7 @@ pub mod k3s;
 pub mod lab;
 pub mod pictl;
 pub mod registry;
+pub mod sim;
 
 pub use harness::{Case, LabSpec};
 pub use lab::{Lab, Node, lab_or_skip, lab_unavailable_reason, leaks};

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::connect;
@@ -13,6 +14,7 @@ use super::node::NodeRun;
 use super::options::Options;
 use super::progress::{Stage, Topic};
 use super::report::{Status, StepReport};
+use crate::adopt::Assessment;
 use crate::artifacts::ArtifactStore;
 use crate::error_chain;
 use crate::step::{Applied, Change, Check, Desired, NodeCx, Plan, Step, StepId, StepIo};
@@ -30,13 +32,7 @@ pub struct Env<'r> {
 
 /// Checks every step (`plan`): reports what would change, writes nothing.
 pub async fn plan(run: &mut NodeRun<'_>, env: Env<'_>) {
-    let mut v = Converger {
-        run,
-        env,
-        writer: None,
-        pending: BTreeSet::new(),
-        changed: false,
-    };
+    let mut v = Converger::new(run, env, None);
     let _ = steps::visit(&mut v).await;
     if env.opts.diff {
         attach_diffs(run, env).await;
@@ -49,11 +45,13 @@ async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>) {
         return;
     };
     let none = BTreeSet::new();
+    let adoption = steps::assess_adoption(&facts, env.desired);
     let cx = NodeCx {
         node: run.node,
         facts: &facts,
         desired: env.desired,
         pending: &none,
+        adoption: adoption.as_ref(),
     };
     for d in steps::diff::diffs(t.as_ref(), &cx).await {
         // A step rewrites at most one text file: its first change is it.
@@ -66,13 +64,7 @@ async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>) {
 
 /// check → apply → re-check over every step.
 pub async fn apply(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
-    let mut v = Converger {
-        run,
-        env,
-        writer: Some(w),
-        pending: BTreeSet::new(),
-        changed: false,
-    };
+    let mut v = Converger::new(run, env, Some(w));
     if steps::visit(&mut v).await.is_continue() && v.changed {
         recheck(v.run, env, w).await;
     }
@@ -81,13 +73,7 @@ pub async fn apply(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
 /// Runs one step outside the converging list (the reset step): check, and
 /// with a Writer apply, then gather facts again and demand it holds.
 pub async fn single<S: Step>(run: &mut NodeRun<'_>, env: Env<'_>, step: &S, w: Option<&Writer>) {
-    let mut v = Converger {
-        run,
-        env,
-        writer: w,
-        pending: BTreeSet::new(),
-        changed: false,
-    };
+    let mut v = Converger::new(run, env, w);
     if v.visit(step).await.is_break() || !v.changed {
         return;
     }
@@ -100,7 +86,7 @@ pub async fn single<S: Step>(run: &mut NodeRun<'_>, env: Env<'_>, step: &S, w: O
         Ok(f) => v.run.facts = Some(f),
         Err(e) => return v.run.gather_error(progress, &e),
     }
-    let _ = Rechecker { run: v.run, env }.visit(step).await;
+    let _ = Rechecker::new(v.run, env).visit(step).await;
 }
 
 struct Converger<'r, 'i> {
@@ -111,6 +97,29 @@ struct Converger<'r, 'i> {
     pending: BTreeSet<StepId>,
     /// Whether any step had something to do.
     changed: bool,
+    /// The node's adoption assessment on its current facts, made once.
+    adoption: Option<Arc<Assessment>>,
+}
+
+/// [`steps::assess_adoption`] on the node's current facts (shared, not redone,
+/// by every step's context).
+fn assess(run: &NodeRun<'_>, desired: &Desired) -> Option<Arc<Assessment>> {
+    let facts = run.facts.as_ref()?;
+    steps::assess_adoption(facts, desired).map(Arc::new)
+}
+
+impl<'r, 'i> Converger<'r, 'i> {
+    fn new(run: &'r mut NodeRun<'i>, env: Env<'r>, writer: Option<&'r Writer>) -> Self {
+        let adoption = assess(run, env.desired);
+        Converger {
+            run,
+            env,
+            writer,
+            pending: BTreeSet::new(),
+            changed: false,
+            adoption,
+        }
+    }
 }
 
 impl Converger<'_, '_> {
@@ -153,8 +162,10 @@ impl Converger<'_, '_> {
             Ok(Applied::Done) => Ok(()),
             Ok(Applied::Rebooting) => {
                 wait_for_reboot(self.run, &cx.facts.boot_id, self.env.opts, w).await?;
+                // New facts: what follows is checked against them.
+                self.adoption = assess(self.run, self.env.desired);
                 // The reboot was the point: the step must now hold.
-                match left_to_do(self.run, self.env.desired, step) {
+                match left_to_do(self.run, self.env.desired, self.adoption.as_deref(), step) {
                     Some(left) => Err(NodeFailure::Failed(left)),
                     None => Ok(()),
                 }
@@ -177,11 +188,13 @@ impl Converger<'_, '_> {
             return ControlFlow::Break(());
         };
         let (desired, pending) = (self.env.desired, self.pending.clone());
+        let adoption = self.adoption.clone();
         let cx = NodeCx {
             node: self.run.node,
             facts: &facts,
             desired,
             pending: &pending,
+            adoption: adoption.as_deref(),
         };
         let progress = self.env.opts.progress.as_ref();
         let plan = match step.check(&cx) {
@@ -219,13 +232,19 @@ impl Converger<'_, '_> {
 }
 
 /// What `step` still finds to do on the node's current facts, as a message.
-fn left_to_do<S: Step>(run: &NodeRun<'_>, desired: &Desired, step: &S) -> Option<String> {
+fn left_to_do<S: Step>(
+    run: &NodeRun<'_>,
+    desired: &Desired,
+    adoption: Option<&Assessment>,
+    step: &S,
+) -> Option<String> {
     let facts = run.facts.as_ref()?;
     let cx = NodeCx {
         node: run.node,
         facts,
         desired,
         pending: &BTreeSet::new(),
+        adoption,
     };
     match step.check(&cx) {
         Check::Blocked(why) => Some(why),
@@ -241,11 +260,21 @@ fn left_to_do<S: Step>(run: &NodeRun<'_>, desired: &Desired, step: &S) -> Option
 struct Rechecker<'r, 'i> {
     run: &'r mut NodeRun<'i>,
     env: Env<'r>,
+    /// The adoption assessment on the facts gathered for the re-check.
+    adoption: Option<Arc<Assessment>>,
+}
+
+impl<'r, 'i> Rechecker<'r, 'i> {
+    fn new(run: &'r mut NodeRun<'i>, env: Env<'r>) -> Self {
+        let adoption = assess(run, env.desired);
+        Rechecker { run, env, adoption }
+    }
 }
 
 impl StepVisitor for Rechecker<'_, '_> {
     async fn visit<S: Step>(&mut self, step: &S) -> ControlFlow<()> {
-        let Some(msg) = left_to_do(self.run, self.env.desired, step) else {
+        let Some(msg) = left_to_do(self.run, self.env.desired, self.adoption.as_deref(), step)
+        else {
             return ControlFlow::Continue(());
         };
         let progress = self.env.opts.progress.as_ref();
@@ -272,7 +301,7 @@ async fn recheck(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
         Ok(f) => run.facts = Some(f),
         Err(e) => return run.gather_error(progress, &e),
     }
-    let _ = steps::visit(&mut Rechecker { run, env }).await;
+    let _ = steps::visit(&mut Rechecker::new(run, env)).await;
 }
 
 /// Reconnects after a reboot and gathers facts from the new boot.

@@ -10,8 +10,9 @@
 use serde::Serialize;
 
 use crate::adopt::{self, Assessment, NodeView};
+use crate::facts::Facts;
 use crate::step::{
-    Applied, Change, Check, DesiredConfig, NodeCx, Plan, Step, StepError, StepId, StepIo,
+    Applied, Change, Check, Desired, DesiredConfig, NodeCx, Plan, Step, StepError, StepId, StepIo,
 };
 
 pub struct K3sAdopt;
@@ -57,19 +58,20 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// What adopting this node means, when K3s on it was set up outside pictl
-/// and pictl's config for it is known.
-pub fn assessment(cx: &NodeCx<'_>) -> Option<Assessment> {
-    let (_, found) = cx.facts.foreign.as_ref()?;
-    let DesiredConfig::Known(desired) = &cx.desired.config else {
+/// What adopting a node with these facts means, when K3s on it was set up
+/// outside pictl and pictl's config for it is known. Computed once per
+/// gathering of facts and handed to the steps as [`NodeCx::adoption`].
+pub fn assess(facts: &Facts, desired: &Desired) -> Option<Assessment> {
+    let (_, found) = facts.foreign.as_ref()?;
+    let DesiredConfig::Known(config) = &desired.config else {
         return None;
     };
     let view = NodeView {
-        hostname: &cx.facts.hostname,
-        addresses: &cx.facts.addresses,
-        running_token: cx.facts.server_token.as_ref().map(|t| t.expose()),
+        hostname: &facts.hostname,
+        addresses: &facts.addresses,
+        running_token: facts.server_token.as_ref().map(|t| t.expose()),
     };
-    Some(adopt::assess(found, desired.expose(), view))
+    Some(adopt::assess(found, config.expose(), view))
 }
 
 impl Step for K3sAdopt {
@@ -93,7 +95,7 @@ impl Step for K3sAdopt {
                 cx.node.role.as_str(),
             ));
         }
-        let Some(a) = assessment(cx) else {
+        let Some(a) = cx.adoption else {
             return Check::Skip("compared once the join token is known".into());
         };
         let allowed = |k: &str| cx.node.adopt_drop.iter().any(|d| d == k);
@@ -117,7 +119,7 @@ impl Step for K3sAdopt {
             imported: a.imported.keys.keys().cloned().collect(),
             changed: a.verdict.changed.clone(),
             dropped: a.verdict.dropped.iter().map(|(k, _)| k.clone()).collect(),
-            env_rest: a.env_rest,
+            env_rest: a.env_rest.clone(),
         })
     }
 

@@ -91,7 +91,7 @@ impl K3sService {
     fn adopted_as_is(cx: &NodeCx<'_>, reason: &RestartReason) -> bool {
         let binary_changed =
             matches!(reason, RestartReason::ChangedByRun(s) if s.contains(&StepId::K3sBinary));
-        !binary_changed && super::k3s_adopt::assessment(cx).is_some_and(|a| a.verdict.equivalent())
+        !binary_changed && cx.adoption.is_some_and(|a| a.verdict.equivalent())
     }
 }
 

@@ -22,7 +22,7 @@ pub use agent_access::{
 };
 pub use file::MetaFix;
 pub use health_agent::{HealthAgent, HealthAgentPlan};
-pub use k3s_adopt::{AdoptPlan, K3sAdopt};
+pub use k3s_adopt::{AdoptPlan, K3sAdopt, assess as assess_adoption};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
 pub use k3s_config::{K3sConfig, K3sConfigPlan};
 pub use k3s_reset::{K3sReset, ResetPlan};

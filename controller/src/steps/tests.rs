@@ -148,12 +148,14 @@ impl crate::steps::StepVisitor for Planner<'_> {
 
 fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(StepId, Vec<Change>)> {
     let none = BTreeSet::new();
+    let adoption = assess_adoption(facts, d);
     let mut p = Planner {
         cx: NodeCx {
             node: &inv.nodes[0],
             facts,
             desired: d,
             pending: &none,
+            adoption: adoption.as_ref(),
         },
         pending: BTreeSet::new(),
         out: Vec::new(),
@@ -169,6 +171,7 @@ fn check_one<S: Step>(step: &S, inv: &Inventory, d: &Desired, f: &Facts) -> Chec
         facts: f,
         desired: d,
         pending: &BTreeSet::new(),
+        adoption: assess_adoption(f, d).as_ref(),
     })
 }
 
@@ -643,11 +646,13 @@ const NODE_TOKEN: &str = "K1019f0c3a8e2d4b6a7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c
 
 fn diffs_of(inv: &Inventory, d: &Desired, f: &Facts, node: &ReadOnlyNode) -> Vec<diff::FileDiff> {
     let none = BTreeSet::new();
+    let adoption = assess_adoption(f, d);
     let cx = NodeCx {
         node: &inv.nodes[0],
         facts: f,
         desired: d,
         pending: &none,
+        adoption: adoption.as_ref(),
     };
     futures::executor::block_on(diff::diffs(node, &cx))
 }

@@ -18,17 +18,7 @@ use anyhow::{Result, anyhow, bail};
 use std::time::Duration;
 
 pub async fn run(settings: Settings) -> Result<()> {
-    // pkg/cli/agent/agent.go: these two are checked before anything runs.
-    let raw_token = match settings.str("token") {
-        Some(t) => t,
-        None => match crate::server::token_file(&settings)? {
-            Some(t) if !t.is_empty() => t,
-            _ => bail!("--token is required"),
-        },
-    };
-    let server = settings
-        .str("server")
-        .ok_or_else(|| anyhow!("--server is required"))?;
+    let (raw_token, server) = required(&settings)?;
     crate::info!(
         "Starting k3s agent {} ({})",
         crate::version::version(),
@@ -52,20 +42,14 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let client = pinned_client(&ca_pem)?;
     // pkg/agent/run.go: the agent always authenticates as "node".
-    let auth = format!("node:{secret}");
-
-    let password_file = crate::host::node_password_file();
-    let password = crate::server::node_password()?;
-    // Learn the local address used towards the server (K3s's default node IP).
-    let local_ip = loop {
-        match request(client.clone(), &url, "GET", "/ping", None, b"").await {
-            Ok(r) => break r.local_ip.to_string(),
-            Err(e) => {
-                crate::info!("Waiting to retrieve agent configuration; server is not ready: {e}");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        }
+    let joined = Joined {
+        client,
+        url,
+        auth: format!("node:{secret}"),
     };
+
+    let password = crate::server::node_password()?;
+    let local_ip = local_ip(&joined).await;
     // The kubelet starts with the configuration and refuses reserved labels.
     if let Err(e) = crate::nodes::validate_kubelet_labels(&labels) {
         crate::kubelet_exited(&e);
@@ -89,19 +73,82 @@ pub async fn run(settings: Settings) -> Result<()> {
         password,
     };
     let body = serde_json::to_vec(&info)?;
-    let serving_crt = settings.data_dir().join("agent/serving-kubelet.crt");
-    let registered = loop {
-        let why = match request(
-            client.clone(),
-            &url,
-            "POST",
-            "/v1-k3s/sim/register",
-            Some(&auth),
-            &body,
+    let registered = register(&joined, &settings, &server, &body).await;
+    crate::healthz::serve(&settings).await?;
+    crate::info!("Annotations and labels have been set successfully on node: {name}");
+    crate::info!("k3s agent is up and running: node {name} registered with {server}");
+    crate::notify::ready();
+
+    tokio::select! {
+        r = heartbeat(&joined, &name, &registered, &body) => r?,
+        _ = crate::wait_for_signal() => {}
+    }
+    crate::info!("Shutting down k3s agent");
+    Ok(())
+}
+
+/// The token and the server: pkg/cli/agent/agent.go checks these two
+/// before anything runs.
+fn required(settings: &Settings) -> Result<(String, String)> {
+    let raw_token = match settings.str("token") {
+        Some(t) => t,
+        None => match crate::server::token_file(settings)? {
+            Some(t) if !t.is_empty() => t,
+            _ => bail!("--token is required"),
+        },
+    };
+    let server = settings
+        .str("server")
+        .ok_or_else(|| anyhow!("--server is required"))?;
+    Ok((raw_token, server))
+}
+
+/// A server whose token checked out: how to reach it as this node.
+struct Joined {
+    client: std::sync::Arc<rustls::ClientConfig>,
+    url: crate::http::Url,
+    auth: String,
+}
+
+/// The local address used towards the server (K3s's default node IP),
+/// asked for every 5 s until the server answers.
+async fn local_ip(joined: &Joined) -> String {
+    loop {
+        match request(
+            joined.client.clone(),
+            &joined.url,
+            "GET",
+            "/ping",
+            None,
+            b"",
         )
         .await
         {
-            Ok(r) if r.status == 200 => break r.body,
+            Ok(r) => return r.local_ip.to_string(),
+            Err(e) => {
+                crate::info!("Waiting to retrieve agent configuration; server is not ready: {e}");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Registers the node every 5 s until the server accepts it; the answer.
+async fn register(joined: &Joined, settings: &Settings, server: &str, body: &[u8]) -> Vec<u8> {
+    let password_file = crate::host::node_password_file();
+    let serving_crt = settings.data_dir().join("agent/serving-kubelet.crt");
+    loop {
+        let why = match request(
+            joined.client.clone(),
+            &joined.url,
+            "POST",
+            "/v1-k3s/sim/register",
+            Some(&joined.auth),
+            body,
+        )
+        .await
+        {
+            Ok(r) if r.status == 200 => return r.body,
             Ok(r) if r.status == 403 => format!(
                 "{}: Node password rejected, duplicate hostname or contents of '{}' may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag",
                 serving_crt.display(),
@@ -116,64 +163,56 @@ pub async fn run(settings: Settings) -> Result<()> {
         };
         crate::info!("Waiting to retrieve agent configuration; server is not ready: {why}");
         tokio::time::sleep(Duration::from_secs(5)).await;
-    };
-    crate::healthz::serve(&settings).await?;
-    crate::info!("Annotations and labels have been set successfully on node: {name}");
-    crate::info!("k3s agent is up and running: node {name} registered with {server}");
-    crate::notify::ready();
+    }
+}
 
+/// Heartbeats every 2 s for ever, re-registering when the Node is gone.
+/// K3s's agent load balancer (pkg/agent/loadbalancer): the configured
+/// server first, then every server it learned; a dead one is skipped.
+async fn heartbeat(joined: &Joined, name: &str, registered: &[u8], body: &[u8]) -> Result<()> {
     let hb_body = serde_json::to_vec(&serde_json::json!({"name": name}))?;
-    let heartbeat = async {
-        // K3s's agent load balancer (pkg/agent/loadbalancer): the configured
-        // server first, then every server it learned; a dead one is skipped.
-        let mut servers = learned(&url, &registered).unwrap_or_else(|| vec![url.clone()]);
-        let mut at = 0;
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let target = servers[at % servers.len()].clone();
-            let r = request(
-                client.clone(),
-                &target,
-                "POST",
-                "/v1-k3s/sim/heartbeat",
-                Some(&auth),
-                &hb_body,
-            )
-            .await;
-            match r {
-                Ok(r) if r.status == 200 => {
-                    servers = learned(&url, &r.body).unwrap_or(servers);
-                    at = servers
-                        .iter()
-                        .position(|s| s.host == target.host && s.port == target.port)
-                        .unwrap_or(0);
-                }
-                Ok(r) if r.status == 404 => {
-                    crate::info!("Node {name} not found on server; registering again");
-                    reregister(client.clone(), &target, &auth, &body).await;
-                }
-                Ok(r) => crate::error!(
-                    "heartbeat refused: {} {}",
-                    r.status,
-                    String::from_utf8_lossy(&r.body).trim()
-                ),
-                Err(e) => {
-                    crate::warn!(
-                        "Failed to post node heartbeat to https://{}:{}: {e}",
-                        target.host,
-                        target.port
-                    );
-                    at = (at + 1) % servers.len();
-                }
+    let url = &joined.url;
+    let mut servers = learned(url, registered).unwrap_or_else(|| vec![url.clone()]);
+    let mut at = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let target = servers[at % servers.len()].clone();
+        let r = request(
+            joined.client.clone(),
+            &target,
+            "POST",
+            "/v1-k3s/sim/heartbeat",
+            Some(&joined.auth),
+            &hb_body,
+        )
+        .await;
+        match r {
+            Ok(r) if r.status == 200 => {
+                servers = learned(url, &r.body).unwrap_or(servers);
+                at = servers
+                    .iter()
+                    .position(|s| s.host == target.host && s.port == target.port)
+                    .unwrap_or(0);
+            }
+            Ok(r) if r.status == 404 => {
+                crate::info!("Node {name} not found on server; registering again");
+                reregister(joined.client.clone(), &target, &joined.auth, body).await;
+            }
+            Ok(r) => crate::error!(
+                "heartbeat refused: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body).trim()
+            ),
+            Err(e) => {
+                crate::warn!(
+                    "Failed to post node heartbeat to https://{}:{}: {e}",
+                    target.host,
+                    target.port
+                );
+                at = (at + 1) % servers.len();
             }
         }
-    };
-    tokio::select! {
-        _ = heartbeat => {}
-        _ = crate::wait_for_signal() => {}
     }
-    crate::info!("Shutting down k3s agent");
-    Ok(())
 }
 
 /// The servers a heartbeat answer lists (an HA cluster's), the configured one first.

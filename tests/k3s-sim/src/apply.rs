@@ -226,24 +226,19 @@ pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
     }
 }
 
-/// Applies `applied` as `manager` onto `existing` (None: creation). Returns the new
-/// object (system metadata copied from `existing` is the caller's business).
-pub fn apply(
-    existing: Option<&Value>,
-    applied: &Value,
+/// Checks `manager`'s applied leaves against every other manager's fields:
+/// a leaf another manager owns with a different live value is a conflict,
+/// or, when forced, is taken from that manager.
+fn claim(
+    entries: &mut [Entry],
+    new_leaves: &[(Path, Value)],
+    base: &Value,
     manager: &str,
     force: bool,
-    now: &str,
-) -> Result<Value, Vec<Conflict>> {
-    let api_version = applied["apiVersion"].as_str().unwrap_or("").to_string();
-    let mut entries = read_entries(existing);
-    let new_leaves = leaves(applied);
-    let new_set: BTreeSet<Path> = new_leaves.iter().map(|(p, _)| p.clone()).collect();
-    let base = existing.cloned().unwrap_or_else(|| json!({}));
-
+) -> Vec<Conflict> {
     let mut conflicts = Vec::new();
-    for (p, v) in &new_leaves {
-        let live = get_path(&base, p);
+    for (p, v) in new_leaves {
+        let live = get_path(base, p);
         for e in entries.iter_mut() {
             if e.manager == manager && e.operation == "Apply" {
                 continue;
@@ -272,6 +267,25 @@ pub fn apply(
             }
         }
     }
+    conflicts
+}
+
+/// Applies `applied` as `manager` onto `existing` (None: creation). Returns the new
+/// object (system metadata copied from `existing` is the caller's business).
+pub fn apply(
+    existing: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Result<Value, Vec<Conflict>> {
+    let api_version = applied["apiVersion"].as_str().unwrap_or("").to_string();
+    let mut entries = read_entries(existing);
+    let new_leaves = leaves(applied);
+    let new_set: BTreeSet<Path> = new_leaves.iter().map(|(p, _)| p.clone()).collect();
+    let base = existing.cloned().unwrap_or_else(|| json!({}));
+
+    let conflicts = claim(&mut entries, &new_leaves, &base, manager, force);
     if !conflicts.is_empty() {
         return Err(conflicts);
     }

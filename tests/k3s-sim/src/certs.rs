@@ -55,9 +55,26 @@ fn read(path: &Path) -> Option<String> {
 /// wanted SANs changed, the way K3s's dynamic listener adds new SANs.
 pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<ClusterTls> {
     let tls = data_dir.join("server/tls");
+    let (ca_pem, ca_key_pem) = ca(&tls)?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).context("parsing server-ca.key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("parsing server-ca.crt")?;
+    let (serving_cert_pem, serving_key_pem) = serving(&tls, sans, &issuer)?;
+    let (admin_cert_pem, admin_key_pem) = admin(&tls, &issuer)?;
+    Ok(ClusterTls {
+        ca_pem,
+        serving_cert_pem,
+        serving_key_pem,
+        admin_cert_pem,
+        admin_key_pem,
+    })
+}
+
+/// The cluster CA, created once (K3s keeps a separate client CA; this
+/// cluster uses one CA for both): its certificate and key, PEM.
+fn ca(tls: &Path) -> Result<(String, String)> {
     let ca_crt = tls.join("server-ca.crt");
     let ca_key = tls.join("server-ca.key");
-    let (ca_pem, ca_key_pem) = match (read(&ca_crt), read(&ca_key)) {
+    Ok(match (read(&ca_crt), read(&ca_key)) {
         (Some(c), Some(k)) => (c, k),
         _ => {
             let key = KeyPair::generate()?;
@@ -80,15 +97,17 @@ pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<ClusterTls> {
             write_private(&tls.join("client-ca.crt"), cert.pem().as_bytes(), 0o644)?;
             (cert.pem(), key.serialize_pem())
         }
-    };
-    let ca_key = KeyPair::from_pem(&ca_key_pem).context("parsing server-ca.key")?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("parsing server-ca.crt")?;
+    })
+}
 
+/// The serving certificate and key, PEM: reissued when the wanted SANs
+/// changed.
+fn serving(tls: &Path, sans: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
     let serving_crt = tls.join("serving-kube-apiserver.crt");
     let serving_key = tls.join("serving-kube-apiserver.key");
     let sans_file = tls.join("serving-kube-apiserver.sans");
     let want_sans = sans.join("\n");
-    let (serving_cert_pem, serving_key_pem) =
+    Ok(
         match (read(&serving_crt), read(&serving_key), read(&sans_file)) {
             (Some(c), Some(k), Some(s)) if s == want_sans => (c, k),
             _ => {
@@ -112,17 +131,21 @@ pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<ClusterTls> {
                 p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
                 p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
                 p.use_authority_key_identifier_extension = true;
-                let cert = p.signed_by(&key, &issuer)?;
+                let cert = p.signed_by(&key, issuer)?;
                 write_private(&serving_key, key.serialize_pem().as_bytes(), 0o600)?;
                 write_private(&serving_crt, cert.pem().as_bytes(), 0o644)?;
                 write_private(&sans_file, want_sans.as_bytes(), 0o644)?;
                 (cert.pem(), key.serialize_pem())
             }
-        };
+        },
+    )
+}
 
+/// The admin client certificate and key (system:admin in system:masters), PEM.
+fn admin(tls: &Path, issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
     let admin_crt = tls.join("client-admin.crt");
     let admin_key = tls.join("client-admin.key");
-    let (admin_cert_pem, admin_key_pem) = match (read(&admin_crt), read(&admin_key)) {
+    Ok(match (read(&admin_crt), read(&admin_key)) {
         (Some(c), Some(k)) => (c, k),
         _ => {
             let key = KeyPair::generate()?;
@@ -139,18 +162,11 @@ pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<ClusterTls> {
             p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
             p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
             p.use_authority_key_identifier_extension = true;
-            let cert = p.signed_by(&key, &issuer)?;
+            let cert = p.signed_by(&key, issuer)?;
             write_private(&admin_key, key.serialize_pem().as_bytes(), 0o600)?;
             write_private(&admin_crt, cert.pem().as_bytes(), 0o644)?;
             (cert.pem(), key.serialize_pem())
         }
-    };
-    Ok(ClusterTls {
-        ca_pem,
-        serving_cert_pem,
-        serving_key_pem,
-        admin_cert_pem,
-        admin_key_pem,
     })
 }
 

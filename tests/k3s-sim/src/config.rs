@@ -237,9 +237,8 @@ fn parse_bool(key: &str, s: &str) -> Result<bool> {
     }
 }
 
-/// Parses the arguments after the subcommand name.
-pub fn load(role: Role, args: &[String]) -> Result<Settings> {
-    let cli = parse_cli(role, args)?;
+/// The settings K3s reads from `K3S_*` variables (an empty one is unset).
+fn from_env(role: Role) -> Result<BTreeMap<String, Val>> {
     let mut values: BTreeMap<String, Val> = BTreeMap::new();
     for (env, key) in ENV {
         if let Ok(v) = std::env::var(env) {
@@ -256,6 +255,36 @@ pub fn load(role: Role, args: &[String]) -> Result<Settings> {
             }
         }
     }
+    Ok(values)
+}
+
+/// Drop-ins, like K3s: `<config>.d/*.yaml` in lexical order.
+fn merge_dropins(role: Role, path: &Path, into: &mut BTreeMap<String, Val>) -> Result<()> {
+    let dropin_dir = PathBuf::from(format!("{}.d", path.display()));
+    if let Ok(rd) = std::fs::read_dir(&dropin_dir) {
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().is_some_and(|x| {
+                        x.eq_ignore_ascii_case("yaml") || x.eq_ignore_ascii_case("yml")
+                    })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f)
+                .with_context(|| format!("unable to read config file {}", f.display()))?;
+            merge_file(role, &f, &text, into)?;
+        }
+    }
+    Ok(())
+}
+
+/// Parses the arguments after the subcommand name.
+pub fn load(role: Role, args: &[String]) -> Result<Settings> {
+    let cli = parse_cli(role, args)?;
+    let mut values = from_env(role)?;
     // Which config file: --config on the command line, else K3S_CONFIG_FILE, else the
     // default. K3s ignores a missing default file but not an explicitly named one.
     let explicit = cli
@@ -293,25 +322,7 @@ pub fn load(role: Role, args: &[String]) -> Result<Settings> {
             return Err(anyhow!("open {}: {e}", path.display()));
         }
     }
-    // Drop-ins, like K3s: <config>.d/*.yaml in lexical order.
-    let dropin_dir = PathBuf::from(format!("{}.d", path.display()));
-    if let Ok(rd) = std::fs::read_dir(&dropin_dir) {
-        let mut files: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension().is_some_and(|x| {
-                        x.eq_ignore_ascii_case("yaml") || x.eq_ignore_ascii_case("yml")
-                    })
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f)
-                .with_context(|| format!("unable to read config file {}", f.display()))?;
-            merge_file(role, &f, &text, &mut from_file)?;
-        }
-    }
+    merge_dropins(role, &path, &mut from_file)?;
     values.extend(from_file);
     // CLI last: scalars override, lists add to what the files said.
     for (k, v) in cli {

@@ -12,6 +12,9 @@
 //! k8s.io/component-helpers/apps/poddisruptionbudget (the DisruptionAllowed
 //! condition, reasons SufficientPods / InsufficientPods).
 
+// Its checks return ready-made error responses; boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
 use crate::api::{Resp, json_resp, status_err};
 use crate::pods::{controller_uid, pod_ready, rt, selector_empty, selector_matches};
 use crate::store::{State, meta_str};
@@ -180,8 +183,8 @@ fn delete_pod(st: &mut State, ns: &str, name: &str, dry: bool) -> Resp {
     }
 }
 
-/// `POST /api/v1/namespaces/NS/pods/NAME/eviction`.
-pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value, dry: bool) -> Resp {
+/// The body must be an Eviction of the Pod the URL names.
+fn check_body(body: &Value, name: &str) -> Result<(), Resp> {
     // The apiserver decodes the body with Eviction as its default kind: a
     // body without apiVersion and kind is an Eviction (kube-rs sends those).
     let kind_ok = body["kind"].as_str().is_none_or(|k| k == "Eviction")
@@ -189,15 +192,52 @@ pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value, dry: bool) -> R
             .as_str()
             .is_none_or(|v| matches!(v, "policy/v1" | "policy/v1beta1"));
     if !kind_ok {
-        return status_err(400, "BadRequest", "not a Eviction object", Value::Null);
+        return Err(status_err(
+            400,
+            "BadRequest",
+            "not a Eviction object",
+            Value::Null,
+        ));
     }
     if meta_str(body, "name") != name {
-        return status_err(
+        return Err(status_err(
             400,
             "BadRequest",
             "name in URL does not match name in Eviction object",
             Value::Null,
-        );
+        ));
+    }
+    Ok(())
+}
+
+/// The one PodDisruptionBudget selecting `pod`, if any; more than one is
+/// an error the eviction subresource answers with a 500.
+fn budget(st: &State, ns: &str, pod: &Value) -> Result<Option<Value>, Resp> {
+    let pdbs: Vec<Value> = st
+        .list(rt("PodDisruptionBudget"), Some(ns))
+        .into_iter()
+        .filter(|b| {
+            let sel = &b["spec"]["selector"];
+            !selector_empty(sel) && selector_matches(sel, &pod["metadata"]["labels"])
+        })
+        .cloned()
+        .collect();
+    match pdbs.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        _ => Err(json_resp(
+            500,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                    "code": 500}),
+        )),
+    }
+}
+
+/// `POST /api/v1/namespaces/NS/pods/NAME/eviction`.
+pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value, dry: bool) -> Resp {
+    if let Err(r) = check_body(body, name) {
+        return r;
     }
     let dry = dry
         || body["deleteOptions"]["dryRun"]
@@ -218,26 +258,10 @@ pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value, dry: bool) -> R
     ) {
         return delete_pod(st, ns, name, dry);
     }
-    let pdbs: Vec<Value> = st
-        .list(rt("PodDisruptionBudget"), Some(ns))
-        .into_iter()
-        .filter(|b| {
-            let sel = &b["spec"]["selector"];
-            !selector_empty(sel) && selector_matches(sel, &pod["metadata"]["labels"])
-        })
-        .cloned()
-        .collect();
-    let mut pdb = match pdbs.as_slice() {
-        [] => return delete_pod(st, ns, name, dry),
-        [one] => one.clone(),
-        _ => {
-            return json_resp(
-                500,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
-                    "code": 500}),
-            );
-        }
+    let mut pdb = match budget(st, ns, &pod) {
+        Ok(Some(pdb)) => pdb,
+        Ok(None) => return delete_pod(st, ns, name, dry),
+        Err(r) => return r,
     };
     let pdb_name = meta_str(&pdb, "name").to_string();
     let s = &pdb["status"];

@@ -290,7 +290,7 @@ pub async fn supervisor(ha: Arc<Ha>, cluster: Arc<Cluster>, req: Request<Incomin
     }
     let path = req.uri().path();
     let node_call = path == "/v1-k3s/sim/heartbeat" || path == "/v1-k3s/sim/register";
-    let resp = crate::server::supervisor(cluster, req).await;
+    let resp = crate::supervisor::serve(cluster, req).await;
     let target = ha.store.lock().rv;
     if !ha.commit(target).await {
         return etcd_timeout();

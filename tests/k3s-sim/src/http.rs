@@ -329,6 +329,11 @@ pub async fn request_with(
         Ok(Err(e)) => return Err(anyhow!("reading response: {e}")),
         Err(_) => bail!("timeout reading response"),
     }
+    parse_response(&raw, local_ip)
+}
+
+/// A raw HTTP/1.1 answer as status, content type and (de-chunked) body.
+fn parse_response(raw: &[u8], local_ip: std::net::IpAddr) -> Result<ClientResponse> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -122,9 +122,59 @@ fn ready_condition(ready: bool, now: &str) -> Value {
     }
 }
 
-fn password_hash(p: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(p.as_bytes()))
+/// The labels a (re)registering node ends up with: what it had, K3s's
+/// well-known ones, the roles, then the node's own `node-label`s.
+fn registered_labels(node: &Value, info: &NodeInfo, arch: &str) -> serde_json::Map<String, Value> {
+    let mut labels = serde_json::Map::new();
+    if let Some(old) = node["metadata"]["labels"].as_object() {
+        labels = old.clone();
+    }
+    for (k, v) in [
+        ("beta.kubernetes.io/arch", arch),
+        ("beta.kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", arch),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/hostname", info.name.as_str()),
+        ("node.kubernetes.io/instance-type", "k3s"),
+        ("beta.kubernetes.io/instance-type", "k3s"),
+    ] {
+        labels.insert(k.into(), json!(v));
+    }
+    if info.server {
+        labels.insert(
+            "node-role.kubernetes.io/control-plane".into(),
+            json!("true"),
+        );
+        labels.insert("node-role.kubernetes.io/master".into(), json!("true"));
+    }
+    // pkg/etcd/metadata_controller.go / member_controller.go: etcd members carry
+    // the etcd role (kubectl's ROLES control-plane,etcd,master).
+    if info.etcd {
+        labels.insert("node-role.kubernetes.io/etcd".into(), json!("true"));
+    }
+    for (k, v) in &info.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    labels
+}
+
+/// The status a registering kubelet posts, keeping the Node's conditions.
+fn registered_status(node: &Value, info: &NodeInfo, arch: &str) -> Value {
+    let conditions = node["status"]["conditions"].clone();
+    json!({
+        "addresses": [{"type": "InternalIP", "address": info.internal_ip}, {"type": "Hostname", "address": info.hostname}],
+        "conditions": conditions,
+        "capacity": {"cpu": "4", "memory": "3882924Ki", "pods": "110", "ephemeral-storage": "30000000Ki"},
+        "allocatable": {"cpu": "4", "memory": "3882924Ki", "pods": "110", "ephemeral-storage": "29000000Ki"},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "architecture": arch, "operatingSystem": "linux", "osImage": info.os_image,
+            "kernelVersion": info.kernel_version, "kubeletVersion": info.kubelet_version,
+            "kubeProxyVersion": info.kubelet_version,
+            "containerRuntimeVersion": "containerd://2.0.5-k3s1",
+            "machineID": "", "systemUUID": "", "bootID": "",
+        },
+    })
 }
 
 pub enum RegisterError {
@@ -147,77 +197,22 @@ impl Cluster {
             )));
         }
         let mut st = self.store.lock();
-        // K3s's node password: the first registration of a name fixes its password.
-        let secret_rt = rt("Secret");
-        let secret_name = format!("{}.node-password.k3s", info.name);
-        let hash = password_hash(&info.password);
-        match st.get(secret_rt, "kube-system", &secret_name) {
-            Some(s) => {
-                use base64::Engine;
-                let stored = s["data"]["hash"]
-                    .as_str()
-                    .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
-                    .unwrap_or_default();
-                if stored != hash.as_bytes() {
-                    return Err(RegisterError::PasswordRejected);
-                }
-            }
-            None => {
-                use base64::Engine;
-                let s = json!({"apiVersion": "v1", "kind": "Secret", "type": "k3s.cattle.io/node-password",
-                    "metadata": {"name": secret_name, "namespace": "kube-system",
-                        "uid": crate::validate::uuid(), "creationTimestamp": crate::log::k8s_now()},
-                    "immutable": true,
-                    "data": {"hash": base64::engine::general_purpose::STANDARD.encode(&hash)}});
-                st.put(secret_rt, s).map_err(RegisterError::Store)?;
-            }
-        }
+        let secret_name = crate::node_password::check(&mut st, info)?;
         let node_rt = rt("Node");
-        let now = crate::log::k8s_now();
         let existing = st.get(node_rt, "", &info.name).cloned();
         let mut node = existing.clone().unwrap_or_else(|| {
             let n = st.list(node_rt, None).len();
             json!({"apiVersion": "v1", "kind": "Node", "metadata": {
-                "name": info.name, "uid": crate::validate::uuid(), "creationTimestamp": now},
+                "name": info.name, "uid": crate::validate::uuid(), "creationTimestamp": crate::log::k8s_now()},
                 "spec": {"podCIDR": format!("10.42.{n}.0/24"), "podCIDRs": [format!("10.42.{n}.0/24")],
                     "providerID": format!("k3s://{}", info.name)}})
         });
-        let mut labels = serde_json::Map::new();
-        if let Some(old) = node["metadata"]["labels"].as_object() {
-            labels = old.clone();
-        }
         let arch = if info.arch.is_empty() {
             arch()
         } else {
             info.arch.as_str()
         };
-        for (k, v) in [
-            ("beta.kubernetes.io/arch", arch),
-            ("beta.kubernetes.io/os", "linux"),
-            ("kubernetes.io/arch", arch),
-            ("kubernetes.io/os", "linux"),
-            ("kubernetes.io/hostname", info.name.as_str()),
-            ("node.kubernetes.io/instance-type", "k3s"),
-            ("beta.kubernetes.io/instance-type", "k3s"),
-        ] {
-            labels.insert(k.into(), json!(v));
-        }
-        if info.server {
-            labels.insert(
-                "node-role.kubernetes.io/control-plane".into(),
-                json!("true"),
-            );
-            labels.insert("node-role.kubernetes.io/master".into(), json!("true"));
-        }
-        // pkg/etcd/metadata_controller.go / member_controller.go: etcd members carry
-        // the etcd role (kubectl's ROLES control-plane,etcd,master).
-        if info.etcd {
-            labels.insert("node-role.kubernetes.io/etcd".into(), json!("true"));
-        }
-        for (k, v) in &info.labels {
-            labels.insert(k.clone(), json!(v));
-        }
-        node["metadata"]["labels"] = Value::Object(labels);
+        node["metadata"]["labels"] = Value::Object(registered_labels(&node, info, arch));
         node["metadata"]["annotations"]["k3s.io/internal-ip"] = json!(info.internal_ip);
         node["metadata"]["annotations"]["k3s.io/hostname"] = json!(info.hostname);
         node["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] = json!("0");
@@ -238,33 +233,9 @@ impl Cluster {
             // Ready again: the lifecycle controller lifts its unreachable taint.
             set_ready(&mut node, true);
         }
-        let conditions = node["status"]["conditions"].clone();
-        node["status"] = json!({
-            "addresses": [{"type": "InternalIP", "address": info.internal_ip}, {"type": "Hostname", "address": info.hostname}],
-            "conditions": conditions,
-            "capacity": {"cpu": "4", "memory": "3882924Ki", "pods": "110", "ephemeral-storage": "30000000Ki"},
-            "allocatable": {"cpu": "4", "memory": "3882924Ki", "pods": "110", "ephemeral-storage": "29000000Ki"},
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {
-                "architecture": arch, "operatingSystem": "linux", "osImage": info.os_image,
-                "kernelVersion": info.kernel_version, "kubeletVersion": info.kubelet_version,
-                "kubeProxyVersion": info.kubelet_version,
-                "containerRuntimeVersion": "containerd://2.0.5-k3s1",
-                "machineID": "", "systemUUID": "", "bootID": "",
-            },
-        });
+        node["status"] = registered_status(&node, info, arch);
         let (stored, _) = st.put(node_rt, node).map_err(RegisterError::Store)?;
-        // pkg/nodepassword/controller.go onChangeNode: the secret is owned by its Node,
-        // so the garbage collector removes it with the Node.
-        let owner = json!({"apiVersion": "v1", "kind": "Node", "name": info.name,
-            "uid": stored["metadata"]["uid"]});
-        if let Some(mut secret) = st.get(secret_rt, "kube-system", &secret_name).cloned()
-            && secret["metadata"]["ownerReferences"] != json!([owner])
-        {
-            crate::info!("Adding node OwnerReference to node-password secret {secret_name}");
-            secret["metadata"]["ownerReferences"] = json!([owner]);
-            st.put(secret_rt, secret).map_err(RegisterError::Store)?;
-        }
+        crate::node_password::owned_by_node(&mut st, &secret_name, &stored)?;
         drop(st);
         self.heartbeat(&info.name).map_err(RegisterError::Store)?;
         Ok(())

@@ -74,7 +74,7 @@ impl Routes {
                 Some(ha) if path != "/v1-k3s/sim/auth" => {
                     crate::ha_api::supervisor(ha.clone(), self.cluster.clone(), req).await
                 }
-                _ => crate::server::supervisor(self.cluster.clone(), req).await,
+                _ => crate::supervisor::serve(self.cluster.clone(), req).await,
             }
         } else {
             let header = req

@@ -3,19 +3,18 @@
 //! `/v1-k3s/`), its own node's registration and heartbeats, the controllers, and
 //! READY=1 for systemd once all of that is serving.
 
-use crate::api::{Api, json_resp, status_err, text_resp, unauthorized};
+use crate::api::Api;
 use crate::config::Settings;
 use crate::ha::{Datastore, EtcdStart};
-use crate::http::Body;
 use crate::nodes::{Cluster, NodeInfo, RegisterError};
 use crate::store::{RESOURCES, Store};
 use anyhow::{Context, Result, anyhow, bail};
-use hyper::{Request, Response};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,108 +151,6 @@ fn bootstrap(store: &Store) -> Result<()> {
     Ok(())
 }
 
-fn basic_auth_secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
-    use base64::Engine;
-    let h = req.headers().get("authorization")?.to_str().ok()?;
-    let enc = h.strip_prefix("Basic ")?;
-    let dec = base64::engine::general_purpose::STANDARD
-        .decode(enc.trim())
-        .ok()?;
-    let s = String::from_utf8(dec).ok()?;
-    let (user, secret) = s.split_once(':')?;
-    matches!(user, "node" | "server").then(|| secret.to_string())
-}
-
-fn secret_ok(cluster: &Cluster, given: &str) -> bool {
-    use sha2::Digest;
-    let g = sha2::Sha256::digest(given.as_bytes());
-    cluster
-        .secrets
-        .iter()
-        .any(|s| sha2::Sha256::digest(s.as_bytes()) == g)
-}
-
-pub(crate) async fn supervisor(
-    cluster: Arc<Cluster>,
-    req: Request<hyper::body::Incoming>,
-) -> Response<Body> {
-    let Some(secret) = basic_auth_secret(&req) else {
-        return unauthorized();
-    };
-    if !secret_ok(&cluster, &secret) {
-        crate::warn!("Refused /v1-k3s request: invalid token");
-        return unauthorized();
-    }
-    let path = req.uri().path().to_string();
-    let body = match crate::http::read_body(req.into_body(), 64 * 1024).await {
-        Ok(b) => b,
-        Err(e) => return status_err(400, "BadRequest", &e.to_string(), Value::Null),
-    };
-    match path.as_str() {
-        "/v1-k3s/sim/register" => {
-            let info: NodeInfo = match serde_json::from_slice(&body) {
-                Ok(i) => i,
-                Err(e) => {
-                    return status_err(
-                        400,
-                        "BadRequest",
-                        &format!("invalid registration: {e}"),
-                        Value::Null,
-                    );
-                }
-            };
-            match cluster.register(&info) {
-                Ok(()) => {
-                    crate::info!(
-                        "Node {} registered (internal IP {})",
-                        info.name,
-                        info.internal_ip
-                    );
-                    json_resp(200, &json!({"registered": info.name}))
-                }
-                Err(RegisterError::PasswordRejected) => {
-                    crate::error!("Node password validation failed for '{}'", info.name);
-                    text_resp(
-                        403,
-                        &format!(
-                            "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag (node {})",
-                            info.name
-                        ),
-                    )
-                }
-                Err(RegisterError::Invalid(m)) => status_err(400, "BadRequest", &m, Value::Null),
-                Err(RegisterError::Store(e)) => {
-                    status_err(500, "InternalError", &e.to_string(), Value::Null)
-                }
-            }
-        }
-        // What the agent's token validation reaches with its credentials.
-        "/v1-k3s/sim/auth" => json_resp(200, &json!({"ok": true})),
-        "/v1-k3s/sim/heartbeat" => {
-            let name = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["name"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            match cluster.heartbeat(&name) {
-                Ok(true) => json_resp(200, &json!({"ok": true})),
-                Ok(false) => status_err(
-                    404,
-                    "NotFound",
-                    &format!("nodes \"{name}\" not found"),
-                    Value::Null,
-                ),
-                Err(e) => status_err(500, "InternalError", &e.to_string(), Value::Null),
-            }
-        }
-        _ => status_err(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-            Value::Null,
-        ),
-    }
-}
-
 pub async fn run(settings: Settings) -> Result<()> {
     crate::info!(
         "Starting k3s {} ({})",
@@ -267,124 +164,17 @@ pub async fn run(settings: Settings) -> Result<()> {
         bail!("k3s-sim runs SQLite or embedded etcd: --datastore-endpoint is not supported");
     }
     let data_dir = settings.data_dir();
-    let port: u16 = settings
-        .str("https-listen-port")
-        .map(|p| {
-            p.parse()
-                .with_context(|| format!("invalid https-listen-port {p}"))
-        })
-        .transpose()?
-        .unwrap_or(6443);
-    let bind = settings
-        .str("bind-address")
-        .unwrap_or_else(|| "0.0.0.0".into());
-    let bind_ip: IpAddr = bind
-        .parse()
-        .with_context(|| format!("invalid bind-address {bind}"))?;
-    let name = node_name(&settings);
-    let node_ips = settings.list("node-ip");
-    let internal_ip = node_ips
-        .first()
-        .cloned()
-        .or_else(|| settings.str("advertise-address"))
-        .or_else(default_ip)
-        .or_else(|| local_ipv4s().into_iter().next())
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let hostname = crate::nodes::hostname();
-    let grace = grace(&settings)?;
-    let taints = settings.list("node-taint");
-    crate::nodes::validate_taints(&taints)?;
-    let labels = node_labels(&settings)?;
-    let mode = settings.str("write-kubeconfig-mode");
-    let mode_bits = match &mode {
-        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|b| *b <= 0o777)
-            .ok_or_else(|| {
-                anyhow!("invalid write-kubeconfig-mode {m:?}: expected an octal mode such as 0600")
-            })?,
-        None => 0o600,
-    };
-
-    let mut sans: Vec<String> = vec![
-        "kubernetes".into(),
-        "kubernetes.default".into(),
-        "kubernetes.default.svc".into(),
-        "kubernetes.default.svc.cluster.local".into(),
-        "localhost".into(),
-        "127.0.0.1".into(),
-        "::1".into(),
-        "10.43.0.1".into(),
-        hostname.clone(),
-        name.clone(),
-        internal_ip.clone(),
-    ];
-    sans.extend(node_ips.iter().cloned());
-    sans.extend(settings.str("advertise-address"));
-    sans.extend(local_ipv4s());
-    if !bind_ip.is_unspecified() {
-        sans.push(bind.clone());
-    }
-    sans.extend(settings.list("tls-san"));
-    sans.sort();
-    sans.dedup();
-    let raw_token = settings.str("token").or(token_file(&settings)?);
-    let join_url = settings.str("server");
-    let ds = crate::ha::select(
-        &data_dir,
-        settings.bool("cluster-init"),
-        join_url.is_some() && raw_token.is_some(),
-    );
-    if let (Datastore::Etcd(EtcdStart::Join), Some(url), Some(t)) = (ds, &join_url, &raw_token) {
-        crate::ha_api::fetch_bootstrap(url, t, &data_dir).await?;
-    }
-    let tls = crate::certs::ensure(&data_dir, &sans)?;
-    let secret = crate::certs::ensure_token(&data_dir, raw_token.as_deref(), &tls.ca_pem)?;
-    let mut secrets = vec![secret];
-    if let Some(agent_token) = settings.str("agent-token") {
-        let t = crate::certs::parse_token(&agent_token)?;
-        let full = format!(
-            "K10{}::node:{}\n",
-            crate::certs::ca_hash(&tls.ca_pem),
-            t.secret
-        );
-        crate::certs::write_private(&data_dir.join("server/agent-token"), full.as_bytes(), 0o600)?;
-        secrets.push(t.secret);
-    }
-
-    if let Datastore::Etcd(start) = ds {
-        crate::ha::prepare_etcd(&data_dir, start)?;
-    }
-    let store = Store::open(ds.store_file(&data_dir))?;
-    // A joining server takes everything from the leader.
-    if ds != Datastore::Etcd(EtcdStart::Join) {
-        bootstrap(&store)?;
-    }
-
-    let kube_host = if bind_ip.is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        bind.clone()
-    };
-    let kube_host = if kube_host.contains(':') {
-        format!("[{kube_host}]")
-    } else {
-        kube_host
-    };
-    let kc_path = PathBuf::from(
-        settings
-            .str("write-kubeconfig")
-            .unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into()),
-    );
-    crate::certs::write_private(
-        &kc_path,
-        kubeconfig(&format!("https://{kube_host}:{port}"), &tls).as_bytes(),
-        mode_bits,
-    )?;
-    crate::info!("Wrote kubeconfig {}", kc_path.display());
+    let listen = Listen::from(&settings)?;
+    let own = OwnNode::from(&settings)?;
+    let mode_bits = kubeconfig_mode(&settings)?;
+    let sans = sans(&settings, &listen, &own);
+    let (ds, tls, secrets) = credentials(&settings, &data_dir, &sans).await?;
+    let store = open_store(ds, &data_dir)?;
+    write_kubeconfig(&settings, &listen, &tls, mode_bits)?;
 
     let server_cfg = Arc::new(crate::http::server_config(&tls)?);
-    let listener = tokio::net::TcpListener::bind((bind_ip, port))
+    let (bind, port) = (&listen.bind, listen.port);
+    let listener = tokio::net::TcpListener::bind((listen.bind_ip, port))
         .await
         .map_err(|e| anyhow!("listen tcp {bind}:{port}: {e}"))?;
     crate::healthz::serve(&settings).await?;
@@ -392,12 +182,12 @@ pub async fn run(settings: Settings) -> Result<()> {
     let cluster = Arc::new(Cluster {
         store: store.clone(),
         heartbeats: Mutex::new(HashMap::new()),
-        grace,
+        grace: own.grace,
         secrets,
     });
     let api = Arc::new(Api {
         store: store.clone(),
-        server_addr: format!("{internal_ip}:{port}"),
+        server_addr: format!("{}:{port}", own.internal_ip),
     });
     let ha = match ds {
         Datastore::Etcd(start) => Some(
@@ -405,7 +195,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                 start,
                 &settings,
                 &data_dir,
-                (&name, &internal_ip, port, bind_ip),
+                (&own.name, &own.internal_ip, port, listen.bind_ip),
                 &tls,
                 &store,
                 &cluster.secrets[0],
@@ -421,92 +211,16 @@ pub async fn run(settings: Settings) -> Result<()> {
         ca_pem: tls.ca_pem.clone(),
         data_dir: data_dir.clone(),
     });
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
-    {
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _peer)) = listener.accept().await else {
-                    continue;
-                };
-                let acceptor = acceptor.clone();
-                let routes = routes.clone();
-                tokio::spawn(async move {
-                    let tls =
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                            .await
-                        {
-                            Ok(Ok(t)) => t,
-                            Ok(Err(e)) => {
-                                crate::debug!("TLS handshake failed: {e}");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    let authed = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .is_some_and(|c| !c.is_empty());
-                    let svc =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let routes = routes.clone();
-                            async move {
-                                Ok::<_, std::convert::Infallible>(routes.route(authed, req).await)
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-    }
+    tokio::spawn(accept(
+        listener,
+        tokio_rustls::TlsAcceptor::from(server_cfg),
+        routes,
+    ));
 
     crate::info!("Kube API server is now running");
-    // The server's embedded agent checks cgroups first (pkg/agent/run.go Run), then
-    // its kubelet validates its flags (pkg/daemons/executor/embed.go).
-    crate::cgroups::validate()?;
-    if let Err(e) = crate::nodes::validate_kubelet_labels(&labels) {
-        crate::kubelet_exited(&e);
-    }
-    let info = NodeInfo {
-        name: name.clone(),
-        internal_ip: internal_ip.clone(),
-        hostname,
-        labels,
-        taints,
-        os_image: crate::nodes::os_image(),
-        kernel_version: crate::nodes::kernel_version(),
-        kubelet_version: crate::version::version().to_string(),
-        arch: crate::nodes::arch().to_string(),
-        server: true,
-        etcd: ha.is_some(),
-        password: node_password()?,
-    };
-    if ha.is_some() {
-        let auth = format!("server:{}", cluster.secrets[0]);
-        let url = crate::http::Url {
-            host: kube_host.trim_matches(['[', ']']).to_string(),
-            port,
-        };
-        crate::ha_api::run_node(url, &tls.ca_pem, auth, info).await?;
-    } else {
-        own_node(&cluster, info)?;
-    }
-    {
-        let cluster = cluster.clone();
-        let ca = tls.ca_pem.clone();
-        tokio::spawn(async move {
-            loop {
-                // kube-controller-manager runs where etcd's leader is.
-                if ha.as_ref().is_none_or(|h| h.ms.is_leader()) {
-                    cluster.reconcile();
-                    crate::tokens::reconcile(&cluster.store, &ca);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
-    }
+    let (name, grace) = (own.name.clone(), own.grace);
+    register_own_node(own, &cluster, &listen, &tls, ha.is_some()).await?;
+    spawn_controllers(cluster, tls.ca_pem.clone(), ha);
     crate::info!(
         "k3s is up and running (API on {bind}:{port}, node {name}, node-monitor-grace-period {grace:?})"
     );
@@ -514,6 +228,291 @@ pub async fn run(settings: Settings) -> Result<()> {
     crate::wait_for_signal().await;
     crate::info!("Shutting down k3s server");
     Ok(())
+}
+
+/// Where the API listens (`https-listen-port`, `bind-address`) and the host
+/// its kubeconfig names.
+struct Listen {
+    port: u16,
+    bind: String,
+    bind_ip: IpAddr,
+    /// The kubeconfig's host: loopback when bound to every address,
+    /// bracketed when IPv6.
+    kube_host: String,
+}
+
+impl Listen {
+    fn from(settings: &Settings) -> Result<Listen> {
+        let port: u16 = settings
+            .str("https-listen-port")
+            .map(|p| {
+                p.parse()
+                    .with_context(|| format!("invalid https-listen-port {p}"))
+            })
+            .transpose()?
+            .unwrap_or(6443);
+        let bind = settings
+            .str("bind-address")
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let bind_ip: IpAddr = bind
+            .parse()
+            .with_context(|| format!("invalid bind-address {bind}"))?;
+        let kube_host = if bind_ip.is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            bind.clone()
+        };
+        let kube_host = if kube_host.contains(':') {
+            format!("[{kube_host}]")
+        } else {
+            kube_host
+        };
+        Ok(Listen {
+            port,
+            bind,
+            bind_ip,
+            kube_host,
+        })
+    }
+}
+
+/// The server's own node as its settings describe it.
+struct OwnNode {
+    name: String,
+    node_ips: Vec<String>,
+    internal_ip: String,
+    hostname: String,
+    grace: Duration,
+    taints: Vec<String>,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+impl OwnNode {
+    fn from(settings: &Settings) -> Result<OwnNode> {
+        let name = node_name(settings);
+        let node_ips = settings.list("node-ip");
+        let internal_ip = node_ips
+            .first()
+            .cloned()
+            .or_else(|| settings.str("advertise-address"))
+            .or_else(default_ip)
+            .or_else(|| local_ipv4s().into_iter().next())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let hostname = crate::nodes::hostname();
+        let grace = grace(settings)?;
+        let taints = settings.list("node-taint");
+        crate::nodes::validate_taints(&taints)?;
+        let labels = node_labels(settings)?;
+        Ok(OwnNode {
+            name,
+            node_ips,
+            internal_ip,
+            hostname,
+            grace,
+            taints,
+            labels,
+        })
+    }
+}
+
+/// `write-kubeconfig-mode` as bits (0600 when unset).
+fn kubeconfig_mode(settings: &Settings) -> Result<u32> {
+    match settings.str("write-kubeconfig-mode") {
+        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|b| *b <= 0o777)
+            .ok_or_else(|| {
+                anyhow!("invalid write-kubeconfig-mode {m:?}: expected an octal mode such as 0600")
+            }),
+        None => Ok(0o600),
+    }
+}
+
+/// The names and addresses the serving certificate covers.
+fn sans(settings: &Settings, listen: &Listen, own: &OwnNode) -> Vec<String> {
+    let mut sans: Vec<String> = vec![
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "::1".into(),
+        "10.43.0.1".into(),
+        own.hostname.clone(),
+        own.name.clone(),
+        own.internal_ip.clone(),
+    ];
+    sans.extend(own.node_ips.iter().cloned());
+    sans.extend(settings.str("advertise-address"));
+    sans.extend(local_ipv4s());
+    if !listen.bind_ip.is_unspecified() {
+        sans.push(listen.bind.clone());
+    }
+    sans.extend(settings.list("tls-san"));
+    sans.sort();
+    sans.dedup();
+    sans
+}
+
+/// Picks the datastore (fetching a joining server's bootstrap data), then
+/// the certificates and the tokens: the server token first, then the agent
+/// token when set.
+async fn credentials(
+    settings: &Settings,
+    data_dir: &Path,
+    sans: &[String],
+) -> Result<(Datastore, crate::certs::ClusterTls, Vec<String>)> {
+    let raw_token = settings.str("token").or(token_file(settings)?);
+    let join_url = settings.str("server");
+    let ds = crate::ha::select(
+        data_dir,
+        settings.bool("cluster-init"),
+        join_url.is_some() && raw_token.is_some(),
+    );
+    if let (Datastore::Etcd(EtcdStart::Join), Some(url), Some(t)) = (ds, &join_url, &raw_token) {
+        crate::ha_api::fetch_bootstrap(url, t, data_dir).await?;
+    }
+    let tls = crate::certs::ensure(data_dir, sans)?;
+    let secret = crate::certs::ensure_token(data_dir, raw_token.as_deref(), &tls.ca_pem)?;
+    let mut secrets = vec![secret];
+    if let Some(agent_token) = settings.str("agent-token") {
+        let t = crate::certs::parse_token(&agent_token)?;
+        let full = format!(
+            "K10{}::node:{}\n",
+            crate::certs::ca_hash(&tls.ca_pem),
+            t.secret
+        );
+        crate::certs::write_private(&data_dir.join("server/agent-token"), full.as_bytes(), 0o600)?;
+        secrets.push(t.secret);
+    }
+    Ok((ds, tls, secrets))
+}
+
+/// The datastore's store, seeded with the default namespaces and Service
+/// unless a joining server takes everything from the leader.
+fn open_store(ds: Datastore, data_dir: &Path) -> Result<Store> {
+    if let Datastore::Etcd(start) = ds {
+        crate::ha::prepare_etcd(data_dir, start)?;
+    }
+    let store = Store::open(ds.store_file(data_dir))?;
+    if ds != Datastore::Etcd(EtcdStart::Join) {
+        bootstrap(&store)?;
+    }
+    Ok(store)
+}
+
+fn write_kubeconfig(
+    settings: &Settings,
+    listen: &Listen,
+    tls: &crate::certs::ClusterTls,
+    mode_bits: u32,
+) -> Result<()> {
+    let kc_path = PathBuf::from(
+        settings
+            .str("write-kubeconfig")
+            .unwrap_or_else(|| "/etc/rancher/k3s/k3s.yaml".into()),
+    );
+    let url = format!("https://{}:{}", listen.kube_host, listen.port);
+    crate::certs::write_private(&kc_path, kubeconfig(&url, tls).as_bytes(), mode_bits)?;
+    crate::info!("Wrote kubeconfig {}", kc_path.display());
+    Ok(())
+}
+
+/// Accepts TLS connections on the API port for ever, each served on its own.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    routes: Arc<crate::routes::Routes>,
+) {
+    loop {
+        let Ok((tcp, _peer)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(connection(tcp, acceptor.clone(), routes.clone()));
+    }
+}
+
+/// One API connection: the TLS handshake (10 s at most), then HTTP/1.1;
+/// a client certificate makes its requests authenticated.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    routes: Arc<crate::routes::Routes>,
+) {
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            crate::debug!("TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let authed = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty());
+    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let routes = routes.clone();
+        async move { Ok::<_, std::convert::Infallible>(routes.route(authed, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), svc)
+        .await;
+}
+
+/// The server's embedded agent: it checks cgroups first (pkg/agent/run.go
+/// Run), then its kubelet validates its flags (pkg/daemons/executor/embed.go);
+/// then the node registers, through the etcd leader when there is HA.
+async fn register_own_node(
+    own: OwnNode,
+    cluster: &Arc<Cluster>,
+    listen: &Listen,
+    tls: &crate::certs::ClusterTls,
+    ha: bool,
+) -> Result<()> {
+    crate::cgroups::validate()?;
+    if let Err(e) = crate::nodes::validate_kubelet_labels(&own.labels) {
+        crate::kubelet_exited(&e);
+    }
+    let info = NodeInfo {
+        name: own.name,
+        internal_ip: own.internal_ip,
+        hostname: own.hostname,
+        labels: own.labels,
+        taints: own.taints,
+        os_image: crate::nodes::os_image(),
+        kernel_version: crate::nodes::kernel_version(),
+        kubelet_version: crate::version::version().to_string(),
+        arch: crate::nodes::arch().to_string(),
+        server: true,
+        etcd: ha,
+        password: node_password()?,
+    };
+    if ha {
+        let auth = format!("server:{}", cluster.secrets[0]);
+        let url = crate::http::Url {
+            host: listen.kube_host.trim_matches(['[', ']']).to_string(),
+            port: listen.port,
+        };
+        crate::ha_api::run_node(url, &tls.ca_pem, auth, info).await
+    } else {
+        own_node(cluster, info)
+    }
+}
+
+/// kube-controller-manager's loops, every 500 ms where etcd's leader is.
+fn spawn_controllers(cluster: Arc<Cluster>, ca: String, ha: Option<Arc<crate::replicate::Ha>>) {
+    tokio::spawn(async move {
+        loop {
+            if ha.as_ref().is_none_or(|h| h.ms.is_leader()) {
+                cluster.reconcile();
+                crate::tokens::reconcile(&cluster.store, &ca);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
 }
 
 /// Registers the server's own node in its SQLite store and keeps it alive.

@@ -96,103 +96,20 @@ pub fn node_roles(o: &Value) -> String {
     }
 }
 
-fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> (Vec<Value>, Vec<Vec<Value>>) {
-    let name = |o: &Value| json!(o["metadata"]["name"].as_str().unwrap_or(""));
+/// The Name cell every table has.
+fn name(o: &Value) -> Value {
+    json!(o["metadata"]["name"].as_str().unwrap_or(""))
+}
+
+/// A kind's columns and each item's cells.
+type Columns = (Vec<Value>, Vec<Vec<Value>>);
+
+fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> Columns {
     match rt.kind {
         "Pod" => crate::pod_tables::pods(items),
         "ReplicaSet" => crate::pod_tables::replica_sets(items),
-        "Node" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Roles", "string", 0),
-                col("Age", "string", 0),
-                col("Version", "string", 0),
-                col("Internal-IP", "string", 1),
-                col("External-IP", "string", 1),
-                col("OS-Image", "string", 1),
-                col("Kernel-Version", "string", 1),
-                col("Container-Runtime", "string", 1),
-            ],
-            items
-                .iter()
-                .map(|o| {
-                    let addr = |t: &str| {
-                        o["status"]["addresses"]
-                            .as_array()
-                            .and_then(|a| a.iter().find(|x| x["type"] == t))
-                            .and_then(|x| x["address"].as_str())
-                            .unwrap_or("<none>")
-                            .to_string()
-                    };
-                    let info = &o["status"]["nodeInfo"];
-                    vec![
-                        name(o),
-                        json!(node_status(o)),
-                        json!(node_roles(o)),
-                        json!(age(o)),
-                        info["kubeletVersion"].clone(),
-                        json!(addr("InternalIP")),
-                        json!(addr("ExternalIP")),
-                        info["osImage"].clone(),
-                        info["kernelVersion"].clone(),
-                        info["containerRuntimeVersion"].clone(),
-                    ]
-                })
-                .collect(),
-        ),
-        "Deployment" => (
-            vec![
-                col("Name", "string", 0),
-                col("Ready", "string", 0),
-                col("Up-to-date", "integer", 0),
-                col("Available", "integer", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-                col("Selector", "string", 1),
-            ],
-            items
-                .iter()
-                .map(|o| {
-                    let st = &o["status"];
-                    let n = |k: &str| st[k].as_i64().unwrap_or(0);
-                    let cs = o["spec"]["template"]["spec"]["containers"].as_array();
-                    let join = |f: &str| {
-                        cs.map(|c| {
-                            c.iter()
-                                .filter_map(|x| x[f].as_str())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default()
-                    };
-                    let sel = o["spec"]["selector"]["matchLabels"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    vec![
-                        name(o),
-                        json!(format!(
-                            "{}/{}",
-                            n("readyReplicas"),
-                            o["spec"]["replicas"].as_i64().unwrap_or(0)
-                        )),
-                        json!(n("updatedReplicas")),
-                        json!(n("availableReplicas")),
-                        json!(age(o)),
-                        json!(join("name")),
-                        json!(join("image")),
-                        json!(sel),
-                    ]
-                })
-                .collect(),
-        ),
+        "Node" => nodes(items),
+        "Deployment" => deployments(items),
         "Namespace" => (
             vec![
                 col("Name", "string", 0),
@@ -204,121 +121,203 @@ fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> (Vec<Value>, Vec<Ve
                 .map(|o| vec![name(o), o["status"]["phase"].clone(), json!(age(o))])
                 .collect(),
         ),
-        "Service" => (
-            vec![
-                col("Name", "string", 0),
-                col("Type", "string", 0),
-                col("Cluster-IP", "string", 0),
-                col("External-IP", "string", 0),
-                col("Port(s)", "string", 0),
-                col("Age", "string", 0),
-            ],
-            items
-                .iter()
-                .map(|o| {
-                    let ports = o["spec"]["ports"]
-                        .as_array()
-                        .map(|ps| {
-                            ps.iter()
-                                .map(|p| {
-                                    format!(
-                                        "{}/{}",
-                                        p["port"],
-                                        p["protocol"].as_str().unwrap_or("TCP")
-                                    )
-                                })
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    vec![
-                        name(o),
-                        o["spec"]["type"].clone(),
-                        o["spec"]["clusterIP"].clone(),
-                        json!("<none>"),
-                        json!(ports),
-                        json!(age(o)),
-                    ]
-                })
-                .collect(),
-        ),
-        "ConfigMap" | "Secret" => {
-            let mut cols = vec![col("Name", "string", 0)];
-            if rt.kind == "Secret" {
-                cols.push(col("Type", "string", 0));
-            }
-            cols.push(col("Data", "string", 0));
-            cols.push(col("Age", "string", 0));
-            (
-                cols,
-                items
-                    .iter()
-                    .map(|o| {
-                        let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
-                            + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
-                        let mut row = vec![name(o)];
-                        if rt.kind == "Secret" {
-                            row.push(o["type"].clone());
-                        }
-                        row.push(json!(n));
-                        row.push(json!(age(o)));
-                        row
-                    })
-                    .collect(),
-            )
-        }
-        // pkg/printers/internalversion/printers.go (eventColumnDefinitions, printEvent).
-        "Event" => (
-            vec![
-                col("Last Seen", "string", 0),
-                col("Type", "string", 0),
-                col("Reason", "string", 0),
-                col("Object", "string", 0),
-                col("Source", "string", 1),
-                col("Message", "string", 0),
-                col("Count", "integer", 1),
-                col("Name", "string", 1),
-            ],
-            items
-                .iter()
-                .map(|o| {
-                    let io = &o["involvedObject"];
-                    let object = format!(
-                        "{}/{}",
-                        io["kind"].as_str().unwrap_or("").to_lowercase(),
-                        io["name"].as_str().unwrap_or("")
-                    );
-                    let source = match (
-                        o["source"]["component"].as_str(),
-                        o["source"]["host"].as_str(),
-                    ) {
-                        (Some(c), Some(h)) => format!("{c}, {h}"),
-                        (Some(c), None) => c.to_string(),
-                        _ => String::new(),
-                    };
-                    let last = o["lastTimestamp"]
-                        .as_str()
-                        .and_then(crate::log::parse_k8s_time);
-                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                    let seen = last.map_or_else(|| age(o), |t| human_age(now - t));
-                    vec![
-                        json!(seen),
-                        o["type"].clone(),
-                        o["reason"].clone(),
-                        json!(object),
-                        json!(source),
-                        o["message"].clone(),
-                        o["count"].clone(),
-                        name(o),
-                    ]
-                })
-                .collect(),
-        ),
+        "Service" => services(items),
+        "ConfigMap" | "Secret" => data_counts(rt.kind == "Secret", items),
+        "Event" => events(items),
         _ => (
             vec![col("Name", "string", 0), col("Age", "string", 0)],
             items.iter().map(|o| vec![name(o), json!(age(o))]).collect(),
         ),
     }
+}
+
+fn nodes(items: &[&Value]) -> Columns {
+    let cols = vec![
+        col("Name", "string", 0),
+        col("Status", "string", 0),
+        col("Roles", "string", 0),
+        col("Age", "string", 0),
+        col("Version", "string", 0),
+        col("Internal-IP", "string", 1),
+        col("External-IP", "string", 1),
+        col("OS-Image", "string", 1),
+        col("Kernel-Version", "string", 1),
+        col("Container-Runtime", "string", 1),
+    ];
+    let row = |o: &&Value| {
+        let addr = |t: &str| {
+            o["status"]["addresses"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["type"] == t))
+                .and_then(|x| x["address"].as_str())
+                .unwrap_or("<none>")
+                .to_string()
+        };
+        let info = &o["status"]["nodeInfo"];
+        vec![
+            name(o),
+            json!(node_status(o)),
+            json!(node_roles(o)),
+            json!(age(o)),
+            info["kubeletVersion"].clone(),
+            json!(addr("InternalIP")),
+            json!(addr("ExternalIP")),
+            info["osImage"].clone(),
+            info["kernelVersion"].clone(),
+            info["containerRuntimeVersion"].clone(),
+        ]
+    };
+    (cols, items.iter().map(row).collect())
+}
+
+fn deployments(items: &[&Value]) -> Columns {
+    let cols = vec![
+        col("Name", "string", 0),
+        col("Ready", "string", 0),
+        col("Up-to-date", "integer", 0),
+        col("Available", "integer", 0),
+        col("Age", "string", 0),
+        col("Containers", "string", 1),
+        col("Images", "string", 1),
+        col("Selector", "string", 1),
+    ];
+    let row = |o: &&Value| {
+        let st = &o["status"];
+        let n = |k: &str| st[k].as_i64().unwrap_or(0);
+        let cs = o["spec"]["template"]["spec"]["containers"].as_array();
+        let join = |f: &str| {
+            cs.map(|c| {
+                c.iter()
+                    .filter_map(|x| x[f].as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+        };
+        let sel = o["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        vec![
+            name(o),
+            json!(format!(
+                "{}/{}",
+                n("readyReplicas"),
+                o["spec"]["replicas"].as_i64().unwrap_or(0)
+            )),
+            json!(n("updatedReplicas")),
+            json!(n("availableReplicas")),
+            json!(age(o)),
+            json!(join("name")),
+            json!(join("image")),
+            json!(sel),
+        ]
+    };
+    (cols, items.iter().map(row).collect())
+}
+
+fn services(items: &[&Value]) -> Columns {
+    let cols = vec![
+        col("Name", "string", 0),
+        col("Type", "string", 0),
+        col("Cluster-IP", "string", 0),
+        col("External-IP", "string", 0),
+        col("Port(s)", "string", 0),
+        col("Age", "string", 0),
+    ];
+    let row = |o: &&Value| {
+        let ports = o["spec"]["ports"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        vec![
+            name(o),
+            o["spec"]["type"].clone(),
+            o["spec"]["clusterIP"].clone(),
+            json!("<none>"),
+            json!(ports),
+            json!(age(o)),
+        ]
+    };
+    (cols, items.iter().map(row).collect())
+}
+
+/// ConfigMaps and Secrets: how many keys each holds (a Secret its type too).
+fn data_counts(secret: bool, items: &[&Value]) -> Columns {
+    let mut cols = vec![col("Name", "string", 0)];
+    if secret {
+        cols.push(col("Type", "string", 0));
+    }
+    cols.push(col("Data", "string", 0));
+    cols.push(col("Age", "string", 0));
+    let row = |o: &&Value| {
+        let n = o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+            + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0);
+        let mut row = vec![name(o)];
+        if secret {
+            row.push(o["type"].clone());
+        }
+        row.push(json!(n));
+        row.push(json!(age(o)));
+        row
+    };
+    (cols, items.iter().map(row).collect())
+}
+
+/// pkg/printers/internalversion/printers.go (eventColumnDefinitions, printEvent).
+fn events(items: &[&Value]) -> Columns {
+    let cols = vec![
+        col("Last Seen", "string", 0),
+        col("Type", "string", 0),
+        col("Reason", "string", 0),
+        col("Object", "string", 0),
+        col("Source", "string", 1),
+        col("Message", "string", 0),
+        col("Count", "integer", 1),
+        col("Name", "string", 1),
+    ];
+    let row = |o: &&Value| {
+        let io = &o["involvedObject"];
+        let object = format!(
+            "{}/{}",
+            io["kind"].as_str().unwrap_or("").to_lowercase(),
+            io["name"].as_str().unwrap_or("")
+        );
+        let source = match (
+            o["source"]["component"].as_str(),
+            o["source"]["host"].as_str(),
+        ) {
+            (Some(c), Some(h)) => format!("{c}, {h}"),
+            (Some(c), None) => c.to_string(),
+            _ => String::new(),
+        };
+        let last = o["lastTimestamp"]
+            .as_str()
+            .and_then(crate::log::parse_k8s_time);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let seen = last.map_or_else(|| age(o), |t| human_age(now - t));
+        vec![
+            json!(seen),
+            o["type"].clone(),
+            o["reason"].clone(),
+            json!(object),
+            json!(source),
+            o["message"].clone(),
+            o["count"].clone(),
+            name(o),
+        ]
+    };
+    (cols, items.iter().map(row).collect())
 }
 
 pub fn table(rt: &ResourceType, items: &[&Value], rv: u64, include: Option<&str>) -> Value {

@@ -5,11 +5,13 @@
 use crate::api::{Resp, event_json, status_err};
 use crate::http::Body;
 use crate::select;
-use crate::store::{EventType, ResourceType, Store};
+use crate::store::{Event, EventType, ResourceType, State, Store};
 use hyper::Response;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 pub fn serve(
     store: Store,
@@ -17,20 +19,8 @@ pub fn serve(
     ns: Option<String>,
     q: &HashMap<String, String>,
 ) -> Resp {
-    let labels = match q
-        .get("labelSelector")
-        .map(|s| select::parse_labels(s))
-        .transpose()
-    {
-        Ok(l) => l.unwrap_or_default(),
-        Err(e) => return status_err(400, "BadRequest", &e, Value::Null),
-    };
-    let fields = match q
-        .get("fieldSelector")
-        .map(|s| select::parse_fields(rt, s))
-        .transpose()
-    {
-        Ok(f) => f.unwrap_or_default(),
+    let (labels, fields) = match selectors(rt, q) {
+        Ok(s) => s,
         Err(e) => return status_err(400, "BadRequest", &e, Value::Null),
     };
     let timeout = q
@@ -48,87 +38,136 @@ pub fn serve(
             .is_none_or(|n| o["metadata"]["namespace"].as_str() == Some(n));
         in_ns && select::labels_match(&labels, o) && select::fields_match(&fields, o)
     };
-
-    let (mut rx, initial, current_rv) = {
+    let (rx, initial, current_rv) = {
         let st = store.lock();
         let rx = st.subscribe();
-        let initial: Result<Vec<Value>, ()> = match start_rv {
-            None | Some(0) => Ok(st
-                .list(rt, None)
-                .into_iter()
-                .filter(|o| matches(o))
-                .map(|o| event_json(EventType::Added, o))
-                .collect()),
-            Some(rv) => match st.events_since(rv) {
-                Some(evs) => Ok(evs
-                    .iter()
-                    .filter(|e| std::ptr::eq(e.rtype, rt))
-                    .filter_map(|e| translate(e.kind, e.old.as_ref(), &e.new, &matches))
-                    .collect()),
-                None => Err(()),
-            },
-        };
-        (rx, initial, st.rv)
-    };
-    let initial = match initial {
-        Ok(i) => i,
-        Err(()) => {
-            // Too old: tell the client to relist, as the apiserver does.
-            vec![
-                json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                "status": "Failure", "message": format!("too old resource version: {}", start_rv.unwrap_or(0)),
-                "reason": "Expired", "code": 410}}),
-            ]
-        }
+        (rx, initial(&st, rt, start_rv, &matches), st.rv)
     };
     let (tx, body_rx) = tokio::sync::mpsc::channel::<hyper::body::Bytes>(64);
-    tokio::spawn(async move {
-        let line = |v: &Value| {
-            let mut b = serde_json::to_vec(v).unwrap_or_default();
-            b.push(b'\n');
-            hyper::body::Bytes::from(b)
-        };
-        for ev in &initial {
-            if tx.send(line(ev)).await.is_err() {
-                return;
-            }
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-        let mut last_rv = current_rv;
-        loop {
-            let next = tokio::select! {
-                r = rx.recv() => r,
-                _ = tokio::time::sleep_until(deadline) => return,
-                _ = tokio::time::sleep(Duration::from_secs(20)), if bookmarks => {
-                    let bm = json!({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version(),
-                        "metadata": {"resourceVersion": last_rv.to_string()}}});
-                    if tx.send(line(&bm)).await.is_err() { return; }
-                    continue;
-                }
-            };
-            match next {
-                Ok(ev) => {
-                    last_rv = ev.rv;
-                    if ev.rv <= current_rv || !std::ptr::eq(ev.rtype, rt) {
-                        continue;
-                    }
-                    if let Some(out) = translate(ev.kind, ev.old.as_ref(), &ev.new, &matches)
-                        && tx.send(line(&out)).await.is_err()
-                    {
-                        return;
-                    }
-                }
-                // Lagged: the client must relist; closing the stream makes it do so.
-                Err(_) => return,
-            }
-        }
-    });
+    let watch = Watch {
+        rt,
+        current_rv,
+        timeout,
+        bookmarks,
+    };
+    tokio::spawn(stream(tx, rx, initial, watch, matches));
     Response::builder()
         .status(200)
         .header("Content-Type", "application/json")
         .header("Cache-Control", "no-cache, private")
         .body(Body::Stream(body_rx))
         .unwrap_or_else(|_| Response::new(Body::full("internal error")))
+}
+
+type LabelReqs = Vec<select::Req>;
+type FieldReqs = Vec<(String, bool, String)>;
+
+/// The request's label and field selectors (empty when absent).
+fn selectors(
+    rt: &ResourceType,
+    q: &HashMap<String, String>,
+) -> Result<(LabelReqs, FieldReqs), String> {
+    let labels = q
+        .get("labelSelector")
+        .map(|s| select::parse_labels(s))
+        .transpose()?
+        .unwrap_or_default();
+    let fields = q
+        .get("fieldSelector")
+        .map(|s| select::parse_fields(rt, s))
+        .transpose()?
+        .unwrap_or_default();
+    Ok((labels, fields))
+}
+
+/// What the stream starts with: every matching object as ADDED (no or a
+/// zero resourceVersion), the events since the given one, or, when that is
+/// older than the history kept, the apiserver's 410 Expired telling the
+/// client to relist.
+fn initial(
+    st: &State,
+    rt: &'static ResourceType,
+    start_rv: Option<u64>,
+    matches: &impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    match start_rv {
+        None | Some(0) => st
+            .list(rt, None)
+            .into_iter()
+            .filter(|o| matches(o))
+            .map(|o| event_json(EventType::Added, o))
+            .collect(),
+        Some(rv) => match st.events_since(rv) {
+            Some(evs) => evs
+                .iter()
+                .filter(|e| std::ptr::eq(e.rtype, rt))
+                .filter_map(|e| translate(e.kind, e.old.as_ref(), &e.new, matches))
+                .collect(),
+            None => vec![
+                json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": format!("too old resource version: {rv}"),
+                "reason": "Expired", "code": 410}}),
+            ],
+        },
+    }
+}
+
+/// What a watch streams, besides its selectors.
+struct Watch {
+    rt: &'static ResourceType,
+    /// The store's resourceVersion when the initial events were read.
+    current_rv: u64,
+    timeout: u64,
+    bookmarks: bool,
+}
+
+fn line(v: &Value) -> hyper::body::Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    hyper::body::Bytes::from(b)
+}
+
+/// Sends the initial events, then each later matching change (and a
+/// BOOKMARK every 20 s when asked) until the timeout, the client leaves or
+/// it lags behind (closing the stream makes it relist).
+async fn stream(
+    tx: tokio::sync::mpsc::Sender<hyper::body::Bytes>,
+    mut rx: broadcast::Receiver<Arc<Event>>,
+    initial: Vec<Value>,
+    w: Watch,
+    matches: impl Fn(&Value) -> bool,
+) {
+    for ev in &initial {
+        if tx.send(line(ev)).await.is_err() {
+            return;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(w.timeout);
+    let mut last_rv = w.current_rv;
+    loop {
+        let next = tokio::select! {
+            r = rx.recv() => r,
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tokio::time::sleep(Duration::from_secs(20)), if w.bookmarks => {
+                let bm = json!({"type": "BOOKMARK", "object": {"kind": w.rt.kind, "apiVersion": w.rt.api_version(),
+                    "metadata": {"resourceVersion": last_rv.to_string()}}});
+                if tx.send(line(&bm)).await.is_err() { return; }
+                continue;
+            }
+        };
+        let Ok(ev) = next else {
+            return;
+        };
+        last_rv = ev.rv;
+        if ev.rv <= w.current_rv || !std::ptr::eq(ev.rtype, w.rt) {
+            continue;
+        }
+        if let Some(out) = translate(ev.kind, ev.old.as_ref(), &ev.new, &matches)
+            && tx.send(line(&out)).await.is_err()
+        {
+            return;
+        }
+    }
 }
 
 fn translate(
