@@ -422,6 +422,22 @@ fn up_instances(lab: &Lab) -> Vec<String> {
     up
 }
 
+/// Instances with `pictl_node_condition` series in the scraper's storage.
+fn series_instances(lab: &Lab) -> Vec<String> {
+    let query = "/api/v1/query?query=count%20by%20(instance)%20(pictl_node_condition)";
+    let series = prom_api(lab, query);
+    let result = series["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut found: Vec<String> = result
+        .iter()
+        .filter_map(|s| s["metric"]["instance"].as_str().map(String::from))
+        .collect();
+    found.sort();
+    found
+}
+
 fn an_in_cluster_prometheus_scrapes_every_agent_with_the_playbook(lab: &Lab) {
     let nets = pod_network(lab);
     extra_host(
@@ -433,32 +449,23 @@ fn an_in_cluster_prometheus_scrapes_every_agent_with_the_playbook(lab: &Lab) {
     let dir = lab.dir().join("prometheus");
     prometheus_files(lab, &dir);
     let mut prom = start_prometheus(lab, &dir);
-    // The playbook scrapes every 30 s; allow three rounds.
+    // The playbook scrapes every 30 s; allow three rounds. A scraped sample
+    // becomes visible to queries shortly after the target turns up.
     let deadline = Instant::now() + Duration::from_secs(100);
-    let mut up = up_instances(lab);
-    while up != NODES && Instant::now() < deadline {
+    let (mut up, mut scraped) = (up_instances(lab), series_instances(lab));
+    while (up != NODES || scraped != NODES) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(2));
-        up = up_instances(lab);
+        (up, scraped) = (up_instances(lab), series_instances(lab));
     }
     let targets = prom_api(lab, "/api/v1/targets");
-    let series = prom_api(
-        lab,
-        "/api/v1/query?query=count%20by%20(instance)%20(pictl_node_condition)",
-    );
     let _ = prom.kill();
     let _ = prom.wait();
     let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
     assert_eq!(up, NODES, "targets: {targets:#}\nlog:\n{log}");
-    let mut scraped: Vec<String> = series["data"]["result"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|s| s["metric"]["instance"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    scraped.sort();
-    assert_eq!(scraped, NODES, "{series:#}");
+    assert_eq!(
+        scraped, NODES,
+        "pictl_node_condition by instance\nlog:\n{log}"
+    );
     let addresses: Vec<String> = targets["data"]["activeTargets"]
         .as_array()
         .map(|t| {
