@@ -67,7 +67,9 @@ fi
 dir=$($lab env | sed -n 's/^LAB_DIR=//p' | tr -d "'\"")
 export PICTL_CACHE_DIR=$dir/bench-cache
 # The lab's K3s mirror (kept across `lab down`), laid out once.
-[ -f "$dir/mirror/v1.32.5+k3s1/sha256sum-amd64.txt" ] || tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null
+# Always: a mirror left by an earlier checkout holds an older simulator
+# (mirror.sh rewrites only what changed).
+tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null
 
 # A fresh lab of $nodes nodes with python3 installed from the host's packages
 # (what a Raspberry Pi OS image has; the base image stays untouched).

@@ -41,7 +41,9 @@ fi
 dir=$(tests/lab/lab env | sed -n 's/^LAB_DIR=//p' | tr -d "'\"")
 mkdir -p "$dir"
 # The K3s mirror for the lab (the simulator; built once).
-[ -f "$dir/mirror/v1.32.5+k3s1/sha256sum-amd64.txt" ] || tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null
+# Always: a mirror left by an earlier checkout holds an older simulator
+# (mirror.sh rewrites only what changed).
+tests/k3s-sim/mirror.sh "$dir/mirror" >/dev/null
 export PICTL_CACHE_DIR="$dir/bench-cache"
 exec python3 tests/lab/bench.py --id "$id" --pictl "$pictl" \
     --json "${json:-$dir/bench.json}" "${args[@]}"

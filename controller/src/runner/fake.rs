@@ -391,6 +391,8 @@ impl Transport for FakeTransport {
         _sudo: bool,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
+            // An upload is a round trip: nodes worked on together interleave.
+            tokio::task::yield_now().await;
             self.trips
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.log

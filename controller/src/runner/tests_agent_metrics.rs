@@ -131,3 +131,30 @@ fn pod_network_metrics_need_the_agent_flannel_and_an_ipv4_cluster_cidr() {
         assert!(err.contains(want), "{cluster} {agent}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_access_works_on_the_nodes_together_not_one_after_another() {
+    let nodes = [
+        ("s1", "server", "x86_64"),
+        ("a1", "agent", "x86_64"),
+        ("a2", "agent", "x86_64"),
+        ("a3", "agent", "x86_64"),
+    ];
+    let s = setup_with(&nodes, "").await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    // The nodes that got the agent's token, in the order of the uploads.
+    let order: Vec<String> = s
+        .fleet
+        .calls()
+        .into_iter()
+        .filter(
+            |(_, c)| matches!(c, super::fake::Call::Put(p) if p.starts_with("/etc/pictl-agent/")),
+        )
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(order.len(), 4 * 3, "three files per node: {order:?}");
+    // One after another, each node's three uploads would be adjacent.
+    let runs = order.windows(2).filter(|w| w[0] != w[1]).count() + 1;
+    assert!(runs > nodes.len(), "uploads grouped by node: {order:?}");
+}

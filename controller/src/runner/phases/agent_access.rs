@@ -68,59 +68,125 @@ impl AgentAccessPhase {
         }
     }
 
+    /// Every node at once (at most `--concurrency`): the RBAC and token
+    /// through the API, then the files on the node, then the annotation.
     async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
         let Ok(client) = run.api().cloned() else {
             return;
         };
-        let (server, addresses) = api_endpoint(run);
         let progress = run.opts.progress.clone();
         let pod = PodNetwork::read(run, &client).await;
-        for &i in nodes {
-            let name = run.nodes[i].node.name.clone();
-            let (report, token) = Self::rbac(&client, &name, w).await;
-            run.nodes[i].push(progress.as_ref(), report);
-            let (Some((token, ca_pem)), Some(mut desired)) =
-                (token, run.desired.get(&name).cloned())
-            else {
-                continue;
-            };
-            let metrics = match pod.for_node(&name) {
-                Ok(m) => m,
-                Err(why) => {
-                    let failed =
-                        StepReport::new(StepId::AgentMetrics, Status::Failed, vec![], Some(why));
-                    run.nodes[i].push(progress.as_ref(), failed);
-                    continue;
+        let names: Vec<(usize, String)> = nodes
+            .iter()
+            .map(|&i| (i, run.nodes[i].node.name.clone()))
+            .collect();
+        let sem = run.sem.clone();
+        let tokens = futures::future::join_all(names.iter().map(|(_, name)| {
+            let (client, sem) = (&client, &sem);
+            async move {
+                let _permit = sem.acquire().await;
+                Self::rbac(client, name, w).await
+            }
+        }))
+        .await;
+        let mut wanted = BTreeMap::new();
+        for ((i, name), (report, token)) in names.iter().zip(tokens) {
+            run.nodes[*i].push(progress.as_ref(), report);
+            let Some(token) = token else { continue };
+            match Self::desired(run, &pod, name, token) {
+                Ok(Some(d)) => {
+                    wanted.insert(*i, d);
                 }
-            };
-            desired.agent_access = Some(AccessFiles {
-                token,
-                ca_pem,
-                publish_conf: publish_conf(&server, &name, metrics.as_ref()),
-                dropin: dropin(&addresses, metrics.as_ref()),
-            });
-            let converged = Self::converge(run, i, &desired, w).await;
-            let want = metrics.map(|m| m.listen.to_string());
-            let report = if w.is_some() && !converged {
-                let why = "the agent's files are not in place".to_string();
-                StepReport::new(StepId::AgentMetrics, Status::Skipped, vec![], Some(why))
-            } else {
-                pod.annotate(&client, &name, want.as_deref(), w).await
-            };
-            run.nodes[i].push(progress.as_ref(), report);
+                Ok(None) => {}
+                Err(failed) => run.nodes[*i].push(progress.as_ref(), failed),
+            }
         }
+        Self::converge(run, &wanted, w).await;
+        Self::annotate(run, &client, &pod, &wanted, w).await;
     }
 
-    /// Converges the node's files; whether they are as wanted now.
-    async fn converge(run: &mut Run<'_>, i: usize, desired: &Desired, w: Option<&Writer>) -> bool {
-        let env = Env {
-            desired,
-            store: &run.store,
-            opts: run.opts,
+    /// What `name`'s files should be, with its listener (if any).
+    fn desired(
+        run: &Run<'_>,
+        pod: &PodNetwork,
+        name: &str,
+        (token, ca_pem): agent_access::Token,
+    ) -> Result<Option<(Desired, Option<PodMetrics>)>, StepReport> {
+        let Some(mut desired) = run.desired.get(name).cloned() else {
+            return Ok(None);
         };
-        converge::single(&mut run.nodes[i], env, &AgentAccess, w).await;
-        let last = run.nodes[i].report.steps.last();
-        last.is_some_and(|r| r.step == StepId::AgentAccess && r.status != Status::Failed)
+        let metrics = pod.for_node(name).map_err(|why| {
+            StepReport::new(StepId::AgentMetrics, Status::Failed, vec![], Some(why))
+        })?;
+        let (server, addresses) = api_endpoint(run);
+        desired.agent_access = Some(AccessFiles {
+            token,
+            ca_pem,
+            publish_conf: publish_conf(&server, name, metrics.as_ref()),
+            dropin: dropin(&addresses, metrics.as_ref()),
+        });
+        Ok(Some((desired, metrics)))
+    }
+
+    /// Converges the files of every node in `wanted`, in parallel.
+    async fn converge(
+        run: &mut Run<'_>,
+        wanted: &BTreeMap<usize, (Desired, Option<PodMetrics>)>,
+        w: Option<&Writer>,
+    ) {
+        let selected: Vec<usize> = wanted.keys().copied().collect();
+        let (store, opts) = (&run.store, run.opts);
+        let by_name: BTreeMap<String, &Desired> = wanted
+            .iter()
+            .map(|(i, (d, _))| (run.nodes[*i].node.name.clone(), d))
+            .collect();
+        super::in_parallel(&mut run.nodes, &selected, &run.sem, |node| {
+            let desired = by_name[&node.node.name];
+            async move {
+                let env = Env {
+                    desired,
+                    store,
+                    opts,
+                };
+                converge::single(node, env, &AgentAccess, w).await;
+            }
+        })
+        .await;
+    }
+
+    /// Sets each node's annotation, once its files are in place.
+    async fn annotate(
+        run: &mut Run<'_>,
+        client: &kube::Client,
+        pod: &PodNetwork,
+        wanted: &BTreeMap<usize, (Desired, Option<PodMetrics>)>,
+        w: Option<&Writer>,
+    ) {
+        let sem = run.sem.clone();
+        let work = wanted.iter().map(|(i, (_, metrics))| {
+            let node = &run.nodes[*i];
+            let name = node.node.name.clone();
+            let last = node.report.steps.last();
+            let converged =
+                last.is_some_and(|r| r.step == StepId::AgentAccess && r.status != Status::Failed);
+            let want = metrics.as_ref().map(|m| m.listen.to_string());
+            let sem = &sem;
+            async move {
+                if w.is_some() && !converged {
+                    let why = "the agent's files are not in place".to_string();
+                    let r =
+                        StepReport::new(StepId::AgentMetrics, Status::Skipped, vec![], Some(why));
+                    return (*i, r);
+                }
+                let _permit = sem.acquire().await;
+                (*i, pod.annotate(client, &name, want.as_deref(), w).await)
+            }
+        });
+        let reports = futures::future::join_all(work).await;
+        let progress = run.opts.progress.clone();
+        for (i, report) in reports {
+            run.nodes[i].push(progress.as_ref(), report);
+        }
     }
 }
 
