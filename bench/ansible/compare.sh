@@ -135,7 +135,7 @@ run_pictl() {
     t1=$(now)
     echo "pictl bootstrap $(secs "$t0" "$t1")" | tee -a "$results"
     t0=$(now)
-    out=$("$pictl" apply -i "$dir/inventory.toml" 2>/dev/null)
+    out=$("$pictl" apply -i "$dir/inventory.toml" 2>/dev/null) || { echo "pictl no-op failed" >&2; return 1; }
     t1=$(now)
     echo "pictl no-op $(secs "$t0" "$t1") $(echo "$out" | grep -o 'changed=[0-9]*' | sort | uniq -c | tr -s ' ' | tr '\n' ' ')" | tee -a "$results"
 }
