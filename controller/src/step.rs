@@ -155,6 +155,10 @@ pub struct Desired {
     /// sets them; the controller by default).
     pub k3s_from: crate::relay::Source,
     pub agent_from: crate::relay::Source,
+    /// The agent unit's firewall drop-in (the API server's addresses, and
+    /// the pod CIDRs with pod-network metrics), installed with the agent so
+    /// systemd reloads once.
+    pub agent_dropin: String,
     /// The agent's API access files, once the API is up (the `agent-access` phase).
     pub agent_access: Option<crate::steps::AccessFiles>,
 }

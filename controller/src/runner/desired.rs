@@ -22,6 +22,8 @@ pub struct Inputs<'a> {
     pub server_token: Option<&'a Secret>,
     /// The health agent binary (`None`: disabled).
     pub agent: Option<Result<AgentBinary, String>>,
+    /// The agent unit's firewall drop-in ([`crate::steps::dropin`]).
+    pub agent_dropin: String,
 }
 
 /// Whether `node` is an HA server that joins the first one.
@@ -66,6 +68,7 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         },
         unit: render::unit_file(role),
         agent: i.agent,
+        agent_dropin: i.agent_dropin,
         k3s_from: Default::default(),
         agent_from: Default::default(),
         agent_access: None,

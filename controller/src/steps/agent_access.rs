@@ -1,8 +1,8 @@
 //! The health agent's access to the API on the node: its ServiceAccount
-//! token and the cluster CA (0600, owned by the agent's user), the
-//! publishing configuration, and a unit drop-in that lets the sandboxed
-//! agent reach the API server's addresses (its unit allows only localhost).
-//! The agent is restarted when any of them changed. It runs after the API
+//! token and the cluster CA (0600, owned by the agent's user) and the
+//! publishing configuration. The agent is restarted when any of them
+//! changed. (The unit drop-in that lets the sandboxed agent reach the API
+//! server's addresses is installed with the agent: [`dropin`].) It runs after the API
 //! is up (the `agent-access` phase) with [`Desired::agent_access`] filled
 //! from the token Secret; in the node phases it skips.
 
@@ -25,7 +25,6 @@ pub struct AccessFiles {
     pub token: Secret,
     pub ca_pem: String,
     pub publish_conf: String,
-    pub dropin: String,
 }
 
 /// The agent's second `/metrics` listener, on the node's pod-network
@@ -64,11 +63,11 @@ pub fn publish_conf(server: &str, node: &str, pod: Option<&PodMetrics>) -> Strin
 
 /// The drop-in opening the agent's IP firewall to the API server's
 /// addresses (and, with pod-network metrics, to the cluster's pod CIDRs).
-pub fn dropin(addresses: &[String], pod: Option<&PodMetrics>) -> String {
+pub fn dropin(addresses: &[String], peers: &[ipnet::Ipv4Net]) -> String {
     let mut allow = addresses.to_vec();
     let mut what = "the API server (and nothing else)";
-    if let Some(pod) = pod {
-        allow.extend(pod.peers());
+    if !peers.is_empty() {
+        allow.extend(peers.iter().map(ToString::to_string));
         what = "the API server, and Pods scrape its /metrics (nothing else)";
     }
     format!(
@@ -83,8 +82,6 @@ pub struct AgentAccessPlan {
     /// Files to (re)write, with what they were ("absent" or "other content").
     pub write: Vec<(&'static str, &'static str)>,
     pub fixes: Vec<MetaFix>,
-    /// The drop-in changed: systemd must reload.
-    pub daemon_reload: bool,
     /// Restart the agent (anything it reads at start changed).
     pub restart: bool,
 }
@@ -105,7 +102,7 @@ impl Plan for AgentAccessPlan {
 }
 
 /// Each file with its content and wanted metadata.
-fn files(a: &AccessFiles, ids: (u32, u32)) -> [(&'static str, &[u8], FileMeta); 4] {
+fn files(a: &AccessFiles, ids: (u32, u32)) -> [(&'static str, &[u8], FileMeta); 3] {
     let agent = FileMeta {
         mode: 0o600,
         uid: ids.0,
@@ -115,15 +112,13 @@ fn files(a: &AccessFiles, ids: (u32, u32)) -> [(&'static str, &[u8], FileMeta); 
         (paths::AGENT_TOKEN, a.token.expose().as_bytes(), agent),
         (paths::AGENT_CA, a.ca_pem.as_bytes(), agent),
         (paths::AGENT_PUBLISH, a.publish_conf.as_bytes(), file::UNIT),
-        (paths::AGENT_DROPIN, a.dropin.as_bytes(), file::UNIT),
     ]
 }
 
-/// `$1` uid:gid of the agent, `$2` daemon-reload yes|no, `$3` restart yes|no.
+/// `$1` uid:gid of the agent, `$2` restart yes|no.
 const SCRIPT: &str = r#"set -eu
 chown -- "$1" /etc/pictl-agent/token /etc/pictl-agent/ca.crt
-[ "$2" = yes ] && systemctl daemon-reload
-[ "$3" = yes ] && systemctl restart pictl-agent.service
+[ "$2" = yes ] && systemctl restart pictl-agent.service
 true
 "#;
 
@@ -157,10 +152,8 @@ impl Step for AgentAccess {
         if write.is_empty() && fixes.is_empty() {
             return Check::Converged;
         }
-        let daemon_reload = write.iter().any(|(p, _)| *p == paths::AGENT_DROPIN);
         Check::Change(AgentAccessPlan {
             restart: !write.is_empty(),
-            daemon_reload,
             write,
             fixes,
         })
@@ -178,13 +171,7 @@ impl Step for AgentAccess {
         let (t, sudo) = (io.transport, cx.node.ssh.sudo);
         if !plan.write.is_empty() {
             let mkdir = RemoteCommand::new("install")
-                .args([
-                    "-d",
-                    "-m",
-                    "0755",
-                    "/etc/pictl-agent",
-                    "/etc/systemd/system/pictl-agent.service.d",
-                ])
+                .args(["-d", "-m", "0755", "/etc/pictl-agent"])
                 .sudo(sudo);
             StepError::check_output("creating /etc/pictl-agent", t.exec(&mkdir).await?)?;
         }
@@ -199,11 +186,7 @@ impl Step for AgentAccess {
         }
         let yes = |b: bool| if b { "yes" } else { "no" };
         let cmd = RemoteCommand::script(SCRIPT)
-            .args([
-                format!("{}:{}", ids.0, ids.1),
-                yes(plan.daemon_reload).into(),
-                yes(plan.restart).into(),
-            ])
+            .args([format!("{}:{}", ids.0, ids.1), yes(plan.restart).into()])
             .sudo(sudo)
             .timeout(Duration::from_secs(60));
         StepError::check_output("handing the token to pictl-agent", t.exec(&cmd).await?)?;

@@ -1,6 +1,8 @@
-//! The health agent on the node: its binary, its hardened unit, enabled and
-//! running, restarted when either changed in this run. Binary 0755 and unit
-//! 0644, root:root; a mode or owner fix alone restarts nothing.
+//! The health agent on the node: its binary, its hardened unit and the
+//! unit's firewall drop-in, enabled and running, restarted when any of them
+//! changed in this run. Binary 0755, unit and drop-in 0644, root:root; a
+//! mode or owner fix alone restarts nothing. The drop-in comes with the unit
+//! so that a first install costs systemd one reload, not two.
 
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ pub struct HealthAgentPlan {
     pub binary: Option<&'static str>,
     /// Replace the unit (`Some(before)`: "absent" or "modified").
     pub unit: Option<&'static str>,
+    /// Replace the firewall drop-in (`Some(before)`: "absent" or "other content").
+    pub dropin: Option<&'static str>,
     /// Short sha256 of the binary to install.
     pub sha: String,
     /// Files whose content is right but mode or owner is not.
@@ -47,6 +51,10 @@ impl Plan for HealthAgentPlan {
                 before,
                 "pictl's unit",
             ));
+        }
+        if let Some(before) = self.dropin {
+            let after = "pictl's firewall drop-in";
+            out.push(Change::new(paths::AGENT_DROPIN, before, after));
         }
         out.extend(self.fixes.iter().flat_map(MetaFix::changes));
         // The unit file itself was listed above; the reload it implies is
@@ -104,17 +112,20 @@ impl Step for HealthAgent {
         let unit_sha = sha256_hex(pictl_agent::SYSTEMD_UNIT.as_bytes());
         let binary = differs(cx, paths::HEALTH_AGENT_BIN, &bin.sha256, "other build");
         let unit_file = differs(cx, paths::HEALTH_AGENT_UNIT, &unit_sha, "modified");
+        let dropin_sha = sha256_hex(cx.desired.agent_dropin.as_bytes());
+        let dropin = differs(cx, paths::AGENT_DROPIN, &dropin_sha, "other content");
         // A file being replaced gets its mode and owner from the upload.
         let fixes: Vec<MetaFix> = [
             (binary, paths::HEALTH_AGENT_BIN, file::BINARY),
             (unit_file, paths::HEALTH_AGENT_UNIT, file::UNIT),
+            (dropin, paths::AGENT_DROPIN, file::UNIT),
         ]
         .into_iter()
         .filter(|(replaced, _, _)| replaced.is_none())
         .filter_map(|(_, path, want)| MetaFix::check(cx.facts, path, want))
         .collect();
         let unit = cx.facts.unit(UNIT);
-        let replaced = binary.is_some() || unit_file.is_some() || !unit.enabled;
+        let replaced = binary.is_some() || unit_file.is_some() || dropin.is_some() || !unit.enabled;
         let restart = if replaced {
             ServiceAction::Restart(RestartReason::Replaced)
         } else {
@@ -123,11 +134,12 @@ impl Step for HealthAgent {
         let plan = HealthAgentPlan {
             binary,
             unit: unit_file,
+            dropin,
             sha: bin.sha256.get(..12).unwrap_or(&bin.sha256).to_string(),
             fixes,
             service: ServicePlan {
                 unit: UNIT,
-                daemon_reload: unit_file.is_some() || unit.need_daemon_reload,
+                daemon_reload: unit_file.is_some() || dropin.is_some() || unit.need_daemon_reload,
                 enable: !unit.enabled,
                 action: ServiceAction::start_or(&unit, restart),
             },
@@ -164,6 +176,23 @@ impl Step for HealthAgent {
         if plan.unit.is_some() {
             let unit = pictl_agent::SYSTEMD_UNIT.as_bytes();
             t.put_file(unit, paths::HEALTH_AGENT_UNIT, file::UNIT.mode, sudo)
+                .await?;
+        }
+        if plan.dropin.is_some() {
+            let dir = RemoteCommand::new("install")
+                .args([
+                    "-d",
+                    "-m",
+                    "0755",
+                    "/etc/systemd/system/pictl-agent.service.d",
+                ])
+                .sudo(sudo);
+            StepError::check_output(
+                "creating the agent's drop-in directory",
+                t.exec(&dir).await?,
+            )?;
+            let dropin = cx.desired.agent_dropin.as_bytes();
+            t.put_file(dropin, paths::AGENT_DROPIN, file::UNIT.mode, sudo)
                 .await?;
         }
         for fix in &plan.fixes {

@@ -49,6 +49,7 @@ fn desired(inv: &Inventory) -> Desired {
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
         agent: None,
+        agent_dropin: dropin(&["10.0.0.1".into()], &[]),
         k3s_from: Default::default(),
         agent_from: Default::default(),
         agent_access: None,
@@ -444,6 +445,12 @@ fn with_agent(inv: &Inventory) -> (Desired, Facts) {
         .insert(paths::HEALTH_AGENT_BIN.into(), FileMeta::root(0o755));
     f.file_meta
         .insert(paths::HEALTH_AGENT_UNIT.into(), FileMeta::root(0o644));
+    f.files.insert(
+        paths::AGENT_DROPIN.into(),
+        sha256_hex(d.agent_dropin.as_bytes()),
+    );
+    f.file_meta
+        .insert(paths::AGENT_DROPIN.into(), FileMeta::root(0o644));
     let running = f.unit("k3s.service");
     f.units.insert("pictl-agent.service".into(), running);
     (d, f)
@@ -485,6 +492,38 @@ fn a_stopped_agent_is_started_and_a_missing_unit_reloads_systemd() {
     assert_eq!(p.unit, Some("absent"));
     assert!(p.service.daemon_reload && p.service.enable);
     assert!(matches!(p.service.action, ServiceAction::Start { .. }));
+}
+
+#[test]
+fn a_changed_firewall_drop_in_is_rewritten_and_reloads_and_restarts_the_agent() {
+    let inv = inventory();
+    let (mut d, f) = with_agent(&inv);
+    d.agent_dropin = dropin(
+        &["10.0.0.1".into()],
+        &["10.42.0.0/16".parse().expect("cidr")],
+    );
+    let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert_eq!(p.dropin, Some("other content"));
+    assert_eq!((p.binary, p.unit), (None, None));
+    assert!(p.service.daemon_reload, "{p:?}");
+    assert_eq!(
+        p.service.action,
+        ServiceAction::Restart(RestartReason::Replaced)
+    );
+    let shown: Vec<String> = p.changes().iter().map(Change::to_string).collect();
+    assert_eq!(
+        shown[0],
+        format!(
+            "{}: other content → pictl's firewall drop-in",
+            paths::AGENT_DROPIN
+        )
+    );
+    assert!(
+        d.agent_dropin
+            .contains("IPAddressAllow=10.0.0.1 10.42.0.0/16\n")
+    );
 }
 
 #[test]
@@ -795,7 +834,6 @@ mod agent_access_step {
             token: Secret::new(TOKEN),
             ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
             publish_conf: publish_conf("https://10.0.0.1:6443", "s1", None),
-            dropin: dropin(&["10.0.0.1".into()], None),
         });
         d
     }
@@ -816,11 +854,6 @@ mod agent_access_step {
             (
                 paths::AGENT_PUBLISH,
                 a.publish_conf.as_str(),
-                FileMeta::root(0o644),
-            ),
-            (
-                paths::AGENT_DROPIN,
-                a.dropin.as_str(),
                 FileMeta::root(0o644),
             ),
         ] {
@@ -858,7 +891,7 @@ mod agent_access_step {
     }
 
     #[test]
-    fn a_fresh_node_gets_four_files_one_reload_and_one_restart_and_the_token_is_never_shown() {
+    fn a_fresh_node_gets_three_files_and_one_restart_and_the_token_is_never_shown() {
         let inv = inventory();
         let d = with_access(&inv);
         let mut f = converged(&d);
@@ -875,11 +908,10 @@ mod agent_access_step {
                 "/etc/pictl-agent/token: absent → pictl's",
                 "/etc/pictl-agent/ca.crt: absent → pictl's",
                 "/etc/pictl-agent/publish.conf: absent → pictl's",
-                "/etc/systemd/system/pictl-agent.service.d/api.conf: absent → pictl's",
                 "pictl-agent.service: running → restarted",
             ]
         );
-        assert!(p.daemon_reload && p.restart);
+        assert!(p.restart);
         let shown = format!(
             "{p:?} {:?} {}",
             d.agent_access,
@@ -889,7 +921,7 @@ mod agent_access_step {
     }
 
     #[test]
-    fn a_rotated_token_is_rewritten_and_restarts_without_a_reload() {
+    fn a_rotated_token_is_rewritten_and_restarts() {
         let inv = inventory();
         let mut d = with_access(&inv);
         let f = holding(&d);
@@ -900,7 +932,7 @@ mod agent_access_step {
             panic!("expected a rewrite")
         };
         assert_eq!(p.write, [(paths::AGENT_TOKEN, "other content")]);
-        assert!(p.restart && !p.daemon_reload);
+        assert!(p.restart);
     }
 
     #[test]

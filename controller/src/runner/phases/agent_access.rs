@@ -39,6 +39,18 @@ fn api_endpoint(run: &Run<'_>) -> (String, Vec<String>) {
     (server, addresses)
 }
 
+/// The agent unit's firewall drop-in for this run: the API server's
+/// addresses, and with `[agent] metrics = "pod-network"` the cluster's pod
+/// CIDRs (known from the inventory, so it is installed with the agent).
+pub(super) fn agent_dropin(run: &Run<'_>) -> String {
+    let (_, addresses) = api_endpoint(run);
+    let peers = match run.inv.agent.metrics {
+        AgentMetrics::Loopback => vec![],
+        AgentMetrics::PodNetwork => run.inv.cluster.pod_cidrs_v4().unwrap_or_default(),
+    };
+    dropin(&addresses, &peers)
+}
+
 impl AgentAccessPhase {
     /// The API side for one node: its report, and its token once there.
     async fn rbac(
@@ -118,12 +130,11 @@ impl AgentAccessPhase {
         let metrics = pod.for_node(name).map_err(|why| {
             StepReport::new(StepId::AgentMetrics, Status::Failed, vec![], Some(why))
         })?;
-        let (server, addresses) = api_endpoint(run);
+        let (server, _) = api_endpoint(run);
         desired.agent_access = Some(AccessFiles {
             token,
             ca_pem,
             publish_conf: publish_conf(&server, name, metrics.as_ref()),
-            dropin: dropin(&addresses, metrics.as_ref()),
         });
         Ok(Some((desired, metrics)))
     }

@@ -110,6 +110,7 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
         BTreeMap::new()
     };
     let server_token = server_token(run);
+    let agent_dropin = super::agent_access::agent_dropin(run);
     for i in run.alive(None) {
         let Some(Ok(arch)) = run.nodes[i].facts.as_ref().map(|f| f.arch.clone()) else {
             continue;
@@ -136,6 +137,7 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
             agent_secret: run.agent_secret.as_ref(),
             server_token: server_token.as_ref(),
             agent,
+            agent_dropin: agent_dropin.clone(),
         };
         let d = desired::desired(run.inv, node, inputs);
         run.desired.insert(node.name.clone(), d);

@@ -25,6 +25,7 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
         agent_secret: None,
         server_token: None,
         agent: None,
+        agent_dropin: String::new(),
     };
     desired::desired(run.inv, run.nodes[i].node, inputs)
 }
