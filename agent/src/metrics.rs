@@ -43,6 +43,47 @@ pub fn render(r: &NodeReport) -> String {
         m.gauge("load5", "Load average over 5 minutes.", l.five);
         m.gauge("load15", "Load average over 15 minutes.", l.fifteen);
     }
+    resources(&mut m, r);
+    units(&mut m, r);
+    if let Some(ok) = r.kubelet_healthy {
+        m.gauge(
+            "kubelet_healthy",
+            "1 when the kubelet healthz answers ok.",
+            bool01(ok),
+        );
+    }
+    if let Some(ok) = r.clock_synchronized {
+        m.gauge(
+            "clock_synchronized",
+            "1 when NTP synchronized the clock.",
+            bool01(ok),
+        );
+    }
+    m.family("health", "Derived node health: 1 for the current state.");
+    for h in Health::ALL {
+        m.sample("health", &[("state", h.as_str())], bool01(r.health == h));
+    }
+    m.gauge(
+        "problems",
+        "Number of problems behind the health state.",
+        r.problems.len() as f64,
+    );
+    m.gauge(
+        "collection_errors",
+        "Number of facts that could not be collected.",
+        r.collection_errors.len() as f64,
+    );
+    if let Some(p) = &r.publishing {
+        publishing(&mut m, p);
+    }
+    if let Some(l) = &r.metrics_listener {
+        pod_listener(&mut m, l);
+    }
+    m.out
+}
+
+/// Memory, swap, the root filesystem, temperature and the Pi's throttling.
+fn resources(m: &mut Metrics, r: &NodeReport) {
     if let Some(mem) = r.memory {
         m.gauge(
             "memory_total_bytes",
@@ -95,6 +136,10 @@ pub fn render(r: &NodeReport) -> String {
             m.sample("throttled", &[("bit", bit)], bool01(on));
         }
     }
+}
+
+/// The systemd units the agent watches: active, and each one's state.
+fn units(m: &mut Metrics, r: &NodeReport) {
     if !r.units.is_empty() {
         m.family("unit_active", "1 when the systemd unit is active.");
         for (unit, state) in &r.units {
@@ -118,41 +163,6 @@ pub fn render(r: &NodeReport) -> String {
             }
         }
     }
-    if let Some(ok) = r.kubelet_healthy {
-        m.gauge(
-            "kubelet_healthy",
-            "1 when the kubelet healthz answers ok.",
-            bool01(ok),
-        );
-    }
-    if let Some(ok) = r.clock_synchronized {
-        m.gauge(
-            "clock_synchronized",
-            "1 when NTP synchronized the clock.",
-            bool01(ok),
-        );
-    }
-    m.family("health", "Derived node health: 1 for the current state.");
-    for h in Health::ALL {
-        m.sample("health", &[("state", h.as_str())], bool01(r.health == h));
-    }
-    m.gauge(
-        "problems",
-        "Number of problems behind the health state.",
-        r.problems.len() as f64,
-    );
-    m.gauge(
-        "collection_errors",
-        "Number of facts that could not be collected.",
-        r.collection_errors.len() as f64,
-    );
-    if let Some(p) = &r.publishing {
-        publishing(&mut m, p);
-    }
-    if let Some(l) = &r.metrics_listener {
-        pod_listener(&mut m, l);
-    }
-    m.out
 }
 
 /// The pod-network metrics listener: 0 while it waits for its address, so

@@ -158,7 +158,8 @@ pub fn choose(needs: &[Need]) -> Vec<ArchRelay> {
 /// absolute path on this node, or an `http://` URL), `$5` the most bytes a
 /// download may have. The target is replaced atomically, and only by bytes
 /// whose sha256 matched; curl's own exit statuses stay apart from ours.
-pub const INSTALL_SCRIPT: &str = r#"set -eu
+pub const INSTALL_SCRIPT: &str = concat!(
+    r#"set -eu
 target=$1 mode=$2 want=$3 from=$4 max=$5
 dir=${target%/*}
 base=${target##*/}
@@ -174,18 +175,9 @@ case $from in
   /*) cat -- "$from" > "$tmp" ;;
   *) echo "not a file or an http URL" >&2; exit 2 ;;
 esac
-sync -- "$tmp" 2>/dev/null || sync
-got=$(sha256sum < "$tmp")
-got=${got%% *}
-if [ "$got" != "$want" ]; then
-  echo "pictl-sha256-mismatch $got" >&2
-  exit 86
-fi
-chmod -- "$mode" "$tmp"
-mv -f -T -- "$tmp" "$target"
-trap - EXIT
-sync -- "$dir" 2>/dev/null || true
-"#;
+"#,
+    crate::transport::upload::verify_and_install!()
+);
 
 /// Why a copy from the seed was not installed.
 #[derive(Debug, thiserror::Error)]

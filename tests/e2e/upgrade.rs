@@ -79,21 +79,21 @@ fn ready(o: &Value) -> bool {
     })
 }
 
+/// `kubectl` arguments listing the httpbin Pods as JSON.
+const HTTPBIN_PODS: [&str; 8] = [
+    "get",
+    "pods",
+    "-n",
+    "playson",
+    "-l",
+    "app=httpbin",
+    "-o",
+    "json",
+];
+
 /// (ready httpbin pods, cordoned nodes), as seen now through the API.
 fn observe(lab: &Lab) -> Option<(usize, Vec<String>)> {
-    let pods = kubectl_out(
-        lab,
-        &[
-            "get",
-            "pods",
-            "-n",
-            "playson",
-            "-l",
-            "app=httpbin",
-            "-o",
-            "json",
-        ],
-    );
+    let pods = kubectl_out(lab, &HTTPBIN_PODS);
     let nodes = kubectl_out(lab, &["get", "nodes", "-o", "json"]);
     // The API is briefly away while the server restarts.
     if !pods.status.success() || !nodes.status.success() {
@@ -146,19 +146,7 @@ fn nodes(lab: &Lab) -> Vec<(String, String, bool)> {
 }
 
 fn httpbin_pods(lab: &Lab) -> Vec<(String, String)> {
-    json(
-        lab,
-        &[
-            "get",
-            "pods",
-            "-n",
-            "playson",
-            "-l",
-            "app=httpbin",
-            "-o",
-            "json",
-        ],
-    )["items"]
+    json(lab, &HTTPBIN_PODS)["items"]
         .as_array()
         .expect("items")
         .iter()

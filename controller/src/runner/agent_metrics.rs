@@ -37,16 +37,14 @@ pub struct NodeNet {
 
 /// Every Node's pod network, in one LIST.
 pub async fn list(client: &kube::Client) -> Result<BTreeMap<String, NodeNet>, String> {
-    let api: kube::Api<KNode> = kube::Api::all(client.clone());
-    let list = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| format!("listing Nodes: {}", error_chain(&e)))?;
-    Ok(list.items.iter().filter_map(node_net).collect())
+    let nodes = crate::runner::api::list_nodes(client).await?;
+    Ok(nodes
+        .iter()
+        .map(|(name, n)| (name.clone(), node_net(n)))
+        .collect())
 }
 
-fn node_net(n: &KNode) -> Option<(String, NodeNet)> {
-    let name = n.metadata.name.clone()?;
+fn node_net(n: &KNode) -> NodeNet {
     let pod_cidr = n
         .spec
         .as_ref()
@@ -57,13 +55,10 @@ fn node_net(n: &KNode) -> Option<(String, NodeNet)> {
         .annotations
         .as_ref()
         .and_then(|a| a.get(ANNOTATION).cloned());
-    Some((
-        name,
-        NodeNet {
-            pod_cidr,
-            annotation,
-        },
-    ))
+    NodeNet {
+        pod_cidr,
+        annotation,
+    }
 }
 
 /// The node's address on the pod network: the first address of its
@@ -117,15 +112,14 @@ mod tests {
             "spec": {"podCIDR": "10.42.1.0/24"}
         }))
         .unwrap();
-        let (name, net) = node_net(&node).unwrap();
-        assert_eq!(name, "n1");
+        let net = node_net(&node);
         assert_eq!(net.pod_cidr, Some("10.42.1.0/24".parse().unwrap()));
         assert_eq!(net.annotation.as_deref(), Some("10.42.1.1:9750"));
         let v6: KNode = serde_json::from_value(json!({
             "metadata": {"name": "n2"}, "spec": {"podCIDR": "fd00:42::/64"}
         }))
         .unwrap();
-        assert_eq!(node_net(&v6).unwrap().1, NodeNet::default());
+        assert_eq!(node_net(&v6), NodeNet::default());
     }
 
     #[test]

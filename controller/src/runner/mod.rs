@@ -30,6 +30,8 @@ mod workload;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod fake_api;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_agent_metrics;

@@ -17,10 +17,34 @@ use super::error::{TransportError, excerpt};
 pub const HASH_MISMATCH_STATUS: i32 = 86;
 const HASH_MISMATCH_TAG: &str = "pictl-sha256-mismatch ";
 
+/// The end of every whole-file install (here and the relay's
+/// [`crate::relay::INSTALL_SCRIPT`]): with `$tmp` filled next to `$target`
+/// in `$dir`, fsync it, check its sha256 against `$want` (exit
+/// [`HASH_MISMATCH_STATUS`] with the hash found), set `$mode` and rename it
+/// over the target.
+macro_rules! verify_and_install {
+    () => {
+        r#"sync -- "$tmp" 2>/dev/null || sync
+got=$(sha256sum < "$tmp")
+got=${got%% *}
+if [ "$got" != "$want" ]; then
+  echo "pictl-sha256-mismatch $got" >&2
+  exit 86
+fi
+chmod -- "$mode" "$tmp"
+mv -f -T -- "$tmp" "$target"
+trap - EXIT
+sync -- "$dir" 2>/dev/null || true
+"#
+    };
+}
+pub(crate) use verify_and_install;
+
 /// `$1` target (absolute), `$2` octal mode, `$3` expected sha256 (hex);
 /// stdin is the content. `mv -T` so a directory at the target is an error,
 /// not a place to move into; `sync DIR` persists the rename itself.
-pub const PUT_SCRIPT: &str = r#"set -eu
+pub const PUT_SCRIPT: &str = concat!(
+    r#"set -eu
 target=$1 mode=$2 want=$3
 case $target in
   /*) ;;
@@ -35,18 +59,9 @@ tmp=$(mktemp "$dir/.$base.pictl-XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 cat > "$tmp"
-sync -- "$tmp" 2>/dev/null || sync
-got=$(sha256sum < "$tmp")
-got=${got%% *}
-if [ "$got" != "$want" ]; then
-  echo "pictl-sha256-mismatch $got" >&2
-  exit 86
-fi
-chmod -- "$mode" "$tmp"
-mv -f -T -- "$tmp" "$target"
-trap - EXIT
-sync -- "$dir" 2>/dev/null || true
-"#;
+"#,
+    verify_and_install!()
+);
 
 /// Lower-case hex sha256, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {

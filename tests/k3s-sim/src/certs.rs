@@ -102,6 +102,36 @@ fn ca(tls: &Path) -> Result<(String, String)> {
 
 /// The serving certificate and key, PEM: reissued when the wanted SANs
 /// changed.
+/// A leaf certificate's parameters (the serving and the peer certificate):
+/// common name `cn`, IP and DNS `sans`, valid for a year, keyed for TLS,
+/// with extended key usages `usages`.
+pub fn leaf_params(
+    cn: &str,
+    sans: &[String],
+    usages: &[ExtendedKeyUsagePurpose],
+) -> Result<CertificateParams> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.subject_alt_names = sans
+        .iter()
+        .map(|s| match s.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => Ok(SanType::DnsName(s.clone().try_into()?)),
+        })
+        .collect::<Result<_, rcgen::Error>>()?;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = usages.to_vec();
+    p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
 fn serving(tls: &Path, sans: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
     let serving_crt = tls.join("serving-kube-apiserver.crt");
     let serving_key = tls.join("serving-kube-apiserver.key");
@@ -112,25 +142,11 @@ fn serving(tls: &Path, sans: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<
             (Some(c), Some(k), Some(s)) if s == want_sans => (c, k),
             _ => {
                 let key = KeyPair::generate()?;
-                let mut p = CertificateParams::default();
-                let mut dn = DistinguishedName::new();
-                dn.push(DnType::CommonName, "kube-apiserver");
-                p.distinguished_name = dn;
-                p.subject_alt_names = sans
-                    .iter()
-                    .map(|s| match s.parse::<std::net::IpAddr>() {
-                        Ok(ip) => Ok(SanType::IpAddress(ip)),
-                        Err(_) => Ok(SanType::DnsName(s.clone().try_into()?)),
-                    })
-                    .collect::<Result<_, rcgen::Error>>()?;
-                p.key_usages = vec![
-                    KeyUsagePurpose::DigitalSignature,
-                    KeyUsagePurpose::KeyEncipherment,
-                ];
-                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-                p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
-                p.use_authority_key_identifier_extension = true;
+                let p = leaf_params(
+                    "kube-apiserver",
+                    sans,
+                    &[ExtendedKeyUsagePurpose::ServerAuth],
+                )?;
                 let cert = p.signed_by(&key, issuer)?;
                 write_private(&serving_key, key.serialize_pem().as_bytes(), 0o600)?;
                 write_private(&serving_crt, cert.pem().as_bytes(), 0o644)?;

@@ -5,10 +5,7 @@
 //! which every kubeconfig holds, cannot speak replication.
 
 use anyhow::{Context, Result};
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{ExtendedKeyUsagePurpose, Issuer, KeyPair};
 use std::path::Path;
 
 pub const PEER_CN: &str = "etcd-peer";
@@ -35,28 +32,14 @@ pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<(String, String)> {
     let ca_key = KeyPair::from_pem(&std::fs::read_to_string(tls.join("server-ca.key"))?)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("parsing server-ca.crt")?;
     let k = KeyPair::generate()?;
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, PEER_CN);
-    p.distinguished_name = dn;
-    p.subject_alt_names = sans
-        .iter()
-        .map(|s| match s.parse::<std::net::IpAddr>() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => Ok(SanType::DnsName(s.clone().try_into()?)),
-        })
-        .collect::<Result<_, rcgen::Error>>()?;
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
-    p.use_authority_key_identifier_extension = true;
+    let p = crate::certs::leaf_params(
+        PEER_CN,
+        sans,
+        &[
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    )?;
     let cert = p.signed_by(&k, &issuer)?;
     crate::certs::write_private(&key, k.serialize_pem().as_bytes(), 0o600)?;
     crate::certs::write_private(&crt, cert.pem().as_bytes(), 0o644)?;

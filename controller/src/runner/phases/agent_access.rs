@@ -101,11 +101,12 @@ impl AgentAccessPhase {
             }
         }))
         .await;
+        let (server, _) = api_endpoint(run);
         let mut wanted = BTreeMap::new();
         for ((i, name), (report, token)) in names.iter().zip(tokens) {
             run.nodes[*i].push(progress.as_ref(), report);
             let Some(token) = token else { continue };
-            match Self::desired(run, &pod, name, token) {
+            match Self::desired(run, &pod, &server, name, token) {
                 Ok(Some(d)) => {
                     wanted.insert(*i, d);
                 }
@@ -121,6 +122,7 @@ impl AgentAccessPhase {
     fn desired(
         run: &Run<'_>,
         pod: &PodNetwork,
+        server: &str,
         name: &str,
         (token, ca_pem): agent_access::Token,
     ) -> Result<Option<(Desired, Option<PodMetrics>)>, StepReport> {
@@ -130,11 +132,10 @@ impl AgentAccessPhase {
         let metrics = pod.for_node(name).map_err(|why| {
             StepReport::new(StepId::AgentMetrics, Status::Failed, vec![], Some(why))
         })?;
-        let (server, _) = api_endpoint(run);
         desired.agent_access = Some(AccessFiles {
             token,
             ca_pem,
-            publish_conf: publish_conf(&server, name, metrics.as_ref()),
+            publish_conf: publish_conf(server, name, metrics.as_ref()),
         });
         Ok(Some((desired, metrics)))
     }
@@ -269,18 +270,10 @@ impl Symmetric for AgentAccessPhase {
     const NAME: &'static str = "agent-access";
 
     fn select(&self, run: &Run<'_>) -> Selected {
-        if !matches!(&run.api, Some(Ok(_))) {
-            return Selected::Nothing("no API");
-        }
-        let with_agent: Vec<usize> = run
-            .alive(None)
-            .into_iter()
-            .filter(|&i| {
-                let d = run.desired.get(&run.nodes[i].node.name);
-                d.is_some_and(|d| matches!(d.agent, Some(Ok(_))))
-            })
-            .collect();
-        Selected::Nodes(with_agent)
+        Selected::with_api(run, |i| {
+            let d = run.desired.get(&run.nodes[i].node.name);
+            d.is_some_and(|d| matches!(d.agent, Some(Ok(_))))
+        })
     }
 
     async fn work(

@@ -1,8 +1,6 @@
 //! Labels and taints on the registered Nodes (see [`crate::runner::node_meta`]):
 //! after readiness in an apply, and in a plan whenever the API answers.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::Node as KNode;
 use kube::api::{Patch, PatchParams};
 
@@ -17,27 +15,14 @@ use crate::write::Writer;
 
 pub struct NodeLabels;
 
-/// Every registered Node by name, in one LIST (not a GET per node).
-async fn live_nodes(api: &kube::Api<KNode>) -> Result<BTreeMap<String, KNode>, String> {
-    let list = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| format!("listing Nodes: {}", error_chain(&e)))?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|n| Some((n.metadata.name.clone()?, n)))
-        .collect())
-}
-
 impl NodeLabels {
     async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
         let Ok(client) = run.api().cloned() else {
             return;
         };
-        let api: kube::Api<KNode> = kube::Api::all(client);
+        let api: kube::Api<KNode> = kube::Api::all(client.clone());
         let progress = run.opts.progress.clone();
-        let live = live_nodes(&api).await;
+        let live = crate::runner::api::list_nodes(&client).await;
         for &i in nodes {
             let node = run.nodes[i].node;
             // A node not registered yet (a plan of a new node) gets its labels
@@ -93,10 +78,7 @@ impl Symmetric for NodeLabels {
     const NAME: &'static str = "node-labels";
 
     fn select(&self, run: &Run<'_>) -> Selected {
-        match &run.api {
-            Some(Ok(_)) => Selected::Nodes(run.alive(None)),
-            _ => Selected::Nothing("no API"),
-        }
+        Selected::with_api(run, |_| true)
     }
 
     async fn work(

@@ -51,6 +51,19 @@ pub enum Selected {
     Nothing(&'static str),
 }
 
+impl Selected {
+    /// The alive nodes `keep` accepts, when the API answers (the phases
+    /// that work through it).
+    pub fn with_api(run: &Run<'_>, keep: impl Fn(usize) -> bool) -> Selected {
+        match &run.api {
+            Some(Ok(_)) => {
+                Selected::Nodes(run.alive(None).into_iter().filter(|&i| keep(i)).collect())
+            }
+            _ => Selected::Nothing("no API"),
+        }
+    }
+}
+
 pub trait Phase {
     const NAME: &'static str;
 

@@ -18,10 +18,7 @@ impl Symmetric for Uncordon {
     const NAME: &'static str = "uncordon";
 
     fn select(&self, run: &Run<'_>) -> Selected {
-        match &run.api {
-            Some(Ok(_)) => Selected::Nodes(run.alive(None)),
-            _ => Selected::Nothing("no API"),
-        }
+        Selected::with_api(run, |_| true)
     }
 
     async fn work(

@@ -1,0 +1,273 @@
+//! The runner tests' fake API server: Nodes (Ready, with a podCIDR each),
+//! Pods and a disruption budget for drains, and any other object stored by
+//! its path (the agents' ServiceAccounts, token Secrets and roles). Every
+//! request is recorded; with a fleet, its calls join the fleet's log.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::api::ApiConnector;
+use super::fake::{Call, Fleet};
+use crate::secret::Secret;
+use crate::transport::BoxFuture;
+
+/// An API server that lists every node Ready and records each request;
+/// with pods and a budget for drains.
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    pub nodes: Vec<String>,
+    pub requests: Arc<Mutex<Vec<String>>>,
+    /// Node objects by name, as patched.
+    pub objects: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+    /// Any other object by its API path (the agents' ServiceAccounts, token
+    /// Secrets and roles), as last applied.
+    pub others: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+    /// Nodes deleted, in order.
+    pub deleted: Arc<Mutex<Vec<String>>>,
+    /// The `server:` of each kubeconfig a client was made from, in order.
+    pub servers: Arc<Mutex<Vec<String>>>,
+    /// Nodes report the version their fake K3s started with, and API calls
+    /// join the fleet's log.
+    pub fleet: Option<Fleet>,
+    /// Pods as (namespace, name, node), all selected by budget `web/web`.
+    pub pods: Arc<Mutex<Vec<(String, String, String)>>>,
+    /// Every eviction is refused (a budget that can never be met).
+    pub refuse_evictions: bool,
+}
+
+impl ApiConnector for FakeApi {
+    fn client<'a>(
+        &'a self,
+        kubeconfig: &'a Secret,
+    ) -> BoxFuture<'a, Result<kube::Client, super::api::ApiError>> {
+        let api = self.clone();
+        let server = kubeconfig
+            .expose()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .unwrap_or_default()
+            .to_string();
+        api.servers.lock().expect("servers").push(server);
+        Box::pin(async move {
+            let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+                let api = api.clone();
+                async move {
+                    // A round trip takes time: nodes worked on together interleave.
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    let line = format!("{} {}", req.method(), req.uri());
+                    api.requests.lock().expect("requests").push(line);
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect_bytes().await.unwrap_or_default();
+                    let query = parts.uri.query().unwrap_or_default().to_string();
+                    let (code, answer) = api.answer(&parts.method, parts.uri.path(), &query, &body);
+                    let body = serde_json::to_vec(&answer).unwrap_or_default();
+                    let mut resp = http::Response::new(kube::client::Body::from(body));
+                    *resp.status_mut() = http::StatusCode::from_u16(code).unwrap_or_default();
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            Ok(kube::Client::new(svc, "default"))
+        })
+    }
+}
+
+/// RFC 7386 JSON merge patch (`null` removes a key; lists are replaced).
+fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let (Some(t), Some(p)) = (target.as_object_mut(), patch.as_object()) else {
+        *target = patch.clone();
+        return;
+    };
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+        }
+    }
+}
+
+fn pod_json(ns: &str, name: &str, node: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
+        "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running"}})
+}
+
+impl FakeApi {
+    /// Every node, Ready, as a Node object (patched ones as patched).
+    pub fn node(&self, name: &str) -> serde_json::Value {
+        let mut node = {
+            let mut objects = self.objects.lock().expect("objects");
+            objects
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    // K3s gives each Node a /24 of the cluster CIDR.
+                    let index = self.nodes.iter().position(|n| n == name).unwrap_or(99);
+                    serde_json::json!({
+                        "apiVersion": "v1", "kind": "Node",
+                        "metadata": {"name": name, "resourceVersion": "1"},
+                        "spec": {"podCIDR": format!("10.42.{index}.0/24")},
+                        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+                    })
+                })
+                .clone()
+        };
+        if let Some(fleet) = &self.fleet {
+            let running = fleet.node(name).lock().expect("node").running.clone();
+            node["status"]["nodeInfo"] = serde_json::json!({"kubeletVersion": running.unwrap_or_default(),
+                "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "",
+                "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""});
+        }
+        node
+    }
+
+    fn log(&self, what: String) {
+        if let Some(fleet) = &self.fleet {
+            fleet
+                .log
+                .lock()
+                .expect("log")
+                .push(("api".into(), Call::Api(what)));
+        }
+    }
+
+    fn answer(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        if path == "/api/v1/pods" {
+            let node = query.split("spec.nodeName%3D").nth(1).unwrap_or_default();
+            let node = node.split('&').next().unwrap_or_default();
+            let items: Vec<serde_json::Value> = self
+                .pods
+                .lock()
+                .expect("pods")
+                .iter()
+                .filter(|p| p.2 == node)
+                .map(|(ns, n, node)| pod_json(ns, n, node))
+                .collect();
+            return (
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+            );
+        }
+        if path.starts_with("/apis/policy/v1/namespaces/") {
+            let pdb = serde_json::json!({"metadata": {"name": "web", "namespace": "web"},
+                "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+                "status": {"currentHealthy": 3, "desiredHealthy": 3, "disruptionsAllowed": 0, "expectedPods": 3}});
+            return (
+                200,
+                serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudgetList", "metadata": {}, "items": [pdb]}),
+            );
+        }
+        if let Some(rest) = path.strip_prefix("/api/v1/namespaces/")
+            && rest.split('/').nth(1) == Some("pods")
+        {
+            return self.pod_call(method, rest);
+        }
+        if !path.starts_with("/api/v1/nodes") {
+            return self.other(method, path, body);
+        }
+        let Some(name) = path.strip_prefix("/api/v1/nodes/") else {
+            let items: Vec<serde_json::Value> = self.nodes.iter().map(|n| self.node(n)).collect();
+            return (
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}),
+            );
+        };
+        if method == http::Method::DELETE {
+            self.objects.lock().expect("objects").remove(name);
+            self.deleted.lock().expect("deleted").push(name.to_string());
+            return (
+                200,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            );
+        }
+        let mut node = self.node(name);
+        if method == http::Method::PATCH {
+            let patch: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            match patch["spec"].get("unschedulable") {
+                Some(serde_json::Value::Bool(true)) => self.log(format!("cordon {name}")),
+                Some(serde_json::Value::Null) => self.log(format!("uncordon {name}")),
+                _ => self.log(format!("PATCH {path}")),
+            }
+            merge(&mut node, &patch);
+            self.objects
+                .lock()
+                .expect("objects")
+                .insert(name.to_string(), node.clone());
+        }
+        (200, node)
+    }
+
+    /// `NS/pods/NAME` and `NS/pods/NAME/eviction`.
+    /// Any other object: applied (a token Secret gets its token and CA at
+    /// once, as the token controller fills it), read, deleted, else 404.
+    fn other(&self, method: &http::Method, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let mut others = self.others.lock().expect("others");
+        let found = match *method {
+            http::Method::PATCH => {
+                let mut obj: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+                if obj["type"] == "kubernetes.io/service-account-token" {
+                    use base64::Engine;
+                    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+                    obj["data"] =
+                        serde_json::json!({"token": b64("fake-token"), "ca.crt": b64("CA")});
+                }
+                others.insert(path.to_string(), obj.clone());
+                Some(obj)
+            }
+            http::Method::DELETE => others.remove(path).map(
+                |_| serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
+            _ => others.get(path).cloned(),
+        };
+        match found {
+            Some(v) => (200, v),
+            None => (
+                404,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": "not found"}),
+            ),
+        }
+    }
+
+    fn pod_call(&self, method: &http::Method, rest: &str) -> (u16, serde_json::Value) {
+        let parts: Vec<&str> = rest.split('/').collect();
+        let (ns, name) = (
+            parts.first().copied().unwrap_or(""),
+            parts.get(2).copied().unwrap_or(""),
+        );
+        let mut pods = self.pods.lock().expect("pods");
+        let Some(at) = pods.iter().position(|p| p.0 == ns && p.1 == name) else {
+            return (
+                404,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": format!("pods \"{name}\" not found")}),
+            );
+        };
+        if method != http::Method::POST {
+            let (ns, n, node) = &pods[at];
+            return (200, pod_json(ns, n, node));
+        }
+        if self.refuse_evictions {
+            drop(pods);
+            self.log(format!("refused {ns}/{name}"));
+            return (
+                429,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "TooManyRequests", "code": 429,
+                "message": "Cannot evict pod as it would violate the pod's disruption budget."}),
+            );
+        }
+        pods.remove(at);
+        drop(pods);
+        self.log(format!("evict {ns}/{name}"));
+        (
+            201,
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}),
+        )
+    }
+}
