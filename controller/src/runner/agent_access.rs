@@ -17,7 +17,10 @@
 
 use k8s_openapi::api::core::v1::{Secret as KSecret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
-use kube::api::{Patch, PatchParams};
+use std::collections::BTreeMap;
+
+use kube::api::{ListParams, Patch, PatchParams};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::error_chain;
@@ -86,35 +89,85 @@ fn failed(what: &str, e: &kube::Error) -> String {
 /// The token and CA in `node`'s token Secret, once the token controller filled it.
 pub type Token = (Secret, String);
 
+/// The labels pictl puts on every agent object, as a selector.
+const SELECTOR: &str = "app.kubernetes.io/managed-by=pictl,app.kubernetes.io/component=health-agent";
+
+/// pictl's agent objects as found, one LIST per kind: a run reads four
+/// lists, not four objects per node (200 requests on a 50-node no-op).
+#[derive(Default)]
+pub struct Existing {
+    accounts: BTreeMap<String, ServiceAccount>,
+    secrets: BTreeMap<String, KSecret>,
+    roles: BTreeMap<String, ClusterRole>,
+    bindings: BTreeMap<String, ClusterRoleBinding>,
+}
+
+impl Existing {
+    /// Lists each kind by pictl's labels. An object missing from a list
+    /// (none yet, or its labels were edited) is read by name in [`plan`].
+    pub async fn read(client: &kube::Client) -> Result<Self, String> {
+        Ok(Self {
+            accounts: labelled(&kube::Api::namespaced(client.clone(), NAMESPACE)).await?,
+            secrets: labelled(&kube::Api::namespaced(client.clone(), NAMESPACE)).await?,
+            roles: labelled(&kube::Api::all(client.clone())).await?,
+            bindings: labelled(&kube::Api::all(client.clone())).await?,
+        })
+    }
+}
+
+/// The objects of one kind carrying pictl's agent labels, by name.
+async fn labelled<K>(api: &kube::Api<K>) -> Result<BTreeMap<String, K>, String>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let list = api
+        .list(&ListParams::default().labels(SELECTOR))
+        .await
+        .map_err(|e| failed(&format!("listing {}s", K::kind(&())), &e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|o| Some((o.meta().name.clone()?, o)))
+        .collect())
+}
+
+/// `name` from the list, else read by name (absent: `None`).
+async fn find<K>(
+    listed: &BTreeMap<String, K>,
+    api: kube::Api<K>,
+    name: &str,
+) -> Result<Option<K>, String>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if let Some(o) = listed.get(name) {
+        return Ok(Some(o.clone()));
+    }
+    api.get_opt(name)
+        .await
+        .map_err(|e| failed(&format!("reading {}", K::kind(&())), &e))
+}
+
 /// What the API lacks for `node` (read-only), and the token already there.
 pub async fn plan(
     client: &kube::Client,
+    existing: &Existing,
     node: &str,
 ) -> Result<(Vec<Change>, Option<Token>), String> {
     let n = names(node);
-    let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
-    let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
-    let roles: kube::Api<ClusterRole> = kube::Api::all(client.clone());
-    let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+    let c = || client.clone();
     let mut out = Vec::new();
     let what = |kind: &str, name: &str| format!("{kind} {name}");
-    if sa
-        .get_opt(&n.account)
-        .await
-        .map_err(|e| failed("reading ServiceAccount", &e))?
-        .is_none()
-    {
+    let api = kube::Api::namespaced(c(), NAMESPACE);
+    if find(&existing.accounts, api, &n.account).await?.is_none() {
         out.push(Change::new(
             what("ServiceAccount", &format!("{NAMESPACE}/{}", n.account)),
             "absent",
             "created",
         ));
     }
-    let secret = secrets
-        .get_opt(&n.secret)
-        .await
-        .map_err(|e| failed("reading Secret", &e))?;
-    let token = match secret {
+    let api = kube::Api::namespaced(c(), NAMESPACE);
+    let token = match find(&existing.secrets, api, &n.secret).await? {
         Some(s) => token_in(s)?,
         None => {
             out.push(Change::new(
@@ -125,11 +178,7 @@ pub async fn plan(
             None
         }
     };
-    match roles
-        .get_opt(&n.role)
-        .await
-        .map_err(|e| failed("reading ClusterRole", &e))?
-    {
+    match find(&existing.roles, kube::Api::all(c()), &n.role).await? {
         None => out.push(Change::new(
             what("ClusterRole", &n.role),
             "absent",
@@ -142,11 +191,7 @@ pub async fn plan(
         )),
         Some(_) => {}
     }
-    match bindings
-        .get_opt(&n.role)
-        .await
-        .map_err(|e| failed("reading ClusterRoleBinding", &e))?
-    {
+    match find(&existing.bindings, kube::Api::all(c()), &n.role).await? {
         Some(b)
             if b.role_ref == role_ref(&n) && b.subjects.as_deref() == Some(&subjects(&n)[..]) => {}
         Some(_) => out.push(Change::new(

@@ -86,6 +86,37 @@ fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
+/// A LIST's path: it ends in a resource's plural, not an object's name.
+fn is_collection(path: &str) -> bool {
+    let kinds = ["serviceaccounts", "secrets", "clusterroles", "clusterrolebindings"];
+    kinds.iter().any(|k| path.ends_with(&format!("/{k}")))
+}
+
+/// The objects stored directly under `path` whose labels match the query's
+/// `labelSelector` (`k=v` terms joined by commas, as the API takes them).
+fn list(
+    others: &BTreeMap<String, serde_json::Value>,
+    path: &str,
+    query: &str,
+) -> serde_json::Value {
+    let selector = query
+        .split('&')
+        .find_map(|q| q.strip_prefix("labelSelector="))
+        .map(|s| s.replace("%2F", "/").replace("%3D", "=").replace("%2C", ","))
+        .unwrap_or_default();
+    let terms: Vec<(&str, &str)> = selector
+        .split(',')
+        .filter_map(|t| t.split_once('='))
+        .collect();
+    let items: Vec<&serde_json::Value> = others
+        .iter()
+        .filter(|(p, _)| p.strip_prefix(path).is_some_and(|r| r.matches('/').count() == 1))
+        .map(|(_, o)| o)
+        .filter(|o| terms.iter().all(|(k, v)| o["metadata"]["labels"][*k] == *v))
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
+}
+
 fn pod_json(ns: &str, name: &str, node: &str) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
@@ -168,7 +199,7 @@ impl FakeApi {
             return self.pod_call(method, rest);
         }
         if !path.starts_with("/api/v1/nodes") {
-            return self.other(method, path, body);
+            return self.other(method, path, query, body);
         }
         let Some(name) = path.strip_prefix("/api/v1/nodes/") else {
             let items: Vec<serde_json::Value> = self.nodes.iter().map(|n| self.node(n)).collect();
@@ -205,7 +236,13 @@ impl FakeApi {
     /// `NS/pods/NAME` and `NS/pods/NAME/eviction`.
     /// Any other object: applied (a token Secret gets its token and CA at
     /// once, as the token controller fills it), read, deleted, else 404.
-    fn other(&self, method: &http::Method, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    fn other(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
         let mut others = self.others.lock().expect("others");
         let found = match *method {
             http::Method::PATCH => {
@@ -222,6 +259,9 @@ impl FakeApi {
             http::Method::DELETE => others.remove(path).map(
                 |_| serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
             ),
+            _ if !others.contains_key(path) && is_collection(path) => {
+                return (200, list(&others, path, query));
+            }
             _ => others.get(path).cloned(),
         };
         match found {

@@ -158,3 +158,44 @@ async fn agent_access_works_on_the_nodes_together_not_one_after_another() {
     let runs = order.windows(2).filter(|w| w[0] != w[1]).count() + 1;
     assert!(runs > nodes.len(), "uploads grouped by node: {order:?}");
 }
+
+/// The agents' API objects of a re-run come from one LIST per kind, not a
+/// GET per node and kind; an object whose labels were edited away is still
+/// found (by name), not reported absent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_re_run_lists_the_agent_objects_once_instead_of_reading_each() {
+    let nodes = [
+        ("s1", "server", "x86_64"),
+        ("a1", "agent", "x86_64"),
+        ("a2", "agent", "x86_64"),
+    ];
+    let s = setup_with(&nodes, "").await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    let kinds = ["serviceaccounts", "secrets", "clusterroles", "clusterrolebindings"];
+    let reads = |requests: &[String]| -> (usize, usize) {
+        let of_agents = |r: &&String| {
+            r.starts_with("GET ") && kinds.iter().any(|k| r.contains(&format!("/{k}")))
+        };
+        let lists = requests.iter().filter(of_agents).filter(|r| r.contains("labelSelector"));
+        let gets = requests.iter().filter(of_agents).filter(|r| r.contains("pictl-agent"));
+        (lists.count(), gets.count())
+    };
+    s.api.requests.lock().expect("requests").clear();
+    let again = apply(&s.inv, &s.options(true)).await.expect("re-run");
+    assert!(!again.changed(), "{again:#?}");
+    let requests = s.api.requests.lock().expect("requests").clone();
+    assert_eq!(reads(&requests), (4, 0), "{requests:#?}");
+    // Labels edited away from a1's ClusterRole: read by name, still there.
+    let path = "/apis/rbac.authorization.k8s.io/v1/clusterroles/pictl-agent:a1";
+    {
+        let mut others = s.api.others.lock().expect("others");
+        let role = others.get_mut(path).expect("a1's ClusterRole");
+        role["metadata"]["labels"] = serde_json::json!({});
+    }
+    s.api.requests.lock().expect("requests").clear();
+    let plan = super::plan(&s.inv, &s.options(false)).await.expect("plan");
+    assert!(!plan.changed(), "{plan:#?}");
+    let requests = s.api.requests.lock().expect("requests").clone();
+    assert_eq!(reads(&requests), (4, 1), "{requests:#?}");
+}

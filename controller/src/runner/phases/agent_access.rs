@@ -55,12 +55,13 @@ impl AgentAccessPhase {
     /// The API side for one node: its report, and its token once there.
     async fn rbac(
         client: &kube::Client,
+        existing: &agent_access::Existing,
         node: &str,
         w: Option<&Writer>,
     ) -> (StepReport, Option<agent_access::Token>) {
         let report =
             |status, changes, why| StepReport::new(StepId::AgentRbac, status, changes, why);
-        let (changes, token) = match agent_access::plan(client, node).await {
+        let (changes, token) = match agent_access::plan(client, existing, node).await {
             Ok(c) => c,
             Err(why) => return (report(Status::Failed, vec![], Some(why)), None),
         };
@@ -92,12 +93,19 @@ impl AgentAccessPhase {
             .iter()
             .map(|&i| (i, run.nodes[i].node.name.clone()))
             .collect();
+        // A failed LIST only costs speed: each node's objects are then read by name.
+        let existing = agent_access::Existing::read(&client)
+            .await
+            .unwrap_or_else(|why| {
+                tracing::debug!(%why, "reading each node's agent objects by name");
+                agent_access::Existing::default()
+            });
         let sem = run.sem.clone();
         let tokens = futures::future::join_all(names.iter().map(|(_, name)| {
-            let (client, sem) = (&client, &sem);
+            let (client, sem, existing) = (&client, &sem, &existing);
             async move {
                 let _permit = sem.acquire().await;
-                Self::rbac(client, name, w).await
+                Self::rbac(client, existing, name, w).await
             }
         }))
         .await;
