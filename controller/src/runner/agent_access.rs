@@ -90,7 +90,8 @@ fn failed(what: &str, e: &kube::Error) -> String {
 pub type Token = (Secret, String);
 
 /// The labels pictl puts on every agent object, as a selector.
-const SELECTOR: &str = "app.kubernetes.io/managed-by=pictl,app.kubernetes.io/component=health-agent";
+const SELECTOR: &str =
+    "app.kubernetes.io/managed-by=pictl,app.kubernetes.io/component=health-agent";
 
 /// pictl's agent objects as found, one LIST per kind: a run reads four
 /// lists, not four objects per node (200 requests on a 50-node no-op).

@@ -88,7 +88,12 @@ fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
 
 /// A LIST's path: it ends in a resource's plural, not an object's name.
 fn is_collection(path: &str) -> bool {
-    let kinds = ["serviceaccounts", "secrets", "clusterroles", "clusterrolebindings"];
+    let kinds = [
+        "serviceaccounts",
+        "secrets",
+        "clusterroles",
+        "clusterrolebindings",
+    ];
     kinds.iter().any(|k| path.ends_with(&format!("/{k}")))
 }
 
@@ -102,7 +107,11 @@ fn list(
     let selector = query
         .split('&')
         .find_map(|q| q.strip_prefix("labelSelector="))
-        .map(|s| s.replace("%2F", "/").replace("%3D", "=").replace("%2C", ","))
+        .map(|s| {
+            s.replace("%2F", "/")
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+        })
         .unwrap_or_default();
     let terms: Vec<(&str, &str)> = selector
         .split(',')
@@ -110,7 +119,10 @@ fn list(
         .collect();
     let items: Vec<&serde_json::Value> = others
         .iter()
-        .filter(|(p, _)| p.strip_prefix(path).is_some_and(|r| r.matches('/').count() == 1))
+        .filter(|(p, _)| {
+            p.strip_prefix(path)
+                .is_some_and(|r| r.matches('/').count() == 1)
+        })
         .map(|(_, o)| o)
         .filter(|o| terms.iter().all(|(k, v)| o["metadata"]["labels"][*k] == *v))
         .collect();

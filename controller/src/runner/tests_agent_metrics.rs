@@ -172,13 +172,24 @@ async fn a_re_run_lists_the_agent_objects_once_instead_of_reading_each() {
     let s = setup_with(&nodes, "").await;
     let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
     assert!(!report.failed(), "{report:#?}");
-    let kinds = ["serviceaccounts", "secrets", "clusterroles", "clusterrolebindings"];
+    let kinds = [
+        "serviceaccounts",
+        "secrets",
+        "clusterroles",
+        "clusterrolebindings",
+    ];
     let reads = |requests: &[String]| -> (usize, usize) {
         let of_agents = |r: &&String| {
             r.starts_with("GET ") && kinds.iter().any(|k| r.contains(&format!("/{k}")))
         };
-        let lists = requests.iter().filter(of_agents).filter(|r| r.contains("labelSelector"));
-        let gets = requests.iter().filter(of_agents).filter(|r| r.contains("pictl-agent"));
+        let lists = requests
+            .iter()
+            .filter(of_agents)
+            .filter(|r| r.contains("labelSelector"));
+        let gets = requests
+            .iter()
+            .filter(of_agents)
+            .filter(|r| r.contains("pictl-agent"));
         (lists.count(), gets.count())
     };
     s.api.requests.lock().expect("requests").clear();
