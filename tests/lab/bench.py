@@ -5,7 +5,9 @@ For each node count N: a fresh lab of N nodes, a first bootstrap (the
 controller's artifact cache warm, as on any run after the first), then
 no-op re-runs at each concurrency, and `pictl status`. Per run: wall time,
 the controller's CPU and peak RSS (its own rusage), the nodes' CPU (the
-lab's per-node cgroups, minus what the nodes burn idle over the same time),
+lab's per-node cgroups outside K3s's and the agent's services, minus what
+they burn idle over the same time: see SERVICES; for a bootstrap also all
+of it),
 and each phase's time (from pictl's plain progress lines). Figures, not
 assertions: the machine is shared and noisy, so `uptime` is recorded beside
 every node count. Results: a table on stdout and JSON in --json FILE.
@@ -50,26 +52,47 @@ def cgroup_root(lab_id):
     raise SystemExit(f"no cgroup for lab {lab_id}: is it up?")
 
 
-def nodes_cpu_usec(lab_id):
-    """CPU time used so far by every node of the lab (its cgroups)."""
-    root = cgroup_root(lab_id)
-    total = 0
-    for d in os.listdir(root):
-        if not d.startswith("node"):
-            continue
-        with open(os.path.join(root, d, "cpu.stat")) as f:
+# The nodes' long-running services: their own idle work (the simulated K3s,
+# the health agent) is large and uneven next to a no-op's share, and on a
+# saturated machine it is delayed rather than skipped, so subtracting an
+# idle rate from it blurs the figure (at 50 nodes, below zero). The node
+# CPU per run is therefore everything else a node did: sshd, the login's
+# session and user slice, sudo, the facts script and what it starts,
+# systemd, logind, dbus, journald. The services' share is reported apart.
+SERVICES = ("k3s.service", "k3s-agent.service", "pictl-agent.service")
+
+
+def read_usage(path):
+    try:
+        with open(os.path.join(path, "cpu.stat")) as f:
             for line in f:
                 k, v = line.split()
                 if k == "usage_usec":
-                    total += int(v)
-    return total
+                    return int(v)
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def nodes_cpu_usec(lab_id):
+    """CPU time used so far by the lab's nodes (their cgroups): (all, services)."""
+    root = cgroup_root(lab_id)
+    total = services = 0
+    for d in os.listdir(root):
+        if not d.startswith("node"):
+            continue
+        total += read_usage(os.path.join(root, d))
+        for svc in SERVICES:
+            services += read_usage(os.path.join(root, d, "payload", "system.slice", svc))
+    return total, services
 
 
 def idle_rate(lab_id, seconds=2.0):
-    """The nodes' CPU per second while pictl does nothing (K3s, agents, systemd)."""
+    """The nodes' CPU per second outside their services while pictl does nothing."""
     a = nodes_cpu_usec(lab_id)
     time.sleep(seconds)
-    return (nodes_cpu_usec(lab_id) - a) / seconds
+    b = nodes_cpu_usec(lab_id)
+    return ((b[0] - b[1]) - (a[0] - a[1])) / seconds
 
 
 def measure(cmd, lab_id, env):
@@ -79,8 +102,9 @@ def measure(cmd, lab_id, env):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out, err = p.communicate()
     wall = time.monotonic() - t0
+    b = nodes_cpu_usec(lab_id)
     # The child is reaped: its rusage is in RUSAGE_CHILDREN; take the delta.
-    return wall, out, err, p.returncode, nodes_cpu_usec(lab_id) - a
+    return wall, out, err, p.returncode, (b[0] - a[0], b[1] - a[1])
 
 
 def one_run(kind, cmd, lab_id, n, idle, env):
@@ -89,7 +113,7 @@ def one_run(kind, cmd, lab_id, n, idle, env):
     # /usr/bin/time rounds to 10 ms; the peak RSS is /usr/bin/time's.)
     timed = ["/usr/bin/time", "-f", "pictl-bench-rusage=%U %S %M"] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, out, err, rc, node_usec = measure(timed, lab_id, env)
+    wall, out, err, rc, (node_usec, service_usec) = measure(timed, lab_id, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     err_text = err.decode(errors="replace")
@@ -110,7 +134,7 @@ def one_run(kind, cmd, lab_id, n, idle, env):
             )
         except (ValueError, KeyError):
             pass
-    node_net = max(0.0, node_usec - idle * wall)
+    node_net = max(0.0, node_usec - service_usec - idle * wall)
     r = {
         "kind": kind,
         "nodes": n,
@@ -120,6 +144,7 @@ def one_run(kind, cmd, lab_id, n, idle, env):
         "controller_cpu_ms_per_node": round(cpu * 1000 / n, 1),
         "controller_peak_rss_kib": rss,
         "node_cpu_s": round(node_usec / 1e6, 3),
+        "node_services_cpu_s": round(service_usec / 1e6, 3),
         "node_cpu_ms_per_node": round(node_net / 1000 / n, 1),
         "node_idle_cpu_ms_per_s": round(idle / 1000, 1),
         "phases_s": phases,
@@ -200,11 +225,12 @@ def median(xs):
 def table(results):
     rows = []
     head = (
-        "| nodes | conc | bootstrap s | no-op s (median, min-max) | no-op ctrl CPU ms/node"
-        " | no-op node CPU ms/node | status s | ctrl peak RSS MiB | no-op phases (median s) |"
+        "| nodes | conc | bootstrap s | bootstrap node CPU s/node (all) | no-op s (median, min-max)"
+        " | no-op ctrl CPU ms/node | no-op node CPU ms/node | status s | ctrl peak RSS MiB"
+        " | no-op phases (median s) |"
     )
     rows.append(head)
-    rows.append("|" + "---|" * 9)
+    rows.append("|" + "---|" * 10)
     keys = sorted({(r["nodes"], r["concurrency"]) for r in results if r["kind"] == "no-op"})
     for n, c in keys:
         noop = [r for r in results if r["kind"] == "no-op" and r["nodes"] == n and r["concurrency"] == c]
@@ -221,6 +247,7 @@ def table(results):
             str(n),
             str(c),
             f"{boot[0]['wall_s']:.2f}" if boot else "-",
+            f"{boot[0]['node_cpu_s'] / n:.2f}" if boot else "-",
             f"{median(walls):.2f} ({min(walls):.2f}-{max(walls):.2f})",
             f"{median([r['controller_cpu_ms_per_node'] for r in noop]):.1f}",
             f"{median([r['node_cpu_ms_per_node'] for r in noop]):.1f}",

@@ -230,7 +230,7 @@ impl FakeTransport {
         if self.server && s.agent_token.is_none() {
             s.agent_token = configured(s, "agent-token:").map(|a| format!("K10abc::node:{a}"));
         }
-        let inputs = args.get(8..).unwrap_or_default();
+        let inputs = args.get(9..).unwrap_or_default();
         s.started_with = inputs
             .iter()
             .filter_map(|p| Some(format!("{}  {p}\n", sha256_hex(s.files.get(p)?))))

@@ -84,14 +84,16 @@ fn differs(
 
 const UNIT: &str = "pictl-agent.service";
 
-/// `$1` daemon-reload yes|no, `$2` start|restart|none.
-const SCRIPT: &str = r#"set -eu
+/// `$1` enable yes|no, `$2` daemon-reload yes|no (see
+/// [`ServicePlan::systemd_args`](super::service::ServicePlan::systemd_args)),
+/// `$3` start|restart|none.
+pub(super) const SCRIPT: &str = r#"set -eu
 # The unit runs as this unprivileged system user.
 id -u pictl-agent >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
   --shell /usr/sbin/nologin --user-group pictl-agent
-[ "$1" = yes ] && systemctl daemon-reload
-systemctl enable --quiet pictl-agent.service
-if [ "$2" != none ]; then systemctl "$2" pictl-agent.service; fi
+[ "$1" = no ] || systemctl enable --quiet --no-reload pictl-agent.service
+[ "$2" = no ] || systemctl daemon-reload
+if [ "$3" != none ]; then systemctl "$3" pictl-agent.service; fi
 i=0
 until systemctl is-active --quiet pictl-agent.service; do
   i=$((i+1)); if [ $i -gt 50 ]; then systemctl status --no-pager --lines=5 pictl-agent.service >&2 || true; exit 1; fi
@@ -201,13 +203,9 @@ impl Step for HealthAgent {
         if plan.service.is_empty() {
             return Ok(Applied::Done);
         }
-        let reload = if plan.service.daemon_reload {
-            "yes"
-        } else {
-            "no"
-        };
+        let [enable, reload] = plan.service.systemd_args();
         let cmd = RemoteCommand::script(SCRIPT)
-            .args([reload, plan.service.action.verb()])
+            .args([enable, reload, plan.service.action.verb()])
             .sudo(sudo)
             .timeout(Duration::from_secs(60));
         StepError::check_output("starting pictl-agent", t.exec(&cmd).await?)?;

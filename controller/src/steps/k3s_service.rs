@@ -30,12 +30,13 @@ impl Plan for ServicePlan {
     }
 }
 
-/// `$1` unit, `$2` start|restart|none, `$3` daemon-reload yes|no, `$4` wait
-/// for the server's files yes|no, `$5` seconds; then the files to record.
-const SCRIPT: &str = r#"set -eu
-unit=$1; action=$2; reload=$3; server=$4; secs=$5; deadline=$(( $(date +%s) + secs )); shift 5
-[ "$reload" = yes ] && systemctl daemon-reload
-systemctl enable --quiet "$unit"
+/// `$1` unit, `$2` start|restart|none, `$3` enable yes|no, `$4`
+/// daemon-reload yes|no (see [`ServicePlan::systemd_args`]), `$5` wait for
+/// the server's files yes|no, `$6` seconds; then the files to record.
+pub(super) const SCRIPT: &str = r#"set -eu
+unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; deadline=$(( $(date +%s) + secs )); shift 6
+[ "$enable" = no ] || systemctl enable --quiet --no-reload "$unit"
+[ "$reload" = no ] || systemctl daemon-reload
 # --no-block: a Type=notify unit would otherwise hold systemctl until ready,
 # past our own deadline, and hide why it never got there.
 # The invocation ID tells the new process from the old one, which a queued
@@ -132,11 +133,13 @@ impl Step for K3sService {
         // unpacking its data dir onto an SD card at first start takes minutes.
         let deadline = io.wait;
         let secs = deadline.as_secs().to_string();
+        let [enable, reload] = plan.systemd_args();
         let cmd = RemoteCommand::script(SCRIPT)
             .args([
                 plan.unit,
                 action,
-                if plan.daemon_reload { "yes" } else { "no" },
+                enable,
+                reload,
                 if server { "yes" } else { "no" },
                 &secs,
             ])
