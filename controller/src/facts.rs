@@ -786,6 +786,48 @@ mod tests {
         assert!(!again.contains(&"sha256sum".to_string()), "{again:?}");
     }
 
+    /// A large upload records the hash it verified in the facts cache: the
+    /// re-check after the run reads it instead of hashing the file again. A
+    /// small one does not (hashing it costs less), nor one without the flag.
+    #[test]
+    fn a_large_upload_is_not_hashed_again_by_the_next_facts_run() {
+        use std::io::Write;
+        let node = Scratch::new();
+        node.run("record", &[]); // the first gather makes pictl's record dir
+        let put = crate::transport::upload::PUT_SCRIPT.replace("/var/lib/pictl", &node.path("lib"));
+        let upload = |name: &str, data: &[u8], keep: &str| {
+            let target = node.path(name);
+            let want = crate::artifacts::sha256_hex(data);
+            let mut child = std::process::Command::new("/bin/sh")
+                .args(["-c", &put, "pictl", &target, "0755", &want, keep])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(data)
+                .expect("write");
+            assert!(child.wait().expect("wait").success());
+            (target, want)
+        };
+        let (big, big_sha) = upload("k3s-new", &[7u8; 4096], "yes");
+        let (small, small_sha) = upload("small.conf", b"a: 1\n", "no");
+        let (f, programs) = node.run("no-record", &[big.clone(), small.clone()]);
+        assert_eq!(f.file_sha(&big), Some(big_sha.as_str()));
+        assert_eq!(f.file_sha(&small), Some(small_sha.as_str()));
+        let hashed = programs.iter().filter(|p| *p == "sha256sum").count();
+        assert_eq!(hashed, 1, "only the unrecorded file: {programs:?}");
+        // The record is root's: the cache stays private.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(node.path("lib/hashes"))
+            .expect("cache")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+
     #[test]
     fn the_script_reads_files_with_builtins_exactly_as_cat_would() {
         let node = Scratch::new();

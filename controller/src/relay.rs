@@ -156,11 +156,12 @@ pub fn choose(needs: &[Need]) -> Vec<ArchRelay> {
 
 /// `$1` target, `$2` octal mode, `$3` expected sha256, `$4` source (an
 /// absolute path on this node, or an `http://` URL), `$5` the most bytes a
-/// download may have. The target is replaced atomically, and only by bytes
+/// download may have, `$6` its time limit in seconds, `$7` `yes` to record
+/// the hash in the node's facts cache (a release binary is always large). The target is replaced atomically, and only by bytes
 /// whose sha256 matched; curl's own exit statuses stay apart from ours.
 pub const INSTALL_SCRIPT: &str = concat!(
     r#"set -eu
-target=$1 mode=$2 want=$3 from=$4 max=$5
+target=$1 mode=$2 want=$3 from=$4 max=$5 keep_hash=${7:-no}
 dir=${target%/*}
 base=${target##*/}
 mkdir -p -- "$dir"
@@ -208,6 +209,7 @@ pub async fn install(
         .args([path, &format!("{:04o}", mode & 0o7777), sha256, from])
         .arg(max_bytes.to_string())
         .arg(FETCH_TIMEOUT.as_secs().to_string())
+        .arg("yes")
         .sudo(sudo)
         .timeout(FETCH_TIMEOUT + Duration::from_secs(30));
     fetch_result(sha256, &t.exec(&cmd).await?)

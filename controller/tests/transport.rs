@@ -1081,7 +1081,7 @@ async fn upload_with_wrong_hash_leaves_target_untouched() {
     let claimed = upload::sha256_hex(b"what we meant to send");
     let out = t
         .exec(
-            &upload::put_command(target_str, 0o755, &claimed, false)
+            &upload::put_command(target_str, 0o755, &claimed, 12, false)
                 .stdin(b"what arrived".to_vec()),
         )
         .await

@@ -60,6 +60,8 @@ def cgroup_root(lab_id):
 # session and user slice, sudo, the facts script and what it starts,
 # systemd, logind, dbus, journald. The services' share is reported apart.
 SERVICES = ("k3s.service", "k3s-agent.service", "pictl-agent.service")
+# How long after a run its node-side work is still counted (see measure).
+SETTLE_S = 1.5
 
 
 def read_usage(path):
@@ -102,9 +104,13 @@ def measure(cmd, lab_id, env):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     out, err = p.communicate()
     wall = time.monotonic() - t0
+    # A node's share of the run ends after pictl's: closing the session
+    # (PAM, logind, the session scope) runs once the connection is gone,
+    # later the busier the machine. Read the counters once that settled.
+    time.sleep(SETTLE_S)
     b = nodes_cpu_usec(lab_id)
     # The child is reaped: its rusage is in RUSAGE_CHILDREN; take the delta.
-    return wall, out, err, p.returncode, (b[0] - a[0], b[1] - a[1])
+    return wall, out, err, p.returncode, (b[0] - a[0], b[1] - a[1]), wall + SETTLE_S
 
 
 def one_run(kind, cmd, lab_id, n, idle, env):
@@ -113,7 +119,7 @@ def one_run(kind, cmd, lab_id, n, idle, env):
     # /usr/bin/time rounds to 10 ms; the peak RSS is /usr/bin/time's.)
     timed = ["/usr/bin/time", "-f", "pictl-bench-rusage=%U %S %M"] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, out, err, rc, (node_usec, service_usec) = measure(timed, lab_id, env)
+    wall, out, err, rc, (node_usec, service_usec), span = measure(timed, lab_id, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     err_text = err.decode(errors="replace")
@@ -134,7 +140,7 @@ def one_run(kind, cmd, lab_id, n, idle, env):
             )
         except (ValueError, KeyError):
             pass
-    node_net = max(0.0, node_usec - service_usec - idle * wall)
+    node_net = max(0.0, node_usec - service_usec - idle * span)
     r = {
         "kind": kind,
         "nodes": n,

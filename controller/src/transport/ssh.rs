@@ -396,7 +396,7 @@ impl SshTransport {
         sudo: bool,
     ) -> Result<(), TransportError> {
         let expected = upload::sha256_hex(contents);
-        let cmd = upload::put_command(path, mode, &expected, sudo);
+        let cmd = upload::put_command(path, mode, &expected, contents.len(), sudo);
         let what = format!("upload of {path}");
         let wire = self.wire(&cmd, &what)?;
         let limits = Limits {

@@ -35,17 +35,26 @@ chmod -- "$mode" "$tmp"
 mv -f -T -- "$tmp" "$target"
 trap - EXIT
 sync -- "$dir" 2>/dev/null || true
+# A large file just hashed goes into the facts script's hash cache (its
+# format: path inode size ctime sha256; see facts.rs), so the re-check
+# after this run need not hash it again: 70 MB of K3s take a Pi 4 most of
+# a second. Only where a facts run made pictl's record directory.
+if [ "$keep_hash" = yes ] && [ -d /var/lib/pictl ]; then
+  id=$(stat -c '%i %s %.9Z' -- "$target") &&
+    (umask 077; printf '%s %s %s\n' "$target" "$id" "$got" >>/var/lib/pictl/hashes) || true
+fi
 "#
     };
 }
 pub(crate) use verify_and_install;
 
-/// `$1` target (absolute), `$2` octal mode, `$3` expected sha256 (hex);
-/// stdin is the content. `mv -T` so a directory at the target is an error,
+/// `$1` target (absolute), `$2` octal mode, `$3` expected sha256 (hex),
+/// `$4` `yes` to record the hash in the facts cache (default no: see
+/// [`KEEP_HASH_MIN_BYTES`]); stdin is the content. `mv -T` so a directory at the target is an error,
 /// not a place to move into; `sync DIR` persists the rename itself.
 pub const PUT_SCRIPT: &str = concat!(
     r#"set -eu
-target=$1 mode=$2 want=$3
+target=$1 mode=$2 want=$3 keep_hash=${4:-no}
 case $target in
   /*) ;;
   *) echo "pictl: upload target must be an absolute path" >&2; exit 2 ;;
@@ -68,12 +77,29 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The upload command, without its stdin (the caller streams the contents).
-pub fn put_command(path: &str, mode: u32, expected_sha256: &str, sudo: bool) -> RemoteCommand {
+/// From this size on, an upload records its hash in the node's facts
+/// cache: below it, hashing the file again costs less than recording it.
+pub const KEEP_HASH_MIN_BYTES: usize = 1 << 20;
+
+/// The upload command for `len` bytes, without its stdin (the caller
+/// streams the contents).
+pub fn put_command(
+    path: &str,
+    mode: u32,
+    expected_sha256: &str,
+    len: usize,
+    sudo: bool,
+) -> RemoteCommand {
+    let keep = if len >= KEEP_HASH_MIN_BYTES {
+        "yes"
+    } else {
+        "no"
+    };
     RemoteCommand::script(PUT_SCRIPT)
         .arg(path)
         .arg(format!("{:04o}", mode & 0o7777))
         .arg(expected_sha256)
+        .arg(keep)
         .sudo(sudo)
 }
 
@@ -123,9 +149,11 @@ mod tests {
 
     #[test]
     fn put_command_never_carries_contents_and_formats_mode_octal() {
-        let cmd = put_command("/etc/x y", 0o100600, "abc", true);
+        let cmd = put_command("/etc/x y", 0o100600, "abc", 10, true);
         let line = cmd.to_shell();
-        assert!(line.ends_with(" pictl '/etc/x y' 0600 abc"), "{line}");
+        assert!(line.ends_with(" pictl '/etc/x y' 0600 abc no"), "{line}");
+        let big = put_command("/k3s", 0o755, "abc", KEEP_HASH_MIN_BYTES, true).to_shell();
+        assert!(big.ends_with(" pictl /k3s 0755 abc yes"), "{big}");
         assert!(cmd.needs_sudo());
         assert!(cmd.stdin_bytes().is_none());
     }
