@@ -14,6 +14,7 @@ every node count. Results: a table on stdout and JSON in --json FILE.
 """
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -52,16 +53,23 @@ def cgroup_root(lab_id):
     raise SystemExit(f"no cgroup for lab {lab_id}: is it up?")
 
 
-# The nodes' long-running services: their own idle work (the simulated K3s,
-# the health agent) is large and uneven next to a no-op's share, and on a
-# saturated machine it is delayed rather than skipped, so subtracting an
-# idle rate from it blurs the figure (at 50 nodes, below zero). The node
-# CPU per run is therefore everything else a node did: sshd, the login's
-# session and user slice, sudo, the facts script and what it starts,
-# systemd, logind, dbus, journald. The services' share is reported apart.
+# What a run costs the nodes, from their cgroups, in three parts:
+# - the logins (sshd's ssh.service, and the user slice less the user's
+#   systemd manager): sudo, the facts script and what it starts, all of
+#   pictl's commands. Idle, these use nothing: counted as they are.
+# - the nodes' long-running services (SERVICES): their own idle work (the
+#   simulated K3s, the health agent) is large and uneven next to a no-op's
+#   share, and on a saturated machine delayed rather than skipped, so an
+#   idle rate subtracted from it blurs the figure (at 50 nodes, below
+#   zero). Reported apart, not in the node CPU of a run.
+# - everything else (PID 1, logind, dbus, journald, the user managers):
+#   counted less its idle rate, measured once the user managers of the
+#   previous logins have stopped (USER_STOP_S).
 SERVICES = ("k3s.service", "k3s-agent.service", "pictl-agent.service")
 # How long after a run its node-side work is still counted (see measure).
 SETTLE_S = 1.5
+# systemd stops a user's manager 10 s after the last session (UserStopDelaySec).
+USER_STOP_S = 12
 
 
 def read_usage(path):
@@ -76,25 +84,45 @@ def read_usage(path):
     return 0
 
 
+def logins_usec(payload):
+    """ssh.service and the user slices, less each user's systemd manager."""
+    used = read_usage(os.path.join(payload, "system.slice", "ssh.service"))
+    users = os.path.join(payload, "user.slice")
+    used += read_usage(users)
+    if os.path.isdir(users):
+        for u in os.listdir(users):
+            for m in glob.glob(os.path.join(users, u, "user@*.service")):
+                used -= read_usage(m)
+    return used
+
+
 def nodes_cpu_usec(lab_id):
-    """CPU time used so far by the lab's nodes (their cgroups): (all, services)."""
+    """CPU time used so far by the lab's nodes: (all, services, logins)."""
     root = cgroup_root(lab_id)
-    total = services = 0
+    total = services = logins = 0
     for d in os.listdir(root):
         if not d.startswith("node"):
             continue
+        payload = os.path.join(root, d, "payload")
         total += read_usage(os.path.join(root, d))
         for svc in SERVICES:
-            services += read_usage(os.path.join(root, d, "payload", "system.slice", svc))
-    return total, services
+            services += read_usage(os.path.join(payload, "system.slice", svc))
+        logins += logins_usec(payload)
+    return total, services, logins
+
+
+def rest(u):
+    """Everything but the services and the logins."""
+    return u[0] - u[1] - u[2]
 
 
 def idle_rate(lab_id, seconds=2.0):
-    """The nodes' CPU per second outside their services while pictl does nothing."""
+    """The nodes' CPU per second outside their services and logins while
+    pictl does nothing."""
     a = nodes_cpu_usec(lab_id)
     time.sleep(seconds)
     b = nodes_cpu_usec(lab_id)
-    return ((b[0] - b[1]) - (a[0] - a[1])) / seconds
+    return (rest(b) - rest(a)) / seconds
 
 
 def measure(cmd, lab_id, env):
@@ -110,7 +138,8 @@ def measure(cmd, lab_id, env):
     time.sleep(SETTLE_S)
     b = nodes_cpu_usec(lab_id)
     # The child is reaped: its rusage is in RUSAGE_CHILDREN; take the delta.
-    return wall, out, err, p.returncode, (b[0] - a[0], b[1] - a[1]), wall + SETTLE_S
+    delta = tuple(y - x for x, y in zip(a, b))
+    return wall, out, err, p.returncode, delta, wall + SETTLE_S
 
 
 def one_run(kind, cmd, lab_id, n, idle, env):
@@ -119,7 +148,8 @@ def one_run(kind, cmd, lab_id, n, idle, env):
     # /usr/bin/time rounds to 10 ms; the peak RSS is /usr/bin/time's.)
     timed = ["/usr/bin/time", "-f", "pictl-bench-rusage=%U %S %M"] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, out, err, rc, (node_usec, service_usec), span = measure(timed, lab_id, env)
+    wall, out, err, rc, used, span = measure(timed, lab_id, env)
+    node_usec, service_usec, login_usec = used
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     err_text = err.decode(errors="replace")
@@ -140,7 +170,7 @@ def one_run(kind, cmd, lab_id, n, idle, env):
             )
         except (ValueError, KeyError):
             pass
-    node_net = max(0.0, node_usec - service_usec - idle * span)
+    node_net = login_usec + max(0.0, rest(used) - idle * span)
     r = {
         "kind": kind,
         "nodes": n,
@@ -151,6 +181,7 @@ def one_run(kind, cmd, lab_id, n, idle, env):
         "controller_peak_rss_kib": rss,
         "node_cpu_s": round(node_usec / 1e6, 3),
         "node_services_cpu_s": round(service_usec / 1e6, 3),
+        "node_logins_cpu_s": round(login_usec / 1e6, 3),
         "node_cpu_ms_per_node": round(node_net / 1000 / n, 1),
         "node_idle_cpu_ms_per_s": round(idle / 1000, 1),
         "phases_s": phases,
@@ -198,6 +229,9 @@ def bench_n(a, n, pictl, env):
         results.append(r)
     else:
         subprocess.run(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    # The bootstrap's logins leave user managers that stop a little later:
+    # that is not idle work.
+    time.sleep(USER_STOP_S)
     idle = idle_rate(lab_id)
     for c in a.concurrency:
         for i in range(a.runs):
