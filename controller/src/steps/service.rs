@@ -168,6 +168,55 @@ mod tests {
         calls.lines().map(String::from).collect()
     }
 
+    /// The record of what K3s started with takes a hash from the facts
+    /// cache when the cache holds one for the file as it is now, and hashes
+    /// the file otherwise (a changed file has a new ctime).
+    #[test]
+    fn the_started_with_record_reuses_the_facts_cache() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let root = dir.path().to_string_lossy().into_owned();
+        let (bin, conf) = (format!("{root}/k3s"), format!("{root}/config.yaml"));
+        std::fs::write(&bin, b"binary").expect("write");
+        std::fs::write(&conf, b"a: 1\n").expect("write");
+        std::fs::create_dir(dir.path().join("lib")).expect("lib");
+        let id = |f: &str| {
+            let out = std::process::Command::new("stat")
+                .args(["-c", "%i %s %.9Z", f])
+                .output()
+                .expect("stat");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        // "feed" is not the binary's hash: only the cache can say it.
+        let cache = format!("{bin} {} feed\n", id(&bin));
+        std::fs::write(dir.path().join("lib/hashes"), cache).expect("cache");
+        let script =
+            crate::steps::k3s_service::SCRIPT.replace("/var/lib/pictl", &format!("{root}/lib"));
+        let run = || {
+            let args = [
+                "k3s-agent.service",
+                "none",
+                "no",
+                "no",
+                "no",
+                "5",
+                &bin,
+                &conf,
+            ];
+            systemctl_calls(&script, &args);
+            std::fs::read_to_string(dir.path().join("lib/k3s-started-with")).expect("record")
+        };
+        let sha = |b: &[u8]| crate::artifacts::sha256_hex(b);
+        assert_eq!(run(), format!("feed  {bin}\n{}  {conf}\n", sha(b"a: 1\n")));
+        std::fs::write(&bin, b"binary, changed").expect("write");
+        let again = run();
+        let want = format!(
+            "{}  {bin}\n{}  {conf}\n",
+            sha(b"binary, changed"),
+            sha(b"a: 1\n")
+        );
+        assert_eq!(again, want);
+    }
+
     /// `systemctl enable` reloads systemd by itself: a unit enabled and
     /// started after a new unit file costs one reload, not two, and a
     /// restart of an enabled unit none.
