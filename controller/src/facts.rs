@@ -249,6 +249,10 @@ pub struct UnitFact {
     pub active_state: String,
     pub enabled: bool,
     pub need_daemon_reload: bool,
+    /// systemd holds a definition of the unit (`LoadState` is anything but
+    /// `not-found`): a changed unit file needs a reload. A unit it never
+    /// loaded is read from disk when it is started.
+    pub loaded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -484,6 +488,7 @@ fn parse_unit(props: &str) -> UnitFact {
             }
             "UnitFileState" => u.enabled = v == "enabled",
             "NeedDaemonReload" => u.need_daemon_reload = v == "yes",
+            "LoadState" => u.loaded = v != "not-found",
             _ => {}
         }
     }
@@ -551,7 +556,7 @@ mod tests {
             Some("fff")
         );
         let unit = f.unit("k3s.service");
-        assert!(unit.active && unit.enabled && !unit.need_daemon_reload);
+        assert!(unit.active && unit.enabled && !unit.need_daemon_reload && unit.loaded);
         assert!(!f.unit("k3s-agent.service").active);
         assert_eq!(
             f.server_token.as_ref().map(Secret::expose),

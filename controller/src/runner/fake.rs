@@ -181,7 +181,11 @@ impl FakeTransport {
             } else {
                 "disabled"
             };
-            let props = format!("ActiveState={active} UnitFileState={enabled} NeedDaemonReload=no");
+            let installed = s.files.keys().any(|p| p.ends_with(&format!("/{unit}")));
+            let load = if installed { "loaded" } else { "not-found" };
+            let props = format!(
+                "LoadState={load} ActiveState={active} UnitFileState={enabled} NeedDaemonReload=no"
+            );
             out.push_str(&line("unit", &format!("{unit} {props}")));
         }
         if self.server && s.active.contains("k3s.service") {

@@ -93,7 +93,12 @@ id -u pictl-agent >/dev/null 2>&1 || useradd --system --no-create-home --home-di
   --shell /usr/sbin/nologin --user-group pictl-agent
 [ "$1" = no ] || systemctl enable --quiet --no-reload pictl-agent.service
 [ "$2" = no ] || systemctl daemon-reload
-if [ "$3" != none ]; then systemctl "$3" pictl-agent.service; fi
+# A unit systemd never loaded is read from disk when started; a systemd
+# that keeps a stale "not found" for it (older than 246) gets the reload.
+if [ "$3" != none ]; then
+  systemctl "$3" pictl-agent.service 2>/dev/null ||
+    { systemctl daemon-reload; systemctl "$3" pictl-agent.service; }
+fi
 i=0
 until systemctl is-active --quiet pictl-agent.service; do
   i=$((i+1)); if [ $i -gt 50 ]; then systemctl status --no-pager --lines=5 pictl-agent.service >&2 || true; exit 1; fi
@@ -141,7 +146,10 @@ impl Step for HealthAgent {
             fixes,
             service: ServicePlan {
                 unit: UNIT,
-                daemon_reload: unit_file.is_some() || dropin.is_some() || unit.need_daemon_reload,
+                daemon_reload: super::service::needs_reload(
+                    &unit,
+                    unit_file.is_some() || dropin.is_some() || !unit.enabled,
+                ),
                 enable: !unit.enabled,
                 action: ServiceAction::start_or(&unit, restart),
             },

@@ -42,7 +42,13 @@ unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; deadline=$(( $(dat
 # The invocation ID tells the new process from the old one, which a queued
 # restart leaves "active" for a moment.
 old=$(systemctl show -p InvocationID --value "$unit")
-if [ "$action" != none ]; then systemctl --no-block "$action" "$unit"; fi
+# A unit systemd never loaded is read from disk when started (pictl does
+# not reload for it); a systemd that keeps a stale "not found" for it
+# (older than 246) gets the reload then.
+if [ "$action" != none ]; then
+  systemctl --no-block "$action" "$unit" 2>/dev/null ||
+    { systemctl daemon-reload; systemctl --no-block "$action" "$unit"; }
+fi
 ready() {
   systemctl is-active --quiet "$unit" || return 1
   [ "$action" = none ] || [ "$(systemctl show -p InvocationID --value "$unit")" != "$old" ] || return 1
@@ -128,7 +134,10 @@ impl Step for K3sService {
         };
         let plan = ServicePlan {
             unit: cx.desired.unit_name,
-            daemon_reload: cx.pending.contains(&StepId::K3sUnit) || unit.need_daemon_reload,
+            daemon_reload: super::service::needs_reload(
+                &unit,
+                cx.pending.contains(&StepId::K3sUnit) || !unit.enabled,
+            ),
             enable: !unit.enabled,
             action: ServiceAction::start_or(&unit, restart),
         };

@@ -63,6 +63,15 @@ impl ServiceAction {
     }
 }
 
+/// Whether systemd must reload before `unit` is (re)started: its files
+/// changed or it is to be enabled (`files_or_enable`), and systemd holds a
+/// definition of it, which only a reload replaces (and its cached
+/// enablement with it); or systemd says it needs one. A unit systemd never
+/// loaded is read from disk, enablement included, when it is started.
+pub fn needs_reload(unit: &crate::facts::UnitFact, files_or_enable: bool) -> bool {
+    (files_or_enable && unit.loaded) || unit.need_daemon_reload
+}
+
 /// A unit's plan: reload, enable, start or restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServicePlan {
@@ -76,11 +85,12 @@ impl ServicePlan {
     /// The scripts' `enable` and `reload` arguments (`yes`/`no`). `systemctl
     /// enable` reloads systemd by itself, even for a unit already enabled,
     /// and a reload costs PID 1 about 95 ms of CPU on the lab's nodes (more
-    /// on a Pi): enable only a disabled unit, with `--no-reload`, then
-    /// reload once for both.
+    /// on a Pi): the scripts enable only a disabled unit, with
+    /// `--no-reload`, and reload only when [`Self::daemon_reload`] says so
+    /// (see [`needs_reload`]).
     pub fn systemd_args(&self) -> [&'static str; 2] {
         let yes = |b: bool| if b { "yes" } else { "no" };
-        [yes(self.enable), yes(self.enable || self.daemon_reload)]
+        [yes(self.enable), yes(self.daemon_reload)]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -140,11 +150,25 @@ mod tests {
     /// Runs a service script with `systemctl` (and `id`) replaced by a shim
     /// logging its arguments; returns the systemctl calls.
     fn systemctl_calls(script: &str, args: &[&str]) -> Vec<String> {
+        systemd_calls(script, args, false)
+    }
+
+    /// As [`systemctl_calls`]; with `stale`, systemd refuses the first start
+    /// as a unit it does not know (a stale "not found", systemd < 246).
+    fn systemd_calls(script: &str, args: &[&str], stale: bool) -> Vec<String> {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path().to_string_lossy().into_owned();
+        let refuse = if stale {
+            format!(
+                "case \"$*\" in *start*) [ -e {root}/refused ] || \
+                 {{ touch {root}/refused; echo 'Unit not found.' >&2; exit 5; }} ;; esac\n"
+            )
+        } else {
+            String::new()
+        };
         let shim = format!(
-            "#!/bin/sh\necho \"$*\" >>{root}/calls\ncase \"$*\" in *InvocationID*)\n\
+            "#!/bin/sh\necho \"$*\" >>{root}/calls\n{refuse}case \"$*\" in *InvocationID*)\n\
              n=$(cat {root}/n 2>/dev/null || echo 0); echo $((n+1)) >{root}/n; echo inv$n ;; esac\n"
         );
         for (name, body) in [("systemctl", shim.as_str()), ("id", "#!/bin/sh\n")] {
@@ -251,12 +275,46 @@ mod tests {
             let reload = calls.iter().position(|c| c == "daemon-reload");
             assert!(enable.is_some() && enable < reload, "{calls:?}");
         }
+        // Enabling alone (a unit systemd never loaded) reloads nothing.
         for calls in [k3s(&plan(false, true)), agent(&plan(false, true))] {
-            assert_eq!(reloads(&calls), 1, "{calls:?}");
+            assert_eq!(reloads(&calls), 0, "{calls:?}");
+            assert!(
+                calls
+                    .iter()
+                    .any(|c| c.starts_with("enable --quiet --no-reload ")),
+                "{calls:?}"
+            );
         }
         for calls in [k3s(&plan(true, false)), agent(&plan(true, false))] {
             assert_eq!(reloads(&calls), 1, "{calls:?}");
             assert!(!calls.iter().any(|c| c.starts_with("enable")), "{calls:?}");
+        }
+        // A systemd that does not find the new unit gets one reload, and the start again.
+        let stale_k3s = |p: &ServicePlan| {
+            let [enable, reload] = p.systemd_args();
+            let args = [p.unit, "start", enable, reload, "no", "5", "/dev/null"];
+            systemd_calls(crate::steps::k3s_service::SCRIPT, &args, true)
+        };
+        let stale_agent = |p: &ServicePlan| {
+            let [enable, reload] = p.systemd_args();
+            systemd_calls(
+                crate::steps::health_agent::SCRIPT,
+                &[enable, reload, "start"],
+                true,
+            )
+        };
+        for calls in [
+            stale_k3s(&plan(false, false)),
+            stale_agent(&plan(false, false)),
+        ] {
+            assert_eq!(reloads(&calls), 1, "{calls:?}");
+            let starts = calls
+                .iter()
+                .filter(|c| {
+                    c.ends_with("start k3s-agent.service") || *c == "start pictl-agent.service"
+                })
+                .count();
+            assert_eq!(starts, 2, "{calls:?}");
         }
         for calls in [k3s(&plan(false, false)), agent(&plan(false, false))] {
             assert_eq!(reloads(&calls), 0, "{calls:?}");

@@ -87,6 +87,7 @@ fn converged(d: &Desired) -> Facts {
         active_state: "active".into(),
         enabled: true,
         need_daemon_reload: false,
+        loaded: true,
     };
     let file_meta = [
         (paths::K3S_BIN, 0o755),
@@ -212,7 +213,8 @@ fn a_fresh_node_gets_everything_and_a_start() {
         Change::new(paths::K3S_BIN, "absent", "v1.32.5+k3s1")
     );
     let service: Vec<&str> = p[4].1.iter().map(|c| c.after.as_str()).collect();
-    assert_eq!(service, ["daemon-reload", "enabled", "active"]);
+    // A unit systemd never loaded needs no reload: starting it reads it.
+    assert_eq!(service, ["enabled", "active"]);
 }
 
 #[test]
@@ -480,18 +482,25 @@ fn a_new_agent_build_is_installed_and_restarts_the_agent() {
     assert!(!p.service.daemon_reload, "only the binary changed");
 }
 
+/// A unit systemd never loaded is read from disk when started: writing it
+/// needs no reload. One systemd still holds (its file deleted under it) does.
 #[test]
-fn a_stopped_agent_is_started_and_a_missing_unit_reloads_systemd() {
+fn a_missing_unit_is_written_and_started_reloading_only_a_unit_systemd_holds() {
     let inv = inventory();
     let (d, mut f) = with_agent(&inv);
     f.files.remove(paths::HEALTH_AGENT_UNIT);
-    f.units.remove("pictl-agent.service");
+    let held = f.units.remove("pictl-agent.service").expect("running");
     let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
         panic!("expected a change")
     };
     assert_eq!(p.unit, Some("absent"));
-    assert!(p.service.daemon_reload && p.service.enable);
+    assert!(!p.service.daemon_reload && p.service.enable, "{p:?}");
     assert!(matches!(p.service.action, ServiceAction::Start { .. }));
+    f.units.insert("pictl-agent.service".into(), held);
+    let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert!(p.service.daemon_reload, "{p:?}");
 }
 
 #[test]
