@@ -28,6 +28,8 @@ pub mod state;
 pub mod status;
 pub mod step;
 pub mod steps;
+#[cfg(test)]
+mod test_sh;
 pub mod transport;
 pub mod workload;
 pub mod write;

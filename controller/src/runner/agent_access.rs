@@ -89,9 +89,17 @@ fn failed(what: &str, e: &kube::Error) -> String {
 /// The token and CA in `node`'s token Secret, once the token controller filled it.
 pub type Token = (Secret, String);
 
-/// The labels pictl puts on every agent object, as a selector.
-const SELECTOR: &str =
-    "app.kubernetes.io/managed-by=pictl,app.kubernetes.io/component=health-agent";
+/// The labels pictl puts on every agent object (and lists them by).
+const LABELS: [(&str, &str); 2] = [
+    ("app.kubernetes.io/managed-by", "pictl"),
+    ("app.kubernetes.io/component", "health-agent"),
+];
+
+/// [`LABELS`] as a label selector.
+fn selector() -> String {
+    let terms: Vec<String> = LABELS.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    terms.join(",")
+}
 
 /// pictl's agent objects as found, one LIST per kind: a run reads four
 /// lists, not four objects per node (200 requests on a 50-node no-op).
@@ -122,7 +130,7 @@ where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let list = api
-        .list(&ListParams::default().labels(SELECTOR))
+        .list(&ListParams::default().labels(&selector()))
         .await
         .map_err(|e| failed(&format!("listing {}s", K::kind(&())), &e))?;
     Ok(list
@@ -217,7 +225,10 @@ pub async fn apply(client: &kube::Client, node: &str) -> Result<(), String> {
     let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
     let roles: kube::Api<ClusterRole> = kube::Api::all(client.clone());
     let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
-    let labels = json!({"app.kubernetes.io/managed-by": "pictl", "app.kubernetes.io/component": "health-agent"});
+    let labels: serde_json::Map<String, serde_json::Value> = LABELS
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": n.account, "namespace": NAMESPACE, "labels": labels}});
     sa.patch(&n.account, &pp, &Patch::Apply(&obj))

@@ -87,24 +87,23 @@ const UNIT: &str = "pictl-agent.service";
 /// `$1` enable yes|no, `$2` daemon-reload yes|no (see
 /// [`ServicePlan::systemd_args`](super::service::ServicePlan::systemd_args)),
 /// `$3` start|restart|none.
-pub(super) const SCRIPT: &str = r#"set -eu
-# The unit runs as this unprivileged system user.
+pub(super) const SCRIPT: &str = concat!(
+    r#"set -eu
+"#,
+    super::service::start_unit!(),
+    r#"# The unit runs as this unprivileged system user.
 id -u pictl-agent >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
   --shell /usr/sbin/nologin --user-group pictl-agent
 [ "$1" = no ] || systemctl enable --quiet --no-reload pictl-agent.service
 [ "$2" = no ] || systemctl daemon-reload
-# A unit systemd never loaded is read from disk when started; a systemd
-# that keeps a stale "not found" for it (older than 246) gets the reload.
-if [ "$3" != none ]; then
-  systemctl "$3" pictl-agent.service 2>/dev/null ||
-    { systemctl daemon-reload; systemctl "$3" pictl-agent.service; }
-fi
+if [ "$3" != none ]; then start_unit "$3" pictl-agent.service; fi
 i=0
 until systemctl is-active --quiet pictl-agent.service; do
   i=$((i+1)); if [ $i -gt 50 ]; then systemctl status --no-pager --lines=5 pictl-agent.service >&2 || true; exit 1; fi
   sleep 0.2
 done
-"#;
+"#
+);
 
 impl Step for HealthAgent {
     const ID: StepId = StepId::HealthAgent;

@@ -33,8 +33,11 @@ impl Plan for ServicePlan {
 /// `$1` unit, `$2` start|restart|none, `$3` enable yes|no, `$4`
 /// daemon-reload yes|no (see [`ServicePlan::systemd_args`]), `$5` wait for
 /// the server's files yes|no, `$6` seconds; then the files to record.
-pub(super) const SCRIPT: &str = r#"set -eu
-unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; deadline=$(( $(date +%s) + secs )); shift 6
+pub(super) const SCRIPT: &str = concat!(
+    r#"set -eu
+"#,
+    super::service::start_unit!(),
+    r#"unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; deadline=$(( $(date +%s) + secs )); shift 6
 [ "$enable" = no ] || systemctl enable --quiet --no-reload "$unit"
 [ "$reload" = no ] || systemctl daemon-reload
 # --no-block: a Type=notify unit would otherwise hold systemctl until ready,
@@ -42,13 +45,7 @@ unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; deadline=$(( $(dat
 # The invocation ID tells the new process from the old one, which a queued
 # restart leaves "active" for a moment.
 old=$(systemctl show -p InvocationID --value "$unit")
-# A unit systemd never loaded is read from disk when started (pictl does
-# not reload for it); a systemd that keeps a stale "not found" for it
-# (older than 246) gets the reload then.
-if [ "$action" != none ]; then
-  systemctl --no-block "$action" "$unit" 2>/dev/null ||
-    { systemctl daemon-reload; systemctl --no-block "$action" "$unit"; }
-fi
+if [ "$action" != none ]; then start_unit --no-block "$action" "$unit"; fi
 ready() {
   systemctl is-active --quiet "$unit" || return 1
   [ "$action" = none ] || [ "$(systemctl show -p InvocationID --value "$unit")" != "$old" ] || return 1
@@ -72,22 +69,23 @@ umask 077
 mkdir -p /var/lib/pictl && chmod 700 /var/lib/pictl
 nl='
 '
-c=$nl
-[ ! -r /var/lib/pictl/hashes ] || c=$nl$(cat /var/lib/pictl/hashes)$nl
-ids=$(stat -c '%i %s %.9Z %n' -- "$@")
+c=
+[ ! -r /var/lib/pictl/hashes ] || c=$(cat /var/lib/pictl/hashes)
+x=$nl$c$nl; rest=$c$nl
+"#,
+    crate::facts::hash_cache_hit!(),
+    r#"ids=$(stat -c '%i %s %.9Z %n' -- "$@")
 rec=
 while read -r i s t f; do
-  case $c in
-  *"$nl$f $i $s $t "*) h=${c#*"$nl$f $i $s $t "}; h=${h%%"$nl"*} ;;
-  *) h=$(sha256sum < "$f"); h=${h%% *} ;;
-  esac
+  hit "$f $i $s $t" || { h=$(sha256sum < "$f"); h=${h%% *}; }
   rec="$rec$h  $f$nl"
 done <<END
 $ids
 END
 printf '%s' "$rec" > /var/lib/pictl/k3s-started-with.tmp
 mv /var/lib/pictl/k3s-started-with.tmp /var/lib/pictl/k3s-started-with
-"#;
+"#
+);
 
 impl K3sService {
     fn inputs(cx: &NodeCx<'_>) -> [&'static str; 3] {

@@ -63,6 +63,21 @@ impl ServiceAction {
     }
 }
 
+/// Shell for the service scripts: `start_unit ARGS…` runs `systemctl
+/// ARGS…` (a start or restart). A unit systemd never loaded is read from
+/// disk when it is started, so pictl does not reload for it (see
+/// [`needs_reload`]); a systemd that keeps a stale "not found" for it
+/// (older than 246) refuses, and gets one reload and the start again.
+macro_rules! start_unit {
+    () => {
+        r#"start_unit() {
+  systemctl "$@" 2>/dev/null || { systemctl daemon-reload; systemctl "$@"; }
+}
+"#
+    };
+}
+pub(super) use start_unit;
+
 /// Whether systemd must reload before `unit` is (re)started: its files
 /// changed or it is to be enabled (`files_or_enable`), and systemd holds a
 /// definition of it, which only a reload replaces (and its cached
@@ -177,17 +192,7 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         let script = script.replace("/var/lib/pictl", &format!("{root}/lib"));
-        let out = std::process::Command::new("/bin/sh")
-            .args(["-c", &script, "pictl"])
-            .args(args)
-            .env("PATH", format!("{root}:/usr/bin:/bin"))
-            .output()
-            .expect("sh");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::test_sh::run(&script, args, &format!("{root}:/usr/bin:/bin"));
         let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
         calls.lines().map(String::from).collect()
     }
@@ -246,28 +251,7 @@ mod tests {
     /// restart of an enabled unit none.
     #[test]
     fn the_service_scripts_reload_systemd_once_at_most() {
-        let plan = |daemon_reload, enable| ServicePlan {
-            unit: "k3s-agent.service",
-            daemon_reload,
-            enable,
-            action: ServiceAction::Start {
-                from: "not installed".into(),
-            },
-        };
-        let k3s = |p: &ServicePlan| {
-            let [enable, reload] = p.systemd_args();
-            let args = [p.unit, "start", enable, reload, "no", "5", "/dev/null"];
-            systemctl_calls(crate::steps::k3s_service::SCRIPT, &args)
-        };
-        let agent = |p: &ServicePlan| {
-            let [enable, reload] = p.systemd_args();
-            systemctl_calls(
-                crate::steps::health_agent::SCRIPT,
-                &[enable, reload, "start"],
-            )
-        };
-        let reloads = |calls: &[String]| calls.iter().filter(|c| *c == "daemon-reload").count();
-        for calls in [k3s(&plan(true, true)), agent(&plan(true, true))] {
+        for calls in both_scripts(&plan(true, true), false) {
             assert_eq!(reloads(&calls), 1, "{calls:?}");
             let enable = calls
                 .iter()
@@ -276,57 +260,69 @@ mod tests {
             assert!(enable.is_some() && enable < reload, "{calls:?}");
         }
         // Enabling alone (a unit systemd never loaded) reloads nothing.
-        for calls in [k3s(&plan(false, true)), agent(&plan(false, true))] {
+        for calls in both_scripts(&plan(false, true), false) {
             assert_eq!(reloads(&calls), 0, "{calls:?}");
-            assert!(
-                calls
-                    .iter()
-                    .any(|c| c.starts_with("enable --quiet --no-reload ")),
-                "{calls:?}"
-            );
+            let enabled = calls
+                .iter()
+                .any(|c| c.starts_with("enable --quiet --no-reload "));
+            assert!(enabled, "{calls:?}");
         }
-        for calls in [k3s(&plan(true, false)), agent(&plan(true, false))] {
+        for calls in both_scripts(&plan(true, false), false) {
             assert_eq!(reloads(&calls), 1, "{calls:?}");
             assert!(!calls.iter().any(|c| c.starts_with("enable")), "{calls:?}");
         }
-        // A systemd that does not find the new unit gets one reload, and the start again.
-        let stale_k3s = |p: &ServicePlan| {
-            let [enable, reload] = p.systemd_args();
-            let args = [p.unit, "start", enable, reload, "no", "5", "/dev/null"];
-            systemd_calls(crate::steps::k3s_service::SCRIPT, &args, true)
-        };
-        let stale_agent = |p: &ServicePlan| {
-            let [enable, reload] = p.systemd_args();
+        for calls in both_scripts(&plan(false, false), false) {
+            assert_eq!(reloads(&calls), 0, "{calls:?}");
+            assert!(!calls.iter().any(|c| c.starts_with("enable")), "{calls:?}");
+            assert_eq!(starts(&calls), 1, "{calls:?}");
+        }
+    }
+
+    /// A systemd that does not find the new unit (a stale "not found",
+    /// systemd < 246) gets one reload, and the start again.
+    #[test]
+    fn a_start_refused_as_not_found_reloads_once_and_starts_again() {
+        for calls in both_scripts(&plan(false, false), true) {
+            assert_eq!(reloads(&calls), 1, "{calls:?}");
+            assert_eq!(starts(&calls), 2, "{calls:?}");
+        }
+    }
+
+    /// A start of a unit not yet installed, with the given reload and enable.
+    fn plan(daemon_reload: bool, enable: bool) -> ServicePlan {
+        ServicePlan {
+            unit: "k3s-agent.service",
+            daemon_reload,
+            enable,
+            action: ServiceAction::Start {
+                from: "not installed".into(),
+            },
+        }
+    }
+
+    /// The systemctl calls of the K3s and the health-agent scripts for `p`.
+    fn both_scripts(p: &ServicePlan, stale: bool) -> [Vec<String>; 2] {
+        let [enable, reload] = p.systemd_args();
+        let k3s = [p.unit, "start", enable, reload, "no", "5", "/dev/null"];
+        [
+            systemd_calls(crate::steps::k3s_service::SCRIPT, &k3s, stale),
             systemd_calls(
                 crate::steps::health_agent::SCRIPT,
                 &[enable, reload, "start"],
-                true,
-            )
+                stale,
+            ),
+        ]
+    }
+
+    fn reloads(calls: &[String]) -> usize {
+        calls.iter().filter(|c| *c == "daemon-reload").count()
+    }
+
+    fn starts(calls: &[String]) -> usize {
+        let start = |c: &&String| {
+            c.ends_with("start k3s-agent.service") || *c == "start pictl-agent.service"
         };
-        for calls in [
-            stale_k3s(&plan(false, false)),
-            stale_agent(&plan(false, false)),
-        ] {
-            assert_eq!(reloads(&calls), 1, "{calls:?}");
-            let starts = calls
-                .iter()
-                .filter(|c| {
-                    c.ends_with("start k3s-agent.service") || *c == "start pictl-agent.service"
-                })
-                .count();
-            assert_eq!(starts, 2, "{calls:?}");
-        }
-        for calls in [k3s(&plan(false, false)), agent(&plan(false, false))] {
-            assert_eq!(reloads(&calls), 0, "{calls:?}");
-            assert!(!calls.iter().any(|c| c.starts_with("enable")), "{calls:?}");
-            assert!(
-                calls
-                    .iter()
-                    .any(|c| c.ends_with("start k3s-agent.service")
-                        || c == "start pictl-agent.service"),
-                "{calls:?}"
-            );
-        }
+        calls.iter().filter(start).count()
     }
 
     #[test]
