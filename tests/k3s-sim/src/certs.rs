@@ -278,11 +278,48 @@ pub fn ensure_token(data_dir: &Path, configured: Option<&str>, ca_pem: &str) -> 
     if std::fs::read_to_string(&path).ok().as_deref() != Some(full.as_str()) {
         write_private(&path, full.as_bytes(), 0o600)?;
     }
-    let node_token = data_dir.join("server/node-token");
-    if std::fs::read_to_string(&node_token).ok().as_deref() != Some(full.as_str()) {
-        write_private(&node_token, full.as_bytes(), 0o600)?;
-    }
+    link_to_token(data_dir, "node-token")?;
     Ok(secret)
+}
+
+/// `<data-dir>/server/<name>` as a symlink to `<data-dir>/server/token`, as K3s's
+/// `printTokens` (pkg/server/server.go) leaves `node-token` ("backwards
+/// compatibility") and `agent-token` when no agent token is configured: a path
+/// that is not a symlink yet is removed first; an existing symlink is kept.
+pub fn link_to_token(data_dir: &Path, name: &str) -> Result<()> {
+    let link = data_dir.join("server").join(name);
+    if is_symlink(&link) {
+        return Ok(());
+    }
+    remove_all(&link)?;
+    std::os::unix::fs::symlink(data_dir.join("server/token"), &link)
+        .with_context(|| format!("linking {}", link.display()))
+}
+
+/// `<data-dir>/server/agent-token` as K3s's `printTokens` writes it when an agent
+/// token is configured: a symlink left from a run without one is removed, then the
+/// file is written (`K10<ca-hash>::node:<secret>`, 0600).
+pub fn write_agent_token(data_dir: &Path, full: &str) -> Result<()> {
+    let path = data_dir.join("server/agent-token");
+    if is_symlink(&path) {
+        remove_all(&path)?;
+    }
+    write_private(&path, full.as_bytes(), 0o600)
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Go's `os.RemoveAll`: a missing path is not an error.
+fn remove_all(path: &Path) -> Result<()> {
+    let r = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    r.with_context(|| format!("removing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -323,5 +360,34 @@ mod tests {
         );
         assert_eq!(msg(parse_token("K10::server:")), "invalid token format");
         assert_eq!(msg(parse_token("  ")), "token must not be empty");
+    }
+
+    #[test]
+    fn token_files_are_laid_out_as_k3s_print_tokens_leaves_them() {
+        let dir = std::env::temp_dir().join(format!("k3s-sim-tokens-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let server = dir.join("server");
+        std::fs::create_dir_all(&server).expect("mkdir");
+        // An older layout: node-token a plain file.
+        std::fs::write(server.join("node-token"), "old").expect("write");
+        let secret = ensure_token(&dir, Some("s3cret"), "CA").expect("token");
+        assert_eq!(secret, "s3cret");
+        let token = server.join("token");
+        let link = |name: &str| std::fs::read_link(server.join(name)).ok();
+        assert_eq!(link("node-token"), Some(token.clone()));
+        assert!(link("token").is_none(), "the token is a file");
+        // No agent token: a symlink to the server token.
+        link_to_token(&dir, "agent-token").expect("link");
+        assert_eq!(link("agent-token"), Some(token.clone()));
+        // One configured: the symlink gives way to a file of its own.
+        write_agent_token(&dir, "K10x::node:a\n").expect("agent token");
+        assert!(link("agent-token").is_none());
+        let read = |name: &str| std::fs::read_to_string(server.join(name)).expect("read");
+        assert_eq!(read("agent-token"), "K10x::node:a\n");
+        assert!(read("token").contains("::server:s3cret"), "the server token was not touched");
+        // Configured no more: a symlink again.
+        link_to_token(&dir, "agent-token").expect("relink");
+        assert_eq!(link("agent-token"), Some(token));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -383,8 +383,10 @@ async fn credentials(
             crate::certs::ca_hash(&tls.ca_pem),
             t.secret
         );
-        crate::certs::write_private(&data_dir.join("server/agent-token"), full.as_bytes(), 0o600)?;
+        crate::certs::write_agent_token(data_dir, &full)?;
         secrets.push(t.secret);
+    } else {
+        crate::certs::link_to_token(data_dir, "agent-token")?;
     }
     Ok((ds, tls, secrets))
 }
