@@ -135,7 +135,7 @@ impl Api {
                 .to_string()
         };
         let accept = header("accept");
-        let content_type = media_type(&header("content-type"));
+        let mut content_type = media_type(&header("content-type"));
         if let Some(refused) = refuse_binary(&content_type) {
             return refused;
         }
@@ -148,6 +148,18 @@ impl Api {
                     return status_err(413, "RequestEntityTooLarge", &e.to_string(), Value::Null);
                 }
             }
+        };
+        // Answered in JSON whatever the body was: kubectl's typed clients
+        // send `Accept: application/vnd.kubernetes.protobuf,application/json`
+        // (the real apiserver picks protobuf, the first it serves) and decode
+        // the answer by its Content-Type.
+        let body = match protobuf_as_json(&content_type, body) {
+            Ok(b) if content_type == crate::proto::MEDIA_TYPE => {
+                content_type = "application/json".into();
+                b
+            }
+            Ok(b) => b,
+            Err(refused) => return refused,
         };
         let wants_table = accept.contains("as=Table");
         let t = &target;
