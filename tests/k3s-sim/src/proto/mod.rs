@@ -1,6 +1,7 @@
 //! Protobuf request bodies, as kubectl's typed clients send them for built-in
-//! kinds (`kubectl create configmap|secret|namespace|deployment|service ...`),
-//! turned into the JSON object the simulator stores.
+//! kinds since kubectl 1.32 (`kubectl create configmap|secret|namespace|
+//! deployment|service ...`, `kubectl run`), turned into the JSON object the
+//! simulator stores.
 //!
 //! The envelope is the 4-byte magic `k8s\0` and a `runtime.Unknown` whose
 //! TypeMeta names the kind and whose `raw` holds the object's message

@@ -1,7 +1,7 @@
 //! The workload kinds kubectl's typed clients send: Deployments (`kubectl
 //! create deployment`) and Pods (`kubectl run`), the pod spec's common fields only;
-//! PodDisruptionBudgets (`kubectl create pdb`) and Evictions (`kubectl
-//! drain`). Layouts in kubernetes staging/src/k8s.io/api/{apps,core,policy}/v1/
+//! PodDisruptionBudgets (`kubectl create pdb`) and Evictions (a typed
+//! client's; `kubectl drain` 1.32 sends them as JSON). Layouts in kubernetes staging/src/k8s.io/api/{apps,core,policy}/v1/
 //! generated.proto and apimachinery/pkg/apis/meta/v1/generated.proto.
 
 use super::meta::{
