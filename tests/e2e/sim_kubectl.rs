@@ -131,11 +131,37 @@ pub fn tables_have_the_apiserver_printers_columns() {
     let ns = sim.k(&["get", "namespace"]);
     assert_eq!(header(&ns), "NAME STATUS AGE", "{ns}");
     assert_eq!(row(&ns, "playson")[1], "Active");
+    events_have_the_wide_columns(sim);
     let nodes = sim.k(&["get", "nodes", "-o", "wide"]);
     assert_eq!(
         header(&nodes),
         "NAME STATUS ROLES AGE VERSION INTERNAL-IP EXTERNAL-IP OS-IMAGE KERNEL-VERSION CONTAINER-RUNTIME",
         "{nodes}"
+    );
+}
+
+fn events_have_the_wide_columns(sim: &Sim) {
+    let event = r#"{"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "httpbin.1", "namespace": "playson"},
+        "involvedObject": {"kind": "Deployment", "name": "httpbin", "namespace": "playson"},
+        "reason": "ScalingReplicaSet", "message": "Scaled up", "type": "Normal",
+        "source": {"component": "deployment-controller"},
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z", "count": 2}"#;
+    let f = sim.path("event.json");
+    std::fs::write(&f, event).expect("event");
+    sim.k(&["create", "-f", f.to_str().expect("utf8")]);
+    let wide = sim.k(&["-n", "playson", "get", "events", "-o", "wide"]);
+    assert_eq!(
+        header(&wide),
+        "LAST SEEN TYPE REASON OBJECT SUBOBJECT SOURCE MESSAGE FIRST SEEN COUNT NAME",
+        "{wide}"
+    );
+    let line = wide.lines().nth(1).unwrap_or("");
+    assert!(
+        line.contains("deployment/httpbin")
+            && line.contains("deployment-controller")
+            && line.contains("httpbin.1"),
+        "{wide}"
     );
 }
 

@@ -335,46 +335,64 @@ fn data_counts(secret: bool, items: &[&Value]) -> Columns {
     (cols, items.iter().map(row).collect())
 }
 
-/// pkg/printers/internalversion/printers.go (eventColumnDefinitions, printEvent).
+/// pkg/printers/internalversion/printers.go (eventColumnDefinitions, printEvent,
+/// formatEventSource): LAST SEEN TYPE REASON OBJECT MESSAGE, wide SUBOBJECT
+/// and SOURCE before MESSAGE, FIRST SEEN COUNT NAME after it.
 fn events(items: &[&Value]) -> Columns {
     let cols = vec![
         col("Last Seen", "string", 0),
         col("Type", "string", 0),
         col("Reason", "string", 0),
         col("Object", "string", 0),
+        col("Subobject", "string", 1),
         col("Source", "string", 1),
         col("Message", "string", 0),
-        col("Count", "integer", 1),
+        col("First Seen", "string", 1),
+        col("Count", "string", 1),
         col("Name", "string", 1),
     ];
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let since = |v: &Value| {
+        v.as_str()
+            .and_then(crate::log::parse_k8s_time)
+            .map(|t| human_age(now - t))
+    };
     let row = |o: &&Value| {
         let io = &o["involvedObject"];
-        let object = format!(
-            "{}/{}",
-            io["kind"].as_str().unwrap_or("").to_lowercase(),
-            io["name"].as_str().unwrap_or("")
-        );
-        let source = match (
-            o["source"]["component"].as_str(),
-            o["source"]["host"].as_str(),
-        ) {
-            (Some(c), Some(h)) => format!("{c}, {h}"),
-            (Some(c), None) => c.to_string(),
-            _ => String::new(),
+        let kind = io["kind"].as_str().unwrap_or("").to_lowercase();
+        let object = match io["name"].as_str().filter(|n| !n.is_empty()) {
+            Some(n) => format!("{kind}/{n}"),
+            None => kind,
         };
-        let last = o["lastTimestamp"]
-            .as_str()
-            .and_then(crate::log::parse_k8s_time);
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let seen = last.map_or_else(|| age(o), |t| human_age(now - t));
+        let pick = |a: &Value, b: &Value| {
+            a.as_str()
+                .filter(|s| !s.is_empty())
+                .or(b.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let component = pick(&o["source"]["component"], &o["reportingComponent"]);
+        let host = pick(&o["source"]["host"], &o["reportingInstance"]);
+        let source = if host.is_empty() {
+            component
+        } else {
+            format!("{component}, {host}")
+        };
+        let first = since(&o["firstTimestamp"])
+            .or_else(|| since(&o["eventTime"]))
+            .unwrap_or_else(|| "<unknown>".into());
+        let last = since(&o["lastTimestamp"]).unwrap_or_else(|| first.clone());
+        let count = o["count"].as_i64().filter(|c| *c != 0).unwrap_or(1);
         vec![
-            json!(seen),
+            json!(last),
             o["type"].clone(),
             o["reason"].clone(),
             json!(object),
+            json!(io["fieldPath"].as_str().unwrap_or("")),
             json!(source),
-            o["message"].clone(),
-            o["count"].clone(),
+            json!(o["message"].as_str().unwrap_or("").trim()),
+            json!(first),
+            json!(count),
             name(o),
         ]
     };
