@@ -36,6 +36,18 @@ fn row(table: &str, name: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
 }
 
+/// `get()`'s answer once `done` holds of it, or the last one after 10 s.
+fn eventually(get: impl Fn() -> String, done: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let got = get();
+        if done(&got) || start.elapsed() > Duration::from_secs(10) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A server with the playson workload applied as pictl applies it.
 fn with_playson() -> Sim {
     let sim = Sim::start("node-name: srv\n", &[]);
@@ -95,6 +107,9 @@ pub fn tables_have_the_apiserver_printers_columns() {
         row(&hpa, "httpbin")[1..6],
         ["Deployment/httpbin", "cpu:", "<unknown>/70%", "3", "6"]
     );
+    // REPLICAS is the controller's currentReplicas: the Deployment's 3.
+    let hpa = eventually(|| get(&["hpa"]), |t| row(t, "httpbin")[6] == "3");
+    assert_eq!(row(&hpa, "httpbin")[6], "3", "{hpa}");
     let pdb = get(&["pdb"]);
     assert_eq!(
         header(&pdb),
@@ -106,8 +121,21 @@ pub fn tables_have_the_apiserver_printers_columns() {
     assert_eq!(header(&netpol), "NAME POD-SELECTOR AGE", "{netpol}");
     assert_eq!(row(&netpol, "default-deny")[1], "<none>");
     assert_eq!(row(&netpol, "allow-httpbin-ingress")[1], "app=httpbin");
-    let quota = get(&["resourcequota"]);
+    // The quota controller's used/hard for httpbin's 3 Pods (100m/128Mi
+    // requests, 200m/256Mi limits each), keys sorted, limits.* under LIMIT.
+    let want = "playson-quota pods: 3/10, requests.cpu: 300m/1, requests.memory: 384Mi/1Gi \
+                limits.cpu: 600m/2, limits.memory: 768Mi/2Gi";
+    let words = |t: &str| {
+        t.lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let quota = eventually(|| get(&["resourcequota"]), |t| words(t).starts_with(want));
     assert_eq!(header(&quota), "NAME REQUEST LIMIT AGE", "{quota}");
+    assert!(words(&quota).starts_with(want), "{quota}");
     let limits = get(&["limitrange"]);
     assert_eq!(header(&limits), "NAME CREATED AT", "{limits}");
     assert!(

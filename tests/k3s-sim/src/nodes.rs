@@ -311,6 +311,8 @@ impl Cluster {
         crate::schedule::taint_unschedulable(&mut st);
         crate::pods::reconcile(&mut st);
         update_deployments(&mut st);
+        crate::quota::update_quotas(&mut st);
+        crate::autoscale::update_autoscalers(&mut st);
     }
 }
 
