@@ -97,45 +97,7 @@ pub fn tables_have_the_apiserver_printers_columns() {
         a.extend(args);
         sim.k(&a)
     };
-    let hpa = get(&["hpa"]);
-    assert_eq!(
-        header(&hpa),
-        "NAME REFERENCE TARGETS MINPODS MAXPODS REPLICAS AGE",
-        "{hpa}"
-    );
-    assert_eq!(
-        row(&hpa, "httpbin")[1..6],
-        ["Deployment/httpbin", "cpu:", "<unknown>/70%", "3", "6"]
-    );
-    // REPLICAS is the controller's currentReplicas: the Deployment's 3.
-    let hpa = eventually(|| get(&["hpa"]), |t| row(t, "httpbin")[6] == "3");
-    assert_eq!(row(&hpa, "httpbin")[6], "3", "{hpa}");
-    let pdb = get(&["pdb"]);
-    assert_eq!(
-        header(&pdb),
-        "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE",
-        "{pdb}"
-    );
-    assert_eq!(row(&pdb, "httpbin")[1..3], ["N/A", "1"]);
-    let netpol = get(&["networkpolicy"]);
-    assert_eq!(header(&netpol), "NAME POD-SELECTOR AGE", "{netpol}");
-    assert_eq!(row(&netpol, "default-deny")[1], "<none>");
-    assert_eq!(row(&netpol, "allow-httpbin-ingress")[1], "app=httpbin");
-    // The quota controller's used/hard for httpbin's 3 Pods (100m/128Mi
-    // requests, 200m/256Mi limits each), keys sorted, limits.* under LIMIT.
-    let want = "playson-quota pods: 3/10, requests.cpu: 300m/1, requests.memory: 384Mi/1Gi \
-                limits.cpu: 600m/2, limits.memory: 768Mi/2Gi";
-    let words = |t: &str| {
-        t.lines()
-            .nth(1)
-            .unwrap_or("")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let quota = eventually(|| get(&["resourcequota"]), |t| words(t).starts_with(want));
-    assert_eq!(header(&quota), "NAME REQUEST LIMIT AGE", "{quota}");
-    assert!(words(&quota).starts_with(want), "{quota}");
+    playson_policies_print_like_the_apiserver(sim);
     let limits = get(&["limitrange"]);
     assert_eq!(header(&limits), "NAME CREATED AT", "{limits}");
     assert!(
@@ -166,6 +128,50 @@ pub fn tables_have_the_apiserver_printers_columns() {
         "NAME STATUS ROLES AGE VERSION INTERNAL-IP EXTERNAL-IP OS-IMAGE KERNEL-VERSION CONTAINER-RUNTIME",
         "{nodes}"
     );
+}
+
+/// HPA, PDB, NetworkPolicy and ResourceQuota rows of the playson namespace.
+fn playson_policies_print_like_the_apiserver(sim: &Sim) {
+    let get = |what: &str| sim.k(&["-n", "playson", "get", what]);
+    let hpa = get("hpa");
+    assert_eq!(
+        header(&hpa),
+        "NAME REFERENCE TARGETS MINPODS MAXPODS REPLICAS AGE",
+        "{hpa}"
+    );
+    assert_eq!(
+        row(&hpa, "httpbin")[1..6],
+        ["Deployment/httpbin", "cpu:", "<unknown>/70%", "3", "6"]
+    );
+    // REPLICAS is the controller's currentReplicas: the Deployment's 3.
+    let hpa = eventually(|| get("hpa"), |t| row(t, "httpbin")[6] == "3");
+    assert_eq!(row(&hpa, "httpbin")[6], "3", "{hpa}");
+    let pdb = get("pdb");
+    assert_eq!(
+        header(&pdb),
+        "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE",
+        "{pdb}"
+    );
+    assert_eq!(row(&pdb, "httpbin")[1..3], ["N/A", "1"]);
+    let netpol = get("networkpolicy");
+    assert_eq!(header(&netpol), "NAME POD-SELECTOR AGE", "{netpol}");
+    assert_eq!(row(&netpol, "default-deny")[1], "<none>");
+    assert_eq!(row(&netpol, "allow-httpbin-ingress")[1], "app=httpbin");
+    // The quota controller's used/hard for httpbin's 3 Pods (100m/128Mi
+    // requests, 200m/256Mi limits each), keys sorted, limits.* under LIMIT.
+    let want = "playson-quota pods: 3/10, requests.cpu: 300m/1, requests.memory: 384Mi/1Gi \
+                limits.cpu: 600m/2, limits.memory: 768Mi/2Gi";
+    let words = |t: &str| {
+        t.lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let quota = eventually(|| get("resourcequota"), |t| words(t).starts_with(want));
+    assert_eq!(header(&quota), "NAME REQUEST LIMIT AGE", "{quota}");
+    assert!(words(&quota).starts_with(want), "{quota}");
 }
 
 fn events_have_the_wide_columns(sim: &Sim) {

@@ -149,15 +149,7 @@ impl Api {
                 }
             }
         };
-        // Answered in JSON whatever the body was: kubectl's typed clients
-        // send `Accept: application/vnd.kubernetes.protobuf,application/json`
-        // (the real apiserver picks protobuf, the first it serves) and decode
-        // the answer by its Content-Type.
-        let body = match protobuf_as_json(&content_type, body) {
-            Ok(b) if content_type == crate::proto::MEDIA_TYPE => {
-                content_type = "application/json".into();
-                b
-            }
+        let body = match protobuf_as_json(&mut content_type, body) {
             Ok(b) => b,
             Err(refused) => return refused,
         };

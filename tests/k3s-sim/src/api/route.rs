@@ -63,16 +63,26 @@ pub(super) fn refuse_binary(content_type: &str) -> Option<Resp> {
         .then(|| unsupported_media_type(content_type))
 }
 
-/// A protobuf body as the JSON one it stands for (`crate::proto`); a body the
-/// simulator cannot convert is refused as one in an unknown format.
-pub(super) fn protobuf_as_json(content_type: &str, body: Vec<u8>) -> Result<Vec<u8>, Resp> {
+/// A protobuf body as the JSON one it stands for (`crate::proto`), its
+/// content type then JSON's; a body the simulator cannot convert is refused
+/// as one in an unknown format. The answer is JSON whatever the body was:
+/// kubectl's typed clients send `Accept: application/vnd.kubernetes.protobuf,
+/// application/json` (the real apiserver picks protobuf, the first it
+/// serves) and decode the answer by its Content-Type.
+pub(super) fn protobuf_as_json(content_type: &mut String, body: Vec<u8>) -> Result<Vec<u8>, Resp> {
     if content_type != crate::proto::MEDIA_TYPE {
         return Ok(body);
     }
-    crate::proto::to_json(&body).map_err(|why| {
-        crate::info!("refused a protobuf body: {why}");
-        unsupported_media_type(content_type)
-    })
+    match crate::proto::to_json(&body) {
+        Ok(json) => {
+            *content_type = "application/json".into();
+            Ok(json)
+        }
+        Err(why) => {
+            crate::info!("refused a protobuf body: {why}");
+            Err(unsupported_media_type(content_type))
+        }
+    }
 }
 
 /// The authorizer's verb for a request (apiserver's RequestInfoFactory).
