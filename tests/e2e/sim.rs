@@ -18,6 +18,13 @@ use pictl_e2e::{Case, Lab, LabSpec, harness};
 
 mod sim_pods;
 use sim_pods::pods_cordon_drain_and_disruption_budgets;
+mod sim_kubectl;
+use sim_kubectl::{
+    get_all_lists_the_service_and_the_hpa, imperative_creates_sent_as_protobuf_are_stored,
+    nodes_carry_the_kubelet_conditions_beside_others,
+    protobuf_the_simulator_cannot_convert_is_refused_with_415,
+    tables_have_the_apiserver_printers_columns,
+};
 #[path = "sim_health.rs"]
 mod sim_health;
 use sim_health::service_account_tokens_rbac_and_node_conditions_like_the_apiserver;
@@ -1778,6 +1785,11 @@ fn main() -> ExitCode {
         restarted_server_keeps_everything,
         pods_cordon_drain_and_disruption_budgets,
         service_account_tokens_rbac_and_node_conditions_like_the_apiserver,
+        get_all_lists_the_service_and_the_hpa,
+        tables_have_the_apiserver_printers_columns,
+        nodes_carry_the_kubelet_conditions_beside_others,
+        imperative_creates_sent_as_protobuf_are_stored,
+        protobuf_the_simulator_cannot_convert_is_refused_with_415,
     ];
     let lab_cases: &[Case] = pictl_e2e::cases![
         k3s_sim_under_systemd_with_k3s_units,

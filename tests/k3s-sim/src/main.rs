@@ -4,10 +4,12 @@
 //! be downloaded in the lab; see tests/k3s-sim/README.md for what it does and
 //! does not do.
 
+mod access_tables;
 mod agent;
 mod api;
 mod apply;
 mod auth;
+mod autoscale;
 mod certs;
 mod cgroups;
 mod config;
@@ -21,6 +23,7 @@ mod host;
 mod http;
 mod log;
 mod multicall;
+mod node_conditions;
 mod node_password;
 mod nodes;
 mod notify;
@@ -28,6 +31,9 @@ mod openapi;
 mod peer_tls;
 mod pod_tables;
 mod pods;
+mod policy_tables;
+mod proto;
+mod quota;
 mod rbac;
 mod replicate;
 mod routes;

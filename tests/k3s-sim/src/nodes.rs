@@ -1,12 +1,13 @@
 //! Nodes as K3s registers them (labels, roles, addresses, nodeInfo, Lease
 //! heartbeats, K3s's node-password secret) and the two controllers the simulator
 //! needs: the node lifecycle monitor (Ready -> Unknown after the grace period without
-//! heartbeat, back to Ready when heartbeats resume) and the Deployment status
-//! controller.
+//! heartbeat, back to Ready when heartbeats resume; the conditions themselves are
+//! node_conditions.rs's) and the Deployment status controller.
 //!
 //! Deployment status is counted from its Pods (`crate::pods`): Available=True
 //! when availableReplicas >= replicas - maxUnavailable.
 
+use crate::node_conditions;
 use crate::store::{RESOURCES, ResourceType, State, Store, meta_str};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -112,16 +113,6 @@ pub fn validate_taints(taints: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ready_condition(ready: bool, now: &str) -> Value {
-    if ready {
-        json!({"type": "Ready", "status": "True", "reason": "KubeletReady",
-            "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now})
-    } else {
-        json!({"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
-            "message": "Kubelet stopped posting node status.", "lastHeartbeatTime": now, "lastTransitionTime": now})
-    }
-}
-
 /// The labels a (re)registering node ends up with: what it had, K3s's
 /// well-known ones, the roles, then the node's own `node-label`s.
 fn registered_labels(node: &Value, info: &NodeInfo, arch: &str) -> serde_json::Map<String, Value> {
@@ -225,13 +216,10 @@ impl Cluster {
                 node["spec"]["taints"] = json!(taints);
             }
         }
-        let ready_now = node["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .is_some_and(|c| c["status"] == "True");
-        if !ready_now {
-            // Ready again: the lifecycle controller lifts its unreachable taint.
-            set_ready(&mut node, true);
+        if !node_conditions::kubelet_posted(&node) {
+            // The kubelet posts its conditions; Ready again lifts the
+            // lifecycle controller's unreachable taint.
+            node_conditions::set_ready(&mut node, true);
         }
         node["status"] = registered_status(&node, info, arch);
         let (stored, _) = st.put(node_rt, node).map_err(RegisterError::Store)?;
@@ -263,13 +251,9 @@ impl Cluster {
                 false
             }
         };
-        let ready = node["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .is_some_and(|c| c["status"] == "True");
-        if !ready {
+        if !node_conditions::is_ready(&node) {
             let mut n = node.clone();
-            set_ready(&mut n, true);
+            node_conditions::set_ready(&mut n, true);
             st.put(node_rt, n)?;
             crate::info!("Node {name} is Ready again (heartbeat resumed)");
         }
@@ -312,12 +296,8 @@ impl Cluster {
             let Some(mut node) = st.get(node_rt, "", &name).cloned() else {
                 continue;
             };
-            let ready = node["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .is_some_and(|c| c["status"] == "True");
-            if ready {
-                set_ready(&mut node, false);
+            if node_conditions::is_ready(&node) {
+                node_conditions::set_ready(&mut node, false);
                 crate::info!(
                     "Node {name} is NotReady: no heartbeat for {:?}",
                     now.duration_since(last)
@@ -331,6 +311,8 @@ impl Cluster {
         crate::schedule::taint_unschedulable(&mut st);
         crate::pods::reconcile(&mut st);
         update_deployments(&mut st);
+        crate::quota::update_quotas(&mut st);
+        crate::autoscale::update_autoscalers(&mut st);
     }
 }
 
@@ -413,38 +395,6 @@ pub fn validate_kubelet_labels(labels: &BTreeMap<String, String>) -> Result<(), 
         KUBELET_LABEL_NAMESPACES.join(", "),
         KUBELET_LABELS.join(", ")
     ))
-}
-
-fn set_ready(node: &mut Value, ready: bool) {
-    let now = crate::log::k8s_now();
-    let mut conds: Vec<Value> = node["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c["type"] != "Ready")
-        .collect();
-    conds.push(ready_condition(ready, &now));
-    node["status"]["conditions"] = json!(conds);
-    let unreachable =
-        json!({"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule", "timeAdded": now});
-    let mut taints: Vec<Value> = node["spec"]["taints"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| t["key"] != "node.kubernetes.io/unreachable")
-        .collect();
-    if !ready {
-        taints.push(unreachable);
-    }
-    if taints.is_empty() {
-        if let Some(m) = node["spec"].as_object_mut() {
-            m.remove("taints");
-        }
-    } else {
-        node["spec"]["taints"] = json!(taints);
-    }
 }
 
 pub fn tolerated(taint: &Value, tolerations: &[Value]) -> bool {

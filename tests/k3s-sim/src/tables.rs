@@ -1,8 +1,12 @@
-//! meta.k8s.io/v1 Table responses, which `kubectl get` asks for: the node table has
-//! kubectl's familiar NAME STATUS ROLES AGE VERSION columns, Deployments READY
-//! UP-TO-DATE AVAILABLE, others NAME AGE (plus a few kind-specific columns).
+//! meta.k8s.io/v1 Table responses, which `kubectl get` asks for, with each
+//! kind's columns as the apiserver's printers make them (kubernetes
+//! pkg/printers/internalversion/printers.go, `AddHandlers`): Nodes NAME STATUS
+//! ROLES AGE VERSION, Deployments READY UP-TO-DATE AVAILABLE, Services TYPE
+//! CLUSTER-IP EXTERNAL-IP PORT(S); the other kinds' in pod_tables.rs,
+//! policy_tables.rs and access_tables.rs.
 
 use crate::store::ResourceType;
+use crate::{access_tables, policy_tables};
 use serde_json::{Value, json};
 
 /// Kubernetes' HumanDuration, as kubectl prints AGE.
@@ -62,16 +66,16 @@ pub fn col(name: &str, ty: &str, priority: i32) -> Value {
         "description": name, "priority": priority})
 }
 
+/// `printNode`: the Ready condition only (Ready, NotReady, or Unknown when
+/// there is none), whatever other conditions the Node carries.
 pub fn node_status(o: &Value) -> String {
     let ready = o["status"]["conditions"]
         .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .map(|c| c["status"] == "True")
-        .unwrap_or(false);
-    let mut s = if ready {
-        "Ready".to_string()
-    } else {
-        "NotReady".to_string()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+    let mut s = match ready {
+        Some(c) if c["status"] == "True" => "Ready".to_string(),
+        Some(_) => "NotReady".to_string(),
+        None => "Unknown".to_string(),
     };
     if o["spec"]["unschedulable"] == json!(true) {
         s.push_str(",SchedulingDisabled");
@@ -97,12 +101,12 @@ pub fn node_roles(o: &Value) -> String {
 }
 
 /// The Name cell every table has.
-fn name(o: &Value) -> Value {
+pub fn name(o: &Value) -> Value {
     json!(o["metadata"]["name"].as_str().unwrap_or(""))
 }
 
 /// A kind's columns and each item's cells.
-type Columns = (Vec<Value>, Vec<Vec<Value>>);
+pub type Columns = (Vec<Value>, Vec<Vec<Value>>);
 
 fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> Columns {
     match rt.kind {
@@ -124,10 +128,15 @@ fn columns_and_cells(rt: &ResourceType, items: &[&Value]) -> Columns {
         "Service" => services(items),
         "ConfigMap" | "Secret" => data_counts(rt.kind == "Secret", items),
         "Event" => events(items),
-        _ => (
-            vec![col("Name", "string", 0), col("Age", "string", 0)],
-            items.iter().map(|o| vec![name(o), json!(age(o))]).collect(),
-        ),
+        "HorizontalPodAutoscaler" => policy_tables::horizontal_pod_autoscalers(items),
+        "PodDisruptionBudget" => policy_tables::pod_disruption_budgets(items),
+        "NetworkPolicy" => policy_tables::network_policies(items),
+        "ResourceQuota" => policy_tables::resource_quotas(items),
+        "ServiceAccount" => access_tables::service_accounts(items),
+        "RoleBinding" | "ClusterRoleBinding" => access_tables::role_bindings(items),
+        "Lease" => access_tables::leases(items),
+        // LimitRange, Role, ClusterRole: no printer, the default convertor.
+        _ => policy_tables::created_at(items),
     }
 }
 
@@ -154,6 +163,10 @@ fn nodes(items: &[&Value]) -> Columns {
                 .to_string()
         };
         let info = &o["status"]["nodeInfo"];
+        let known = |k: &str| match info[k].as_str() {
+            Some(v) if !v.is_empty() => json!(v),
+            _ => json!("<unknown>"),
+        };
         vec![
             name(o),
             json!(node_status(o)),
@@ -162,9 +175,9 @@ fn nodes(items: &[&Value]) -> Columns {
             info["kubeletVersion"].clone(),
             json!(addr("InternalIP")),
             json!(addr("ExternalIP")),
-            info["osImage"].clone(),
-            info["kernelVersion"].clone(),
-            info["containerRuntimeVersion"].clone(),
+            known("osImage"),
+            known("kernelVersion"),
+            known("containerRuntimeVersion"),
         ]
     };
     (cols, items.iter().map(row).collect())
@@ -174,8 +187,8 @@ fn deployments(items: &[&Value]) -> Columns {
     let cols = vec![
         col("Name", "string", 0),
         col("Ready", "string", 0),
-        col("Up-to-date", "integer", 0),
-        col("Available", "integer", 0),
+        col("Up-to-date", "string", 0),
+        col("Available", "string", 0),
         col("Age", "string", 0),
         col("Containers", "string", 1),
         col("Images", "string", 1),
@@ -221,6 +234,9 @@ fn deployments(items: &[&Value]) -> Columns {
     (cols, items.iter().map(row).collect())
 }
 
+/// `printService`: the first cluster IP, the external IP by type
+/// (`getServiceExternalIP`), `port[:nodePort]/protocol` (`makePortString`),
+/// wide: the selector (`labels.FormatLabels`).
 fn services(items: &[&Value]) -> Columns {
     let cols = vec![
         col("Name", "string", 0),
@@ -229,27 +245,72 @@ fn services(items: &[&Value]) -> Columns {
         col("External-IP", "string", 0),
         col("Port(s)", "string", 0),
         col("Age", "string", 0),
+        col("Selector", "string", 1),
     ];
     let row = |o: &&Value| {
-        let ports = o["spec"]["ports"]
+        let spec = &o["spec"];
+        let ports = spec["ports"]
             .as_array()
             .map(|ps| {
                 ps.iter()
-                    .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                    .map(|p| {
+                        let proto = p["protocol"].as_str().unwrap_or("TCP");
+                        match p["nodePort"].as_i64().filter(|n| *n > 0) {
+                            Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                            None => format!("{}/{proto}", p["port"]),
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(",")
             })
-            .unwrap_or_default();
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "<none>".into());
+        let cluster_ip = spec["clusterIPs"][0]
+            .as_str()
+            .or(spec["clusterIP"].as_str())
+            .unwrap_or("<none>");
         vec![
             name(o),
-            o["spec"]["type"].clone(),
-            o["spec"]["clusterIP"].clone(),
-            json!("<none>"),
+            spec["type"].clone(),
+            json!(cluster_ip),
+            json!(service_external_ip(o)),
             json!(ports),
             json!(age(o)),
+            json!(policy_tables::format_labels(&spec["selector"])),
         ]
     };
     (cols, items.iter().map(row).collect())
+}
+
+fn service_external_ip(o: &Value) -> String {
+    let external: Vec<&str> = o["spec"]["externalIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match o["spec"]["type"].as_str() {
+        Some("ClusterIP" | "NodePort") if external.is_empty() => "<none>".into(),
+        Some("ClusterIP" | "NodePort") => external.join(","),
+        Some("LoadBalancer") => {
+            let mut lb: Vec<&str> = o["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()))
+                .collect();
+            lb.sort_unstable();
+            lb.dedup();
+            lb.extend(external);
+            if lb.is_empty() {
+                "<pending>".into()
+            } else {
+                lb.join(",")
+            }
+        }
+        Some("ExternalName") => o["spec"]["externalName"].as_str().unwrap_or("").into(),
+        _ => "<unknown>".into(),
+    }
 }
 
 /// ConfigMaps and Secrets: how many keys each holds (a Secret its type too).
@@ -274,46 +335,64 @@ fn data_counts(secret: bool, items: &[&Value]) -> Columns {
     (cols, items.iter().map(row).collect())
 }
 
-/// pkg/printers/internalversion/printers.go (eventColumnDefinitions, printEvent).
+/// pkg/printers/internalversion/printers.go (eventColumnDefinitions, printEvent,
+/// formatEventSource): LAST SEEN TYPE REASON OBJECT MESSAGE, wide SUBOBJECT
+/// and SOURCE before MESSAGE, FIRST SEEN COUNT NAME after it.
 fn events(items: &[&Value]) -> Columns {
     let cols = vec![
         col("Last Seen", "string", 0),
         col("Type", "string", 0),
         col("Reason", "string", 0),
         col("Object", "string", 0),
+        col("Subobject", "string", 1),
         col("Source", "string", 1),
         col("Message", "string", 0),
-        col("Count", "integer", 1),
+        col("First Seen", "string", 1),
+        col("Count", "string", 1),
         col("Name", "string", 1),
     ];
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let since = |v: &Value| {
+        v.as_str()
+            .and_then(crate::log::parse_k8s_time)
+            .map(|t| human_age(now - t))
+    };
     let row = |o: &&Value| {
         let io = &o["involvedObject"];
-        let object = format!(
-            "{}/{}",
-            io["kind"].as_str().unwrap_or("").to_lowercase(),
-            io["name"].as_str().unwrap_or("")
-        );
-        let source = match (
-            o["source"]["component"].as_str(),
-            o["source"]["host"].as_str(),
-        ) {
-            (Some(c), Some(h)) => format!("{c}, {h}"),
-            (Some(c), None) => c.to_string(),
-            _ => String::new(),
+        let kind = io["kind"].as_str().unwrap_or("").to_lowercase();
+        let object = match io["name"].as_str().filter(|n| !n.is_empty()) {
+            Some(n) => format!("{kind}/{n}"),
+            None => kind,
         };
-        let last = o["lastTimestamp"]
-            .as_str()
-            .and_then(crate::log::parse_k8s_time);
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let seen = last.map_or_else(|| age(o), |t| human_age(now - t));
+        let pick = |a: &Value, b: &Value| {
+            a.as_str()
+                .filter(|s| !s.is_empty())
+                .or(b.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let component = pick(&o["source"]["component"], &o["reportingComponent"]);
+        let host = pick(&o["source"]["host"], &o["reportingInstance"]);
+        let source = if host.is_empty() {
+            component
+        } else {
+            format!("{component}, {host}")
+        };
+        let first = since(&o["firstTimestamp"])
+            .or_else(|| since(&o["eventTime"]))
+            .unwrap_or_else(|| "<unknown>".into());
+        let last = since(&o["lastTimestamp"]).unwrap_or_else(|| first.clone());
+        let count = o["count"].as_i64().filter(|c| *c != 0).unwrap_or(1);
         vec![
-            json!(seen),
+            json!(last),
             o["type"].clone(),
             o["reason"].clone(),
             json!(object),
+            json!(io["fieldPath"].as_str().unwrap_or("")),
             json!(source),
-            o["message"].clone(),
-            o["count"].clone(),
+            json!(o["message"].as_str().unwrap_or("").trim()),
+            json!(first),
+            json!(count),
             name(o),
         ]
     };

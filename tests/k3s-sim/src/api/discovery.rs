@@ -4,7 +4,7 @@
 use super::*;
 
 pub(super) fn resource_list(group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = store::RESOURCES
+    let mut resources: Vec<Value> = store::RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .flat_map(|r| {
@@ -19,8 +19,8 @@ pub(super) fn resource_list(group: &str, version: &str) -> Value {
                 && let Some(m) = v[0].as_object_mut() {
                     m.remove("shortNames");
                 }
-            if r.group == "apps" || r.kind == "Pod" {
-                v[0]["categories"] = json!(["all"]);
+            if !categories(r).is_empty() {
+                v[0]["categories"] = json!(categories(r));
             }
             if r.kind == "Pod" {
                 // As the apiserver lists it: kubectl drain looks for it here.
@@ -34,12 +34,30 @@ pub(super) fn resource_list(group: &str, version: &str) -> Value {
             v
         })
         .collect();
+    // The apiserver lists a group version's resources sorted by name
+    // (staging/src/k8s.io/apiserver/pkg/endpoints/installer.go,
+    // `APIInstaller.Install`), which is the order `kubectl get all` prints.
+    resources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let gv = if group.is_empty() {
         version.to_string()
     } else {
         format!("{group}/{version}")
     };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+/// The categories a kind's registry storage declares (`Categories()` in
+/// kubernetes pkg/registry/<group>/<kind>/storage/storage.go): pods, services,
+/// deployments, replicasets and horizontalpodautoscalers are in `all` (so are
+/// replicationcontrollers, daemonsets, statefulsets, jobs and cronjobs, which the
+/// simulator does not serve); no other kind it serves declares any.
+fn categories(r: &store::ResourceType) -> &'static [&'static str] {
+    match (r.group, r.plural) {
+        ("", "pods" | "services")
+        | ("apps", "deployments" | "replicasets")
+        | ("autoscaling", "horizontalpodautoscalers") => &["all"],
+        _ => &[],
+    }
 }
 
 pub(super) fn api_group(group: &str, version: &str) -> Value {

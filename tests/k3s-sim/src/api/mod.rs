@@ -135,7 +135,7 @@ impl Api {
                 .to_string()
         };
         let accept = header("accept");
-        let content_type = media_type(&header("content-type"));
+        let mut content_type = media_type(&header("content-type"));
         if let Some(refused) = refuse_binary(&content_type) {
             return refused;
         }
@@ -148,6 +148,10 @@ impl Api {
                     return status_err(413, "RequestEntityTooLarge", &e.to_string(), Value::Null);
                 }
             }
+        };
+        let body = match protobuf_as_json(&mut content_type, body) {
+            Ok(b) => b,
+            Err(refused) => return refused,
         };
         let wants_table = accept.contains("as=Table");
         let t = &target;

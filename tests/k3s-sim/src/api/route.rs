@@ -40,18 +40,49 @@ pub(super) fn media_type(v: &str) -> String {
     v.split(';').next().unwrap_or("").trim().to_string()
 }
 
-/// Only JSON/YAML bodies are decoded; client-go answers a 415 by retrying in JSON.
+/// The apiserver's 415 for a body it cannot decode
+/// (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/negotiation/errors.go
+/// `NewUnsupportedMediaTypeError`, raised by negotiate.go's
+/// `NegotiateInputSerializer` in handlers/create.go and update.go).
+pub(super) fn unsupported_media_type(content_type: &str) -> Resp {
+    status_err(
+        415,
+        "UnsupportedMediaType",
+        &format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
+        ),
+        Value::Null,
+    )
+}
+
+/// JSON, YAML and protobuf bodies are decoded; CBOR is not (client-go
+/// answers a 415 to CBOR by retrying in JSON).
 pub(super) fn refuse_binary(content_type: &str) -> Option<Resp> {
-    (content_type.contains("protobuf") || content_type.contains("cbor")).then(|| {
-        status_err(
-            415,
-            "UnsupportedMediaType",
-            &format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
-            ),
-            Value::Null,
-        )
-    })
+    content_type
+        .contains("cbor")
+        .then(|| unsupported_media_type(content_type))
+}
+
+/// A protobuf body as the JSON one it stands for (`crate::proto`), its
+/// content type then JSON's; a body the simulator cannot convert is refused
+/// as one in an unknown format. The answer is JSON whatever the body was:
+/// kubectl's typed clients send `Accept: application/vnd.kubernetes.protobuf,
+/// application/json` (the real apiserver picks protobuf, the first it
+/// serves) and decode the answer by its Content-Type.
+pub(super) fn protobuf_as_json(content_type: &mut String, body: Vec<u8>) -> Result<Vec<u8>, Resp> {
+    if content_type != crate::proto::MEDIA_TYPE {
+        return Ok(body);
+    }
+    match crate::proto::to_json(&body) {
+        Ok(json) => {
+            *content_type = "application/json".into();
+            Ok(json)
+        }
+        Err(why) => {
+            crate::info!("refused a protobuf body: {why}");
+            Err(unsupported_media_type(content_type))
+        }
+    }
 }
 
 /// The authorizer's verb for a request (apiserver's RequestInfoFactory).
