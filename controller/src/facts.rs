@@ -18,6 +18,8 @@ use crate::secret::Secret;
 pub mod paths {
     pub const K3S_BIN: &str = "/usr/local/bin/k3s";
     pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+    /// The admin kubeconfig a server writes (K3s's default `write-kubeconfig`).
+    pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
     pub const SERVER_UNIT: &str = "/etc/systemd/system/k3s.service";
     pub const AGENT_UNIT: &str = "/etc/systemd/system/k3s-agent.service";
     /// `sha256sum` of the binary, config and unit the running K3s was
@@ -226,7 +228,10 @@ db=/var/lib/rancher/k3s/server/db
 if [ -d $db/etcd/member/wal ]; then e datastore etcd; elif [ -f $db/state.db ]; then e datastore sqlite; fi
 if [ "$secrets" = secrets ]; then
   if [ -f /var/lib/rancher/k3s/server/token ]; then rd t /var/lib/rancher/k3s/server/token; e token "$t"; fi
-  if [ -f /var/lib/rancher/k3s/server/agent-token ]; then rd t /var/lib/rancher/k3s/server/agent-token; e agent_token "$t"; fi
+  # Without a configured agent token K3s leaves agent-token as a symlink to
+  # the server token (printTokens): that means "none", not the server's.
+  a=/var/lib/rancher/k3s/server/agent-token
+  if [ -f $a ] && [ ! -L $a ]; then rd t $a; e agent_token "$t"; fi
   if [ -f /etc/rancher/k3s/k3s.yaml ]; then rd t /etc/rancher/k3s/k3s.yaml; e kubeconfig "$t"; fi
 fi
 "#

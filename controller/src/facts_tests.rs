@@ -386,3 +386,37 @@ fn unknown_arch_is_kept_as_an_error_naming_it() {
     let f = Facts::parse(&out, 1000).expect("facts");
     assert!(f.arch.as_ref().is_err_and(|e| e.contains("armv6l")));
 }
+
+#[test]
+fn a_symlinked_agent_token_means_the_server_has_none() {
+    // K3s's printTokens: without a configured agent token, server/agent-token
+    // (like node-token) is a symlink to server/token.
+    let node = Scratch::new();
+    let server = node.path("server");
+    std::fs::create_dir_all(&server).expect("mkdir");
+    let token = format!("{server}/token");
+    std::fs::write(&token, "K10abc::server:s3cret\n").expect("token");
+    std::os::unix::fs::symlink(&token, format!("{server}/node-token")).expect("link");
+    std::os::unix::fs::symlink(&token, format!("{server}/agent-token")).expect("link");
+    let facts = || {
+        let script = node.script.replace("/var/lib/rancher/k3s/server", &server);
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script, "pictl", "secrets", "no-record"])
+            .output()
+            .expect("sh");
+        Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts")
+    };
+    let f = facts();
+    assert_eq!(
+        f.server_token.as_ref().map(Secret::expose),
+        Some("K10abc::server:s3cret")
+    );
+    assert!(f.agent_token.is_none(), "a symlink is no agent token");
+    // A configured agent token is a file of its own.
+    std::fs::remove_file(format!("{server}/agent-token")).expect("rm");
+    std::fs::write(format!("{server}/agent-token"), "K10abc::node:agents\n").expect("write");
+    assert_eq!(
+        facts().agent_token.as_ref().map(Secret::expose),
+        Some("K10abc::node:agents")
+    );
+}

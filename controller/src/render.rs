@@ -37,7 +37,7 @@ struct K3sConfig<'a> {
 }
 
 /// The cluster's settings for `node`'s role, with the node's own over them.
-fn extra(inv: &Inventory, node: &Node) -> K3sSettings {
+pub fn node_settings(inv: &Inventory, node: &Node) -> K3sSettings {
     let mut out = match node.role {
         Role::Server => inv.cluster.server_config.clone(),
         Role::Agent => inv.cluster.agent_config.clone(),
@@ -65,6 +65,7 @@ pub fn server_config(
         tls_san.push(&node.address);
     }
     let first_server = inv.servers().next().is_some_and(|s| s.name == node.name);
+    let extra = node_settings(inv, node);
     let cfg = K3sConfig {
         node_name: &node.name,
         node_ip: ip_of(node),
@@ -72,10 +73,12 @@ pub fn server_config(
         server: (inv.cluster.ha && !first_server).then(|| api_url(inv)),
         token: secret.expose(),
         agent_token: agent_secret.map(Secret::expose),
-        write_kubeconfig_mode: Some("0600"),
+        // K3s's default is 0600 for the admin kubeconfig; the inventory may
+        // set another (`server_config`), as install.sh users do.
+        write_kubeconfig_mode: (!extra.contains_key("write-kubeconfig-mode")).then_some("0600"),
         tls_san,
         cluster_init: inv.cluster.ha && first_server,
-        extra: extra(inv, node),
+        extra,
     };
     to_yaml(&cfg)
 }
@@ -92,7 +95,7 @@ pub fn agent_config(inv: &Inventory, node: &Node, join_token: &Secret) -> String
         write_kubeconfig_mode: None,
         tls_san: Vec::new(),
         cluster_init: false,
-        extra: extra(inv, node),
+        extra: node_settings(inv, node),
     };
     to_yaml(&cfg)
 }
@@ -134,7 +137,9 @@ pub fn unit_name(role: Role) -> &'static str {
 /// The unit file, modelled on the one K3s's install script writes.
 pub fn unit_file(role: Role) -> String {
     // K3s's installer writes Type=notify for both (its SYSTEMD_TYPE
-    // default): an agent notifies once its Node registered.
+    // default): an agent notifies once its Node registered. User=root as
+    // install.sh writes it (k3s-io/k3s#11777): systemd then sets $HOME, which
+    // etcd S3 snapshots reading /root/.aws rely on.
     let (desc, kind, exec) = match role {
         Role::Server => ("Lightweight Kubernetes", "notify", "server"),
         Role::Agent => ("Lightweight Kubernetes (agent)", "notify", "agent"),
@@ -157,6 +162,7 @@ EnvironmentFile=-/etc/sysconfig/%N
 EnvironmentFile=-/etc/systemd/system/%N.service.env
 KillMode=process
 Delegate=yes
+User=root
 LimitNOFILE=1048576
 LimitNPROC=infinity
 LimitCORE=infinity

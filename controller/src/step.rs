@@ -161,6 +161,9 @@ pub struct Desired {
     pub agent_dropin: String,
     /// The agent's API access files, once the API is up (the `agent-access` phase).
     pub agent_access: Option<crate::steps::AccessFiles>,
+    /// The inventory's K3s settings for the node (its role's, then its own):
+    /// what adoption may find carried.
+    pub k3s_settings: crate::inventory::K3sSettings,
 }
 
 /// Everything a step may read.

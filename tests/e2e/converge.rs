@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         a_reflashed_node_is_named_with_the_fix,
         an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart,
         a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried,
+        an_install_sh_server_with_extra_names_labels_and_mode_loses_nothing,
     ];
     harness::run(
         cases,
@@ -1214,6 +1215,11 @@ fn inventory_with(lab: &Lab, extra: &str, name: &str) -> PathBuf {
 /// The whole lab as install.sh users leave it: the server without
 /// traefik, the agents joined with `K3S_URL`/`K3S_TOKEN`.
 fn install_sh_cluster(lab: &Lab) {
+    install_sh_cluster_with(lab, &["--disable", "traefik"]);
+}
+
+/// [`install_sh_cluster`] with the server's `flags`.
+fn install_sh_cluster_with(lab: &Lab, server_flags: &[&str]) {
     // The Pi has its cgroup flags (install.sh users set them by hand, as
     // K3s's docs say; here pictl's first run did).
     ensure_converged(lab);
@@ -1221,7 +1227,7 @@ fn install_sh_cluster(lab: &Lab) {
     install_sh(
         lab,
         "node1",
-        &["--disable", "traefik"],
+        server_flags,
         "HTTP_PROXY='http://proxy.lab:3128'\n",
     );
     let token = lab
@@ -1239,6 +1245,7 @@ fn install_sh_cluster(lab: &Lab) {
 
 fn an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart(lab: &Lab) {
     install_sh_cluster(lab);
+    assert_token_links(lab);
     let before: Vec<String> = ["node1", "node2", "node3"]
         .iter()
         .map(|n| unit_started(lab, n, unit_of(n)))
@@ -1289,12 +1296,23 @@ fn an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_restart(
         node1_env.contains("HTTP_PROXY='http://proxy.lab:3128'"),
         "{node1_env}"
     );
+    // No agent token was configured, and none is made up from the symlink.
+    let config = lab
+        .ssh_ok("node1", "root", "cat /etc/rancher/k3s/config.yaml")
+        .expect("config");
+    assert!(!config.contains("agent-token"), "{config}");
+    assert_token_links(lab);
     let (code, v, out) = apply_json(lab, &inv);
     assert_eq!(code, 0, "{}", text(&out));
-    for n in ["node1", "node2", "node3"] {
+    for (i, n) in ["node1", "node2", "node3"].into_iter().enumerate() {
         assert!(
             steps(&v, n, "changed").is_empty(),
             "second run changed {n}: {v:#}"
+        );
+        assert_eq!(
+            unit_started(lab, n, unit_of(n)),
+            before[i],
+            "{n}'s K3s was restarted"
         );
     }
 }
@@ -1350,6 +1368,118 @@ fn a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried
         .ssh_ok("node2", "root", "cat /etc/rancher/k3s/config.yaml")
         .expect("config");
     assert!(config.contains("max-pods=50"), "{config}");
+}
+
+/// The server's K3s token files as K3s leaves them without an agent token:
+/// `node-token` and `agent-token` both symlinks to `token`.
+fn assert_token_links(lab: &Lab) {
+    let links = lab
+        .ssh_ok(
+            "node1",
+            "root",
+            "cd /var/lib/rancher/k3s/server && readlink node-token agent-token; test ! -L token && echo token-is-a-file",
+        )
+        .expect("token files");
+    let want =
+        "/var/lib/rancher/k3s/server/token\n/var/lib/rancher/k3s/server/token\ntoken-is-a-file";
+    assert_eq!(links.trim(), want, "{links}");
+}
+
+/// `extra` under `[cluster]` and `node_keys` under node1, in a copy of the
+/// lab's inventory named `name`.
+fn inventory_with_server_keys(lab: &Lab, extra: &str, node_keys: &str, name: &str) -> PathBuf {
+    let path = inventory_with(lab, extra, name);
+    let text = std::fs::read_to_string(&path).expect("inventory");
+    let marker = "name = \"node1\"\n";
+    std::fs::write(
+        &path,
+        text.replacen(marker, &format!("{marker}{node_keys}\n"), 1),
+    )
+    .expect("write");
+    path
+}
+
+fn an_install_sh_server_with_extra_names_labels_and_mode_loses_nothing(lab: &Lab) {
+    let flags = [
+        "--disable",
+        "traefik",
+        "--tls-san",
+        "k3s.lab.example",
+        "--node-label",
+        "example.com/shelf=top",
+        "--write-kubeconfig-mode",
+        "644",
+    ];
+    install_sh_cluster_with(lab, &flags);
+    let before = unit_started(lab, "node1", "k3s.service");
+    // Not carried by the inventory: refused, each named with where it goes.
+    let inv = inventory_with(
+        lab,
+        "server_config = { disable = [\"traefik\"] }",
+        "inventory-adopt-extras.toml",
+    );
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 1, "{v:#}\n{}", text(&out));
+    let why = node(&v, "node1")["failed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for want in [
+        "tls-san = k3s.lab.example (add to [cluster] tls_san)",
+        "node-label = example.com/shelf=top (add to the node's labels)",
+        "write-kubeconfig-mode = 644 (add to [cluster] server_config",
+    ] {
+        assert!(why.contains(want), "{want} not in: {why}");
+    }
+    // Carried: taken over as it runs, nothing restarted, nothing lost.
+    let carried = inventory_with_server_keys(
+        lab,
+        "server_config = { disable = [\"traefik\"], \"write-kubeconfig-mode\" = \"0644\" }\ntls_san = [\"k3s.lab.example\"]",
+        "labels = { \"example.com/shelf\" = \"top\" }",
+        "inventory-adopt-extras-carried.toml",
+    );
+    let (code, v, out) = apply_json(lab, &carried);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    assert_eq!(
+        unit_started(lab, "node1", "k3s.service"),
+        before,
+        "node1's K3s was restarted"
+    );
+    let config = lab
+        .ssh_ok(
+            "node1",
+            "root",
+            "cat /etc/rancher/k3s/config.yaml; stat -c 'mode=%a' /etc/rancher/k3s/k3s.yaml",
+        )
+        .expect("config");
+    for want in [
+        "k3s.lab.example",
+        "write-kubeconfig-mode",
+        "0644",
+        "mode=644",
+    ] {
+        assert!(config.contains(want), "{want} not in {config}");
+    }
+    assert!(!config.contains("agent-token"), "{config}");
+    assert_token_links(lab);
+    let labels = kubectl(
+        lab,
+        &["get", "node", "node1", "-o", "jsonpath={.metadata.labels}"],
+    );
+    assert!(labels.contains("\"example.com/shelf\":\"top\""), "{labels}");
+    let (code, v, out) = apply_json(lab, &carried);
+    assert_eq!(code, 0, "{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            steps(&v, n, "changed").is_empty(),
+            "second run changed {n}: {v:#}"
+        );
+    }
+    assert_eq!(
+        unit_started(lab, "node1", "k3s.service"),
+        before,
+        "node1's K3s was restarted"
+    );
 }
 
 fn the_uninstall_script_removes_k3s_and_apply_puts_the_node_back(lab: &Lab) {

@@ -17,6 +17,11 @@ pub struct NodeView<'a> {
     pub addresses: &'a [String],
     /// The token a server already runs with (its token file), if any.
     pub running_token: Option<&'a str>,
+    /// The inventory's K3s settings for the node (its role's and its own).
+    pub carried: &'a BTreeMap<String, Value>,
+    /// The inventory's labels and taints for the node (the API phase sets them).
+    pub labels: &'a BTreeMap<String, String>,
+    pub taints: &'a [String],
 }
 
 /// The outcome of a comparison.
@@ -26,18 +31,28 @@ pub struct Verdict {
     pub dropped: Vec<(String, String)>,
     /// Settings pictl would change: (key, now, then).
     pub changed: Vec<(String, String, String)>,
+    /// Settings pictl changes on the node without a restart: (key, now, then).
+    /// `write-kubeconfig-mode` is only read when K3s writes its kubeconfig at
+    /// start, so adopting a new mode is a chmod of that file.
+    pub live: Vec<(String, String, String)>,
 }
 
 impl Verdict {
-    /// K3s would run exactly as it does now under pictl's files.
+    /// K3s would run exactly as it does now under pictl's files (changes
+    /// made live need no restart).
     pub fn equivalent(&self) -> bool {
         self.dropped.is_empty() && self.changed.is_empty()
     }
 }
 
-/// Settings pictl converges through the API instead of config.yaml (K3s
-/// reads them only when a node registers): never dropped, never a restart.
-const THROUGH_THE_API: &[&str] = &["node-label", "node-taint"];
+/// Settings that pictl carries from other inventory keys, checked by
+/// [`super::carried`] rather than by value here.
+const CARRIED_ELSEWHERE: &[&str] = &[
+    "node-label",
+    "node-taint",
+    "tls-san",
+    "write-kubeconfig-mode",
+];
 
 pub fn compare(
     imported: &Imported,
@@ -50,18 +65,28 @@ pub fn compare(
             .push((name.clone(), "(a flag K3s does not know)".into()));
     }
     for (key, value) in &imported.keys {
-        if THROUGH_THE_API.contains(&key.as_str()) {
+        if CARRIED_ELSEWHERE.contains(&key.as_str()) {
             continue;
         }
         if !desired.contains_key(key) && !is_default(key, value, view) {
             v.dropped.push((key.clone(), shown(key, value)));
         }
     }
+    v.dropped
+        .extend(super::carried::dropped(imported, desired, view));
     for (key, want) in desired {
         let have = imported.keys.get(key);
         if !same(key, have, want, view) {
             let now = have.map_or_else(|| "(K3s's default)".to_string(), |h| shown(key, h));
-            v.changed.push((key.clone(), now, shown(key, want)));
+            let change = (key.clone(), now, shown(key, want));
+            if key == "write-kubeconfig-mode" {
+                // Not carried by the inventory: dropped above, not changed.
+                if view.carried.contains_key(key) {
+                    v.live.push(change);
+                }
+            } else {
+                v.changed.push(change);
+            }
         }
     }
     v
@@ -84,11 +109,12 @@ fn shown(key: &str, value: &Value) -> String {
 
 use crate::secret::token_password as secret_of;
 
-fn mode(m: &str) -> String {
+/// A file mode as K3s parses it (octal), written with four digits.
+pub(super) fn mode(m: &str) -> String {
     format!("{:0>4}", m.trim_start_matches('0'))
 }
 
-fn set(v: &Value) -> BTreeSet<String> {
+pub(super) fn set(v: &Value) -> BTreeSet<String> {
     match v {
         Value::Many(items) => items.iter().cloned().collect(),
         Value::One(s) => std::iter::once(s.clone()).collect(),
@@ -144,10 +170,15 @@ mod tests {
 
     fn view() -> NodeView<'static> {
         static ADDRS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        static NONE: BTreeMap<String, Value> = BTreeMap::new();
+        static LABELS: BTreeMap<String, String> = BTreeMap::new();
         NodeView {
             hostname: "pi1",
             addresses: ADDRS.get_or_init(|| vec!["192.168.0.196".into()]),
             running_token: Some("K10abcdef::server:s3cret"),
+            carried: &NONE,
+            labels: &LABELS,
+            taints: &[],
         }
     }
 
@@ -225,26 +256,64 @@ mod tests {
     fn a_different_value_is_a_change_and_tokens_are_never_shown() {
         let mut imported = Imported::default();
         imported.keys.insert("token".into(), one("other"));
+        let v = compare(&imported, &desired(), view());
+        assert_eq!(
+            v.changed,
+            [(
+                "token".to_string(),
+                "<redacted>".to_string(),
+                "<redacted>".to_string()
+            )]
+        );
+        assert!(v.dropped.is_empty());
+    }
+
+    #[test]
+    fn a_kubeconfig_mode_is_dropped_unless_carried_and_then_changed_live() {
+        let mut imported = Imported::default();
+        imported.keys.insert("token".into(), one("s3cret"));
         imported
             .keys
             .insert("write-kubeconfig-mode".into(), one("644"));
         let v = compare(&imported, &desired(), view());
         assert_eq!(
-            v.changed,
-            [
-                (
-                    "token".to_string(),
-                    "<redacted>".to_string(),
-                    "<redacted>".to_string()
-                ),
-                (
-                    "write-kubeconfig-mode".to_string(),
-                    "644".to_string(),
-                    "0600".to_string()
-                )
-            ]
+            v.dropped,
+            [("write-kubeconfig-mode".to_string(), "644".to_string())]
         );
-        assert!(v.dropped.is_empty());
+        assert!(v.changed.is_empty() && v.live.is_empty(), "{v:?}");
+        // Carried with another mode: a change made live, not a restart.
+        let carried: BTreeMap<String, Value> =
+            [("write-kubeconfig-mode".into(), one("0640"))].into();
+        let mut d = desired();
+        d.insert("write-kubeconfig-mode".into(), one("0640"));
+        let v = compare(
+            &imported,
+            &d,
+            NodeView {
+                carried: &carried,
+                ..view()
+            },
+        );
+        assert!(v.equivalent(), "{v:?}");
+        assert_eq!(
+            v.live,
+            [(
+                "write-kubeconfig-mode".to_string(),
+                "644".to_string(),
+                "0640".to_string()
+            )]
+        );
+        // Carried as it is: nothing to do.
+        d.insert("write-kubeconfig-mode".into(), one("0644"));
+        let v = compare(
+            &imported,
+            &d,
+            NodeView {
+                carried: &carried,
+                ..view()
+            },
+        );
+        assert!(v.equivalent() && v.live.is_empty(), "{v:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! whether pictl's files would change how K3s runs. Pure: facts bring the
 //! files' text, the `k3s-adopt` step acts on the verdict.
 
+pub mod carried;
 pub mod compare;
 pub mod env;
 pub mod exec;

@@ -45,7 +45,7 @@ async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>) {
         return;
     };
     let none = BTreeSet::new();
-    let adoption = steps::assess_adoption(&facts, env.desired);
+    let adoption = steps::assess_adoption(run.node, &facts, env.desired);
     let cx = NodeCx {
         node: run.node,
         facts: &facts,
@@ -105,7 +105,7 @@ struct Converger<'r, 'i> {
 /// by every step's context).
 fn assess(run: &NodeRun<'_>, desired: &Desired) -> Option<Arc<Assessment>> {
     let facts = run.facts.as_ref()?;
-    steps::assess_adoption(facts, desired).map(Arc::new)
+    steps::assess_adoption(run.node, facts, desired).map(Arc::new)
 }
 
 impl<'r, 'i> Converger<'r, 'i> {

@@ -72,5 +72,6 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         k3s_from: Default::default(),
         agent_from: Default::default(),
         agent_access: None,
+        k3s_settings: render::node_settings(inv, node),
     }
 }

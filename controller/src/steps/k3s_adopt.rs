@@ -10,10 +10,14 @@
 use serde::Serialize;
 
 use crate::adopt::{self, Assessment, NodeView};
+use std::time::Duration;
+
 use crate::facts::Facts;
+use crate::inventory::Node;
 use crate::step::{
     Applied, Change, Check, Desired, DesiredConfig, NodeCx, Plan, Step, StepError, StepId, StepIo,
 };
+use crate::transport::RemoteCommand;
 
 pub struct K3sAdopt;
 
@@ -26,6 +30,10 @@ pub struct AdoptPlan {
     /// Settings pictl's config changes: (key, now, then); non-empty means
     /// K3s must restart to run as the inventory says.
     pub changed: Vec<(String, String, String)>,
+    /// Settings pictl changes on the node without a restart: (key, now, then).
+    pub live: Vec<(String, String, String)>,
+    /// The kubeconfig K3s writes, chmodded when its mode changes live.
+    pub kubeconfig: String,
     /// Settings dropped because the inventory's `adopt_drop` says so.
     pub dropped: Vec<String>,
     /// The `.service.env` without what moved into config.yaml.
@@ -46,7 +54,33 @@ impl Plan for AdoptPlan {
         for (key, now, then) in &self.changed {
             out.push(Change::new(key.clone(), now.clone(), then.clone()));
         }
+        for (key, now, then) in &self.live {
+            out.push(Change::new(
+                key.clone(),
+                now.clone(),
+                format!("{then} ({} chmodded, no restart)", self.kubeconfig),
+            ));
+        }
         out
+    }
+}
+
+/// Where the inventory carries a setting of the adopted unit.
+fn carry_hint(key: &str, role: &str, a: &Assessment) -> String {
+    match key {
+        "tls-san" => "add to [cluster] tls_san".into(),
+        "node-label" => "add to the node's labels".into(),
+        "node-taint" => "add to the node's taints".into(),
+        k if a.imported.unknown.iter().any(|u| u == k) => "a flag K3s does not know".into(),
+        _ => format!("add to [cluster] {role}_config or the node's k3s_config"),
+    }
+}
+
+/// The admin kubeconfig K3s writes: `write-kubeconfig` when set.
+fn kubeconfig_path(a: &Assessment) -> String {
+    match a.imported.keys.get("write-kubeconfig") {
+        Some(adopt::Value::One(p)) if !p.is_empty() => p.clone(),
+        _ => crate::facts::paths::KUBECONFIG.to_string(),
     }
 }
 
@@ -61,7 +95,7 @@ fn list(items: &[String]) -> String {
 /// What adopting a node with these facts means, when K3s on it was set up
 /// outside pictl and pictl's config for it is known. Computed once per
 /// gathering of facts and handed to the steps as [`NodeCx::adoption`].
-pub fn assess(facts: &Facts, desired: &Desired) -> Option<Assessment> {
+pub fn assess(node: &Node, facts: &Facts, desired: &Desired) -> Option<Assessment> {
     let (_, found) = facts.foreign.as_ref()?;
     let DesiredConfig::Known(config) = &desired.config else {
         return None;
@@ -70,6 +104,9 @@ pub fn assess(facts: &Facts, desired: &Desired) -> Option<Assessment> {
         hostname: &facts.hostname,
         addresses: &facts.addresses,
         running_token: facts.server_token.as_ref().map(|t| t.expose()),
+        carried: &desired.k3s_settings,
+        labels: &node.labels,
+        taints: &node.taints,
     };
     Some(adopt::assess(found, config.expose(), view))
 }
@@ -99,25 +136,27 @@ impl Step for K3sAdopt {
             return Check::Skip("compared once the join token is known".into());
         };
         let allowed = |k: &str| cx.node.adopt_drop.iter().any(|d| d == k);
+        let role = cx.node.role.as_str();
         let refused: Vec<String> = a
             .verdict
             .dropped
             .iter()
             .filter(|(k, _)| !allowed(k))
-            .map(|(k, v)| format!("{k} = {v}"))
+            .map(|(k, v)| format!("{k} = {v} ({})", carry_hint(k, role, a)))
             .collect();
         if !refused.is_empty() {
             return Check::Blocked(format!(
                 "{unit} was set up with settings the inventory does not carry: {}; pictl never drops them silently: \
-                 add them to [cluster] {}_config (or the node's k3s_config), or list them in the node's adopt_drop",
+                 carry them as named, or list their keys in the node's adopt_drop",
                 refused.join("; "),
-                cx.node.role.as_str(),
             ));
         }
         Check::Change(AdoptPlan {
             unit: unit.clone(),
             imported: a.imported.keys.keys().cloned().collect(),
             changed: a.verdict.changed.clone(),
+            live: a.verdict.live.clone(),
+            kubeconfig: kubeconfig_path(a),
             dropped: a.verdict.dropped.iter().map(|(k, _)| k.clone()).collect(),
             env_rest: a.env_rest.clone(),
         })
@@ -135,6 +174,23 @@ impl Step for K3sAdopt {
                 .put_file(rest.expose().as_bytes(), &path, 0o600, cx.node.ssh.sudo)
                 .await?;
         }
+        for (key, _, then) in &plan.live {
+            if key == "write-kubeconfig-mode" {
+                chmod(cx, io, then, &plan.kubeconfig).await?;
+            }
+        }
         Ok(Applied::Done)
     }
+}
+
+/// `chmod MODE PATH` on the node: the mode K3s would set when it next
+/// writes its kubeconfig, set now so adoption needs no restart.
+async fn chmod(cx: &NodeCx<'_>, io: StepIo<'_>, mode: &str, path: &str) -> Result<(), StepError> {
+    let cmd = RemoteCommand::new("chmod")
+        .args([mode, path])
+        .sudo(cx.node.ssh.sudo)
+        .timeout(Duration::from_secs(30));
+    let out = io.transport.exec(&cmd).await?;
+    StepError::check_output(&format!("chmod {mode} {path}"), out)?;
+    Ok(())
 }

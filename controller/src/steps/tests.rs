@@ -53,6 +53,7 @@ fn desired(inv: &Inventory) -> Desired {
         k3s_from: Default::default(),
         agent_from: Default::default(),
         agent_access: None,
+        k3s_settings: render::node_settings(inv, node),
     }
 }
 
@@ -150,7 +151,7 @@ impl crate::steps::StepVisitor for Planner<'_> {
 
 fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(StepId, Vec<Change>)> {
     let none = BTreeSet::new();
-    let adoption = assess_adoption(facts, d);
+    let adoption = assess_adoption(&inv.nodes[0], facts, d);
     let mut p = Planner {
         cx: NodeCx {
             node: &inv.nodes[0],
@@ -173,7 +174,7 @@ fn check_one<S: Step>(step: &S, inv: &Inventory, d: &Desired, f: &Facts) -> Chec
         facts: f,
         desired: d,
         pending: &BTreeSet::new(),
-        adoption: assess_adoption(f, d).as_ref(),
+        adoption: assess_adoption(&inv.nodes[0], f, d).as_ref(),
     })
 }
 
@@ -606,16 +607,16 @@ fn a_flag_the_inventory_does_not_carry_blocks_the_takeover_naming_it() {
 fn a_setting_the_inventory_changes_is_adopted_with_a_restart() {
     let inv = inventory();
     let d = desired(&inv);
-    let f = install_sh(&d, "\t'--write-kubeconfig-mode' \\\n\t'644' \\\n");
+    let f = install_sh(&d, "\t'--node-ip' \\\n\t'10.0.0.99' \\\n");
     let Check::Change(adopt) = check_one(&K3sAdopt, &inv, &d, &f) else {
         panic!("expected a takeover")
     };
     assert_eq!(
         adopt.changed,
         [(
-            "write-kubeconfig-mode".to_string(),
-            "644".to_string(),
-            "0600".to_string()
+            "node-ip".to_string(),
+            "[10.0.0.99]".to_string(),
+            "[10.0.0.1]".to_string()
         )]
     );
     let p = plan(&inv, &d, &f);
@@ -623,6 +624,72 @@ fn a_setting_the_inventory_changes_is_adopted_with_a_restart() {
     assert!(
         restart.iter().any(|c| c.after.starts_with("restarted")),
         "{restart:?}"
+    );
+}
+
+#[test]
+fn extra_names_labels_and_a_kubeconfig_mode_block_the_takeover_saying_where_they_go() {
+    let inv = inventory();
+    let d = desired(&inv);
+    let flags = "\t'--tls-san' \\\n\t'k3s.example' \\\n\t'--node-label' \\\n\t'zone=shelf' \\\n\
+                 \t'--write-kubeconfig-mode' \\\n\t'644' \\\n";
+    let Check::Blocked(why) = check_one(&K3sAdopt, &inv, &d, &install_sh(&d, flags)) else {
+        panic!("expected the takeover to be refused")
+    };
+    for want in [
+        "tls-san = k3s.example (add to [cluster] tls_san)",
+        "node-label = zone=shelf (add to the node's labels)",
+        "write-kubeconfig-mode = 644 (add to [cluster] server_config or the node's k3s_config)",
+    ] {
+        assert!(why.contains(want), "{want} not in {why}");
+    }
+}
+
+#[test]
+fn a_carried_kubeconfig_mode_is_adopted_with_a_chmod_not_a_restart() {
+    let text = r#"
+[cluster]
+name = "t"
+k3s_version = "v1.32.5+k3s1"
+server_config = { "write-kubeconfig-mode" = "0640" }
+[ssh]
+agent = true
+[[nodes]]
+name = "s1"
+address = "10.0.0.1"
+role = "server"
+"#;
+    let inv = Inventory::parse(text, "t.toml", Path::new("/")).expect("valid");
+    let d = desired(&inv);
+    let f = install_sh(&d, "\t'--write-kubeconfig-mode' \\\n\t'644' \\\n");
+    let Check::Change(adopt) = check_one(&K3sAdopt, &inv, &d, &f) else {
+        panic!("expected a takeover")
+    };
+    assert!(adopt.changed.is_empty(), "{adopt:?}");
+    assert_eq!(
+        adopt.live,
+        [(
+            "write-kubeconfig-mode".to_string(),
+            "644".to_string(),
+            "0640".to_string()
+        )]
+    );
+    let p = plan(&inv, &d, &f);
+    let shown: Vec<String> = p[0].1.iter().map(|c| c.after.clone()).collect();
+    assert!(
+        shown.contains(&"0640 (/etc/rancher/k3s/k3s.yaml chmodded, no restart)".to_string()),
+        "{shown:?}"
+    );
+    let service: Vec<String> = p
+        .last()
+        .expect("service")
+        .1
+        .iter()
+        .map(|c| c.after.clone())
+        .collect();
+    assert!(
+        service.contains(&"kept running: it already runs as pictl configures it".to_string()),
+        "{service:?}"
     );
 }
 
@@ -694,7 +761,7 @@ const NODE_TOKEN: &str = "K1019f0c3a8e2d4b6a7c9e1f3a5b7d9c2e4f6a8b0c1d3e5f7a9b2c
 
 fn diffs_of(inv: &Inventory, d: &Desired, f: &Facts, node: &ReadOnlyNode) -> Vec<diff::FileDiff> {
     let none = BTreeSet::new();
-    let adoption = assess_adoption(f, d);
+    let adoption = assess_adoption(&inv.nodes[0], f, d);
     let cx = NodeCx {
         node: &inv.nodes[0],
         facts: f,

@@ -384,7 +384,10 @@ mod tests {
         assert!(link("agent-token").is_none());
         let read = |name: &str| std::fs::read_to_string(server.join(name)).expect("read");
         assert_eq!(read("agent-token"), "K10x::node:a\n");
-        assert!(read("token").contains("::server:s3cret"), "the server token was not touched");
+        assert!(
+            read("token").contains("::server:s3cret"),
+            "the server token was not touched"
+        );
         // Configured no more: a symlink again.
         link_to_token(&dir, "agent-token").expect("relink");
         assert_eq!(link("agent-token"), Some(token));

@@ -17,7 +17,6 @@ pub const OWNED: &[&str] = &[
     "server",
     "token",
     "agent-token",
-    "write-kubeconfig-mode",
     "tls-san",
     "node-label",
     "node-taint",
@@ -58,9 +57,16 @@ impl Loader<'_, '_> {
                 continue;
             };
             let value_at = Located::new((), v.span(), at.path.clone());
-            if let Some(value) = self.k3s_value(&value_at, kind, v.get_ref()) {
-                out.insert(name.to_string(), value);
+            let Some(value) = self.k3s_value(&value_at, kind, v.get_ref()) else {
+                continue;
+            };
+            if name == "write-kubeconfig-mode" && !is_file_mode(&value) {
+                let hint =
+                    "an octal mode as K3s parses it, such as \"0600\" (K3s's default) or \"0644\"";
+                self.report(&value_at, "not a file mode", Some(hint));
+                continue;
             }
+            out.insert(name.to_string(), value);
         }
         out
     }
@@ -126,6 +132,11 @@ impl Loader<'_, '_> {
     }
 }
 
+/// Three or four octal digits (K3s: `strconv.ParseInt(mode, 8, 0)`).
+fn is_file_mode(v: &K3sValue) -> bool {
+    matches!(v, K3sValue::One(m) if (3..=4).contains(&m.len()) && m.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -159,6 +170,28 @@ mod tests {
             K3sValue::Many(vec!["servicelb".into()])
         );
         assert_eq!(inv.nodes[0].adopt_drop, ["flannel-iface"]);
+    }
+
+    #[test]
+    fn the_kubeconfig_mode_is_an_inventory_setting_checked_as_a_mode() {
+        let inv = parse(
+            "server_config = { \"write-kubeconfig-mode\" = \"0644\" }",
+            "",
+        )
+        .expect("valid");
+        assert_eq!(
+            inv.cluster.server_config["write-kubeconfig-mode"],
+            K3sValue::One("0644".into())
+        );
+        let err = parse(
+            "server_config = { \"write-kubeconfig-mode\" = \"rw-r--r--\" }",
+            "",
+        )
+        .expect_err("invalid");
+        assert!(
+            err.contains("cluster.server_config.write-kubeconfig-mode: not a file mode"),
+            "{err}"
+        );
     }
 
     #[test]
