@@ -130,6 +130,17 @@ if [ -r /proc/cgroups ]; then
   while read -r n _ _ en; do [ "$n" = memory ] && t=$en; done </proc/cgroups
 fi
 e cgroup1 "$t"
+rd kr /proc/sys/kernel/osrelease; e kernel "$kr"
+# flannel's vxlan backend (K3s's default) needs the kernel's vxlan module:
+# loaded or built in (/sys/module/vxlan), else listed in the kernel's module
+# files; unknown ("") when the node has none to read.
+t=
+if [ -d /sys/module/vxlan ]; then t=yes
+elif [ -r "/lib/modules/$kr/modules.dep" ]; then
+  t=no
+  grep -qs '/vxlan\.ko' "/lib/modules/$kr/modules.dep" "/lib/modules/$kr/modules.builtin" && t=yes
+fi
+e vxlan "$t"
 for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
   [ -f "$f" ] || continue
   rd t "$f"
@@ -291,6 +302,10 @@ pub struct Facts {
     /// saturated, since a node may report any number.
     pub clock_skew: i64,
     pub memory_cgroup: bool,
+    /// The kernel's release (`uname -r`).
+    pub kernel: String,
+    /// Whether the kernel has the vxlan module (`None`: it cannot tell).
+    pub vxlan: Option<bool>,
     /// Raspberry Pi boot command line: (path, contents).
     pub boot_cmdline: Option<(String, String)>,
     /// First line of `k3s --version`, when installed.
@@ -380,6 +395,12 @@ impl Facts {
             boot_id: get("boot_id"),
             clock_skew: node_now.saturating_sub(controller_now),
             memory_cgroup,
+            kernel: get("kernel"),
+            vxlan: match get("vxlan").as_str() {
+                "yes" => Some(true),
+                "no" => Some(false),
+                _ => None,
+            },
             boot_cmdline,
             k3s_version: non_empty("k3s_version").map(|v| k3s_version_of(&v)),
             files,

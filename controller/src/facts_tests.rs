@@ -420,3 +420,46 @@ fn a_symlinked_agent_token_means_the_server_has_none() {
         Some("K10abc::node:agents")
     );
 }
+
+#[test]
+fn the_vxlan_module_is_found_loaded_or_in_the_kernels_module_lists() {
+    let node = Scratch::new();
+    let modules = node.path("modules");
+    std::fs::write(node.path("osrelease"), "6.8.0-1004-raspi\n").expect("release");
+    let facts = |loaded: bool| {
+        let sys = if loaded {
+            node.path("")
+        } else {
+            node.path("no-such")
+        };
+        let script = node
+            .script
+            .replace("/sys/module/vxlan", &sys)
+            .replace("/lib/modules", &modules)
+            .replace("/proc/sys/kernel/osrelease", &node.path("osrelease"));
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script, "pictl", "no-secrets", "no-record"])
+            .output()
+            .expect("sh");
+        Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts")
+    };
+    // No module files to read: unknown, not missing.
+    assert_eq!(facts(false).vxlan, None);
+    assert_eq!(facts(false).kernel, "6.8.0-1004-raspi");
+    let dir = format!("{modules}/6.8.0-1004-raspi");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // Ubuntu's raspi kernel without linux-modules-extra-raspi.
+    std::fs::write(
+        format!("{dir}/modules.dep"),
+        "kernel/fs/overlayfs/overlay.ko.zst:\n",
+    )
+    .expect("dep");
+    assert_eq!(facts(false).vxlan, Some(false));
+    assert_eq!(facts(true).vxlan, Some(true), "loaded or built in");
+    std::fs::write(
+        format!("{dir}/modules.dep"),
+        "kernel/drivers/net/vxlan/vxlan.ko.zst: kernel/net/ipv4/udp_tunnel.ko.zst\n",
+    )
+    .expect("dep");
+    assert_eq!(facts(false).vxlan, Some(true));
+}

@@ -30,6 +30,28 @@ impl Plan for ServicePlan {
     }
 }
 
+/// A shell function: the journal lines on stdin around K3s's first error
+/// (3 before, 8 after) and the last 5, with `[...]` for what is left out.
+/// A K3s that cannot start says why once, then retries for as long as it
+/// is let: the last lines alone show the retries, not the cause.
+macro_rules! journal_excerpt {
+    () => {
+        r#"excerpt() {
+  awk '{ l[NR] = $0 }
+    !f && /level=(error|fatal)|[Ee]rror:|[Ff]ailed to|[Ff]atal/ { f = NR }
+    END {
+      if (f) { s = f - 3; e = f + 8 } else { s = NR - 14; e = NR }
+      if (s < 1) s = 1
+      if (e > NR) e = NR
+      for (i = s; i <= e; i++) print l[i]
+      t = e + 1; if (t < NR - 4) { print "[...]"; t = NR - 4 }
+      for (i = t; i <= NR; i++) print l[i]
+    }'
+}
+"#
+    };
+}
+
 /// `$1` unit, `$2` start|restart|none, `$3` enable yes|no, `$4`
 /// daemon-reload yes|no (see [`ServicePlan::systemd_args`]), `$5` wait for
 /// the server's files yes|no, `$6` seconds; then the files to record.
@@ -37,7 +59,8 @@ pub(super) const SCRIPT: &str = concat!(
     r#"set -eu
 "#,
     super::service::start_unit!(),
-    r#"unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; deadline=$(( $(date +%s) + secs )); shift 6
+    journal_excerpt!(),
+    r#"unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; since=$(date +%s); deadline=$(( since + secs )); shift 6
 [ "$enable" = no ] || systemctl enable --quiet --no-reload "$unit"
 [ "$reload" = no ] || systemctl daemon-reload
 # --no-block: a Type=notify unit would otherwise hold systemctl until ready,
@@ -54,7 +77,7 @@ ready() {
 until ready; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
     # K3s says why in its journal (a wrong token, a missing cgroup, …).
-    journalctl -u "$unit" -n 15 --no-pager -o cat >&2 || true
+    journalctl -u "$unit" --since "@$since" --no-pager -o cat 2>/dev/null | excerpt >&2 || true
     echo "$unit did not become ready within $secs s" >&2
     exit 1
   fi
@@ -180,5 +203,41 @@ impl Step for K3sService {
         }
         StepError::check_output(&format!("systemctl {action} {}", plan.unit), out)?;
         Ok(Applied::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn excerpt(lines: &[String]) -> Vec<String> {
+        let script = concat!(journal_excerpt!(), "excerpt");
+        let dir = tempfile::tempdir().expect("tmp");
+        let input = dir.path().join("journal");
+        std::fs::write(&input, lines.join("\n") + "\n").expect("write");
+        let script = format!("{script} < '{}'", input.display());
+        let out = crate::test_sh::run(&script, [] as [&str; 0], "/usr/bin:/bin");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn the_journal_excerpt_shows_the_first_error_and_the_last_lines() {
+        let mut lines: Vec<String> = (1..=40)
+            .map(|i| format!("level=info msg=\"line {i}\""))
+            .collect();
+        lines[9] = "level=fatal msg=\"failed to find memory cgroup (v2)\"".into();
+        let got = excerpt(&lines);
+        assert_eq!(got[0], lines[6], "3 lines before the error: {got:?}");
+        assert!(got.contains(&lines[9]), "{got:?}");
+        assert_eq!(got[12], "[...]", "{got:?}");
+        assert_eq!(got[13..], lines[35..], "the last 5: {got:?}");
+        // No error line: the last 15.
+        let quiet: Vec<String> = (1..=40)
+            .map(|i| format!("level=info msg=\"{i}\""))
+            .collect();
+        assert_eq!(excerpt(&quiet), quiet[25..]);
+        // A short journal is shown whole.
+        assert_eq!(excerpt(&lines[..12]), lines[6..12]);
     }
 }

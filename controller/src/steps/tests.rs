@@ -108,6 +108,8 @@ fn converged(d: &Desired) -> Facts {
         boot_id: "b".into(),
         clock_skew: 0,
         memory_cgroup: true,
+        kernel: "6.6.31+rpt-rpi-v8".into(),
+        vxlan: Some(true),
         boot_cmdline: None,
         k3s_version: Some("v1.32.5+k3s1".into()),
         started_with: files.clone(),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::{Selected, Symmetric};
 use crate::error_chain;
 use crate::facts::Datastore;
-use crate::inventory::{K3sRelease, Role};
+use crate::inventory::{Inventory, K3sRelease, K3sValue, Role};
 use crate::runner::desired::{self, Inputs};
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::node::NodeRun;
@@ -22,6 +22,29 @@ impl Facts {
     async fn run(run: &mut Run<'_>, record: Option<&Writer>) -> Result<(), RunError> {
         let progress = run.opts.progress.clone();
         cross_node_checks(&mut run.nodes, progress.as_ref());
+        let backend = flannel_backend(run.inv);
+        let api = run.inv.cluster.api_address.as_deref();
+        for r in run.nodes.iter_mut().filter(|r| r.alive()) {
+            // Every node joins at api_address: said once, on the first server.
+            let first_server = run
+                .inv
+                .servers()
+                .next()
+                .is_some_and(|s| s.name == r.node.name);
+            if let Some(msg) = api
+                .filter(|_| first_server)
+                .and_then(|a| mdns_warning("api_address", a))
+            {
+                r.event(progress.as_ref(), Topic::Facts, Stage::Warning, &msg);
+            }
+            let problem = r
+                .facts
+                .as_ref()
+                .and_then(|f| vxlan_problem(backend, &f.kernel, f.vxlan));
+            if let Some(msg) = problem {
+                r.fail(progress.as_ref(), NodeFailure::Failed(msg));
+            }
+        }
         no_downgrade_from_a_channel(run)?;
         no_servers_added_to_sqlite(run)?;
         let first = run.first_server().filter(|r| r.alive());
@@ -199,7 +222,7 @@ fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
         }
         let warnings = skew_warning(f.clock_skew)
             .into_iter()
-            .chain(mdns_warning(&r.node.address))
+            .chain(mdns_warning("address", &r.node.address))
             .chain(dropins_warning(&f.config_dropins));
         for msg in warnings {
             r.event(progress, Topic::Facts, Stage::Warning, &msg);
@@ -207,12 +230,35 @@ fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
     }
 }
 
+/// The cluster's flannel backend: K3s's default is vxlan.
+fn flannel_backend(inv: &Inventory) -> &str {
+    match inv.cluster.server_config.get("flannel-backend") {
+        Some(K3sValue::One(b)) => b,
+        _ => "vxlan",
+    }
+}
+
+/// flannel's vxlan backend on a kernel without the vxlan module: K3s
+/// starts, but Pods on different nodes cannot reach each other
+/// (flannel-io/flannel#1502, k3s-io/k3s#7155; Ubuntu's Raspberry Pi
+/// kernels ship it in a separate package).
+fn vxlan_problem(backend: &str, kernel: &str, vxlan: Option<bool>) -> Option<String> {
+    (backend == "vxlan" && vxlan == Some(false)).then(|| {
+        format!(
+            "kernel {kernel} has no vxlan module, which flannel's vxlan backend (K3s's default) needs for Pods on \
+             different nodes to reach each other: install it (Ubuntu for Raspberry Pi: \
+             apt install linux-modules-extra-raspi, then reboot), or choose another backend, e.g. \
+             [cluster] server_config = {{ \"flannel-backend\" = \"host-gw\" }} when all nodes share one network"
+        )
+    })
+}
+
 /// K3s (Go's resolver) does not resolve mDNS names: agents could not reach
 /// a server at `pi.local`, and the certificate would name it in vain.
-fn mdns_warning(address: &str) -> Option<String> {
+fn mdns_warning(key: &str, address: &str) -> Option<String> {
     let name = address.trim_end_matches('.').to_ascii_lowercase();
     name.ends_with(".local").then(|| {
-        format!("address {address} is an mDNS (.local) name, which K3s does not resolve: use the node's IP address or a DNS name")
+        format!("{key} {address} is an mDNS (.local) name, which K3s does not resolve: use an IP address or a DNS name")
     })
 }
 
@@ -235,14 +281,38 @@ fn skew_warning(skew: i64) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{dropins_warning, mdns_warning, skew_warning};
+    use super::{dropins_warning, mdns_warning, skew_warning, vxlan_problem};
+
+    #[test]
+    fn a_kernel_without_vxlan_is_refused_only_for_flannels_vxlan_backend() {
+        let kernel = "6.8.0-1004-raspi";
+        let why = vxlan_problem("vxlan", kernel, Some(false)).expect("refused");
+        assert!(
+            why.contains("kernel 6.8.0-1004-raspi has no vxlan module")
+                && why.contains("linux-modules-extra-raspi"),
+            "{why}"
+        );
+        assert_eq!(vxlan_problem("host-gw", kernel, Some(false)), None);
+        assert_eq!(
+            vxlan_problem("vxlan", kernel, None),
+            None,
+            "unknown is not missing"
+        );
+        assert_eq!(vxlan_problem("vxlan", kernel, Some(true)), None);
+    }
 
     #[test]
     fn mdns_names_and_foreign_drop_ins_are_warned_about() {
-        assert!(mdns_warning("pi1.local").is_some_and(|w| w.contains("does not resolve")));
-        assert!(mdns_warning("PI1.LOCAL.").is_some());
-        assert_eq!(mdns_warning("192.168.0.196"), None);
-        assert_eq!(mdns_warning("pi1.example.com"), None);
+        assert!(
+            mdns_warning("address", "pi1.local").is_some_and(|w| w.contains("does not resolve"))
+        );
+        assert!(mdns_warning("address", "PI1.LOCAL.").is_some());
+        assert!(
+            mdns_warning("api_address", "k3s.local")
+                .is_some_and(|w| w.starts_with("api_address k3s.local is an mDNS"))
+        );
+        assert_eq!(mdns_warning("address", "192.168.0.196"), None);
+        assert_eq!(mdns_warning("address", "pi1.example.com"), None);
         let w = dropins_warning(&["10-extra.yaml".into()]).expect("warning");
         assert!(w.contains("10-extra.yaml"), "{w}");
         assert_eq!(dropins_warning(&[]), None);
