@@ -124,13 +124,14 @@ rd t /etc/machine-id; e machine_id "$t"
 rd t /proc/sys/kernel/hostname; e hostname "$t"
 rd t /proc/sys/kernel/random/boot_id; e boot_id "$t"
 e now "$(date +%s)"
+rd kr /proc/sys/kernel/osrelease; e kernel "$kr"
 rd t /sys/fs/cgroup/cgroup.controllers; e cgroup2 "$t"
+# cgroup v1: the controllers the kernel has on (a Pi's memory is 0 when off).
 t=
 if [ -r /proc/cgroups ]; then
-  while read -r n _ _ en; do [ "$n" = memory ] && t=$en; done </proc/cgroups
+  while read -r n _ _ en; do [ "$en" != 1 ] || t="$t $n"; done </proc/cgroups
 fi
 e cgroup1 "$t"
-rd kr /proc/sys/kernel/osrelease; e kernel "$kr"
 # flannel's vxlan backend (K3s's default) needs the kernel's vxlan module:
 # loaded or built in (/sys/module/vxlan), else listed in the kernel's module
 # files; unknown ("") when the node has none to read.
@@ -302,7 +303,10 @@ pub struct Facts {
     /// saturated, since a node may report any number.
     pub clock_skew: i64,
     pub memory_cgroup: bool,
-    /// The kernel's release (`uname -r`).
+    /// The cgroup controllers the kernel has on: the cgroup v2 root's,
+    /// else cgroup v1's enabled ones (`/proc/cgroups`).
+    pub cgroup_controllers: Vec<String>,
+    /// `uname -r` (`/proc/sys/kernel/osrelease`, read without a process).
     pub kernel: String,
     /// Whether the kernel has the vxlan module (`None`: it cannot tell).
     pub vxlan: Option<bool>,
@@ -378,8 +382,12 @@ impl Facts {
                     .collect()
             })
             .unwrap_or_default();
-        let memory_cgroup =
-            get("cgroup2").split_whitespace().any(|c| c == "memory") || get("cgroup1") == "1";
+        let v2 = get("cgroup2");
+        let cgroup_controllers: Vec<String> = if v2.is_empty() { get("cgroup1") } else { v2 }
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let memory_cgroup = cgroup_controllers.iter().any(|c| c == "memory");
         let boot_cmdline = match (one.get("cmdline_path"), one.get("cmdline")) {
             (Some(p), Some(c)) => Some((p.clone(), c.clone())),
             _ => None,
@@ -395,6 +403,7 @@ impl Facts {
             boot_id: get("boot_id"),
             clock_skew: node_now.saturating_sub(controller_now),
             memory_cgroup,
+            cgroup_controllers,
             kernel: get("kernel"),
             vxlan: match get("vxlan").as_str() {
                 "yes" => Some(true),

@@ -16,7 +16,8 @@ fn sample() -> String {
         enc("boot_id", "b1"),
         enc("now", "1000"),
         enc("cgroup2", "cpuset cpu io pids"),
-        enc("cgroup1", "0"),
+        enc("kernel", "6.12.25+rpt-rpi-v8"),
+        enc("cgroup1", " cpuset cpu memory pids"),
         enc("cmdline_path", "/boot/firmware/cmdline.txt"),
         enc("cmdline", "console=tty1 root=PARTUUID=1 rootwait"),
         enc("k3s_version", "k3s version v1.32.5+k3s1 (8e8f2a47)"),
@@ -35,6 +36,14 @@ fn sample() -> String {
 }
 
 #[test]
+fn without_a_cgroup_v2_root_the_enabled_v1_controllers_count() {
+    let v1 = sample().replace(&enc("cgroup2", "cpuset cpu io pids"), &enc("cgroup2", ""));
+    let f = Facts::parse(&v1, 998).expect("facts");
+    assert!(f.memory_cgroup);
+    assert_eq!(f.cgroup_controllers, ["cpuset", "cpu", "memory", "pids"]);
+}
+
+#[test]
 fn parses_a_pi_without_memory_cgroup() {
     let f = Facts::parse(&sample(), 998).expect("facts");
     assert_eq!(f.arch, Ok(Arch::Arm64));
@@ -42,7 +51,9 @@ fn parses_a_pi_without_memory_cgroup() {
         f.pi_model.as_deref(),
         Some("Raspberry Pi 4 Model B Rev 1.4")
     );
-    assert!(!f.memory_cgroup);
+    assert!(!f.memory_cgroup, "cgroup v2's root list wins over v1's");
+    assert_eq!(f.cgroup_controllers, ["cpuset", "cpu", "io", "pids"]);
+    assert_eq!(f.kernel, "6.12.25+rpt-rpi-v8");
     assert_eq!(f.clock_skew, 2);
     assert_eq!(f.k3s_version.as_deref(), Some("v1.32.5+k3s1"));
     assert_eq!(f.file_sha(paths::K3S_BIN), Some("abc123"));

@@ -11,9 +11,12 @@ use std::process::{Command, ExitCode, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use pictl_e2e::pictl::{self, boot_id, steps, text};
+use pictl_e2e::pictl::{self, boot_id, kernel_release, memory_flags, steps, text};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 use serde_json::Value;
+
+mod arm64_pi;
+use arm64_pi::a_pi_with_memory_on_and_no_cgroup_flags_is_left_untouched;
 
 const VERSION: &str = "v1.32.5+k3s1";
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
         apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent,
         kubectl_shows_node3_as_arm64,
         second_apply_on_the_mixed_lab_changes_nothing,
+        a_pi_with_memory_on_and_no_cgroup_flags_is_left_untouched,
         status_shows_each_nodes_arch_and_health,
         image_preflight_refuses_an_amd64_only_image_for_the_arm64_node,
         a_pictl_without_an_arm64_agent_skips_it_naming_how_to_build_it,
@@ -280,18 +284,26 @@ fn apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent(lab: &Lab) {
     assert_eq!(report["hostname"], "node3", "{report:#}");
     assert_eq!(report["arch"], "arm64", "{report:#}");
     assert_eq!(report["kubelet_healthy"], true, "{report:#}");
-    // The arm64 Pi got its cgroup flags and was rebooted for them.
+    // The arm64 Pi booted with its memory controller off: it got the flag
+    // that turns it on, and one reboot, then K3s started (above).
     assert_eq!(steps(&v, "node3", "changed")[0], "pi-cgroups", "{v:#}");
     let cmdline = lab
         .ssh_ok("node3", "root", "cat /boot/firmware/cmdline.txt")
         .expect("cmdline");
     assert!(
-        cmdline
-            .trim_end()
-            .ends_with("cgroup_memory=1 cgroup_enable=memory"),
+        cmdline.trim_end().ends_with(&memory_flags()),
+        "{cmdline} (kernel {})",
+        kernel_release()
+    );
+    assert_eq!(
+        cmdline.matches("cgroup_").count(),
+        memory_flags().matches("cgroup_").count(),
         "{cmdline}"
     );
     assert_ne!(boot_before, boot_id(lab, "node3"), "node3 was not rebooted");
+    let console =
+        std::fs::read_to_string(lab.dir().join("nodes/node3/console.log")).expect("console log");
+    assert_eq!(console.matches("--- lab: booting").count(), 2, "one reboot");
 }
 
 fn kubectl_shows_node3_as_arm64(lab: &Lab) {

@@ -215,9 +215,7 @@ fn first_apply_bootstraps_three_ready_nodes(lab: &Lab) {
         .ssh_ok("node3", "root", "cat /boot/firmware/cmdline.txt")
         .expect("cmdline");
     assert!(
-        cmdline
-            .trim_end()
-            .ends_with("cgroup_memory=1 cgroup_enable=memory"),
+        cmdline.trim_end().ends_with(&pictl::memory_flags()),
         "{cmdline}"
     );
     let boot_after = boot_id(lab, "node3");
@@ -1641,7 +1639,7 @@ fn reset_removes_k3s_everywhere_and_apply_bootstraps_again(lab: &Lab) {
     let cmdline = lab
         .ssh_ok("node3", "root", "cat /boot/firmware/cmdline.txt")
         .expect("cmdline");
-    assert!(cmdline.contains("cgroup_memory=1"), "{cmdline}");
+    assert!(cmdline.contains("cgroup_enable=memory"), "{cmdline}");
     let again = pictl(
         lab,
         &lab.inventory(),

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         inventory_points_at_the_lab,
         mirror_serves_the_host_directory_to_nodes,
         pi_node_presents_pi_boot_files_without_cgroup_flags,
+        pi_kernel_has_memory_only_when_booted_with_cgroup_enable_memory,
         network_sysctls_are_writable_inside_nodes_only,
         enabled_unit_survives_reboot,
         kill_makes_ssh_fail_while_the_others_answer,
@@ -259,6 +260,52 @@ fn pi_node_presents_pi_boot_files_without_cgroup_flags(lab: &Lab) {
         "test -e /boot/firmware/cmdline.txt || test -e /etc/rpi-issue && echo pi || echo plain",
     );
     assert_eq!(plain, "plain", "node1 must not look like a Pi");
+}
+
+/// memory's `enabled` column in /proc/cgroups, as pictl's facts read it.
+fn memory_enabled(lab: &Lab, node: &str) -> String {
+    sh(
+        lab,
+        node,
+        "awk '$1 == \"memory\" { print $4 }' /proc/cgroups",
+    )
+}
+
+/// The lab's Pi kernel: Raspberry Pi OS's keeps the memory cgroup off until
+/// the node boots with `cgroup_enable=memory` (editing the file is not
+/// enough); a memory-on kernel has it without the flag. Other nodes are PCs.
+fn pi_kernel_has_memory_only_when_booted_with_cgroup_enable_memory(lab: &Lab) {
+    assert_eq!(memory_enabled(lab, PI_NODE), "0", "a fresh Pi");
+    assert_eq!(memory_enabled(lab, "node1"), "1", "a PC");
+    let path = "/boot/firmware/cmdline.txt";
+    let fresh = sh(lab, PI_NODE, &format!("cat {path}"));
+    sh(
+        lab,
+        PI_NODE,
+        &format!("sed -i '1 s/$/ cgroup_enable=memory/' {path}"),
+    );
+    assert_eq!(memory_enabled(lab, PI_NODE), "0", "not rebooted yet");
+    lab.reboot(PI_NODE).expect("reboot");
+    assert_eq!(memory_enabled(lab, PI_NODE), "1", "booted with the flag");
+    sh(lab, PI_NODE, &format!("echo '{fresh}' > {path}"));
+    lab.pi_kernel(PI_NODE, "memory-on").expect("pi-kernel");
+    lab.reboot(PI_NODE).expect("reboot");
+    assert_eq!(
+        memory_enabled(lab, PI_NODE),
+        "1",
+        "memory-on kernel, no flag"
+    );
+    assert!(
+        lab.pi_kernel("node1", "memory-on").is_err(),
+        "node1 is no Pi"
+    );
+    lab.pi_kernel(PI_NODE, "memory-off").expect("pi-kernel");
+    lab.reboot(PI_NODE).expect("reboot");
+    assert_eq!(
+        memory_enabled(lab, PI_NODE),
+        "0",
+        "back to Raspberry Pi OS's"
+    );
 }
 
 fn network_sysctls_are_writable_inside_nodes_only(lab: &Lab) {

@@ -1234,34 +1234,29 @@ fn cgroup_checks_like_k3s() {
         "{}",
         agent.log()
     );
-    // A Raspberry Pi: memory is on only if the line it booted with enables it.
-    let pi = node_root(&dir.0.join("pi"), ALL_CONTROLLERS);
-    std::fs::create_dir_all(pi.join("etc")).expect("etc");
-    std::fs::write(pi.join("etc/rpi-issue"), "Raspberry Pi reference\n").expect("rpi-issue");
-    std::fs::create_dir_all(pi.join("boot/firmware")).expect("boot");
-    let cmdline = pi.join("boot/firmware/cmdline.txt");
-    std::fs::write(&cmdline, "console=tty1 root=PARTUUID=1 rootwait\n").expect("cmdline");
-    let (code, out) = check(&pi);
-    assert_eq!(code, Some(1), "a fresh Pi has no memory controller: {out}");
-    assert!(out.contains("missing memory"), "{out}");
-    // Fixed but not rebooted: still off (the file is newer than the boot).
+    // A kernel booted with memory disabled (a Raspberry Pi without
+    // cgroup_enable=memory) lists it with enabled 0 in /proc/cgroups and has no
+    // memory hierarchy: the lab hides it in /proc/cgroups only, and the
+    // simulator reads /proc/self/cgroup as that kernel writes it.
+    let off = dir.0.join("off");
+    std::fs::create_dir_all(off.join("proc/self")).expect("off");
     std::fs::write(
-        &cmdline,
-        "console=tty1 root=PARTUUID=1 rootwait cgroup_memory=1 cgroup_enable=memory\n",
+        off.join("proc/self/cgroup"),
+        "6:memory:/\n5:pids:/\n4:cpuset:/\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n",
     )
-    .expect("cmdline");
-    let _ = std::fs::remove_dir_all(pi.join("run"));
-    assert_eq!(check(&pi).0, Some(1), "not rebooted yet");
-    // "Rebooted": the file predates the boot and /run is empty.
-    let st = Command::new("touch")
-        .args(["-d", "2000-01-01"])
-        .arg(&cmdline)
-        .status()
-        .expect("touch");
-    assert!(st.success());
-    let _ = std::fs::remove_dir_all(pi.join("run"));
-    let (code, out) = check(&pi);
-    assert_eq!(code, Some(0), "after the reboot: {out}");
+    .expect("off cgroup");
+    let proc_cgroups = |memory: &str| {
+        format!(
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t4\t1\t1\ncpu\t3\t1\t1\nmemory\t6\t1\t{memory}\npids\t5\t1\t1\n"
+        )
+    };
+    std::fs::write(off.join("proc/cgroups"), proc_cgroups("0")).expect("proc/cgroups");
+    let (code, out) = check(&off);
+    assert_eq!(code, Some(1), "memory disabled: {out}");
+    assert!(out.contains("missing memory"), "{out}");
+    std::fs::write(off.join("proc/cgroups"), proc_cgroups("1")).expect("proc/cgroups");
+    let (code, out) = check(&off);
+    assert_eq!(code, Some(0), "memory enabled: {out}");
 }
 
 fn ready_only_after_api_serves_and_first_start_unpacks() {
@@ -1716,8 +1711,9 @@ fn k3s_sim_under_systemd_with_k3s_units(lab: &Lab) {
     );
 }
 
-/// The lab's Pi node (node3) as K3s sees it: no memory controller until its
-/// cmdline.txt has the flag and it rebooted; `k3s check-config` and `k3s server` agree.
+/// The lab's Pi node (node3) as K3s sees it: the lab's Pi kernel has no
+/// memory controller until the node booted with `cgroup_enable=memory` in its
+/// cmdline.txt; `k3s check-config` and `k3s server` agree.
 fn pi_node_needs_cmdline_and_reboot(lab: &Lab) {
     lab.populate_mirror().expect("populate mirror");
     let mirror = lab.mirror_url().trim_end_matches('/').to_string();
@@ -1744,7 +1740,7 @@ fn pi_node_needs_cmdline_and_reboot(lab: &Lab) {
     lab.ssh_ok(
         "node3",
         "root",
-        "sed -i '1 s/$/ cgroup_memory=1 cgroup_enable=memory/' /boot/firmware/cmdline.txt",
+        "sed -i '1 s/$/ cgroup_enable=memory/' /boot/firmware/cmdline.txt",
     )
     .expect("fix cmdline");
     assert!(!check().status.success(), "not rebooted yet");

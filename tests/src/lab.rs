@@ -517,6 +517,14 @@ impl Lab {
         tool_ok(self.id, &["reboot", node])
     }
 
+    /// Install another Pi kernel on `node` (`memory-off`: Raspberry Pi OS's,
+    /// memory cgroup on only with `cgroup_enable=memory`; `memory-on`); it
+    /// runs from the node's next boot (`lab pi-kernel`).
+    pub fn pi_kernel(&self, node: &str, kernel: &str) -> Result<String> {
+        self.node(node)?;
+        tool_ok(self.id, &["pi-kernel", node, kernel])
+    }
+
     /// Take `node` off the network.
     pub fn cut(&self, node: &str) -> Result<String> {
         self.node(node)?;

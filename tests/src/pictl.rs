@@ -148,3 +148,28 @@ pub fn run(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
         .output()
         .expect("run pictl")
 }
+
+/// The lab's kernel is the host's (`uname -r`).
+pub fn kernel_release() -> String {
+    let out = std::process::Command::new("uname")
+        .arg("-r")
+        .output()
+        .expect("uname -r");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What a Pi with this kernel needs on its command line for the memory
+/// cgroup: `cgroup_enable=memory`, and `cgroup_memory=1` before 6.12, which
+/// no longer knows it (raspberrypi/linux#6980).
+pub fn memory_flags() -> String {
+    let release = kernel_release();
+    let mut nums = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    if (major, minor) >= (6, 12) {
+        "cgroup_enable=memory".into()
+    } else {
+        "cgroup_memory=1 cgroup_enable=memory".into()
+    }
+}

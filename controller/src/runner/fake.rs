@@ -68,6 +68,54 @@ pub struct NodeState {
     /// The version the running K3s reported when it started (the Node's
     /// kubeletVersion in the fake API).
     pub running: Option<String>,
+    /// A Raspberry Pi: its kernel, and whether this boot has memory on.
+    pub pi: Option<FakePi>,
+}
+
+/// A Pi's kernel as pictl sees it: `uname -r`, and the memory controller on
+/// when the kernel has it by default or the `cmdline.txt` it booted with
+/// (the file at [`FakePi::CMDLINE`]) says `cgroup_enable=memory`.
+#[derive(Debug, Clone, Default)]
+pub struct FakePi {
+    pub kernel: String,
+    pub memory_by_default: bool,
+    /// A kernel the flags do not reach (memory stays as by default).
+    pub ignores_cmdline: bool,
+    pub memory_on: bool,
+}
+
+impl FakePi {
+    pub const CMDLINE: &str = "/boot/firmware/cmdline.txt";
+
+    /// A Pi with `cmdline` in its cmdline.txt, booted with it.
+    pub fn boot(s: &mut NodeState, kernel: &str, memory_by_default: bool, cmdline: &str) {
+        s.files
+            .insert(Self::CMDLINE.into(), cmdline.as_bytes().to_vec());
+        s.pi = Some(FakePi {
+            kernel: kernel.into(),
+            memory_by_default,
+            ignores_cmdline: false,
+            memory_on: false,
+        });
+        Self::reboot(s);
+    }
+
+    /// A new boot: the kernel reads the command line as the file says now.
+    fn reboot(s: &mut NodeState) {
+        let line =
+            String::from_utf8_lossy(s.files.get(Self::CMDLINE).map_or(&[][..], |b| b)).into_owned();
+        s.boot += 1;
+        if let Some(pi) = &mut s.pi {
+            let line = if pi.ignores_cmdline { "" } else { &line };
+            pi.memory_on = line
+                .split_whitespace()
+                .fold(pi.memory_by_default, |on, w| match w {
+                    "cgroup_enable=memory" => true,
+                    "cgroup_disable=memory" => false,
+                    _ => on,
+                });
+        }
+    }
 }
 
 pub const KUBECONFIG: &str = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://127.0.0.1:6443\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\nkind: Config\nusers:\n- name: default\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n";
@@ -156,10 +204,27 @@ impl FakeTransport {
             ("hostname", &self.name),
             ("boot_id", &format!("boot-{}", s.boot)),
             ("now", &super::connect::now_epoch().to_string()),
-            ("cgroup2", "cpuset cpu memory pids"),
             ("started_with", &s.started_with),
         ] {
             out.push_str(&line(k, v));
+        }
+        match &s.pi {
+            Some(pi) => {
+                let cgroups = if pi.memory_on {
+                    "cpuset cpu io memory pids"
+                } else {
+                    "cpuset cpu io pids"
+                };
+                out.push_str(&line("kernel", &pi.kernel));
+                out.push_str(&line("cgroup2", cgroups));
+                let cmdline = s.files.get(FakePi::CMDLINE).map_or(&[][..], |b| b);
+                out.push_str(&line("cmdline_path", FakePi::CMDLINE));
+                out.push_str(&line(
+                    "cmdline",
+                    String::from_utf8_lossy(cmdline).trim_end(),
+                ));
+            }
+            None => out.push_str(&line("cgroup2", "cpuset cpu memory pids")),
         }
         if s.files.contains_key(paths::K3S_BIN) {
             let v = s.k3s_version.as_deref().unwrap_or("v1.32.5+k3s1");
@@ -371,7 +436,13 @@ impl Transport for FakeTransport {
                     ..Output::default()
                 });
             }
-            if script.contains(".pictl-reset-uninstall.sh") {
+            if cmd
+                .argv()
+                .join(" ")
+                .ends_with("systemctl --no-block reboot")
+            {
+                FakePi::reboot(&mut s);
+            } else if script.contains(".pictl-reset-uninstall.sh") {
                 s.files.clear();
                 s.active.clear();
                 s.enabled.clear();

@@ -36,6 +36,8 @@ mod tests;
 #[cfg(test)]
 mod tests_agent_metrics;
 #[cfg(test)]
+mod tests_pi;
+#[cfg(test)]
 mod tests_relay;
 
 use std::time::Instant;

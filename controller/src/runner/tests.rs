@@ -36,17 +36,17 @@ async fn mirror() -> String {
     .await
 }
 
-struct Setup {
-    inv: Inventory,
+pub(super) struct Setup {
+    pub(super) inv: Inventory,
     /// The inventory's text, for tests that change it.
     text: String,
-    fleet: Fleet,
+    pub(super) fleet: Fleet,
     api: FakeApi,
     dir: tempfile::TempDir,
 }
 
 /// `servers` then `agents`, named s1…/a1…; HA when more than one server.
-async fn setup(servers: usize, agents: usize) -> Setup {
+pub(super) async fn setup(servers: usize, agents: usize) -> Setup {
     setup_with(servers, agents, "k3s_version = \"v1.32.5+k3s1\"").await
 }
 
@@ -118,7 +118,7 @@ impl Setup {
         }
     }
 
-    async fn apply(&self) -> RunReport {
+    pub(super) async fn apply(&self) -> RunReport {
         apply(&self.inv, &self.options()).await.expect("apply runs")
     }
 
@@ -143,7 +143,7 @@ fn is_write(c: &Call) -> bool {
     )
 }
 
-fn node<'r>(r: &'r RunReport, name: &str) -> &'r NodeReport {
+pub(super) fn node<'r>(r: &'r RunReport, name: &str) -> &'r NodeReport {
     r.nodes
         .iter()
         .find(|n| n.name == name)

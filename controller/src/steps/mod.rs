@@ -29,7 +29,7 @@ pub use k3s_reset::{K3sReset, ResetPlan};
 pub use k3s_service::K3sService;
 pub use k3s_tools::{K3sTools, ToolsPlan, uninstall_path};
 pub use k3s_unit::{K3sUnit, K3sUnitPlan};
-pub use pi_cgroups::{PiCgroups, PiCgroupsPlan, with_cgroup_flags};
+pub use pi_cgroups::{PiCgroups, PiCgroupsPlan, with_flags};
 pub use service::{RestartReason, ServiceAction, ServicePlan};
 
 use std::ops::ControlFlow;

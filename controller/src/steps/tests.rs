@@ -108,7 +108,10 @@ fn converged(d: &Desired) -> Facts {
         boot_id: "b".into(),
         clock_skew: 0,
         memory_cgroup: true,
-        kernel: "6.6.31+rpt-rpi-v8".into(),
+        cgroup_controllers: ["cpuset", "cpu", "io", "memory", "pids"]
+            .map(String::from)
+            .to_vec(),
+        kernel: "6.12.25+rpt-rpi-v8".into(),
         vxlan: Some(true),
         boot_cmdline: None,
         k3s_version: Some("v1.32.5+k3s1".into()),
@@ -405,29 +408,36 @@ fn an_upgrade_replaces_the_binary_and_restarts() {
 }
 
 #[test]
-fn a_pi_without_cgroup_flags_is_fixed_and_rebooted_and_blocked_if_that_did_not_help() {
+fn a_pi_is_judged_by_its_controllers_not_its_cmdline_flags() {
     let inv = inventory();
     let d = desired(&inv);
     let mut f = converged(&d);
+    // Memory on and no flags: converged, nothing to edit or reboot.
     f.boot_cmdline = Some((
         "/boot/firmware/cmdline.txt".into(),
         "console=tty1 rootwait".into(),
     ));
+    assert_eq!(check_one(&PiCgroups, &inv, &d, &f), Check::Converged);
+    assert!(
+        plan(&inv, &d, &f).is_empty(),
+        "a converged Pi plans nothing"
+    );
+    // Memory off on 6.12: cgroup_enable=memory only, and a reboot.
+    f.cgroup_controllers.retain(|c| c != "memory");
     f.memory_cgroup = false;
     let Check::Change(p) = check_one(&PiCgroups, &inv, &d, &f) else {
         panic!("expected changes")
     };
+    assert_eq!(p.add, ["cgroup_enable=memory"]);
     assert_eq!(p.changes()[1].what, "reboot");
-    // After the reboot the flags are there but the controller is still off.
+    // After the reboot the flag is there but the controller is still off.
     f.boot_cmdline = Some((
         "/boot/firmware/cmdline.txt".into(),
-        with_cgroup_flags("console=tty1 rootwait"),
+        with_flags("console=tty1 rootwait", &p.add),
     ));
     assert!(
-        matches!(check_one(&PiCgroups, &inv, &d, &f), Check::Blocked(why) if why.contains("memory cgroup"))
+        matches!(check_one(&PiCgroups, &inv, &d, &f), Check::Blocked(why) if why.contains("memory cgroup") && why.contains("6.12.25"))
     );
-    f.memory_cgroup = true;
-    assert_eq!(check_one(&PiCgroups, &inv, &d, &f), Check::Converged);
 }
 
 fn with_agent(inv: &Inventory) -> (Desired, Facts) {

@@ -2,17 +2,16 @@
 //! start (pkg/agent/run.go calls pkg/cgroups/cgroups_linux.go `Validate`), plus the
 //! warnings pkg/daemons/agent/agent_linux.go logs when pids or CPU quotas are
 //! missing. cgroup v2 (a `cgroup.controllers` file at the root): cpu, cpuset and
-//! memory are required. v1: memory is required, cpuset only warned about.
+//! memory are required (`validateCgroupsV2`). v1: `/proc/self/cgroup` must name
+//! memory, cpuset is only warned about (`validateCgroupsV1`).
 //!
-//! The lab's Raspberry Pi nodes are containers on a PC kernel, so the simulator
-//! also models the one part of a Pi's kernel that matters to K3s: Raspberry Pi OS
-//! boots with the memory controller off unless the command line it booted with
-//! (`cmdline.txt`) says `cgroup_enable=memory`. Editing the file changes nothing
-//! until the node reboots.
+//! The simulator reads the controllers as K3s does and knows nothing of
+//! Raspberry Pis or `cmdline.txt`: the lab models a Pi's kernel (tests/lab/README.md,
+//! "Raspberry Pi kernels"), hiding the memory controller of a Pi node that booted
+//! without `cgroup_enable=memory`.
 
 use crate::host;
 use anyhow::{Result, anyhow, bail};
-use std::time::SystemTime;
 
 const V1_MEMORY: &str = "ailed to find memory cgroup, you may need to add \"cgroup_memory=1 cgroup_enable=memory\" to your linux cmdline (/boot/cmdline.txt on a Raspberry Pi)";
 
@@ -24,12 +23,10 @@ pub struct Report {
 
 pub fn inspect() -> Result<Report> {
     let root = host::path("/sys/fs/cgroup/cgroup.controllers");
-    let pi_memory_off = pi_memory_off();
     if root.exists() {
         let text =
             std::fs::read_to_string(&root).map_err(|e| anyhow!("open {}: {e}", root.display()))?;
-        let has =
-            |c: &str| !(c == "memory" && pi_memory_off) && text.split_whitespace().any(|w| w == c);
+        let has = |c: &str| text.split_whitespace().any(|w| w == c);
         let missing = ["cpu", "cpuset", "memory", "pids"]
             .into_iter()
             .filter(|c| !has(c))
@@ -38,11 +35,7 @@ pub fn inspect() -> Result<Report> {
     }
     let p = host::path("/proc/self/cgroup");
     let text = std::fs::read_to_string(&p).map_err(|e| anyhow!("open {}: {e}", p.display()))?;
-    let text: String = text
-        .lines()
-        .filter(|l| !(pi_memory_off && l.split(':').nth(1).is_some_and(|c| c.contains("memory"))))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text = without_disabled(&text, &disabled_v1());
     let has_controller = |c: &str| {
         text.lines().any(|l| {
             l.split(':')
@@ -65,6 +58,35 @@ pub fn inspect() -> Result<Report> {
         missing.push("cpu");
     }
     Ok(Report { v2: false, missing })
+}
+
+/// The controllers the kernel lists as disabled (`enabled` 0 in `/proc/cgroups`,
+/// as `cgroup_disable=` leaves them). Not K3s: a kernel has no hierarchy for a
+/// disabled controller, so its `/proc/self/cgroup` never names one; the lab's
+/// nodes share the host's kernel, whose `/proc/self/cgroup` cannot be changed
+/// per node, so the lab hides a Pi's memory controller in `/proc/cgroups` only
+/// and the simulator reads `/proc/self/cgroup` as that kernel would write it.
+fn disabled_v1() -> Vec<String> {
+    let text = std::fs::read_to_string(host::path("/proc/cgroups")).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 4 && f[3] == "0").then(|| f[0].to_string())
+        })
+        .collect()
+}
+
+/// `/proc/self/cgroup` without the hierarchies of `disabled` controllers.
+fn without_disabled(text: &str, disabled: &[String]) -> String {
+    text.lines()
+        .filter(|l| {
+            !l.split(':')
+                .nth(1)
+                .is_some_and(|cs| cs.split(',').any(|c| disabled.iter().any(|d| d == c)))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// K3s's `Validate` and the kubelet-arg warnings: fatal errors carry K3s's messages.
@@ -96,109 +118,18 @@ pub fn validate() -> Result<()> {
     Ok(())
 }
 
-/// The command line files a Pi's firmware reads, newest layout first.
-const CMDLINE_FILES: [&str; 2] = ["/boot/firmware/cmdline.txt", "/boot/cmdline.txt"];
-/// Where the line seen in this boot is remembered (`/run` is emptied by a reboot).
-const BOOTED: &str = "/run/k3s-sim/booted-cmdline";
-
-fn is_pi() -> bool {
-    host::path("/etc/rpi-issue").exists()
-        || std::fs::read_to_string(host::path("/proc/device-tree/model"))
-            .is_ok_and(|m| m.starts_with("Raspberry Pi"))
-}
-
-/// True on a Raspberry Pi whose booted command line leaves the memory controller off.
-pub fn pi_memory_off() -> bool {
-    if !is_pi() {
-        return false;
-    }
-    let Some(file) = CMDLINE_FILES
-        .iter()
-        .map(|f| host::path(f))
-        .find(|p| p.exists())
-    else {
-        return false;
-    };
-    let booted = host::path(BOOTED);
-    let line = match std::fs::read_to_string(&booted) {
-        Ok(l) => l,
-        Err(_) => {
-            let changed_since_boot = match (
-                std::fs::metadata(&file).and_then(|m| m.modified()),
-                boot_time(),
-            ) {
-                (Ok(mtime), Some(boot)) => mtime > boot,
-                _ => false,
-            };
-            if changed_since_boot {
-                // The kernel runs the line it booted with, which the simulator never saw:
-                // a Pi is first booted without the flag, so assume it is not there.
-                String::new()
-            } else {
-                let l = std::fs::read_to_string(&file).unwrap_or_default();
-                if let Some(dir) = booted.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let _ = std::fs::write(&booted, &l);
-                l
-            }
-        }
-    };
-    !memory_enabled(&line)
-}
-
-/// The last of `cgroup_enable=memory` / `cgroup_disable=memory` wins; Raspberry Pi
-/// OS's default (with neither) is off.
-pub fn memory_enabled(cmdline: &str) -> bool {
-    let mut on = false;
-    for w in cmdline.split_whitespace() {
-        match w {
-            "cgroup_enable=memory" => on = true,
-            "cgroup_disable=memory" => on = false,
-            _ => {}
-        }
-    }
-    on
-}
-
-/// When PID 1 of this node (its systemd; in a container, the container's) started:
-/// now minus the kernel's uptime gives the kernel's boot to 10 ms (`btime` in
-/// /proc/stat is truncated to the second), plus PID 1's start in clock ticks.
-fn boot_time() -> Option<SystemTime> {
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let one = std::fs::read_to_string("/proc/1/stat").ok()?;
-    let rest = &one[one.rfind(')')? + 1..];
-    // Field 22 (starttime, in clock ticks of 1/100 s on Linux); `rest` starts at field 3.
-    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
-    let kernel_boot = SystemTime::now().checked_sub(std::time::Duration::from_secs_f64(uptime))?;
-    Some(kernel_boot + std::time::Duration::from_millis(ticks * 10))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn pi_memory_follows_the_last_cgroup_flag() {
-        assert!(!memory_enabled("console=tty1 root=PARTUUID=1 rootwait"));
-        assert!(memory_enabled(
-            "console=tty1 cgroup_memory=1 cgroup_enable=memory"
-        ));
-        assert!(!memory_enabled(
-            "cgroup_enable=memory cgroup_disable=memory"
-        ));
-        assert!(!memory_enabled("cgroup_memory=1"));
-    }
-
-    #[test]
-    fn boot_time_is_in_the_past() {
-        if let Some(b) = boot_time() {
-            assert!(b <= SystemTime::now());
-        }
+    fn disabled_controllers_have_no_line_in_self_cgroup() {
+        let own = "5:pids:/\n4:memory:/x\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
+        let off = vec!["memory".to_string()];
+        assert_eq!(
+            without_disabled(own, &off),
+            "5:pids:/\n3:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n"
+        );
+        assert_eq!(without_disabled(own, &[]), own);
     }
 }

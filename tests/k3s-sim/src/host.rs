@@ -1,8 +1,8 @@
 //! The node the simulator runs on, as the files K3s and the kernel would read:
-//! `/etc/rancher/node/password`, `/sys/fs/cgroup`, `/proc/self/cgroup`, the
-//! Raspberry Pi boot files. `K3S_SIM_NODE_ROOT` (default `/`) re-roots all of
-//! them, so host-side tests can present a node (another node password, a
-//! missing memory controller, a Pi) without touching the machine's own `/etc`.
+//! `/etc/rancher/node/password`, `/sys/fs/cgroup`, `/proc/self/cgroup`,
+//! `/proc/cgroups`. `K3S_SIM_NODE_ROOT` (default `/`) re-roots all of them, so
+//! host-side tests can present a node (another node password, a missing memory
+//! controller) without touching the machine's own `/etc`.
 //! Real K3s has no such variable; nothing else in the simulator changes with it.
 
 use std::path::PathBuf;
