@@ -20,18 +20,26 @@ use crate::transport::Transport;
 const BIN_SHA: &str = "b1b1b1b1b1b1b1b1";
 
 fn inventory() -> Inventory {
-    let text = r#"
+    inventory_with("")
+}
+
+/// The one-server inventory with `cluster` added under `[cluster]`.
+fn inventory_with(cluster: &str) -> Inventory {
+    let text = format!(
+        r#"
 [cluster]
 name = "t"
 k3s_version = "v1.32.5+k3s1"
+{cluster}
 [ssh]
 agent = true
 [[nodes]]
 name = "s1"
 address = "10.0.0.1"
 role = "server"
-"#;
-    Inventory::parse(text, "t.toml", Path::new("/")).expect("valid")
+"#
+    );
+    Inventory::parse(&text, "t.toml", Path::new("/")).expect("valid")
 }
 
 fn desired(inv: &Inventory) -> Desired {
@@ -659,19 +667,7 @@ fn extra_names_labels_and_a_kubeconfig_mode_block_the_takeover_saying_where_they
 
 #[test]
 fn a_carried_kubeconfig_mode_is_adopted_with_a_chmod_not_a_restart() {
-    let text = r#"
-[cluster]
-name = "t"
-k3s_version = "v1.32.5+k3s1"
-server_config = { "write-kubeconfig-mode" = "0640" }
-[ssh]
-agent = true
-[[nodes]]
-name = "s1"
-address = "10.0.0.1"
-role = "server"
-"#;
-    let inv = Inventory::parse(text, "t.toml", Path::new("/")).expect("valid");
+    let inv = inventory_with(r#"server_config = { "write-kubeconfig-mode" = "0640" }"#);
     let d = desired(&inv);
     let f = install_sh(&d, "\t'--write-kubeconfig-mode' \\\n\t'644' \\\n");
     let Check::Change(adopt) = check_one(&K3sAdopt, &inv, &d, &f) else {
