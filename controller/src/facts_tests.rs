@@ -386,3 +386,44 @@ fn unknown_arch_is_kept_as_an_error_naming_it() {
     let f = Facts::parse(&out, 1000).expect("facts");
     assert!(f.arch.as_ref().is_err_and(|e| e.contains("armv6l")));
 }
+
+/// The data-dir line K3s would use (drop-ins after config.yaml, by name)
+/// and kubectl/crictl/ctr as install.sh's `create_symlinks` sees them: a
+/// dangling link is missing (to be replaced), a file that is no command
+/// is taken (left).
+#[test]
+fn the_data_dir_line_and_the_tools_to_link_are_reported() {
+    let mut node = Scratch::new();
+    let (etc, local) = (node.path("etc-k3s"), node.path("local-bin"));
+    std::fs::create_dir_all(format!("{etc}/config.yaml.d")).expect("mkdir");
+    std::fs::create_dir_all(&local).expect("mkdir");
+    std::fs::write(
+        format!("{etc}/config.yaml"),
+        "# Managed by pictl\ntoken: x\ndata-dir: /cfg\n",
+    )
+    .expect("write");
+    std::fs::write(
+        format!("{etc}/config.yaml.d/50-ssd.yaml"),
+        "data-dir: \"/mnt/ssd/k3s\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        format!("{etc}/config.yaml.d/10-first.yaml"),
+        "data-dir: /no\n",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("/nowhere", format!("{local}/kubectl")).expect("link");
+    std::fs::write(format!("{local}/crictl"), "no program").expect("write");
+    node.script = node
+        .script
+        .replace("/etc/rancher/k3s/", &format!("{etc}/"))
+        .replace("/usr/local/bin/", &format!("{local}/"));
+    let (f, _) = node.run("no-record", &[]);
+    assert_eq!(
+        f.data_dir_line.as_deref(),
+        Some("data-dir: \"/mnt/ssd/k3s\"")
+    );
+    assert_eq!(f.tools_missing, ["kubectl", "ctr"]);
+    assert_eq!(f.tools_taken, ["crictl"]);
+    assert_eq!(crate::data_dir::on_node(&f), "/mnt/ssd/k3s");
+}
