@@ -219,10 +219,35 @@ if [ -f "$c" ]; then
   rd t "$c"
   case $t in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
 fi
-e addresses "$(hostname -I 2>/dev/null)"
+# The last `data-dir:` line of config.yaml and its drop-ins, in the order
+# K3s reads them (pkg/configfilearg: the file, then config.yaml.d/*.yaml
+# and *.yml by name, later ones winning): pictl parses the value.
 t=""
-for c in kubectl crictl ctr; do command -v "$c" >/dev/null 2>&1 || t="$t$c "; done
+for f in "$c" "$c.d"/*.yaml "$c.d"/*.yml; do
+  [ -f "$f" ] || continue
+  while IFS= read -r _l || [ -n "$_l" ]; do
+    case $_l in data-dir:*|\"data-dir\":*|\'data-dir\':*) t=$_l ;; esac
+  done <"$f"
+done
+e data_dir_line "$t"
+# Where this node's K3s keeps its token and datastore: that line's path
+# (plain or quoted), else K3s's default.
+dd=/var/lib/rancher/k3s
+v=${t#*:}
+while :; do case $v in ' '*|'	'*) v=${v#?} ;; *) break ;; esac; done
+case $v in \"*) v=${v#\"}; v=${v%%\"*} ;; \'*) v=${v#\'}; v=${v%%\'*} ;; *) v=${v%%[ 	#]*} ;; esac
+case $v in /?*) dd=${v%/} ;; esac
+e addresses "$(hostname -I 2>/dev/null)"
+# kubectl, crictl and ctr: missing (install.sh would link it: nothing at
+# /usr/local/bin/NAME, or a dangling link) or taken (no such command, but
+# something that is not one is at /usr/local/bin/NAME; install.sh leaves it).
+t=""; u=""
+for c in kubectl crictl ctr; do
+  command -v "$c" >/dev/null 2>&1 && continue
+  if [ -e "/usr/local/bin/$c" ]; then u="$u$c "; else t="$t$c "; fi
+done
 e tools_missing "$t"
+e tools_taken "$u"
 t=""; d=/etc/rancher/k3s/config.yaml.d
 if [ -d "$d" ]; then
   for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
@@ -236,14 +261,14 @@ while IFS=: read -r n _ u g _; do
 done </etc/passwd
 e agent_ids "$t"
 # K3s's datastore: embedded etcd once db/etcd/member/wal exists, else SQLite.
-db=/var/lib/rancher/k3s/server/db
+db=$dd/server/db
 if [ -d $db/etcd/member/wal ]; then e datastore etcd; elif [ -f $db/state.db ]; then e datastore sqlite; fi
 if [ "$secrets" = secrets ]; then
-  if [ -f /var/lib/rancher/k3s/server/token ]; then rd t /var/lib/rancher/k3s/server/token; e token "$t"; fi
+  if [ -f "$dd/server/token" ]; then rd t "$dd/server/token"; e token "$t"; fi
   # Without a configured agent token K3s leaves agent-token as a symlink to
   # the server token (printTokens): that means "none", not the server's.
-  a=/var/lib/rancher/k3s/server/agent-token
-  if [ -f $a ] && [ ! -L $a ]; then rd t $a; e agent_token "$t"; fi
+  a=$dd/server/agent-token
+  if [ -f "$a" ] && [ ! -L "$a" ]; then rd t "$a"; e agent_token "$t"; fi
   if [ -f /etc/rancher/k3s/k3s.yaml ]; then rd t /etc/rancher/k3s/k3s.yaml; e kubeconfig "$t"; fi
 fi
 "#
@@ -329,8 +354,17 @@ pub struct Facts {
     pub foreign: Option<(String, crate::adopt::Foreign)>,
     /// The node's addresses (`hostname -I`), the default-route one first.
     pub addresses: Vec<String>,
-    /// Of kubectl, crictl and ctr, those no command exists for.
+    /// Of kubectl, crictl and ctr, those no command exists for, and that
+    /// install.sh would link (nothing at `/usr/local/bin/NAME`, or a
+    /// dangling link).
     pub tools_missing: Vec<String>,
+    /// Of kubectl, crictl and ctr, those no command exists for but whose
+    /// `/usr/local/bin/NAME` holds something else (left alone, as
+    /// install.sh leaves it).
+    pub tools_taken: Vec<String>,
+    /// The last `data-dir:` line of config.yaml and its drop-ins, as found
+    /// (see [`crate::data_dir::on_node`]).
+    pub data_dir_line: Option<String>,
     /// Files in /etc/rancher/k3s/config.yaml.d (K3s merges them over config.yaml).
     pub config_dropins: Vec<String>,
     /// The datastore a server has on disk, if any.
@@ -425,6 +459,8 @@ impl Facts {
             foreign: foreign(&one),
             addresses: words(&get("addresses")),
             tools_missing: words(&get("tools_missing")),
+            tools_taken: words(&get("tools_taken")),
+            data_dir_line: non_empty("data_dir_line"),
             config_dropins: words(&get("dropins")),
             datastore: match get("datastore").as_str() {
                 "etcd" => Some(Datastore::Etcd),

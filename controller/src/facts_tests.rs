@@ -402,15 +402,24 @@ fn unknown_arch_is_kept_as_an_error_naming_it() {
 fn a_symlinked_agent_token_means_the_server_has_none() {
     // K3s's printTokens: without a configured agent token, server/agent-token
     // (like node-token) is a symlink to server/token.
+    // On an SSD, as a Pi booting from SD keeps it: `data-dir` in config.yaml.
     let node = Scratch::new();
-    let server = node.path("server");
+    let data_dir = node.path("ssd/k3s");
+    let server = format!("{data_dir}/server");
     std::fs::create_dir_all(&server).expect("mkdir");
+    std::fs::write(
+        node.path("config.yaml"),
+        format!("data-dir: \"{data_dir}/\"\n"),
+    )
+    .expect("config");
     let token = format!("{server}/token");
     std::fs::write(&token, "K10abc::server:s3cret\n").expect("token");
     std::os::unix::fs::symlink(&token, format!("{server}/node-token")).expect("link");
     std::os::unix::fs::symlink(&token, format!("{server}/agent-token")).expect("link");
     let facts = || {
-        let script = node.script.replace("/var/lib/rancher/k3s/server", &server);
+        let script = node
+            .script
+            .replace("/etc/rancher/k3s/config.yaml", &node.path("config.yaml"));
         let out = std::process::Command::new("/bin/sh")
             .args(["-c", &script, "pictl", "secrets", "no-record"])
             .output()
@@ -473,4 +482,45 @@ fn the_vxlan_module_is_found_loaded_or_in_the_kernels_module_lists() {
     )
     .expect("dep");
     assert_eq!(facts(false).vxlan, Some(true));
+}
+
+/// The data-dir line K3s would use (drop-ins after config.yaml, by name)
+/// and kubectl/crictl/ctr as install.sh's `create_symlinks` sees them: a
+/// dangling link is missing (to be replaced), a file that is no command
+/// is taken (left).
+#[test]
+fn the_data_dir_line_and_the_tools_to_link_are_reported() {
+    let mut node = Scratch::new();
+    let (etc, local) = (node.path("etc-k3s"), node.path("local-bin"));
+    std::fs::create_dir_all(format!("{etc}/config.yaml.d")).expect("mkdir");
+    std::fs::create_dir_all(&local).expect("mkdir");
+    std::fs::write(
+        format!("{etc}/config.yaml"),
+        "# Managed by pictl\ntoken: x\ndata-dir: /cfg\n",
+    )
+    .expect("write");
+    std::fs::write(
+        format!("{etc}/config.yaml.d/50-ssd.yaml"),
+        "data-dir: \"/mnt/ssd/k3s\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        format!("{etc}/config.yaml.d/10-first.yaml"),
+        "data-dir: /no\n",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("/nowhere", format!("{local}/kubectl")).expect("link");
+    std::fs::write(format!("{local}/crictl"), "no program").expect("write");
+    node.script = node
+        .script
+        .replace("/etc/rancher/k3s/", &format!("{etc}/"))
+        .replace("/usr/local/bin/", &format!("{local}/"));
+    let (f, _) = node.run("no-record", &[]);
+    assert_eq!(
+        f.data_dir_line.as_deref(),
+        Some("data-dir: \"/mnt/ssd/k3s\"")
+    );
+    assert_eq!(f.tools_missing, ["kubectl", "ctr"]);
+    assert_eq!(f.tools_taken, ["crictl"]);
+    assert_eq!(crate::data_dir::on_node(&f), "/mnt/ssd/k3s");
 }

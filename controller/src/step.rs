@@ -148,6 +148,9 @@ pub struct Desired {
     pub unit_name: &'static str,
     pub unit_path: &'static str,
     pub unit: String,
+    /// K3s's data dir as the node's config.yaml will set it
+    /// ([`crate::render::data_dir`]); the killall and uninstall scripts default to it.
+    pub data_dir: String,
     /// The health agent's binary for this node (`None`: disabled; `Err`: why
     /// there is none).
     pub agent: Option<Result<crate::agent_binary::AgentBinary, String>>,

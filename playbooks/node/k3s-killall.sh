@@ -4,11 +4,27 @@
 # script does: the services, the containers (their shims outlive the service,
 # which runs with KillMode=process), the mounts and network namespaces of the
 # pods, and the CNI interfaces and iptables rules.
-[ "$(id -u)" -eq 0 ] || exec sudo "$0" "$@"
+[ "$(id -u)" -eq 0 ] || exec sudo --preserve-env=K3S_DATA_DIR "$0" "$@"
+# K3s's data dir on this node (pictl writes its data-dir here; the
+# environment may say otherwise, as for K3s's own script).
 K3S_DATA_DIR=${K3S_DATA_DIR:-/var/lib/rancher/k3s}
+case $K3S_DATA_DIR in
+/*[!/]*) export K3S_DATA_DIR ;;
+*) echo "k3s-killall.sh: K3S_DATA_DIR='$K3S_DATA_DIR' is not an absolute directory below /" >&2; exit 1 ;;
+esac
 
-for unit in k3s.service k3s-agent.service; do
-    systemctl stop "$unit" 2>/dev/null || true
+# K3s carries its own userspace (iptables and friends in bin/aux): a node
+# without them on PATH still has K3s's rules removed. After the system's.
+for bin in "$K3S_DATA_DIR"/data/*/bin; do
+    [ -d "$bin" ] && PATH=$PATH:$bin:$bin/aux
+done
+export PATH
+
+# Every K3s service, whatever its name (install.sh's INSTALL_K3S_NAME
+# makes k3s-NAME.service), and pictl's two wherever their files are.
+for unit in /etc/systemd/system/k3s*.service k3s.service k3s-agent.service; do
+    case $unit in /*) [ -s "$unit" ] || continue ;; esac
+    systemctl stop "${unit##*/}" 2>/dev/null || true
 done
 
 # Every descendant of the given processes, then the processes themselves.

@@ -44,6 +44,9 @@ fn main() -> ExitCode {
         a_setting_the_inventory_does_not_carry_is_refused_by_name_until_it_is_carried,
         an_install_sh_server_with_extra_names_labels_and_mode_loses_nothing,
         a_kernel_without_vxlan_is_refused_naming_the_package,
+        a_reset_with_the_data_dir_elsewhere_leaves_nothing_there,
+        a_dangling_kubectl_link_is_replaced_and_a_file_not_k3s_is_left,
+        a_reset_finds_k3s_bundled_iptables_on_a_node_without_any,
     ];
     harness::run(
         cases,
@@ -1813,4 +1816,143 @@ fn a_kernel_without_vxlan_is_refused_naming_the_package(lab: &Lab) {
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     lab.ssh_ok("node2", "root", "rm -rf /lib/modules")
         .expect("rm");
+}
+
+/// What is at K3s's data dir and its default parent on `node` (empty when nothing).
+fn data_dirs(lab: &Lab, node: &str, data_dir: &str) -> String {
+    lab.ssh_ok(
+        node,
+        "root",
+        &format!("for d in {data_dir} /var/lib/rancher; do [ -e $d ] && echo $d; done; true"),
+    )
+    .expect("data dirs")
+}
+
+/// A Pi that boots from SD and keeps K3s on an SSD: `data-dir` elsewhere,
+/// from the inventory (pictl's config.yaml): the server's token is read
+/// there, and a re-run changes nothing. The reset removes the data dir each
+/// node runs with (read from the node: the lab's own inventory resets them).
+fn a_reset_with_the_data_dir_elsewhere_leaves_nothing_there(lab: &Lab) {
+    ensure_converged(lab);
+    let clean = pictl(lab, &lab.inventory(), &["reset", "--yes"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+    let inv = inventory_with(
+        lab,
+        "server_config = { \"data-dir\" = \"/srv/k3s\" }\nagent_config = { \"data-dir\" = \"/srv/k3s\" }",
+        "inventory-data-dir.toml",
+    );
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    lab.ssh_ok(
+        "node1",
+        "root",
+        "test -s /srv/k3s/server/token && test -s /srv/k3s/server/tls/server-ca.key && test ! -e /var/lib/rancher",
+    )
+    .expect("the server keeps its data in /srv/k3s");
+    // The token is read where the server keeps it: nothing to change.
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        assert!(
+            steps(&v, n, "changed").is_empty(),
+            "second run changed {n}: {v:#}"
+        );
+    }
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(data_dirs(lab, n, "/srv/k3s"), "/srv/k3s", "{n}");
+    }
+    let plan = pictl(lab, &lab.inventory(), &["reset"]);
+    assert!(
+        text(&plan).contains("/srv/k3s, /var/lib/rancher"),
+        "{}",
+        text(&plan)
+    );
+    let reset = pictl(lab, &lab.inventory(), &["reset", "--yes"]);
+    assert_eq!(reset.status.code(), Some(0), "{}", text(&reset));
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(data_dirs(lab, n, "/srv/k3s"), "", "{n} kept K3s's data");
+        assert_eq!(k3s_leftovers(lab, n), "", "{n} kept things");
+    }
+    ensure_converged(lab);
+}
+
+/// As install.sh's `create_symlinks`: a dangling `kubectl` link is
+/// replaced; a `crictl` that is no command and no link is left and named.
+fn a_dangling_kubectl_link_is_replaced_and_a_file_not_k3s_is_left(lab: &Lab) {
+    ensure_converged(lab);
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "ln -sfn /opt/gone/kubectl /usr/local/bin/kubectl && rm -f /usr/local/bin/crictl \
+         && echo 'not k3s' > /usr/local/bin/crictl",
+    )
+    .expect("a dangling link and a file");
+    let plan = pictl(lab, &lab.inventory(), &["plan"]);
+    assert!(
+        String::from_utf8_lossy(&plan.stderr).contains("/usr/local/bin/crictl is not a command"),
+        "{}",
+        text(&plan)
+    );
+    let (code, v, out) = apply_json(lab, &lab.inventory());
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    let found = lab
+        .ssh_ok(
+            "node2",
+            "root",
+            "readlink /usr/local/bin/kubectl; cat /usr/local/bin/crictl",
+        )
+        .expect("tools");
+    assert_eq!(found, "k3s\nnot k3s");
+    let (_, v, _) = apply_json(lab, &lab.inventory());
+    assert!(steps(&v, "node2", "changed").is_empty(), "{v:#}");
+    lab.ssh_ok("node2", "root", "rm -f /usr/local/bin/crictl")
+        .expect("rm");
+    ensure_converged(lab);
+}
+
+/// A node without iptables: K3s's killall finds K3s's own under the data
+/// dir's `data/<hash>/bin/aux` and removes K3s's chains, keeping the node's.
+fn a_reset_finds_k3s_bundled_iptables_on_a_node_without_any(lab: &Lab) {
+    ensure_converged(lab);
+    // The lab's image has iptables: node2 is made a node without any.
+    let hide = "for t in iptables-save iptables-restore ip6tables-save ip6tables-restore; do \
+                p=$(command -v $t) && mv $p $p.off; done; true";
+    lab.ssh_ok("node2", "root", hide).expect("hide iptables");
+    let before = lab
+        .ssh_ok(
+            "node2",
+            "root",
+            "command -v iptables-save || echo none; \
+             ls /var/lib/rancher/k3s/data/*/bin/aux/iptables-save >/dev/null && \
+             cat /run/k3s-sim/xtables/iptables",
+        )
+        .expect("tables");
+    assert!(before.starts_with("none\n"), "{before}");
+    assert!(
+        before.contains(":KUBE-SERVICES") && before.contains("FLANNEL-"),
+        "{before}"
+    );
+    let reset = pictl(
+        lab,
+        &lab.inventory(),
+        &["reset", "--nodes", "node2", "--yes"],
+    );
+    assert_eq!(reset.status.code(), Some(0), "{}", text(&reset));
+    let after = lab
+        .ssh_ok("node2", "root", "cat /run/k3s-sim/xtables/iptables")
+        .expect("tables");
+    assert!(
+        !after.contains("KUBE-")
+            && !after.contains("CNI-")
+            && !after.to_lowercase().contains("flannel"),
+        "K3s's chains survived the reset:\n{after}"
+    );
+    assert!(after.contains("-A INPUT -i lo -j ACCEPT"), "{after}");
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "for p in /usr/sbin/*.off; do [ -e \"$p\" ] && mv \"$p\" \"${p%.off}\"; done; true",
+    )
+    .expect("iptables back");
+    ensure_converged(lab);
 }

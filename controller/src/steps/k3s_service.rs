@@ -54,13 +54,13 @@ macro_rules! journal_excerpt {
 
 /// `$1` unit, `$2` start|restart|none, `$3` enable yes|no, `$4`
 /// daemon-reload yes|no (see [`ServicePlan::systemd_args`]), `$5` wait for
-/// the server's files yes|no, `$6` seconds; then the files to record.
+/// the server's files yes|no, `$6` seconds, `$7` K3s's data dir; then the files to record.
 pub(super) const SCRIPT: &str = concat!(
     r#"set -eu
 "#,
     super::service::start_unit!(),
     journal_excerpt!(),
-    r#"unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; since=$(date +%s); deadline=$(( since + secs )); shift 6
+    r#"unit=$1; action=$2; enable=$3; reload=$4; server=$5; secs=$6; dd=$7; since=$(date +%s); deadline=$(( since + secs )); shift 7
 [ "$enable" = no ] || systemctl enable --quiet --no-reload "$unit"
 [ "$reload" = no ] || systemctl daemon-reload
 # --no-block: a Type=notify unit would otherwise hold systemctl until ready,
@@ -72,7 +72,7 @@ if [ "$action" != none ]; then start_unit --no-block "$action" "$unit"; fi
 ready() {
   systemctl is-active --quiet "$unit" || return 1
   [ "$action" = none ] || [ "$(systemctl show -p InvocationID --value "$unit")" != "$old" ] || return 1
-  [ "$server" = no ] || { [ -s /var/lib/rancher/k3s/server/token ] && [ -s /etc/rancher/k3s/k3s.yaml ]; }
+  [ "$server" = no ] || { [ -s "$dd/server/token" ] && [ -s /etc/rancher/k3s/k3s.yaml ]; }
 }
 until ready; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -191,6 +191,7 @@ impl Step for K3sService {
                 reload,
                 if server { "yes" } else { "no" },
                 &secs,
+                &crate::data_dir::desired(&cx.desired.k3s_settings),
             ])
             .args(Self::inputs(cx))
             .sudo(cx.node.ssh.sudo)

@@ -1,8 +1,9 @@
 //! What install.sh leaves beside K3s, so a node pictl manages is managed
 //! like an install.sh node: `k3s-killall.sh` and `k3s-uninstall.sh` (or
 //! `k3s-agent-uninstall.sh`), pictl's own with the same effect
-//! (`playbooks/node/`), and `kubectl`, `crictl` and `ctr` linked to k3s
-//! when no such command exists (K3s answers to those names).
+//! (`playbooks/node/`), told the node's data dir, and `kubectl`, `crictl`
+//! and `ctr` linked to k3s when no such command exists (K3s answers to
+//! those names) and nothing but a dangling link is in the way.
 
 use serde::Serialize;
 
@@ -12,9 +13,22 @@ use crate::facts::paths;
 use crate::inventory::Role;
 use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
 use crate::transport::RemoteCommand;
+use crate::transport::quote::quote;
 
+/// The scripts as written for K3s's default data dir.
 pub const KILLALL: &str = include_str!("../../../playbooks/node/k3s-killall.sh");
 pub const UNINSTALL: &str = include_str!("../../../playbooks/node/k3s-uninstall.sh");
+
+/// The one line of both scripts that names the data dir.
+const DATA_DIR_LINE: &str = "K3S_DATA_DIR=${K3S_DATA_DIR:-/var/lib/rancher/k3s}\n";
+
+/// `script` (KILLALL or UNINSTALL) with `data_dir` as its default data
+/// dir, quoted (`K3S_DATA_DIR` in the environment still wins, as for
+/// K3s's own scripts).
+pub fn with_data_dir(script: &str, data_dir: &str) -> String {
+    let line = format!("K3S_DATA_DIR=${{K3S_DATA_DIR:-{}}}\n", quote(data_dir));
+    script.replacen(DATA_DIR_LINE, &line, 1)
+}
 
 pub struct K3sTools;
 
@@ -49,10 +63,13 @@ pub fn uninstall_path(role: Role) -> &'static str {
     }
 }
 
-/// `$@`: the commands to link to k3s (only where none exists yet).
+/// `$@`: the commands to link to k3s, as install.sh's `create_symlinks`
+/// does: only where nothing is (`[ ! -e ]` is true of a dangling link,
+/// which `ln -sf` replaces) and no such command exists elsewhere.
 const LINK: &str = r#"set -eu
 for c in "$@"; do
-  command -v "$c" >/dev/null 2>&1 || ln -s k3s "/usr/local/bin/$c"
+  [ ! -e "/usr/local/bin/$c" ] || continue
+  command -v "$c" >/dev/null 2>&1 || ln -sf k3s "/usr/local/bin/$c"
 done
 "#;
 
@@ -68,6 +85,7 @@ impl Step for K3sTools {
         let scripts: Vec<(&'static str, bool)> = wanted
             .into_iter()
             .filter_map(|(path, text)| {
+                let text = with_data_dir(text, &cx.desired.data_dir);
                 let found = cx.facts.file_sha(path);
                 (found != Some(sha256_hex(text.as_bytes()).as_str()))
                     .then_some((path, found.is_some()))
@@ -97,6 +115,7 @@ impl Step for K3sTools {
             } else {
                 UNINSTALL
             };
+            let text = with_data_dir(text, &cx.desired.data_dir);
             io.transport
                 .put_file(text.as_bytes(), path, file::BINARY.mode, sudo)
                 .await?;
@@ -113,3 +132,7 @@ impl Step for K3sTools {
         Ok(Applied::Done)
     }
 }
+
+#[cfg(test)]
+#[path = "k3s_tools_tests.rs"]
+mod tests;

@@ -228,6 +228,7 @@ mod tests {
                 "no",
                 "no",
                 "5",
+                "/var/lib/rancher/k3s",
                 &bin,
                 &conf,
             ];
@@ -303,7 +304,16 @@ mod tests {
     /// The systemctl calls of the K3s and the health-agent scripts for `p`.
     fn both_scripts(p: &ServicePlan, stale: bool) -> [Vec<String>; 2] {
         let [enable, reload] = p.systemd_args();
-        let k3s = [p.unit, "start", enable, reload, "no", "5", "/dev/null"];
+        let k3s = [
+            p.unit,
+            "start",
+            enable,
+            reload,
+            "no",
+            "5",
+            "/var/lib/rancher/k3s",
+            "/dev/null",
+        ];
         [
             systemd_calls(crate::steps::k3s_service::SCRIPT, &k3s, stale),
             systemd_calls(

@@ -19,7 +19,7 @@ use crate::transport::Transport;
 
 const BIN_SHA: &str = "b1b1b1b1b1b1b1b1";
 
-fn inventory() -> Inventory {
+pub(super) fn inventory() -> Inventory {
     inventory_with("")
 }
 
@@ -42,7 +42,7 @@ role = "server"
     Inventory::parse(&text, "t.toml", Path::new("/")).expect("valid")
 }
 
-fn desired(inv: &Inventory) -> Desired {
+pub(super) fn desired(inv: &Inventory) -> Desired {
     let node = &inv.nodes[0];
     Desired {
         version: "v1.32.5+k3s1".into(),
@@ -56,6 +56,7 @@ fn desired(inv: &Inventory) -> Desired {
         unit_name: "k3s.service",
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
+        data_dir: render::data_dir(inv, node),
         agent: None,
         agent_dropin: dropin(&["10.0.0.1".into()], &[]),
         k3s_from: Default::default(),
@@ -66,7 +67,7 @@ fn desired(inv: &Inventory) -> Desired {
 }
 
 /// A node on which `desired` is fully converged.
-fn converged(d: &Desired) -> Facts {
+pub(super) fn converged(d: &Desired) -> Facts {
     let files: BTreeMap<String, String> = [
         (paths::K3S_BIN.to_string(), BIN_SHA.to_string()),
         (
@@ -136,6 +137,8 @@ fn converged(d: &Desired) -> Facts {
         datastore: None,
         agent_ids: None,
         tools_missing: Vec::new(),
+        tools_taken: Vec::new(),
+        data_dir_line: None,
     }
 }
 
@@ -181,7 +184,12 @@ fn plan(inv: &Inventory, d: &Desired, facts: &Facts) -> Vec<(StepId, Vec<Change>
 }
 
 /// One step's check on the inventory's only node, nothing pending.
-fn check_one<S: Step>(step: &S, inv: &Inventory, d: &Desired, f: &Facts) -> Check<S::Plan> {
+pub(super) fn check_one<S: Step>(
+    step: &S,
+    inv: &Inventory,
+    d: &Desired,
+    f: &Facts,
+) -> Check<S::Plan> {
     step.check(&NodeCx {
         node: &inv.nodes[0],
         facts: f,

@@ -6,6 +6,7 @@
 //! for. The simulator has nothing to unpack; `K3S_SIM_UNPACK_DELAY` (a Go
 //! duration such as `90s`, default none) makes the first start of each version
 //! that slow. Later starts of the same version find the directory and skip it.
+//! Its `bin/aux` holds K3s's iptables tools (see `xtables`).
 
 use anyhow::{Context, Result, anyhow};
 use std::path::Path;
@@ -35,6 +36,7 @@ pub fn prepare(data_dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(tmp.join("bin"))
         .with_context(|| format!("creating {}", tmp.display()))?;
+    crate::xtables::lay_out(&tmp.join("bin"))?;
     let current = data.join("current");
     if std::fs::symlink_metadata(&current).is_ok() {
         std::fs::rename(&current, data.join("previous"))?;

@@ -48,6 +48,7 @@ mod tokens;
 mod validate;
 mod version;
 mod watch;
+mod xtables;
 
 use config::Role;
 
@@ -84,6 +85,9 @@ fn main() {
     }
     let argv0 = std::env::args().next().unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(tool) = xtables::by_argv0(&argv0) {
+        std::process::exit(xtables::run(tool));
+    }
     if let Some(tool) = multicall::by_argv0(&argv0) {
         std::process::exit(multicall::run(tool, &args));
     }
@@ -123,6 +127,10 @@ fn main() {
     log::set_debug(settings.bool("debug"));
     // cmd/k3s/main.go unpacks the bundled userspace before running the command.
     if let Err(e) = datadir::prepare(&settings.data_dir()) {
+        fatal(&e);
+    }
+    // kube-proxy, flannel and the CNI plugins fill the node's tables.
+    if let Err(e) = xtables::add_k3s_chains() {
         fatal(&e);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -223,7 +223,8 @@ fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
         let warnings = skew_warning(f.clock_skew)
             .into_iter()
             .chain(mdns_warning("address", &r.node.address))
-            .chain(dropins_warning(&f.config_dropins));
+            .chain(dropins_warning(&f.config_dropins))
+            .chain(tools_taken_warning(&f.tools_taken));
         for msg in warnings {
             r.event(progress, Topic::Facts, Stage::Warning, &msg);
         }
@@ -272,6 +273,18 @@ fn dropins_warning(files: &[String]) -> Option<String> {
     })
 }
 
+/// kubectl, crictl or ctr that is no command but whose /usr/local/bin
+/// name holds something else: left alone, as install.sh leaves it.
+fn tools_taken_warning(tools: &[String]) -> Option<String> {
+    (!tools.is_empty()).then(|| {
+        let paths: Vec<String> = tools.iter().map(|t| format!("/usr/local/bin/{t}")).collect();
+        format!(
+            "{} is not a command nor a link to k3s; left as it is (remove it to have pictl link k3s there)",
+            paths.join(", ")
+        )
+    })
+}
+
 /// A warning when the node's clock is more than 30 s off (`unsigned_abs`:
 /// a node may report any clock, `i64::MIN` included).
 fn skew_warning(skew: i64) -> Option<String> {
@@ -281,7 +294,7 @@ fn skew_warning(skew: i64) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{dropins_warning, mdns_warning, skew_warning, vxlan_problem};
+    use super::{dropins_warning, mdns_warning, skew_warning, tools_taken_warning, vxlan_problem};
 
     #[test]
     fn a_kernel_without_vxlan_is_refused_only_for_flannels_vxlan_backend() {
@@ -299,6 +312,16 @@ mod tests {
             "unknown is not missing"
         );
         assert_eq!(vxlan_problem("vxlan", kernel, Some(true)), None);
+    }
+
+    #[test]
+    fn a_tool_name_taken_by_something_else_is_warned_about() {
+        let w = tools_taken_warning(&["kubectl".into()]).expect("warning");
+        assert!(
+            w.contains("/usr/local/bin/kubectl") && w.contains("left as it is"),
+            "{w}"
+        );
+        assert_eq!(tools_taken_warning(&[]), None);
     }
 
     #[test]
