@@ -1,5 +1,6 @@
 //! The `pictl` binary: wires logging and the async runtime, then runs the CLI.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -21,6 +22,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(pictl::cli::defaults::colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -435,3 +435,53 @@ fn status_watch_refreshes_until_interrupted_and_exits_with_the_last_health() {
         .status();
     let _ = child.wait();
 }
+
+#[test]
+fn an_unreachable_node_alone_exits_4_with_plain_log_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inv = unreachable_inventory(dir.path());
+    let out = pictl(&[
+        "-vv",
+        "plan",
+        "-o",
+        "json",
+        "-i",
+        inv.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("-o json");
+    assert!(report["nodes"][0]["unreachable"].is_string(), "{report:#}");
+    // stderr is a pipe here: log lines carry no colour codes.
+    assert!(
+        stderr.contains("INFO") || stderr.contains("DEBUG"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+#[test]
+fn without_i_the_inventory_init_writes_is_used_when_present() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_pictl"))
+            .arg("validate")
+            .current_dir(dir.path())
+            .env_remove("PICTL_INVENTORY")
+            .output()
+            .expect("run pictl")
+    };
+    let out = run();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("inventory/playson.toml"),
+        "{out:?}"
+    );
+    std::fs::write(dir.path().join("pictl.toml"), "[cluster]\nname = \"x\"\n").expect("write");
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pictl.toml:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

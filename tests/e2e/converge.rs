@@ -540,7 +540,7 @@ fn unreachable_node_is_reported_and_the_rest_converge(lab: &Lab) {
         "{table}"
     );
     let (code, v, out) = apply_json(lab, &lab.inventory());
-    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(code, 4, "only unreachable: {}", text(&out));
     let n2 = node(&v, "node2");
     assert!(
         n2["unreachable"]

@@ -1,8 +1,10 @@
 //! Command-line interface: flags as clap parses them, and the dispatch to
 //! each command. `main.rs` only sets up logging and calls [`run`].
 
+pub mod defaults;
 mod init;
 mod status;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,9 @@ use crate::runner::{self, Mode};
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code of `pictl plan` when something would change.
 pub const EXIT_CHANGES: u8 = 2;
+/// Exit code when nodes were unreachable and nothing else failed (as
+/// Ansible's): retry later rather than fix something.
+pub const EXIT_UNREACHABLE: u8 = 4;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -27,7 +32,8 @@ Examples:
   pictl plan --diff                            … with redacted diffs of drifted config and units
   pictl apply -i inventory/playson.toml        converge every node; re-runs report changed=0
 
-Exit codes: 0 success (plan: nothing to change), 1 invalid input or failure, 2 plan has changes.
+Exit codes: 0 success (plan: nothing to change), 1 invalid input or failure, 2 plan has changes,
+4 only unreachable nodes (nothing else failed).
 Logging: -v (info), -vv (debug), -vvv (trace); RUST_LOG overrides, e.g. RUST_LOG=pictl=debug.";
 
 /// `pictl -V`: the version and the commit it was built from.
@@ -59,13 +65,15 @@ and keeps the cluster converged: a re-run that finds nothing drifted reports cha
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Inventory file (TOML) describing the cluster and its nodes.
+    /// Inventory file (TOML) describing the cluster and its nodes. Default:
+    /// `pictl.toml` (what `pictl init` writes) when it exists here, else
+    /// `inventory/playson.toml`.
     #[arg(
         short,
         long,
         global = true,
         env = "PICTL_INVENTORY",
-        default_value = "inventory/playson.toml"
+        default_value_os_t = defaults::inventory()
     )]
     pub inventory: PathBuf,
 
@@ -74,7 +82,7 @@ pub struct Cli {
     pub concurrency: u16,
 
     /// Output for people (default) or machines.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 
     /// Seconds to wait for a rebooting node to come back, for K3s to start
@@ -457,7 +465,8 @@ async fn converge(
 }
 
 /// Prints the report (or the error) and picks the exit code: 1 on any
-/// failure, 2 when a plan would change something, else 0.
+/// failure, 4 when the only trouble was unreachable nodes, 2 when a plan
+/// would change something, else 0.
 fn finish(cli: &Cli, mode: Mode, result: Result<runner::RunReport, runner::RunError>) -> ExitCode {
     let report = match result {
         Ok(r) => r,
@@ -466,7 +475,9 @@ fn finish(cli: &Cli, mode: Mode, result: Result<runner::RunReport, runner::RunEr
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let code = if report.failed() {
+    let code = if report.failed() && report.only_unreachable() {
+        ExitCode::from(EXIT_UNREACHABLE)
+    } else if report.failed() {
         ExitCode::from(EXIT_FAILURE)
     } else if mode == Mode::Plan && report.changed() {
         ExitCode::from(EXIT_CHANGES)

@@ -123,4 +123,12 @@ impl RunReport {
             .any(|n| n.failed.is_some() || n.unreachable.is_some() || n.count(Status::Failed) > 0)
             || self.workload.iter().any(|p| p.status == Status::Failed)
     }
+
+    /// Every node in trouble was unreachable: none failed a step.
+    pub fn only_unreachable(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| n.failed.is_none() && n.count(Status::Failed) == 0)
+            && self.workload.iter().all(|p| p.status != Status::Failed)
+    }
 }
