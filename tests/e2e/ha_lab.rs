@@ -280,7 +280,7 @@ pub fn a_killed_server_is_reported_and_the_api_answers_through_the_others(lab: &
     // apply names the dead server and converges the rest (through node2's
     // API; the agents, joined through node1, went on with the others).
     let (code, v, out) = apply_json(lab, &three);
-    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(code, 4, "{}", text(&out));
     let n1 = node(&v, "node1");
     assert!(
         n1["unreachable"]
