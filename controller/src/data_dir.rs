@@ -28,7 +28,7 @@ pub fn on_node(facts: &Facts) -> String {
         let imported = adopt::import::import(&exec, &BTreeMap::new(), None);
         one(imported.keys.get("data-dir")?)
     });
-    let config = facts.data_dir_line.as_deref().and_then(from_line);
+    let config = facts.data_dir_config.clone();
     let env = foreign
         .and_then(|f| f.env.as_ref())
         .and_then(|e| adopt::env::parse(e.expose()).remove("K3S_DATA_DIR"));
@@ -51,15 +51,6 @@ pub fn desired(settings: &K3sSettings) -> String {
 fn one(v: &Value) -> Option<String> {
     match v {
         Value::One(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// `data-dir: /srv/k3s` (any YAML quoting) → `/srv/k3s`.
-fn from_line(line: &str) -> Option<String> {
-    let map: BTreeMap<String, serde_yaml_ng::Value> = serde_yaml_ng::from_str(line).ok()?;
-    match map.get("data-dir")? {
-        serde_yaml_ng::Value::String(s) => Some(s.clone()),
         _ => None,
     }
 }
@@ -140,7 +131,7 @@ mod tests {
                 },
             )
         });
-        f.data_dir_line = line.map(String::from);
+        f.data_dir_config = line.map(String::from);
         f
     }
 
@@ -148,11 +139,7 @@ mod tests {
 
     #[test]
     fn the_flag_wins_over_config_and_environment() {
-        let f = facts_with(
-            Some(UNIT),
-            Some("K3S_DATA_DIR=/env\n"),
-            Some("data-dir: /cfg"),
-        );
+        let f = facts_with(Some(UNIT), Some("K3S_DATA_DIR=/env\n"), Some("/cfg"));
         assert_eq!(on_node(&f), "/mnt/ssd/k3s");
         let short = "[Service]\nExecStart=/usr/local/bin/k3s agent -d /short\n";
         assert_eq!(on_node(&facts_with(Some(short), None, None)), "/short");
@@ -162,14 +149,13 @@ mod tests {
     fn config_wins_over_environment_and_the_default_is_last() {
         let plain = "[Service]\nExecStart=/usr/local/bin/k3s server\n";
         let env = Some("K3S_DATA_DIR='/env dir'\n");
-        let f = facts_with(Some(plain), env, Some("data-dir: \"/cfg\""));
+        let f = facts_with(Some(plain), env, Some("/cfg"));
         assert_eq!(on_node(&f), "/cfg");
         assert_eq!(on_node(&facts_with(Some(plain), env, None)), "/env dir");
         assert_eq!(on_node(&facts_with(None, None, None)), DEFAULT);
         // pictl's own config.yaml (no foreign unit).
-        let f = facts_with(None, None, Some("'data-dir': /srv/k3s"));
+        let f = facts_with(None, None, Some("/srv/k3s"));
         assert_eq!(on_node(&f), "/srv/k3s");
-        assert_eq!(on_node(&facts_with(None, None, Some("data-dir:"))), DEFAULT);
     }
 
     #[test]

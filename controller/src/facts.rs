@@ -219,9 +219,11 @@ if [ -f "$c" ]; then
   rd t "$c"
   case $t in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
 fi
-# The last `data-dir:` line of config.yaml and its drop-ins, in the order
-# K3s reads them (pkg/configfilearg: the file, then config.yaml.d/*.yaml
-# and *.yml by name, later ones winning): pictl parses the value.
+# The value of the last `data-dir:` line of config.yaml and its drop-ins,
+# in the order K3s reads them (pkg/configfilearg: the file, then
+# config.yaml.d/*.yaml and *.yml by name, later ones winning): plain (up to
+# a ` #` comment) or quoted. The token and datastore are read under it when
+# it is absolute, else under K3s's default.
 t=""
 for f in "$c" "$c.d"/*.yaml "$c.d"/*.yml; do
   [ -f "$f" ] || continue
@@ -229,13 +231,15 @@ for f in "$c" "$c.d"/*.yaml "$c.d"/*.yml; do
     case $_l in data-dir:*|\"data-dir\":*|\'data-dir\':*) t=$_l ;; esac
   done <"$f"
 done
-e data_dir_line "$t"
-# Where this node's K3s keeps its token and datastore: that line's path
-# (plain or quoted), else K3s's default.
-dd=/var/lib/rancher/k3s
 v=${t#*:}
 while :; do case $v in ' '*|'	'*) v=${v#?} ;; *) break ;; esac; done
-case $v in \"*) v=${v#\"}; v=${v%%\"*} ;; \'*) v=${v#\'}; v=${v%%\'*} ;; *) v=${v%%[ 	#]*} ;; esac
+case $v in
+  \"*) v=${v#\"}; v=${v%%\"*} ;;
+  \'*) v=${v#\'}; v=${v%%\'*} ;;
+  *) v=${v%%[ 	]#*}; while :; do case $v in *' '|*'	') v=${v%?} ;; *) break ;; esac; done ;;
+esac
+e data_dir "$v"
+dd=/var/lib/rancher/k3s
 case $v in /?*) dd=${v%/} ;; esac
 e addresses "$(hostname -I 2>/dev/null)"
 # kubectl, crictl and ctr: missing (install.sh would link it: nothing at
@@ -327,7 +331,6 @@ pub struct Facts {
     /// Node clock minus controller clock, seconds (± the round trip);
     /// saturated, since a node may report any number.
     pub clock_skew: i64,
-    pub memory_cgroup: bool,
     /// The cgroup controllers the kernel has on: the cgroup v2 root's,
     /// else cgroup v1's enabled ones (`/proc/cgroups`).
     pub cgroup_controllers: Vec<String>,
@@ -362,9 +365,9 @@ pub struct Facts {
     /// `/usr/local/bin/NAME` holds something else (left alone, as
     /// install.sh leaves it).
     pub tools_taken: Vec<String>,
-    /// The last `data-dir:` line of config.yaml and its drop-ins, as found
+    /// The `data-dir` that config.yaml and its drop-ins set, when they do
     /// (see [`crate::data_dir::on_node`]).
-    pub data_dir_line: Option<String>,
+    pub data_dir_config: Option<String>,
     /// Files in /etc/rancher/k3s/config.yaml.d (K3s merges them over config.yaml).
     pub config_dropins: Vec<String>,
     /// The datastore a server has on disk, if any.
@@ -388,6 +391,11 @@ pub enum Datastore {
 pub struct FactsError(pub String);
 
 impl Facts {
+    /// Whether the kernel has the memory cgroup controller on.
+    pub fn memory_cgroup(&self) -> bool {
+        self.cgroup_controllers.iter().any(|c| c == "memory")
+    }
+
     /// Parses the script's output; `controller_now` is the controller's
     /// clock (seconds since the epoch) when the answer arrived.
     pub fn parse(output: &str, controller_now: i64) -> Result<Facts, FactsError> {
@@ -421,7 +429,6 @@ impl Facts {
             .split_whitespace()
             .map(String::from)
             .collect();
-        let memory_cgroup = cgroup_controllers.iter().any(|c| c == "memory");
         let boot_cmdline = match (one.get("cmdline_path"), one.get("cmdline")) {
             (Some(p), Some(c)) => Some((p.clone(), c.clone())),
             _ => None,
@@ -436,7 +443,6 @@ impl Facts {
             hostname: get("hostname"),
             boot_id: get("boot_id"),
             clock_skew: node_now.saturating_sub(controller_now),
-            memory_cgroup,
             cgroup_controllers,
             kernel: get("kernel"),
             vxlan: match get("vxlan").as_str() {
@@ -460,7 +466,7 @@ impl Facts {
             addresses: words(&get("addresses")),
             tools_missing: words(&get("tools_missing")),
             tools_taken: words(&get("tools_taken")),
-            data_dir_line: non_empty("data_dir_line"),
+            data_dir_config: non_empty("data_dir"),
             config_dropins: words(&get("dropins")),
             datastore: match get("datastore").as_str() {
                 "etcd" => Some(Datastore::Etcd),

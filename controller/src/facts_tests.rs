@@ -39,7 +39,7 @@ fn sample() -> String {
 fn without_a_cgroup_v2_root_the_enabled_v1_controllers_count() {
     let v1 = sample().replace(&enc("cgroup2", "cpuset cpu io pids"), &enc("cgroup2", ""));
     let f = Facts::parse(&v1, 998).expect("facts");
-    assert!(f.memory_cgroup);
+    assert!(f.memory_cgroup());
     assert_eq!(f.cgroup_controllers, ["cpuset", "cpu", "memory", "pids"]);
 }
 
@@ -51,7 +51,7 @@ fn parses_a_pi_without_memory_cgroup() {
         f.pi_model.as_deref(),
         Some("Raspberry Pi 4 Model B Rev 1.4")
     );
-    assert!(!f.memory_cgroup, "cgroup v2's root list wins over v1's");
+    assert!(!f.memory_cgroup(), "cgroup v2's root list wins over v1's");
     assert_eq!(f.cgroup_controllers, ["cpuset", "cpu", "io", "pids"]);
     assert_eq!(f.kernel, "6.12.25+rpt-rpi-v8");
     assert_eq!(f.clock_skew, 2);
@@ -489,7 +489,7 @@ fn the_vxlan_module_is_found_loaded_or_in_the_kernels_module_lists() {
 /// dangling link is missing (to be replaced), a file that is no command
 /// is taken (left).
 #[test]
-fn the_data_dir_line_and_the_tools_to_link_are_reported() {
+fn the_data_dir_and_the_tools_to_link_are_reported() {
     let mut node = Scratch::new();
     let (etc, local) = (node.path("etc-k3s"), node.path("local-bin"));
     std::fs::create_dir_all(format!("{etc}/config.yaml.d")).expect("mkdir");
@@ -516,11 +516,35 @@ fn the_data_dir_line_and_the_tools_to_link_are_reported() {
         .replace("/etc/rancher/k3s/", &format!("{etc}/"))
         .replace("/usr/local/bin/", &format!("{local}/"));
     let (f, _) = node.run("no-record", &[]);
-    assert_eq!(
-        f.data_dir_line.as_deref(),
-        Some("data-dir: \"/mnt/ssd/k3s\"")
-    );
+    assert_eq!(f.data_dir_config.as_deref(), Some("/mnt/ssd/k3s"));
     assert_eq!(f.tools_missing, ["kubectl", "ctr"]);
     assert_eq!(f.tools_taken, ["crictl"]);
     assert_eq!(crate::data_dir::on_node(&f), "/mnt/ssd/k3s");
+}
+
+/// The one parser of `data-dir:` (the shell's): YAML's plain scalar up to
+/// a ` #` comment, or a quoted one; relative values are reported as they
+/// are (the reset refuses them), never used to find the token.
+#[test]
+fn the_data_dir_value_is_read_plain_or_quoted() {
+    let node = Scratch::new();
+    let config = node.path("config.yaml");
+    let script = node.script.replace("/etc/rancher/k3s/config.yaml", &config);
+    for (line, want) in [
+        ("data-dir: /srv/k3s", "/srv/k3s"),
+        ("data-dir:   /srv/k3s   # on the SSD", "/srv/k3s"),
+        ("data-dir: /srv/my k3s", "/srv/my k3s"),
+        ("data-dir: /srv/k3s#1", "/srv/k3s#1"),
+        ("\"data-dir\": \"/srv/k3s\"", "/srv/k3s"),
+        ("'data-dir': '/mnt/ssd/k3s' # quoted", "/mnt/ssd/k3s"),
+        ("data-dir: relative/k3s", "relative/k3s"),
+    ] {
+        std::fs::write(&config, format!("{line}\n")).expect("config");
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script, "pictl", "no-secrets", "no-record"])
+            .output()
+            .expect("sh");
+        let f = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+        assert_eq!(f.data_dir_config.as_deref(), Some(want), "{line}");
+    }
 }

@@ -46,11 +46,6 @@ pub fn node_settings(inv: &Inventory, node: &Node) -> K3sSettings {
     out
 }
 
-/// The data dir the node's config.yaml sets (K3s's default when none).
-pub fn data_dir(inv: &Inventory, node: &Node) -> String {
-    crate::data_dir::desired(&node_settings(inv, node))
-}
-
 /// The server's config; `secret` is the cluster secret (the server derives
 /// its `K10…` token from it).
 /// `agent_secret`: the agents' join secret (`agent-token`), if the cluster has one.

@@ -160,7 +160,7 @@ async fn node_status(node: &Node, connector: &dyn Connector) -> NodeStatus {
     } else {
         unit.active_state
     });
-    row.memory_cgroup = Some(f.memory_cgroup);
+    row.memory_cgroup = Some(f.memory_cgroup());
     row.clock_skew_seconds = Some(f.clock_skew);
     if f.file_sha(paths::HEALTH_AGENT_BIN).is_some() {
         row.agent = agent_report(t.as_ref()).await;

@@ -148,9 +148,6 @@ pub struct Desired {
     pub unit_name: &'static str,
     pub unit_path: &'static str,
     pub unit: String,
-    /// K3s's data dir as the node's config.yaml will set it
-    /// ([`crate::render::data_dir`]); the killall and uninstall scripts default to it.
-    pub data_dir: String,
     /// The health agent's binary for this node (`None`: disabled; `Err`: why
     /// there is none).
     pub agent: Option<Result<crate::agent_binary::AgentBinary, String>>,
@@ -167,6 +164,15 @@ pub struct Desired {
     /// The inventory's K3s settings for the node (its role's, then its own):
     /// what adoption may find carried.
     pub k3s_settings: crate::inventory::K3sSettings,
+}
+
+impl Desired {
+    /// K3s's data dir as the node's config.yaml will set it (the
+    /// inventory's `data-dir`, else K3s's default): the killall and
+    /// uninstall scripts default to it, and a server's token is there.
+    pub fn data_dir(&self) -> String {
+        crate::data_dir::desired(&self.k3s_settings)
+    }
 }
 
 /// Everything a step may read.

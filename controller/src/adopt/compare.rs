@@ -284,16 +284,13 @@ mod tests {
         // Carried with another mode: a change made live, not a restart.
         let carried: BTreeMap<String, Value> =
             [("write-kubeconfig-mode".into(), one("0640"))].into();
+        let carrying = NodeView {
+            carried: &carried,
+            ..view()
+        };
         let mut d = desired();
         d.insert("write-kubeconfig-mode".into(), one("0640"));
-        let v = compare(
-            &imported,
-            &d,
-            NodeView {
-                carried: &carried,
-                ..view()
-            },
-        );
+        let v = compare(&imported, &d, carrying);
         assert!(v.equivalent(), "{v:?}");
         assert_eq!(
             v.live,
@@ -305,14 +302,7 @@ mod tests {
         );
         // Carried as it is: nothing to do.
         d.insert("write-kubeconfig-mode".into(), one("0644"));
-        let v = compare(
-            &imported,
-            &d,
-            NodeView {
-                carried: &carried,
-                ..view()
-            },
-        );
+        let v = compare(&imported, &d, carrying);
         assert!(v.equivalent() && v.live.is_empty(), "{v:?}");
     }
 

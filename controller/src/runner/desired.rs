@@ -67,7 +67,6 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
             Role::Agent => facts::paths::AGENT_UNIT,
         },
         unit: render::unit_file(role),
-        data_dir: render::data_dir(inv, node),
         agent: i.agent,
         agent_dropin: i.agent_dropin,
         k3s_from: Default::default(),

@@ -147,7 +147,7 @@ mod tests {
             panic!("expected a reset")
         };
         assert_eq!(plan.data_dir, data_dir::DEFAULT);
-        f.data_dir_line = Some("data-dir: /srv/k3s".into());
+        f.data_dir_config = Some("/srv/k3s".into());
         let Check::Change(plan) = check_one(&K3sReset, &inv, &d, &f) else {
             panic!("expected a reset")
         };
@@ -162,7 +162,7 @@ mod tests {
         let d = desired(&inv);
         let mut f = converged(&d);
         for bad in ["/", "/var"] {
-            f.data_dir_line = Some(format!("data-dir: {bad}"));
+            f.data_dir_config = Some(bad.to_string());
             let Check::Blocked(why) = check_one(&K3sReset, &inv, &d, &f) else {
                 panic!("expected a refusal for {bad}")
             };

@@ -191,7 +191,7 @@ impl Step for K3sService {
                 reload,
                 if server { "yes" } else { "no" },
                 &secs,
-                &crate::data_dir::desired(&cx.desired.k3s_settings),
+                &cx.desired.data_dir(),
             ])
             .args(Self::inputs(cx))
             .sudo(cx.node.ssh.sudo)

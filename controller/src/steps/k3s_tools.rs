@@ -85,7 +85,7 @@ impl Step for K3sTools {
         let scripts: Vec<(&'static str, bool)> = wanted
             .into_iter()
             .filter_map(|(path, text)| {
-                let text = with_data_dir(text, &cx.desired.data_dir);
+                let text = with_data_dir(text, &cx.desired.data_dir());
                 let found = cx.facts.file_sha(path);
                 (found != Some(sha256_hex(text.as_bytes()).as_str()))
                     .then_some((path, found.is_some()))
@@ -115,7 +115,7 @@ impl Step for K3sTools {
             } else {
                 UNINSTALL
             };
-            let text = with_data_dir(text, &cx.desired.data_dir);
+            let text = with_data_dir(text, &cx.desired.data_dir());
             io.transport
                 .put_file(text.as_bytes(), path, file::BINARY.mode, sudo)
                 .await?;

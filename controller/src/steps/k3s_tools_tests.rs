@@ -257,7 +257,10 @@ fn the_scripts_follow_the_inventorys_data_dir() {
         tests::check_one(&super::K3sTools, &inv, &d, &f),
         crate::step::Check::Converged
     ));
-    d.data_dir = "/srv/k3s".into();
+    d.k3s_settings.insert(
+        "data-dir".into(),
+        crate::inventory::K3sValue::One("/srv/k3s".into()),
+    );
     let crate::step::Check::Change(plan) = tests::check_one(&super::K3sTools, &inv, &d, &f) else {
         panic!("expected the scripts rewritten")
     };

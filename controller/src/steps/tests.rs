@@ -56,7 +56,6 @@ pub(super) fn desired(inv: &Inventory) -> Desired {
         unit_name: "k3s.service",
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
-        data_dir: render::data_dir(inv, node),
         agent: None,
         agent_dropin: dropin(&["10.0.0.1".into()], &[]),
         k3s_from: Default::default(),
@@ -116,7 +115,6 @@ pub(super) fn converged(d: &Desired) -> Facts {
         hostname: "s1".into(),
         boot_id: "b".into(),
         clock_skew: 0,
-        memory_cgroup: true,
         cgroup_controllers: ["cpuset", "cpu", "io", "memory", "pids"]
             .map(String::from)
             .to_vec(),
@@ -138,7 +136,7 @@ pub(super) fn converged(d: &Desired) -> Facts {
         agent_ids: None,
         tools_missing: Vec::new(),
         tools_taken: Vec::new(),
-        data_dir_line: None,
+        data_dir_config: None,
     }
 }
 
@@ -440,7 +438,6 @@ fn a_pi_is_judged_by_its_controllers_not_its_cmdline_flags() {
     );
     // Memory off on 6.12: cgroup_enable=memory only, and a reboot.
     f.cgroup_controllers.retain(|c| c != "memory");
-    f.memory_cgroup = false;
     let Check::Change(p) = check_one(&PiCgroups, &inv, &d, &f) else {
         panic!("expected changes")
     };
