@@ -78,6 +78,8 @@ fn keys(path: &Path) -> Vec<(String, String)> {
 }
 
 fn init_records_the_real_host_keys_and_writes_an_inventory_that_validates(lab: &Lab) {
+    // The lab's state dir outlives a run: start from no earlier inventory.
+    let _ = std::fs::remove_dir_all(work(lab));
     lab.populate_mirror()
         .expect("populate the lab's K3s mirror");
     let known_hosts = work(lab).join("known_hosts");
