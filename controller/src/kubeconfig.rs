@@ -12,6 +12,7 @@
 //! replaces the file atomically; a file that cannot be read or parsed is
 //! never replaced.
 
+use crate::write::Writer;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -128,22 +129,23 @@ pub fn rewrite(k3s_yaml: &str, name: &str, api_url: &str) -> Result<String, Kube
 /// Merges `ours` into the kubeconfig at `path` (created when absent), as
 /// kubectl does: under `path.lock`, replaced atomically, mode 0600. A file
 /// that cannot be read or parsed is left untouched and the merge fails.
-pub fn merge_into_file(path: &Path, ours: &str) -> Result<(), KubeconfigError> {
-    edit_file(path, |existing| merge(existing, ours))
+pub fn merge_into_file(path: &Path, ours: &str, w: &Writer) -> Result<(), KubeconfigError> {
+    edit_file(path, |existing| merge(existing, ours), w)
 }
 
 /// Removes the cluster, user and context named `name` from the kubeconfig
 /// at `path` (a reset cluster), under the same lock and atomic write; a
 /// missing file is nothing to do.
-pub fn forget_in_file(path: &Path, name: &str) -> Result<(), KubeconfigError> {
+pub fn forget_in_file(path: &Path, name: &str, w: &Writer) -> Result<(), KubeconfigError> {
     if !path.exists() {
         return Ok(());
     }
     // Checked again under the lock: a file removed meanwhile stays removed.
-    edit_file(path, |existing| match existing {
+    let forget_ours = |existing: Option<&str>| match existing {
         Some(text) => forget(text, name),
         None => Err(KubeconfigError::Missing("the file (removed meanwhile)")),
-    })
+    };
+    edit_file(path, forget_ours, w)
 }
 
 /// Rewrites `path` with what `f` makes of its current text, holding
@@ -151,6 +153,7 @@ pub fn forget_in_file(path: &Path, name: &str) -> Result<(), KubeconfigError> {
 fn edit_file(
     path: &Path,
     f: impl FnOnce(Option<&str>) -> Result<String, KubeconfigError>,
+    w: &Writer,
 ) -> Result<(), KubeconfigError> {
     let _lock = FileLock::take(path)?;
     let existing = match std::fs::read_to_string(path) {
@@ -167,9 +170,11 @@ fn edit_file(
         path: path.to_path_buf(),
         source: Box::new(e),
     })?;
-    crate::state::write_private(path, edited.as_bytes()).map_err(|source| KubeconfigError::Write {
-        path: path.to_path_buf(),
-        source,
+    crate::state::write_private(path, edited.as_bytes(), w).map_err(|source| {
+        KubeconfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -461,7 +466,7 @@ contexts:",
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config");
-        merge_into_file(&path, &ours()).expect("merge");
+        merge_into_file(&path, &ours(), &Writer::for_apply()).expect("merge");
         let mode = std::fs::metadata(&path)
             .expect("written")
             .permissions()
@@ -484,7 +489,7 @@ contexts:",
         ] {
             let path = dir.path().join(name);
             std::fs::write(&path, text).expect("write");
-            let err = merge_into_file(&path, &ours()).expect_err(name);
+            let err = merge_into_file(&path, &ours(), &Writer::for_apply()).expect_err(name);
             assert!(
                 matches!(err, KubeconfigError::Unparsable { .. }),
                 "{name}: {err}"
@@ -495,7 +500,7 @@ contexts:",
         // Unreadable (a directory): the same.
         let path = dir.path().join("a-directory");
         std::fs::create_dir(&path).expect("mkdir");
-        let err = merge_into_file(&path, &ours()).expect_err("a directory");
+        let err = merge_into_file(&path, &ours(), &Writer::for_apply()).expect_err("a directory");
         assert!(matches!(err, KubeconfigError::Read { .. }), "{err}");
         assert!(path.is_dir());
     }
@@ -506,7 +511,7 @@ contexts:",
         let path = dir.path().join("config");
         std::fs::write(&path, "apiVersion: v1\nkind: Config\n").expect("write");
         std::fs::write(lock_of(&path), "").expect("kubectl's lock");
-        let err = merge_into_file(&path, &ours()).expect_err("locked");
+        let err = merge_into_file(&path, &ours(), &Writer::for_apply()).expect_err("locked");
         assert!(matches!(err, KubeconfigError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("config.lock"), "{err}");
         assert!(lock_of(&path).exists(), "someone else's lock was removed");

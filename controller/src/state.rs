@@ -11,6 +11,7 @@ use rand::RngCore;
 
 use crate::inventory::{Inventory, SecretSource};
 use crate::secret::Secret;
+use crate::write::Writer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -45,7 +46,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
 
 /// Creates the directory 0700 when it does not exist (an existing one,
 /// perhaps shared, keeps its mode).
-pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+pub fn ensure_dir(dir: &Path, _w: &Writer) -> Result<(), StateError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -56,7 +57,7 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
 /// Writes a file atomically with mode 0600: a fresh temp file (O_EXCL,
 /// random name) in the same directory, fsynced, renamed over the target.
 /// A symlinked target (a kubeconfig kept in dotfiles) is written through.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+pub fn write_private(path: &Path, bytes: &[u8], _w: &Writer) -> Result<(), StateError> {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -74,44 +75,53 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     Ok(())
 }
 
-/// The cluster secret: from the environment, a 0600 file, or generated
-/// once into the state directory.
-pub fn cluster_secret(inv: &Inventory) -> Result<Secret, StateError> {
+/// The cluster secret as configured: from the environment, a 0600 file,
+/// or the one generated earlier into the state directory (`None`: none
+/// generated yet). Reads only.
+pub fn configured_secret(inv: &Inventory) -> Result<Option<Secret>, StateError> {
     match &inv.cluster.token {
         SecretSource::Env(var) => std::env::var(var)
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .map(|v| Secret::new(v.trim()))
+            .map(|v| Some(Secret::new(v.trim())))
             .ok_or_else(|| StateError::TokenEnvMissing(var.clone())),
-        SecretSource::File(path) => read_secret_file(path),
-        SecretSource::Generated => generated(inv, "token"),
+        SecretSource::File(path) => read_secret_file(path).map(Some),
+        SecretSource::Generated => recorded(inv, "token"),
     }
 }
 
-/// The agents' join secret (`agent-token`), generated once into the state
-/// directory (0600).
-pub fn agent_secret(inv: &Inventory) -> Result<Secret, StateError> {
-    generated(inv, "agent-token")
+/// The state directory's `name` (0600), if it is there. Reads only.
+pub fn recorded(inv: &Inventory, name: &str) -> Result<Option<Secret>, StateError> {
+    let path = inv.cluster.state_dir.join(name);
+    if path.exists() {
+        read_secret_file(&path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Records `secret` in the state directory's `name` (0600), as the
 /// generated and adopted secrets are kept.
-pub fn record_secret(inv: &Inventory, name: &str, secret: &Secret) -> Result<(), StateError> {
-    ensure_dir(&inv.cluster.state_dir)?;
+pub fn record_secret(
+    inv: &Inventory,
+    name: &str,
+    secret: &Secret,
+    w: &Writer,
+) -> Result<(), StateError> {
+    ensure_dir(&inv.cluster.state_dir, w)?;
     let path = inv.cluster.state_dir.join(name);
-    write_private(&path, format!("{}\n", secret.expose()).as_bytes())
+    write_private(&path, format!("{}\n", secret.expose()).as_bytes(), w)
 }
 
 /// The secret in the state directory's `name`, made there (0600) when absent.
-fn generated(inv: &Inventory, name: &str) -> Result<Secret, StateError> {
-    let path = inv.cluster.state_dir.join(name);
-    if path.exists() {
-        return read_secret_file(&path);
+pub fn generated(inv: &Inventory, name: &str, w: &Writer) -> Result<Secret, StateError> {
+    if let Some(s) = recorded(inv, name)? {
+        return Ok(s);
     }
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     let secret = Secret::new(hex::encode(bytes));
-    record_secret(inv, name, &secret)?;
+    record_secret(inv, name, &secret, w)?;
     Ok(secret)
 }
 
@@ -135,8 +145,8 @@ pub struct ApplyLock {
     _file: File,
 }
 
-pub fn lock_cluster(inv: &Inventory) -> Result<ApplyLock, StateError> {
-    ensure_dir(&inv.cluster.state_dir)?;
+pub fn lock_cluster(inv: &Inventory, w: &Writer) -> Result<ApplyLock, StateError> {
+    ensure_dir(&inv.cluster.state_dir, w)?;
     let path = inv.cluster.state_dir.join("apply.lock");
     let mut file = OpenOptions::new()
         .read(true)

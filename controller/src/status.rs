@@ -137,7 +137,7 @@ async fn node_status(node: &Node, connector: &dyn Connector) -> NodeStatus {
             return row;
         }
     };
-    let f = match runner::gather(t.as_ref(), node, None).await {
+    let f = match runner::gather(t.as_ref(), node).await {
         Ok(f) => f,
         Err(e) => {
             row.reachable = !e.is_unreachable();

@@ -5,6 +5,7 @@ pub mod defaults;
 mod init;
 mod status;
 
+use crate::write::Writer;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -521,7 +522,8 @@ async fn reset(
     }
     if yes
         && let Some(path) = kubeconfig
-        && let Err(e) = crate::kubeconfig::forget_in_file(path, &inv.cluster.name)
+        && let Err(e) =
+            crate::kubeconfig::forget_in_file(path, &inv.cluster.name, &Writer::for_apply())
     {
         eprintln!("pictl reset: {}", crate::error_chain(&e));
         return ExitCode::from(EXIT_FAILURE);
@@ -548,7 +550,7 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
     let Some(out) = out else {
         return print_out(&ours, ExitCode::SUCCESS);
     };
-    match crate::kubeconfig::merge_into_file(out, &ours) {
+    match crate::kubeconfig::merge_into_file(out, &ours, &Writer::for_apply()) {
         Ok(()) => {
             eprintln!(
                 "wrote context {} to {} (0600)",

@@ -254,7 +254,7 @@ fn auth(opts: &InitOptions) -> SshAuth {
 async fn detect(opts: &InitOptions, address: &str) -> Result<Detected, InitError> {
     let node = probe_node(opts, address);
     let t = connect(opts, &node).await?;
-    let facts = runner::gather(&t, &node, None).await;
+    let facts = runner::gather(&t, &node).await;
     t.close().await;
     let facts = facts.map_err(|source| InitError::GatherFailed {
         address: address.to_string(),

@@ -26,6 +26,7 @@ use serde_json::json;
 use crate::error_chain;
 use crate::secret::Secret;
 use crate::step::Change;
+use crate::write::Writer;
 
 pub const NAMESPACE: &str = "kube-system";
 const MANAGER: &str = "pictl";
@@ -218,7 +219,7 @@ pub async fn plan(
 }
 
 /// Server-side applies the four objects.
-pub async fn apply(client: &kube::Client, node: &str) -> Result<(), String> {
+pub async fn apply(client: &kube::Client, node: &str, _w: &Writer) -> Result<(), String> {
     let n = names(node);
     let pp = PatchParams::apply(MANAGER).force();
     let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
@@ -304,7 +305,7 @@ pub async fn wait_token(
 
 /// Deletes `node`'s agent objects (a reset node's token stops working with
 /// its ServiceAccount); what was there, as changes.
-pub async fn remove(client: &kube::Client, node: &str) -> Result<Vec<Change>, String> {
+pub async fn remove(client: &kube::Client, node: &str, _w: &Writer) -> Result<Vec<Change>, String> {
     let n = names(node);
     let dp = kube::api::DeleteParams::default();
     let gone = |r: Result<_, kube::Error>, what: String| match r {

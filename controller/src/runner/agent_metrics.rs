@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::error_chain;
 use crate::step::Change;
+use crate::write::Writer;
 
 pub const ANNOTATION: &str = "pictl.dev/agent-metrics";
 /// The agent's port, on loopback and on the pod network alike.
@@ -82,7 +83,12 @@ pub fn plan(now: Option<&str>, want: Option<&str>) -> Option<Change> {
 
 /// Sets (or with `None` removes) the annotation: a JSON merge patch that
 /// touches that one key.
-pub async fn write(client: &kube::Client, node: &str, want: Option<&str>) -> Result<(), String> {
+pub async fn write(
+    client: &kube::Client,
+    node: &str,
+    want: Option<&str>,
+    _w: &Writer,
+) -> Result<(), String> {
     let api: kube::Api<KNode> = kube::Api::all(client.clone());
     let patch = json!({"metadata": {"annotations": {ANNOTATION: want}}});
     api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))

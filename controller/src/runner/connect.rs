@@ -181,13 +181,21 @@ pub(super) fn now_epoch() -> i64 {
 }
 
 /// Gathers a node's facts in one round trip (servers also hand over their
-/// join token and admin kubeconfig; agents never send secrets). With a
-/// [`Writer`] (only `apply`), the node keeps its hash cache up to date.
-pub async fn gather(
+/// join token and admin kubeconfig; agents never send secrets). Reads only.
+pub async fn gather(t: &dyn Transport, node: &Node) -> Result<Facts, GatherError> {
+    run_script(t, node, "no-record").await
+}
+
+/// [`gather`], and the node brings its hash cache up to date (`apply`).
+pub async fn gather_recording(
     t: &dyn Transport,
     node: &Node,
-    record: Option<&Writer>,
+    _w: &Writer,
 ) -> Result<Facts, GatherError> {
+    run_script(t, node, "record").await
+}
+
+async fn run_script(t: &dyn Transport, node: &Node, record: &str) -> Result<Facts, GatherError> {
     let secrets = if node.role == Role::Server {
         "secrets"
     } else {
@@ -195,11 +203,7 @@ pub async fn gather(
     };
     let cmd = RemoteCommand::script(facts::SCRIPT)
         .arg(secrets)
-        .arg(if record.is_some() {
-            "record"
-        } else {
-            "no-record"
-        })
+        .arg(record)
         .args(facts::paths::MANAGED)
         .sudo(node.ssh.sudo)
         .timeout(Duration::from_secs(60));

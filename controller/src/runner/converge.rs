@@ -4,6 +4,7 @@
 //! asked for by a step are waited for here.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,12 +31,68 @@ pub struct Env<'r> {
     pub opts: &'r Options,
 }
 
-/// Checks every step (`plan`): reports what would change, writes nothing.
-pub async fn plan(run: &mut NodeRun<'_>, env: Env<'_>) {
-    let mut v = Converger::new(run, env, None);
-    let _ = steps::visit(&mut v).await;
-    if env.opts.diff {
-        attach_diffs(run, env).await;
+/// How a phase walks a node's steps: [`Checking`] them (`pictl plan`) or
+/// [`Converging`] them (`pictl apply`, holding the run's Writer). Node
+/// phases take either and run one body; only `Converging` can reach code
+/// that writes.
+pub trait Walk: Sync {
+    /// Every node step, in order.
+    fn steps(&self, run: &mut NodeRun<'_>, env: Env<'_>) -> impl Future<Output = ()>;
+
+    /// One step outside the converging list (reset, agent-access).
+    fn single<S: Step>(
+        &self,
+        run: &mut NodeRun<'_>,
+        env: Env<'_>,
+        step: &S,
+    ) -> impl Future<Output = ()>;
+}
+
+/// Checks every step: reports what would change, writes nothing.
+pub struct Checking;
+
+/// Checks and applies every step with the run's Writer.
+pub struct Converging<'w>(pub &'w Writer);
+
+impl Walk for Checking {
+    async fn steps(&self, run: &mut NodeRun<'_>, env: Env<'_>) {
+        let mut v = Converger::new(run, env, None);
+        let _ = steps::visit(&mut v).await;
+        if env.opts.diff {
+            attach_diffs(run, env).await;
+        }
+    }
+
+    async fn single<S: Step>(&self, run: &mut NodeRun<'_>, env: Env<'_>, step: &S) {
+        let _ = Converger::new(run, env, None).visit(step).await;
+    }
+}
+
+impl Walk for Converging<'_> {
+    /// check → apply → re-check over every step.
+    async fn steps(&self, run: &mut NodeRun<'_>, env: Env<'_>) {
+        let mut v = Converger::new(run, env, Some(self.0));
+        if steps::visit(&mut v).await.is_continue() && v.changed {
+            recheck(v.run, env, self.0).await;
+        }
+    }
+
+    /// Check and apply one step, then gather facts again and demand it holds.
+    async fn single<S: Step>(&self, run: &mut NodeRun<'_>, env: Env<'_>, step: &S) {
+        let mut v = Converger::new(run, env, Some(self.0));
+        if v.visit(step).await.is_break() || !v.changed {
+            return;
+        }
+        let Some(t) = v.run.transport.clone() else {
+            return;
+        };
+        let progress = env.opts.progress.as_ref();
+        // Read without recording: the reset step removes pictl's records.
+        match connect::gather(t.as_ref(), v.run.node).await {
+            Ok(f) => v.run.facts = Some(f),
+            Err(e) => return v.run.gather_error(progress, &e),
+        }
+        let _ = Rechecker::new(v.run, env).visit(step).await;
     }
 }
 
@@ -60,33 +117,6 @@ async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>) {
             c.diff = Some(d.text);
         }
     }
-}
-
-/// check → apply → re-check over every step.
-pub async fn apply(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
-    let mut v = Converger::new(run, env, Some(w));
-    if steps::visit(&mut v).await.is_continue() && v.changed {
-        recheck(v.run, env, w).await;
-    }
-}
-
-/// Runs one step outside the converging list (the reset step): check, and
-/// with a Writer apply, then gather facts again and demand it holds.
-pub async fn single<S: Step>(run: &mut NodeRun<'_>, env: Env<'_>, step: &S, w: Option<&Writer>) {
-    let mut v = Converger::new(run, env, w);
-    if v.visit(step).await.is_break() || !v.changed {
-        return;
-    }
-    let (Some(_), Some(t)) = (w, v.run.transport.clone()) else {
-        return;
-    };
-    let progress = env.opts.progress.as_ref();
-    // Read without recording: the reset step removes pictl's records.
-    match connect::gather(t.as_ref(), v.run.node, None).await {
-        Ok(f) => v.run.facts = Some(f),
-        Err(e) => return v.run.gather_error(progress, &e),
-    }
-    let _ = Rechecker::new(v.run, env).visit(step).await;
 }
 
 struct Converger<'r, 'i> {
@@ -297,7 +327,7 @@ async fn recheck(run: &mut NodeRun<'_>, env: Env<'_>, w: &Writer) {
     let Some(t) = run.transport.clone() else {
         return;
     };
-    match connect::gather(t.as_ref(), run.node, Some(w)).await {
+    match connect::gather_recording(t.as_ref(), run.node, w).await {
         Ok(f) => run.facts = Some(f),
         Err(e) => return run.gather_error(progress, &e),
     }
@@ -338,7 +368,7 @@ async fn wait_for_reboot(
             }
         };
         reachable = true;
-        match connect::gather(t.as_ref(), run.node, Some(w)).await {
+        match connect::gather_recording(t.as_ref(), run.node, w).await {
             Ok(f) if f.boot_id != old_boot => {
                 run.facts = Some(f);
                 run.transport = Some(t);

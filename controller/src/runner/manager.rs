@@ -1,7 +1,8 @@
 //! The phase manager: runs the phases in order, each on the nodes it
 //! selects, skipping a phase when it selects none. The one place where a
-//! run is a plan or an apply: a plan calls each phase's `plan`, an apply
-//! makes the run's [`Writer`] and calls `apply` with it.
+//! run is a plan or an apply: every phase plans, then a plan shows what
+//! it found and an apply carries it out with the run's [`Writer`] (made by
+//! the runner's entry point, never here).
 
 use tracing::Instrument;
 
@@ -10,7 +11,8 @@ use super::phases::{self, Phase, Selected};
 use super::run::Run;
 use crate::write::Writer;
 
-/// Runs one phase in plan (`w` is `None`) or apply.
+/// Runs one phase: its plan, then (without a Writer) its `show` or (with
+/// one) its `apply`.
 async fn one<P: Phase>(phase: &P, run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     let nodes = match phase.select(run) {
         Selected::Nodes(n) if n.is_empty() => {
@@ -26,10 +28,15 @@ async fn one<P: Phase>(phase: &P, run: &mut Run<'_>, w: Option<&Writer>) -> Resu
     };
     run.opts.progress.phase(P::NAME, nodes.len());
     let span = tracing::info_span!("phase", name = P::NAME);
-    match w {
-        None => phase.plan(run, &nodes).instrument(span).await,
-        Some(w) => phase.apply(run, &nodes, w).instrument(span).await,
+    async {
+        let plan = phase.plan(run, &nodes).await?;
+        match w {
+            None => phase.show(run, plan).await,
+            Some(w) => phase.apply(run, plan, w).await,
+        }
     }
+    .instrument(span)
+    .await
 }
 
 /// Every phase, in order.
@@ -37,7 +44,15 @@ async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     one(&phases::Connect, run, w).await?;
     one(&phases::Facts, run, w).await?;
     one(&phases::Relay, run, w).await?;
-    let rollout = nodes(run, w).await;
+    // The node phases, while the seeds serve.
+    let rollout = async {
+        one(&phases::UpgradeServers, run, w).await?;
+        one(&phases::Servers, run, w).await?;
+        one(&phases::Kubeconfig, run, w).await?;
+        one(&phases::UpgradeAgents, run, w).await?;
+        one(&phases::Agents, run, w).await
+    }
+    .await;
     // Whatever the rollout did, the seeds stop serving.
     one(&phases::RelayEnd, run, w).await?;
     rollout?;
@@ -48,24 +63,14 @@ async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     one(&phases::Workload, run, w).await
 }
 
-/// The node phases, while the seeds serve.
-async fn nodes(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
-    one(&phases::UpgradeServers, run, w).await?;
-    one(&phases::Servers, run, w).await?;
-    one(&phases::Kubeconfig, run, w).await?;
-    one(&phases::UpgradeAgents, run, w).await?;
-    one(&phases::Agents, run, w).await
-}
-
 /// Checks everything; writes nothing anywhere.
 pub async fn plan(run: &mut Run<'_>) -> Result<(), RunError> {
     all(run, None).await
 }
 
 /// Converges everything.
-pub async fn apply(run: &mut Run<'_>) -> Result<(), RunError> {
-    let w = Writer::for_apply();
-    all(run, Some(&w)).await
+pub async fn apply(run: &mut Run<'_>, w: &Writer) -> Result<(), RunError> {
+    all(run, Some(w)).await
 }
 
 /// `pictl reset` without `--yes`: what would be removed, nothing written.
@@ -75,9 +80,8 @@ pub async fn reset_plan(run: &mut Run<'_>) -> Result<(), RunError> {
 }
 
 /// `pictl reset --yes`.
-pub async fn reset(run: &mut Run<'_>) -> Result<(), RunError> {
-    let w = Writer::for_apply();
+pub async fn reset(run: &mut Run<'_>, w: &Writer) -> Result<(), RunError> {
     // Facts read without recording: a reset leaves no record of pictl's.
     one(&phases::Connect, run, None).await?;
-    one(&phases::Reset, run, Some(&w)).await
+    one(&phases::Reset, run, Some(w)).await
 }

@@ -52,6 +52,7 @@ pub use report::{NodeReport, PlaybookReport, RunReport, Status, StepReport};
 use crate::artifacts::ArtifactStore;
 use crate::inventory::{Inventory, K3sRelease};
 use crate::state;
+use crate::write::Writer;
 
 /// The exact release the run converges to (a channel is resolved now).
 async fn version(inv: &Inventory, opts: &Options) -> Result<String, RunError> {
@@ -86,10 +87,12 @@ pub async fn apply(inv: &Inventory, opts: &Options) -> Result<RunReport, RunErro
     let started = Instant::now();
     let version = version(inv, opts).await?;
     preconditions(inv)?;
-    let _lock = state::lock_cluster(inv)?;
+    // The run's one Writer: everything that writes asks for it.
+    let w = Writer::for_apply();
+    let _lock = state::lock_cluster(inv, &w)?;
     let store = ArtifactStore::new(&inv.cluster.mirror, &version, &opts.cache_dir, true);
     let mut run = run::Run::new(inv, opts, version, store);
-    manager::apply(&mut run).await?;
+    manager::apply(&mut run, &w).await?;
     Ok(report(run, Mode::Apply, started))
 }
 
@@ -105,18 +108,15 @@ pub async fn reset(
 ) -> Result<RunReport, RunError> {
     let started = Instant::now();
     preconditions(inv)?;
-    let _lock = match confirmed {
-        true => Some(state::lock_cluster(inv)?),
-        false => None,
-    };
     let store = ArtifactStore::new(&inv.cluster.mirror, "reset", &opts.cache_dir, false);
     let mut run = run::Run::new(inv, opts, String::from("(reset)"), store).only(only);
-    match confirmed {
-        false => manager::reset_plan(&mut run).await?,
-        true => {
-            manager::reset(&mut run).await?;
-            reset::forget(&mut run, !only.is_empty()).await;
-        }
+    if confirmed {
+        let w = Writer::for_apply();
+        let _lock = state::lock_cluster(inv, &w)?;
+        manager::reset(&mut run, &w).await?;
+        reset::forget(&mut run, !only.is_empty(), &w).await;
+    } else {
+        manager::reset_plan(&mut run).await?;
     }
     let mode = if confirmed { Mode::Apply } else { Mode::Plan };
     Ok(report(run, mode, started))

@@ -48,19 +48,43 @@ impl<'i> NodeRun<'i> {
         }
     }
 
-    /// Connects and gathers facts (`record`: apply may update the node's hash cache).
-    pub async fn start(&mut self, opts: &Options, record: Option<&Writer>) {
-        let progress = opts.progress.as_ref();
-        match connect::connect_with_retry(opts.connector.as_ref(), self.node).await {
-            Ok(t) => {
-                match connect::gather(t.as_ref(), self.node, record).await {
-                    Ok(f) => self.facts = Some(f),
-                    Err(e) => self.gather_error(progress, &e),
-                }
-                self.transport = Some(t);
-            }
-            Err(e) => self.transport_error(progress, "connect", &e),
+    /// Connects and gathers facts, reading only.
+    pub async fn start(&mut self, opts: &Options) {
+        if let Some(t) = self.connect(opts).await {
+            let facts = connect::gather(t.as_ref(), self.node).await;
+            self.started_with(opts, t, facts);
         }
+    }
+
+    /// [`Self::start`], and the node brings its hash cache up to date.
+    pub async fn start_recording(&mut self, opts: &Options, w: &Writer) {
+        if let Some(t) = self.connect(opts).await {
+            let facts = connect::gather_recording(t.as_ref(), self.node, w).await;
+            self.started_with(opts, t, facts);
+        }
+    }
+
+    async fn connect(&mut self, opts: &Options) -> Option<Arc<dyn Transport>> {
+        match connect::connect_with_retry(opts.connector.as_ref(), self.node).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.transport_error(opts.progress.as_ref(), "connect", &e);
+                None
+            }
+        }
+    }
+
+    fn started_with(
+        &mut self,
+        opts: &Options,
+        t: Arc<dyn Transport>,
+        facts: Result<Facts, GatherError>,
+    ) {
+        match facts {
+            Ok(f) => self.facts = Some(f),
+            Err(e) => self.gather_error(opts.progress.as_ref(), &e),
+        }
+        self.transport = Some(t);
     }
 
     pub fn alive(&self) -> bool {

@@ -10,9 +10,10 @@ use crate::error_chain;
 use crate::secret::Secret;
 use crate::state;
 use crate::step::StepId;
+use crate::write::Writer;
 
 /// After the nodes of `run` were reset: a `subset` deletes their Nodes.
-pub async fn forget(run: &mut Run<'_>, subset: bool) {
+pub async fn forget(run: &mut Run<'_>, subset: bool, w: &Writer) {
     let path = state::kubeconfig_path(run.inv);
     if !subset {
         // The cluster is gone: its admin kubeconfig would point nowhere.
@@ -39,8 +40,8 @@ pub async fn forget(run: &mut Run<'_>, subset: bool) {
                 Some(format!("cannot delete Node {name}: {e}")),
             ),
             Ok(client) => {
-                let mut report = delete(client, &name).await;
-                forget_agent(client, &name, &mut report).await;
+                let mut report = delete(client, &name, w).await;
+                forget_agent(client, &name, &mut report, w).await;
                 report
             }
         };
@@ -49,8 +50,8 @@ pub async fn forget(run: &mut Run<'_>, subset: bool) {
 }
 
 /// The node's health-agent ServiceAccount, token and role go with its Node.
-async fn forget_agent(client: &kube::Client, name: &str, report: &mut StepReport) {
-    match super::agent_access::remove(client, name).await {
+async fn forget_agent(client: &kube::Client, name: &str, report: &mut StepReport, w: &Writer) {
+    match super::agent_access::remove(client, name, w).await {
         Ok(changes) if !changes.is_empty() => {
             report.changes.extend(changes);
             if report.status == Status::Ok {
@@ -65,7 +66,7 @@ async fn forget_agent(client: &kube::Client, name: &str, report: &mut StepReport
     }
 }
 
-async fn delete(client: &kube::Client, name: &str) -> StepReport {
+async fn delete(client: &kube::Client, name: &str, _w: &Writer) -> StepReport {
     let nodes: kube::Api<KNode> = kube::Api::all(client.clone());
     match nodes.delete(name, &Default::default()).await {
         Ok(_) => StepReport::new(

@@ -7,15 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use super::{Selected, Symmetric};
+use super::{Checking, Converging, Phase, Selected, Walk};
 use crate::inventory::AgentMetrics;
 use crate::runner::agent_access;
 use crate::runner::agent_metrics::{self, NodeNet};
-use crate::runner::converge::{self, Env};
+use crate::runner::converge::Env;
 use crate::runner::error::RunError;
 use crate::runner::report::{Status, StepReport};
 use crate::runner::run::Run;
-use crate::step::{Desired, StepId};
+use crate::step::{Change, Desired, StepId};
 use crate::steps::{AccessFiles, AgentAccess, PodMetrics, dropin, publish_conf};
 use crate::write::Writer;
 
@@ -51,81 +51,61 @@ pub(super) fn agent_dropin(run: &Run<'_>) -> String {
     dropin(&addresses, &peers)
 }
 
+/// What one node's API side needs: its ServiceAccount, token and roles.
+type Rbac = Result<(Vec<Change>, Option<agent_access::Token>), String>;
+
+/// What the phase found: the pod networks and each node's RBAC.
+pub struct AccessPlan {
+    pod: PodNetwork,
+    rbac: Vec<(usize, String, Rbac)>,
+}
+
+fn rbac_report(status: Status, changes: Vec<Change>, why: Option<String>) -> StepReport {
+    StepReport::new(StepId::AgentRbac, status, changes, why)
+}
+
 impl AgentAccessPhase {
-    /// The API side for one node: its report, and its token once there.
-    async fn rbac(
+    /// Creates one node's objects and waits for its token.
+    async fn create(
         client: &kube::Client,
-        existing: &agent_access::Existing,
         node: &str,
-        w: Option<&Writer>,
+        changes: Vec<Change>,
+        w: &Writer,
     ) -> (StepReport, Option<agent_access::Token>) {
-        let report =
-            |status, changes, why| StepReport::new(StepId::AgentRbac, status, changes, why);
-        let (changes, token) = match agent_access::plan(client, existing, node).await {
-            Ok(c) => c,
-            Err(why) => return (report(Status::Failed, vec![], Some(why)), None),
-        };
-        if changes.is_empty() {
-            return (report(Status::Ok, vec![], None), token);
-        }
-        let Some(_) = w else {
-            return (report(Status::Changed, changes, None), None);
-        };
-        let applied = match agent_access::apply(client, node).await {
+        let applied = match agent_access::apply(client, node, w).await {
             Ok(()) => agent_access::wait_token(client, node, TOKEN_WAIT).await,
             Err(e) => Err(e),
         };
         match applied {
-            Ok(token) => (report(Status::Changed, changes, None), Some(token)),
-            Err(why) => (report(Status::Failed, changes, Some(why)), None),
+            Ok(token) => (rbac_report(Status::Changed, changes, None), Some(token)),
+            Err(why) => (rbac_report(Status::Failed, changes, Some(why)), None),
         }
     }
 
-    /// Every node at once (at most `--concurrency`): the RBAC and token
-    /// through the API, then the files on the node, then the annotation.
-    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
-        let Ok(client) = run.api().cloned() else {
-            return;
-        };
+    /// Each node's files on the node, through `how`, once its token is known.
+    async fn files(
+        run: &mut Run<'_>,
+        pod: &PodNetwork,
+        tokens: Vec<(usize, String, StepReport, Option<agent_access::Token>)>,
+        how: &impl Walk,
+    ) -> BTreeMap<usize, (Desired, Option<PodMetrics>)> {
         let progress = run.opts.progress.clone();
-        let pod = PodNetwork::read(run, &client).await;
-        let names: Vec<(usize, String)> = nodes
-            .iter()
-            .map(|&i| (i, run.nodes[i].node.name.clone()))
-            .collect();
-        // A failed LIST only costs speed: each node's objects are then read by name.
-        let existing = agent_access::Existing::read(&client)
-            .await
-            .unwrap_or_else(|why| {
-                tracing::debug!(%why, "reading each node's agent objects by name");
-                agent_access::Existing::default()
-            });
-        let sem = run.sem.clone();
-        let tokens = futures::future::join_all(names.iter().map(|(_, name)| {
-            let (client, sem, existing) = (&client, &sem, &existing);
-            async move {
-                let _permit = sem.acquire().await;
-                Self::rbac(client, existing, name, w).await
-            }
-        }))
-        .await;
         let (server, _) = api_endpoint(run);
         let mut wanted = BTreeMap::new();
-        for ((i, name), (report, token)) in names.iter().zip(tokens) {
-            run.nodes[*i].push(progress.as_ref(), report);
+        for (i, name, report, token) in tokens {
+            run.nodes[i].push(progress.as_ref(), report);
             let Some(token) = token else { continue };
-            match Self::desired(run, &pod, &server, name, token) {
+            match Self::desired(run, pod, &server, &name, token) {
                 Ok(Some(d)) => {
-                    wanted.insert(*i, d);
+                    wanted.insert(i, d);
                 }
                 Ok(None) => {}
-                Err(failed) => run.nodes[*i].push(progress.as_ref(), failed),
+                Err(failed) => run.nodes[i].push(progress.as_ref(), failed),
             }
         }
-        Self::converge(run, &wanted, w).await;
-        Self::annotate(run, &client, &pod, &wanted, w).await;
+        Self::converge(run, &wanted, how).await;
+        wanted
     }
-
     /// What `name`'s files should be, with its listener (if any).
     fn desired(
         run: &Run<'_>,
@@ -152,7 +132,7 @@ impl AgentAccessPhase {
     async fn converge(
         run: &mut Run<'_>,
         wanted: &BTreeMap<usize, (Desired, Option<PodMetrics>)>,
-        w: Option<&Writer>,
+        how: &impl Walk,
     ) {
         let selected: Vec<usize> = wanted.keys().copied().collect();
         let (store, opts) = (&run.store, run.opts);
@@ -168,10 +148,29 @@ impl AgentAccessPhase {
                     store,
                     opts,
                 };
-                converge::single(node, env, &AgentAccess, w).await;
+                how.single(node, env, &AgentAccess).await;
             }
         })
         .await;
+    }
+
+    /// Each node's annotation change (`pictl plan`).
+    fn show_annotations(
+        run: &mut Run<'_>,
+        pod: &PodNetwork,
+        wanted: &BTreeMap<usize, (Desired, Option<PodMetrics>)>,
+    ) {
+        let progress = run.opts.progress.clone();
+        for (i, (_, metrics)) in wanted {
+            let want = metrics.as_ref().map(|m| m.listen.to_string());
+            let name = run.nodes[*i].node.name.clone();
+            let report = match pod.annotation(&name, want.as_deref()) {
+                Ok(None) => annotation_report(Status::Ok, vec![], None),
+                Ok(Some(change)) => annotation_report(Status::Changed, vec![change], None),
+                Err(why) => annotation_report(Status::Failed, vec![], Some(why)),
+            };
+            run.nodes[*i].push(progress.as_ref(), report);
+        }
     }
 
     /// Sets each node's annotation, once its files are in place.
@@ -180,7 +179,7 @@ impl AgentAccessPhase {
         client: &kube::Client,
         pod: &PodNetwork,
         wanted: &BTreeMap<usize, (Desired, Option<PodMetrics>)>,
-        w: Option<&Writer>,
+        w: &Writer,
     ) {
         let sem = run.sem.clone();
         let work = wanted.iter().map(|(i, (_, metrics))| {
@@ -192,11 +191,9 @@ impl AgentAccessPhase {
             let want = metrics.as_ref().map(|m| m.listen.to_string());
             let sem = &sem;
             async move {
-                if w.is_some() && !converged {
+                if !converged {
                     let why = "the agent's files are not in place".to_string();
-                    let r =
-                        StepReport::new(StepId::AgentMetrics, Status::Skipped, vec![], Some(why));
-                    return (*i, r);
+                    return (*i, annotation_report(Status::Skipped, vec![], Some(why)));
                 }
                 let _permit = sem.acquire().await;
                 (*i, pod.annotate(client, &name, want.as_deref(), w).await)
@@ -208,6 +205,10 @@ impl AgentAccessPhase {
             run.nodes[i].push(progress.as_ref(), report);
         }
     }
+}
+
+fn annotation_report(status: Status, changes: Vec<Change>, why: Option<String>) -> StepReport {
+    StepReport::new(StepId::AgentMetrics, status, changes, why)
 }
 
 /// The Nodes' pod networks as `[agent] metrics` needs them (one LIST).
@@ -244,38 +245,37 @@ impl PodNetwork {
             }))
     }
 
-    /// Sets the Node's annotation to `want` (written only with `w`).
+    /// What the Node's annotation needs to become `want`.
+    fn annotation(&self, node: &str, want: Option<&str>) -> Result<Option<Change>, String> {
+        let nodes = self.nodes.as_ref().map_err(Clone::clone)?;
+        let now = nodes.get(node).and_then(|n| n.annotation.as_deref());
+        Ok(agent_metrics::plan(now, want))
+    }
+
+    /// Sets the Node's annotation to `want`.
     async fn annotate(
         &self,
         client: &kube::Client,
         node: &str,
         want: Option<&str>,
-        w: Option<&Writer>,
+        w: &Writer,
     ) -> StepReport {
-        let report =
-            |status, changes, why| StepReport::new(StepId::AgentMetrics, status, changes, why);
-        let now = match &self.nodes {
-            Ok(nodes) => nodes.get(node).and_then(|n| n.annotation.as_deref()),
-            Err(why) => return report(Status::Failed, vec![], Some(why.clone())),
+        let change = match self.annotation(node, want) {
+            Ok(Some(c)) => c,
+            Ok(None) => return annotation_report(Status::Ok, vec![], None),
+            Err(why) => return annotation_report(Status::Failed, vec![], Some(why)),
         };
-        let Some(change) = agent_metrics::plan(now, want) else {
-            return report(Status::Ok, vec![], None);
-        };
-        let failed = match w {
-            Some(_) => agent_metrics::write(client, node, want).await.err(),
-            None => None,
-        };
-        let status = if failed.is_some() {
-            Status::Failed
-        } else {
-            Status::Changed
-        };
-        report(status, vec![change], failed)
+        match agent_metrics::write(client, node, want, w).await {
+            Ok(()) => annotation_report(Status::Changed, vec![change], None),
+            Err(why) => annotation_report(Status::Failed, vec![change], Some(why)),
+        }
     }
 }
 
-impl Symmetric for AgentAccessPhase {
+impl Phase for AgentAccessPhase {
     const NAME: &'static str = "agent-access";
+    /// `None`: the API went away.
+    type Plan = Option<AccessPlan>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::with_api(run, |i| {
@@ -284,13 +284,77 @@ impl Symmetric for AgentAccessPhase {
         })
     }
 
-    async fn work(
-        &self,
-        run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
-    ) -> Result<(), RunError> {
-        Self::run(run, nodes, w).await;
+    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Self::Plan, RunError> {
+        let Ok(client) = run.api() else {
+            return Ok(None);
+        };
+        let pod = PodNetwork::read(run, client).await;
+        // A failed LIST only costs speed: each node's objects are then read by name.
+        let existing = agent_access::Existing::read(client)
+            .await
+            .unwrap_or_else(|why| {
+                tracing::debug!(%why, "reading each node's agent objects by name");
+                agent_access::Existing::default()
+            });
+        let sem = run.sem.clone();
+        let rbac = futures::future::join_all(nodes.iter().map(|&i| {
+            let (sem, existing) = (&sem, &existing);
+            let name = run.nodes[i].node.name.clone();
+            async move {
+                let _permit = sem.acquire().await;
+                let found = agent_access::plan(client, existing, &name).await;
+                (i, name, found)
+            }
+        }))
+        .await;
+        Ok(Some(AccessPlan { pod, rbac }))
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: Self::Plan) -> Result<(), RunError> {
+        let Some(plan) = plan else { return Ok(()) };
+        let tokens = plan
+            .rbac
+            .into_iter()
+            .map(|(i, name, rbac)| match rbac {
+                Err(why) => (
+                    i,
+                    name,
+                    rbac_report(Status::Failed, vec![], Some(why)),
+                    None,
+                ),
+                Ok((c, token)) if c.is_empty() => {
+                    (i, name, rbac_report(Status::Ok, c, None), token)
+                }
+                Ok((c, _)) => (i, name, rbac_report(Status::Changed, c, None), None),
+            })
+            .collect();
+        let wanted = Self::files(run, &plan.pod, tokens, &Checking).await;
+        Self::show_annotations(run, &plan.pod, &wanted);
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, plan: Self::Plan, w: &Writer) -> Result<(), RunError> {
+        let (Some(plan), Ok(client)) = (plan, run.api().cloned()) else {
+            return Ok(());
+        };
+        let sem = run.sem.clone();
+        let tokens = futures::future::join_all(plan.rbac.into_iter().map(|(i, name, rbac)| {
+            let (client, sem) = (&client, &sem);
+            async move {
+                let (report, token) = match rbac {
+                    Err(why) => (rbac_report(Status::Failed, vec![], Some(why)), None),
+                    Ok((c, token)) if c.is_empty() => (rbac_report(Status::Ok, c, None), token),
+                    Ok((c, _)) => {
+                        let _permit = sem.acquire().await;
+                        Self::create(client, &name, c, w).await
+                    }
+                };
+                (i, name, report, token)
+            }
+        }))
+        .await;
+        let wanted = Self::files(run, &plan.pod, tokens, &Converging(w)).await;
+        Self::annotate(run, &client, &plan.pod, &wanted, w).await;
         Ok(())
     }
 }

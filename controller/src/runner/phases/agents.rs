@@ -2,10 +2,10 @@
 //! server's token. Without a token an agent cannot be converged: in apply
 //! that fails it; in plan its config is shown as pending.
 
-use super::{Phase, Selected, in_parallel};
+use super::{Checking, Converging, Phase, Selected, Walk, in_parallel};
 use crate::inventory::Role;
 use crate::render;
-use crate::runner::converge::{self, Env};
+use crate::runner::converge::Env;
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::run::Run;
 use crate::secret::Secret;
@@ -29,7 +29,8 @@ impl Agents {
         }
     }
 
-    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+    async fn walk(run: &mut Run<'_>, nodes: &[usize], how: &impl Walk) {
+        Self::join_configs(run, nodes);
         let (desired, store, opts) = (&run.desired, &run.store, run.opts);
         in_parallel(&mut run.nodes, nodes, &run.sem, |n| async move {
             let Some(desired) = desired.get(&n.node.name) else {
@@ -40,10 +41,7 @@ impl Agents {
                 store,
                 opts,
             };
-            match w {
-                None => converge::plan(n, env).await,
-                Some(w) => converge::apply(n, env, w).await,
-            }
+            how.steps(n, env).await;
         })
         .await;
     }
@@ -51,6 +49,8 @@ impl Agents {
 
 impl Phase for Agents {
     const NAME: &'static str = "agents";
+    /// The agents to converge.
+    type Plan = Vec<usize>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         let mut nodes = run.alive(Some(Role::Agent));
@@ -58,23 +58,30 @@ impl Phase for Agents {
         Selected::Nodes(nodes)
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::join_configs(run, nodes);
-        Self::run(run, nodes, None).await;
+    async fn plan(&self, _run: &Run<'_>, nodes: &[usize]) -> Result<Vec<usize>, RunError> {
+        Ok(nodes.to_vec())
+    }
+
+    async fn show(&self, run: &mut Run<'_>, nodes: Vec<usize>) -> Result<(), RunError> {
+        Self::walk(run, &nodes, &Checking).await;
         Ok(())
     }
 
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
+    async fn apply(
+        &self,
+        run: &mut Run<'_>,
+        nodes: Vec<usize>,
+        w: &Writer,
+    ) -> Result<(), RunError> {
         if run.join_token.is_none() {
             let why = format!("join token unavailable: {}", run.first_server_state());
             let progress = run.opts.progress.clone();
-            for &i in nodes {
+            for &i in &nodes {
                 run.nodes[i].fail(progress.as_ref(), NodeFailure::Failed(why.clone()));
             }
             return Ok(());
         }
-        Self::join_configs(run, nodes);
-        Self::run(run, nodes, Some(w)).await;
+        Self::walk(run, &nodes, &Converging(w)).await;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Selected, Symmetric};
+use super::{Phase, Selected};
 use crate::error_chain;
 use crate::facts::Datastore;
 use crate::inventory::{Inventory, K3sRelease, K3sValue, Role};
@@ -13,72 +13,138 @@ use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::node::NodeRun;
 use crate::runner::progress::{Progress, Stage, Topic};
 use crate::runner::run::Run;
-use crate::runner::secret;
+use crate::runner::secret::{self, SecretPlan};
 use crate::write::Writer;
 
 pub struct Facts;
 
-impl Facts {
-    async fn run(run: &mut Run<'_>, record: Option<&Writer>) -> Result<(), RunError> {
-        let progress = run.opts.progress.clone();
-        cross_node_checks(&mut run.nodes, progress.as_ref());
-        let backend = flannel_backend(run.inv);
-        let api = run.inv.cluster.api_address.as_deref();
-        for r in run.nodes.iter_mut().filter(|r| r.alive()) {
-            // Every node joins at api_address: said once, on the first server.
-            let first_server = run
-                .inv
-                .servers()
-                .next()
-                .is_some_and(|s| s.name == r.node.name);
-            if let Some(msg) = api
-                .filter(|_| first_server)
-                .and_then(|a| mdns_warning("api_address", a))
-            {
-                r.event(progress.as_ref(), Topic::Facts, Stage::Warning, &msg);
-            }
-            let problem = r
-                .facts
-                .as_ref()
-                .and_then(|f| vxlan_problem(backend, &f.kernel, f.vxlan));
-            if let Some(msg) = problem {
-                r.fail(progress.as_ref(), NodeFailure::Failed(msg));
-            }
+/// What the facts say about one node.
+#[derive(Debug, Default)]
+pub struct Finding {
+    /// Why the node cannot be converged.
+    fails: Option<String>,
+    warns: Vec<String>,
+}
+
+/// What the facts phase decided.
+pub struct FactsPlan {
+    findings: BTreeMap<usize, Finding>,
+    secret: SecretPlan,
+    agent_secret: SecretPlan,
+}
+
+/// Every alive node's findings: the cross-node checks, then (for the nodes
+/// those leave) the api_address and kernel checks.
+fn findings(run: &Run<'_>) -> BTreeMap<usize, Finding> {
+    let mut out = cross_node_checks(&run.nodes);
+    let backend = flannel_backend(run.inv);
+    let api = run.inv.cluster.api_address.as_deref();
+    let first_server = run.nodes.iter().position(|r| r.node.role == Role::Server);
+    for i in run.alive(None) {
+        let f = out.entry(i).or_default();
+        if f.fails.is_some() {
+            continue;
         }
-        no_downgrade_from_a_channel(run)?;
-        no_servers_added_to_sqlite(run)?;
-        let first = run.first_server().filter(|r| r.alive());
+        // Every node joins at api_address: said once, on the first server.
+        let api_warning = api.filter(|_| first_server == Some(i));
+        f.warns
+            .extend(api_warning.and_then(|a| mdns_warning("api_address", a)));
+        let facts = run.nodes[i].facts.as_ref();
+        f.fails = facts.and_then(|x| vxlan_problem(backend, &x.kernel, x.vxlan));
+    }
+    out
+}
+
+impl Phase for Facts {
+    const NAME: &'static str = "facts";
+    type Plan = FactsPlan;
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::Nodes(run.alive(None))
+    }
+
+    async fn plan(&self, run: &Run<'_>, _nodes: &[usize]) -> Result<FactsPlan, RunError> {
+        let findings = findings(run);
+        let ok: Vec<usize> = run
+            .alive(None)
+            .into_iter()
+            .filter(|i| findings.get(i).is_none_or(|f| f.fails.is_none()))
+            .collect();
+        no_downgrade_from_a_channel(run, &ok)?;
+        no_servers_added_to_sqlite(run, &ok)?;
+        let first = run
+            .nodes
+            .iter()
+            .position(|r| r.node.role == Role::Server)
+            .filter(|i| ok.contains(i))
+            .map(|i| &run.nodes[i]);
         let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
         let server_facts = first.and_then(|r| r.facts.as_ref());
-        let agent_secret = secret::agent_secret(run.inv, server_facts, record)?;
-        run.secret = secret::cluster_secret(run.inv, running, record)?;
-        run.agent_secret = agent_secret;
-        run.arches = BTreeMap::new();
-        for r in run.nodes.iter().filter(|r| r.alive()) {
-            if let Some(Ok(a)) = r.facts.as_ref().map(|f| f.arch.clone()) {
-                run.arches.entry(a).or_default().push(r.node.name.clone());
-            }
-        }
-        desire(run, progress.as_ref()).await;
+        Ok(FactsPlan {
+            agent_secret: secret::agent_secret(run.inv, server_facts)?,
+            secret: secret::cluster_secret(run.inv, running)?,
+            findings,
+        })
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: FactsPlan) -> Result<(), RunError> {
+        record(run, plan.findings);
+        run.secret = plan.secret.planned();
+        run.agent_secret = plan.agent_secret.planned();
+        settle(run).await;
         Ok(())
     }
+
+    async fn apply(&self, run: &mut Run<'_>, plan: FactsPlan, w: &Writer) -> Result<(), RunError> {
+        record(run, plan.findings);
+        run.agent_secret = plan.agent_secret.settle(run.inv, w)?;
+        run.secret = plan.secret.settle(run.inv, w)?;
+        settle(run).await;
+        Ok(())
+    }
+}
+
+/// Fails and warns about nodes as the findings say.
+fn record(run: &mut Run<'_>, findings: BTreeMap<usize, Finding>) {
+    let progress = run.opts.progress.clone();
+    for (i, f) in findings {
+        let r = &mut run.nodes[i];
+        if let Some(msg) = f.fails {
+            r.fail(progress.as_ref(), NodeFailure::Failed(msg));
+            continue;
+        }
+        for msg in f.warns {
+            r.event(progress.as_ref(), Topic::Facts, Stage::Warning, &msg);
+        }
+    }
+}
+
+/// The arches and every alive node's desired state, once the secrets are known.
+async fn settle(run: &mut Run<'_>) {
+    run.arches = BTreeMap::new();
+    for r in run.nodes.iter().filter(|r| r.alive()) {
+        if let Some(Ok(a)) = r.facts.as_ref().map(|f| f.arch.clone()) {
+            run.arches.entry(a).or_default().push(r.node.name.clone());
+        }
+    }
+    let progress = run.opts.progress.clone();
+    desire(run, progress.as_ref()).await;
 }
 
 /// A channel that answers with a release older than a node runs (a channel
 /// moved back, or a wrong channel server) stops the run before anything is
 /// written, unless the inventory allows downgrades. A pinned `k3s_version`
 /// is the user's own choice and is not checked.
-fn no_downgrade_from_a_channel(run: &Run<'_>) -> Result<(), RunError> {
+fn no_downgrade_from_a_channel(run: &Run<'_>, alive: &[usize]) -> Result<(), RunError> {
     let K3sRelease::Channel(channel) = &run.inv.cluster.k3s else {
         return Ok(());
     };
     if run.inv.cluster.allow_downgrade {
         return Ok(());
     }
-    let running: Vec<(String, String)> = run
-        .nodes
+    let running: Vec<(String, String)> = alive
         .iter()
-        .filter(|r| r.alive())
+        .map(|&i| &run.nodes[i])
         .filter_map(|r| {
             let v = r.facts.as_ref()?.k3s_version.as_ref()?;
             crate::channel::is_downgrade(v, &run.version).then(|| (r.node.name.clone(), v.clone()))
@@ -100,11 +166,11 @@ fn no_downgrade_from_a_channel(run: &Run<'_>) -> Result<(), RunError> {
 /// stops the run before anything is written while a server reports SQLite.
 /// With one server, `ha = true` is the way out: its restart with
 /// cluster-init makes K3s migrate SQLite into etcd.
-fn no_servers_added_to_sqlite(run: &Run<'_>) -> Result<(), RunError> {
+fn no_servers_added_to_sqlite(run: &Run<'_>, alive: &[usize]) -> Result<(), RunError> {
     if !run.inv.cluster.ha || run.inv.servers().count() < 2 {
         return Ok(());
     }
-    let sqlite = run.nodes.iter().filter(|r| r.alive()).find(|r| {
+    let sqlite = alive.iter().map(|&i| &run.nodes[i]).find(|r| {
         r.node.role == Role::Server
             && r.facts.as_ref().and_then(|f| f.datastore) == Some(Datastore::Sqlite)
     });
@@ -167,26 +233,9 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
     }
 }
 
-impl Symmetric for Facts {
-    const NAME: &'static str = "facts";
-
-    fn select(&self, run: &Run<'_>) -> Selected {
-        Selected::Nodes(run.alive(None))
-    }
-
-    async fn work(
-        &self,
-        run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
-    ) -> Result<(), RunError> {
-        let _ = nodes;
-        Self::run(run, w).await
-    }
-}
-
-/// Arch expectations, unsupported arches and cloned machine-ids.
-fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
+/// Arch expectations, unsupported arches, cloned machine-ids, and the
+/// warnings each node's own facts call for.
+fn cross_node_checks(runs: &[NodeRun<'_>]) -> BTreeMap<usize, Finding> {
     let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in runs.iter().filter(|r| r.alive()) {
         if let Some(f) = &r.facts {
@@ -195,39 +244,53 @@ fn cross_node_checks(runs: &mut [NodeRun<'_>], progress: &dyn Progress) {
                 .push(r.node.name.clone());
         }
     }
-    for r in runs.iter_mut().filter(|r| r.alive()) {
-        let Some(f) = r.facts.clone() else { continue };
-        let problem = match (&f.arch, r.node.arch) {
-            (Err(why), _) => Some(format!("node {} reports {why}", r.node.name)),
-            (Ok(actual), Some(expected)) if *actual != expected => Some(format!(
-                "node {} is {actual} ({}), but the inventory expects arch = \"{expected}\"",
-                r.node.name, f.uname_m
-            )),
-            _ if f.machine_id.is_empty() => {
-                Some("the node has an empty /etc/machine-id; run systemd-machine-id-setup".to_string())
-            }
-            _ => ids.get(&f.machine_id).filter(|n| n.len() > 1).map(|names| {
-                let others: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n != r.node.name).collect();
-                format!(
-                    "machine-id {} is also the machine-id of {} (a cloned SD card?); give each node its own: \
-                     rm /etc/machine-id && systemd-machine-id-setup, then reboot",
-                    f.machine_id,
-                    others.join(", ")
-                )
-            }),
+    let mut out = BTreeMap::new();
+    for (i, r) in runs.iter().enumerate().filter(|(_, r)| r.alive()) {
+        let Some(f) = &r.facts else { continue };
+        let finding = match node_problem(r, f, &ids) {
+            Some(msg) => Finding {
+                fails: Some(msg),
+                warns: vec![],
+            },
+            None => Finding {
+                fails: None,
+                warns: skew_warning(f.clock_skew)
+                    .into_iter()
+                    .chain(mdns_warning("address", &r.node.address))
+                    .chain(dropins_warning(&f.config_dropins))
+                    .chain(tools_taken_warning(&f.tools_taken))
+                    .collect(),
+            },
         };
-        if let Some(msg) = problem {
-            r.fail(progress, NodeFailure::Failed(msg));
-            continue;
+        out.insert(i, finding);
+    }
+    out
+}
+
+/// Why one node cannot be converged: its arch, or its machine-id.
+fn node_problem(
+    r: &NodeRun<'_>,
+    f: &crate::facts::Facts,
+    ids: &BTreeMap<String, Vec<String>>,
+) -> Option<String> {
+    match (&f.arch, r.node.arch) {
+        (Err(why), _) => Some(format!("node {} reports {why}", r.node.name)),
+        (Ok(actual), Some(expected)) if *actual != expected => Some(format!(
+            "node {} is {actual} ({}), but the inventory expects arch = \"{expected}\"",
+            r.node.name, f.uname_m
+        )),
+        _ if f.machine_id.is_empty() => {
+            Some("the node has an empty /etc/machine-id; run systemd-machine-id-setup".to_string())
         }
-        let warnings = skew_warning(f.clock_skew)
-            .into_iter()
-            .chain(mdns_warning("address", &r.node.address))
-            .chain(dropins_warning(&f.config_dropins))
-            .chain(tools_taken_warning(&f.tools_taken));
-        for msg in warnings {
-            r.event(progress, Topic::Facts, Stage::Warning, &msg);
-        }
+        _ => ids.get(&f.machine_id).filter(|n| n.len() > 1).map(|names| {
+            let others: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n != r.node.name).collect();
+            format!(
+                "machine-id {} is also the machine-id of {} (a cloned SD card?); give each node its own: \
+                 rm /etc/machine-id && systemd-machine-id-setup, then reboot",
+                f.machine_id,
+                others.join(", ")
+            )
+        }),
     }
 }
 

@@ -3,7 +3,7 @@
 //! pointed at the API address, written 0600 to the state directory (only in
 //! apply), and the run's API client made from it.
 
-use super::{Selected, Symmetric};
+use super::{Phase, Selected};
 use crate::error_chain;
 use crate::inventory::Role;
 use crate::kubeconfig;
@@ -19,7 +19,7 @@ use crate::write::Writer;
 pub struct Kubeconfig;
 
 /// What the kubeconfig file needs.
-enum KubeconfigPlan {
+pub enum KubeconfigPlan {
     /// The server has no admin kubeconfig (why).
     Missing(String),
     /// The server's k3s.yaml could not be used (why).
@@ -67,58 +67,51 @@ fn plan_of(run: &Run<'_>, server: usize) -> KubeconfigPlan {
     }
 }
 
-impl Kubeconfig {
-    /// Reports the plan on the server; `write` (apply only) writes the file.
-    async fn run(run: &mut Run<'_>, server: usize, w: Option<&Writer>) {
-        let path = state::kubeconfig_path(run.inv);
+impl KubeconfigPlan {
+    /// The phase's report, with `failed` when carrying it out failed.
+    fn report(&self, run: &Run<'_>, missing: Status, failed: Option<String>) -> StepReport {
+        let path = state::kubeconfig_path(run.inv).display().to_string();
         let report = |status, changes, message| {
             StepReport::new(StepId::Kubeconfig, status, changes, message)
         };
-        let (r, usable) = match plan_of(run, server) {
+        match self {
             KubeconfigPlan::Missing(why) => {
-                let change = Change::new(
-                    path.display().to_string(),
-                    "absent",
-                    "fetched from the first server",
-                );
-                match w {
-                    None => (report(Status::Changed, vec![change], Some(why)), None),
-                    Some(_) => (report(Status::Failed, vec![change], Some(why)), None),
-                }
+                let change = Change::new(path, "absent", "fetched from the first server");
+                report(missing, vec![change], Some(why.clone()))
             }
-            KubeconfigPlan::Invalid(why) => (report(Status::Failed, vec![], Some(why)), None),
-            KubeconfigPlan::Current(k) => (report(Status::Ok, vec![], None), Some(k)),
-            KubeconfigPlan::Write { wanted, change } => {
-                let written = match w {
-                    Some(_) => state::write_private(&path, wanted.expose().as_bytes())
-                        .map_err(|e| error_chain(&e))
-                        .err(),
-                    None => None,
-                };
-                let status = if written.is_some() {
-                    Status::Failed
-                } else {
-                    Status::Changed
-                };
-                (report(status, vec![change], written), Some(wanted))
-            }
-        };
-        run.nodes[server].push(run.opts.progress.as_ref(), r);
-        if let Some(k) = usable {
+            KubeconfigPlan::Invalid(why) => report(Status::Failed, vec![], Some(why.clone())),
+            KubeconfigPlan::Current(_) => report(Status::Ok, vec![], None),
+            KubeconfigPlan::Write { change, .. } => match failed {
+                Some(why) => report(Status::Failed, vec![change.clone()], Some(why)),
+                None => report(Status::Changed, vec![change.clone()], None),
+            },
+        }
+    }
+
+    /// The kubeconfig the run's API client is made from.
+    fn usable(self) -> Option<Secret> {
+        match self {
+            KubeconfigPlan::Current(k) | KubeconfigPlan::Write { wanted: k, .. } => Some(k),
+            KubeconfigPlan::Missing(_) | KubeconfigPlan::Invalid(_) => None,
+        }
+    }
+}
+
+impl Kubeconfig {
+    /// Records the report, the API client and the join token.
+    async fn settle(run: &mut Run<'_>, server: usize, report: StepReport, plan: KubeconfigPlan) {
+        run.nodes[server].push(run.opts.progress.as_ref(), report);
+        if let Some(k) = plan.usable() {
             let k = api_through(run, server).unwrap_or(k);
             let client = run.opts.api.client(&k).await;
             run.api =
                 Some(client.map_err(|e| format!("cannot reach the API: {}", error_chain(&e))));
         }
-        run.admin = run.nodes[server]
-            .facts
-            .as_ref()
-            .and_then(|f| f.admin_kubeconfig.clone());
+        let facts = run.nodes[server].facts.as_ref();
+        run.admin = facts.and_then(|f| f.admin_kubeconfig.clone());
         // Agents join with the server's agent token when it has one.
-        run.join_token = run.nodes[server]
-            .facts
-            .as_ref()
-            .and_then(|f| f.agent_token.clone().or_else(|| f.server_token.clone()));
+        run.join_token =
+            facts.and_then(|f| f.agent_token.clone().or_else(|| f.server_token.clone()));
     }
 }
 
@@ -142,8 +135,10 @@ fn api_through(run: &Run<'_>, server: usize) -> Option<Secret> {
         .map(Secret::new)
 }
 
-impl Symmetric for Kubeconfig {
+impl Phase for Kubeconfig {
     const NAME: &'static str = "kubeconfig";
+    /// The server it comes from, and what the file needs.
+    type Plan = (usize, KubeconfigPlan);
 
     /// The first server; with HA, the first one that converged (every server
     /// of an HA cluster has the admin kubeconfig and the tokens).
@@ -155,13 +150,33 @@ impl Symmetric for Kubeconfig {
         }
     }
 
-    async fn work(
+    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Self::Plan, RunError> {
+        Ok((nodes[0], plan_of(run, nodes[0])))
+    }
+
+    async fn show(&self, run: &mut Run<'_>, (server, plan): Self::Plan) -> Result<(), RunError> {
+        let report = plan.report(run, Status::Changed, None);
+        Self::settle(run, server, report, plan).await;
+        Ok(())
+    }
+
+    async fn apply(
         &self,
         run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
+        (server, plan): Self::Plan,
+        w: &Writer,
     ) -> Result<(), RunError> {
-        Self::run(run, nodes[0], w).await;
+        let failed = match &plan {
+            KubeconfigPlan::Write { wanted, .. } => {
+                let path = state::kubeconfig_path(run.inv);
+                state::write_private(&path, wanted.expose().as_bytes(), w)
+                    .map_err(|e| error_chain(&e))
+                    .err()
+            }
+            _ => None,
+        };
+        let report = plan.report(run, Status::Failed, failed);
+        Self::settle(run, server, report, plan).await;
         Ok(())
     }
 }

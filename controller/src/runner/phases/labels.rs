@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Node as KNode;
 use kube::api::{Patch, PatchParams};
 
-use super::{Selected, Symmetric};
+use super::{Phase, Selected};
 use crate::error_chain;
 use crate::runner::error::RunError;
 use crate::runner::node_meta::{self, NodeMetaPlan};
@@ -15,48 +15,99 @@ use crate::write::Writer;
 
 pub struct NodeLabels;
 
-impl NodeLabels {
-    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
-        let Ok(client) = run.api().cloned() else {
-            return;
-        };
-        let api: kube::Api<KNode> = kube::Api::all(client.clone());
-        let progress = run.opts.progress.clone();
-        let live = crate::runner::api::list_nodes(&client).await;
-        for &i in nodes {
-            let node = run.nodes[i].node;
-            // A node not registered yet (a plan of a new node) gets its labels
-            // and taints from the next run, once K3s has registered it.
-            let planned = live.as_ref().map(|all| {
-                let live = all.get(&node.name)?;
-                node_meta::plan(live, node).map(|p| (live.clone(), p))
-            });
-            let report = match planned {
-                Ok(None) => StepReport::new(StepId::NodeLabels, Status::Ok, vec![], None),
-                Ok(Some((live, plan))) => {
-                    let changes = plan.changes(&live);
-                    let failed = match w {
-                        Some(_) => write(&api, &run.nodes[i].node.name, &plan, &live)
-                            .await
-                            .err(),
-                        None => None,
-                    };
-                    let status = if failed.is_some() {
-                        Status::Failed
-                    } else {
-                        Status::Changed
-                    };
-                    StepReport::new(StepId::NodeLabels, status, changes, failed)
-                }
-                Err(why) => StepReport::new(
+/// What one registered Node's labels and taints need.
+pub enum Labels {
+    Converged,
+    Change {
+        live: Box<KNode>,
+        plan: NodeMetaPlan,
+    },
+    Unknown(String),
+}
+
+impl Labels {
+    fn report(&self, failed: Option<String>) -> StepReport {
+        let (status, changes) = match self {
+            Labels::Converged => (Status::Ok, vec![]),
+            Labels::Change { live, plan } => (Status::Changed, plan.changes(live)),
+            Labels::Unknown(why) => {
+                return StepReport::new(
                     StepId::NodeLabels,
                     Status::Failed,
                     vec![],
                     Some(why.clone()),
-                ),
+                );
+            }
+        };
+        let status = if failed.is_some() {
+            Status::Failed
+        } else {
+            status
+        };
+        StepReport::new(StepId::NodeLabels, status, changes, failed)
+    }
+}
+
+impl Phase for NodeLabels {
+    const NAME: &'static str = "node-labels";
+    type Plan = Vec<(usize, Labels)>;
+
+    fn select(&self, run: &Run<'_>) -> Selected {
+        Selected::with_api(run, |_| true)
+    }
+
+    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Self::Plan, RunError> {
+        let Ok(client) = run.api() else {
+            return Ok(vec![]);
+        };
+        let live = crate::runner::api::list_nodes(client).await;
+        // A node not registered yet (a plan of a new node) gets its labels
+        // and taints from the next run, once K3s has registered it.
+        let labels = |i: usize| {
+            let node = run.nodes[i].node;
+            let all = match &live {
+                Ok(all) => all,
+                Err(why) => return Some((i, Labels::Unknown(why.clone()))),
             };
-            run.nodes[i].push(progress.as_ref(), report);
+            let live = all.get(&node.name)?;
+            let found = match node_meta::plan(live, node) {
+                None => Labels::Converged,
+                Some(plan) => Labels::Change {
+                    live: Box::new(live.clone()),
+                    plan,
+                },
+            };
+            Some((i, found))
+        };
+        Ok(nodes.iter().filter_map(|&i| labels(i)).collect())
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: Self::Plan) -> Result<(), RunError> {
+        let progress = run.opts.progress.clone();
+        for (i, labels) in plan {
+            run.nodes[i].push(progress.as_ref(), labels.report(None));
         }
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, plan: Self::Plan, w: &Writer) -> Result<(), RunError> {
+        let Ok(client) = run.api().cloned() else {
+            return Ok(());
+        };
+        let api: kube::Api<KNode> = kube::Api::all(client);
+        let progress = run.opts.progress.clone();
+        for (i, labels) in plan {
+            let failed = match &labels {
+                Labels::Change { live, plan } => {
+                    write(&api, &run.nodes[i].node.name, plan, live, w)
+                        .await
+                        .err()
+                }
+                _ => None,
+            };
+            run.nodes[i].push(progress.as_ref(), labels.report(failed));
+        }
+        Ok(())
     }
 }
 
@@ -66,28 +117,11 @@ async fn write(
     name: &str,
     plan: &NodeMetaPlan,
     live: &KNode,
+    _w: &Writer,
 ) -> Result<(), String> {
     let patch = plan.patch(live);
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map(|_| ())
         .map_err(|e| format!("patching Node {name}: {}", error_chain(&e)))
-}
-
-impl Symmetric for NodeLabels {
-    const NAME: &'static str = "node-labels";
-
-    fn select(&self, run: &Run<'_>) -> Selected {
-        Selected::with_api(run, |_| true)
-    }
-
-    async fn work(
-        &self,
-        run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
-    ) -> Result<(), RunError> {
-        Self::run(run, nodes, w).await;
-        Ok(())
-    }
 }

@@ -3,8 +3,9 @@
 //! upgrade-agents → agents → relay-end → readiness → uncordon → node-labels
 //! → agent-access → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
-//! phases found, and has a read-only `plan` and an `apply` that needs the
-//! run's [`Writer`]. New phases (HA, drain, reset) are new files here.
+//! phases found, and has a read-only `plan` returning a typed plan, a
+//! `show` of it for `pictl plan`, and an `apply` of it that needs the run's
+//! [`Writer`]. New phases are new files here.
 
 mod agent_access;
 mod agents;
@@ -36,6 +37,7 @@ pub use workload::Workload;
 
 use std::future::Future;
 
+pub use super::converge::{Checking, Converging, Walk};
 use super::error::RunError;
 use super::run::Run;
 use crate::write::Writer;
@@ -64,56 +66,39 @@ impl Selected {
     }
 }
 
+/// A phase: `plan` finds out what it would do (it holds no [`Writer`], so
+/// it cannot reach code that writes), then `pictl plan` calls `show` (still
+/// no Writer) and `pictl apply` calls `apply` with the run's Writer. Node
+/// phases walk their nodes' steps in both, through a [`Walk`]: checking
+/// them in `show`, converging them in `apply`.
 pub trait Phase {
     const NAME: &'static str;
+    /// What `plan` found, typed.
+    type Plan;
 
     fn select(&self, run: &Run<'_>) -> Selected;
 
-    /// Finds out what would change; must write nothing anywhere.
+    /// Finds out what would change; reads only.
     fn plan(
         &self,
-        run: &mut Run<'_>,
+        run: &Run<'_>,
         nodes: &[usize],
+    ) -> impl Future<Output = Result<Self::Plan, RunError>>;
+
+    /// Reports the plan without carrying it out (`pictl plan`).
+    fn show(
+        &self,
+        run: &mut Run<'_>,
+        plan: Self::Plan,
     ) -> impl Future<Output = Result<(), RunError>>;
 
-    /// Converges.
+    /// Carries the plan out.
     fn apply(
         &self,
         run: &mut Run<'_>,
-        nodes: &[usize],
+        plan: Self::Plan,
         w: &Writer,
     ) -> impl Future<Output = Result<(), RunError>>;
-}
-
-/// A phase whose plan and apply run the same code, told apart only by
-/// whether they hold the run's Writer (what writes needs `Some(w)`).
-pub trait Symmetric {
-    const NAME: &'static str;
-
-    fn select(&self, run: &Run<'_>) -> Selected;
-
-    fn work(
-        &self,
-        run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
-    ) -> impl Future<Output = Result<(), RunError>>;
-}
-
-impl<T: Symmetric> Phase for T {
-    const NAME: &'static str = <T as Symmetric>::NAME;
-
-    fn select(&self, run: &Run<'_>) -> Selected {
-        Symmetric::select(self, run)
-    }
-
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        self.work(run, nodes, None).await
-    }
-
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        self.work(run, nodes, Some(w)).await
-    }
 }
 
 /// Runs `f` on the `selected` nodes in parallel, at most `sem`'s permits

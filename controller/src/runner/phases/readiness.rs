@@ -18,6 +18,8 @@ pub struct Readiness;
 
 impl Phase for Readiness {
     const NAME: &'static str = "readiness";
+    /// Nothing to plan: readiness is observed after converging.
+    type Plan = Vec<usize>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         if run.admin.is_none() {
@@ -26,12 +28,20 @@ impl Phase for Readiness {
         Selected::Nodes(run.alive(None))
     }
 
-    /// Nothing to plan: readiness is observed after converging.
-    async fn plan(&self, _run: &mut Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
+    async fn plan(&self, _run: &Run<'_>, nodes: &[usize]) -> Result<Vec<usize>, RunError> {
+        Ok(nodes.to_vec())
+    }
+
+    async fn show(&self, _run: &mut Run<'_>, _nodes: Vec<usize>) -> Result<(), RunError> {
         Ok(())
     }
 
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], _w: &Writer) -> Result<(), RunError> {
+    async fn apply(
+        &self,
+        run: &mut Run<'_>,
+        nodes: Vec<usize>,
+        _w: &Writer,
+    ) -> Result<(), RunError> {
         match run.api() {
             Ok(client) => {
                 let client = client.clone();
@@ -39,7 +49,7 @@ impl Phase for Readiness {
             }
             Err(why) => {
                 let progress = run.opts.progress.clone();
-                for &i in nodes {
+                for &i in &nodes {
                     let r = StepReport::new(
                         StepId::NodeReady,
                         Status::Failed,

@@ -6,7 +6,7 @@
 //! staged copies, whatever the rollout did. A seed that cannot serve is
 //! reported, and its arch's nodes get their copies from the controller.
 
-use super::{Selected, Symmetric};
+use super::{Phase, Selected};
 use crate::arch::Arch;
 use crate::error_chain;
 use crate::facts::paths;
@@ -140,48 +140,38 @@ async fn serve(
 }
 
 impl Relay {
-    async fn work(run: &mut Run<'_>, w: Option<&Writer>) {
-        for plan in relay::choose(&needs(run)) {
-            let Some(seed) = run
-                .alive(None)
-                .into_iter()
-                .find(|&i| run.nodes[i].node.name == plan.seed)
-            else {
-                continue;
-            };
-            let Some(w) = w else {
-                mark(run, &plan, None);
-                event(run, &plan.seed, Stage::Resolved, &describe(&plan));
-                continue;
-            };
-            let share = Share::new();
-            match serve(run, seed, plan.arch, &share, w).await {
-                Ok((ip, port)) => {
-                    let served = Served {
-                        share: &share,
-                        ip,
-                        port,
-                    };
-                    mark(run, &plan, Some(&served));
-                    let detail = format!("{} (serving on {ip}:{port})", describe(&plan));
-                    event(run, &plan.seed, Stage::Resolved, &detail);
-                }
-                Err(why) => {
-                    let detail = format!(
-                        "cannot serve {}'s artifacts ({why}): every {} node gets its copy from the controller",
-                        plan.arch, plan.arch
-                    );
-                    event(run, &plan.seed, Stage::Warning, &detail);
-                }
+    /// Stages one arch's artifacts on its seed and marks where every node's
+    /// copies come from (from the controller when the seed cannot serve).
+    async fn start(run: &mut Run<'_>, seed: usize, plan: &ArchRelay, w: &Writer) {
+        let share = Share::new();
+        match serve(run, seed, plan.arch, &share, w).await {
+            Ok((ip, port)) => {
+                let served = Served {
+                    share: &share,
+                    ip,
+                    port,
+                };
+                mark(run, plan, Some(&served));
+                let detail = format!("{} (serving on {ip}:{port})", describe(plan));
+                event(run, &plan.seed, Stage::Resolved, &detail);
             }
-            // Whatever was staged is removed at the end.
-            run.shares.push((seed, share));
+            Err(why) => {
+                let detail = format!(
+                    "cannot serve {}'s artifacts ({why}): every {} node gets its copy from the controller",
+                    plan.arch, plan.arch
+                );
+                event(run, &plan.seed, Stage::Warning, &detail);
+            }
         }
+        // Whatever was staged is removed at the end.
+        run.shares.push((seed, share));
     }
 }
 
-impl Symmetric for Relay {
+impl Phase for Relay {
     const NAME: &'static str = "relay";
+    /// Each arch's seed (its node index) and who fetches what from it.
+    type Plan = Vec<(usize, ArchRelay)>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         if run.opts.relay {
@@ -191,21 +181,57 @@ impl Symmetric for Relay {
         }
     }
 
-    async fn work(
-        &self,
-        run: &mut Run<'_>,
-        _nodes: &[usize],
-        w: Option<&Writer>,
-    ) -> Result<(), RunError> {
-        Self::work(run, w).await;
+    async fn plan(&self, run: &Run<'_>, _nodes: &[usize]) -> Result<Self::Plan, RunError> {
+        let alive = run.alive(None);
+        let seed = |name: &str| {
+            alive
+                .iter()
+                .copied()
+                .find(|&i| run.nodes[i].node.name == name)
+        };
+        Ok(relay::choose(&needs(run))
+            .into_iter()
+            .filter_map(|plan| Some((seed(&plan.seed)?, plan)))
+            .collect())
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: Self::Plan) -> Result<(), RunError> {
+        for (_, plan) in plan {
+            mark(run, &plan, None);
+            event(run, &plan.seed, Stage::Resolved, &describe(&plan));
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, plan: Self::Plan, w: &Writer) -> Result<(), RunError> {
+        for (seed, plan) in plan {
+            Self::start(run, seed, &plan, w).await;
+        }
         Ok(())
     }
 }
 
 pub struct RelayEnd;
 
-impl Symmetric for RelayEnd {
+/// Stops one seed's share server and removes what it staged.
+async fn stop(run: &Run<'_>, seed: usize, share: &Share, _w: &Writer) {
+    let node = &run.nodes[seed];
+    let Some(t) = node.transport.clone() else {
+        return;
+    };
+    let cmd = relay::stop_command(share, node.node.ssh.sudo);
+    let failed = match t.exec(&cmd).await {
+        Ok(out) if out.success() => return,
+        Ok(out) => format!("exit {}", out.status),
+        Err(e) => error_chain(&e),
+    };
+    tracing::warn!(node = %node.node.name, error = %failed, "stopping the share server failed; it stops by itself");
+}
+
+impl Phase for RelayEnd {
     const NAME: &'static str = "relay-end";
+    /// Nothing to decide: every seed that served stops.
+    type Plan = ();
 
     fn select(&self, run: &Run<'_>) -> Selected {
         if run.shares.is_empty() {
@@ -215,30 +241,17 @@ impl Symmetric for RelayEnd {
         }
     }
 
-    async fn work(
-        &self,
-        run: &mut Run<'_>,
-        _nodes: &[usize],
-        w: Option<&Writer>,
-    ) -> Result<(), RunError> {
-        if w.is_none() {
-            return Ok(());
-        }
-        for (i, share) in std::mem::take(&mut run.shares) {
-            let node = &run.nodes[i];
-            let Some(t) = node.transport.clone() else {
-                continue;
-            };
-            let cmd = relay::stop_command(&share, node.node.ssh.sudo);
-            match t.exec(&cmd).await {
-                Ok(out) if out.success() => {}
-                Ok(out) => {
-                    tracing::warn!(node = %node.node.name, status = out.status, "stopping the share server failed; it stops by itself")
-                }
-                Err(e) => {
-                    tracing::warn!(node = %node.node.name, error = %error_chain(&e), "stopping the share server failed; it stops by itself")
-                }
-            }
+    async fn plan(&self, _run: &Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
+        Ok(())
+    }
+
+    async fn show(&self, _run: &mut Run<'_>, _plan: ()) -> Result<(), RunError> {
+        Ok(())
+    }
+
+    async fn apply(&self, run: &mut Run<'_>, _plan: (), w: &Writer) -> Result<(), RunError> {
+        for (seed, share) in std::mem::take(&mut run.shares) {
+            stop(run, seed, &share, w).await;
         }
         Ok(())
     }

@@ -4,9 +4,9 @@
 
 use tracing::Instrument;
 
-use super::{Selected, Symmetric, in_parallel};
+use super::{Checking, Converging, Phase, Selected, Walk, in_parallel};
 use crate::inventory::Role;
-use crate::runner::converge::{self, Env};
+use crate::runner::converge::Env;
 use crate::runner::desired::{self, Inputs};
 use crate::runner::error::RunError;
 use crate::runner::run::Run;
@@ -31,7 +31,7 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
 }
 
 impl Reset {
-    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+    async fn walk(run: &mut Run<'_>, nodes: &[usize], how: &impl Walk) {
         for &i in nodes {
             let d = placeholder(run, i);
             run.desired.insert(run.nodes[i].node.name.clone(), d);
@@ -51,7 +51,7 @@ impl Reset {
             let env = env(&n.node.name);
             async move {
                 if let Some(env) = env {
-                    converge::single(n, env, &K3sReset, w).await;
+                    how.single(n, env, &K3sReset).await;
                 }
             }
         })
@@ -62,27 +62,36 @@ impl Reset {
                 continue;
             };
             let span = tracing::info_span!("node", name = %node.node.name);
-            converge::single(node, env, &K3sReset, w)
-                .instrument(span)
-                .await;
+            how.single(node, env, &K3sReset).instrument(span).await;
         }
     }
 }
 
-impl Symmetric for Reset {
+impl Phase for Reset {
     const NAME: &'static str = "reset";
+    /// The nodes to reset.
+    type Plan = Vec<usize>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(run.alive(None))
     }
 
-    async fn work(
+    async fn plan(&self, _run: &Run<'_>, nodes: &[usize]) -> Result<Vec<usize>, RunError> {
+        Ok(nodes.to_vec())
+    }
+
+    async fn show(&self, run: &mut Run<'_>, nodes: Vec<usize>) -> Result<(), RunError> {
+        Self::walk(run, &nodes, &Checking).await;
+        Ok(())
+    }
+
+    async fn apply(
         &self,
         run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
+        nodes: Vec<usize>,
+        w: &Writer,
     ) -> Result<(), RunError> {
-        Self::run(run, nodes, w).await;
+        Self::walk(run, &nodes, &Converging(w)).await;
         Ok(())
     }
 }

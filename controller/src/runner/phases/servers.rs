@@ -8,10 +8,10 @@
 
 use tracing::Instrument;
 
-use super::{Selected, Symmetric};
+use super::{Checking, Converging, Phase, Selected, Walk};
 use crate::inventory::Role;
 use crate::render;
-use crate::runner::converge::{self, Env};
+use crate::runner::converge::Env;
 use crate::runner::desired;
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::run::Run;
@@ -22,7 +22,7 @@ use crate::write::Writer;
 pub struct Servers;
 
 impl Servers {
-    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
+    async fn walk(run: &mut Run<'_>, nodes: &[usize], how: &impl Walk) {
         let progress = run.opts.progress.clone();
         let mut broken: Option<String> = None;
         let mut first_token: Option<Secret> = None;
@@ -52,10 +52,7 @@ impl Servers {
                 opts: run.opts,
             };
             let span = tracing::info_span!("node", name = %node.node.name);
-            match w {
-                None => converge::plan(node, env).instrument(span).await,
-                Some(w) => converge::apply(node, env, w).instrument(span).await,
-            }
+            how.steps(node, env).instrument(span).await;
             if !node.alive() {
                 broken = Some(node.node.name.clone());
             } else if first_token.is_none() {
@@ -70,8 +67,10 @@ fn secret_of(token: &Secret) -> Option<&str> {
     token.expose().rsplit_once(':').map(|(_, s)| s.trim())
 }
 
-impl Symmetric for Servers {
+impl Phase for Servers {
     const NAME: &'static str = "servers";
+    /// The servers to converge, in order.
+    type Plan = Vec<usize>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         let mut nodes = run.alive(Some(Role::Server));
@@ -79,13 +78,22 @@ impl Symmetric for Servers {
         Selected::Nodes(nodes)
     }
 
-    async fn work(
+    async fn plan(&self, _run: &Run<'_>, nodes: &[usize]) -> Result<Vec<usize>, RunError> {
+        Ok(nodes.to_vec())
+    }
+
+    async fn show(&self, run: &mut Run<'_>, nodes: Vec<usize>) -> Result<(), RunError> {
+        Self::walk(run, &nodes, &Checking).await;
+        Ok(())
+    }
+
+    async fn apply(
         &self,
         run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
+        nodes: Vec<usize>,
+        w: &Writer,
     ) -> Result<(), RunError> {
-        Self::run(run, nodes, w).await;
+        Self::walk(run, &nodes, &Converging(w)).await;
         Ok(())
     }
 }

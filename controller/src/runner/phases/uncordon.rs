@@ -3,7 +3,7 @@
 //! uncordoned. A node someone else cordoned carries no such annotation and
 //! is never touched.
 
-use super::{Selected, Symmetric};
+use super::{Phase, Selected};
 use crate::error_chain;
 use crate::runner::drain;
 use crate::runner::error::RunError;
@@ -14,57 +14,82 @@ use crate::write::Writer;
 
 pub struct Uncordon;
 
-impl Symmetric for Uncordon {
+/// A node to uncordon: its index and name.
+pub struct Leftover {
+    node: usize,
+    name: String,
+}
+
+impl Leftover {
+    fn report(&self, status: Status, message: Option<String>) -> StepReport {
+        let change = Change::new(
+            format!("node {}", self.name),
+            "cordoned by an interrupted upgrade",
+            "schedulable",
+        );
+        StepReport::new(StepId::Uncordon, status, vec![change], message)
+    }
+}
+
+impl Phase for Uncordon {
     const NAME: &'static str = "uncordon";
+    type Plan = Vec<Leftover>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::with_api(run, |_| true)
     }
 
-    async fn work(
+    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Vec<Leftover>, RunError> {
+        let Ok(client) = run.api() else {
+            return Ok(vec![]);
+        };
+        // One list for all: this runs on every apply, converged or not.
+        let states = match drain::nodes(client).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("listing the Nodes: {}", error_chain(&e));
+                return Ok(vec![]);
+            }
+        };
+        let leftover = |i: usize| {
+            let name = &run.nodes[i].node.name;
+            let s = states.get(name)?;
+            let ours = s.unschedulable && s.cordoned_by_pictl;
+            (ours && s.ready && s.kubelet_version == run.version).then(|| Leftover {
+                node: i,
+                name: name.clone(),
+            })
+        };
+        Ok(nodes.iter().filter_map(|&i| leftover(i)).collect())
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: Vec<Leftover>) -> Result<(), RunError> {
+        let progress = run.opts.progress.clone();
+        for l in plan {
+            run.nodes[l.node].push(progress.as_ref(), l.report(Status::Changed, None));
+        }
+        Ok(())
+    }
+
+    async fn apply(
         &self,
         run: &mut Run<'_>,
-        nodes: &[usize],
-        w: Option<&Writer>,
+        plan: Vec<Leftover>,
+        w: &Writer,
     ) -> Result<(), RunError> {
         let Ok(client) = run.api().cloned() else {
             return Ok(());
         };
         let progress = run.opts.progress.clone();
-        // One list for all: this runs on every apply, converged or not.
-        let states = match drain::nodes(&client).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("listing the Nodes: {}", error_chain(&e));
-                return Ok(());
-            }
-        };
-        for &i in nodes {
-            let name = run.nodes[i].node.name.clone();
-            let Some(state) = states.get(&name) else {
-                continue;
+        for l in plan {
+            let r = match drain::uncordon(&client, &l.name, w).await {
+                Ok(()) => l.report(Status::Changed, None),
+                Err(e) => {
+                    let why = format!("uncordoning {}: {}", l.name, error_chain(&e));
+                    l.report(Status::Failed, Some(why))
+                }
             };
-            let leftover = state.unschedulable && state.cordoned_by_pictl;
-            if !leftover || !state.ready || state.kubelet_version != run.version {
-                continue;
-            }
-            let change = Change::new(
-                format!("node {name}"),
-                "cordoned by an interrupted upgrade",
-                "schedulable",
-            );
-            let (status, message) = match w {
-                None => (Status::Changed, None),
-                Some(w) => match drain::uncordon(&client, &name, w).await {
-                    Ok(()) => (Status::Changed, None),
-                    Err(e) => (
-                        Status::Failed,
-                        Some(format!("uncordoning {name}: {}", error_chain(&e))),
-                    ),
-                },
-            };
-            let r = StepReport::new(StepId::Uncordon, status, vec![change], message);
-            run.nodes[i].push(progress.as_ref(), r);
+            run.nodes[l.node].push(progress.as_ref(), r);
         }
         Ok(())
     }

@@ -8,16 +8,17 @@
 //! left out of the servers and agents phases; nodes the API does not know
 //! (not joined yet) are left to them.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::agents::Agents;
-use super::{Phase, Selected, in_parallel};
+use super::{Checking, Converging, Phase, Selected, Walk, in_parallel};
 use crate::error_chain;
 use crate::inventory::Role;
 use crate::kubeconfig;
 use crate::render;
-use crate::runner::converge::{self, Env};
+use crate::runner::converge::Env;
 use crate::runner::drain::{self, NodeState};
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::node::NodeRun;
@@ -142,7 +143,7 @@ async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -
         cx.opts.progress.as_ref(),
         StepReport::new(StepId::Drain, Status::Changed, changes, None),
     );
-    converge::plan(n, env).await;
+    Checking.steps(n, env).await;
     true
 }
 
@@ -207,7 +208,7 @@ async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer)
         Some(change),
         None,
     );
-    converge::apply(n, env, w).await;
+    Converging(w).steps(n, env).await;
     if !n.alive() {
         return true;
     }
@@ -321,18 +322,31 @@ fn stop_after(run: &mut Run<'_>, nodes: &[usize], first: &str) {
     }
 }
 
-/// The API, or (apply) the candidates failed with why; `None` also when
+/// What an upgrade phase found: its candidates and the API to drain with.
+pub struct UpgradePlan {
+    nodes: Vec<usize>,
+    client: Result<kube::Client, String>,
+}
+
+async fn plan(run: &Run<'_>, nodes: &[usize]) -> UpgradePlan {
+    UpgradePlan {
+        nodes: nodes.to_vec(),
+        client: client(run).await,
+    }
+}
+
+/// The API, or the candidates failed with why; `None` also when
 /// `--no-drain` lets the servers and agents phases upgrade without it.
-async fn client_or_fail(run: &mut Run<'_>, nodes: &[usize], plan: bool) -> Option<kube::Client> {
-    match client(run).await {
-        Ok(c) => Some(c),
-        Err(why) if plan || !run.opts.upgrade.drain => {
+fn client_or_fail(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
+    match plan.client {
+        Ok(c) => Some((c, plan.nodes)),
+        Err(why) if !run.opts.upgrade.drain => {
             tracing::warn!("upgrade without cordon and drain: {why}");
             None
         }
         Err(why) => {
             let progress = run.opts.progress.clone();
-            for &i in nodes {
+            for &i in &plan.nodes {
                 let msg = format!(
                     "cannot drain before upgrading ({why}); --no-drain upgrades without the API"
                 );
@@ -343,13 +357,45 @@ async fn client_or_fail(run: &mut Run<'_>, nodes: &[usize], plan: bool) -> Optio
     }
 }
 
+/// `pictl plan` without an API: the upgrade is left to the node phases.
+fn client_or_warn(plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
+    match plan.client {
+        Ok(c) => Some((c, plan.nodes)),
+        Err(why) => {
+            tracing::warn!("upgrade without cordon and drain: {why}");
+            None
+        }
+    }
+}
+
+/// How one node goes through its upgrade: shown, or carried out.
+trait Upgrade: Walk {
+    /// False when the API does not know the node.
+    fn one(
+        &self,
+        n: &mut NodeRun<'_>,
+        env: Env<'_>,
+        cx: &Cx<'_>,
+        order: &str,
+    ) -> impl Future<Output = bool>;
+}
+
+impl Upgrade for Checking {
+    async fn one(&self, n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -> bool {
+        plan_one(n, env, cx, order).await
+    }
+}
+
+impl Upgrade for Converging<'_> {
+    async fn one(&self, n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, _order: &str) -> bool {
+        upgrade_one(n, env, cx, self.0).await
+    }
+}
+
 impl UpgradeServers {
-    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
-        let Some(client) = client_or_fail(run, nodes, w.is_none()).await else {
-            return;
-        };
+    async fn walk(run: &mut Run<'_>, client: &kube::Client, nodes: &[usize], how: &impl Upgrade) {
         let cx = Cx {
-            client: &client,
+            client,
             opts: run.opts,
             version: &run.version,
         };
@@ -363,14 +409,10 @@ impl UpgradeServers {
                 opts: run.opts,
             };
             let order = format!("server {} of {}, one at a time", k + 1, nodes.len());
-            let handled = match w {
-                None => plan_one(&mut run.nodes[i], env, &cx, &order).await,
-                Some(w) => upgrade_one(&mut run.nodes[i], env, &cx, w).await,
-            };
-            if handled {
+            if how.one(&mut run.nodes[i], env, &cx, &order).await {
                 run.upgraded.insert(i);
             }
-            if !run.nodes[i].alive() && w.is_some() {
+            if !run.nodes[i].alive() {
                 let first = run.nodes[i].node.name.clone();
                 stop_after(run, &nodes[k + 1..], &first);
                 return;
@@ -381,73 +423,49 @@ impl UpgradeServers {
 
 impl Phase for UpgradeServers {
     const NAME: &'static str = "upgrade-servers";
+    type Plan = UpgradePlan;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(candidates(run, Role::Server))
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes, None).await;
+    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<UpgradePlan, RunError> {
+        Ok(plan(run, nodes).await)
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: UpgradePlan) -> Result<(), RunError> {
+        if let Some((client, nodes)) = client_or_warn(plan) {
+            Self::walk(run, &client, &nodes, &Checking).await;
+        }
         Ok(())
     }
 
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes, Some(w)).await;
+    async fn apply(
+        &self,
+        run: &mut Run<'_>,
+        plan: UpgradePlan,
+        w: &Writer,
+    ) -> Result<(), RunError> {
+        if let Some((client, nodes)) = client_or_fail(run, plan) {
+            Self::walk(run, &client, &nodes, &Converging(w)).await;
+        }
         Ok(())
     }
 }
 
 impl UpgradeAgents {
-    async fn run(run: &mut Run<'_>, nodes: &[usize], w: Option<&Writer>) {
-        let Some(client) = client_or_fail(run, nodes, w.is_none()).await else {
-            return;
-        };
+    async fn walk(run: &mut Run<'_>, client: &kube::Client, nodes: &[usize], how: &impl Upgrade) {
         Agents::join_configs(run, nodes);
         let per = run.opts.upgrade.max_unavailable.max(1);
         let batches: Vec<&[usize]> = nodes.chunks(per).collect();
-        let handled: Mutex<Vec<String>> = Mutex::new(Vec::new());
         for (k, batch) in batches.iter().enumerate() {
             let order = format!(
                 "agents, batch {} of {}, {per} at a time",
                 k + 1,
                 batches.len()
             );
-            let cx = Cx {
-                client: &client,
-                opts: run.opts,
-                version: &run.version,
-            };
-            let (desired, store, opts) = (&run.desired, &run.store, run.opts);
-            let (cx, order, handled) = (&cx, &order, &handled);
-            in_parallel(&mut run.nodes, batch, &run.sem, |n| async move {
-                let Some(desired) = desired.get(&n.node.name) else {
-                    return;
-                };
-                let env = Env {
-                    desired,
-                    store,
-                    opts,
-                };
-                let done = match w {
-                    None => plan_one(n, env, cx, order).await,
-                    Some(w) => upgrade_one(n, env, cx, w).await,
-                };
-                if done {
-                    handled
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(n.node.name.clone());
-                }
-            })
-            .await;
-            let names = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            run.upgraded.extend(
-                nodes
-                    .iter()
-                    .filter(|&&i| names.contains(&run.nodes[i].node.name)),
-            );
-            let failed = batch.iter().find(|&&i| !run.nodes[i].alive());
-            if let (Some(&i), Some(_)) = (failed, w) {
+            Self::batch(run, client, batch, &order, how).await;
+            if let Some(&i) = batch.iter().find(|&&i| !run.nodes[i].alive()) {
                 let first = run.nodes[i].node.name.clone();
                 let rest: Vec<usize> = batches[k + 1..]
                     .iter()
@@ -458,10 +476,52 @@ impl UpgradeAgents {
             }
         }
     }
+
+    /// One batch, in parallel.
+    async fn batch(
+        run: &mut Run<'_>,
+        client: &kube::Client,
+        batch: &[usize],
+        order: &str,
+        how: &impl Upgrade,
+    ) {
+        let handled: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let cx = Cx {
+            client,
+            opts: run.opts,
+            version: &run.version,
+        };
+        let (desired, store, opts) = (&run.desired, &run.store, run.opts);
+        let (cx, handled_ref) = (&cx, &handled);
+        in_parallel(&mut run.nodes, batch, &run.sem, |n| async move {
+            let Some(desired) = desired.get(&n.node.name) else {
+                return;
+            };
+            let env = Env {
+                desired,
+                store,
+                opts,
+            };
+            if how.one(n, env, cx, order).await {
+                handled_ref
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(n.node.name.clone());
+            }
+        })
+        .await;
+        let names = handled.into_inner().unwrap_or_else(|p| p.into_inner());
+        run.upgraded.extend(
+            batch
+                .iter()
+                .filter(|&&i| names.contains(&run.nodes[i].node.name)),
+        );
+    }
 }
 
 impl Phase for UpgradeAgents {
     const NAME: &'static str = "upgrade-agents";
+    type Plan = UpgradePlan;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         if run.join_token.is_none() {
@@ -470,13 +530,26 @@ impl Phase for UpgradeAgents {
         Selected::Nodes(candidates(run, Role::Agent))
     }
 
-    async fn plan(&self, run: &mut Run<'_>, nodes: &[usize]) -> Result<(), RunError> {
-        Self::run(run, nodes, None).await;
+    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<UpgradePlan, RunError> {
+        Ok(plan(run, nodes).await)
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: UpgradePlan) -> Result<(), RunError> {
+        if let Some((client, nodes)) = client_or_warn(plan) {
+            Self::walk(run, &client, &nodes, &Checking).await;
+        }
         Ok(())
     }
 
-    async fn apply(&self, run: &mut Run<'_>, nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        Self::run(run, nodes, Some(w)).await;
+    async fn apply(
+        &self,
+        run: &mut Run<'_>,
+        plan: UpgradePlan,
+        w: &Writer,
+    ) -> Result<(), RunError> {
+        if let Some((client, nodes)) = client_or_fail(run, plan) {
+            Self::walk(run, &client, &nodes, &Converging(w)).await;
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub struct Workload;
 
 impl Phase for Workload {
     const NAME: &'static str = "workload";
+    type Plan = workload::WorkloadPlan;
 
     fn select(&self, run: &Run<'_>) -> Selected {
         if run.inv.workload.playbooks.is_empty() {
@@ -20,27 +21,23 @@ impl Phase for Workload {
         }
     }
 
-    async fn plan(&self, run: &mut Run<'_>, _nodes: &[usize]) -> Result<(), RunError> {
-        let plan = Self::plan_all(run).await;
+    /// Every playbook's plan (read-only: server-side dry runs).
+    async fn plan(&self, run: &Run<'_>, _nodes: &[usize]) -> Result<Self::Plan, RunError> {
+        let api = run.api();
+        let api = api.as_ref().map(|c| *c).map_err(String::as_str);
+        Ok(workload::plan(run.inv, api, &run.arches, run.opts.progress.as_ref()).await)
+    }
+
+    async fn show(&self, run: &mut Run<'_>, plan: Self::Plan) -> Result<(), RunError> {
         run.workload = workload::reports(&plan);
         Ok(())
     }
 
-    async fn apply(&self, run: &mut Run<'_>, _nodes: &[usize], w: &Writer) -> Result<(), RunError> {
-        let plan = Self::plan_all(run).await;
+    async fn apply(&self, run: &mut Run<'_>, plan: Self::Plan, w: &Writer) -> Result<(), RunError> {
         let api = run.api();
         let api = api.as_ref().map(|c| *c).map_err(String::as_str);
         let progress = run.opts.progress.as_ref();
         run.workload = workload::apply(api, &plan, run.opts.wait, progress, w).await;
         Ok(())
-    }
-}
-
-impl Workload {
-    /// Every playbook's plan (read-only: server-side dry runs).
-    async fn plan_all(run: &Run<'_>) -> workload::WorkloadPlan {
-        let api = run.api();
-        let api = api.as_ref().map(|c| *c).map_err(String::as_str);
-        workload::plan(run.inv, api, &run.arches, run.opts.progress.as_ref()).await
     }
 }
