@@ -56,7 +56,7 @@ pub struct Converging<'w>(pub &'w Writer);
 
 impl Walk for Checking {
     async fn steps(&self, run: &mut NodeRun<'_>, env: Env<'_>) {
-        let mut v = Converger::new(run, env, None);
+        let mut v = Converger::new(run, env);
         let _ = steps::visit(&mut v).await;
         if env.opts.diff {
             attach_diffs(run, env).await;
@@ -64,14 +64,14 @@ impl Walk for Checking {
     }
 
     async fn single<S: Step>(&self, run: &mut NodeRun<'_>, env: Env<'_>, step: &S) {
-        let _ = Converger::new(run, env, None).visit(step).await;
+        let _ = Converger::new(run, env).visit(step).await;
     }
 }
 
 impl Walk for Converging<'_> {
     /// check → apply → re-check over every step.
     async fn steps(&self, run: &mut NodeRun<'_>, env: Env<'_>) {
-        let mut v = Converger::new(run, env, Some(self.0));
+        let mut v = Converger::new(run, env).writing(self.0);
         if steps::visit(&mut v).await.is_continue() && v.changed {
             recheck(v.run, env, self.0).await;
         }
@@ -79,7 +79,7 @@ impl Walk for Converging<'_> {
 
     /// Check and apply one step, then gather facts again and demand it holds.
     async fn single<S: Step>(&self, run: &mut NodeRun<'_>, env: Env<'_>, step: &S) {
-        let mut v = Converger::new(run, env, Some(self.0));
+        let mut v = Converger::new(run, env).writing(self.0);
         if v.visit(step).await.is_break() || !v.changed {
             return;
         }
@@ -139,12 +139,13 @@ fn assess(run: &NodeRun<'_>, desired: &Desired) -> Option<Arc<Assessment>> {
 }
 
 impl<'r, 'i> Converger<'r, 'i> {
-    fn new(run: &'r mut NodeRun<'i>, env: Env<'r>, writer: Option<&'r Writer>) -> Self {
+    /// Checks only.
+    fn new(run: &'r mut NodeRun<'i>, env: Env<'r>) -> Self {
         let adoption = assess(run, env.desired);
         Converger {
             run,
             env,
-            writer,
+            writer: None,
             pending: BTreeSet::new(),
             changed: false,
             adoption,
@@ -152,7 +153,13 @@ impl<'r, 'i> Converger<'r, 'i> {
     }
 }
 
-impl Converger<'_, '_> {
+impl<'r> Converger<'r, '_> {
+    /// Checks and applies, with the run's Writer.
+    fn writing(mut self, w: &'r Writer) -> Self {
+        self.writer = Some(w);
+        self
+    }
+
     fn step_failed(&mut self, step: StepId, changes: Vec<Change>, failure: NodeFailure) {
         let progress = self.env.opts.progress.as_ref();
         let msg = failure.message().to_string();

@@ -136,7 +136,7 @@ impl Setup {
     }
 }
 
-fn is_write(c: &Call) -> bool {
+pub(super) fn is_write(c: &Call) -> bool {
     matches!(
         c,
         Call::Put(_) | Call::Exec(_) | Call::Facts { record: true }

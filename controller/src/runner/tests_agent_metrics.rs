@@ -210,3 +210,54 @@ async fn a_re_run_lists_the_agent_objects_once_instead_of_reading_each() {
     let requests = s.api.requests.lock().expect("requests").clone();
     assert_eq!(reads(&requests), (4, 1), "{requests:#?}");
 }
+
+/// A plan of a cluster that drifted everywhere a phase writes through the
+/// API or into the state directory (a Node's labels, an agent's ClusterRole,
+/// its metrics annotation, the state directory gone) finds every drift and
+/// writes none of it: no API write of any kind, no node command that
+/// writes, no state directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_of_a_drifted_cluster_finds_every_drift_and_writes_nothing() {
+    let mut s = setup_with(&NODES, "metrics = \"pod-network\"\n").await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    s.inv.nodes[1].labels = [("zone".to_string(), "shelf".to_string())].into();
+    let role = "/apis/rbac.authorization.k8s.io/v1/clusterroles/pictl-agent:a1";
+    s.api.others.lock().expect("others").remove(role);
+    {
+        let mut objects = s.api.objects.lock().expect("objects");
+        let s1 = objects.get_mut("s1").expect("s1's Node");
+        s1["metadata"]["annotations"][ANNOTATION] = serde_json::json!("10.9.9.9:1");
+    }
+    let state = s.inv.cluster.state_dir.clone();
+    std::fs::remove_dir_all(&state).expect("remove the state directory");
+    s.api.requests.lock().expect("requests").clear();
+    let calls_before = s.fleet.calls().len();
+
+    let plan = plan(&s.inv, &s.options(true)).await.expect("plan runs");
+
+    let changed = |node: &str, step| {
+        let n = plan.nodes.iter().find(|n| n.name == node).expect("node");
+        let found = n
+            .steps
+            .iter()
+            .any(|r| r.step == step && r.status == Status::Changed);
+        assert!(found, "{step} not planned on {node}: {n:#?}");
+    };
+    changed("a1", StepId::NodeLabels);
+    changed("a1", StepId::AgentRbac);
+    changed("s1", StepId::AgentMetrics);
+    let requests = s.api.requests.lock().expect("requests").clone();
+    let writes: Vec<&String> = requests.iter().filter(|r| !r.starts_with("GET ")).collect();
+    assert!(writes.is_empty(), "plan wrote to the API: {writes:#?}");
+    let node_writes: Vec<_> = s.fleet.calls()[calls_before..]
+        .iter()
+        .filter(|(_, c)| super::tests::is_write(c))
+        .cloned()
+        .collect();
+    assert!(
+        node_writes.is_empty(),
+        "plan wrote on nodes: {node_writes:?}"
+    );
+    assert!(!state.exists(), "plan created the state directory");
+}
