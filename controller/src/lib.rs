@@ -11,6 +11,7 @@ pub mod arch;
 pub mod artifacts;
 pub mod channel;
 pub mod cli;
+pub mod cluster;
 pub mod data_dir;
 pub mod download;
 pub mod facts;

@@ -3,6 +3,7 @@
 //! its health agent reports (temperature, throttling, memory, disk, clock).
 //! Read-only.
 
+use crate::cluster::{NodeList, nodes};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -171,29 +172,16 @@ async fn node_status(node: &Node, connector: &dyn Connector) -> NodeStatus {
 /// Each Node's Ready condition in the API (empty when the API does not
 /// answer within 10 s: the table then shows `-`).
 async fn ready_in_api(inv: &Inventory) -> BTreeMap<String, String> {
-    use k8s_openapi::api::core::v1::Node as KNode;
     let Ok(client) = runner::kube_client(&state::kubeconfig_path(inv)).await else {
         return BTreeMap::new();
     };
-    let api: kube::Api<KNode> = kube::Api::all(client);
-    let Ok(Ok(list)) = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        api.list(&Default::default()),
-    )
-    .await
-    else {
+    let list = NodeList::read(&client);
+    let Ok(Ok(list)) = tokio::time::timeout(std::time::Duration::from_secs(10), list).await else {
         return BTreeMap::new();
     };
-    list.items
-        .into_iter()
-        .filter_map(|n| {
-            let cond = n
-                .status?
-                .conditions?
-                .into_iter()
-                .find(|c| c.type_ == "Ready")?;
-            Some((n.metadata.name?, cond.status))
-        })
+    list.nodes
+        .iter()
+        .filter_map(|(name, n)| Some((name.clone(), nodes::ready_status(n)?.to_string())))
         .collect()
 }
 

@@ -16,10 +16,9 @@ use std::net::SocketAddrV4;
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node as KNode;
-use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use crate::error_chain;
+use crate::cluster::{ClusterError, NodeList, nodes};
 use crate::step::Change;
 use crate::write::Writer;
 
@@ -36,13 +35,12 @@ pub struct NodeNet {
     pub annotation: Option<String>,
 }
 
-/// Every Node's pod network, in one LIST.
-pub async fn list(client: &kube::Client) -> Result<BTreeMap<String, NodeNet>, String> {
-    let nodes = crate::runner::api::list_nodes(client).await?;
-    Ok(nodes
+/// Each listed Node's pod network and annotation.
+pub fn nets(list: &NodeList) -> BTreeMap<String, NodeNet> {
+    list.nodes
         .iter()
         .map(|(name, n)| (name.clone(), node_net(n)))
-        .collect())
+        .collect()
 }
 
 fn node_net(n: &KNode) -> NodeNet {
@@ -81,20 +79,15 @@ pub fn plan(now: Option<&str>, want: Option<&str>) -> Option<Change> {
     })
 }
 
-/// Sets (or with `None` removes) the annotation: a JSON merge patch that
-/// touches that one key.
+/// Sets the Node's annotation to `want` (removes it for `None`); the Node as written.
 pub async fn write(
     client: &kube::Client,
-    node: &str,
+    live: &KNode,
     want: Option<&str>,
-    _w: &Writer,
-) -> Result<(), String> {
-    let api: kube::Api<KNode> = kube::Api::all(client.clone());
-    let patch = json!({"metadata": {"annotations": {ANNOTATION: want}}});
-    api.patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("annotating Node {node}: {}", error_chain(&e)))
+    w: &Writer,
+) -> Result<KNode, ClusterError> {
+    let patch = |_: &KNode| json!({"metadata": {"annotations": {ANNOTATION: want}}});
+    nodes::patch(client, live, "annotating", patch, w).await
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::api::ApiConnector;
 use super::fake::{Call, Fleet};
+use crate::cluster::ApiConnector;
 use crate::secret::Secret;
 use crate::transport::BoxFuture;
 
@@ -33,13 +33,16 @@ pub struct FakeApi {
     pub pods: Arc<Mutex<Vec<(String, String, String)>>>,
     /// Every eviction is refused (a budget that can never be met).
     pub refuse_evictions: bool,
+    /// How many Node PATCHes still find their Node written by someone else
+    /// since it was read (K3s's node controller, racing pictl).
+    pub races: Arc<Mutex<usize>>,
 }
 
 impl ApiConnector for FakeApi {
     fn client<'a>(
         &'a self,
         kubeconfig: &'a Secret,
-    ) -> BoxFuture<'a, Result<kube::Client, super::api::ApiError>> {
+    ) -> BoxFuture<'a, Result<kube::Client, crate::cluster::ApiError>> {
         let api = self.clone();
         let server = kubeconfig
             .expose()
@@ -69,6 +72,13 @@ impl ApiConnector for FakeApi {
             Ok(kube::Client::new(svc, "default"))
         })
     }
+}
+
+/// A write's new resourceVersion.
+fn bump(node: &mut serde_json::Value) {
+    let rv = node["metadata"]["resourceVersion"].as_str().unwrap_or("0");
+    let next = rv.parse::<u64>().unwrap_or(0) + 1;
+    node["metadata"]["resourceVersion"] = serde_json::json!(next.to_string());
 }
 
 /// RFC 7386 JSON merge patch (`null` removes a key; lists are replaced).
@@ -231,18 +241,51 @@ impl FakeApi {
         let mut node = self.node(name);
         if method == http::Method::PATCH {
             let patch: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            if let Some(refused) = self.precondition(name, &mut node, &patch) {
+                return refused;
+            }
             match patch["spec"].get("unschedulable") {
                 Some(serde_json::Value::Bool(true)) => self.log(format!("cordon {name}")),
                 Some(serde_json::Value::Null) => self.log(format!("uncordon {name}")),
                 _ => self.log(format!("PATCH {path}")),
             }
             merge(&mut node, &patch);
+            bump(&mut node);
             self.objects
                 .lock()
                 .expect("objects")
                 .insert(name.to_string(), node.clone());
         }
         (200, node)
+    }
+
+    /// A patch carrying a resourceVersion other than the Node's is refused
+    /// (409), as the API server refuses it; a pending race writes the Node
+    /// first.
+    fn precondition(
+        &self,
+        name: &str,
+        node: &mut serde_json::Value,
+        patch: &serde_json::Value,
+    ) -> Option<(u16, serde_json::Value)> {
+        let mut races = self.races.lock().expect("races");
+        if *races > 0 {
+            *races -= 1;
+            bump(node);
+            self.objects
+                .lock()
+                .expect("objects")
+                .insert(name.to_string(), node.clone());
+        }
+        let sent = patch["metadata"]["resourceVersion"].as_str()?;
+        (sent != node["metadata"]["resourceVersion"]).then(|| {
+            (
+                409,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "Conflict", "code": 409, "message": format!(
+                    "Operation cannot be fulfilled on nodes \"{name}\": the object has been modified; please apply your changes to the latest version and try again")}),
+            )
+        })
     }
 
     /// `NS/pods/NAME` and `NS/pods/NAME/eviction`.

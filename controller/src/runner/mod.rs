@@ -7,13 +7,10 @@
 //! [`crate::write::Writer`], which every writing function requires: a plan
 //! cannot reach code that writes.
 
-mod agent_access;
 mod agent_metrics;
-mod api;
 mod connect;
 mod converge;
 mod desired;
-mod drain;
 mod error;
 mod manager;
 mod node;
@@ -42,7 +39,7 @@ mod tests_relay;
 
 use std::time::Instant;
 
-pub use api::{ApiConnector, ApiError, KubeconfigApi, kube_client};
+pub use crate::cluster::{ApiConnector, ApiError, KubeconfigApi, kube_client};
 pub use connect::{Connector, GatherError, SshConnector, gather, terminal_prompt};
 pub use error::{NodeFailure, RunError};
 pub use options::{Mode, Options, Upgrade};

@@ -197,9 +197,9 @@ impl NodeMetaPlan {
     }
 
     /// The JSON merge patch: labels set or removed (null), the taints list
-    /// as it should be, the records, and the resourceVersion it was
-    /// computed from (a concurrent change makes the patch fail, not lose).
-    pub fn patch(&self, live: &KNode) -> serde_json::Value {
+    /// as it should be, and the records (the API room adds the
+    /// resourceVersion it was computed from: see [`crate::cluster::nodes::patch`]).
+    pub fn patch(&self) -> serde_json::Value {
         let mut labels = serde_json::Map::new();
         for (k, v) in &self.set {
             labels.insert(k.clone(), json!(v));
@@ -220,7 +220,6 @@ impl NodeMetaPlan {
             .collect();
         json!({
             "metadata": {
-                "resourceVersion": live.metadata.resource_version,
                 "labels": labels,
                 "annotations": {LABELS_ANNOTATION: self.records.0, TAINTS_ANNOTATION: self.records.1},
             },
@@ -268,10 +267,9 @@ mod tests {
             ["node-role.kubernetes.io/worker", "zone"]
         );
         assert_eq!(p.remove, ["old"]);
-        let patch = p.patch(&l);
+        let patch = p.patch();
         assert_eq!(patch["metadata"]["labels"]["old"], serde_json::Value::Null);
         assert!(patch["metadata"]["labels"].get("theirs").is_none());
-        assert_eq!(patch["metadata"]["resourceVersion"], "7");
         assert_eq!(
             patch["metadata"]["annotations"][LABELS_ANNOTATION],
             "node-role.kubernetes.io/worker,zone"
@@ -291,7 +289,7 @@ mod tests {
         let p = plan(&l, &n).expect("changes");
         assert_eq!(p.taints_remove.len(), 1);
         assert_eq!(p.taints_add[0].key, "gpu");
-        let taints = p.patch(&l)["spec"]["taints"].clone();
+        let taints = p.patch()["spec"]["taints"].clone();
         let keys: Vec<&str> = taints
             .as_array()
             .expect("list")

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::api::ApiConnector;
 use super::connect::Connector;
 use super::progress::Progress;
+use crate::cluster::ApiConnector;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,10 +2,9 @@
 //! subset that was reset (the rest of the cluster lives on), or the
 //! cluster's kubeconfig in the state directory when the whole cluster went.
 
-use k8s_openapi::api::core::v1::Node as KNode;
-
 use super::report::{Status, StepReport};
 use super::run::Run;
+use crate::cluster::{agent_access, nodes};
 use crate::error_chain;
 use crate::secret::Secret;
 use crate::state;
@@ -51,7 +50,7 @@ pub async fn forget(run: &mut Run<'_>, subset: bool, w: &Writer) {
 
 /// The node's health-agent ServiceAccount, token and role go with its Node.
 async fn forget_agent(client: &kube::Client, name: &str, report: &mut StepReport, w: &Writer) {
-    match super::agent_access::remove(client, name, w).await {
+    match agent_access::remove(client, name, w).await {
         Ok(changes) if !changes.is_empty() => {
             report.changes.extend(changes);
             if report.status == Status::Ok {
@@ -61,15 +60,14 @@ async fn forget_agent(client: &kube::Client, name: &str, report: &mut StepReport
         Ok(_) => {}
         Err(why) => {
             report.status = Status::Failed;
-            report.message = Some(why);
+            report.message = Some(error_chain(&why));
         }
     }
 }
 
-async fn delete(client: &kube::Client, name: &str, _w: &Writer) -> StepReport {
-    let nodes: kube::Api<KNode> = kube::Api::all(client.clone());
-    match nodes.delete(name, &Default::default()).await {
-        Ok(_) => StepReport::new(
+async fn delete(client: &kube::Client, name: &str, w: &Writer) -> StepReport {
+    match nodes::delete(client, name, w).await {
+        Ok(true) => StepReport::new(
             StepId::NodeDeleted,
             Status::Changed,
             vec![crate::step::Change::new(
@@ -79,14 +77,12 @@ async fn delete(client: &kube::Client, name: &str, _w: &Writer) -> StepReport {
             )],
             None,
         ),
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            StepReport::new(StepId::NodeDeleted, Status::Ok, vec![], None)
-        }
+        Ok(false) => StepReport::new(StepId::NodeDeleted, Status::Ok, vec![], None),
         Err(e) => StepReport::new(
             StepId::NodeDeleted,
             Status::Failed,
             vec![],
-            Some(format!("deleting Node {name}: {}", error_chain(&e))),
+            Some(error_chain(&e)),
         ),
     }
 }

@@ -12,6 +12,7 @@ use super::options::Options;
 use super::report::PlaybookReport;
 use crate::arch::Arch;
 use crate::artifacts::ArtifactStore;
+use crate::cluster::{ClusterError, NodeList};
 use crate::inventory::{Inventory, Role};
 use crate::secret::Secret;
 use crate::step::Desired;
@@ -39,7 +40,10 @@ pub struct Run<'i> {
     pub join_token: Option<Secret>,
     pub admin: Option<Secret>,
     /// The API client, or why there is none (`None`: not attempted).
-    pub api: Option<Result<kube::Client, String>>,
+    pub api: Option<Result<kube::Client, ClusterError>>,
+    /// The Nodes as last listed in this run (readiness lists them; the
+    /// phases after it read this list and keep it current with their writes).
+    pub seen: Option<NodeList>,
     pub workload: Vec<PlaybookReport>,
     /// The seeds serving artifacts in this run (node index, its share),
     /// stopped by the relay-end phase.
@@ -70,6 +74,7 @@ impl<'i> Run<'i> {
             join_token: None,
             admin: None,
             api: None,
+            seen: None,
             workload: Vec::new(),
             shares: Vec::new(),
             upgraded: Default::default(),
@@ -98,11 +103,29 @@ impl<'i> Run<'i> {
     }
 
     /// The run's API client, or why there is none.
-    pub fn api(&self) -> Result<&kube::Client, String> {
+    pub fn api(&self) -> Result<&kube::Client, ClusterError> {
         match &self.api {
             Some(Ok(c)) => Ok(c),
             Some(Err(why)) => Err(why.clone()),
-            None => Err(format!("no API: {}", self.first_server_state())),
+            None => Err(ClusterError::NoApi(format!(
+                "no API: {}",
+                self.first_server_state()
+            ))),
+        }
+    }
+
+    /// Keeps the run's list current with a Node a write answered with.
+    pub fn saw(&mut self, node: k8s_openapi::api::core::v1::Node) {
+        if let Some(list) = self.seen.as_mut() {
+            list.update(node);
+        }
+    }
+
+    /// The Nodes: as readiness listed them, else one LIST now.
+    pub async fn node_list(&self) -> Result<std::borrow::Cow<'_, NodeList>, ClusterError> {
+        match &self.seen {
+            Some(list) => Ok(std::borrow::Cow::Borrowed(list)),
+            None => Ok(std::borrow::Cow::Owned(NodeList::read(self.api()?).await?)),
         }
     }
 

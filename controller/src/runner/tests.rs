@@ -405,6 +405,44 @@ async fn allow_downgrade_lets_a_channel_answer_replace_a_newer_k3s() {
     assert!(report.changed(), "s1's newer binary would be replaced");
 }
 
+/// A Node written by someone else between pictl's read and its patch (K3s's
+/// node controller) refuses the patch (409); pictl reads it again, plans
+/// against it, and patches once more, without losing the other write.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_label_write_racing_another_writer_is_planned_again_and_retried_once() {
+    let mut s = setup(1, 1).await;
+    assert!(!s.apply().await.failed());
+    s.inv.nodes[1].labels = [("zone".to_string(), "shelf".to_string())].into();
+    s.api.requests.lock().expect("requests").clear();
+    *s.api.races.lock().expect("races") = 1;
+    let report = s.apply().await;
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(s.api.node("a1")["metadata"]["labels"]["zone"], "shelf");
+    let requests = s.api.requests.lock().expect("requests").clone();
+    let of_a1 = |m: &str| {
+        requests
+            .iter()
+            .filter(|r| r.split('?').next() == Some(&format!("{m} /api/v1/nodes/a1")[..]))
+            .count()
+    };
+    assert_eq!((of_a1("PATCH"), of_a1("GET")), (2, 1), "{requests:#?}");
+    // Two racing writes in a row: the second refusal is the run's failure.
+    s.inv.nodes[1].labels = [("zone".to_string(), "desk".to_string())].into();
+    *s.api.races.lock().expect("races") = 2;
+    let report = s.apply().await;
+    let a1 = node(&report, "a1");
+    let labels = a1
+        .steps
+        .iter()
+        .find(|r| r.step == crate::step::StepId::NodeLabels);
+    let message = labels.and_then(|r| r.message.clone()).unwrap_or_default();
+    assert!(message.contains("labelling Node a1"), "{a1:#?}");
+    assert!(
+        message.contains("the object has been modified"),
+        "{message}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn label_and_taint_changes_reach_the_node_through_the_api_without_a_restart() {
     let mut s = setup(1, 1).await;

@@ -261,3 +261,26 @@ async fn a_plan_of_a_drifted_cluster_finds_every_drift_and_writes_nothing() {
     );
     assert!(!state.exists(), "plan created the state directory");
 }
+
+/// A no-op re-run lists the Nodes once (readiness's LIST, read by uncordon,
+/// labels and the agents' pod networks) and reads no Node by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_no_op_re_run_lists_the_nodes_once() {
+    let s = setup_with(&NODES, "metrics = \"pod-network\"\n").await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    for apply_or_plan in [true, false] {
+        s.api.requests.lock().expect("requests").clear();
+        let again = match apply_or_plan {
+            true => apply(&s.inv, &s.options(true)).await,
+            false => plan(&s.inv, &s.options(true)).await,
+        };
+        assert!(!again.expect("runs").changed());
+        let requests = s.api.requests.lock().expect("requests").clone();
+        let nodes: Vec<&String> = requests
+            .iter()
+            .filter(|r| r.starts_with("GET /api/v1/nodes"))
+            .collect();
+        assert_eq!(nodes, ["GET /api/v1/nodes?"], "{requests:#?}");
+    }
+}

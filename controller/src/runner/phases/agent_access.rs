@@ -7,9 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Node as KNode;
+
 use super::{Checking, Converging, Phase, Selected, Walk};
+use crate::cluster::{ClusterError, NodeList, agent_access};
+use crate::error_chain;
 use crate::inventory::AgentMetrics;
-use crate::runner::agent_access;
 use crate::runner::agent_metrics::{self, NodeNet};
 use crate::runner::converge::Env;
 use crate::runner::error::RunError;
@@ -52,7 +55,7 @@ pub(super) fn agent_dropin(run: &Run<'_>) -> String {
 }
 
 /// What one node's API side needs: its ServiceAccount, token and roles.
-type Rbac = Result<(Vec<Change>, Option<agent_access::Token>), String>;
+type Rbac = Result<(Vec<Change>, Option<agent_access::Token>), ClusterError>;
 
 /// What the phase found: the pod networks and each node's RBAC.
 pub struct AccessPlan {
@@ -62,6 +65,10 @@ pub struct AccessPlan {
 
 fn rbac_report(status: Status, changes: Vec<Change>, why: Option<String>) -> StepReport {
     StepReport::new(StepId::AgentRbac, status, changes, why)
+}
+
+fn failed_rbac(why: &ClusterError) -> StepReport {
+    rbac_report(Status::Failed, vec![], Some(error_chain(why)))
 }
 
 impl AgentAccessPhase {
@@ -78,7 +85,10 @@ impl AgentAccessPhase {
         };
         match applied {
             Ok(token) => (rbac_report(Status::Changed, changes, None), Some(token)),
-            Err(why) => (rbac_report(Status::Failed, changes, Some(why)), None),
+            Err(why) => (
+                rbac_report(Status::Failed, changes, Some(error_chain(&why))),
+                None,
+            ),
         }
     }
 
@@ -193,16 +203,24 @@ impl AgentAccessPhase {
             async move {
                 if !converged {
                     let why = "the agent's files are not in place".to_string();
-                    return (*i, annotation_report(Status::Skipped, vec![], Some(why)));
+                    return (
+                        *i,
+                        annotation_report(Status::Skipped, vec![], Some(why)),
+                        None,
+                    );
                 }
                 let _permit = sem.acquire().await;
-                (*i, pod.annotate(client, &name, want.as_deref(), w).await)
+                let (r, written) = pod.annotate(client, &name, want.as_deref(), w).await;
+                (*i, r, written)
             }
         });
         let reports = futures::future::join_all(work).await;
         let progress = run.opts.progress.clone();
-        for (i, report) in reports {
+        for (i, report, written) in reports {
             run.nodes[i].push(progress.as_ref(), report);
+            if let Some(n) = written {
+                run.saw(n);
+            }
         }
     }
 }
@@ -211,21 +229,32 @@ fn annotation_report(status: Status, changes: Vec<Change>, why: Option<String>) 
     StepReport::new(StepId::AgentMetrics, status, changes, why)
 }
 
-/// The Nodes' pod networks as `[agent] metrics` needs them (one LIST).
+/// The Nodes' pod networks as `[agent] metrics` needs them (the run's LIST).
 struct PodNetwork {
     metrics: AgentMetrics,
     peers: Vec<ipnet::Ipv4Net>,
-    nodes: Result<BTreeMap<String, NodeNet>, String>,
+    nodes: Result<NodeList, ClusterError>,
+    nets: BTreeMap<String, NodeNet>,
 }
 
 impl PodNetwork {
-    async fn read(run: &Run<'_>, client: &kube::Client) -> PodNetwork {
+    async fn read(run: &Run<'_>) -> PodNetwork {
         // The inventory's loader refused pod-network metrics without an IPv4
-        // cluster-cidr; the LIST also finds annotations a loopback run removes.
+        // cluster-cidr; the list also finds annotations a loopback run removes.
+        let nodes = run.node_list().await.map(std::borrow::Cow::into_owned);
         PodNetwork {
             metrics: run.inv.agent.metrics,
             peers: run.inv.cluster.pod_cidrs_v4().unwrap_or_default(),
-            nodes: agent_metrics::list(client).await,
+            nets: nodes.as_ref().map(agent_metrics::nets).unwrap_or_default(),
+            nodes,
+        }
+    }
+
+    /// The listed Nodes, or why there are none.
+    fn nets(&self) -> Result<&BTreeMap<String, NodeNet>, String> {
+        match &self.nodes {
+            Ok(_) => Ok(&self.nets),
+            Err(e) => Err(error_chain(e)),
         }
     }
 
@@ -235,8 +264,7 @@ impl PodNetwork {
         if self.metrics == AgentMetrics::Loopback {
             return Ok(None);
         }
-        let nodes = self.nodes.as_ref().map_err(Clone::clone)?;
-        let cidr = nodes.get(node).and_then(|n| n.pod_cidr);
+        let cidr = self.nets()?.get(node).and_then(|n| n.pod_cidr);
         Ok(cidr
             .and_then(agent_metrics::listen_address)
             .map(|listen| PodMetrics {
@@ -247,27 +275,40 @@ impl PodNetwork {
 
     /// What the Node's annotation needs to become `want`.
     fn annotation(&self, node: &str, want: Option<&str>) -> Result<Option<Change>, String> {
-        let nodes = self.nodes.as_ref().map_err(Clone::clone)?;
-        let now = nodes.get(node).and_then(|n| n.annotation.as_deref());
+        let now = self.nets()?.get(node).and_then(|n| n.annotation.as_deref());
         Ok(agent_metrics::plan(now, want))
     }
 
-    /// Sets the Node's annotation to `want`.
+    /// Sets the Node's annotation to `want`; the Node as written, if it was.
     async fn annotate(
         &self,
         client: &kube::Client,
         node: &str,
         want: Option<&str>,
         w: &Writer,
-    ) -> StepReport {
+    ) -> (StepReport, Option<KNode>) {
         let change = match self.annotation(node, want) {
             Ok(Some(c)) => c,
-            Ok(None) => return annotation_report(Status::Ok, vec![], None),
-            Err(why) => return annotation_report(Status::Failed, vec![], Some(why)),
+            Ok(None) => return (annotation_report(Status::Ok, vec![], None), None),
+            Err(why) => return (annotation_report(Status::Failed, vec![], Some(why)), None),
         };
-        match agent_metrics::write(client, node, want, w).await {
-            Ok(()) => annotation_report(Status::Changed, vec![change], None),
-            Err(why) => annotation_report(Status::Failed, vec![change], Some(why)),
+        let live = self.nodes.as_ref().ok().and_then(|l| l.get(node));
+        let Some(live) = live else {
+            let why = format!("Node {node} is not registered");
+            return (
+                annotation_report(Status::Failed, vec![change], Some(why)),
+                None,
+            );
+        };
+        match agent_metrics::write(client, live, want, w).await {
+            Ok(n) => (
+                annotation_report(Status::Changed, vec![change], None),
+                Some(n),
+            ),
+            Err(why) => {
+                let why = Some(error_chain(&why));
+                (annotation_report(Status::Failed, vec![change], why), None)
+            }
         }
     }
 }
@@ -288,7 +329,7 @@ impl Phase for AgentAccessPhase {
         let Ok(client) = run.api() else {
             return Ok(None);
         };
-        let pod = PodNetwork::read(run, client).await;
+        let pod = PodNetwork::read(run).await;
         // A failed LIST only costs speed: each node's objects are then read by name.
         let existing = agent_access::Existing::read(client)
             .await
@@ -316,12 +357,7 @@ impl Phase for AgentAccessPhase {
             .rbac
             .into_iter()
             .map(|(i, name, rbac)| match rbac {
-                Err(why) => (
-                    i,
-                    name,
-                    rbac_report(Status::Failed, vec![], Some(why)),
-                    None,
-                ),
+                Err(why) => (i, name, failed_rbac(&why), None),
                 Ok((c, token)) if c.is_empty() => {
                     (i, name, rbac_report(Status::Ok, c, None), token)
                 }
@@ -342,7 +378,7 @@ impl Phase for AgentAccessPhase {
             let (client, sem) = (&client, &sem);
             async move {
                 let (report, token) = match rbac {
-                    Err(why) => (rbac_report(Status::Failed, vec![], Some(why)), None),
+                    Err(why) => (failed_rbac(&why), None),
                     Ok((c, token)) if c.is_empty() => (rbac_report(Status::Ok, c, None), token),
                     Ok((c, _)) => {
                         let _permit = sem.acquire().await;

@@ -4,6 +4,7 @@
 //! apply), and the run's API client made from it.
 
 use super::{Phase, Selected};
+use crate::cluster::ClusterError;
 use crate::error_chain;
 use crate::inventory::Role;
 use crate::kubeconfig;
@@ -104,8 +105,9 @@ impl Kubeconfig {
         if let Some(k) = plan.usable() {
             let k = api_through(run, server).unwrap_or(k);
             let client = run.opts.api.client(&k).await;
-            run.api =
-                Some(client.map_err(|e| format!("cannot reach the API: {}", error_chain(&e))));
+            run.api = Some(client.map_err(|e| {
+                ClusterError::NoApi(format!("cannot reach the API: {}", error_chain(&e)))
+            }));
         }
         let facts = run.nodes[server].facts.as_ref();
         run.admin = facts.and_then(|f| f.admin_kubeconfig.clone());

@@ -2,9 +2,10 @@
 //! after readiness in an apply, and in a plan whenever the API answers.
 
 use k8s_openapi::api::core::v1::Node as KNode;
-use kube::api::{Patch, PatchParams};
+use serde_json::json;
 
 use super::{Phase, Selected};
+use crate::cluster::nodes;
 use crate::error_chain;
 use crate::runner::error::RunError;
 use crate::runner::node_meta::{self, NodeMetaPlan};
@@ -57,10 +58,7 @@ impl Phase for NodeLabels {
     }
 
     async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Self::Plan, RunError> {
-        let Ok(client) = run.api() else {
-            return Ok(vec![]);
-        };
-        let live = crate::runner::api::list_nodes(client).await;
+        let live = run.node_list().await.map_err(|e| error_chain(&e));
         // A node not registered yet (a plan of a new node) gets its labels
         // and taints from the next run, once K3s has registered it.
         let labels = |i: usize| {
@@ -94,14 +92,21 @@ impl Phase for NodeLabels {
         let Ok(client) = run.api().cloned() else {
             return Ok(());
         };
-        let api: kube::Api<KNode> = kube::Api::all(client);
         let progress = run.opts.progress.clone();
         for (i, labels) in plan {
             let failed = match &labels {
-                Labels::Change { live, plan } => {
-                    write(&api, &run.nodes[i].node.name, plan, live, w)
-                        .await
-                        .err()
+                Labels::Change { live, .. } => {
+                    let node = run.nodes[i].node;
+                    // Against a Node changed meanwhile, planned again.
+                    let patch =
+                        |n: &KNode| node_meta::plan(n, node).map_or(json!({}), |p| p.patch());
+                    match nodes::patch(&client, live, "labelling", patch, w).await {
+                        Ok(written) => {
+                            run.saw(written);
+                            None
+                        }
+                        Err(e) => Some(error_chain(&e)),
+                    }
                 }
                 _ => None,
             };
@@ -109,19 +114,4 @@ impl Phase for NodeLabels {
         }
         Ok(())
     }
-}
-
-/// The one write of this phase: a merge patch guarded by resourceVersion.
-async fn write(
-    api: &kube::Api<KNode>,
-    name: &str,
-    plan: &NodeMetaPlan,
-    live: &KNode,
-    _w: &Writer,
-) -> Result<(), String> {
-    let patch = plan.patch(live);
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("patching Node {name}: {}", error_chain(&e)))
 }

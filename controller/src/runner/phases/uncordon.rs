@@ -4,20 +4,22 @@
 //! is never touched.
 
 use super::{Phase, Selected};
+use crate::cluster::{NodeState, drain};
 use crate::error_chain;
-use crate::runner::drain;
 use crate::runner::error::RunError;
 use crate::runner::report::{Status, StepReport};
 use crate::runner::run::Run;
 use crate::step::{Change, StepId};
 use crate::write::Writer;
+use k8s_openapi::api::core::v1::Node as KNode;
 
 pub struct Uncordon;
 
-/// A node to uncordon: its index and name.
+/// A node to uncordon: its index, name and Node as listed.
 pub struct Leftover {
     node: usize,
     name: String,
+    live: Box<KNode>,
 }
 
 impl Leftover {
@@ -40,24 +42,23 @@ impl Phase for Uncordon {
     }
 
     async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Vec<Leftover>, RunError> {
-        let Ok(client) = run.api() else {
-            return Ok(vec![]);
-        };
-        // One list for all: this runs on every apply, converged or not.
-        let states = match drain::nodes(client).await {
-            Ok(s) => s,
+        // The run's list: this runs on every apply, converged or not.
+        let list = match run.node_list().await {
+            Ok(l) => l,
             Err(e) => {
-                tracing::warn!("listing the Nodes: {}", error_chain(&e));
+                tracing::warn!("{}", error_chain(&e));
                 return Ok(vec![]);
             }
         };
         let leftover = |i: usize| {
             let name = &run.nodes[i].node.name;
-            let s = states.get(name)?;
+            let live = list.get(name)?;
+            let s = NodeState::of(live);
             let ours = s.unschedulable && s.cordoned_by_pictl;
             (ours && s.ready && s.kubelet_version == run.version).then(|| Leftover {
                 node: i,
                 name: name.clone(),
+                live: Box::new(live.clone()),
             })
         };
         Ok(nodes.iter().filter_map(|&i| leftover(i)).collect())
@@ -82,12 +83,12 @@ impl Phase for Uncordon {
         };
         let progress = run.opts.progress.clone();
         for l in plan {
-            let r = match drain::uncordon(&client, &l.name, w).await {
-                Ok(()) => l.report(Status::Changed, None),
-                Err(e) => {
-                    let why = format!("uncordoning {}: {}", l.name, error_chain(&e));
-                    l.report(Status::Failed, Some(why))
+            let r = match drain::uncordon(&client, &l.live, w).await {
+                Ok(node) => {
+                    run.saw(node);
+                    l.report(Status::Changed, None)
                 }
+                Err(e) => l.report(Status::Failed, Some(error_chain(&e))),
             };
             run.nodes[l.node].push(progress.as_ref(), r);
         }

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use super::agents::Agents;
 use super::{Checking, Converging, Phase, Selected, Walk, in_parallel};
+use crate::cluster::{ClusterError, NodeState, drain, nodes};
 use crate::error_chain;
 use crate::inventory::Role;
 use crate::kubeconfig;
 use crate::render;
 use crate::runner::converge::Env;
-use crate::runner::drain::{self, NodeState};
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::node::NodeRun;
 use crate::runner::options::Options;
@@ -28,6 +28,7 @@ use crate::runner::run::Run;
 use crate::secret::Secret;
 use crate::step::{Change, StepId};
 use crate::write::Writer;
+use k8s_openapi::api::core::v1::Node as KNode;
 
 pub struct UpgradeServers;
 pub struct UpgradeAgents;
@@ -48,7 +49,7 @@ fn candidates(run: &Run<'_>, role: Role) -> Vec<usize> {
 
 /// The API client: the run's, or (servers are upgraded before the
 /// kubeconfig phase) one made from the first server's admin kubeconfig.
-async fn client(run: &Run<'_>) -> Result<kube::Client, String> {
+async fn client(run: &Run<'_>) -> Result<kube::Client, ClusterError> {
     if let Some(api) = &run.api {
         return api.clone();
     }
@@ -57,22 +58,22 @@ async fn client(run: &Run<'_>) -> Result<kube::Client, String> {
         .and_then(|r| r.facts.as_ref())
         .and_then(|f| f.admin_kubeconfig.clone())
         .ok_or_else(|| {
-            format!(
+            ClusterError::NoApi(format!(
                 "no API: {} without an admin kubeconfig",
                 run.first_server_state()
-            )
+            ))
         })?;
     let k = kubeconfig::rewrite(
         admin.expose(),
         &run.inv.cluster.name,
         &render::api_url(run.inv),
     )
-    .map_err(|e| format!("server's k3s.yaml: {}", error_chain(&e)))?;
+    .map_err(|e| ClusterError::NoApi(format!("server's k3s.yaml: {}", error_chain(&e))))?;
     run.opts
         .api
         .client(&Secret::new(k))
         .await
-        .map_err(|e| format!("cannot reach the API: {}", error_chain(&e)))
+        .map_err(|e| ClusterError::NoApi(format!("cannot reach the API: {}", error_chain(&e))))
 }
 
 /// What one node's upgrade needs besides the node.
@@ -104,11 +105,11 @@ async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -
         .as_ref()
         .and_then(|f| f.k3s_version.clone())
         .unwrap_or_default();
-    let state = match drain::node(cx.client, &name).await {
-        Ok(Some(s)) => s,
+    let state = match nodes::get(cx.client, &name).await {
+        Ok(Some(live)) => NodeState::of(&live),
         Ok(None) => return false,
         Err(e) => {
-            let why = format!("reading Node {name}: {}", error_chain(&e));
+            let why = error_chain(&e);
             report(n, cx.opts, StepId::Drain, Status::Failed, None, Some(why));
             return true;
         }
@@ -148,22 +149,27 @@ async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -
 }
 
 /// Polls the Node until it is Ready on `cx.version` (API errors while
-/// the server restarts are waited out).
-async fn wait_ready(cx: &Cx<'_>, name: &str) -> Result<(), String> {
+/// the server restarts are waited out); the Node as it then is.
+async fn wait_ready(cx: &Cx<'_>, name: &str) -> Result<KNode, ClusterError> {
     let deadline = Instant::now() + cx.opts.wait;
     loop {
-        let last = match drain::node(cx.client, name).await {
-            Ok(Some(s)) if s.ready && s.kubelet_version == cx.version => return Ok(()),
-            Ok(Some(s)) => format!("Ready={} on {}", s.ready, s.kubelet_version),
+        let last = match nodes::get(cx.client, name).await {
+            Ok(Some(live)) => {
+                let s = NodeState::of(&live);
+                if s.ready && s.kubelet_version == cx.version {
+                    return Ok(live);
+                }
+                format!("Ready={} on {}", s.ready, s.kubelet_version)
+            }
             Ok(None) => "no Node object".into(),
             Err(e) => error_chain(&e),
         };
         if Instant::now() > deadline {
-            return Err(format!(
+            return Err(ClusterError::Timeout(format!(
                 "node {name} not Ready on {} after {} s ({last}); left cordoned, the next run finishes it",
                 cx.version,
                 cx.opts.wait.as_secs()
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -173,21 +179,21 @@ async fn wait_ready(cx: &Cx<'_>, name: &str) -> Result<(), String> {
 /// not know the node (it is left to the servers and agents phases).
 async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer) -> bool {
     let name = n.node.name.clone();
-    let state: NodeState = match drain::node(cx.client, &name).await {
-        Ok(Some(s)) => s,
+    let live = match nodes::get(cx.client, &name).await {
+        Ok(Some(live)) => live,
         Ok(None) => return false,
         Err(e) => {
-            let msg = format!("upgrade: reading Node {name}: {}", error_chain(&e));
-            fail(n, cx, msg);
+            fail(n, cx, format!("upgrade: {}", error_chain(&e)));
             return true;
         }
     };
+    let state = NodeState::of(&live);
     if !release_verified(n, env, cx).await {
         return true;
     }
     // A node someone else cordoned stays cordoned.
     let ours = state.cordoned_by_pictl || !state.unschedulable;
-    let Some(drained) = cordon_and_drain(n, cx, &state, ours, w).await else {
+    let Some(drained) = cordon_and_drain(n, cx, &live, ours, w).await else {
         return true;
     };
     let before = if state.unschedulable {
@@ -212,12 +218,15 @@ async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer)
     if !n.alive() {
         return true;
     }
-    if let Err(why) = wait_ready(cx, &name).await {
-        fail(n, cx, why);
-        return true;
-    }
+    let upgraded = match wait_ready(cx, &name).await {
+        Ok(node) => node,
+        Err(why) => {
+            fail(n, cx, error_chain(&why));
+            return true;
+        }
+    };
     if ours {
-        uncordon_after(n, cx, w).await;
+        uncordon_after(n, cx, &upgraded, w).await;
     }
     true
 }
@@ -254,20 +263,20 @@ async fn release_verified(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>) -> boo
 async fn cordon_and_drain(
     n: &mut NodeRun<'_>,
     cx: &Cx<'_>,
-    state: &NodeState,
+    live: &KNode,
     ours: bool,
     w: &Writer,
 ) -> Option<String> {
     let name = n.node.name.clone();
-    if !state.unschedulable
-        && let Err(e) = drain::cordon(cx.client, &name, w).await
-    {
-        fail(
-            n,
-            cx,
-            format!("upgrade: cordoning {name}: {}", error_chain(&e)),
-        );
-        return None;
+    let mut live = live.clone();
+    if !NodeState::of(&live).unschedulable {
+        match drain::cordon(cx.client, &live, w).await {
+            Ok(cordoned) => live = cordoned,
+            Err(e) => {
+                fail(n, cx, format!("upgrade: {}", error_chain(&e)));
+                return None;
+            }
+        }
     }
     if !cx.opts.upgrade.drain {
         return Some("not drained (--no-drain)".to_string());
@@ -277,9 +286,9 @@ async fn cordon_and_drain(
         Err(e) => e,
     };
     let mut msg = error_chain(&e);
-    match ours.then_some(drain::uncordon(cx.client, &name, w).await) {
+    match ours.then_some(drain::uncordon(cx.client, &live, w).await) {
         Some(Err(u)) => msg.push_str(&format!("; uncordoning it failed: {}", error_chain(&u))),
-        Some(Ok(())) => msg.push_str("; node uncordoned and not upgraded"),
+        Some(Ok(_)) => msg.push_str("; node uncordoned and not upgraded"),
         None => msg.push_str("; node not upgraded"),
     }
     report(
@@ -295,10 +304,10 @@ async fn cordon_and_drain(
 }
 
 /// Uncordons an upgraded node pictl cordoned, as a change of its own.
-async fn uncordon_after(n: &mut NodeRun<'_>, cx: &Cx<'_>, w: &Writer) {
+async fn uncordon_after(n: &mut NodeRun<'_>, cx: &Cx<'_>, live: &KNode, w: &Writer) {
     let name = n.node.name.clone();
-    match drain::uncordon(cx.client, &name, w).await {
-        Ok(()) => {
+    match drain::uncordon(cx.client, live, w).await {
+        Ok(_) => {
             let change = Change::new(format!("node {name}"), "cordoned", "schedulable");
             report(
                 n,
@@ -309,7 +318,7 @@ async fn uncordon_after(n: &mut NodeRun<'_>, cx: &Cx<'_>, w: &Writer) {
                 None,
             );
         }
-        Err(e) => fail(n, cx, format!("uncordoning {name}: {}", error_chain(&e))),
+        Err(e) => fail(n, cx, error_chain(&e)),
     }
 }
 
@@ -325,7 +334,7 @@ fn stop_after(run: &mut Run<'_>, nodes: &[usize], first: &str) {
 /// What an upgrade phase found: its candidates and the API to drain with.
 pub struct UpgradePlan {
     nodes: Vec<usize>,
-    client: Result<kube::Client, String>,
+    client: Result<kube::Client, ClusterError>,
 }
 
 async fn plan(run: &Run<'_>, nodes: &[usize]) -> UpgradePlan {
@@ -341,10 +350,11 @@ fn client_or_fail(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client,
     match plan.client {
         Ok(c) => Some((c, plan.nodes)),
         Err(why) if !run.opts.upgrade.drain => {
-            tracing::warn!("upgrade without cordon and drain: {why}");
+            tracing::warn!("upgrade without cordon and drain: {}", error_chain(&why));
             None
         }
         Err(why) => {
+            let why = error_chain(&why);
             let progress = run.opts.progress.clone();
             for &i in &plan.nodes {
                 let msg = format!(
@@ -362,7 +372,7 @@ fn client_or_warn(plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
     match plan.client {
         Ok(c) => Some((c, plan.nodes)),
         Err(why) => {
-            tracing::warn!("upgrade without cordon and drain: {why}");
+            tracing::warn!("upgrade without cordon and drain: {}", error_chain(&why));
             None
         }
     }

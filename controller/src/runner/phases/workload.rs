@@ -23,7 +23,7 @@ impl Phase for Workload {
 
     /// Every playbook's plan (read-only: server-side dry runs).
     async fn plan(&self, run: &Run<'_>, _nodes: &[usize]) -> Result<Self::Plan, RunError> {
-        let api = run.api();
+        let api = run.api().map_err(|e| crate::error_chain(&e));
         let api = api.as_ref().map(|c| *c).map_err(String::as_str);
         Ok(workload::plan(run.inv, api, &run.arches, run.opts.progress.as_ref()).await)
     }
@@ -34,7 +34,7 @@ impl Phase for Workload {
     }
 
     async fn apply(&self, run: &mut Run<'_>, plan: Self::Plan, w: &Writer) -> Result<(), RunError> {
-        let api = run.api();
+        let api = run.api().map_err(|e| crate::error_chain(&e));
         let api = api.as_ref().map(|c| *c).map_err(String::as_str);
         let progress = run.opts.progress.as_ref();
         run.workload = workload::apply(api, &plan, run.opts.wait, progress, w).await;

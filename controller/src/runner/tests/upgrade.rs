@@ -142,7 +142,7 @@ async fn a_drain_that_times_out_names_the_budget_and_leaves_the_node_uncordoned_
     assert!(!unschedulable(&s, "s1"));
     assert!(
         s.api.node("s1")["metadata"]["annotations"]
-            .get(drain::CORDONED_ANNOTATION)
+            .get(crate::cluster::nodes::CORDONED_ANNOTATION)
             .is_none()
     );
     assert_eq!(running(&s, "s1").as_deref(), Some("v1.32.5+k3s1"));
@@ -160,7 +160,10 @@ async fn an_interrupted_upgrade_is_finished_and_uncordoned_by_the_next_run() {
     let first = apply_(&s).await;
     assert!(first.failed());
     assert!(unschedulable(&s, "s1"));
-    assert!(s.api.node("s1")["metadata"]["annotations"][drain::CORDONED_ANNOTATION].is_string());
+    assert!(
+        s.api.node("s1")["metadata"]["annotations"][crate::cluster::nodes::CORDONED_ANNOTATION]
+            .is_string()
+    );
     s.fleet.node("s1").lock().expect("node").refuse = None;
     let second = apply_(&s).await;
     assert!(!second.failed(), "{second:#?}");
@@ -169,7 +172,7 @@ async fn an_interrupted_upgrade_is_finished_and_uncordoned_by_the_next_run() {
     assert!(
         s.api.node("s1")["metadata"]
             .get("annotations")
-            .is_none_or(|a| a.get(drain::CORDONED_ANNOTATION).is_none())
+            .is_none_or(|a| a.get(crate::cluster::nodes::CORDONED_ANNOTATION).is_none())
     );
 }
 
@@ -183,7 +186,8 @@ async fn a_node_pictl_left_cordoned_is_uncordoned_and_one_the_user_cordoned_is_n
         let mut n = api.node(name);
         n["spec"]["unschedulable"] = serde_json::json!(true);
         if ours {
-            n["metadata"]["annotations"] = serde_json::json!({drain::CORDONED_ANNOTATION: "true"});
+            n["metadata"]["annotations"] =
+                serde_json::json!({crate::cluster::nodes::CORDONED_ANNOTATION: "true"});
         }
         api.objects.lock().expect("objects").insert(name.into(), n);
     };

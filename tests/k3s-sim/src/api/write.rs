@@ -178,6 +178,13 @@ impl Api {
         let Some(existing) = st.get(t.rt, &ns, name).cloned() else {
             return not_found(t.rt, name);
         };
+        // A patch that names a resourceVersion is a precondition, as in an
+        // update: patch.go applies it to the stored object and store.go's
+        // Update refuses a version other than the stored one.
+        let sent_rv = meta_str(&patch, "resourceVersion");
+        if !sent_rv.is_empty() && sent_rv != meta_str(&existing, "resourceVersion") {
+            return conflict(t, name);
+        }
         let mut obj = existing.clone();
         if ct == "application/strategic-merge-patch+json" {
             apply::strategic_merge(&mut obj, &patch);
@@ -263,15 +270,7 @@ impl Api {
         };
         let sent_rv = meta_str(&obj, "resourceVersion");
         if !sent_rv.is_empty() && sent_rv != meta_str(&existing, "resourceVersion") {
-            return status_err(
-                409,
-                "Conflict",
-                &format!(
-                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                    t.rt.qualified()
-                ),
-                json!({"name": name, "group": t.rt.group, "kind": t.rt.plural}),
-            );
+            return conflict(t, &name);
         }
         let manager = q
             .get("fieldManager")
@@ -395,4 +394,18 @@ impl Api {
             ),
         }
     }
+}
+
+/// 409 for a write whose resourceVersion is not the stored one
+/// (`registry/generic/registry/store.go`, `Update`: OptimisticLockErrorMsg).
+fn conflict(t: &Target, name: &str) -> Resp {
+    status_err(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+            t.rt.qualified()
+        ),
+        json!({"name": name, "group": t.rt.group, "kind": t.rt.plural}),
+    )
 }

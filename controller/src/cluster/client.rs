@@ -63,19 +63,3 @@ async fn client_of(kc: kube::config::Kubeconfig) -> Result<kube::Client, ApiErro
     cfg.default_retry = false;
     kube::Client::try_from(cfg).map_err(ApiError::Build)
 }
-
-/// Every registered Node by name, in one LIST (not a GET per node).
-pub async fn list_nodes(
-    client: &kube::Client,
-) -> Result<std::collections::BTreeMap<String, k8s_openapi::api::core::v1::Node>, String> {
-    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let list = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| format!("listing Nodes: {}", crate::error_chain(&e)))?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|n| Some((n.metadata.name.clone()?, n)))
-        .collect())
-}

@@ -11,57 +11,16 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node as KNode, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, EvictParams, ListParams};
 use serde_json::json;
 
+use super::ClusterError;
+use super::nodes::{self, CORDONED_ANNOTATION};
 use crate::error_chain;
 use crate::write::Writer;
 
-/// Set on a Node that pictl cordoned, so that pictl (and only pictl)
-/// uncordons it, in this run or the next.
-pub const CORDONED_ANNOTATION: &str = "pictl.dev/cordoned";
-
 /// How often a refused eviction is retried (kubectl drain: 5 s).
 const RETRY: Duration = Duration::from_secs(1);
-
-/// What the run sees of a Node before touching it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeState {
-    pub unschedulable: bool,
-    /// pictl's annotation is on it.
-    pub cordoned_by_pictl: bool,
-    pub ready: bool,
-    pub kubelet_version: String,
-}
-
-impl NodeState {
-    pub fn of(n: &KNode) -> Self {
-        let ready = n
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        Self {
-            unschedulable: n
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false),
-            cordoned_by_pictl: n
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(CORDONED_ANNOTATION)),
-            ready,
-            kubelet_version: n
-                .status
-                .as_ref()
-                .and_then(|s| s.node_info.as_ref())
-                .map(|i| i.kubelet_version.clone())
-                .unwrap_or_default(),
-        }
-    }
-}
 
 /// Why a drain stopped.
 #[derive(Debug, thiserror::Error)]
@@ -95,48 +54,30 @@ fn api_err(what: String) -> impl FnOnce(kube::Error) -> DrainError {
     move |source| DrainError::Api { what, source }
 }
 
-/// The Node as it is now.
-pub async fn node(client: &kube::Client, name: &str) -> Result<Option<NodeState>, kube::Error> {
-    let api: Api<KNode> = Api::all(client.clone());
-    Ok(api.get_opt(name).await?.map(|n| NodeState::of(&n)))
-}
-
-/// Every Node, by name.
-pub async fn nodes(
+/// Cordons the Node, recording that pictl did; the Node as written.
+pub async fn cordon(
     client: &kube::Client,
-) -> Result<std::collections::BTreeMap<String, NodeState>, kube::Error> {
-    let api: Api<KNode> = Api::all(client.clone());
-    let list = api.list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .iter()
-        .map(|n| {
-            (
-                n.metadata.name.clone().unwrap_or_default(),
-                NodeState::of(n),
-            )
-        })
-        .collect())
+    live: &KNode,
+    w: &Writer,
+) -> Result<KNode, ClusterError> {
+    let patch = |_: &KNode| {
+        json!({"metadata": {"annotations": {CORDONED_ANNOTATION: "true"}},
+            "spec": {"unschedulable": true}})
+    };
+    nodes::patch(client, live, "cordoning", patch, w).await
 }
 
-/// Cordons `name`, recording that pictl did.
-pub async fn cordon(client: &kube::Client, name: &str, _w: &Writer) -> Result<(), kube::Error> {
-    let patch = json!({"metadata": {"annotations": {CORDONED_ANNOTATION: "true"}},
-        "spec": {"unschedulable": true}});
-    let api: Api<KNode> = Api::all(client.clone());
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-}
-
-/// Uncordons `name` and drops pictl's record (only for nodes pictl cordoned).
-pub async fn uncordon(client: &kube::Client, name: &str, _w: &Writer) -> Result<(), kube::Error> {
-    let patch = json!({"metadata": {"annotations": {CORDONED_ANNOTATION: null}},
-        "spec": {"unschedulable": null}});
-    let api: Api<KNode> = Api::all(client.clone());
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
+/// Uncordons the Node and drops pictl's record (only for nodes pictl cordoned).
+pub async fn uncordon(
+    client: &kube::Client,
+    live: &KNode,
+    w: &Writer,
+) -> Result<KNode, ClusterError> {
+    let patch = |_: &KNode| {
+        json!({"metadata": {"annotations": {CORDONED_ANNOTATION: null}},
+            "spec": {"unschedulable": null}})
+    };
+    nodes::patch(client, live, "uncordoning", patch, w).await
 }
 
 /// Pods kubectl drain evicts: not DaemonSet-managed, not mirror Pods, not

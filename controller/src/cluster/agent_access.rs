@@ -23,7 +23,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::error_chain;
+use super::ClusterError;
 use crate::secret::Secret;
 use crate::step::Change;
 use crate::write::Writer;
@@ -83,8 +83,8 @@ fn subjects(n: &Names) -> Vec<Subject> {
     }]
 }
 
-fn failed(what: &str, e: &kube::Error) -> String {
-    format!("{what}: {}", error_chain(e))
+fn failed(what: &str, e: kube::Error) -> ClusterError {
+    ClusterError::call(what)(e)
 }
 
 /// The token and CA in `node`'s token Secret, once the token controller filled it.
@@ -115,7 +115,7 @@ pub struct Existing {
 impl Existing {
     /// Lists each kind by pictl's labels. An object missing from a list
     /// (none yet, or its labels were edited) is read by name in [`plan`].
-    pub async fn read(client: &kube::Client) -> Result<Self, String> {
+    pub async fn read(client: &kube::Client) -> Result<Self, ClusterError> {
         Ok(Self {
             accounts: labelled(&kube::Api::namespaced(client.clone(), NAMESPACE)).await?,
             secrets: labelled(&kube::Api::namespaced(client.clone(), NAMESPACE)).await?,
@@ -126,14 +126,14 @@ impl Existing {
 }
 
 /// The objects of one kind carrying pictl's agent labels, by name.
-async fn labelled<K>(api: &kube::Api<K>) -> Result<BTreeMap<String, K>, String>
+async fn labelled<K>(api: &kube::Api<K>) -> Result<BTreeMap<String, K>, ClusterError>
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let list = api
         .list(&ListParams::default().labels(&selector()))
         .await
-        .map_err(|e| failed(&format!("listing {}s", K::kind(&())), &e))?;
+        .map_err(|e| failed(&format!("listing {}s", K::kind(&())), e))?;
     Ok(list
         .items
         .into_iter()
@@ -146,7 +146,7 @@ async fn find<K>(
     listed: &BTreeMap<String, K>,
     api: kube::Api<K>,
     name: &str,
-) -> Result<Option<K>, String>
+) -> Result<Option<K>, ClusterError>
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -155,7 +155,7 @@ where
     }
     api.get_opt(name)
         .await
-        .map_err(|e| failed(&format!("reading {}", K::kind(&())), &e))
+        .map_err(|e| failed(&format!("reading {}", K::kind(&())), e))
 }
 
 /// What the API lacks for `node` (read-only), and the token already there.
@@ -163,7 +163,7 @@ pub async fn plan(
     client: &kube::Client,
     existing: &Existing,
     node: &str,
-) -> Result<(Vec<Change>, Option<Token>), String> {
+) -> Result<(Vec<Change>, Option<Token>), ClusterError> {
     let n = names(node);
     let c = || client.clone();
     let mut out = Vec::new();
@@ -219,7 +219,7 @@ pub async fn plan(
 }
 
 /// Server-side applies the four objects.
-pub async fn apply(client: &kube::Client, node: &str, _w: &Writer) -> Result<(), String> {
+pub async fn apply(client: &kube::Client, node: &str, _w: &Writer) -> Result<(), ClusterError> {
     let n = names(node);
     let pp = PatchParams::apply(MANAGER).force();
     let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
@@ -234,36 +234,36 @@ pub async fn apply(client: &kube::Client, node: &str, _w: &Writer) -> Result<(),
         "metadata": {"name": n.account, "namespace": NAMESPACE, "labels": labels}});
     sa.patch(&n.account, &pp, &Patch::Apply(&obj))
         .await
-        .map_err(|e| failed("applying ServiceAccount", &e))?;
+        .map_err(|e| failed("applying ServiceAccount", e))?;
     let obj = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
         "metadata": {"name": n.secret, "namespace": NAMESPACE, "labels": labels,
             "annotations": {"kubernetes.io/service-account.name": n.account}}});
     secrets
         .patch(&n.secret, &pp, &Patch::Apply(&obj))
         .await
-        .map_err(|e| failed("applying Secret", &e))?;
+        .map_err(|e| failed("applying Secret", e))?;
     let obj = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": n.role, "labels": labels}, "rules": rules(node)});
     roles
         .patch(&n.role, &pp, &Patch::Apply(&obj))
         .await
-        .map_err(|e| failed("applying ClusterRole", &e))?;
+        .map_err(|e| failed("applying ClusterRole", e))?;
     let obj = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": n.role, "labels": labels}, "roleRef": role_ref(&n), "subjects": subjects(&n)});
     bindings
         .patch(&n.role, &pp, &Patch::Apply(&obj))
         .await
-        .map_err(|e| failed("applying ClusterRoleBinding", &e))?;
+        .map_err(|e| failed("applying ClusterRoleBinding", e))?;
     Ok(())
 }
 
 /// The token and cluster CA the token controller put in the Secret, once it has.
-pub async fn token(client: &kube::Client, node: &str) -> Result<Option<Token>, String> {
+pub async fn token(client: &kube::Client, node: &str) -> Result<Option<Token>, ClusterError> {
     let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
     match secrets
         .get_opt(&names(node).secret)
         .await
-        .map_err(|e| failed("reading the token Secret", &e))?
+        .map_err(|e| failed("reading the token Secret", e))?
     {
         Some(s) => token_in(s),
         None => Ok(None),
@@ -271,14 +271,14 @@ pub async fn token(client: &kube::Client, node: &str) -> Result<Option<Token>, S
 }
 
 /// The token and CA a token Secret holds, if filled.
-fn token_in(s: KSecret) -> Result<Option<Token>, String> {
+fn token_in(s: KSecret) -> Result<Option<Token>, ClusterError> {
     let data = s.data.unwrap_or_default();
     let (Some(token), Some(ca)) = (data.get("token"), data.get("ca.crt")) else {
         return Ok(None);
     };
-    let token =
-        String::from_utf8(token.0.clone()).map_err(|_| "the token is not text".to_string())?;
-    let ca = String::from_utf8(ca.0.clone()).map_err(|_| "the CA is not text".to_string())?;
+    let unusable = |what: &str| ClusterError::Unusable(format!("the {what} is not text"));
+    let token = String::from_utf8(token.0.clone()).map_err(|_| unusable("token"))?;
+    let ca = String::from_utf8(ca.0.clone()).map_err(|_| unusable("CA"))?;
     Ok(Some((Secret::new(token), ca)))
 }
 
@@ -287,17 +287,17 @@ pub async fn wait_token(
     client: &kube::Client,
     node: &str,
     within: std::time::Duration,
-) -> Result<Token, String> {
+) -> Result<Token, ClusterError> {
     let start = std::time::Instant::now();
     loop {
         if let Some(t) = token(client, node).await? {
             return Ok(t);
         }
         if start.elapsed() > within {
-            return Err(format!(
+            return Err(ClusterError::Timeout(format!(
                 "the token controller did not fill Secret {NAMESPACE}/{} within {within:?}",
                 names(node).secret
-            ));
+            )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
@@ -305,13 +305,17 @@ pub async fn wait_token(
 
 /// Deletes `node`'s agent objects (a reset node's token stops working with
 /// its ServiceAccount); what was there, as changes.
-pub async fn remove(client: &kube::Client, node: &str, _w: &Writer) -> Result<Vec<Change>, String> {
+pub async fn remove(
+    client: &kube::Client,
+    node: &str,
+    _w: &Writer,
+) -> Result<Vec<Change>, ClusterError> {
     let n = names(node);
     let dp = kube::api::DeleteParams::default();
     let gone = |r: Result<_, kube::Error>, what: String| match r {
         Ok(_) => Ok(Some(Change::new(what, "present", "deleted"))),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-        Err(e) => Err(failed(&format!("deleting {what}"), &e)),
+        Err(e) => Err(failed(&format!("deleting {what}"), e)),
     };
     let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), NAMESPACE);
     let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
