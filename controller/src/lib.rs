@@ -24,6 +24,7 @@ pub mod progress;
 pub mod recap;
 pub mod relay;
 pub mod render;
+pub mod report;
 pub mod runner;
 pub mod secret;
 pub mod state;

@@ -6,6 +6,9 @@
 
 use std::fmt;
 
+/// What a redacted value is shown as.
+pub const REDACTED: &str = "<redacted>";
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -64,4 +67,33 @@ mod token_tests {
         assert_eq!(super::token_password("K10::server:x"), "x");
         assert_eq!(super::token_password("bare"), "bare");
     }
+}
+
+/// Whether a config key names a secret: `token`, `agent-token`,
+/// `*password*`, `*-secret`, … (`secrets-encryption` is a switch, not one).
+pub fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "token"
+        || k == "secret"
+        || k.ends_with("-token")
+        || k.ends_with("_token")
+        || k.ends_with("-secret")
+        || k.ends_with("_secret")
+        || k.ends_with("access-key")
+        || k.ends_with("secret-key")
+        || k.contains("password")
+        || k.contains("passwd")
+}
+
+/// A whitespace-separated word that looks like a K3s token (`K10…::server:…`,
+/// `K10…::node:…`) or a URL with a password (`scheme://user:pass@host`).
+pub fn redact_word(word: &str) -> Option<String> {
+    let bare = word.trim_matches(['"', '\'']);
+    if bare.contains("::server:") || bare.contains("::node:") || bare.starts_with("K10") {
+        return Some(REDACTED.to_string());
+    }
+    let (scheme, rest) = word.split_once("://")?;
+    let (userinfo, host) = rest.split_once('@')?;
+    let (user, _) = userinfo.split_once(':')?;
+    Some(format!("{scheme}://{user}:{REDACTED}@{host}"))
 }

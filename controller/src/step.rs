@@ -14,92 +14,14 @@ use crate::secret::Secret;
 use crate::transport::{Output, Transport, TransportError};
 use crate::write::Writer;
 
-/// Every step and report entry of a node, by name: never matched as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepId {
-    PiCgroups,
-    K3sAdopt,
-    K3sBinary,
-    K3sTools,
-    K3sConfig,
-    K3sUnit,
-    K3sService,
-    HealthAgent,
-    AgentAccess,
-    AgentRbac,
-    AgentMetrics,
-    Kubeconfig,
-    NodeReady,
-    NodeLabels,
-    K3sReset,
-    NodeDeleted,
-    Drain,
-    Uncordon,
-}
+pub use crate::report::{Change, StepId};
 
-impl StepId {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepId::PiCgroups => "pi-cgroups",
-            StepId::K3sAdopt => "k3s-adopt",
-            StepId::K3sBinary => "k3s-binary",
-            StepId::K3sTools => "k3s-tools",
-            StepId::K3sConfig => "k3s-config",
-            StepId::K3sUnit => "k3s-unit",
-            StepId::K3sService => "k3s-service",
-            StepId::HealthAgent => "health-agent",
-            StepId::AgentAccess => "agent-access",
-            StepId::AgentRbac => "agent-rbac",
-            StepId::AgentMetrics => "agent-metrics",
-            StepId::Kubeconfig => "kubeconfig",
-            StepId::NodeReady => "node-ready",
-            StepId::NodeLabels => "node-labels",
-            StepId::K3sReset => "k3s-reset",
-            StepId::NodeDeleted => "node-deleted",
-            StepId::Drain => "drain",
-            StepId::Uncordon => "uncordon",
-        }
-    }
-}
-
-impl std::fmt::Display for StepId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One planned difference between the node and the inventory, as people
-/// read it (and as `--output json` prints it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
-    pub what: String,
-    pub before: String,
-    pub after: String,
-    /// `plan --diff` only: the redacted unified diff of a text file rewrite.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<String>,
-}
-
-impl Change {
-    pub fn new(
-        what: impl Into<String>,
-        before: impl Into<String>,
-        after: impl Into<String>,
-    ) -> Self {
-        Self {
-            what: what.into(),
-            before: before.into(),
-            after: after.into(),
-            diff: None,
-        }
-    }
-}
-
-impl std::fmt::Display for Change {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {} → {}", self.what, self.before, self.after)
-    }
+/// What the node should hold (computed by the `agent-access` phase).
+#[derive(Debug, Clone)]
+pub struct AccessFiles {
+    pub token: Secret,
+    pub ca_pem: String,
+    pub publish_conf: String,
 }
 
 /// A step's typed plan: what `apply` will do, and how people read it.
@@ -160,7 +82,7 @@ pub struct Desired {
     /// systemd reloads once.
     pub agent_dropin: String,
     /// The agent's API access files, once the API is up (the `agent-access` phase).
-    pub agent_access: Option<crate::steps::AccessFiles>,
+    pub agent_access: Option<AccessFiles>,
     /// The inventory's K3s settings for the node (its role's, then its own):
     /// what adoption may find carried.
     pub k3s_settings: crate::inventory::K3sSettings,
@@ -199,7 +121,7 @@ pub struct StepIo<'a> {
     /// How long the run waits for slow things (`--wait`).
     pub wait: std::time::Duration,
     /// Where a step says what it did besides its plan (a fallback).
-    pub progress: &'a dyn crate::runner::Progress,
+    pub progress: &'a dyn crate::report::Progress,
 }
 
 /// What an applied step asks of the runner.

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::compare::{NodeView, mode, set};
 use super::import::{Imported, Value};
+use super::view::{NodeView, mode, set};
 
 /// The settings of `imported` that the inventory does not carry: (key, value).
 pub fn dropped(

@@ -8,21 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::import::{Imported, Value};
-
-/// What K3s would default a missing key to, on this node.
-#[derive(Debug, Clone, Copy)]
-pub struct NodeView<'a> {
-    pub hostname: &'a str,
-    /// The node's addresses, the default-route one first.
-    pub addresses: &'a [String],
-    /// The token a server already runs with (its token file), if any.
-    pub running_token: Option<&'a str>,
-    /// The inventory's K3s settings for the node (its role's and its own).
-    pub carried: &'a BTreeMap<String, Value>,
-    /// The inventory's labels and taints for the node (the API phase sets them).
-    pub labels: &'a BTreeMap<String, String>,
-    pub taints: &'a [String],
-}
+pub use super::view::NodeView;
+use super::view::{mode, set};
 
 /// The outcome of a comparison.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -96,7 +83,7 @@ pub fn compare(
 /// A value for people: secret settings (tokens, passwords, keys) and
 /// passwords inside URLs are never shown, as in `plan --diff`.
 fn shown(key: &str, value: &Value) -> String {
-    use crate::steps::diff::{redact_word, secret_key};
+    use crate::secret::{redact_word, secret_key};
     if secret_key(key) {
         return "<redacted>".into();
     }
@@ -108,19 +95,6 @@ fn shown(key: &str, value: &Value) -> String {
 }
 
 use crate::secret::token_password as secret_of;
-
-/// A file mode as K3s parses it (octal), written with four digits.
-pub(super) fn mode(m: &str) -> String {
-    format!("{:0>4}", m.trim_start_matches('0'))
-}
-
-pub(super) fn set(v: &Value) -> BTreeSet<String> {
-    match v {
-        Value::Many(items) => items.iter().cloned().collect(),
-        Value::One(s) => std::iter::once(s.clone()).collect(),
-        Value::Bool(b) => std::iter::once(b.to_string()).collect(),
-    }
-}
 
 /// An imported setting that only repeats K3s's default.
 fn is_default(key: &str, value: &Value, view: NodeView<'_>) -> bool {

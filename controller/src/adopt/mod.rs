@@ -9,6 +9,7 @@ pub mod compare;
 pub mod env;
 pub mod exec;
 pub mod import;
+mod view;
 
 use std::collections::BTreeMap;
 

@@ -17,8 +17,6 @@ mod node;
 pub mod node_meta;
 mod options;
 mod phases;
-mod progress;
-mod report;
 mod reset;
 mod run;
 mod secret;
@@ -40,11 +38,14 @@ mod tests_relay;
 use std::time::Instant;
 
 pub use crate::cluster::{ApiConnector, ApiError, KubeconfigApi, kube_client};
+pub use crate::report::Mode;
+pub use crate::report::{
+    Event, NodeReport, PlaybookReport, Progress, RunReport, Stage, Status, StderrProgress,
+    StepReport, Topic, WarningsOnly,
+};
 pub use connect::{Connector, GatherError, SshConnector, gather, terminal_prompt};
 pub use error::{NodeFailure, RunError};
-pub use options::{Mode, Options, Upgrade};
-pub use progress::{Event, Progress, Stage, StderrProgress, Topic, WarningsOnly};
-pub use report::{NodeReport, PlaybookReport, RunReport, Status, StepReport};
+pub use options::{Options, Upgrade};
 
 use crate::artifacts::ArtifactStore;
 use crate::inventory::{Inventory, K3sRelease};

@@ -8,11 +8,11 @@ use std::time::Instant;
 use super::connect::{self, GatherError};
 use super::error::NodeFailure;
 use super::options::Options;
-use super::progress::{Event, Progress, Stage, Topic};
-use super::report::{NodeReport, StepReport};
 use crate::error_chain;
 use crate::facts::Facts;
 use crate::inventory::Node;
+use crate::report::{Event, Progress, Stage, Topic};
+use crate::report::{NodeReport, StepReport};
 use crate::transport::{Transport, TransportError};
 use crate::write::Writer;
 

@@ -4,19 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::connect::Connector;
-use super::progress::Progress;
 use crate::cluster::ApiConnector;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Check only: nothing changes, on the nodes or on the controller.
-    Plan,
-    Apply,
-}
+use crate::report::Progress;
 
 pub struct Options {
     pub concurrency: usize,

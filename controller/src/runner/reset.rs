@@ -2,10 +2,10 @@
 //! subset that was reset (the rest of the cluster lives on), or the
 //! cluster's kubeconfig in the state directory when the whole cluster went.
 
-use super::report::{Status, StepReport};
 use super::run::Run;
 use crate::cluster::{agent_access, nodes};
 use crate::error_chain;
+use crate::report::{Status, StepReport};
 use crate::secret::Secret;
 use crate::state;
 use crate::step::StepId;

@@ -9,11 +9,11 @@ use tokio::sync::Semaphore;
 
 use super::node::NodeRun;
 use super::options::Options;
-use super::report::PlaybookReport;
 use crate::arch::Arch;
 use crate::artifacts::ArtifactStore;
 use crate::cluster::{ClusterError, NodeList};
 use crate::inventory::{Inventory, Role};
+use crate::report::PlaybookReport;
 use crate::secret::Secret;
 use crate::step::Desired;
 

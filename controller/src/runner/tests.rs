@@ -745,7 +745,7 @@ async fn servers_added_to_a_running_ha_cluster_join_one_at_a_time_and_nothing_el
         );
         assert!(c.contains(&format!("token: {token}")), "{c}");
         assert!(
-            node(&report, joiner).count(report::Status::Changed) > 0,
+            node(&report, joiner).count(crate::report::Status::Changed) > 0,
             "{report:#?}"
         );
     }
@@ -760,7 +760,7 @@ async fn servers_added_to_a_running_ha_cluster_join_one_at_a_time_and_nothing_el
     assert!(others.is_empty(), "{others:?}");
     for n in ["s1", "s2", "s3", "a1"] {
         assert_eq!(
-            node(&report, n).count(report::Status::Changed),
+            node(&report, n).count(crate::report::Status::Changed),
             0,
             "{report:#?}"
         );
@@ -850,7 +850,7 @@ async fn with_the_first_ha_server_down_the_rest_converge_through_another_server(
         assert!(r.failed.is_none() && r.unreachable.is_none(), "{r:#?}");
     }
     assert!(
-        node(&report, "a1").count(report::Status::Changed) > 0,
+        node(&report, "a1").count(crate::report::Status::Changed) > 0,
         "{report:#?}"
     );
     assert!(s.config("a1").contains("server: https://10.0.0.1:6443"));

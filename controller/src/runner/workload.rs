@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::progress::{Event, Progress, Stage, Topic};
-use super::report::{PlaybookReport, Status};
 use crate::arch::Arch;
 use crate::error_chain;
 use crate::inventory::{ImageArchCheck, Inventory};
+use crate::report::{Event, Progress, Stage, Topic};
+use crate::report::{PlaybookReport, Status};
 use crate::step::Change;
 use crate::workload::{self, ApplyError, PlaybookPlan};
 use crate::write::Writer;

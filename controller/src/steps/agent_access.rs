@@ -13,19 +13,12 @@ use serde::Serialize;
 use super::file::{self, MetaFix};
 use crate::artifacts::sha256_hex;
 use crate::facts::{FileMeta, paths};
-use crate::secret::Secret;
 use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId, StepIo};
 use crate::transport::RemoteCommand;
 
 pub struct AgentAccess;
 
-/// What the node should hold (computed by the `agent-access` phase).
-#[derive(Debug, Clone)]
-pub struct AccessFiles {
-    pub token: Secret,
-    pub ca_pem: String,
-    pub publish_conf: String,
-}
+pub use crate::step::AccessFiles;
 
 /// The agent's second `/metrics` listener, on the node's pod-network
 /// address, answering only the cluster's pod CIDRs (`[agent] metrics =

@@ -18,7 +18,7 @@ use crate::facts::paths;
 use crate::step::{Check, DesiredConfig, NodeCx, Step, StepError, StepId};
 use crate::transport::{RemoteCommand, Transport};
 
-pub const REDACTED: &str = "<redacted>";
+pub use crate::secret::{REDACTED, redact_word, secret_key};
 
 /// Lines of context around each change, as `diff -u`.
 const CONTEXT: usize = 3;
@@ -140,35 +140,6 @@ pub async fn diffs(t: &dyn Transport, cx: &NodeCx<'_>) -> Vec<FileDiff> {
             }
         })
         .collect()
-}
-
-/// Whether a config key names a secret: `token`, `agent-token`,
-/// `*password*`, `*-secret`, … (`secrets-encryption` is a switch, not one).
-pub(crate) fn secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k == "token"
-        || k == "secret"
-        || k.ends_with("-token")
-        || k.ends_with("_token")
-        || k.ends_with("-secret")
-        || k.ends_with("_secret")
-        || k.ends_with("access-key")
-        || k.ends_with("secret-key")
-        || k.contains("password")
-        || k.contains("passwd")
-}
-
-/// A whitespace-separated word that looks like a K3s token (`K10…::server:…`,
-/// `K10…::node:…`) or a URL with a password (`scheme://user:pass@host`).
-pub(crate) fn redact_word(word: &str) -> Option<String> {
-    let bare = word.trim_matches(['"', '\'']);
-    if bare.contains("::server:") || bare.contains("::node:") || bare.starts_with("K10") {
-        return Some(REDACTED.to_string());
-    }
-    let (scheme, rest) = word.split_once("://")?;
-    let (userinfo, host) = rest.split_once('@')?;
-    let (user, _) = userinfo.split_once(':')?;
-    Some(format!("{scheme}://{user}:{REDACTED}@{host}"))
 }
 
 /// `--token X`, `--token=X`, `--agent-token=X`, … in a command line.

@@ -4,7 +4,7 @@
 //! run's output) by the caller's direct upload.
 
 use crate::relay::{self, FetchError, Source};
-use crate::runner::{Event, Stage, Topic};
+use crate::report::{Event, Stage, Topic};
 use crate::step::{NodeCx, StepError, StepId, StepIo};
 
 /// The most bytes a copy from a seed may have (K3s is about 70 MB).

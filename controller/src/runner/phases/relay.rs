@@ -11,8 +11,8 @@ use crate::arch::Arch;
 use crate::error_chain;
 use crate::facts::paths;
 use crate::relay::{self, ArchRelay, Artifact, Need, Share, Source};
+use crate::report::{Event, Stage, Topic};
 use crate::runner::error::RunError;
-use crate::runner::progress::{Event, Stage, Topic};
 use crate::runner::run::Run;
 use crate::write::Writer;
 

@@ -6,8 +6,8 @@
 use super::{Phase, Selected};
 use crate::cluster::{NodeState, drain};
 use crate::error_chain;
+use crate::report::{Status, StepReport};
 use crate::runner::error::RunError;
-use crate::runner::report::{Status, StepReport};
 use crate::runner::run::Run;
 use crate::step::{Change, StepId};
 use crate::write::Writer;

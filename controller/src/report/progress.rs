@@ -2,8 +2,7 @@
 //! operator watching a slow Pi sees where it is. Events are typed values;
 //! only [`StderrProgress`] turns them into words. Also mirrored to tracing.
 
-use super::report::Status;
-use crate::step::StepId;
+use super::{Status, StepId};
 
 /// What an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,11 @@
 
 use serde::Serialize;
 
-use super::Mode;
-use crate::step::{Change, StepId};
+mod progress;
+mod step_id;
+
+pub use progress::{Event, Progress, Stage, StderrProgress, Topic, WarningsOnly};
+pub use step_id::{Change, StepId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,4 +134,13 @@ impl RunReport {
             .all(|n| n.failed.is_none() && n.count(Status::Failed) == 0)
             && self.workload.iter().all(|p| p.status != Status::Failed)
     }
+}
+
+/// Whether a run only checks or also changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Check only: nothing changes, on the nodes or on the controller.
+    Plan,
+    Apply,
 }
