@@ -59,7 +59,8 @@ impl Walk for Checking {
         let mut v = Converger::new(run, env);
         let _ = steps::visit(&mut v).await;
         if env.opts.diff {
-            attach_diffs(run, env).await;
+            let adoption = v.adoption.clone();
+            attach_diffs(run, env, adoption.as_deref()).await;
         }
     }
 
@@ -97,18 +98,18 @@ impl Walk for Converging<'_> {
 }
 
 /// `plan --diff`: each text file rewrite's redacted diff, in its change.
-async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>) {
+/// The node's adoption assessment is the one its steps were checked with.
+async fn attach_diffs(run: &mut NodeRun<'_>, env: Env<'_>, adoption: Option<&Assessment>) {
     let (Some(t), Some(facts)) = (run.transport.clone(), run.facts.clone()) else {
         return;
     };
     let none = BTreeSet::new();
-    let adoption = steps::assess_adoption(run.node, &facts, env.desired);
     let cx = NodeCx {
         node: run.node,
         facts: &facts,
         desired: env.desired,
         pending: &none,
-        adoption: adoption.as_ref(),
+        adoption,
     };
     for d in steps::diff::diffs(t.as_ref(), &cx).await {
         // A step rewrites at most one text file: its first change is it.

@@ -128,7 +128,12 @@ impl AgentAccessPhase {
             return Ok(None);
         };
         let metrics = pod.for_node(name).map_err(|why| {
-            StepReport::new(StepId::AgentMetrics, Status::Failed, vec![], Some(why))
+            StepReport::new(
+                StepId::AgentMetrics,
+                Status::Failed,
+                vec![],
+                Some(error_chain(&why)),
+            )
         })?;
         desired.agent_access = Some(AccessFiles {
             token,
@@ -177,7 +182,7 @@ impl AgentAccessPhase {
             let report = match pod.annotation(&name, want.as_deref()) {
                 Ok(None) => annotation_report(Status::Ok, vec![], None),
                 Ok(Some(change)) => annotation_report(Status::Changed, vec![change], None),
-                Err(why) => annotation_report(Status::Failed, vec![], Some(why)),
+                Err(why) => annotation_report(Status::Failed, vec![], Some(error_chain(&why))),
             };
             run.nodes[*i].push(progress.as_ref(), report);
         }
@@ -251,16 +256,16 @@ impl PodNetwork {
     }
 
     /// The listed Nodes, or why there are none.
-    fn nets(&self) -> Result<&BTreeMap<String, NodeNet>, String> {
+    fn nets(&self) -> Result<&BTreeMap<String, NodeNet>, ClusterError> {
         match &self.nodes {
             Ok(_) => Ok(&self.nets),
-            Err(e) => Err(error_chain(e)),
+            Err(e) => Err(e.clone()),
         }
     }
 
     /// The node's pod listener (`None`: loopback only, or no podCIDR yet:
     /// the next run adds it once K3s assigned one).
-    fn for_node(&self, node: &str) -> Result<Option<PodMetrics>, String> {
+    fn for_node(&self, node: &str) -> Result<Option<PodMetrics>, ClusterError> {
         if self.metrics == AgentMetrics::Loopback {
             return Ok(None);
         }
@@ -274,7 +279,7 @@ impl PodNetwork {
     }
 
     /// What the Node's annotation needs to become `want`.
-    fn annotation(&self, node: &str, want: Option<&str>) -> Result<Option<Change>, String> {
+    fn annotation(&self, node: &str, want: Option<&str>) -> Result<Option<Change>, ClusterError> {
         let now = self.nets()?.get(node).and_then(|n| n.annotation.as_deref());
         Ok(agent_metrics::plan(now, want))
     }
@@ -290,7 +295,10 @@ impl PodNetwork {
         let change = match self.annotation(node, want) {
             Ok(Some(c)) => c,
             Ok(None) => return (annotation_report(Status::Ok, vec![], None), None),
-            Err(why) => return (annotation_report(Status::Failed, vec![], Some(why)), None),
+            Err(why) => {
+                let why = Some(error_chain(&why));
+                return (annotation_report(Status::Failed, vec![], why), None);
+            }
         };
         let live = self.nodes.as_ref().ok().and_then(|l| l.get(node));
         let Some(live) = live else {

@@ -8,12 +8,14 @@
 
 use super::{Phase, Selected};
 use crate::arch::Arch;
+use crate::artifacts::ArtifactError;
 use crate::error_chain;
 use crate::facts::paths;
 use crate::relay::{self, ArchRelay, Artifact, Need, Share, Source};
 use crate::report::{Event, Stage, Topic};
 use crate::runner::error::RunError;
 use crate::runner::run::Run;
+use crate::transport::TransportError;
 use crate::write::Writer;
 
 pub struct Relay;
@@ -99,6 +101,25 @@ fn describe(plan: &ArchRelay) -> String {
     )
 }
 
+/// Why a seed cannot serve its arch's artifacts.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error("no connection")]
+    NoConnection,
+    #[error("no desired state")]
+    NoDesired,
+    #[error("no agent binary to serve with")]
+    NoAgent,
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("SSH_CONNECTION names no address")]
+    NoAddress,
+    #[error("the share server did not start (exit {status}): {stderr}")]
+    NotStarted { status: i32, stderr: String },
+}
+
 /// Stages the artifacts on the seed and starts its server: `(ip, port)`.
 async fn serve(
     run: &Run<'_>,
@@ -106,37 +127,33 @@ async fn serve(
     arch: Arch,
     share: &Share,
     _w: &Writer,
-) -> Result<(std::net::IpAddr, u16), String> {
+) -> Result<(std::net::IpAddr, u16), ServeError> {
     let node = &run.nodes[seed];
-    let t = node.transport.clone().ok_or("no connection")?;
+    let t = node.transport.clone().ok_or(ServeError::NoConnection)?;
     let sudo = node.node.ssh.sudo;
-    let desired = run.desired.get(&node.node.name).ok_or("no desired state")?;
+    let desired = run
+        .desired
+        .get(&node.node.name)
+        .ok_or(ServeError::NoDesired)?;
     let Some(Ok(agent)) = &desired.agent else {
-        return Err("no agent binary to serve with".into());
+        return Err(ServeError::NoAgent);
     };
-    let k3s = run.store.binary(arch).await.map_err(|e| error_chain(&e))?;
+    let k3s = run.store.binary(arch).await?;
     let staged = |a| share.staged(a);
     t.put_file(&k3s.bytes, &staged(Artifact::K3s), 0o644, sudo)
-        .await
-        .map_err(|e| error_chain(&e))?;
+        .await?;
     t.put_file(&agent.bytes, &staged(Artifact::Agent), 0o755, sudo)
-        .await
-        .map_err(|e| error_chain(&e))?;
-    let out = t
-        .exec(&relay::address_command())
-        .await
-        .map_err(|e| error_chain(&e))?;
-    let ip = relay::parse_address(&out).ok_or("SSH_CONNECTION names no address")?;
+        .await?;
+    let out = t.exec(&relay::address_command()).await?;
+    let ip = relay::parse_address(&out).ok_or(ServeError::NoAddress)?;
     let cmd = relay::start_command(share, ip, &[Artifact::K3s, Artifact::Agent], sudo);
-    let out = t.exec(&cmd).await.map_err(|e| error_chain(&e))?;
-    match relay::parse_port(&out) {
-        Some(port) => Ok((ip, port)),
-        None => Err(format!(
-            "the share server did not start (exit {}): {}",
-            out.status,
-            crate::escape_controls(out.stderr_text().trim())
-        )),
-    }
+    let out = t.exec(&cmd).await?;
+    relay::parse_port(&out)
+        .map(|port| (ip, port))
+        .ok_or_else(|| ServeError::NotStarted {
+            status: out.status,
+            stderr: crate::escape_controls(out.stderr_text().trim()).into_owned(),
+        })
 }
 
 impl Relay {
@@ -157,8 +174,10 @@ impl Relay {
             }
             Err(why) => {
                 let detail = format!(
-                    "cannot serve {}'s artifacts ({why}): every {} node gets its copy from the controller",
-                    plan.arch, plan.arch
+                    "cannot serve {}'s artifacts ({}): every {} node gets its copy from the controller",
+                    plan.arch,
+                    error_chain(&why),
+                    plan.arch
                 );
                 event(run, &plan.seed, Stage::Warning, &detail);
             }
