@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -340,27 +340,30 @@ pub async fn run(cli: Cli) -> ExitCode {
             kubeconfig,
         } => reset(&cli, *yes, nodes, kubeconfig.as_deref()).await,
         Command::Init(args) => init::init(args).await,
-        Command::Completions { shell } => {
-            print_out(&crate::manual::completions(*shell), ExitCode::SUCCESS)
-        }
+        Command::Completions { shell } => print_out(
+            &crate::manual::completions(Cli::command(), *shell),
+            ExitCode::SUCCESS,
+        ),
         Command::Schema => print_out(
             &crate::inventory::schema::json_schema_text(),
             ExitCode::SUCCESS,
         ),
-        Command::Man { dir: None } => match crate::manual::man_page() {
+        Command::Man { dir: None } => match crate::manual::man_page(Cli::command()) {
             Ok(roff) => print_out(&roff, ExitCode::SUCCESS),
             Err(e) => {
                 eprintln!("pictl man: {e}");
                 ExitCode::from(EXIT_FAILURE)
             }
         },
-        Command::Man { dir: Some(dir) } => match crate::manual::write_man_pages(dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("pictl man: writing to {}: {e}", dir.display());
-                ExitCode::from(EXIT_FAILURE)
+        Command::Man { dir: Some(dir) } => {
+            match crate::manual::write_man_pages(Cli::command(), dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pictl man: writing to {}: {e}", dir.display());
+                    ExitCode::from(EXIT_FAILURE)
+                }
             }
-        },
+        }
     }
 }
 
