@@ -3,9 +3,9 @@
 
 pub mod defaults;
 mod init;
+mod out;
 mod status;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::inventory::Inventory;
 use crate::runner::{self, Mode};
+use out::{fail, note, print_out};
 
 /// Exit code for invalid input or a failed run.
 pub const EXIT_FAILURE: u8 = 1;
@@ -350,18 +351,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         ),
         Command::Man { dir: None } => match crate::manual::man_page(Cli::command()) {
             Ok(roff) => print_out(&roff, ExitCode::SUCCESS),
-            Err(e) => {
-                eprintln!("pictl man: {e}");
-                ExitCode::from(EXIT_FAILURE)
-            }
+            Err(e) => fail(format_args!("pictl man: {e}")),
         },
         Command::Man { dir: Some(dir) } => {
             match crate::manual::write_man_pages(Cli::command(), dir) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("pictl man: writing to {}: {e}", dir.display());
-                    ExitCode::from(EXIT_FAILURE)
-                }
+                Err(e) => fail(format_args!("pictl man: writing to {}: {e}", dir.display())),
             }
         }
     }
@@ -375,10 +370,13 @@ pub fn load(cli: &Cli) -> Result<Inventory, ExitCode> {
 /// Every problem of the inventory on stderr, then their count.
 fn print_problems(cli: &Cli, diags: &crate::inventory::Diagnostics) -> ExitCode {
     for d in diags.iter() {
-        eprintln!("{d}");
+        note(d);
     }
-    eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
-    ExitCode::from(EXIT_FAILURE)
+    fail(format_args!(
+        "{} problem(s) in {}",
+        diags.len(),
+        cli.inventory.display()
+    ))
 }
 
 fn validate(cli: &Cli) -> ExitCode {
@@ -473,10 +471,7 @@ async fn converge(
 fn finish(cli: &Cli, mode: Mode, result: Result<runner::RunReport, runner::RunError>) -> ExitCode {
     let report = match result {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("pictl: {}", crate::error_chain(&e));
-            return ExitCode::from(EXIT_FAILURE);
-        }
+        Err(e) => return fail(format_args!("pictl: {}", crate::error_chain(&e))),
     };
     let code = if report.failed() && report.only_unreachable() {
         ExitCode::from(EXIT_UNREACHABLE)
@@ -507,27 +502,23 @@ async fn reset(
         .iter()
         .find(|n| !inv.nodes.iter().any(|m| &m.name == *n))
     {
-        eprintln!(
+        return fail(format_args!(
             "pictl reset: no node named {unknown:?} in {}",
             cli.inventory.display()
-        );
-        return ExitCode::from(EXIT_FAILURE);
+        ));
     }
     let mode = if yes { Mode::Apply } else { Mode::Plan };
     let opts = options(cli, mode, false, runner::Upgrade::default());
     let result = runner::reset(&inv, &opts, nodes, yes).await;
     opts.progress.finish();
     if !yes && result.as_ref().is_ok_and(runner::RunReport::changed) {
-        eprintln!(
-            "pictl reset: nothing was removed; run again with --yes to remove what is listed"
-        );
+        note("pictl reset: nothing was removed; run again with --yes to remove what is listed");
     }
     if yes
         && let Some(path) = kubeconfig
         && let Err(e) = crate::kubeconfig::forget_in_file(path, &inv.cluster.name)
     {
-        eprintln!("pictl reset: {}", crate::error_chain(&e));
-        return ExitCode::from(EXIT_FAILURE);
+        return fail(format_args!("pictl reset: {}", crate::error_chain(&e)));
     }
     finish(cli, mode, result)
 }
@@ -541,11 +532,10 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
     let ours = match std::fs::read_to_string(&ours_path) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!(
+            return fail(format_args!(
                 "pictl: {}: {e} (run `pictl apply` first)",
                 ours_path.display()
-            );
-            return ExitCode::from(EXIT_FAILURE);
+            ));
         }
     };
     let Some(out) = out else {
@@ -553,37 +543,13 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
     };
     match crate::kubeconfig::merge_into_file(out, &ours) {
         Ok(()) => {
-            eprintln!(
+            note(format_args!(
                 "wrote context {} to {} (0600)",
                 inv.cluster.name,
                 out.display()
-            );
+            ));
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("pictl: {}", crate::error_chain(&e));
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
-}
-
-/// Writes a command's output to stdout and returns `code`. A reader that
-/// went away (`pictl status --output json | head -c1`) is not pictl's
-/// failure: the rest of the output is dropped quietly and `code` stands
-/// (what the command found does not change because nobody read it all).
-/// `println!` would panic there, since Rust ignores SIGPIPE and the
-/// workspace forbids the `unsafe` it takes to restore it.
-fn print_out(text: &str, code: ExitCode) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => code,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
-        Err(e) => {
-            eprintln!("pictl: writing the output failed: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        }
+        Err(e) => fail(format_args!("pictl: {}", crate::error_chain(&e))),
     }
 }
