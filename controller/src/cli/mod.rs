@@ -16,15 +16,8 @@ use std::time::Duration;
 
 use crate::inventory::Inventory;
 use crate::runner::{self, Mode};
+pub use out::{EXIT_CHANGES, EXIT_FAILURE, EXIT_UNREACHABLE};
 use out::{fail, note, print_out};
-
-/// Exit code for invalid input or a failed run.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code of `pictl plan` when something would change.
-pub const EXIT_CHANGES: u8 = 2;
-/// Exit code when nodes were unreachable and nothing else failed (as
-/// Ansible's): retry later rather than fix something.
-pub const EXIT_UNREACHABLE: u8 = 4;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -1,14 +1,21 @@
-//! Where the CLI's text goes: a command's output on stdout, messages to the
-//! operator (problems, what was written, why a command failed) on stderr,
-//! one line each. The commands print through these and nothing else, so the
-//! rules live here once: a reader that went away is not pictl's failure, and
-//! a failed write never panics (as `println!`/`eprintln!` would).
+//! Where the CLI's text goes, and the codes it exits with: a command's
+//! output on stdout, messages to the operator (problems, what was written,
+//! why a command failed) on stderr, one line each. The commands print
+//! through these and nothing else, so the rules live here once: a reader
+//! that went away is not pictl's failure, and a failed write never panics
+//! (as `println!`/`eprintln!` would).
 
 use std::fmt::Display;
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::EXIT_FAILURE;
+/// Exit code for invalid input or a failed run.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of `pictl plan` when something would change.
+pub const EXIT_CHANGES: u8 = 2;
+/// Exit code when nodes were unreachable and nothing else failed (as
+/// Ansible's): retry later rather than fix something.
+pub const EXIT_UNREACHABLE: u8 = 4;
 
 /// A message the operator must see, as one line on stderr. A stderr that
 /// cannot be written to has nowhere to report that, so it is ignored.
