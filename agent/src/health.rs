@@ -2,7 +2,7 @@
 //! [`NodeReport`] to its overall [`Health`] and the problems behind it.
 //! No I/O here; collectors fill the report, this only judges it.
 
-use crate::report::{Health, NodeReport, UnitState};
+use crate::report::{Filesystem, Health, Memory, NodeReport, Throttling, UnitState};
 
 /// Root filesystem use above which the node is failing (writes will soon fail).
 pub const ROOT_FS_FAILING_PERCENT: f64 = 95.0;
@@ -28,115 +28,127 @@ impl Assessment {
 }
 
 /// Judges a report's facts; ignores its current `health` and `problems`.
+/// Problems come in a fixed order: units, kubelet, disk, power and
+/// throttling, temperature, memory, clock, then what was not collected.
 pub fn assess(r: &NodeReport) -> Assessment {
     let mut a = Assessment::default();
     assess_units(r, &mut a);
-
     if r.kubelet_healthy == Some(false) {
         a.flag(Health::Failing, "kubelet healthz is not ok".into());
     }
-
     if let Some(fs) = &r.root_fs {
-        let used = fs.used_percent();
-        let level = if used > ROOT_FS_FAILING_PERCENT {
-            Some(Health::Failing)
-        } else if used > ROOT_FS_DEGRADED_PERCENT {
-            Some(Health::Degraded)
-        } else {
-            None
-        };
-        if let Some(level) = level {
-            a.flag(
-                level,
-                format!(
-                    "root filesystem {} is {used:.1}% used ({} available of {})",
-                    fs.mount_point,
-                    human_bytes(fs.available_bytes),
-                    human_bytes(fs.total_bytes)
-                ),
-            );
-        }
+        assess_root_fs(fs, &mut a);
     }
-
     if let Some(t) = &r.throttling {
-        let raw = t.raw;
-        if t.under_voltage_now {
-            a.flag(
-                Health::Failing,
-                format!("under-voltage now (get_throttled {raw:#x})"),
-            );
-        }
-        if t.throttled_now {
-            a.flag(
-                Health::Degraded,
-                format!("CPU throttled now (get_throttled {raw:#x})"),
-            );
-        }
-        if t.freq_capped_now {
-            a.flag(
-                Health::Degraded,
-                format!("ARM frequency capped now (get_throttled {raw:#x})"),
-            );
-        }
-        if t.soft_temp_limit_now {
-            a.flag(
-                Health::Degraded,
-                format!("soft temperature limit active now (get_throttled {raw:#x})"),
-            );
-        }
-        let occurred: Vec<&str> = [
-            (t.under_voltage_occurred, "under-voltage"),
-            (t.freq_capped_occurred, "frequency capping"),
-            (t.throttled_occurred, "throttling"),
-            (t.soft_temp_limit_occurred, "soft temperature limit"),
-        ]
-        .into_iter()
-        .filter_map(|(on, what)| on.then_some(what))
-        .collect();
-        if !occurred.is_empty() {
-            a.flag(
-                Health::Degraded,
-                format!(
-                    "since boot: {} occurred (get_throttled {raw:#x})",
-                    occurred.join(", ")
-                ),
-            );
-        }
+        assess_throttling_now(t, &mut a);
+        assess_throttling_since_boot(t, &mut a);
     }
-
     if let Some(temp) = r.soc_temperature_celsius
         && temp >= SOC_TEMP_DEGRADED_CELSIUS
     {
         a.flag(Health::Degraded, format!("SoC temperature {temp:.1} °C"));
     }
-
-    if let Some(m) = &r.memory
-        && m.total_bytes > 0
-    {
-        let pct = m.available_bytes as f64 * 100.0 / m.total_bytes as f64;
-        if pct < MEMORY_AVAILABLE_DEGRADED_PERCENT {
-            a.flag(
-                Health::Degraded,
-                format!(
-                    "memory available {pct:.1}% ({} of {})",
-                    human_bytes(m.available_bytes),
-                    human_bytes(m.total_bytes)
-                ),
-            );
-        }
+    if let Some(m) = &r.memory {
+        assess_memory(m, &mut a);
     }
-
     if r.clock_synchronized == Some(false) {
         a.flag(
             Health::Degraded,
             "clock not synchronized (NTPSynchronized=no)".into(),
         );
     }
-
     for e in &r.collection_errors {
         a.flag(Health::Degraded, format!("not collected: {e}"));
     }
     a
+}
+
+/// A nearly full root filesystem: degraded, then failing (writes will
+/// soon fail).
+fn assess_root_fs(fs: &Filesystem, a: &mut Assessment) {
+    let used = fs.used_percent();
+    let level = if used > ROOT_FS_FAILING_PERCENT {
+        Health::Failing
+    } else if used > ROOT_FS_DEGRADED_PERCENT {
+        Health::Degraded
+    } else {
+        return;
+    };
+    a.flag(
+        level,
+        format!(
+            "root filesystem {} is {used:.1}% used ({} available of {})",
+            fs.mount_point,
+            human_bytes(fs.available_bytes),
+            human_bytes(fs.total_bytes)
+        ),
+    );
+}
+
+/// What the firmware says is happening now: under-voltage fails the node
+/// (SD card corruption follows), the rest degrade it.
+fn assess_throttling_now(t: &Throttling, a: &mut Assessment) {
+    let raw = t.raw;
+    let now = [
+        (t.under_voltage_now, Health::Failing, "under-voltage now"),
+        (t.throttled_now, Health::Degraded, "CPU throttled now"),
+        (
+            t.freq_capped_now,
+            Health::Degraded,
+            "ARM frequency capped now",
+        ),
+        (
+            t.soft_temp_limit_now,
+            Health::Degraded,
+            "soft temperature limit active now",
+        ),
+    ];
+    for (on, level, what) in now {
+        if on {
+            a.flag(level, format!("{what} (get_throttled {raw:#x})"));
+        }
+    }
+}
+
+/// What happened since boot and has stopped: one line, degraded.
+fn assess_throttling_since_boot(t: &Throttling, a: &mut Assessment) {
+    let occurred: Vec<&str> = [
+        (t.under_voltage_occurred, "under-voltage"),
+        (t.freq_capped_occurred, "frequency capping"),
+        (t.throttled_occurred, "throttling"),
+        (t.soft_temp_limit_occurred, "soft temperature limit"),
+    ]
+    .into_iter()
+    .filter_map(|(on, what)| on.then_some(what))
+    .collect();
+    if !occurred.is_empty() {
+        a.flag(
+            Health::Degraded,
+            format!(
+                "since boot: {} occurred (get_throttled {:#x})",
+                occurred.join(", "),
+                t.raw
+            ),
+        );
+    }
+}
+
+/// Little memory available: degraded (the OOM killer is near).
+fn assess_memory(m: &Memory, a: &mut Assessment) {
+    if m.total_bytes == 0 {
+        return;
+    }
+    let pct = m.available_bytes as f64 * 100.0 / m.total_bytes as f64;
+    if pct < MEMORY_AVAILABLE_DEGRADED_PERCENT {
+        a.flag(
+            Health::Degraded,
+            format!(
+                "memory available {pct:.1}% ({} of {})",
+                human_bytes(m.available_bytes),
+                human_bytes(m.total_bytes)
+            ),
+        );
+    }
 }
 
 /// Sets `health` and `problems` from the report's facts.

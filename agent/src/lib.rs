@@ -65,13 +65,19 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An error and its causes on one line, `outer: inner: innermost`.
+/// An error and its causes on one line (`err: cause: cause`), each cause
+/// once: what every message to the operator is made of. The one copy of the
+/// workspace: the controller, which depends on this crate for the report
+/// types, re-exports it as `pictl::error_chain`.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s

@@ -37,21 +37,9 @@ pub mod transport;
 pub mod workload;
 pub mod write;
 
-/// An error and its causes on one line (`err: cause: cause`), each cause
-/// once: what every message to the operator is made of.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
-}
+/// An error and its causes on one line, each cause once (the agent's, so
+/// the workspace has one).
+pub use pictl_agent::error_chain;
 
 /// `text` with control characters (newlines, escapes, carriage returns)
 /// and the characters that reorder or break lines (U+2028/2029, bidi

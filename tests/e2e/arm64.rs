@@ -45,11 +45,13 @@ fn main() -> ExitCode {
     )
 }
 
-/// `pictl` (debug) with the agents for amd64 and arm64 beside it, as
-/// `dist.sh` lays out a release: `pictl-agent-<arch>` next to `pictl`, found
-/// by pictl itself (the inventory names no agent binary). The arm64 agent is
-/// cross-built by `dist.sh --build`. Copied out of the shared target dir at
-/// once, so a concurrent build of another checkout cannot swap them.
+/// `pictl` (debug) with the agents for amd64 and arm64 beside it, found by
+/// pictl itself (the inventory names no agent binary): the arm64 one as
+/// `dist.sh` lays out a release (`pictl-agent-arm64`, cross-built static by
+/// `dist.sh --build`), the amd64 one as a `cargo build` leaves it
+/// (`pictl-agent`: the host's own build, the only dynamically linked agent
+/// pictl accepts). Copied out of the shared target dir at once, so a
+/// concurrent build of another checkout cannot swap them.
 fn pictl_bin(lab: &Lab) -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -82,7 +84,7 @@ fn pictl_bin(lab: &Lab) -> &'static Path {
         let debug = pictl::target_dir().join("debug");
         for (from, to) in [
             (debug.join("pictl"), "pictl"),
-            (debug.join("pictl-agent"), "pictl-agent-amd64"),
+            (debug.join("pictl-agent"), "pictl-agent"),
             (arm64_agent, "pictl-agent-arm64"),
         ] {
             std::fs::copy(&from, bin.join(to))

@@ -4,7 +4,7 @@
 //! only gather; judging is [`crate::health`]'s job.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +27,8 @@ pub mod uptime;
 pub use exec::{Exec, ExecError, SystemExec};
 
 /// The kubelet's default healthz endpoint (K3s keeps the upstream port).
-pub const KUBELET_HEALTHZ: &str = "127.0.0.1:10248";
+pub const KUBELET_HEALTHZ: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10248));
 
 /// Where the collectors look.
 pub struct Sources {
@@ -56,7 +57,7 @@ impl Sources {
     pub fn system() -> Self {
         Self {
             root: PathBuf::from("/"),
-            kubelet_healthz: SocketAddr::from(([127, 0, 0, 1], 10248)),
+            kubelet_healthz: KUBELET_HEALTHZ,
             kubelet_timeout: Duration::from_secs(1),
             exec: Box::new(SystemExec::default()),
         }

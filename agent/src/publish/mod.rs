@@ -37,8 +37,8 @@ pub const RELEARN_SECONDS: u64 = 600;
 /// The Event source, as `kubectl describe node` shows it ("From").
 pub const COMPONENT: &str = "pictl-agent";
 
-/// One request to the API (the real [`Api`], or a fake in tests).
-pub trait Send: std::marker::Send {
+/// Sends one request to the API server: the real [`Api`], or a fake in tests.
+pub trait ApiSender: Send {
     fn send(
         &self,
         method: &str,
@@ -48,7 +48,7 @@ pub trait Send: std::marker::Send {
     ) -> Result<Answer, ClientError>;
 }
 
-impl Send for Api {
+impl ApiSender for Api {
     fn send(
         &self,
         method: &str,
@@ -62,7 +62,7 @@ impl Send for Api {
 
 /// Makes the client: reads the token and CA (again after each failure, so a
 /// token rotated by pictl is picked up).
-pub type Connect = Box<dyn FnMut(&Config) -> Result<Box<dyn Send>, String> + std::marker::Send>;
+pub type Connect = Box<dyn FnMut(&Config) -> Result<Box<dyn ApiSender>, String> + Send>;
 
 /// The real client from the configured files.
 pub fn connect_files() -> Connect {
@@ -81,14 +81,14 @@ pub fn connect_files() -> Connect {
         }
         let ca = read(&cfg.ca_file)?;
         let api = Api::new(&cfg.server, &ca, token).map_err(|e| error_chain(&e))?;
-        Ok(Box::new(api) as Box<dyn Send>)
+        Ok(Box::new(api) as Box<dyn ApiSender>)
     })
 }
 
 pub struct Publisher {
     cfg: Config,
     connect: Connect,
-    api: Option<Box<dyn Send>>,
+    api: Option<Box<dyn ApiSender>>,
     /// What the Node holds, as its last answer said; `None` until learned.
     held: Option<Vec<NodeCondition>>,
     /// When `held` was last read back from the API (Unix seconds).
@@ -179,7 +179,7 @@ impl Publisher {
 
     /// Learns what the Node holds if needed, writes if it differs; returns
     /// the number of writes made.
-    fn publish(&mut self, api: &dyn Send, judged: &[Judged], now: u64) -> Result<u64, Failed> {
+    fn publish(&mut self, api: &dyn ApiSender, judged: &[Judged], now: u64) -> Result<u64, Failed> {
         let stale = now.abs_diff(self.learned_at) >= RELEARN_SECONDS;
         let held = match self.held.take().filter(|_| !stale) {
             Some(h) => h,
@@ -211,7 +211,7 @@ impl Publisher {
     }
 
     /// PATCHes the Node's status and returns the conditions it then holds.
-    fn patch_status(&self, api: &dyn Send, body: &[u8]) -> Result<Vec<NodeCondition>, Failed> {
+    fn patch_status(&self, api: &dyn ApiSender, body: &[u8]) -> Result<Vec<NodeCondition>, Failed> {
         let path = format!("/api/v1/nodes/{}/status", self.cfg.node);
         let answer = request(api, "PATCH", &path, STRATEGIC_MERGE, body)?;
         let node: serde_json::Value = serde_json::from_str(&answer.body)
@@ -224,7 +224,7 @@ impl Publisher {
             .map_err(|e| Failed::Refused(format!("PATCH {path}: conditions not readable: {e}")))
     }
 
-    fn event(&self, api: &dyn Send, j: &Judged, stamp: &str, now: u64) -> Result<(), Failed> {
+    fn event(&self, api: &dyn ApiSender, j: &Judged, stamp: &str, now: u64) -> Result<(), Failed> {
         let node = &self.cfg.node;
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -261,7 +261,7 @@ impl Publisher {
 /// One request; an error status becomes [`Failed::Refused`] with the API's
 /// own message (a `Status` object's `message`).
 fn request(
-    api: &dyn Send,
+    api: &dyn ApiSender,
     method: &str,
     path: &str,
     ctype: &str,

@@ -16,7 +16,7 @@ struct FakeNode {
 #[derive(Clone, Default)]
 struct Fake(Arc<Mutex<FakeNode>>);
 
-impl Send for Fake {
+impl ApiSender for Fake {
     fn send(&self, method: &str, path: &str, _: &str, body: &[u8]) -> Result<Answer, ClientError> {
         let mut n = self.0.lock().expect("lock");
         if n.unreachable {
@@ -75,7 +75,7 @@ fn publisher(fake: &Fake) -> Publisher {
     let fake = fake.clone();
     Publisher::new(
         cfg(),
-        Box::new(move |_| Ok(Box::new(fake.clone()) as Box<dyn Send>)),
+        Box::new(move |_| Ok(Box::new(fake.clone()) as Box<dyn ApiSender>)),
     )
 }
 

@@ -56,7 +56,7 @@ pub(super) async fn init(args: &InitArgs) -> ExitCode {
     match crate::init::init(&opts).await {
         Ok(found) => {
             for (i, n) in found.iter().enumerate() {
-                eprintln!(
+                note(format_args!(
                     "{}: {} {} ({}{})",
                     n.address,
                     if i == 0 { "server" } else { "agent" },
@@ -66,29 +66,26 @@ pub(super) async fn init(args: &InitArgs) -> ExitCode {
                         .as_deref()
                         .map(|m| format!(", {}", crate::escape_controls(m)))
                         .unwrap_or_default()
-                );
+                ));
             }
-            eprintln!(
+            note(format_args!(
                 "wrote {}; next: pictl validate -i {0} && pictl apply -i {0}",
                 out.display()
-            );
+            ));
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("pictl init: {}", crate::error_chain(&e));
-            ExitCode::from(EXIT_FAILURE)
-        }
+        Err(e) => fail(format_args!("pictl init: {}", crate::error_chain(&e))),
     }
 }
 
 /// Shows a host key's fingerprint and asks on the terminal whether to
 /// trust it, as OpenSSH does on a first contact.
 fn confirm_host_key(address: &str, fingerprint: &str, known_hosts: &str) -> bool {
-    eprint!(
+    out::ask(format_args!(
         "The authenticity of host {address} can't be established.\n\
          Its key fingerprint is {fingerprint}.\n\
          Trust it and record it in {known_hosts}? [y/N] "
-    );
+    ));
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer).is_err() {
         return false;

@@ -3,28 +3,22 @@
 
 pub mod defaults;
 mod init;
+mod out;
 mod status;
 
 use crate::write::Writer;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::inventory::Inventory;
 use crate::runner::{self, Mode};
-
-/// Exit code for invalid input or a failed run.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit code of `pictl plan` when something would change.
-pub const EXIT_CHANGES: u8 = 2;
-/// Exit code when nodes were unreachable and nothing else failed (as
-/// Ansible's): retry later rather than fix something.
-pub const EXIT_UNREACHABLE: u8 = 4;
+pub use out::{EXIT_CHANGES, EXIT_FAILURE, EXIT_UNREACHABLE};
+use out::{fail, note, print_out};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -341,27 +335,24 @@ pub async fn run(cli: Cli) -> ExitCode {
             kubeconfig,
         } => reset(&cli, *yes, nodes, kubeconfig.as_deref()).await,
         Command::Init(args) => init::init(args).await,
-        Command::Completions { shell } => {
-            print_out(&crate::manual::completions(*shell), ExitCode::SUCCESS)
-        }
+        Command::Completions { shell } => print_out(
+            &crate::manual::completions(Cli::command(), *shell),
+            ExitCode::SUCCESS,
+        ),
         Command::Schema => print_out(
             &crate::inventory::schema::json_schema_text(),
             ExitCode::SUCCESS,
         ),
-        Command::Man { dir: None } => match crate::manual::man_page() {
+        Command::Man { dir: None } => match crate::manual::man_page(Cli::command()) {
             Ok(roff) => print_out(&roff, ExitCode::SUCCESS),
-            Err(e) => {
-                eprintln!("pictl man: {e}");
-                ExitCode::from(EXIT_FAILURE)
-            }
+            Err(e) => fail(format_args!("pictl man: {e}")),
         },
-        Command::Man { dir: Some(dir) } => match crate::manual::write_man_pages(dir) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("pictl man: writing to {}: {e}", dir.display());
-                ExitCode::from(EXIT_FAILURE)
+        Command::Man { dir: Some(dir) } => {
+            match crate::manual::write_man_pages(Cli::command(), dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format_args!("pictl man: writing to {}: {e}", dir.display())),
             }
-        },
+        }
     }
 }
 
@@ -373,10 +364,13 @@ pub fn load(cli: &Cli) -> Result<Inventory, ExitCode> {
 /// Every problem of the inventory on stderr, then their count.
 fn print_problems(cli: &Cli, diags: &crate::inventory::Diagnostics) -> ExitCode {
     for d in diags.iter() {
-        eprintln!("{d}");
+        note(d);
     }
-    eprintln!("{} problem(s) in {}", diags.len(), cli.inventory.display());
-    ExitCode::from(EXIT_FAILURE)
+    fail(format_args!(
+        "{} problem(s) in {}",
+        diags.len(),
+        cli.inventory.display()
+    ))
 }
 
 fn validate(cli: &Cli) -> ExitCode {
@@ -471,10 +465,7 @@ async fn converge(
 fn finish(cli: &Cli, mode: Mode, result: Result<runner::RunReport, runner::RunError>) -> ExitCode {
     let report = match result {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("pictl: {}", crate::error_chain(&e));
-            return ExitCode::from(EXIT_FAILURE);
-        }
+        Err(e) => return fail(format_args!("pictl: {}", crate::error_chain(&e))),
     };
     let code = if report.failed() && report.only_unreachable() {
         ExitCode::from(EXIT_UNREACHABLE)
@@ -505,28 +496,24 @@ async fn reset(
         .iter()
         .find(|n| !inv.nodes.iter().any(|m| &m.name == *n))
     {
-        eprintln!(
+        return fail(format_args!(
             "pictl reset: no node named {unknown:?} in {}",
             cli.inventory.display()
-        );
-        return ExitCode::from(EXIT_FAILURE);
+        ));
     }
     let mode = if yes { Mode::Apply } else { Mode::Plan };
     let opts = options(cli, mode, false, runner::Upgrade::default());
     let result = runner::reset(&inv, &opts, nodes, yes).await;
     opts.progress.finish();
     if !yes && result.as_ref().is_ok_and(runner::RunReport::changed) {
-        eprintln!(
-            "pictl reset: nothing was removed; run again with --yes to remove what is listed"
-        );
+        note("pictl reset: nothing was removed; run again with --yes to remove what is listed");
     }
     if yes
         && let Some(path) = kubeconfig
         && let Err(e) =
             crate::kubeconfig::forget_in_file(path, &inv.cluster.name, &Writer::for_apply())
     {
-        eprintln!("pictl reset: {}", crate::error_chain(&e));
-        return ExitCode::from(EXIT_FAILURE);
+        return fail(format_args!("pictl reset: {}", crate::error_chain(&e)));
     }
     finish(cli, mode, result)
 }
@@ -540,11 +527,10 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
     let ours = match std::fs::read_to_string(&ours_path) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!(
+            return fail(format_args!(
                 "pictl: {}: {e} (run `pictl apply` first)",
                 ours_path.display()
-            );
-            return ExitCode::from(EXIT_FAILURE);
+            ));
         }
     };
     let Some(out) = out else {
@@ -552,37 +538,13 @@ fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
     };
     match crate::kubeconfig::merge_into_file(out, &ours, &Writer::for_apply()) {
         Ok(()) => {
-            eprintln!(
+            note(format_args!(
                 "wrote context {} to {} (0600)",
                 inv.cluster.name,
                 out.display()
-            );
+            ));
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("pictl: {}", crate::error_chain(&e));
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
-}
-
-/// Writes a command's output to stdout and returns `code`. A reader that
-/// went away (`pictl status --output json | head -c1`) is not pictl's
-/// failure: the rest of the output is dropped quietly and `code` stands
-/// (what the command found does not change because nobody read it all).
-/// `println!` would panic there, since Rust ignores SIGPIPE and the
-/// workspace forbids the `unsafe` it takes to restore it.
-fn print_out(text: &str, code: ExitCode) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => code,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
-        Err(e) => {
-            eprintln!("pictl: writing the output failed: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        }
+        Err(e) => fail(format_args!("pictl: {}", crate::error_chain(&e))),
     }
 }

@@ -12,7 +12,7 @@ use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey, PublicKeyOrCertifi
 
 use super::error::TransportError;
 use super::known_hosts::{self, CertVerdict, HostKeyPolicy, KnownHosts, Verdict};
-use super::ssh::SshTarget;
+use super::target::SshTarget;
 
 /// russh's host-key algorithm list with the ones known_hosts has for this
 /// host first, so the server presents a key we can verify instead of one we

@@ -19,6 +19,7 @@ pub mod known_hosts;
 pub mod quote;
 mod ssh;
 pub mod sudo;
+mod target;
 pub mod upload;
 
 use std::future::Future;
@@ -28,8 +29,9 @@ pub use auth::{Auth, PassphrasePrompt};
 pub use command::{InvalidCommand, KILL_AFTER, RemoteCommand};
 pub use error::TransportError;
 pub use known_hosts::HostKeyPolicy;
-pub use ssh::{SshTarget, SshTransport};
+pub use ssh::SshTransport;
 pub use sudo::SudoMode;
+pub use target::SshTarget;
 
 /// The future type of [`Transport`] methods: boxed so the trait stays
 /// dyn-compatible (`Arc<dyn Transport>`).

@@ -14,43 +14,7 @@ use serde::Serialize;
 use crate::arch::Arch;
 use crate::secret::Secret;
 
-/// Paths pictl manages on a node (hashed by the facts script).
-pub mod paths {
-    pub const K3S_BIN: &str = "/usr/local/bin/k3s";
-    pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
-    /// The admin kubeconfig a server writes (K3s's default `write-kubeconfig`).
-    pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
-    pub const SERVER_UNIT: &str = "/etc/systemd/system/k3s.service";
-    pub const AGENT_UNIT: &str = "/etc/systemd/system/k3s-agent.service";
-    /// `sha256sum` of the binary, config and unit the running K3s was
-    /// (re)started with, written by pictl after each successful start.
-    pub const STARTED_WITH: &str = "/var/lib/pictl/k3s-started-with";
-    pub const HEALTH_AGENT_BIN: &str = "/usr/local/bin/pictl-agent";
-    pub const HEALTH_AGENT_UNIT: &str = "/etc/systemd/system/pictl-agent.service";
-    pub const KILLALL: &str = "/usr/local/bin/k3s-killall.sh";
-    /// The health agent's API access (see `steps::agent_access`).
-    pub const AGENT_TOKEN: &str = "/etc/pictl-agent/token";
-    pub const AGENT_CA: &str = "/etc/pictl-agent/ca.crt";
-    pub const AGENT_PUBLISH: &str = "/etc/pictl-agent/publish.conf";
-    pub const AGENT_DROPIN: &str = "/etc/systemd/system/pictl-agent.service.d/api.conf";
-    pub const SERVER_UNINSTALL: &str = "/usr/local/bin/k3s-uninstall.sh";
-    pub const AGENT_UNINSTALL: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
-    pub const MANAGED: [&str; 13] = [
-        K3S_BIN,
-        CONFIG,
-        SERVER_UNIT,
-        AGENT_UNIT,
-        HEALTH_AGENT_BIN,
-        HEALTH_AGENT_UNIT,
-        KILLALL,
-        SERVER_UNINSTALL,
-        AGENT_UNINSTALL,
-        AGENT_TOKEN,
-        AGENT_CA,
-        AGENT_PUBLISH,
-        AGENT_DROPIN,
-    ];
-}
+pub mod paths;
 
 /// One record as the script prints it: `key=value` and a NUL (a shell
 /// value cannot hold one, so no escaping is needed).
@@ -599,5 +563,4 @@ pub fn k3s_version_of(line: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "facts_tests.rs"]
 mod tests;
