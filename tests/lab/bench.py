@@ -171,6 +171,8 @@ def one_run(kind, cmd, lab_id, n, idle, env):
         except (ValueError, KeyError):
             pass
     node_net = login_usec + max(0.0, rest(used) - idle * span)
+    node_lists = err_text.count("LIST nodes")
+    node_gets = err_text.count("GET node")
     r = {
         "kind": kind,
         "nodes": n,
@@ -186,6 +188,8 @@ def one_run(kind, cmd, lab_id, n, idle, env):
         "node_idle_cpu_ms_per_s": round(idle / 1000, 1),
         "phases_s": phases,
         "changed_steps": changed,
+        "api_node_lists": node_lists,
+        "api_node_gets": node_gets,
     }
     if rc not in (0,):
         tail = "\n".join(err_text.splitlines()[-15:])
@@ -239,7 +243,8 @@ def bench_n(a, n, pictl, env):
             r["concurrency"] = c
             r["run"] = i + 1
             results.append(r)
-            log(f"  no-op --concurrency {c} run {i + 1}: {r['wall_s']} s, changed {r['changed_steps']}")
+            log(f"  no-op --concurrency {c} run {i + 1}: {r['wall_s']} s, changed {r['changed_steps']}, "
+                f"Node LISTs {r['api_node_lists']}, GETs {r['api_node_gets']}")
     r = one_run("status", [pictl, "status", "-i", inv, "--output", "json"], lab_id, n, idle, env)
     r["concurrency"] = None
     results.append(r)
@@ -330,6 +335,9 @@ def main():
     a.nodes = [int(x) for x in a.nodes.replace(" ", ",").split(",") if x]
     a.concurrency = [int(x) for x in a.concurrency.replace(" ", ",").split(",") if x]
     env = dict(os.environ)
+    # pictl's Node requests, counted from its debug lines (cluster::nodes
+    # logs each LIST and GET); every other target stays at warn.
+    env["RUST_LOG"] = "warn,pictl::cluster::nodes=debug"
     results = []
     started = {"uptime_before": uptime(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:

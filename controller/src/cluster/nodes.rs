@@ -27,6 +27,7 @@ pub struct NodeList {
 impl NodeList {
     /// One LIST of every Node.
     pub async fn read(client: &kube::Client) -> Result<NodeList, ClusterError> {
+        tracing::debug!("LIST nodes");
         let api: Api<KNode> = Api::all(client.clone());
         let list = api
             .list(&ListParams::default())
@@ -101,6 +102,7 @@ impl NodeState {
 
 /// The Node as it is now (`None`: not registered).
 pub async fn get(client: &kube::Client, name: &str) -> Result<Option<KNode>, ClusterError> {
+    tracing::debug!(node = name, "GET node");
     let api: Api<KNode> = Api::all(client.clone());
     api.get_opt(name)
         .await

@@ -102,7 +102,9 @@ impl Kubeconfig {
     /// Records the report, the API client and the join token.
     async fn settle(run: &mut Run<'_>, server: usize, report: StepReport, plan: KubeconfigPlan) {
         run.nodes[server].push(run.opts.progress.as_ref(), report);
-        if let Some(k) = plan.usable() {
+        // Built once a run: an upgrade phase may have made it already.
+        let built = matches!(run.api, Some(Ok(_)));
+        if let Some(k) = plan.usable().filter(|_| !built) {
             let k = api_through(run, server).unwrap_or(k);
             let client = run.opts.api.client(&k).await;
             run.api = Some(client.map_err(|e| {

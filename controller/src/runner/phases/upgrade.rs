@@ -348,7 +348,7 @@ async fn plan(run: &Run<'_>, nodes: &[usize]) -> UpgradePlan {
 /// `--no-drain` lets the servers and agents phases upgrade without it.
 fn client_or_fail(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
     match plan.client {
-        Ok(c) => Some((c, plan.nodes)),
+        Ok(c) => Some((keep(run, c), plan.nodes)),
         Err(why) if !run.opts.upgrade.drain => {
             tracing::warn!("upgrade without cordon and drain: {}", error_chain(&why));
             None
@@ -367,10 +367,17 @@ fn client_or_fail(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client,
     }
 }
 
+/// The run's API client from now on (the kubeconfig phase keeps it): the
+/// client is built once a run.
+fn keep(run: &mut Run<'_>, client: kube::Client) -> kube::Client {
+    run.api.get_or_insert_with(|| Ok(client.clone()));
+    client
+}
+
 /// `pictl plan` without an API: the upgrade is left to the node phases.
-fn client_or_warn(plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
+fn client_or_warn(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
     match plan.client {
-        Ok(c) => Some((c, plan.nodes)),
+        Ok(c) => Some((keep(run, c), plan.nodes)),
         Err(why) => {
             tracing::warn!("upgrade without cordon and drain: {}", error_chain(&why));
             None
@@ -444,7 +451,7 @@ impl Phase for UpgradeServers {
     }
 
     async fn show(&self, run: &mut Run<'_>, plan: UpgradePlan) -> Result<(), RunError> {
-        if let Some((client, nodes)) = client_or_warn(plan) {
+        if let Some((client, nodes)) = client_or_warn(run, plan) {
             Self::walk(run, &client, &nodes, &Checking).await;
         }
         Ok(())
@@ -545,7 +552,7 @@ impl Phase for UpgradeAgents {
     }
 
     async fn show(&self, run: &mut Run<'_>, plan: UpgradePlan) -> Result<(), RunError> {
-        if let Some((client, nodes)) = client_or_warn(plan) {
+        if let Some((client, nodes)) = client_or_warn(run, plan) {
             Self::walk(run, &client, &nodes, &Checking).await;
         }
         Ok(())

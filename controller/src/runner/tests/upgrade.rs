@@ -74,8 +74,12 @@ fn unschedulable(s: &Setup, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn servers_one_at_a_time_then_agents_each_cordoned_drained_upgraded_and_uncordoned() {
     let s = upgrade_fleet(3, 2).await;
+    let clients_before = s.api.servers.lock().expect("servers").len();
     let report = apply_(&s).await;
     assert!(!report.failed(), "{report:#?}");
+    // The upgrade's client is the run's: the kubeconfig phase builds no other.
+    let clients = s.api.servers.lock().expect("servers").len() - clients_before;
+    assert_eq!(clients, 1, "API clients built in one upgrade run");
     let mut want = Vec::new();
     for n in ["s1", "s2", "s3", "a1", "a2"] {
         want.extend([
