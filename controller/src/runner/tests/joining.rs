@@ -1,0 +1,66 @@
+//! Joining the cluster: a reflashed agent refused by its node password is
+//! named with the fix, and agents get an agent token, not the server's.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reflashed_agent_refused_by_its_node_password_is_named_with_the_fix() {
+    let s = setup(1, 1).await;
+    s.fleet.node("a1").lock().expect("node").refuse =
+        Some("level=error msg=\"Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' may not match server node-passwd entry\"".into());
+    let report = s.apply().await;
+    let why = node(&report, "a1").failed.clone().unwrap_or_default();
+    assert!(why.contains("Node password rejected"), "{why}");
+    assert!(why.contains("kubectl delete node a1"), "{why}");
+    assert!(node(&report, "s1").failed.is_none(), "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_cluster_gives_agents_an_agent_token_not_the_server_token() {
+    let s = setup(1, 1).await;
+    assert!(!s.apply().await.failed());
+    let config = |n: &str| {
+        let st = s.fleet.node(n);
+        let st = st.lock().expect("node");
+        String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config")).into_owned()
+    };
+    let agent_secret =
+        std::fs::read_to_string(s.dir.path().join("state").join("agent-token")).expect("generated");
+    assert!(
+        config("s1").contains(&format!("agent-token: {}", agent_secret.trim())),
+        "{}",
+        config("s1")
+    );
+    let agent = config("a1");
+    assert!(
+        agent.contains("::node:") && !agent.contains("::server:"),
+        "{agent}"
+    );
+    assert!(!s.apply().await.changed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_running_without_an_agent_token_keeps_running_without_one() {
+    let s = setup(1, 1).await;
+    // A server someone started without an agent token (install.sh's default).
+    {
+        let st = s.fleet.node("s1");
+        let mut st = st.lock().expect("node");
+        st.server_token = Some("K10abc::server:theirs".into());
+        st.active.insert("k3s.service".into());
+    }
+    std::fs::create_dir_all(s.dir.path().join("state")).expect("state");
+    let report = s.apply().await;
+    assert!(!report.failed(), "{report:#?}");
+    let st = s.fleet.node("s1");
+    let config = String::from_utf8_lossy(
+        st.lock()
+            .expect("node")
+            .files
+            .get(paths::CONFIG)
+            .expect("config"),
+    )
+    .into_owned();
+    assert!(!config.contains("agent-token"), "{config}");
+    assert!(!s.dir.path().join("state").join("agent-token").exists());
+}

@@ -1,0 +1,97 @@
+//! `reset`: shown and nothing removed without `--yes`, agents removed
+//! before servers, one agent's Node deleted and the rest left.
+
+use super::*;
+
+async fn reset(s: &Setup, only: &[&str], confirmed: bool) -> RunReport {
+    let only: Vec<String> = only.iter().map(|n| n.to_string()).collect();
+    super::reset(&s.inv, &s.options(), &only, confirmed)
+        .await
+        .expect("reset runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_without_yes_shows_what_it_would_remove_and_removes_nothing() {
+    let s = setup(1, 1).await;
+    assert!(!s.apply().await.failed());
+    let before = s.fleet.calls().len();
+    let report = reset(&s, &[], false).await;
+    assert!(report.changed() && !report.failed(), "{report:#?}");
+    let writes: Vec<_> = s.fleet.calls()[before..]
+        .iter()
+        .filter(|(_, c)| is_write(c))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert!(
+        s.fleet
+            .node("s1")
+            .lock()
+            .expect("node")
+            .files
+            .contains_key(paths::K3S_BIN)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_removes_agents_before_servers_and_a_second_reset_changes_nothing() {
+    let s = setup(1, 2).await;
+    assert!(!s.apply().await.failed());
+    let before = s.fleet.calls().len();
+    let report = reset(&s, &[], true).await;
+    assert!(!report.failed(), "{report:#?}");
+    let calls = s.fleet.calls();
+    let first = |n: &str| {
+        calls[before..]
+            .iter()
+            .position(|(m, c)| m == n && matches!(c, Call::Put(_)))
+            .expect("reset")
+    };
+    assert!(
+        first("a1") < first("s1") && first("a2") < first("s1"),
+        "{calls:?}"
+    );
+    for n in ["s1", "a1", "a2"] {
+        let st = s.fleet.node(n);
+        let st = st.lock().expect("node");
+        assert!(
+            st.files.is_empty() && st.active.is_empty(),
+            "{n} kept {:?}",
+            st.files.keys()
+        );
+    }
+    let mark = s.fleet.calls().len();
+    let again = reset(&s, &[], true).await;
+    assert!(!again.changed() && !again.failed(), "{again:#?}");
+    let writes: Vec<_> = s.fleet.calls()[mark..]
+        .iter()
+        .filter(|(_, c)| is_write(c))
+        .cloned()
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a second reset wrote (a record is a write too): {writes:?}"
+    );
+    // The whole cluster is gone: its kubeconfig is forgotten.
+    assert!(!crate::state::kubeconfig_path(&s.inv).exists());
+    assert!(s.api.deleted.lock().expect("deleted").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resetting_one_agent_deletes_its_node_and_leaves_the_rest() {
+    let s = setup(1, 2).await;
+    assert!(!s.apply().await.failed());
+    let report = reset(&s, &["a2"], true).await;
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(report.nodes.len(), 1);
+    assert_eq!(*s.api.deleted.lock().expect("deleted"), ["a2"]);
+    assert!(
+        s.fleet
+            .node("a1")
+            .lock()
+            .expect("node")
+            .active
+            .contains("k3s-agent.service")
+    );
+    assert!(crate::state::kubeconfig_path(&s.inv).exists());
+}
