@@ -133,7 +133,7 @@ fn apply_json(lab: &Lab, inventory: &Path) -> (i32, Value, Output) {
 }
 
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
-    pictl::kubectl(&lab.dir().join("state").join("kubeconfig"), args)
+    pictl::lab_kubectl(lab, args)
 }
 
 fn ensure_converged(lab: &Lab) {
@@ -424,7 +424,7 @@ fn image_preflight_refuses_an_amd64_only_image_for_the_arm64_node(lab: &Lab) {
     assert!(reg.token_requests() >= 1);
     let ns = Command::new(pictl::KUBECTL)
         .arg("--kubeconfig")
-        .arg(lab.dir().join("state").join("kubeconfig"))
+        .arg(pictl::lab_kubeconfig(lab))
         .args(["get", "namespace", "amd64-only"])
         .output()
         .expect("kubectl");

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use pictl_e2e::Lab;
-use pictl_e2e::pictl::{self, text};
+use pictl_e2e::pictl::{self, node, steps, text};
 use serde_json::Value;
 
 const SERVERS: [&str; 3] = ["node1", "node2", "node3"];
@@ -26,25 +26,6 @@ fn apply_json(lab: &Lab, inventory: &Path) -> (i32, Value, Output) {
     let v: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)));
     (out.status.code().unwrap_or(-1), v, out)
-}
-
-fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["nodes"]
-        .as_array()
-        .and_then(|n| n.iter().find(|n| n["name"] == name))
-        .expect("node in report")
-}
-
-fn changed_steps(report: &Value, name: &str) -> Vec<String> {
-    node(report, name)["steps"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .filter(|s| s["status"] == "changed")
-                .filter_map(|s| s["step"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The lab's inventory with `servers` as servers (the rest agents), and
@@ -84,9 +65,9 @@ fn inventory(lab: &Lab, file: &str, servers: &[&str], ha: bool) -> PathBuf {
 /// and checking its certificate for the user's name (`tls_san`).
 fn kubectl_via(lab: &Lab, node: &str, args: &[&str]) -> Output {
     let addr = lab.address(node).expect("address");
-    Command::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.32")
+    Command::new(pictl::KUBECTL)
         .arg("--kubeconfig")
-        .arg(lab.dir().join("state").join("kubeconfig"))
+        .arg(pictl::lab_kubeconfig(lab))
         .args([
             "--server",
             &format!("https://{addr}:6443"),
@@ -232,7 +213,7 @@ pub fn ha_bootstrap_serves_the_same_nodes_through_every_server(lab: &Lab) {
     assert_eq!(code, 0, "{}", text(&out));
     for n in ALL {
         assert!(
-            changed_steps(&again, n).is_empty(),
+            steps(&again, n, "changed").is_empty(),
             "{n} changed on a re-run: {again:#}"
         );
     }

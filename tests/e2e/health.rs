@@ -64,7 +64,7 @@ fn status_of(report: &Value, node: &str, step: &str) -> String {
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
     let out = Command::new("kubectl")
         .arg("--kubeconfig")
-        .arg(lab.dir().join("state").join("kubeconfig"))
+        .arg(pictl::lab_kubeconfig(lab))
         .args(args)
         .output()
         .expect("kubectl");

@@ -52,12 +52,8 @@ fn apply(lab: &Lab, inventory: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(&out)))
 }
 
-fn kubeconfig(lab: &Lab) -> PathBuf {
-    lab.dir().join("state").join("kubeconfig")
-}
-
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
-    pictl::kubectl(&kubeconfig(lab), args)
+    pictl::lab_kubectl(lab, args)
 }
 
 /// Each Node's podCIDR and annotation, from real kubectl.

@@ -38,7 +38,7 @@ fn report(o: &Output) -> Value {
 fn kubectl_out(lab: &Lab, args: &[&str]) -> Output {
     Command::new(pictl::KUBECTL)
         .arg("--kubeconfig")
-        .arg(lab.dir().join("state").join("kubeconfig"))
+        .arg(pictl::lab_kubeconfig(lab))
         .args(args)
         .stdin(Stdio::null())
         .output()

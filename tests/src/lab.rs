@@ -6,12 +6,17 @@
 //! lab; the only thing done here directly is SSH (with the same options as
 //! `lab ssh`) and the leak check, which must not trust the tool it checks.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+
+mod available;
+mod leaks;
+
+pub use available::{arm64_or_skip, arm64_unavailable_reason, lab_or_skip, lab_unavailable_reason};
+pub use leaks::leaks;
 
 /// A lab node as pictl sees it: a name and an address reachable from the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,112 +80,6 @@ pub fn state_dir(id: u32) -> PathBuf {
         repo_root().join(".lab")
     } else {
         repo_root().join(format!(".lab-{id}"))
-    }
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Why the lab cannot be created on this machine, or None when it can.
-pub fn lab_unavailable_reason() -> Option<String> {
-    if effective_uid() != Some(0) {
-        return Some("the lab needs root (network namespaces, mounts, systemd-nspawn)".into());
-    }
-    let cache_present = std::env::var_os("PICTL_LAB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/pictl-lab/bookworm-base.tar"))
-        .is_file();
-    let mut needed = vec![
-        "systemd-nspawn",
-        "ip",
-        "ssh",
-        "ssh-keygen",
-        "flock",
-        "setsid",
-    ];
-    if !cache_present {
-        needed.push("debootstrap");
-    }
-    let missing: Vec<&str> = needed.into_iter().filter(|t| !which(t)).collect();
-    if !missing.is_empty() {
-        return Some(format!(
-            "missing host tools: {} (run tests/lab/install-deps.sh)",
-            missing.join(", ")
-        ));
-    }
-    if !tool().is_file() {
-        return Some(format!("lab tool not found at {}", tool().display()));
-    }
-    None
-}
-
-/// Why arm64 nodes cannot run here (qemu-aarch64 not registered with
-/// binfmt_misc, or without the C flag sudo needs), or None when they can.
-pub fn arm64_unavailable_reason() -> Option<String> {
-    let entry = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
-    let Ok(text) = fs::read_to_string(entry) else {
-        return Some(
-            "qemu-aarch64 is not registered in binfmt_misc (run tests/lab/install-deps.sh)".into(),
-        );
-    };
-    if !text.lines().any(|l| l == "enabled") {
-        return Some("binfmt qemu-aarch64 is disabled (run tests/lab/install-deps.sh)".into());
-    }
-    let flags = text
-        .lines()
-        .find_map(|l| l.strip_prefix("flags: "))
-        .unwrap_or("");
-    if !flags.contains('C') {
-        return Some(format!(
-            "binfmt qemu-aarch64 has flags {flags:?}, without C sudo fails in arm64 nodes (run tests/lab/install-deps.sh)"
-        ));
-    }
-    None
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
-        .unwrap_or(false)
-}
-
-/// Decide whether a lab test may run. True when the lab can be created. When it
-/// cannot: in CI (`CI=true`) this panics, so lab tests never silently pass
-/// there; elsewhere it prints `SKIPPED: <reason>` and returns false, and the
-/// test should return.
-pub fn lab_or_skip() -> bool {
-    match lab_unavailable_reason() {
-        None => true,
-        Some(reason) if in_ci() => {
-            panic!("the lab is required in CI (CI=true) but cannot be created: {reason}")
-        }
-        Some(reason) => {
-            println!("SKIPPED: {reason}");
-            false
-        }
-    }
-}
-
-/// [`lab_or_skip`] for arm64 nodes (qemu-user through binfmt_misc).
-pub fn arm64_or_skip() -> bool {
-    match arm64_unavailable_reason() {
-        None => true,
-        Some(reason) if in_ci() => {
-            panic!("arm64 lab nodes are required in CI (CI=true) but cannot run: {reason}")
-        }
-        Some(reason) => {
-            println!("SKIPPED: {reason}");
-            false
-        }
     }
 }
 
@@ -604,107 +503,6 @@ impl Drop for Lab {
             eprintln!("lab: teardown of instance {} failed: {e:#}", self.id);
         }
     }
-}
-
-/// Everything instance `id` could have left on the host: network namespaces,
-/// links (bridge, veths), the routing rule, mounts under its state dir, its
-/// cgroups, and processes (by cgroup, by command line). Empty when clean.
-/// Checked from the kernel's own tables, not from the tool's state files.
-pub fn leaks(id: u32) -> Vec<String> {
-    let mut found = Vec::new();
-    let ns_prefix = format!("pictl{id}-node");
-    if let Ok(entries) = fs::read_dir("/run/netns") {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let node = name
-                .strip_prefix(&ns_prefix)
-                .is_some_and(|r| r.chars().all(|c| c.is_ascii_digit()));
-            // `lab host`'s extra namespaces.
-            if node || name.starts_with(&format!("pictl{id}-x-")) {
-                found.push(format!("netns {name}"));
-            }
-        }
-    }
-    let bridge = format!("pictl{id}");
-    let veth_prefix = format!("pictl{id}n");
-    if let Ok(entries) = fs::read_dir("/sys/class/net") {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let veth = name.strip_prefix(&veth_prefix).is_some_and(|r| {
-                let r = r.strip_suffix('p').unwrap_or(r);
-                !r.is_empty() && r.chars().all(|c| c.is_ascii_digit())
-            });
-            let veth = veth || name.starts_with(&format!("pictl{id}x"));
-            if name == bridge || veth {
-                found.push(format!("link {name}"));
-            }
-        }
-    }
-    if let Ok(out) = Command::new("ip")
-        .args(["rule", "show", "priority", &(17700 + id).to_string()])
-        .output()
-    {
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !text.trim().is_empty() {
-            found.push(format!("ip rule {}", text.trim()));
-        }
-    }
-    let dir = state_dir(id);
-    let dir_prefix = format!("{}/", dir.display());
-    if let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") {
-        for line in mounts.lines() {
-            if let Some(point) = line.split(' ').nth(4)
-                && point.starts_with(&dir_prefix)
-            {
-                found.push(format!("mount {point}"));
-            }
-        }
-    }
-    let cg_name = format!("pictl-lab{id}");
-    let mut cg_roots = vec![PathBuf::from("/sys/fs/cgroup")];
-    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
-        cg_roots.extend(entries.flatten().map(|e| e.path()));
-    }
-    for root in cg_roots {
-        let cg = root.join(&cg_name);
-        if cg.is_dir() {
-            found.push(format!("cgroup {}", cg.display()));
-        }
-    }
-    let cg_marker = format!("/{cg_name}/");
-    let cg_end = format!("/{cg_name}");
-    let launcher = format!("--id {id} _run ");
-    let me = std::process::id().to_string();
-    if let Ok(procs) = fs::read_dir("/proc") {
-        for p in procs.flatten() {
-            let pid = p.file_name().to_string_lossy().into_owned();
-            if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
-                continue;
-            }
-            let base = p.path();
-            let zombie = fs::read_to_string(base.join("stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(") ")
-                        .map(|(_, r)| r.starts_with('Z') || r.starts_with('X'))
-                })
-                .unwrap_or(true);
-            if zombie {
-                continue;
-            }
-            let cmdline = fs::read(base.join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-                .unwrap_or_default();
-            let cgroups = fs::read_to_string(base.join("cgroup")).unwrap_or_default();
-            let in_cg = cgroups
-                .lines()
-                .any(|l| l.contains(&cg_marker) || l.ends_with(&cg_end));
-            if in_cg || cmdline.contains(&dir_prefix) || cmdline.contains(&launcher) {
-                found.push(format!("process {pid}: {}", cmdline.trim()));
-            }
-        }
-    }
-    found
 }
 
 #[cfg(test)]

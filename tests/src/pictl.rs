@@ -135,18 +135,33 @@ pub fn one_image_inventory(lab: &Lab, ns: &str, image: &str) -> PathBuf {
     inv
 }
 
-/// `pictl ARGS -i INVENTORY` run to completion against the lab, with this
+/// [`command`] for this checkout's `pictl` against the lab, with this
 /// checkout's simulator in the lab's mirror (filled once per process: a
 /// mirror left by an earlier run may hold an older one).
-pub fn run(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
+pub fn lab_command(lab: &Lab, inventory: &Path, args: &[&str]) -> Command {
     static MIRROR: std::sync::Once = std::sync::Once::new();
     MIRROR.call_once(|| {
         lab.populate_mirror()
             .expect("populate the lab's K3s mirror")
     });
     command(build(), lab, inventory, args)
+}
+
+/// [`lab_command`] run to completion.
+pub fn run(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
+    lab_command(lab, inventory, args)
         .output()
         .expect("run pictl")
+}
+
+/// The kubeconfig pictl wrote for the lab (in its controller state).
+pub fn lab_kubeconfig(lab: &Lab) -> PathBuf {
+    lab.dir().join("state").join("kubeconfig")
+}
+
+/// [`kubectl`] through [`lab_kubeconfig`].
+pub fn lab_kubectl(lab: &Lab, args: &[&str]) -> String {
+    kubectl(&lab_kubeconfig(lab), args)
 }
 
 /// The lab's kernel is the host's (`uname -r`).
