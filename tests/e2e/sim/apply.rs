@@ -340,4 +340,46 @@ pub fn client_side_apply_and_patch() {
     let d = json(&sim.k(&["get", "deployment", "web", "-o", "json"]));
     assert_eq!(d["spec"]["replicas"], 4);
     assert_eq!(d["metadata"]["labels"]["team"], "edge");
+    // A merge patch naming a resourceVersion is a precondition (pictl's Node
+    // writes send the one they read): a stale one is a 409 Conflict and
+    // nothing changes; the current one is applied. (A ConfigMap: no
+    // controller writes it meanwhile.)
+    sim.k(&["create", "configmap", "pre", "--from-literal=k=v1"]);
+    let cm = json(&sim.k(&["get", "configmap", "pre", "-o", "json"]));
+    let current = cm["metadata"]["resourceVersion"].as_str().expect("rv");
+    let stale = (current.parse::<u64>().expect("numeric rv") - 1).to_string();
+    let patch = |rv: &str, v: &str| {
+        format!("{{\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"data\":{{\"k\":\"{v}\"}}}}")
+    };
+    let out = sim.kubectl(&[
+        "patch",
+        "configmap",
+        "pre",
+        "--type=merge",
+        "-p",
+        &patch(&stale, "v2"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a stale resourceVersion was accepted"
+    );
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("the object has been modified"),
+        "{err}"
+    );
+    let cm = json(&sim.k(&["get", "configmap", "pre", "-o", "json"]));
+    assert_eq!(cm["data"]["k"], "v1", "a refused patch changed the object");
+    assert_eq!(cm["metadata"]["resourceVersion"], current);
+    sim.k(&[
+        "patch",
+        "configmap",
+        "pre",
+        "--type=merge",
+        "-p",
+        &patch(current, "v2"),
+    ]);
+    let cm = json(&sim.k(&["get", "configmap", "pre", "-o", "json"]));
+    assert_eq!(cm["data"]["k"], "v2");
 }
