@@ -9,6 +9,8 @@
 pub mod agent_access;
 mod client;
 pub mod drain;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod nodes;
 
 use std::sync::Arc;

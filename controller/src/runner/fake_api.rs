@@ -1,7 +1,8 @@
-//! The runner tests' fake API server: Nodes (Ready, with a podCIDR each),
-//! Pods and a disruption budget for drains, and any other object stored by
-//! its path (the agents' ServiceAccounts, token Secrets and roles). Every
-//! request is recorded; with a fleet, its calls join the fleet's log.
+//! The runner tests' face of the fake API: Nodes (Ready, with a podCIDR
+//! each), Pods and a disruption budget for drains answered here, with the
+//! fleet's log; every other object (the agents' ServiceAccounts, token
+//! Secrets and roles) goes to the one fake API store, `cluster::fake`.
+//! Every request is recorded; with a fleet, its calls join the fleet's log.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,9 +20,9 @@ pub struct FakeApi {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// Node objects by name, as patched.
     pub objects: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
-    /// Any other object by its API path (the agents' ServiceAccounts, token
-    /// Secrets and roles), as last applied.
-    pub others: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+    /// Every other object (the agents' ServiceAccounts, token Secrets and
+    /// roles): the one fake API's store.
+    pub store: crate::cluster::fake::FakeApi,
     /// Nodes deleted, in order.
     pub deleted: Arc<Mutex<Vec<String>>>,
     /// The `server:` of each kubeconfig a client was made from, in order.
@@ -94,49 +95,6 @@ fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
             merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
         }
     }
-}
-
-/// A LIST's path: it ends in a resource's plural, not an object's name.
-fn is_collection(path: &str) -> bool {
-    let kinds = [
-        "serviceaccounts",
-        "secrets",
-        "clusterroles",
-        "clusterrolebindings",
-    ];
-    kinds.iter().any(|k| path.ends_with(&format!("/{k}")))
-}
-
-/// The objects stored directly under `path` whose labels match the query's
-/// `labelSelector` (`k=v` terms joined by commas, as the API takes them).
-fn list(
-    others: &BTreeMap<String, serde_json::Value>,
-    path: &str,
-    query: &str,
-) -> serde_json::Value {
-    let selector = query
-        .split('&')
-        .find_map(|q| q.strip_prefix("labelSelector="))
-        .map(|s| {
-            s.replace("%2F", "/")
-                .replace("%3D", "=")
-                .replace("%2C", ",")
-        })
-        .unwrap_or_default();
-    let terms: Vec<(&str, &str)> = selector
-        .split(',')
-        .filter_map(|t| t.split_once('='))
-        .collect();
-    let items: Vec<&serde_json::Value> = others
-        .iter()
-        .filter(|(p, _)| {
-            p.strip_prefix(path)
-                .is_some_and(|r| r.matches('/').count() == 1)
-        })
-        .map(|(_, o)| o)
-        .filter(|o| terms.iter().all(|(k, v)| o["metadata"]["labels"][*k] == *v))
-        .collect();
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
 }
 
 fn pod_json(ns: &str, name: &str, node: &str) -> serde_json::Value {
@@ -288,9 +246,7 @@ impl FakeApi {
         })
     }
 
-    /// `NS/pods/NAME` and `NS/pods/NAME/eviction`.
-    /// Any other object: applied (a token Secret gets its token and CA at
-    /// once, as the token controller fills it), read, deleted, else 404.
+    /// Any other object: the store's (applied, read, listed, deleted).
     fn other(
         &self,
         method: &http::Method,
@@ -298,37 +254,16 @@ impl FakeApi {
         query: &str,
         body: &[u8],
     ) -> (u16, serde_json::Value) {
-        let mut others = self.others.lock().expect("others");
-        let found = match *method {
-            http::Method::PATCH => {
-                let mut obj: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-                if obj["type"] == "kubernetes.io/service-account-token" {
-                    use base64::Engine;
-                    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-                    obj["data"] =
-                        serde_json::json!({"token": b64("fake-token"), "ca.crt": b64("CA")});
-                }
-                others.insert(path.to_string(), obj.clone());
-                Some(obj)
-            }
-            http::Method::DELETE => others.remove(path).map(
-                |_| serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-            ),
-            _ if !others.contains_key(path) && is_collection(path) => {
-                return (200, list(&others, path, query));
-            }
-            _ => others.get(path).cloned(),
+        let uri = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
         };
-        match found {
-            Some(v) => (200, v),
-            None => (
-                404,
-                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "reason": "NotFound", "code": 404, "message": "not found"}),
-            ),
-        }
+        let (status, value) = self.store.respond(method, &uri, body);
+        (status.as_u16(), value)
     }
 
+    /// `NS/pods/NAME` and `NS/pods/NAME/eviction`.
     fn pod_call(&self, method: &http::Method, rest: &str) -> (u16, serde_json::Value) {
         let parts: Vec<&str> = rest.split('/').collect();
         let (ns, name) = (

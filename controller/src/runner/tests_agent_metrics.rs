@@ -199,11 +199,9 @@ async fn a_re_run_lists_the_agent_objects_once_instead_of_reading_each() {
     assert_eq!(reads(&requests), (4, 0), "{requests:#?}");
     // Labels edited away from a1's ClusterRole: read by name, still there.
     let path = "/apis/rbac.authorization.k8s.io/v1/clusterroles/pictl-agent:a1";
-    {
-        let mut others = s.api.others.lock().expect("others");
-        let role = others.get_mut(path).expect("a1's ClusterRole");
+    s.api.store.edit(path, |role| {
         role["metadata"]["labels"] = serde_json::json!({});
-    }
+    });
     s.api.requests.lock().expect("requests").clear();
     let plan = super::plan(&s.inv, &s.options(false)).await.expect("plan");
     assert!(!plan.changed(), "{plan:#?}");
@@ -223,7 +221,7 @@ async fn a_plan_of_a_drifted_cluster_finds_every_drift_and_writes_nothing() {
     assert!(!report.failed(), "{report:#?}");
     s.inv.nodes[1].labels = [("zone".to_string(), "shelf".to_string())].into();
     let role = "/apis/rbac.authorization.k8s.io/v1/clusterroles/pictl-agent:a1";
-    s.api.others.lock().expect("others").remove(role);
+    s.api.store.remove(role).expect("a1's ClusterRole");
     {
         let mut objects = s.api.objects.lock().expect("objects");
         let s1 = objects.get_mut("s1").expect("s1's Node");

@@ -289,7 +289,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::workload::fake_api::FakeApi;
+    use crate::cluster::fake::FakeApi;
 
     #[derive(Default)]
     struct Recorded(Mutex<Vec<String>>);

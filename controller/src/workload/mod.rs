@@ -19,8 +19,6 @@ mod rollout;
 pub mod target;
 
 #[cfg(test)]
-pub(crate) mod fake_api;
-#[cfg(test)]
 mod tests;
 
 pub use apply::apply_plan;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::fake_api::{Call, FakeApi};
 use super::{Action, ApplyError, Manifest, PlaybookPlan, apply_plan, plan_playbook};
+use crate::cluster::fake::{Call, FakeApi};
 use crate::write::Writer;
 
 const NS: &str = "/api/v1/namespaces/web";

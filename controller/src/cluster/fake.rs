@@ -1,8 +1,12 @@
-//! A fake Kubernetes API for tests of plan and apply: kube's own client
-//! over `tower_test::mock`, answered from an in-memory store, with every
-//! request recorded so that a test can say what was, and was not, sent.
+//! The one fake Kubernetes API of the tests: kube's own client over
+//! `tower_test::mock`, answered from an in-memory store of objects by
+//! path, with discovery and every request recorded so that a test can say
+//! what was, and was not, sent. The workload's tests talk to it directly;
+//! the runner's fake (`runner/fake_api.rs`) answers Nodes, Pods and
+//! evictions itself and hands every other object to this store.
 //! Server-side apply here replaces the object (no merging, no defaults):
-//! enough for pictl, which always applies whole objects.
+//! enough for pictl, which always applies whole objects; a token Secret is
+//! filled at once, as K3s's token controller fills it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,6 +39,7 @@ impl Call {
 const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "namespaces", "Namespace", false),
     ("", "v1", "secrets", "Secret", true),
+    ("", "v1", "serviceaccounts", "ServiceAccount", true),
     ("", "v1", "services", "Service", true),
     ("", "v1", "configmaps", "ConfigMap", true),
     ("", "v1", "limitranges", "LimitRange", true),
@@ -43,6 +48,8 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", true),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true),
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
 ];
 
 #[derive(Default)]
@@ -100,23 +107,33 @@ impl FakeApi {
         self.store().objects.get(path).cloned()
     }
 
-    async fn answer(&self, req: Request<Body>) -> Response<Body> {
-        let (parts, body) = req.into_parts();
-        let body = body.collect_bytes().await.unwrap_or_default();
-        let url = reqwest::Url::parse(&format!("http://fake{}", parts.uri)).expect("uri");
+    /// Removes an object as if someone else had deleted it.
+    pub fn remove(&self, path: &str) -> Option<Value> {
+        self.store().objects.remove(path)
+    }
+
+    /// One request, recorded and answered (`uri`: path and query).
+    pub fn respond(&self, method: &Method, uri: &str, body: &[u8]) -> (StatusCode, Value) {
+        let url = reqwest::Url::parse(&format!("http://fake{uri}")).expect("uri");
         let call = Call {
-            method: parts.method.clone(),
+            method: method.clone(),
             path: url.path().to_string(),
             query: url.query_pairs().into_owned().collect(),
         };
         self.store().calls.push(call.clone());
-        let (status, value) = match (call.method.clone(), discovery(&call.path)) {
+        match (call.method.clone(), discovery(&call.path)) {
             (Method::GET, Some(doc)) => (StatusCode::OK, doc),
             (Method::GET, None) => self.read(&call),
-            (Method::PATCH, _) => self.apply(&call, &body),
+            (Method::PATCH, _) => self.apply(&call, body),
             (Method::DELETE, _) => self.delete(&call.path),
             _ => not_found(),
-        };
+        }
+    }
+
+    async fn answer(&self, req: Request<Body>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect_bytes().await.unwrap_or_default();
+        let (status, value) = self.respond(&parts.method, &parts.uri.to_string(), &body);
         Response::builder()
             .status(status)
             .header("content-type", "application/json")
@@ -152,6 +169,11 @@ impl FakeApi {
         store.version += 1;
         let existed = store.objects.contains_key(&call.path);
         obj["metadata"]["resourceVersion"] = json!(store.version.to_string());
+        if obj["type"] == "kubernetes.io/service-account-token" {
+            use base64::Engine;
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            obj["data"] = json!({"token": b64("fake-token"), "ca.crt": b64("CA")});
+        }
         if obj["kind"] == "Deployment" {
             // Rolled out at once: the fake has no controllers.
             let n = obj["spec"]["replicas"].as_i64().unwrap_or(1);
