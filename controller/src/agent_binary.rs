@@ -20,6 +20,28 @@ use crate::arch::Arch;
 use crate::artifacts::sha256_hex;
 use crate::inventory::AgentSettings;
 
+/// Why a node has no agent binary this run (the node's agent step is
+/// skipped with it; the rest of the run goes on).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentBinaryError {
+    /// None found: where pictl looked and how to build one.
+    #[error("{0}")]
+    NotFound(String),
+    /// Found but not readable.
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
+    /// Not an agent for the node: another arch, not ELF, or linked
+    /// dynamically where it would not start.
+    #[error("{}: {why}", path.display())]
+    Refused { path: PathBuf, why: String },
+    /// No binary was loaded for the node's arch.
+    #[error("no agent binary for {0}")]
+    NotLoaded(Arch),
+}
+
 /// One agent binary, read and hashed once per run.
 #[derive(Clone)]
 pub struct AgentBinary {
@@ -243,15 +265,18 @@ pub fn accept(linkage: &Linkage, origin: Origin, arch: Arch) -> Result<(), Strin
 pub fn load(
     settings: &AgentSettings,
     arches: impl IntoIterator<Item = Arch>,
-) -> BTreeMap<Arch, Result<AgentBinary, String>> {
+) -> BTreeMap<Arch, Result<AgentBinary, AgentBinaryError>> {
     let mut out = BTreeMap::new();
     for arch in arches {
         out.entry(arch).or_insert_with(|| {
-            let (path, origin) = for_arch(settings, arch)?;
-            let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let (path, origin) = for_arch(settings, arch).map_err(AgentBinaryError::NotFound)?;
+            let bytes = std::fs::read(&path).map_err(|e| AgentBinaryError::Unreadable {
+                path: path.clone(),
+                source: Arc::new(e),
+            })?;
             check_elf(&bytes, arch)
                 .and_then(|linkage| accept(&linkage, origin, arch))
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|why| AgentBinaryError::Refused { path, why })?;
             Ok(AgentBinary {
                 sha256: sha256_hex(&bytes),
                 bytes: Arc::new(bytes),

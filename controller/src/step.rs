@@ -72,7 +72,8 @@ pub struct Desired {
     pub unit: String,
     /// The health agent's binary for this node (`None`: disabled; `Err`: why
     /// there is none).
-    pub agent: Option<Result<crate::agent_binary::AgentBinary, String>>,
+    pub agent:
+        Option<Result<crate::agent_binary::AgentBinary, crate::agent_binary::AgentBinaryError>>,
     /// Where this node's K3s binary and agent come from (the relay phase
     /// sets them; the controller by default).
     pub k3s_from: crate::relay::Source,

@@ -1,7 +1,7 @@
 //! The desired state of one node, built by one pure function from the
 //! inventory, the node's arch and what the run found out.
 
-use crate::agent_binary::AgentBinary;
+use crate::agent_binary::{AgentBinary, AgentBinaryError};
 use crate::facts;
 use crate::inventory::{Inventory, Node, Role};
 use crate::render;
@@ -21,7 +21,7 @@ pub struct Inputs<'a> {
     /// HA servers other than the first join with it, so the CA is pinned.
     pub server_token: Option<&'a Secret>,
     /// The health agent binary (`None`: disabled).
-    pub agent: Option<Result<AgentBinary, String>>,
+    pub agent: Option<Result<AgentBinary, AgentBinaryError>>,
     /// The agent unit's firewall drop-in ([`crate::steps::dropin`]).
     pub agent_dropin: String,
 }

@@ -112,7 +112,7 @@ impl Step for HealthAgent {
     fn check(&self, cx: &NodeCx<'_>) -> Check<HealthAgentPlan> {
         let bin = match &cx.desired.agent {
             None => return Check::Skip("disabled ([agent] enabled = false)".into()),
-            Some(Err(why)) => return Check::Skip(why.clone()),
+            Some(Err(why)) => return Check::Skip(why.to_string()),
             Some(Ok(b)) => b,
         };
         let unit_sha = sha256_hex(pictl_agent::SYSTEMD_UNIT.as_bytes());

@@ -217,7 +217,7 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
             agent_bins
                 .get(&arch)
                 .cloned()
-                .unwrap_or_else(|| Err("no agent binary".into()))
+                .unwrap_or(Err(crate::agent_binary::AgentBinaryError::NotLoaded(arch)))
         });
         let inputs = Inputs {
             version: &run.version,

@@ -147,7 +147,9 @@ fn a_changed_firewall_drop_in_is_rewritten_and_reloads_and_restarts_the_agent() 
 fn the_health_agent_is_skipped_with_the_reason_when_there_is_no_binary() {
     let inv = inventory();
     let (mut d, f) = with_agent(&inv);
-    d.agent = Some(Err("no pictl-agent for arm64".into()));
+    d.agent = Some(Err(crate::agent_binary::AgentBinaryError::NotFound(
+        "no pictl-agent for arm64".into(),
+    )));
     assert_eq!(
         check_one(&HealthAgent, &inv, &d, &f),
         Check::Skip("no pictl-agent for arm64".into())
