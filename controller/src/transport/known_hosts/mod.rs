@@ -332,7 +332,12 @@ fn learn_locked(file: &mut File, path: &Path, name: &str, key: &PublicKey) -> io
     if !text.is_empty() && !text.ends_with('\n') {
         line.push('\n');
     }
-    line.push_str(&format!("{name} {alg} {b64}\n"));
+    let written = if pattern::uses_hashing(&text) {
+        pattern::hash_name(name)
+    } else {
+        name.to_string()
+    };
+    line.push_str(&format!("{written} {alg} {b64}\n"));
     file.write_all(line.as_bytes())?;
     file.sync_all()?;
     Ok(Verdict::Unknown)
@@ -502,5 +507,47 @@ mod tests {
         assert_eq!(kh.check("node1", &key(KEY_B)), changed(1));
         assert_eq!(kh.check("[10.0.0.5]:2222", &key(KEY_B)), Verdict::Known);
         assert_eq!(kh.check("node2", &key(KEY_A)), Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_key_learned_into_a_hashed_file_is_hashed_and_openssh_finds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        fs::write(&path, format!("node1 {KEY_A}\n")).unwrap();
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen (openssh-client)");
+        assert!(out.status.success(), "{out:?}");
+        let name = "[10.0.0.7]:2222";
+        assert_eq!(learn(&path, name, &key(KEY_B)).unwrap(), Verdict::Unknown);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("10.0.0.7"),
+            "the name is written in clear: {text}"
+        );
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("|1|"), "{text}");
+        assert_eq!(learn(&path, name, &key(KEY_B)).unwrap(), Verdict::Known);
+        // OpenSSH's own lookup finds the hashed entry (-F hashes the name).
+        let found = std::process::Command::new("ssh-keygen")
+            .arg("-F")
+            .arg(name)
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("ssh-keygen -F");
+        let found = String::from_utf8_lossy(&found.stdout);
+        assert!(
+            found.contains(KEY_B.split_whitespace().nth(1).unwrap()),
+            "{found}"
+        );
+        // A plain file stays plain.
+        let plain = dir.path().join("plain");
+        fs::write(&plain, format!("node1 {KEY_A}\n")).unwrap();
+        learn(&plain, name, &key(KEY_B)).unwrap();
+        assert!(fs::read_to_string(&plain).unwrap().contains(name));
     }
 }

@@ -47,6 +47,28 @@ fn matches_hashed(hashed: &str, name: &str) -> bool {
     mac.verify_slice(&hash).is_ok()
 }
 
+/// `name` hashed as OpenSSH's `HashKnownHosts` writes it:
+/// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, with a fresh 20-byte salt
+/// (OpenSSH's hostfile.c `host_hash`).
+pub fn hash_name(name: &str) -> String {
+    let salt: [u8; 20] = rand::random();
+    let mut mac = Hmac::<Sha1>::new_from_slice(&salt).expect("HMAC takes any key length");
+    mac.update(name.as_bytes());
+    let hash = mac.finalize().into_bytes();
+    format!("|1|{}|{}", STANDARD.encode(salt), STANDARD.encode(hash))
+}
+
+/// Whether a known_hosts text already hides its names (any entry hashed):
+/// a name learned into it is hashed too, or it would give away the hosts
+/// the others hide.
+pub fn uses_hashing(text: &str) -> bool {
+    text.lines()
+        .map(str::trim_start)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().find(|w| !w.starts_with('@')))
+        .any(|names| names.starts_with("|1|"))
+}
+
 /// `*` matches any run (including empty), `?` exactly one byte.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
     match pattern.split_first() {
