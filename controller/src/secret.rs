@@ -33,6 +33,15 @@ pub fn token_password(token: &str) -> &str {
     }
 }
 
+/// The CA hash of a `K10<ca-hash>::<user>:<password>` token: what makes a
+/// joining node check the cluster CA it is given (K3s's
+/// pkg/clientaccess/token.go: a token without it trusts any CA on its first
+/// connection). `None` for a bare password or a `K10::…` without a hash.
+pub fn token_ca_hash(token: &str) -> Option<&str> {
+    let (hash, _) = token.strip_prefix("K10")?.split_once("::")?;
+    (!hash.is_empty()).then_some(hash)
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -65,6 +74,10 @@ mod token_tests {
         assert_eq!(super::token_password("K10abc::server:s3cret"), "s3cret");
         assert_eq!(super::token_password("K10abc::node:a:b"), "a:b");
         assert_eq!(super::token_password("K10::server:x"), "x");
+        assert_eq!(super::token_ca_hash("K10abc::server:a:b"), Some("abc"));
+        assert_eq!(super::token_ca_hash("K10::server:x"), None);
+        assert_eq!(super::token_ca_hash("a:b"), None);
+        assert_eq!(super::token_ca_hash("K10abc"), None);
         assert_eq!(super::token_password("bare"), "bare");
     }
 }

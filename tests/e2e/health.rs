@@ -205,7 +205,8 @@ fn apply_gives_each_agent_its_own_token_and_the_conditions_appear(lab: &Lab) {
             );
         }
     }
-    // One ServiceAccount and one role per node, limited to that node.
+    // One ServiceAccount and one role per node, limited to that node, and
+    // events only in `default` (a Role there).
     let role: Value = serde_json::from_str(&kubectl(
         lab,
         &["get", "clusterrole", "pictl-agent:node2", "-o", "json"],
@@ -214,9 +215,25 @@ fn apply_gives_each_agent_its_own_token_and_the_conditions_appear(lab: &Lab) {
     assert_eq!(
         role["rules"],
         serde_json::json!([
-            {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"], "resourceNames": ["node2"]},
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}
+            {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["patch"], "resourceNames": ["node2"]}
         ])
+    );
+    let events: Value = serde_json::from_str(&kubectl(
+        lab,
+        &[
+            "-n",
+            "default",
+            "get",
+            "role",
+            "pictl-agent:node2",
+            "-o",
+            "json",
+        ],
+    ))
+    .expect("events role");
+    assert_eq!(
+        events["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}])
     );
 }
 
@@ -265,6 +282,14 @@ fn the_agents_token_cannot_patch_another_node_or_anything_else(lab: &Lab) {
             "/api/v1/namespaces/kube-system/secrets",
             format!(
                 "secrets is forbidden: User \"{user}\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\""
+            ),
+        ),
+        // Events only in `default`, where the agent posts them.
+        (
+            "POST",
+            "/api/v1/namespaces/kube-system/events",
+            format!(
+                "events is forbidden: User \"{user}\" cannot create resource \"events\" in API group \"\" in the namespace \"kube-system\""
             ),
         ),
     ] {

@@ -1,8 +1,11 @@
 //! The health agents' access to the API (kube client side): for each node, a
 //! ServiceAccount `kube-system/pictl-agent-<node>`, its legacy token Secret,
-//! and a ClusterRole + ClusterRoleBinding `pictl-agent:<node>` allowing
-//! exactly `patch` on `nodes/status` of that one Node (`resourceNames`) and
-//! `create` on `events`.
+//! a ClusterRole + ClusterRoleBinding `pictl-agent:<node>` allowing exactly
+//! `patch` on `nodes/status` of that one Node (`resourceNames`), and a Role +
+//! RoleBinding `pictl-agent:<node>` in `default` allowing `create` on
+//! `events` there, the one namespace the agent posts them to (events are
+//! namespaced: a ClusterRole would let a node's token write events into
+//! every namespace, `kube-system`'s included).
 //!
 //! Why one ServiceAccount per node: RBAC has no "the caller's own Node"
 //! (the Node authorizer does that only for kubelet credentials), and a
@@ -16,7 +19,9 @@
 //! `pictl`), so a re-run changes nothing.
 
 use k8s_openapi::api::core::v1::{Secret as KSecret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use std::collections::BTreeMap;
 
 use kube::api::{ListParams, Patch, PatchParams};
@@ -29,6 +34,9 @@ use crate::step::Change;
 use crate::write::Writer;
 
 pub const NAMESPACE: &str = "kube-system";
+/// Where the agent posts its events (`pictl_agent::publish`), the one
+/// namespace its token may create them in.
+pub const EVENTS_NAMESPACE: &str = "default";
 const MANAGER: &str = "pictl";
 
 /// The names of one node's objects.
@@ -47,29 +55,31 @@ pub fn names(node: &str) -> Names {
     }
 }
 
-/// The only rules an agent's token has.
-pub fn rules(node: &str) -> Vec<PolicyRule> {
-    vec![
-        PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["nodes/status".into()]),
-            verbs: vec!["patch".into()],
-            resource_names: Some(vec![node.to_string()]),
-            ..PolicyRule::default()
-        },
-        PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["events".into()]),
-            verbs: vec!["create".into()],
-            ..PolicyRule::default()
-        },
-    ]
+/// The only cluster-wide rule an agent's token has: its own Node's status.
+pub fn node_rules(node: &str) -> Vec<PolicyRule> {
+    vec![PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["nodes/status".into()]),
+        verbs: vec!["patch".into()],
+        resource_names: Some(vec![node.to_string()]),
+        ..PolicyRule::default()
+    }]
 }
 
-fn role_ref(n: &Names) -> RoleRef {
+/// The only rule it has in [`EVENTS_NAMESPACE`].
+pub fn event_rules() -> Vec<PolicyRule> {
+    vec![PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["events".into()]),
+        verbs: vec!["create".into()],
+        ..PolicyRule::default()
+    }]
+}
+
+fn role_ref(n: &Names, kind: &str) -> RoleRef {
     RoleRef {
         api_group: "rbac.authorization.k8s.io".into(),
-        kind: "ClusterRole".into(),
+        kind: kind.into(),
         name: n.role.clone(),
     }
 }
@@ -102,14 +112,16 @@ fn selector() -> String {
     terms.join(",")
 }
 
-/// pictl's agent objects as found, one LIST per kind: a run reads four
-/// lists, not four objects per node (200 requests on a 50-node no-op).
+/// pictl's agent objects as found, one LIST per kind: a run reads six
+/// lists, not six objects per node (300 requests on a 50-node no-op).
 #[derive(Default)]
 pub struct Existing {
     accounts: BTreeMap<String, ServiceAccount>,
     secrets: BTreeMap<String, KSecret>,
     roles: BTreeMap<String, ClusterRole>,
     bindings: BTreeMap<String, ClusterRoleBinding>,
+    event_roles: BTreeMap<String, Role>,
+    event_bindings: BTreeMap<String, RoleBinding>,
 }
 
 impl Existing {
@@ -121,7 +133,68 @@ impl Existing {
             secrets: labelled(&kube::Api::namespaced(client.clone(), NAMESPACE)).await?,
             roles: labelled(&kube::Api::all(client.clone())).await?,
             bindings: labelled(&kube::Api::all(client.clone())).await?,
+            event_roles: labelled(&kube::Api::namespaced(client.clone(), EVENTS_NAMESPACE)).await?,
+            event_bindings: labelled(&kube::Api::namespaced(client.clone(), EVENTS_NAMESPACE))
+                .await?,
         })
+    }
+}
+
+impl Existing {
+    /// The nodes whose agent objects were found: every object's name
+    /// gives its node back ([`names`]).
+    pub fn nodes(&self) -> std::collections::BTreeSet<String> {
+        let accounts = self.accounts.keys().map(|a| a.strip_prefix("pictl-agent-"));
+        let secrets = (self.secrets.keys()).map(|s| {
+            s.strip_prefix("pictl-agent-")
+                .and_then(|s| s.strip_suffix("-token"))
+        });
+        let roles = (self.roles.keys().chain(self.bindings.keys()))
+            .chain(self.event_roles.keys().chain(self.event_bindings.keys()))
+            .map(|r| r.strip_prefix("pictl-agent:"));
+        accounts
+            .chain(secrets)
+            .chain(roles)
+            .flatten()
+            .map(String::from)
+            .collect()
+    }
+
+    /// What removing `node`'s objects deletes, as found (read-only).
+    pub fn leftovers(&self, node: &str) -> Vec<Change> {
+        let n = names(node);
+        let ns = EVENTS_NAMESPACE;
+        let gone =
+            |found: bool, what: String| found.then(|| Change::new(what, "present", "deleted"));
+        [
+            gone(
+                self.event_bindings.contains_key(&n.role),
+                format!("RoleBinding {ns}/{}", n.role),
+            ),
+            gone(
+                self.event_roles.contains_key(&n.role),
+                format!("Role {ns}/{}", n.role),
+            ),
+            gone(
+                self.bindings.contains_key(&n.role),
+                format!("ClusterRoleBinding {}", n.role),
+            ),
+            gone(
+                self.roles.contains_key(&n.role),
+                format!("ClusterRole {}", n.role),
+            ),
+            gone(
+                self.secrets.contains_key(&n.secret),
+                format!("Secret {NAMESPACE}/{}", n.secret),
+            ),
+            gone(
+                self.accounts.contains_key(&n.account),
+                format!("ServiceAccount {NAMESPACE}/{}", n.account),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -188,37 +261,104 @@ pub async fn plan(
             None
         }
     };
-    match find(&existing.roles, kube::Api::all(c()), &n.role).await? {
-        None => out.push(Change::new(
-            what("ClusterRole", &n.role),
-            "absent",
-            "patch nodes/status, create events",
-        )),
-        Some(r) if r.rules.as_deref() != Some(&rules(node)[..]) => out.push(Change::new(
-            what("ClusterRole", &n.role),
-            "other rules",
-            "patch nodes/status, create events",
-        )),
-        Some(_) => {}
-    }
-    match find(&existing.bindings, kube::Api::all(c()), &n.role).await? {
-        Some(b)
-            if b.role_ref == role_ref(&n) && b.subjects.as_deref() == Some(&subjects(&n)[..]) => {}
-        Some(_) => out.push(Change::new(
-            what("ClusterRoleBinding", &n.role),
-            "other subjects",
-            n.account.clone(),
-        )),
-        None => out.push(Change::new(
-            what("ClusterRoleBinding", &n.role),
-            "absent",
-            n.account.clone(),
-        )),
-    }
+    out.extend(rbac(client, existing, node, &n).await?);
     Ok((out, token))
 }
 
-/// Server-side applies the four objects.
+/// What the four RBAC objects lack (read-only).
+async fn rbac(
+    client: &kube::Client,
+    existing: &Existing,
+    node: &str,
+    n: &Names,
+) -> Result<Vec<Change>, ClusterError> {
+    let (c, ns) = (|| client.clone(), EVENTS_NAMESPACE);
+    let role = find(&existing.roles, kube::Api::all(c()), &n.role).await?;
+    let binding = find(&existing.bindings, kube::Api::all(c()), &n.role).await?;
+    let event_role = find(
+        &existing.event_roles,
+        kube::Api::namespaced(c(), ns),
+        &n.role,
+    )
+    .await?;
+    let api = kube::Api::namespaced(c(), ns);
+    let event_binding = find(&existing.event_bindings, api, &n.role).await?;
+    let in_ns = format!("{ns}/{}", n.role);
+    let (nodes_to, events_to) = ("patch nodes/status", format!("create events in {ns}"));
+    Ok([
+        rules_drift(
+            "ClusterRole",
+            &n.role,
+            role.map(|r| r.rules),
+            &node_rules(node),
+            nodes_to,
+        ),
+        binding_drift(
+            "ClusterRoleBinding",
+            &n.role,
+            binding.map(|b| (b.role_ref, b.subjects)),
+            n,
+            "ClusterRole",
+        ),
+        rules_drift(
+            "Role",
+            &in_ns,
+            event_role.map(|r| r.rules),
+            &event_rules(),
+            &events_to,
+        ),
+        binding_drift(
+            "RoleBinding",
+            &in_ns,
+            event_binding.map(|b| (b.role_ref, b.subjects)),
+            n,
+            "Role",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// A role absent or with other rules than `want`.
+fn rules_drift(
+    kind: &str,
+    name: &str,
+    found: Option<Option<Vec<PolicyRule>>>,
+    want: &[PolicyRule],
+    says: &str,
+) -> Option<Change> {
+    let was = match found {
+        None => "absent",
+        Some(rules) if rules.as_deref() != Some(want) => "other rules",
+        Some(_) => return None,
+    };
+    Some(Change::new(format!("{kind} {name}"), was, says))
+}
+
+/// A binding absent or binding another role or subject than `n`'s.
+fn binding_drift(
+    kind: &str,
+    name: &str,
+    found: Option<(RoleRef, Option<Vec<Subject>>)>,
+    n: &Names,
+    role_kind: &str,
+) -> Option<Change> {
+    let was = match found {
+        None => "absent",
+        Some((r, s)) if r != role_ref(n, role_kind) || s.as_deref() != Some(&subjects(n)[..]) => {
+            "other subjects"
+        }
+        Some(_) => return None,
+    };
+    Some(Change::new(
+        format!("{kind} {name}"),
+        was,
+        n.account.clone(),
+    ))
+}
+
+/// Server-side applies the six objects.
 pub async fn apply(client: &kube::Client, node: &str, _w: &Writer) -> Result<(), ClusterError> {
     let n = names(node);
     let pp = PatchParams::apply(MANAGER).force();
@@ -242,18 +382,48 @@ pub async fn apply(client: &kube::Client, node: &str, _w: &Writer) -> Result<(),
         .patch(&n.secret, &pp, &Patch::Apply(&obj))
         .await
         .map_err(|e| failed("applying Secret", e))?;
-    let obj = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": n.role, "labels": labels}, "rules": rules(node)});
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let obj = json!({"apiVersion": rbac, "kind": "ClusterRole",
+        "metadata": {"name": n.role, "labels": labels}, "rules": node_rules(node)});
     roles
         .patch(&n.role, &pp, &Patch::Apply(&obj))
         .await
         .map_err(|e| failed("applying ClusterRole", e))?;
-    let obj = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": n.role, "labels": labels}, "roleRef": role_ref(&n), "subjects": subjects(&n)});
+    let obj = json!({"apiVersion": rbac, "kind": "ClusterRoleBinding",
+        "metadata": {"name": n.role, "labels": labels},
+        "roleRef": role_ref(&n, "ClusterRole"), "subjects": subjects(&n)});
     bindings
         .patch(&n.role, &pp, &Patch::Apply(&obj))
         .await
         .map_err(|e| failed("applying ClusterRoleBinding", e))?;
+    apply_event_access(client, &n, &labels).await
+}
+
+/// The Role and RoleBinding that let `n`'s token create events in
+/// [`EVENTS_NAMESPACE`] and nowhere else.
+async fn apply_event_access(
+    client: &kube::Client,
+    n: &Names,
+    labels: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ClusterError> {
+    let pp = PatchParams::apply(MANAGER).force();
+    let ns = EVENTS_NAMESPACE;
+    let roles: kube::Api<Role> = kube::Api::namespaced(client.clone(), ns);
+    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(client.clone(), ns);
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let obj = json!({"apiVersion": rbac, "kind": "Role",
+        "metadata": {"name": n.role, "namespace": ns, "labels": labels}, "rules": event_rules()});
+    roles
+        .patch(&n.role, &pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| failed("applying Role", e))?;
+    let obj = json!({"apiVersion": rbac, "kind": "RoleBinding",
+        "metadata": {"name": n.role, "namespace": ns, "labels": labels},
+        "roleRef": role_ref(n, "Role"), "subjects": subjects(n)});
+    bindings
+        .patch(&n.role, &pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| failed("applying RoleBinding", e))?;
     Ok(())
 }
 
@@ -321,7 +491,18 @@ pub async fn remove(
     let secrets: kube::Api<KSecret> = kube::Api::namespaced(client.clone(), NAMESPACE);
     let roles: kube::Api<ClusterRole> = kube::Api::all(client.clone());
     let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+    let ns = EVENTS_NAMESPACE;
+    let event_roles: kube::Api<Role> = kube::Api::namespaced(client.clone(), ns);
+    let event_bindings: kube::Api<RoleBinding> = kube::Api::namespaced(client.clone(), ns);
     let mut out = Vec::new();
+    out.extend(gone(
+        event_bindings.delete(&n.role, &dp).await.map(|_| ()),
+        format!("RoleBinding {ns}/{}", n.role),
+    )?);
+    out.extend(gone(
+        event_roles.delete(&n.role, &dp).await.map(|_| ()),
+        format!("Role {ns}/{}", n.role),
+    )?);
     out.extend(gone(
         bindings.delete(&n.role, &dp).await.map(|_| ()),
         format!("ClusterRoleBinding {}", n.role),

@@ -50,6 +50,8 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true),
     ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true),
 ];
 
 #[derive(Default)]

@@ -36,18 +36,34 @@ pub fn joins(inv: &Inventory, node: &Node) -> bool {
             .is_some_and(|first| first.name != node.name)
 }
 
+/// Why a joining server's config is not known yet.
+pub const JOIN_PENDING: &str = "join config with the first server's full token (K10<ca-hash>: the CA pinned), read once it runs";
+
+/// The token an HA server joins with: the first server's full token, for
+/// the cluster's secret (parsed as K3s parses it), with the CA hash that
+/// makes the joiner check the CA it is given. Never the bare secret: a
+/// joiner without the hash trusts whoever answers first.
+pub fn join_token<'a>(server_token: Option<&'a Secret>, secret: &Secret) -> Option<&'a Secret> {
+    server_token.filter(|t| {
+        crate::secret::token_ca_hash(t.expose()).is_some()
+            && crate::secret::token_password(t.expose()) == secret.expose()
+    })
+}
+
 pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
     let role = node.role;
     // An agent's join config is known only once its server runs: the
     // agents phase fills it in from the server's token.
     let config = match (role, i.secret) {
+        (Role::Server, Some(s)) if joins(inv, node) => match join_token(i.server_token, s) {
+            Some(token) => {
+                let config = render::server_config(inv, node, token, i.agent_secret);
+                DesiredConfig::Known(Secret::new(config))
+            }
+            None => DesiredConfig::Pending(JOIN_PENDING),
+        },
         (Role::Server, Some(s)) => {
-            let token = if joins(inv, node) {
-                i.server_token.unwrap_or(s)
-            } else {
-                s
-            };
-            let config = render::server_config(inv, node, token, i.agent_secret);
+            let config = render::server_config(inv, node, s, i.agent_secret);
             DesiredConfig::Known(Secret::new(config))
         }
         (Role::Server, None) => {
@@ -73,5 +89,23 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         agent_from: Default::default(),
         agent_access: None,
         k3s_settings: render::node_settings(inv, node),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joiner_gets_only_a_full_token_for_the_clusters_secret() {
+        let secret = Secret::new("pass:word");
+        let full = Secret::new("K10abc::server:pass:word");
+        assert_eq!(join_token(Some(&full), &secret), Some(&full));
+        // No CA hash: the joiner would trust any CA it meets first.
+        for refused in ["K10::server:pass:word", "pass:word", "K10abc::server:other"] {
+            let t = Secret::new(refused);
+            assert_eq!(join_token(Some(&t), &secret), None, "{refused}");
+        }
+        assert_eq!(join_token(None, &secret), None);
     }
 }

@@ -386,12 +386,14 @@ fn configured(s: &NodeState, key: &str) -> Option<String> {
         .map(|t| t.trim().trim_matches('"').to_string())
 }
 
-/// The token K3s writes: `K10<ca-hash>::server:<secret>`, the secret from
-/// its config.
+/// The token K3s writes: `K10<ca-hash>::server:<secret>`, the secret
+/// parsed from its config's token (a full token or a bare secret, as
+/// K3s's pkg/clientaccess/token.go parses either).
 fn configured_token(s: &NodeState) -> String {
+    let configured = configured(s, "token:").unwrap_or_default();
     format!(
         "K10abc::server:{}",
-        configured(s, "token:").unwrap_or_default()
+        crate::secret::token_password(&configured)
     )
 }
 
@@ -448,6 +450,12 @@ impl Transport for FakeTransport {
                 s.enabled.clear();
                 s.started_with.clear();
                 s.server_token = None;
+            } else if script == crate::steps::REMOVE_AGENT_SCRIPT {
+                for f in crate::steps::AGENT_FILES {
+                    s.files.remove(f);
+                }
+                s.active.remove("pictl-agent.service");
+                s.enabled.remove("pictl-agent.service");
             } else if script.contains("k3s-started-with") {
                 self.start(&mut s, cmd);
             } else if script.contains("pictl-agent.service") {

@@ -31,6 +31,8 @@ mod tests;
 #[cfg(test)]
 mod tests_agent_metrics;
 #[cfg(test)]
+mod tests_agent_retire;
+#[cfg(test)]
 mod tests_pi;
 #[cfg(test)]
 mod tests_relay;
@@ -131,7 +133,9 @@ fn report(run: run::Run<'_>, mode: Mode, started: Instant) -> RunReport {
         cluster: run.inv.cluster.name.clone(),
         mode,
         k3s_version: run.version,
-        nodes: run.nodes.into_iter().map(node::NodeRun::finish).collect(),
+        nodes: (run.nodes.into_iter().map(node::NodeRun::finish))
+            .chain(run.dropped)
+            .collect(),
         workload: run.workload,
         seconds: started.elapsed().as_secs_f64(),
     }

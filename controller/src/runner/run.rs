@@ -51,6 +51,9 @@ pub struct Run<'i> {
     /// Nodes the upgrade phases took through their node steps: the servers
     /// and agents phases leave them out.
     pub upgraded: std::collections::BTreeSet<usize>,
+    /// What was done for nodes no longer in the inventory (their agents'
+    /// API objects removed), reported beside the inventory's nodes.
+    pub dropped: Vec<crate::report::NodeReport>,
 }
 
 impl<'i> Run<'i> {
@@ -78,6 +81,7 @@ impl<'i> Run<'i> {
             workload: Vec::new(),
             shares: Vec::new(),
             upgraded: Default::default(),
+            dropped: Vec::new(),
         }
     }
 

@@ -177,6 +177,8 @@ async fn a_re_run_lists_the_agent_objects_once_instead_of_reading_each() {
         "secrets",
         "clusterroles",
         "clusterrolebindings",
+        "roles",
+        "rolebindings",
     ];
     let reads = |requests: &[String]| -> (usize, usize) {
         let of_agents = |r: &&String| {
@@ -196,7 +198,7 @@ async fn a_re_run_lists_the_agent_objects_once_instead_of_reading_each() {
     let again = apply(&s.inv, &s.options(true)).await.expect("re-run");
     assert!(!again.changed(), "{again:#?}");
     let requests = s.api.requests.lock().expect("requests").clone();
-    assert_eq!(reads(&requests), (4, 0), "{requests:#?}");
+    assert_eq!(reads(&requests), (6, 0), "{requests:#?}");
     // Labels edited away from a1's ClusterRole: read by name, still there.
     let path = "/apis/rbac.authorization.k8s.io/v1/clusterroles/pictl-agent:a1";
     s.api.store.edit(path, |role| {
@@ -206,7 +208,7 @@ async fn a_re_run_lists_the_agent_objects_once_instead_of_reading_each() {
     let plan = super::plan(&s.inv, &s.options(false)).await.expect("plan");
     assert!(!plan.changed(), "{plan:#?}");
     let requests = s.api.requests.lock().expect("requests").clone();
-    assert_eq!(reads(&requests), (4, 1), "{requests:#?}");
+    assert_eq!(reads(&requests), (6, 1), "{requests:#?}");
 }
 
 /// A plan of a cluster that drifted everywhere a phase writes through the

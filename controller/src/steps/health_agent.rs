@@ -2,7 +2,10 @@
 //! unit's firewall drop-in, enabled and running, restarted when any of them
 //! changed in this run. Binary 0755, unit and drop-in 0644, root:root; a
 //! mode or owner fix alone restarts nothing. The drop-in comes with the unit
-//! so that a first install costs systemd one reload, not two.
+//! so that a first install costs systemd one reload, not two. With
+//! `[agent] enabled = false`, an agent left on the node is removed: unit
+//! stopped and disabled, binary, unit, drop-in, token, CA and publishing
+//! config deleted (nothing left behind that holds a token).
 
 use std::time::Duration;
 
@@ -16,6 +19,34 @@ use crate::step::{Applied, Change, Check, NodeCx, Plan, Step, StepError, StepId,
 use crate::transport::RemoteCommand;
 
 pub struct HealthAgent;
+
+/// Stops the agent and removes everything it had on the node (its API
+/// access too: the token, CA, publishing config and firewall drop-in) and
+/// its user; shared with the reset.
+macro_rules! remove_agent {
+    () => {
+        r#"systemctl disable --now pictl-agent.service >/dev/null 2>&1 || true
+rm -f /etc/systemd/system/pictl-agent.service /usr/local/bin/pictl-agent
+rm -rf /etc/pictl-agent /etc/systemd/system/pictl-agent.service.d
+systemctl daemon-reload
+id -u pictl-agent >/dev/null 2>&1 && userdel pictl-agent >/dev/null 2>&1
+"#
+    };
+}
+pub(super) use remove_agent;
+
+/// The script that removes a disabled agent.
+pub const REMOVE_SCRIPT: &str = concat!("set -u\n", remove_agent!());
+
+/// The agent's files pictl looks for on a node whose agent is disabled.
+pub const AGENT_FILES: [&str; 6] = [
+    paths::HEALTH_AGENT_BIN,
+    paths::HEALTH_AGENT_UNIT,
+    paths::AGENT_DROPIN,
+    paths::AGENT_TOKEN,
+    paths::AGENT_CA,
+    paths::AGENT_PUBLISH,
+];
 
 /// Install what differs, then reload/enable/start or restart the unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -33,11 +64,37 @@ pub struct HealthAgentPlan {
     pub service: ServicePlan,
     /// Where the binary's copy comes from.
     pub from: crate::relay::Source,
+    /// The agent is disabled: these of its files are on the node, to be
+    /// removed with the unit (nothing else in the plan then).
+    pub remove: Vec<&'static str>,
+}
+
+impl HealthAgentPlan {
+    /// Removing a disabled agent's `files`.
+    fn removal(files: Vec<&'static str>) -> HealthAgentPlan {
+        HealthAgentPlan {
+            binary: None,
+            unit: None,
+            dropin: None,
+            sha: String::new(),
+            fixes: vec![],
+            service: ServicePlan {
+                unit: UNIT,
+                daemon_reload: false,
+                enable: false,
+                action: ServiceAction::Keep,
+            },
+            from: Default::default(),
+            remove: files,
+        }
+    }
 }
 
 impl Plan for HealthAgentPlan {
     fn changes(&self) -> Vec<Change> {
-        let mut out = Vec::new();
+        let mut out: Vec<Change> = (self.remove.iter())
+            .map(|p| Change::new(*p, "present", "removed ([agent] enabled = false)"))
+            .collect();
         if let Some(before) = self.binary {
             out.push(Change::new(
                 paths::HEALTH_AGENT_BIN,
@@ -105,13 +162,27 @@ done
 "#
 );
 
+impl HealthAgent {
+    /// A disabled agent: removed if anything of it is on the node.
+    fn disabled(cx: &NodeCx<'_>) -> Check<HealthAgentPlan> {
+        let found: Vec<&'static str> = (AGENT_FILES.into_iter())
+            .filter(|p| cx.facts.file_sha(p).is_some())
+            .collect();
+        if found.is_empty() {
+            Check::Skip("disabled ([agent] enabled = false)".into())
+        } else {
+            Check::Change(HealthAgentPlan::removal(found))
+        }
+    }
+}
+
 impl Step for HealthAgent {
     const ID: StepId = StepId::HealthAgent;
     type Plan = HealthAgentPlan;
 
     fn check(&self, cx: &NodeCx<'_>) -> Check<HealthAgentPlan> {
         let bin = match &cx.desired.agent {
-            None => return Check::Skip("disabled ([agent] enabled = false)".into()),
+            None => return Self::disabled(cx),
             Some(Err(why)) => return Check::Skip(why.to_string()),
             Some(Ok(b)) => b,
         };
@@ -153,6 +224,7 @@ impl Step for HealthAgent {
                 action: ServiceAction::start_or(&unit, restart),
             },
             from: cx.desired.agent_from.clone(),
+            remove: vec![],
         };
         if plan.service.is_empty() && binary.is_none() && plan.fixes.is_empty() {
             Check::Converged
@@ -167,10 +239,17 @@ impl Step for HealthAgent {
         io: StepIo<'_>,
         plan: &HealthAgentPlan,
     ) -> Result<Applied, StepError> {
+        let (t, sudo) = (io.transport, cx.node.ssh.sudo);
+        if !plan.remove.is_empty() {
+            let cmd = RemoteCommand::script(REMOVE_SCRIPT)
+                .sudo(sudo)
+                .timeout(Duration::from_secs(60));
+            StepError::check_output("removing pictl-agent", t.exec(&cmd).await?)?;
+            return Ok(Applied::Done);
+        }
         let Some(Ok(bin)) = &cx.desired.agent else {
             return Ok(Applied::Done);
         };
-        let (t, sudo) = (io.transport, cx.node.ssh.sudo);
         let want = (
             paths::HEALTH_AGENT_BIN,
             file::BINARY.mode,

@@ -96,10 +96,13 @@ impl Step for K3sConfig {
             fix.apply(io.transport, sudo).await?;
             return Ok(Applied::Done);
         }
-        let DesiredConfig::Known(cfg) = &cx.desired.config else {
-            return Err(StepError::NotReady(
-                "the config is not known yet (no join token)".into(),
-            ));
+        let cfg = match &cx.desired.config {
+            DesiredConfig::Known(cfg) => cfg,
+            DesiredConfig::Pending(what) => {
+                return Err(StepError::NotReady(format!(
+                    "the config is not known yet: {what}"
+                )));
+            }
         };
         let bytes = cfg.expose().as_bytes();
         io.transport

@@ -59,20 +59,18 @@ const RUN_AS: &str = "/usr/local/bin/.pictl-reset-uninstall.sh";
 
 /// `$1`: yes when K3s is to be removed, `$2` its data dir. Then the
 /// health agent and records.
-const SCRIPT: &str = r#"set -u
+const SCRIPT: &str = concat!(
+    r#"set -u
 if [ "$1" = yes ]; then
   K3S_DATA_DIR=$2 sh /usr/local/bin/.pictl-reset-uninstall.sh >/dev/null || exit 1
 fi
 rm -f /usr/local/bin/.pictl-reset-uninstall.sh
-systemctl disable --now pictl-agent.service >/dev/null 2>&1 || true
-rm -f /etc/systemd/system/pictl-agent.service /usr/local/bin/pictl-agent
-# Its API access: the token, CA, publishing config and firewall drop-in.
-rm -rf /etc/pictl-agent /etc/systemd/system/pictl-agent.service.d
-systemctl daemon-reload
-id -u pictl-agent >/dev/null 2>&1 && userdel pictl-agent >/dev/null 2>&1
-rm -rf /var/lib/pictl
+"#,
+    super::health_agent::remove_agent!(),
+    r#"rm -rf /var/lib/pictl
 exit 0
-"#;
+"#
+);
 
 impl Step for K3sReset {
     const ID: StepId = StepId::K3sReset;

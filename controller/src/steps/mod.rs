@@ -21,7 +21,9 @@ pub use agent_access::{
     AccessFiles, AgentAccess, AgentAccessPlan, PodMetrics, dropin, publish_conf,
 };
 pub use file::MetaFix;
-pub use health_agent::{HealthAgent, HealthAgentPlan};
+pub use health_agent::{
+    AGENT_FILES, HealthAgent, HealthAgentPlan, REMOVE_SCRIPT as REMOVE_AGENT_SCRIPT,
+};
 pub use k3s_adopt::{AdoptPlan, K3sAdopt, assess as assess_adoption};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
 pub use k3s_config::{K3sConfig, K3sConfigPlan};

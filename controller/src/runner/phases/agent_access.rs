@@ -57,10 +57,62 @@ pub(super) fn agent_dropin(run: &Run<'_>) -> String {
 /// What one node's API side needs: its ServiceAccount, token and roles.
 type Rbac = Result<(Vec<Change>, Option<agent_access::Token>), ClusterError>;
 
-/// What the phase found: the pod networks and each node's RBAC.
+/// What the phase found: the pod networks, each node's RBAC, and the agent
+/// objects of nodes that no longer have an agent (dropped from the
+/// inventory, or `[agent] enabled = false`), to remove.
 pub struct AccessPlan {
     pod: PodNetwork,
     rbac: Vec<(usize, String, Rbac)>,
+    retired: Vec<(String, Vec<Change>)>,
+}
+
+/// The nodes whose agent objects stay: every inventory node while agents
+/// are enabled (an unreachable one keeps its token), none otherwise.
+fn keep(run: &Run<'_>) -> std::collections::BTreeSet<String> {
+    if !run.inv.agent.enabled {
+        return Default::default();
+    }
+    run.inv.nodes.iter().map(|n| n.name.clone()).collect()
+}
+
+/// The agent objects of nodes that are not kept, each node's as found.
+fn retired(run: &Run<'_>, existing: &agent_access::Existing) -> Vec<(String, Vec<Change>)> {
+    let keep = keep(run);
+    (existing.nodes().into_iter())
+        .filter(|n| !keep.contains(n))
+        .map(|n| {
+            let found = existing.leftovers(&n);
+            (n, found)
+        })
+        .filter(|(_, found)| !found.is_empty())
+        .collect()
+}
+
+/// Where a retired node's report goes: its own report while it is in the
+/// inventory, else a report of its own beside them.
+fn report_retired(run: &mut Run<'_>, name: &str, report: StepReport) {
+    let progress = run.opts.progress.clone();
+    if let Some(node) = run.nodes.iter_mut().find(|n| n.node.name == name) {
+        node.push(progress.as_ref(), report);
+        return;
+    }
+    progress.event(&crate::report::Event {
+        subject: name,
+        topic: crate::report::Topic::Step(report.step),
+        stage: crate::report::Stage::Finished(report.status),
+        detail: &report.describe(),
+    });
+    run.dropped.push(crate::report::NodeReport {
+        name: name.to_string(),
+        role: "dropped",
+        address: String::new(),
+        arch: None,
+        unreachable: None,
+        failed: None,
+        steps: vec![report],
+        ssh_round_trips: 0,
+        seconds: 0.0,
+    });
 }
 
 fn rbac_report(status: Status, changes: Vec<Change>, why: Option<String>) -> StepReport {
@@ -327,10 +379,15 @@ impl Phase for AgentAccessPhase {
     type Plan = Option<AccessPlan>;
 
     fn select(&self, run: &Run<'_>) -> Selected {
-        Selected::with_api(run, |i| {
+        let agents = Selected::with_api(run, |i| {
             let d = run.desired.get(&run.nodes[i].node.name);
             d.is_some_and(|d| matches!(d.agent, Some(Ok(_))))
-        })
+        });
+        match agents {
+            // Still run: agents that left may have left objects behind.
+            Selected::Nodes(n) if n.is_empty() => Selected::Cluster,
+            other => other,
+        }
     }
 
     async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Self::Plan, RunError> {
@@ -356,7 +413,8 @@ impl Phase for AgentAccessPhase {
             }
         }))
         .await;
-        Ok(Some(AccessPlan { pod, rbac }))
+        let retired = retired(run, &existing);
+        Ok(Some(AccessPlan { pod, rbac, retired }))
     }
 
     async fn show(&self, run: &mut Run<'_>, plan: Self::Plan) -> Result<(), RunError> {
@@ -374,6 +432,9 @@ impl Phase for AgentAccessPhase {
             .collect();
         let wanted = Self::files(run, &plan.pod, tokens, &Checking).await;
         Self::show_annotations(run, &plan.pod, &wanted);
+        for (name, found) in plan.retired {
+            report_retired(run, &name, rbac_report(Status::Changed, found, None));
+        }
         Ok(())
     }
 
@@ -399,6 +460,14 @@ impl Phase for AgentAccessPhase {
         .await;
         let wanted = Self::files(run, &plan.pod, tokens, &Converging(w)).await;
         Self::annotate(run, &client, &plan.pod, &wanted, w).await;
+        for (name, _) in plan.retired {
+            let report = match agent_access::remove(&client, &name, w).await {
+                Ok(gone) if gone.is_empty() => rbac_report(Status::Ok, gone, None),
+                Ok(gone) => rbac_report(Status::Changed, gone, None),
+                Err(why) => failed_rbac(&why),
+            };
+            report_retired(run, &name, report);
+        }
         Ok(())
     }
 }

@@ -33,11 +33,11 @@ impl Servers {
                 node.fail(progress.as_ref(), NodeFailure::Failed(msg));
                 continue;
             }
-            // An HA server joins with the token of the server converged first.
+            // An HA server joins with the full token of the server converged
+            // first (the CA pinned); without one its config stays pending.
             if desired::joins(run.inv, node.node)
-                && let (Some(token), Some(d)) = (&first_token, run.desired.get_mut(&node.node.name))
-                && let Some(secret) = &run.secret
-                && secret_of(token) == Some(secret.expose())
+                && let (Some(d), Some(secret)) = (run.desired.get_mut(&node.node.name), &run.secret)
+                && let Some(token) = desired::join_token(first_token.as_ref(), secret)
             {
                 let cfg =
                     render::server_config(run.inv, node.node, token, run.agent_secret.as_ref());
@@ -60,11 +60,6 @@ impl Servers {
             }
         }
     }
-}
-
-/// The secret of a `K10<ca-hash>::server:<secret>` token.
-fn secret_of(token: &Secret) -> Option<&str> {
-    token.expose().rsplit_once(':').map(|(_, s)| s.trim())
 }
 
 impl Phase for Servers {

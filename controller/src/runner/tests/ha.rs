@@ -214,3 +214,37 @@ async fn with_the_first_ha_server_down_the_rest_converge_through_another_server(
     let after = std::fs::read_to_string(s.dir.path().join("state/kubeconfig")).expect("kubeconfig");
     assert_eq!(after, kubeconfig);
 }
+
+/// The token a node's config.yaml carries.
+fn config_token(config: &str) -> String {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .map(|t| t.trim().trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joiners_get_the_first_servers_full_token_even_when_the_users_token_holds_a_colon() {
+    let mut s = setup_with(3, 0, "k3s_version = \"v1.32.5+k3s1\"").await;
+    let file = s.dir.path().join("tok");
+    std::fs::write(&file, "pass:word\n").expect("token file");
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    s.text = s
+        .text
+        .replace("name = \"t\"", "name = \"t\"\ntoken = { file = \"tok\" }");
+    s.inv = Inventory::parse(&s.text, "t.toml", s.dir.path()).expect("valid inventory");
+    let report = s.apply().await;
+    assert!(!report.failed(), "{report:#?}");
+    assert_eq!(config_token(&s.config("s1")), "pass:word");
+    // K3s splits a token once at "::" and once at ":": the password is
+    // "pass:word", and the joiners pin the CA with the first server's hash.
+    for joiner in ["s2", "s3"] {
+        assert_eq!(
+            config_token(&s.config(joiner)),
+            "K10abc::server:pass:word",
+            "{joiner}"
+        );
+    }
+}
