@@ -6,10 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use pictl::inventory::{HostKeyPolicy, Inventory, K3sRelease, Role, SecretSource, SshAuth};
-use proptest::prelude::*;
 
 #[path = "inventory/bad_input.rs"]
 mod bad_input;
+#[path = "inventory/fuzz.rs"]
+mod fuzz;
 #[path = "inventory/schema.rs"]
 mod schema;
 
@@ -527,23 +528,4 @@ fn the_reference_inventories_are_valid() {
         ["boolayan"]
     );
     assert_eq!(inv.cluster.k3s, K3sRelease::Version("v1.32.5+k3s1".into()));
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
-
-    #[test]
-    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = Inventory::parse_bytes(&bytes, "fuzz.toml", Path::new("/nonexistent"));
-    }
-
-    #[test]
-    fn mutated_valid_inventories_never_panic(cut in 0usize..400, insert in "[\\[\\]{}=\"., a-z0-9\n#]{0,12}") {
-        let mut text = format!("{}{NODES}", cluster_ssh());
-        let at = cut.min(text.len());
-        if text.is_char_boundary(at) {
-            text.insert_str(at, &insert);
-        }
-        let _ = Inventory::parse(&text, "fuzz.toml", Path::new("/nonexistent"));
-    }
 }

@@ -18,6 +18,8 @@
 //! and closes connections from peers outside its networks as soon as they
 //! are accepted, before reading a byte.
 
+#[cfg(test)]
+mod fuzz_tests;
 mod head;
 mod host;
 mod pool;
