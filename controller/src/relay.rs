@@ -171,8 +171,14 @@ trap 'exit 1' HUP INT TERM PIPE
 case $from in
   http://*)
     command -v curl >/dev/null 2>&1 || { echo "curl is not installed" >&2; exit 87; }
-    curl --fail --silent --show-error --noproxy '*' --proto =http --connect-timeout 5 \
-      --max-time "$6" --max-filesize "$max" --output "$tmp" --url "$from" || exit 88 ;;
+    # The cap bounds the write itself: curl before 8.4 (Debian 12 has 7.88)
+    # ignores --max-filesize for a body sent without a length. head stops
+    # one byte past the cap; curl's own status comes back on fd 3.
+    rc=$( { { curl --fail --silent --show-error --noproxy '*' --proto =http --connect-timeout 5 \
+      --max-time "$6" --max-filesize "$max" --url "$from" && r=0 || r=$?; echo "$r" >&3; } \
+      | head -c "$((max + 1))" > "$tmp"; } 3>&1 )
+    if [ "$(wc -c < "$tmp")" -gt "$max" ]; then echo "larger than $max bytes" >&2; exit 89; fi
+    [ "$rc" = 0 ] || exit 88 ;;
   /*) cat -- "$from" > "$tmp" ;;
   *) echo "not a file or an http URL" >&2; exit 2 ;;
 esac
@@ -185,6 +191,8 @@ esac
 pub enum FetchError {
     #[error("curl is not installed on the node")]
     NoCurl,
+    #[error("the copy is larger than the size cap: cut off and refused, nothing installed")]
+    TooLarge,
     #[error(
         "the copy's sha256 is {actual}, not the release's {expected}: refused, nothing installed"
     )]
@@ -232,6 +240,9 @@ fn fetch_result(expected: &str, out: &Output) -> Result<(), FetchError> {
     }
     if out.status == 87 {
         return Err(FetchError::NoCurl);
+    }
+    if out.status == 89 {
+        return Err(FetchError::TooLarge);
     }
     let stderr = stderr.lines().last().unwrap_or_default().to_owned();
     Err(FetchError::Failed {

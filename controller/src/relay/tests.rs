@@ -221,3 +221,41 @@ fn install_script_fetches_over_http_and_checks_the_hash() {
         "{r:?}"
     );
 }
+
+/// A seed that streams a body without a length, for ever: curl before 8.4
+/// (Debian 12 and Pi OS bookworm ship 7.88) ignores `--max-filesize` for
+/// it, so the cap must bound the write itself.
+#[test]
+fn a_copy_streamed_without_a_length_is_cut_at_the_cap_and_refused() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let head =
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+            if s.write_all(head).is_err() {
+                continue;
+            }
+            let chunk = [b'x'; 65536];
+            while s.write_all(b"10000\r\n").is_ok()
+                && s.write_all(&chunk).is_ok()
+                && s.write_all(b"\r\n").is_ok()
+            {}
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("k3s");
+    let url = format!("http://{addr}/id/k3s");
+    let r = fetch_result("x", &run_install(&target, "x", &url));
+    assert!(matches!(r, Err(FetchError::TooLarge)), "{r:?}");
+    assert!(!target.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "temp removed"
+    );
+}
