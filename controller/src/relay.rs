@@ -364,16 +364,19 @@ pub fn parse_port(out: &Output) -> Option<u16> {
     out.stdout_text().trim().parse().ok().filter(|&p| p != 0)
 }
 
-/// `$1` unit, `$2` the staging root: stops the server, removes every
-/// staged copy (the cluster lock keeps runs from overlapping).
+/// `$1` unit, `$2` this run's staging dir: stops the server and removes
+/// this run's copies only (another controller's run on the same seed, which
+/// the cluster lock on this controller does not see, keeps its own); the
+/// staging root goes once it is empty.
 pub const STOP_SCRIPT: &str = r#"set -u
 systemctl stop "$1" 2>/dev/null || true
 rm -rf -- "$2"
+rmdir -- "${2%/*}" 2>/dev/null || true
 "#;
 
 pub fn stop_command(share: &Share, sudo: bool) -> RemoteCommand {
     RemoteCommand::script(STOP_SCRIPT)
-        .args([share.unit(), STAGE_ROOT.to_string()])
+        .args([share.unit(), share.dir()])
         .sudo(sudo)
         .timeout(Duration::from_secs(30))
 }

@@ -259,3 +259,48 @@ fn a_copy_streamed_without_a_length_is_cut_at_the_cap_and_refused() {
         "temp removed"
     );
 }
+
+/// The stop removes this run's staging dir and nothing of another run's
+/// (another controller's, on the same seed); the root goes once empty.
+#[test]
+fn the_stop_removes_only_its_own_runs_copies() {
+    use std::os::unix::fs::PermissionsExt;
+    let share = Share::new();
+    let cmd = stop_command(&share, false);
+    assert_eq!(cmd.arguments()[4], share.dir(), "{:?}", cmd.arguments());
+    let dir = tempfile::tempdir().unwrap();
+    // A systemctl that only says what it was asked: the host's stays out of it.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(bin.join("systemctl"), "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let root = dir.path().join("pictl-relay");
+    let (ours, theirs) = (root.join("aaaaaaaaaaaa"), root.join("bbbbbbbbbbbb"));
+    for d in [&ours, &theirs] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("k3s"), b"copy").unwrap();
+    }
+    let stop = |run: &std::path::Path| {
+        let path = format!("{}:/usr/bin:/bin", bin.display());
+        let o = std::process::Command::new("/bin/sh")
+            .args(["-c", STOP_SCRIPT, "pictl", "pictl-share-aaaaaaaaaaaa"])
+            .arg(run)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    };
+    stop(&ours);
+    assert!(!ours.exists(), "our copies stayed");
+    assert_eq!(
+        std::fs::read(theirs.join("k3s")).unwrap(),
+        b"copy",
+        "another run's copy went"
+    );
+    stop(&theirs);
+    assert!(!root.exists(), "the empty staging root stayed");
+}

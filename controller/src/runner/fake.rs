@@ -332,8 +332,8 @@ impl FakeTransport {
         }
         if script == crate::relay::STOP_SCRIPT {
             s.shares.clear();
-            s.files
-                .retain(|p, _| !p.starts_with(crate::relay::STAGE_ROOT));
+            let dir = format!("{}/", args[4]);
+            s.files.retain(|p, _| !p.starts_with(&dir));
             return Some(ok(String::new()));
         }
         if script != crate::relay::INSTALL_SCRIPT {
