@@ -24,11 +24,11 @@ use std::time::Duration;
 
 /// Connections served at once; more are closed at once.
 pub const MAX_CLIENTS: usize = 32;
-/// Time a client has to send its request head.
+/// Time a client has to send its whole request head (one deadline for
+/// all of it: a client that trickles bytes is cut off too).
 const READ_DEADLINE: Duration = Duration::from_secs(5);
 /// Time one write may stall (a slow or stopped reader).
 const WRITE_STALL: Duration = Duration::from_secs(30);
-const MAX_HEAD: usize = 8 * 1024;
 
 /// What `share` serves, where, and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,9 +120,12 @@ pub fn serve(listener: TcpListener, files: Arc<Vec<(String, PathBuf)>>) {
 
 /// One request: `(status, path, bytes of body sent)`.
 fn answer(mut s: TcpStream, files: &[(String, PathBuf)]) -> io::Result<(u16, String, u64)> {
-    s.set_read_timeout(Some(READ_DEADLINE))?;
     s.set_write_timeout(Some(WRITE_STALL))?;
-    let head = read_head(&mut s)?;
+    let deadline = std::time::Instant::now() + READ_DEADLINE;
+    let head = crate::http::head::read_head(&mut s, deadline).map_err(|e| {
+        let why = format!("no complete request head: {e:?}");
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    })?;
     let (method, path) = match request_line(&head) {
         Some(mp) => mp,
         None => return status(&mut s, 400, String::new()),
@@ -163,23 +166,6 @@ fn status(s: &mut TcpStream, code: u16, path: String) -> io::Result<(u16, String
     Ok((code, path, 0))
 }
 
-/// Reads up to the blank line ending the head (at most [`MAX_HEAD`] bytes).
-fn read_head(s: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() >= MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too large"));
-        }
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    Ok(head)
-}
-
 /// `(method, path)` of an `HTTP/1.x` request line.
 fn request_line(head: &[u8]) -> Option<(String, String)> {
     let line = head.split(|&b| b == b'\r' || b == b'\n').next()?;
@@ -216,6 +202,46 @@ mod tests {
         let files = Arc::new(cfg.files);
         std::thread::spawn(move || serve(listener, files));
         addr
+    }
+
+    #[test]
+    fn a_client_trickling_its_head_is_cut_off_at_the_deadline() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("k3s");
+        std::fs::write(&file, b"the binary").expect("write");
+        let addr = start(vec![("/abc/k3s".into(), file)], None);
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        // One byte every 400 ms: each read is quick, the head never ends.
+        let started = std::time::Instant::now();
+        let mut cut = false;
+        while started.elapsed() < READ_DEADLINE * 2 {
+            if c.write_all(b"G").is_err() {
+                cut = true;
+                break;
+            }
+            let mut buf = [0u8; 64];
+            match c.read(&mut buf) {
+                Ok(0) => {
+                    cut = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(
+            cut,
+            "the server kept a trickling client for {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

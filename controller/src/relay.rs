@@ -313,13 +313,15 @@ pub fn parse_address(out: &Output) -> Option<std::net::IpAddr> {
 }
 
 /// `$1` staging dir, `$2` unit, `$3` listen address, `$4` lifetime in
-/// seconds, then `--file URLPATH=FILE` words for the server. Starts
+/// seconds, `$5` the addresses it answers (space-separated), then
+/// `--file URLPATH=FILE` words for the server. Starts
 /// `pictl-agent share` from the staging dir as a transient, sandboxed unit
 /// under a dynamic user, and prints the port it bound.
 pub const START_SCRIPT: &str = r#"set -eu
-dir=$1 unit=$2 listen=$3 secs=$4; shift 4
+dir=$1 unit=$2 listen=$3 secs=$4 allow=$5; shift 5
 chmod 0755 -- "${dir%/*}" "$dir"
 systemd-run --quiet --collect --unit="$unit" \
+  --property="IPAddressAllow=$allow" --property=IPAddressDeny=any \
   --property=RuntimeMaxSec="$secs" --property=DynamicUser=yes \
   --property=RuntimeDirectory="$unit" --property=NoNewPrivileges=yes \
   --property=CapabilityBoundingSet= --property=PrivateDevices=yes \
@@ -340,17 +342,22 @@ done
 cat "/run/$unit/port"
 "#;
 
-/// The command that starts the seed's server for `artifacts`.
+/// The command that starts the seed's server for `artifacts`, answering
+/// only `peers` (the fetching nodes' own addresses: systemd's IP filter on
+/// the transient unit drops everyone else's packets).
 pub fn start_command(
     share: &Share,
     listen: std::net::IpAddr,
     artifacts: &[Artifact],
+    peers: &[std::net::IpAddr],
     sudo: bool,
 ) -> RemoteCommand {
     let listen = std::net::SocketAddr::new(listen, 0).to_string();
+    let allow: Vec<String> = peers.iter().map(ToString::to_string).collect();
     let mut cmd = RemoteCommand::script(START_SCRIPT)
         .args([share.dir(), share.unit(), listen])
-        .arg(SHARE_LIFETIME.as_secs().to_string());
+        .arg(SHARE_LIFETIME.as_secs().to_string())
+        .arg(allow.join(" "));
     for &a in artifacts {
         cmd = cmd
             .arg("--file")

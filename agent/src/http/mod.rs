@@ -20,7 +20,7 @@
 
 #[cfg(test)]
 mod fuzz_tests;
-mod head;
+pub(crate) mod head;
 mod host;
 mod pool;
 mod response;

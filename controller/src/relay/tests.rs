@@ -69,7 +69,14 @@ fn start_command_quotes_every_word_and_serves_only_the_staged_files() {
     let share = Share {
         id: "0123456789abcdef0123456789abcdef".into(),
     };
-    let cmd = start_command(&share, "10.0.0.5".parse().unwrap(), &[Artifact::K3s], true);
+    let peers = ["10.0.0.6".parse().unwrap(), "fd00::7".parse().unwrap()];
+    let cmd = start_command(
+        &share,
+        "10.0.0.5".parse().unwrap(),
+        &[Artifact::K3s],
+        &peers,
+        true,
+    );
     let args = cmd.arguments();
     assert_eq!(args[0], "-c");
     assert_eq!(args[1], START_SCRIPT);
@@ -80,6 +87,7 @@ fn start_command_quotes_every_word_and_serves_only_the_staged_files() {
             "pictl-share-0123456789ab",
             "10.0.0.5:0",
             "1800",
+            "10.0.0.6 fd00::7",
             "--file",
             "/0123456789abcdef0123456789abcdef/k3s=/var/lib/pictl-relay/0123456789ab/k3s",
         ]

@@ -55,6 +55,8 @@ pub struct NodeState {
     pub uname: Option<String>,
     /// Relay: files this node serves, by URL path (its share server).
     pub shares: BTreeMap<String, String>,
+    /// The addresses the share server answers (its unit's IP allow-list).
+    pub share_peers: Vec<String>,
     /// Relay: the share server fails to start.
     pub share_fails: bool,
     /// Relay: the node has no curl.
@@ -205,6 +207,7 @@ impl FakeTransport {
             ("boot_id", &format!("boot-{}", s.boot)),
             ("now", &super::connect::now_epoch().to_string()),
             ("started_with", &s.started_with),
+            ("addresses", &self.address),
         ] {
             out.push_str(&line(k, v));
         }
@@ -324,7 +327,8 @@ impl FakeTransport {
             if s.share_fails {
                 return Some(fail(1, "Failed to start transient service unit"));
             }
-            for pair in args[7..].chunks(2) {
+            s.share_peers = args[7].split_whitespace().map(String::from).collect();
+            for pair in args[8..].chunks(2) {
                 let (path, file) = pair[1].split_once('=')?;
                 s.shares.insert(path.to_string(), file.to_string());
             }
@@ -372,6 +376,10 @@ impl FakeTransport {
             .get(addr)?
             .clone();
         let state = nodes.get(&seed)?.lock().expect("seed");
+        // systemd's IP filter: a peer not allowed gets no answer.
+        if !state.share_peers.contains(&self.address) {
+            return None;
+        }
         let file = state.shares.get(&format!("/{path}"))?;
         state.files.get(file).cloned()
     }

@@ -7,7 +7,6 @@
 //! reported, and its arch's nodes get their copies from the controller.
 
 use super::{Phase, Selected};
-use crate::arch::Arch;
 use crate::artifacts::ArtifactError;
 use crate::error_chain;
 use crate::facts::paths;
@@ -121,13 +120,28 @@ enum ServeError {
 }
 
 /// Stages the artifacts on the seed and starts its server: `(ip, port)`.
+/// The addresses of the nodes that fetch from `plan`'s seed (their facts'
+/// own addresses): the only peers its server answers.
+fn fetchers(run: &Run<'_>, plan: &ArchRelay) -> Vec<std::net::IpAddr> {
+    let names: std::collections::BTreeSet<&String> = plan.k3s.iter().chain(&plan.agent).collect();
+    let mut out: Vec<std::net::IpAddr> = (run.nodes.iter())
+        .filter(|r| names.contains(&r.node.name))
+        .filter_map(|r| r.facts.as_ref())
+        .flat_map(|f| f.addresses.iter().filter_map(|a| a.parse().ok()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 async fn serve(
     run: &Run<'_>,
     seed: usize,
-    arch: Arch,
+    plan: &ArchRelay,
     share: &Share,
     _w: &Writer,
 ) -> Result<(std::net::IpAddr, u16), ServeError> {
+    let arch = plan.arch;
     let node = &run.nodes[seed];
     let t = node.transport.clone().ok_or(ServeError::NoConnection)?;
     let sudo = node.node.ssh.sudo;
@@ -146,7 +160,8 @@ async fn serve(
         .await?;
     let out = t.exec(&relay::address_command()).await?;
     let ip = relay::parse_address(&out).ok_or(ServeError::NoAddress)?;
-    let cmd = relay::start_command(share, ip, &[Artifact::K3s, Artifact::Agent], sudo);
+    let artifacts = [Artifact::K3s, Artifact::Agent];
+    let cmd = relay::start_command(share, ip, &artifacts, &fetchers(run, plan), sudo);
     let out = t.exec(&cmd).await?;
     relay::parse_port(&out)
         .map(|port| (ip, port))
@@ -161,7 +176,7 @@ impl Relay {
     /// copies come from (from the controller when the seed cannot serve).
     async fn start(run: &mut Run<'_>, seed: usize, plan: &ArchRelay, w: &Writer) {
         let share = Share::new();
-        match serve(run, seed, plan.arch, &share, w).await {
+        match serve(run, seed, plan, &share, w).await {
             Ok((ip, port)) => {
                 let served = Served {
                     share: &share,
