@@ -28,6 +28,8 @@ Options:
                   Its metrics_listen = IPv4:PORT and metrics_peers = CIDR[,CIDR]
                   keys add a /metrics and /healthz listener on the pod network,
                   answering only those peers (an in-cluster Prometheus).
+                  Its api_spki_sha256 = HEX[,HEX] key pins the API server's
+                  key (sha256 of its SubjectPublicKeyInfo) beside the CA.
   --pretty        indent the JSON report
 ";
 

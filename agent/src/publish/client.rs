@@ -1,7 +1,9 @@
 //! A tiny HTTPS/1.1 client for the Kubernetes API: one request per
 //! connection, the server verified against the cluster CA only (no system
-//! roots), a bearer token that never appears in `Debug` or errors. Enough for
-//! a PATCH and a POST every few minutes; not a general client.
+//! roots) and, when `api_spki_sha256` is configured, required to hold one of
+//! the pinned keys ([`super::pin`]) before any byte of the request is sent;
+//! a bearer token that never appears in `Debug` or errors. Enough for a
+//! PATCH and a POST every few minutes; not a general client.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -12,6 +14,8 @@ use rustls_ring as rustls;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+
+use super::pin::{PinError, PinnedVerifier, SpkiPin};
 
 /// Connect, write and read budget of one request.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +34,8 @@ pub enum ClientError {
     ConnectFailed(String, #[source] io::Error),
     #[error("talking TLS to {0}")]
     ExchangeFailed(String, #[source] io::Error),
+    #[error("talking TLS to {0}")]
+    NotPinned(String, #[source] PinError),
     #[error("the answer from {0} is not HTTP")]
     NotHttp(String),
 }
@@ -88,28 +94,68 @@ pub fn parse_url(url: &str) -> Result<(String, u16), ClientError> {
     Ok((host, port))
 }
 
+/// The certificates in `ca_pem`, at least one.
+fn roots(ca_pem: &[u8]) -> Result<rustls::RootCertStore, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|_| ClientError::NoCaCertificate)?;
+        roots.add(cert).map_err(ClientError::BadCaCertificate)?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::NoCaCertificate);
+    }
+    Ok(roots)
+}
+
+/// TLS trusting only `roots`; with `pins`, also only a server holding one
+/// of those keys.
+fn tls_config(
+    roots: rustls::RootCertStore,
+    pins: &[SpkiPin],
+) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(ClientError::BadCaCertificate)?;
+    if pins.is_empty() {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    }
+    let webpki =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .map_err(|e| ClientError::BadCaCertificate(rustls::Error::General(e.to_string())))?;
+    let verifier = PinnedVerifier::new(webpki, pins.to_vec());
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
+/// A failed exchange: a refusal by the pin is named as such.
+fn exchange_failed(authority: String, e: io::Error) -> ClientError {
+    let pin = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(PinError::in_rustls);
+    match pin {
+        Some(pin) => ClientError::NotPinned(authority, pin.clone()),
+        None => ClientError::ExchangeFailed(authority, e),
+    }
+}
+
 impl Api {
-    /// A client for `url` trusting only the certificates in `ca_pem`.
-    pub fn new(url: &str, ca_pem: &[u8], token: String) -> Result<Self, ClientError> {
+    /// A client for `url` trusting only the certificates in `ca_pem` and,
+    /// unless `pins` is empty, only a server whose key is one of `pins`.
+    pub fn new(
+        url: &str,
+        ca_pem: &[u8],
+        token: String,
+        pins: &[SpkiPin],
+    ) -> Result<Self, ClientError> {
         let (host, port) = parse_url(url)?;
         let name =
             ServerName::try_from(host.clone()).map_err(|_| ClientError::BadUrl(url.into()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        let mut any = false;
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            let cert = cert.map_err(|_| ClientError::NoCaCertificate)?;
-            roots.add(cert).map_err(ClientError::BadCaCertificate)?;
-            any = true;
-        }
-        if !any {
-            return Err(ClientError::NoCaCertificate);
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(ClientError::BadCaCertificate)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = tls_config(roots(ca_pem)?, pins)?;
         Ok(Self {
             host,
             port,
@@ -160,8 +206,7 @@ impl Api {
                 Err(e) => Err(e),
             }
         };
-        let raw =
-            exchange(&mut tls).map_err(|e| ClientError::ExchangeFailed(authority.clone(), e))?;
+        let raw = exchange(&mut tls).map_err(|e| exchange_failed(authority.clone(), e))?;
         parse_answer(&raw).ok_or(ClientError::NotHttp(authority))
     }
 }

@@ -7,12 +7,20 @@
 //! `metrics_listen = IPv4:PORT` (the node's `cni0` address) and
 //! `metrics_peers = CIDR[,CIDR...]` (the only peers it answers, the
 //! cluster's pod CIDR).
+//!
+//! One optional key pins the API server's key: `api_spki_sha256 =
+//! HEX[,HEX...]`, the sha256 of the DER SubjectPublicKeyInfo of the API
+//! server's certificate, 64 lowercase hex digits each (several for HA servers
+//! or a key rotation in progress). The agent then talks only to a server
+//! holding one of these keys ([`super::pin`]); without the key, the cluster
+//! CA alone is trusted, as before.
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::conditions::DEFAULT_DISK_PRESSURE_PERCENT;
+use super::pin::SpkiPin;
 use crate::cidr::{CidrError, Ipv4Net};
 
 /// Where pictl writes the configuration.
@@ -34,6 +42,9 @@ pub struct Config {
     pub disk_pressure_percent: f64,
     /// The pod-network metrics listener; `None` when not configured.
     pub metrics: Option<PodMetrics>,
+    /// `api_spki_sha256`: the API server's keys; empty when not configured
+    /// (the cluster CA alone is trusted).
+    pub api_pins: Vec<SpkiPin>,
 }
 
 /// `metrics_listen` and `metrics_peers`: where the pod-network listener
@@ -66,6 +77,11 @@ pub enum ConfigError {
         key: &'static str,
         value: String,
     },
+    #[error(
+        "line {line}: api_spki_sha256: {pin:?} is not a sha256 digest \
+         (64 lowercase hex digits; several are separated by commas)"
+    )]
+    BadPin { line: usize, pin: String },
     #[error("{given} is set but {missing} is missing (the two go together)")]
     Unpaired {
         given: &'static str,
@@ -89,6 +105,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut interval = DEFAULT_INTERVAL;
     let mut pct = DEFAULT_DISK_PRESSURE_PERCENT;
     let (mut listen, mut peers) = (None, None);
+    let mut api_pins = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let l = raw.trim();
@@ -121,6 +138,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             },
             "metrics_listen" => listen = Some(metrics_listen(line, &v)?),
             "metrics_peers" => peers = Some(metrics_peers(line, &v)?),
+            "api_spki_sha256" => api_pins = spki_pins(line, &v)?,
             _ => {
                 return Err(ConfigError::UnknownKey {
                     line,
@@ -137,7 +155,21 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         interval,
         disk_pressure_percent: pct,
         metrics: pod_metrics(listen, peers)?,
+        api_pins,
     })
+}
+
+/// `HEX[,HEX...]`, at least one pin; each one checked on its own.
+fn spki_pins(line: usize, v: &str) -> Result<Vec<SpkiPin>, ConfigError> {
+    v.split(',')
+        .map(|p| {
+            let p = p.trim();
+            SpkiPin::parse(p).ok_or_else(|| ConfigError::BadPin {
+                line,
+                pin: p.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// Both keys or neither.
@@ -323,6 +355,43 @@ mod tests {
                 matches!(&e, ConfigError::BadValue { line: 6, key: "metrics_peers", value } if value == bad),
                 "{bad:?}: {e:?}"
             );
+        }
+    }
+
+    const PIN_A: &str = "4f7a0c6b21d3e8f95a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071";
+    const PIN_B: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn api_key_pins_are_one_or_more_sha256_digests_and_optional() {
+        assert_eq!(with("").expect("parses").api_pins, vec![]);
+        let one = with(&format!("api_spki_sha256 = {PIN_A}")).expect("parses");
+        let shown: Vec<String> = one.api_pins.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, [PIN_A]);
+        let two = with(&format!("api_spki_sha256={PIN_B} , {PIN_A}\n")).expect("parses");
+        let shown: Vec<String> = two.api_pins.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, [PIN_B, PIN_A]);
+    }
+
+    #[test]
+    fn a_bad_api_key_pin_is_refused_naming_the_key() {
+        let upper = PIN_A.to_uppercase();
+        // (the value, the pin the error names)
+        let cases = [
+            (String::new(), ""),
+            (PIN_A[..63].to_owned(), &PIN_A[..63]),
+            (format!("{PIN_A}0"), &format!("{PIN_A}0")),
+            (upper.clone(), upper.as_str()),
+            (format!("sha256:{PIN_A}"), &format!("sha256:{PIN_A}")),
+            (format!("{PIN_A},"), ""),
+            (format!("{PIN_A},{}", &PIN_B[1..]), &PIN_B[1..]),
+        ];
+        for (value, pin) in &cases {
+            let e = with(&format!("api_spki_sha256 = {value}")).expect_err(value);
+            let pin = (*pin).to_owned();
+            assert_eq!(e, ConfigError::BadPin { line: 5, pin }, "{value:?}");
+            let text = e.to_string();
+            assert!(text.starts_with("line 5: api_spki_sha256: "), "{text}");
+            assert!(text.contains("64 lowercase hex digits"), "{text}");
         }
     }
 

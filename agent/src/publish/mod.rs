@@ -14,10 +14,15 @@
 //! health never changes. When the API cannot be reached
 //! the agent keeps serving locally and says why in `/v1/report`
 //! ([`Publishing`]).
+//!
+//! The API server is known by the cluster CA and, when `publish.conf` pins
+//! it (`api_spki_sha256`), by its key ([`pin`]): the CA alone also signs
+//! every node's kubelet certificate, whatever IP SANs the node asks for.
 
 pub mod client;
 pub mod conditions;
 pub mod config;
+pub mod pin;
 pub mod rfc3339;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -80,7 +85,7 @@ pub fn connect_files() -> Connect {
             ));
         }
         let ca = read(&cfg.ca_file)?;
-        let api = Api::new(&cfg.server, &ca, token).map_err(|e| error_chain(&e))?;
+        let api = Api::new(&cfg.server, &ca, token, &cfg.api_pins).map_err(|e| error_chain(&e))?;
         Ok(Box::new(api) as Box<dyn ApiSender>)
     })
 }
