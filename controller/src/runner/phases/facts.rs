@@ -80,8 +80,21 @@ impl Phase for Facts {
             .map(|i| &run.nodes[i]);
         let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
         let server_facts = first.and_then(|r| r.facts.as_ref());
+        let agent_secret = secret::agent_secret(run.inv, server_facts)?;
+        let mut findings = findings;
+        let has_agents = run.inv.nodes.iter().any(|n| n.role == Role::Agent);
+        if matches!(agent_secret, secret::SecretPlan::Without) && has_agents {
+            let first = run.nodes.iter().position(|r| r.node.role == Role::Server);
+            if let Some(i) = first {
+                findings
+                    .entry(i)
+                    .or_default()
+                    .warns
+                    .push(NO_AGENT_TOKEN.into());
+            }
+        }
         Ok(FactsPlan {
-            agent_secret: secret::agent_secret(run.inv, server_facts)?,
+            agent_secret,
             secret: secret::cluster_secret(run.inv, running)?,
             findings,
         })
@@ -103,6 +116,12 @@ impl Phase for Facts {
         Ok(())
     }
 }
+
+/// Why a cluster without an agent token is worth a warning on every run.
+const NO_AGENT_TOKEN: &str = "this cluster's servers run without an agent token (install.sh's \
+default): every agent joins with the server token, so root on any agent holds the cluster's \
+server credentials; pictl keeps it so (adding one means restarting the servers, which an \
+adoption never does)";
 
 /// Fails and warns about nodes as the findings say.
 fn record(run: &mut Run<'_>, findings: BTreeMap<usize, Finding>) {

@@ -64,3 +64,62 @@ async fn a_server_running_without_an_agent_token_keeps_running_without_one() {
     assert!(!config.contains("agent-token"), "{config}");
     assert!(!s.dir.path().join("state").join("agent-token").exists());
 }
+
+/// Every warning a run shows, as `[node] topic: warning detail` lines.
+#[derive(Default)]
+struct Warnings(std::sync::Mutex<Vec<String>>);
+
+impl crate::report::Progress for Warnings {
+    fn event(&self, e: &crate::report::Event<'_>) {
+        if e.stage == crate::report::Stage::Warning {
+            self.0.lock().expect("warnings").push(e.line());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_holding_the_server_token_are_warned_about_in_plan_and_apply() {
+    let s = setup(1, 1).await;
+    {
+        let st = s.fleet.node("s1");
+        let mut st = st.lock().expect("node");
+        st.server_token = Some("K10abc::server:theirs".into());
+        st.active.insert("k3s.service".into());
+    }
+    std::fs::create_dir_all(s.dir.path().join("state")).expect("state");
+    let s = &s;
+    let warned = |plan: bool| async move {
+        let recorder = Arc::new(Warnings::default());
+        let mut opts = s.options();
+        opts.progress = recorder.clone();
+        let report = if plan {
+            super::plan(&s.inv, &opts).await
+        } else {
+            super::apply(&s.inv, &opts).await
+        };
+        assert!(report.is_ok(), "{report:?}");
+        let lines = recorder.0.lock().expect("warnings").clone();
+        lines
+            .into_iter()
+            .filter(|l| l.starts_with("[s1]") && l.contains("without an agent token"))
+            .count()
+    };
+    assert_eq!(warned(true).await, 1, "plan");
+    assert_eq!(warned(false).await, 1, "apply");
+    // A new cluster gets an agent token: nothing to warn about.
+    let fresh = setup(1, 1).await;
+    let recorder = Arc::new(Warnings::default());
+    let mut opts = fresh.options();
+    opts.progress = recorder.clone();
+    assert!(
+        !super::apply(&fresh.inv, &opts)
+            .await
+            .expect("apply")
+            .failed()
+    );
+    let lines = recorder.0.lock().expect("warnings").clone();
+    assert!(
+        !lines.iter().any(|l| l.contains("agent token")),
+        "{lines:?}"
+    );
+}
