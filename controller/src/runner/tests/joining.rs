@@ -39,10 +39,10 @@ async fn a_new_cluster_gives_agents_an_agent_token_not_the_server_token() {
     assert!(!s.apply().await.changed());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_server_running_without_an_agent_token_keeps_running_without_one() {
+/// One server and one agent, the server started by someone else without
+/// an agent token (install.sh's default), and a state directory.
+async fn without_an_agent_token() -> Setup {
     let s = setup(1, 1).await;
-    // A server someone started without an agent token (install.sh's default).
     {
         let st = s.fleet.node("s1");
         let mut st = st.lock().expect("node");
@@ -50,6 +50,12 @@ async fn a_server_running_without_an_agent_token_keeps_running_without_one() {
         st.active.insert("k3s.service".into());
     }
     std::fs::create_dir_all(s.dir.path().join("state")).expect("state");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_running_without_an_agent_token_keeps_running_without_one() {
+    let s = without_an_agent_token().await;
     let report = s.apply().await;
     assert!(!report.failed(), "{report:#?}");
     let st = s.fleet.node("s1");
@@ -79,14 +85,7 @@ impl crate::report::Progress for Warnings {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_holding_the_server_token_are_warned_about_in_plan_and_apply() {
-    let s = setup(1, 1).await;
-    {
-        let st = s.fleet.node("s1");
-        let mut st = st.lock().expect("node");
-        st.server_token = Some("K10abc::server:theirs".into());
-        st.active.insert("k3s.service".into());
-    }
-    std::fs::create_dir_all(s.dir.path().join("state")).expect("state");
+    let s = without_an_agent_token().await;
     let s = &s;
     let warned = |plan: bool| async move {
         let recorder = Arc::new(Warnings::default());
