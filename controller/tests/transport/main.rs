@@ -42,6 +42,13 @@ fn ssh_keygen(args: &[&str]) {
     assert!(out.status.success(), "ssh-keygen {args:?}: {out:?}");
 }
 
+/// A new ed25519 key pair at `path` (and `path.pub`).
+fn new_key(path: &str, comment: &str, passphrase: &str) {
+    ssh_keygen(&[
+        "-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f", path,
+    ]);
+}
+
 fn current_user() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -64,28 +71,8 @@ impl Sshd {
         }
         let dir = tempfile::tempdir().unwrap();
         let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-        ssh_keygen(&[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "",
-            "-f",
-            &p("host_key"),
-        ]);
-        ssh_keygen(&[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "client",
-            "-f",
-            &p("client_key"),
-        ]);
+        new_key(&p("host_key"), "", "");
+        new_key(&p("client_key"), "client", "");
         let pubkey = std::fs::read_to_string(p("client_key.pub")).unwrap();
         std::fs::write(p("authorized_keys"), pubkey).unwrap();
         let config = format!(
@@ -219,17 +206,7 @@ impl Sshd {
         let hk = self.path("host_key");
         std::fs::remove_file(&hk).unwrap();
         std::fs::remove_file(self.path("host_key.pub")).unwrap();
-        ssh_keygen(&[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "",
-            "-f",
-            hk.to_str().unwrap(),
-        ]);
+        new_key(hk.to_str().unwrap(), "", "");
         self.spawn();
     }
 
@@ -295,17 +272,7 @@ impl Sshd {
         let ca = self.path("ca_key");
         let _ = std::fs::remove_file(&ca);
         let _ = std::fs::remove_file(self.path("ca_key.pub"));
-        ssh_keygen(&[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "ca",
-            "-f",
-            ca.to_str().unwrap(),
-        ]);
+        new_key(ca.to_str().unwrap(), "ca", "");
         let host_pub = self.path("host_key.pub");
         ssh_keygen(&[
             "-q",
@@ -349,17 +316,7 @@ impl Sshd {
     /// Add a passphrase-protected client key; returns its path.
     fn add_encrypted_key(&self, passphrase: &str) -> PathBuf {
         let key = self.path("encrypted_key");
-        ssh_keygen(&[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            passphrase,
-            "-C",
-            "enc",
-            "-f",
-            key.to_str().unwrap(),
-        ]);
+        new_key(key.to_str().unwrap(), "enc", passphrase);
         let mut keys = std::fs::read_to_string(self.path("authorized_keys")).unwrap();
         keys.push_str(&std::fs::read_to_string(self.path("encrypted_key.pub")).unwrap());
         std::fs::write(self.path("authorized_keys"), keys).unwrap();

@@ -7,15 +7,7 @@ use super::*;
 async fn wrong_client_key_is_an_auth_error_not_unreachable() {
     let sshd = sshd_or_skip!();
     let other = sshd.path("stranger");
-    ssh_keygen(&[
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-f",
-        other.to_str().unwrap(),
-    ]);
+    new_key(other.to_str().unwrap(), "", "");
     let mut target = sshd.target(sshd.trusting_known_hosts());
     target.auth = Auth::Key {
         path: other,
