@@ -163,39 +163,34 @@ impl Existing {
     /// What removing `node`'s objects deletes, as found (read-only).
     pub fn leftovers(&self, node: &str) -> Vec<Change> {
         let n = names(node);
-        let ns = EVENTS_NAMESPACE;
-        let gone =
-            |found: bool, what: String| found.then(|| Change::new(what, "present", "deleted"));
-        [
-            gone(
-                self.event_bindings.contains_key(&n.role),
-                format!("RoleBinding {ns}/{}", n.role),
-            ),
-            gone(
-                self.event_roles.contains_key(&n.role),
-                format!("Role {ns}/{}", n.role),
-            ),
-            gone(
-                self.bindings.contains_key(&n.role),
-                format!("ClusterRoleBinding {}", n.role),
-            ),
-            gone(
-                self.roles.contains_key(&n.role),
-                format!("ClusterRole {}", n.role),
-            ),
-            gone(
-                self.secrets.contains_key(&n.secret),
-                format!("Secret {NAMESPACE}/{}", n.secret),
-            ),
-            gone(
-                self.accounts.contains_key(&n.account),
-                format!("ServiceAccount {NAMESPACE}/{}", n.account),
-            ),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
+        let found = [
+            self.event_bindings.contains_key(&n.role),
+            self.event_roles.contains_key(&n.role),
+            self.bindings.contains_key(&n.role),
+            self.roles.contains_key(&n.role),
+            self.secrets.contains_key(&n.secret),
+            self.accounts.contains_key(&n.account),
+        ];
+        (found.into_iter().zip(described(&n)))
+            .filter(|(found, _)| *found)
+            .map(|(_, what)| Change::new(what, "present", "deleted"))
+            .collect()
     }
+}
+
+/// A node's six agent objects as changes name them, in the order they are
+/// removed (bindings before what they bind): the plan and the removal say
+/// the same.
+fn described(n: &Names) -> [String; 6] {
+    let ns = EVENTS_NAMESPACE;
+    [
+        format!("RoleBinding {ns}/{}", n.role),
+        format!("Role {ns}/{}", n.role),
+        format!("ClusterRoleBinding {}", n.role),
+        format!("ClusterRole {}", n.role),
+        format!("Secret {NAMESPACE}/{}", n.secret),
+        format!("ServiceAccount {NAMESPACE}/{}", n.account),
+    ]
 }
 
 /// The objects of one kind carrying pictl's agent labels, by name.
@@ -494,30 +489,17 @@ pub async fn remove(
     let ns = EVENTS_NAMESPACE;
     let event_roles: kube::Api<Role> = kube::Api::namespaced(client.clone(), ns);
     let event_bindings: kube::Api<RoleBinding> = kube::Api::namespaced(client.clone(), ns);
+    let [rb, r, crb, cr, secret, account] = described(&n);
     let mut out = Vec::new();
-    out.extend(gone(
-        event_bindings.delete(&n.role, &dp).await.map(|_| ()),
-        format!("RoleBinding {ns}/{}", n.role),
-    )?);
-    out.extend(gone(
-        event_roles.delete(&n.role, &dp).await.map(|_| ()),
-        format!("Role {ns}/{}", n.role),
-    )?);
-    out.extend(gone(
-        bindings.delete(&n.role, &dp).await.map(|_| ()),
-        format!("ClusterRoleBinding {}", n.role),
-    )?);
-    out.extend(gone(
-        roles.delete(&n.role, &dp).await.map(|_| ()),
-        format!("ClusterRole {}", n.role),
-    )?);
+    let event_binding = event_bindings.delete(&n.role, &dp).await;
+    out.extend(gone(event_binding.map(|_| ()), rb)?);
+    out.extend(gone(event_roles.delete(&n.role, &dp).await.map(|_| ()), r)?);
+    out.extend(gone(bindings.delete(&n.role, &dp).await.map(|_| ()), crb)?);
+    out.extend(gone(roles.delete(&n.role, &dp).await.map(|_| ()), cr)?);
     out.extend(gone(
         secrets.delete(&n.secret, &dp).await.map(|_| ()),
-        format!("Secret {NAMESPACE}/{}", n.secret),
+        secret,
     )?);
-    out.extend(gone(
-        sa.delete(&n.account, &dp).await.map(|_| ()),
-        format!("ServiceAccount {NAMESPACE}/{}", n.account),
-    )?);
+    out.extend(gone(sa.delete(&n.account, &dp).await.map(|_| ()), account)?);
     Ok(out)
 }
