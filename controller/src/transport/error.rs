@@ -151,6 +151,19 @@ pub enum TransportError {
     #[error("sudo refused the password for {user} on {host}")]
     SudoPasswordRefused { host: String, user: String },
 
+    /// A read-only run accepted the host's key without recording it: the
+    /// sudo password is not sent to a host nothing vouches for.
+    #[error(
+        "the sudo password is not sent to {host}: its host key ({fingerprint}) is not in \
+         {known_hosts}, and this read-only run accepted it without recording it; record it \
+         first (`pictl apply`, or `ssh` to the node once and compare the fingerprint)"
+    )]
+    SudoPasswordWithheld {
+        host: String,
+        known_hosts: PathBuf,
+        fingerprint: String,
+    },
+
     #[error("sudo on {host} refused to run {what}: {reason}")]
     Sudo {
         host: String,

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use russh::Preferred;
 use russh::client::{self, Handler};
@@ -78,6 +79,9 @@ pub(super) struct HostKeyCheck {
     /// The only new key to accept (by SHA256 fingerprint), when confirmed.
     pub(super) confirmed: Option<String>,
     pub(super) known: KnownHosts,
+    /// Set to the key's fingerprint when a read-only run accepted a key it
+    /// did not record: nothing vouches for that host, so no password goes to it.
+    pub(super) unrecorded: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Debug)]
@@ -111,6 +115,7 @@ impl HostKeyCheck {
                 fingerprint = %key.fingerprint(HashAlg::Sha256),
                 "new host key accepted for this read-only run, not recorded"
             );
+            *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()) = Some(offered);
             return Ok(());
         }
         if verdict == Verdict::Unknown && self.policy == HostKeyPolicy::AcceptNew {

@@ -37,6 +37,9 @@ pub struct SshTransport {
     round_trips: AtomicU64,
     /// sudo refused the password once: it is not sent again.
     sudo_refused: AtomicBool,
+    /// The fingerprint of a host key this read-only run accepted unrecorded.
+    unrecorded_key: Option<String>,
+    known_hosts: std::path::PathBuf,
     upload_timeout: Duration,
     untimed_deadline: Duration,
 }
@@ -57,6 +60,7 @@ impl SshTransport {
         let lookup = known_hosts::lookup_name(&target.address, target.port);
         let known = load_known_hosts(&target)?;
         let config = Arc::new(client_config(&target, &known, &lookup));
+        let unrecorded = Arc::new(std::sync::Mutex::new(None));
         let check = HostKeyCheck {
             host: target.name.clone(),
             lookup,
@@ -66,6 +70,7 @@ impl SshTransport {
             record: target.record_new_keys,
             confirmed: target.confirmed_new_key.clone(),
             known,
+            unrecorded: unrecorded.clone(),
         };
         let address = format!("{}:{}", target.address, target.port);
         let session = async {
@@ -105,6 +110,8 @@ impl SshTransport {
             handle,
             round_trips: AtomicU64::new(0),
             sudo_refused: AtomicBool::new(false),
+            unrecorded_key: unrecorded.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            known_hosts: target.known_hosts,
             upload_timeout: target.upload_timeout,
             untimed_deadline: target.untimed_deadline,
         })
@@ -137,6 +144,15 @@ impl SshTransport {
         // towards the node locking the account.
         if wire.via_sudo && self.sudo_refused.load(Ordering::Relaxed) {
             return Err(self.password_refused());
+        }
+        if let (SudoMode::Password(_), Some(fingerprint)) = (&self.sudo, &self.unrecorded_key) {
+            if wire.via_sudo {
+                return Err(TransportError::SudoPasswordWithheld {
+                    host: self.name.clone(),
+                    known_hosts: known_hosts::display_path(&self.known_hosts),
+                    fingerprint: fingerprint.clone(),
+                });
+            }
         }
         Ok(wire)
     }

@@ -245,6 +245,43 @@ pub fn sudo_password_goes_through_stdin_and_repairs_drift(lab: &Lab) {
         "the password leaked into the output"
     );
 
+    // A read-only run that accepts node2's key unrecorded does not send it
+    // the password (a spoofed node2 would collect it).
+    let kh = std::fs::read_to_string(lab.known_hosts()).expect("known_hosts");
+    let addr2 = lab.address("node2").expect("address").to_owned();
+    let without2: String = kh
+        .lines()
+        .filter(|l| {
+            let hosts = l.split_whitespace().next().unwrap_or("");
+            !hosts.split(',').any(|h| h == "node2" || h == addr2)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without2, kh, "node2's key was in the lab's known_hosts");
+    std::fs::write(lab.dir().join("known_hosts-no-node2"), &without2).expect("kh");
+    let inv_new = lab.dir().join("inventory-ops-accept-new.toml");
+    let accept_new = std::fs::read_to_string(&inv).expect("inv").replace(
+        "known_hosts = \"known_hosts\"\nhost_key_policy = \"strict\"",
+        "known_hosts = \"known_hosts-no-node2\"\nhost_key_policy = \"accept-new\"",
+    );
+    assert!(accept_new.contains("accept-new"), "{accept_new}");
+    std::fs::write(&inv_new, accept_new).expect("write inventory");
+    let withheld = pictl_cmd(lab, &inv_new, &["plan"])
+        .env("PICTL_TEST_SUDO", password)
+        .output()
+        .expect("pictl");
+    assert_eq!(withheld.status.code(), Some(1), "{}", text(&withheld));
+    assert!(
+        text(&withheld).contains("the sudo password is not sent to node2"),
+        "{}",
+        text(&withheld)
+    );
+    assert_eq!(
+        std::fs::read_to_string(lab.dir().join("known_hosts-no-node2")).expect("kh"),
+        without2,
+        "plan recorded a key"
+    );
+
     lab.ssh_ok(
         "node2",
         "root",
