@@ -201,13 +201,17 @@ pub fn forget(existing: &str, name: &str) -> Result<String, KubeconfigError> {
 }
 
 /// client-go's kubeconfig lock: `FILE.lock`, created exclusively, removed
-/// when dropped.
+/// when dropped; an interrupt waits for it (`interrupt::Hold`), so Ctrl-C
+/// never leaves kubectl locked out of its own file.
 struct FileLock {
     lock: PathBuf,
+    /// Declared last: released after `drop` removed the lock file.
+    _hold: crate::interrupt::Hold,
 }
 
 impl FileLock {
     fn take(path: &Path) -> Result<FileLock, KubeconfigError> {
+        let hold = crate::interrupt::Hold::take();
         let mut name = path.as_os_str().to_owned();
         name.push(".lock");
         let lock = PathBuf::from(name);
@@ -222,7 +226,7 @@ impl FileLock {
             .create_new(true)
             .open(&lock)
         {
-            Ok(_) => Ok(FileLock { lock }),
+            Ok(_) => Ok(FileLock { lock, _hold: hold }),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(KubeconfigError::Locked {
                 path: path.to_path_buf(),
                 lock,
@@ -503,6 +507,25 @@ contexts:",
         let err = merge_into_file(&path, &ours(), &Writer::for_apply()).expect_err("a directory");
         assert!(matches!(err, KubeconfigError::Read { .. }), "{err}");
         assert!(path.is_dir());
+    }
+
+    #[test]
+    fn an_interrupt_waits_until_the_write_removed_kubectls_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config");
+        let lock = FileLock::take(&path).expect("lock");
+        assert!(lock_of(&path).exists());
+        let waiter = std::thread::spawn(|| {
+            crate::interrupt::wait_for_writes(std::time::Duration::from_secs(10))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !waiter.is_finished(),
+            "the interrupt went on during the write"
+        );
+        drop(lock);
+        assert!(waiter.join().expect("join"));
+        assert!(!lock_of(&path).exists(), "the lock outlived the write");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod data_dir;
 pub mod download;
 pub mod facts;
 pub mod init;
+pub mod interrupt;
 pub mod inventory;
 pub mod k3s_flags;
 pub mod kubeconfig;

@@ -485,3 +485,39 @@ fn without_i_the_inventory_init_writes_is_used_when_present() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn ctrl_c_during_apply_exits_130_saying_so() {
+    use std::io::Write;
+    // A node that accepts TCP and never speaks SSH: apply waits on it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("known_hosts"), "").expect("known_hosts");
+    std::fs::write(dir.path().join("id"), "").expect("key");
+    let inv = dir.path().join("pictl.toml");
+    let mut f = std::fs::File::create(&inv).expect("inventory");
+    write!(
+        f,
+        "[cluster]\nname = \"c\"\nk3s_version = \"v1.32.5+k3s1\"\nstate_dir = \"state\"\n\n\
+         [ssh]\nuser = \"pi\"\nport = {port}\nknown_hosts = \"known_hosts\"\nconnect_timeout = 60\n\n\
+         [[nodes]]\nname = \"n1\"\naddress = \"127.0.0.1\"\nrole = \"server\"\n"
+    )
+    .expect("write");
+    let child = command(&["apply", "-i", inv.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (_conn, _) = silent.accept().expect("pictl connects");
+    let pid = child.id().to_string();
+    let kill = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("pictl: interrupted"), "{stderr}");
+}

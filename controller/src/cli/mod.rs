@@ -319,6 +319,9 @@ pub struct InitArgs {
 
 /// Runs one command; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
+    if !matches!(cli.command, Command::Status { watch: Some(_) }) {
+        crate::interrupt::exit_on_signal();
+    }
     match &cli.command {
         Command::Validate => validate(&cli),
         Command::Plan { diff, upgrade } => {
