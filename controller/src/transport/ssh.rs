@@ -145,14 +145,14 @@ impl SshTransport {
         if wire.via_sudo && self.sudo_refused.load(Ordering::Relaxed) {
             return Err(self.password_refused());
         }
-        if let (SudoMode::Password(_), Some(fingerprint)) = (&self.sudo, &self.unrecorded_key) {
-            if wire.via_sudo {
-                return Err(TransportError::SudoPasswordWithheld {
-                    host: self.name.clone(),
-                    known_hosts: known_hosts::display_path(&self.known_hosts),
-                    fingerprint: fingerprint.clone(),
-                });
-            }
+        if let (true, SudoMode::Password(_), Some(fingerprint)) =
+            (wire.via_sudo, &self.sudo, &self.unrecorded_key)
+        {
+            return Err(TransportError::SudoPasswordWithheld {
+                host: self.name.clone(),
+                known_hosts: known_hosts::display_path(&self.known_hosts),
+                fingerprint: fingerprint.clone(),
+            });
         }
         Ok(wire)
     }
