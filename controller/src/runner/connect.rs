@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::node_lock;
 use crate::facts::{self, Facts, FactsError};
 use crate::inventory::{Node, Role, SecretSource};
 use crate::secret::Secret;
@@ -166,11 +167,13 @@ pub enum GatherError {
     Script { status: i32, stderr: String },
     #[error(transparent)]
     Parse(#[from] FactsError),
+    #[error("locking the node")]
+    Lock(#[from] node_lock::LockError),
 }
 
 impl GatherError {
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, GatherError::Transport(e) if e.is_unreachable())
+        matches!(self, GatherError::Transport(e) | GatherError::Lock(node_lock::LockError::Transport(e)) if e.is_unreachable())
     }
 }
 
@@ -195,19 +198,37 @@ pub async fn gather_recording(
     run_script(t, node, "record").await
 }
 
-async fn run_script(t: &dyn Transport, node: &Node, record: &str) -> Result<Facts, GatherError> {
+/// [`gather_recording`] under the node lock, in the same round trip: the
+/// lock is then held for as long as `t`'s connection lives. A node another
+/// run holds is [`GatherError::Lock`], its facts unread.
+pub async fn gather_locked(
+    t: &dyn Transport,
+    node: &Node,
+    w: &Writer,
+) -> Result<Facts, GatherError> {
+    let out = node_lock::run_locked(t, &facts_command(node, "record"), w).await?;
+    parse(out)
+}
+
+fn facts_command(node: &Node, record: &str) -> RemoteCommand {
     let secrets = if node.role == Role::Server {
         "secrets"
     } else {
         "no-secrets"
     };
-    let cmd = RemoteCommand::script(facts::SCRIPT)
+    RemoteCommand::script(facts::SCRIPT)
         .arg(secrets)
         .arg(record)
         .args(facts::paths::MANAGED)
         .sudo(node.ssh.sudo)
-        .timeout(Duration::from_secs(60));
-    let out = t.exec(&cmd).await?;
+        .timeout(Duration::from_secs(60))
+}
+
+async fn run_script(t: &dyn Transport, node: &Node, record: &str) -> Result<Facts, GatherError> {
+    parse(t.exec(&facts_command(node, record)).await?)
+}
+
+fn parse(out: crate::transport::Output) -> Result<Facts, GatherError> {
     if !out.success() {
         return Err(GatherError::Script {
             status: out.status,

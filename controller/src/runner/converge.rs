@@ -186,6 +186,8 @@ impl<'r> Converger<'r, '_> {
         let Some(t) = self.run.transport.clone() else {
             return Err(NodeFailure::Unreachable("no connection".into()));
         };
+        // Nothing is written to a node another run holds.
+        self.run.lock(t.as_ref(), w).await?;
         let progress = self.env.opts.progress.as_ref();
         self.run
             .event(progress, Topic::Step(S::ID), Stage::Applying, "");
@@ -352,6 +354,7 @@ async fn wait_for_reboot(
     if let Some(t) = run.transport.take() {
         run.round_trips_before += t.round_trips();
     }
+    run.locked = false;
     let progress = opts.progress.as_ref();
     run.event(
         progress,
@@ -376,8 +379,10 @@ async fn wait_for_reboot(
             }
         };
         reachable = true;
-        match connect::gather_recording(t.as_ref(), run.node, w).await {
+        // The reboot emptied /run, and the lock with it: taken again.
+        match connect::gather_locked(t.as_ref(), run.node, w).await {
             Ok(f) if f.boot_id != old_boot => {
+                run.locked = true;
                 run.facts = Some(f);
                 run.transport = Some(t);
                 return Ok(());

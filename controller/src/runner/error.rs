@@ -5,6 +5,12 @@ use crate::state;
 /// What stops a whole run before or between its phases.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error(
+        "node {node} is being changed by another pictl run ({holder}); nothing was changed. Its lock \
+         ends with that run's SSH session; if that run is gone but its session lingers (a laptop \
+         asleep), end it on {node} with `sudo kill PID`, the pid on the node named above"
+    )]
+    NodeLocked { node: String, holder: String },
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error(transparent)]

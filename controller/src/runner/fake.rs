@@ -72,6 +72,8 @@ pub struct NodeState {
     pub running: Option<String>,
     /// A Raspberry Pi: its kernel, and whether this boot has memory on.
     pub pi: Option<FakePi>,
+    /// `/run/pictl.lock`: the holding connection's id and the holder's words.
+    pub lock: Option<(u64, String)>,
 }
 
 /// A Pi's kernel as pictl sees it: `uname -r`, and the memory controller on
@@ -107,6 +109,8 @@ impl FakePi {
         let line =
             String::from_utf8_lossy(s.files.get(Self::CMDLINE).map_or(&[][..], |b| b)).into_owned();
         s.boot += 1;
+        // /run is a tmpfs: the node lock is gone with the boot.
+        s.lock = None;
         if let Some(pi) = &mut s.pi {
             let line = if pi.ignores_cmdline { "" } else { &line };
             pi.memory_on = line
@@ -175,6 +179,7 @@ impl Connector for Fleet {
                 log: self.log.clone(),
                 release: self.release.clone(),
                 trips: Default::default(),
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             };
             Ok(Arc::new(t) as Arc<dyn Transport>)
         })
@@ -190,6 +195,20 @@ pub struct FakeTransport {
     log: Log,
     release: Arc<Mutex<Option<String>>>,
     trips: std::sync::atomic::AtomicU64,
+    /// Which connection this is (the node lock is held per connection).
+    id: u64,
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A connection's end releases the node lock it held, as on a real node.
+impl Drop for FakeTransport {
+    fn drop(&mut self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.lock.as_ref().is_some_and(|(id, _)| *id == self.id) {
+            s.lock = None;
+        }
+    }
 }
 
 fn line(key: &str, value: &str) -> String {
@@ -471,6 +490,43 @@ impl Transport for FakeTransport {
                 s.enabled.insert("pictl-agent.service".into());
             }
             Ok(ok(String::new()))
+        })
+    }
+
+    /// Only the node lock's script is held: unless another connection
+    /// holds the lock (exit 75 with the holder's words), it is taken and
+    /// the command it wraps runs (its exec counts the one round trip).
+    fn hold<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        ready: &'a str,
+        _within: std::time::Duration,
+    ) -> BoxFuture<'a, Result<crate::transport::Holding, TransportError>> {
+        use crate::transport::Holding;
+        Box::pin(async move {
+            let args = cmd.arguments();
+            assert_eq!(ready, "pictl-locked", "only the node lock is held");
+            // `timeout -k 5 SECS program args...` or `program args...`.
+            let at = if args[5] == "timeout" { 9 } else { 5 };
+            let inner = RemoteCommand::new(args[at].clone()).args(args[at + 1..].iter().cloned());
+            {
+                let mut s = self.state.lock().expect("node");
+                if let Some((_, words)) = s.lock.as_ref().filter(|(id, _)| *id != self.id) {
+                    return Ok(Holding::Exited(Output {
+                        status: 75,
+                        stdout: format!("pictl-lock-held\n{words}\n").into_bytes(),
+                        ..Output::default()
+                    }));
+                }
+                s.lock = Some((self.id, format!("{}, pid 1 on the node", args[3])));
+            }
+            let out = self.exec(&inner).await?;
+            if out.success() {
+                Ok(Holding::Running(out))
+            } else {
+                self.state.lock().expect("node").lock = None;
+                Ok(Holding::Exited(out))
+            }
         })
     }
 

@@ -14,6 +14,7 @@ mod desired;
 mod error;
 mod manager;
 mod node;
+pub mod node_lock;
 pub mod node_meta;
 mod options;
 mod phases;

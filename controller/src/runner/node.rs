@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::connect::{self, GatherError};
 use super::error::NodeFailure;
+use super::node_lock;
 use super::options::Options;
 use crate::error_chain;
 use crate::facts::Facts;
@@ -24,6 +25,10 @@ pub struct NodeRun<'i> {
     started: Instant,
     /// Round trips of connections already closed (before a reboot).
     pub(super) round_trips_before: u64,
+    /// Another run holds this node's lock: its words.
+    pub locked_by: Option<String>,
+    /// This run holds the node's lock (on its current connection).
+    pub locked: bool,
 }
 
 impl<'i> NodeRun<'i> {
@@ -45,6 +50,8 @@ impl<'i> NodeRun<'i> {
             },
             started: Instant::now(),
             round_trips_before: 0,
+            locked_by: None,
+            locked: false,
         }
     }
 
@@ -56,11 +63,35 @@ impl<'i> NodeRun<'i> {
         }
     }
 
-    /// [`Self::start`], and the node brings its hash cache up to date.
+    /// [`Self::start`] for a run that writes: the node is locked first
+    /// (nothing else is done on a node another run holds), and it brings
+    /// its hash cache up to date.
     pub async fn start_recording(&mut self, opts: &Options, w: &Writer) {
         if let Some(t) = self.connect(opts).await {
-            let facts = connect::gather_recording(t.as_ref(), self.node, w).await;
+            let facts = connect::gather_locked(t.as_ref(), self.node, w).await;
+            self.locked = facts.is_ok();
             self.started_with(opts, t, facts);
+        }
+    }
+
+    /// Takes the node lock on `t`'s connection unless this run holds it
+    /// already (a run whose facts were read without it, as `reset`'s).
+    pub async fn lock(&mut self, t: &dyn Transport, w: &Writer) -> Result<(), NodeFailure> {
+        if self.locked {
+            return Ok(());
+        }
+        match node_lock::take(t, self.node.ssh.sudo, w).await {
+            Ok(()) => {
+                self.locked = true;
+                Ok(())
+            }
+            Err(e) => {
+                let e = GatherError::Lock(e);
+                if let GatherError::Lock(node_lock::LockError::Held { holder }) = &e {
+                    self.locked_by = Some(holder.clone());
+                }
+                Err(NodeFailure::new(e.is_unreachable(), error_chain(&e)))
+            }
         }
     }
 
@@ -137,6 +168,9 @@ impl<'i> NodeRun<'i> {
     }
 
     pub fn gather_error(&mut self, progress: &dyn Progress, e: &GatherError) {
+        if let GatherError::Lock(node_lock::LockError::Held { holder }) = e {
+            self.locked_by = Some(holder.clone());
+        }
         self.fail(
             progress,
             NodeFailure::new(e.is_unreachable(), error_chain(e)),

@@ -319,5 +319,6 @@ mod channel;
 mod ha;
 mod joining;
 mod labels;
+mod lock;
 mod reset;
 mod upgrade;

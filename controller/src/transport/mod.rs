@@ -15,6 +15,7 @@ mod auth;
 mod command;
 mod error;
 mod handshake;
+mod hold;
 pub mod known_hosts;
 pub mod quote;
 mod ssh;
@@ -28,6 +29,7 @@ use std::pin::Pin;
 pub use auth::{Auth, PassphrasePrompt};
 pub use command::{InvalidCommand, KILL_AFTER, RemoteCommand};
 pub use error::TransportError;
+pub use hold::Holding;
 pub use known_hosts::HostKeyPolicy;
 pub use ssh::SshTransport;
 pub use sudo::SudoMode;
@@ -79,6 +81,17 @@ pub trait Transport: Send + Sync {
         mode: u32,
         sudo: bool,
     ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Start `cmd` and keep it running for as long as this connection lives
+    /// (its stdin stays open until then): what it printed before the mark
+    /// `\nREADY\n` on stdout, or its output when it exited first; a timeout
+    /// error (the command stopped) when neither happened `within`.
+    fn hold<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        ready: &'a str,
+        within: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Holding, TransportError>>;
 
     /// Network round trips so far (each exec and put is one).
     fn round_trips(&self) -> u64;

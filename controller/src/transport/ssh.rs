@@ -22,6 +22,7 @@ use super::auth;
 use super::command::{KILL_AFTER, RemoteCommand, TIMEOUT_STATUSES};
 use super::error::{TransportError, is_connection_error};
 use super::handshake::{CheckError, HostKeyCheck, client_config, load_known_hosts};
+use super::hold::{self, Holding};
 use super::known_hosts;
 use super::sudo::{self, Refusal, SudoMode, WireCommand};
 use super::target::{MIN_UPLOAD_RATE, SshTarget};
@@ -42,6 +43,8 @@ pub struct SshTransport {
     known_hosts: std::path::PathBuf,
     upload_timeout: Duration,
     untimed_deadline: Duration,
+    /// Commands kept running while the connection lives ([`Transport::hold`]).
+    held: std::sync::Mutex<Vec<hold::Held>>,
 }
 
 impl fmt::Debug for SshTransport {
@@ -114,6 +117,7 @@ impl SshTransport {
             known_hosts: target.known_hosts,
             upload_timeout: target.upload_timeout,
             untimed_deadline: target.untimed_deadline,
+            held: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -294,6 +298,47 @@ impl SshTransport {
         }
     }
 
+    async fn hold_impl(
+        &self,
+        cmd: &RemoteCommand,
+        ready: &str,
+        after: Duration,
+    ) -> Result<Holding, TransportError> {
+        let what = describe(cmd);
+        let wire = self.wire(cmd, &what)?;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let started = async {
+            let (mut reader, writer) = self.open(&wire).await?.split();
+            if !wire.stdin_prefix().is_empty() {
+                // A failed write shows as the command's exit below.
+                let _ = writer.data(wire.stdin_prefix()).await;
+            }
+            let up_to = hold::up_to(&mut reader, wire.via_sudo, ready).await;
+            Ok::<_, TransportError>((up_to, reader, writer))
+        };
+        let (up_to, reader, writer) = tokio::time::timeout(after, started)
+            .await
+            .map_err(|_| self.timed_out(&what, after))??;
+        if !up_to.ready {
+            let collected = Collected {
+                out: up_to.out,
+                status: up_to.status,
+                refused: false,
+            };
+            let out = self.exited(collected)?;
+            return self.check_sudo(&what, &wire, out).map(Holding::Exited);
+        }
+        let out = self.check_sudo(&what, &wire, up_to.out)?;
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hold::Held {
+                _reader: reader,
+                _writer: writer,
+            });
+        Ok(Holding::Running(out))
+    }
+
     async fn exec_impl(&self, cmd: &RemoteCommand) -> Result<Output, TransportError> {
         let what = describe(cmd);
         let wire = self.wire(cmd, &what)?;
@@ -343,6 +388,15 @@ impl Transport for SshTransport {
         sudo: bool,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(self.put_impl(contents, path, mode, sudo))
+    }
+
+    fn hold<'a>(
+        &'a self,
+        cmd: &'a RemoteCommand,
+        ready: &'a str,
+        within: Duration,
+    ) -> BoxFuture<'a, Result<Holding, TransportError>> {
+        Box::pin(self.hold_impl(cmd, ready, within))
     }
 
     fn round_trips(&self) -> u64 {

@@ -357,6 +357,7 @@ fn mode_of(path: &Path) -> u32 {
 
 mod auth;
 mod exec;
+mod hold;
 mod host_keys;
 mod put_file;
 mod unreachable;

@@ -387,6 +387,76 @@ pub fn a_second_concurrent_apply_is_refused_by_the_lock(lab: &Lab) {
     );
 }
 
+pub fn a_node_another_controller_holds_stops_apply_before_any_change(lab: &Lab) {
+    ensure_converged(lab);
+    // Another controller's run holds node2 (its protocol: flock on
+    // /run/pictl.lock, its words in the file, held while its session lives).
+    let mut other = lab
+        .ssh_command("node2", "root")
+        .expect("ssh")
+        .arg(
+            "exec 9>>/run/pictl.lock; flock -n 9 || exit 9; \
+             printf 'alice@other-laptop (pictl pid 7), pid %s on the node\\n' $$ >/run/pictl.lock; \
+             echo locked; exec cat >/dev/null",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn holder");
+    let mut line = String::new();
+    BufReader::new(other.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line, "locked\n", "the holder could not lock node2");
+    let config = "/etc/rancher/k3s/config.yaml";
+    lab.ssh_ok("node1", "root", &format!("echo 'debug: true' >> {config}"))
+        .expect("drift");
+
+    let refused = pictl(lab, &lab.inventory(), &["apply"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("node node2 is being changed by another pictl run (alice@other-laptop (pictl pid 7), pid "),
+        "{}",
+        text(&refused)
+    );
+    assert!(stderr.contains("sudo kill PID"), "{stderr}");
+    let kept = lab
+        .ssh("node1", "root", &format!("grep -c '^debug: true' {config}"))
+        .expect("ssh");
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stdout).trim(),
+        "1",
+        "node1 was changed"
+    );
+
+    // The other run ends (its session closes): the lock is gone with it.
+    drop(other.stdin.take());
+    let _ = other.wait();
+    let out = pictl(lab, &lab.inventory(), &["apply", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        steps(&v, "node1", "changed"),
+        ["k3s-config", "k3s-service"],
+        "{v:#}"
+    );
+    // pictl's own lock ended with its run: a holder gets it at once.
+    let free = lab
+        .ssh(
+            "node2",
+            "root",
+            "flock -n /run/pictl.lock true && cat /run/pictl.lock",
+        )
+        .expect("ssh");
+    assert!(free.status.success(), "pictl's lock outlived its run");
+    assert!(
+        String::from_utf8_lossy(&free.stdout).contains("(pictl pid "),
+        "pictl wrote no holder: {}",
+        String::from_utf8_lossy(&free.stdout)
+    );
+}
+
 /// The lab's inventory with `extra` lines added to node `name`'s table.
 fn inventory_with_node_keys(lab: &Lab, name: &str, extra: &str, file: &str) -> PathBuf {
     let text = std::fs::read_to_string(lab.inventory()).expect("inventory");

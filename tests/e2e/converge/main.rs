@@ -18,6 +18,7 @@ const NEW: &str = "v1.33.1+k3s1";
 
 mod bootstrap;
 use bootstrap::{
+    a_node_another_controller_holds_stops_apply_before_any_change,
     a_second_concurrent_apply_is_refused_by_the_lock,
     config_drift_is_planned_and_repaired_on_that_node_only,
     config_mode_drift_is_chmodded_back_without_a_restart, first_apply_bootstraps_three_ready_nodes,
@@ -69,6 +70,7 @@ fn main() -> ExitCode {
         stopped_service_is_planned_and_repaired,
         label_and_taint_changes_reach_the_node_without_a_restart,
         a_second_concurrent_apply_is_refused_by_the_lock,
+        a_node_another_controller_holds_stops_apply_before_any_change,
         sudo_password_goes_through_stdin_and_repairs_drift,
         lost_controller_state_adopts_the_running_cluster_token,
         workload_is_server_side_applied_and_a_rerun_changes_nothing,

@@ -1,6 +1,7 @@
 //! Connect to every node and gather its facts in one round trip, in
 //! parallel. An unreachable node is recorded and the others go on. In
-//! apply the nodes also bring their hash caches up to date.
+//! apply each node is locked first (`node_lock`; a node another run holds
+//! stops the run) and brings its hash cache up to date.
 
 use super::{Phase, Selected, in_parallel};
 use crate::runner::error::RunError;
@@ -39,6 +40,22 @@ impl Phase for Connect {
             n.start_recording(opts, w)
         })
         .await;
-        Ok(())
+        locked_elsewhere(run)
+    }
+}
+
+/// A node another run holds stops the whole run before anything changes:
+/// two controllers must not converge one cluster at once.
+pub fn locked_elsewhere(run: &Run<'_>) -> Result<(), RunError> {
+    match run
+        .nodes
+        .iter()
+        .find_map(|n| Some((n, n.locked_by.as_ref()?)))
+    {
+        Some((n, holder)) => Err(RunError::NodeLocked {
+            node: n.node.name.clone(),
+            holder: holder.clone(),
+        }),
+        None => Ok(()),
     }
 }

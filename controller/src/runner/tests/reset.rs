@@ -3,7 +3,7 @@
 
 use super::*;
 
-async fn reset(s: &Setup, only: &[&str], confirmed: bool) -> RunReport {
+pub(super) async fn reset(s: &Setup, only: &[&str], confirmed: bool) -> RunReport {
     let only: Vec<String> = only.iter().map(|n| n.to_string()).collect();
     super::reset(&s.inv, &s.options(), &only, confirmed)
         .await

@@ -50,6 +50,18 @@ impl crate::transport::Transport for ReadOnlyNode {
         panic!("plan --diff wrote {path}")
     }
 
+    fn hold<'a>(
+        &'a self,
+        cmd: &'a crate::transport::RemoteCommand,
+        _: &'a str,
+        _: std::time::Duration,
+    ) -> crate::transport::BoxFuture<
+        'a,
+        Result<crate::transport::Holding, crate::transport::TransportError>,
+    > {
+        panic!("plan --diff held {:?}", cmd.program())
+    }
+
     fn round_trips(&self) -> u64 {
         self.execs.lock().expect("log").len() as u64
     }
