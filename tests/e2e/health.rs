@@ -18,6 +18,7 @@ const INTERVAL: u64 = 5;
 fn main() -> ExitCode {
     let cases: &[Case] = pictl_e2e::cases![
         apply_gives_each_agent_its_own_token_and_the_conditions_appear,
+        agents_pin_the_api_servers_key_which_a_new_san_keeps,
         the_agents_token_cannot_patch_another_node_or_anything_else,
         a_healthy_lab_makes_no_status_writes_for_a_minute,
         a_full_root_filesystem_turns_root_disk_pressure_true_with_an_event_and_back,
@@ -410,4 +411,89 @@ fn a_full_root_filesystem_turns_root_disk_pressure_true_with_an_event_and_back(l
         "changed",
         "{report:#}"
     );
+}
+
+/// The sha256 of the public key `node`'s API port serves, as openssl on
+/// the host sees it (independent of pictl and of the file K3s keeps).
+fn served_pin(lab: &Lab, node: &str) -> String {
+    let addr = lab.address(node).expect("address");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "openssl s_client -connect \"$1:6443\" </dev/null 2>/dev/null | openssl x509 -noout -pubkey \
+             | openssl pkey -pubin -outform DER | sha256sum",
+            "sh",
+            addr,
+        ])
+        .output()
+        .expect("openssl");
+    let pin = String::from_utf8_lossy(&out.stdout);
+    let pin = pin.split_whitespace().next().unwrap_or("").to_owned();
+    assert_eq!(pin.len(), 64, "{out:?}");
+    pin
+}
+
+fn pinned(lab: &Lab, node: &str) -> String {
+    let conf = lab
+        .ssh_ok(node, "root", "cat /etc/pictl-agent/publish.conf")
+        .expect("publish.conf");
+    conf.lines()
+        .find_map(|l| l.strip_prefix("api_spki_sha256 = "))
+        .unwrap_or_else(|| panic!("{node}: no pin in publish.conf:\n{conf}"))
+        .to_owned()
+}
+
+fn agents_pin_the_api_servers_key_which_a_new_san_keeps(lab: &Lab) {
+    let served = served_pin(lab, "node1");
+    for n in ["node1", "node2"] {
+        assert_eq!(
+            pinned(lab, n),
+            served,
+            "{n} pins another key than the API serves"
+        );
+    }
+    // A new name for the API: K3s re-signs its certificate with the same key
+    // (dynamiclistener), so the pin holds and nothing on the agents changes.
+    let original = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let inv = lab.dir().join("inventory-san.toml");
+    let with_san = original.replacen(
+        "[cluster]\n",
+        "[cluster]\ntls_san = [\"api.lab.test\"]\n",
+        1,
+    );
+    assert_ne!(with_san, original);
+    std::fs::write(&inv, with_san).expect("write");
+    let out = pictl::run(lab, &inv, &["apply", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status_of(&v, "node1", "k3s-service"), "changed", "{v:#}");
+    assert_eq!(
+        served_pin(lab, "node1"),
+        served,
+        "a new SAN changed the key"
+    );
+    for n in ["node1", "node2"] {
+        assert_eq!(status_of(&v, n, "agent-access"), "ok", "{v:#}");
+        assert_eq!(pinned(lab, n), served);
+    }
+    // The agent, restarted (nothing attempted yet), reaches the API server
+    // through the pinned key: its first exchange succeeds.
+    lab.ssh_ok(
+        "node2",
+        "root",
+        "systemctl restart pictl-agent; \
+         for i in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:9750/v1/report && break; sleep 0.2; done",
+    )
+    .expect("restart");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = agent_report(lab, "node2")["publishing"].clone();
+        if p["state"] == "ok" && p["error"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < until, "{p:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Put the cluster's own names back for the cases after this one.
+    apply(lab);
 }

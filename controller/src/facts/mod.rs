@@ -238,6 +238,13 @@ if [ "$secrets" = secrets ]; then
   a=$dd/server/agent-token
   if [ -f "$a" ] && [ ! -L "$a" ]; then rd t "$a"; e agent_token "$t"; fi
   if [ -f /etc/rancher/k3s/k3s.yaml ]; then rd t /etc/rancher/k3s/k3s.yaml; e kubeconfig "$t"; fi
+  # The API port's certificate (dynamiclistener's Secret as JSON, Go's
+  # encoding): only tls.crt leaves the node, never tls.key.
+  f=$dd/server/tls/dynamic-cert.json
+  if [ -f "$f" ]; then
+    rd t "$f"
+    case $t in *'"tls.crt":"'*) t=${t#*'"tls.crt":"'}; e serving_cert "${t%%'"'*}" ;; esac
+  fi
 fi
 "#
 );
@@ -338,6 +345,19 @@ pub struct Facts {
     pub datastore: Option<Datastore>,
     /// uid and gid of the health agent's user, when it exists.
     pub agent_ids: Option<(u32, u32)>,
+    /// A server's API key pin: the sha256 of the public key its API port
+    /// serves (K3s's `dynamic-cert.json`), 64 hex digits.
+    pub serving_pin: Option<String>,
+}
+
+/// The key pin of the first certificate in a base64 PEM (Go's JSON
+/// encoding of a Secret's `tls.crt`); `None` when it is not one.
+fn serving_pin(b64: &str) -> Option<String> {
+    use base64::Engine;
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let pem = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let leaf = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
+    pictl_agent::publish::pin::SpkiPin::of_certificate(&leaf).map(|p| p.to_string())
 }
 
 /// K3s's datastore on a server (pkg/cluster/managed.go `assignManagedDriver`:
@@ -438,6 +458,7 @@ impl Facts {
                 _ => None,
             },
             agent_ids: ids(&get("agent_ids")),
+            serving_pin: serving_pin(&get("serving_cert")),
         })
     }
 
@@ -564,3 +585,5 @@ pub fn k3s_version_of(line: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_serving;

@@ -158,13 +158,13 @@ fn the_scripts_modes_parse() {
 /// A scratch node for running the script locally: pictl's record
 /// directory and the K3s binary moved under a temp dir, and every
 /// program the script starts logged by a shim on `PATH`.
-struct Scratch {
+pub(super) struct Scratch {
     dir: tempfile::TempDir,
-    script: String,
+    pub(super) script: String,
 }
 
 impl Scratch {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path().to_string_lossy().into_owned();
@@ -207,7 +207,7 @@ impl Scratch {
         Self { dir, script }
     }
 
-    fn path(&self, p: &str) -> String {
+    pub(super) fn path(&self, p: &str) -> String {
         self.dir.path().join(p).to_string_lossy().into_owned()
     }
 

@@ -35,14 +35,23 @@ impl PodMetrics {
     }
 }
 
-/// The publishing configuration for `node` against `server` (`https://…`).
-pub fn publish_conf(server: &str, node: &str, pod: Option<&PodMetrics>) -> String {
+/// The publishing configuration for `node` against `server` (`https://…`),
+/// pinned to the API server's keys `pins` (none: the CA alone is trusted).
+pub fn publish_conf(server: &str, node: &str, pod: Option<&PodMetrics>, pins: &[String]) -> String {
     let mut conf = format!(
         "# Managed by pictl: where pictl-agent publishes this node's conditions.\n\
          server = {server}\nnode = {node}\ntoken_file = {}\nca_file = {}\n",
         paths::AGENT_TOKEN,
         paths::AGENT_CA
     );
+    if !pins.is_empty() {
+        conf.push_str(&format!(
+            "# The API server's own key (read from the servers over SSH): the CA\n\
+             # also signs every kubelet's certificate, so the chain alone is not enough.\n\
+             api_spki_sha256 = {}\n",
+            pins.join(",")
+        ));
+    }
     if let Some(pod) = pod {
         conf.push_str(&format!(
             "# /metrics for Pods on the pod network, answering only these peers.\n\

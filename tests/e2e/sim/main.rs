@@ -18,8 +18,8 @@ use pictl_e2e::{Case, Lab, LabSpec, harness};
 
 mod server;
 use server::{
-    mirror_layout_two_versions, restarted_server_keeps_everything,
-    server_writes_token_kubeconfig_and_real_tls, version_format,
+    a_new_san_keeps_the_serving_key_and_only_regenerate_replaces_it, mirror_layout_two_versions,
+    restarted_server_keeps_everything, server_writes_token_kubeconfig_and_real_tls, version_format,
 };
 mod apply;
 use apply::{client_side_apply_and_patch, other_kinds_apply_and_list, server_side_apply_semantics};
@@ -187,6 +187,7 @@ fn main() -> ExitCode {
         version_format,
         mirror_layout_two_versions,
         server_writes_token_kubeconfig_and_real_tls,
+        a_new_san_keeps_the_serving_key_and_only_regenerate_replaces_it,
         server_side_apply_semantics,
         other_kinds_apply_and_list,
         client_side_apply_and_patch,

@@ -160,9 +160,10 @@ pub fn server_writes_token_kubeconfig_and_real_tls() {
     );
 
     // The serving certificate's SANs, read by openssl.
+    let serving = serving_cert(&sim);
     let sans = Command::new("openssl")
         .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
-        .arg(sim.path("data/server/tls/serving-kube-apiserver.crt"))
+        .arg(&serving)
         .output()
         .expect("openssl");
     let sans = String::from_utf8_lossy(&sans.stdout);
@@ -180,7 +181,7 @@ pub fn server_writes_token_kubeconfig_and_real_tls() {
         .arg("verify")
         .arg("-CAfile")
         .arg(sim.path("data/server/tls/server-ca.crt"))
-        .arg(sim.path("data/server/tls/serving-kube-apiserver.crt"))
+        .arg(&serving)
         .arg(sim.path("data/server/tls/client-admin.crt"))
         .output()
         .expect("openssl verify");
@@ -324,3 +325,81 @@ pub fn restarted_server_keeps_everything() {
 }
 
 // ---------------- lab case ----------------
+
+/// The API port's certificate as dynamiclistener stores it
+/// (`server/tls/dynamic-cert.json`, a Secret as JSON), written out as PEM.
+fn serving_cert(sim: &Sim) -> PathBuf {
+    use base64::Engine;
+    let text = std::fs::read_to_string(sim.path("data/server/tls/dynamic-cert.json"))
+        .expect("dynamic-cert.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["type"], "kubernetes.io/tls", "{v}");
+    assert_eq!(v["metadata"]["name"], "k3s-serving", "{v}");
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(v["data"]["tls.crt"].as_str().expect("tls.crt"))
+        .expect("base64");
+    let out = sim.path("serving.crt");
+    std::fs::write(&out, pem).expect("write");
+    out
+}
+
+/// The public key a served certificate carries, as openssl prints it.
+fn public_key(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a client on the API port is shown (not the file): its public key.
+fn served_public_key(sim: &Sim) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{}", sim.port))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
+    let end = text.find("-----END CERTIFICATE-----").expect("its end") + 25;
+    let pem = sim.path("served.crt");
+    std::fs::write(&pem, &text[start..end]).expect("write");
+    public_key(&pem)
+}
+
+pub fn a_new_san_keeps_the_serving_key_and_only_regenerate_replaces_it() {
+    let config = "token: s3cret-token\nnode-name: simserver\n";
+    let sim = Sim::start(config, &[]);
+    let first = public_key(&serving_cert(&sim));
+    assert_eq!(
+        served_public_key(&sim),
+        first,
+        "the port serves the stored key"
+    );
+
+    // A new tls-san: dynamiclistener re-signs with the same key.
+    let sim = sim.restart(&format!("{config}tls-san:\n  - pi.example.test\n"), &[]);
+    let renamed = serving_cert(&sim);
+    let sans = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&renamed)
+        .output()
+        .expect("openssl");
+    assert!(String::from_utf8_lossy(&sans.stdout).contains("DNS:pi.example.test"));
+    assert_eq!(public_key(&renamed), first, "a new SAN changed the key");
+    assert_eq!(served_public_key(&sim), first);
+
+    // K3s's regenerate file: a new key, the file removed.
+    let regen = sim.path("data/server/tls/dynamic-cert-regenerate");
+    std::fs::write(&regen, "").expect("touch");
+    let sim = sim.restart(&format!("{config}tls-san:\n  - pi.example.test\n"), &[]);
+    assert!(!regen.exists(), "the regenerate file is removed once seen");
+    let new = public_key(&serving_cert(&sim));
+    assert_ne!(new, first, "regenerate kept the key");
+    assert_eq!(served_public_key(&sim), new);
+}

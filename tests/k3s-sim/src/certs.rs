@@ -100,8 +100,6 @@ fn ca(tls: &Path) -> Result<(String, String)> {
     })
 }
 
-/// The serving certificate and key, PEM: reissued when the wanted SANs
-/// changed.
 /// A leaf certificate's parameters (the serving and the peer certificate):
 /// common name `cn`, IP and DNS `sans`, valid for a year, keyed for TLS,
 /// with extended key usages `usages`.
@@ -132,29 +130,107 @@ pub fn leaf_params(
     Ok(p)
 }
 
+/// The supervisor's serving certificate on the API port, as K3s's
+/// dynamiclistener keeps it (pkg/cluster/https.go `newListener`, `tlsStorage`):
+/// a `kubernetes.io/tls` Secret written as JSON to `server/tls/dynamic-cert.json`
+/// (dynamiclistener storage/file) and shared as Secret `kube-system/k3s-serving`.
+/// New SANs re-sign the certificate with the same private key (dynamiclistener
+/// factory/gen.go: `AddCN`/`Renew` go through `getPrivateKey`, which returns the
+/// stored key); only `server/tls/dynamic-cert-regenerate` (https.go
+/// `RegenerateCerts`, removed once seen) makes a new key.
 fn serving(tls: &Path, sans: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
-    let serving_crt = tls.join("serving-kube-apiserver.crt");
-    let serving_key = tls.join("serving-kube-apiserver.key");
-    let sans_file = tls.join("serving-kube-apiserver.sans");
-    let want_sans = sans.join("\n");
-    Ok(
-        match (read(&serving_crt), read(&serving_key), read(&sans_file)) {
-            (Some(c), Some(k), Some(s)) if s == want_sans => (c, k),
-            _ => {
-                let key = KeyPair::generate()?;
-                let p = leaf_params(
-                    "kube-apiserver",
-                    sans,
-                    &[ExtendedKeyUsagePurpose::ServerAuth],
-                )?;
-                let cert = p.signed_by(&key, issuer)?;
-                write_private(&serving_key, key.serialize_pem().as_bytes(), 0o600)?;
-                write_private(&serving_crt, cert.pem().as_bytes(), 0o644)?;
-                write_private(&sans_file, want_sans.as_bytes(), 0o644)?;
-                (cert.pem(), key.serialize_pem())
-            }
-        },
-    )
+    let file = tls.join(DYNAMIC_CERT);
+    let regenerate_file = tls.join("dynamic-cert-regenerate");
+    let regenerate = regenerate_file.exists();
+    if regenerate {
+        std::fs::remove_file(&regenerate_file)?;
+    }
+    let stored = read(&file).and_then(|t| DynamicCert::parse(&t));
+    let wanted: std::collections::BTreeSet<&String> = sans.iter().collect();
+    let key = match &stored {
+        Some(d)
+            if d.sans.iter().collect::<std::collections::BTreeSet<_>>() == wanted
+                && !regenerate =>
+        {
+            return Ok((d.cert.clone(), d.key.clone()));
+        }
+        Some(d) if !regenerate => {
+            KeyPair::from_pem(&d.key).context("parsing dynamic-cert.json's key")?
+        }
+        _ => KeyPair::generate()?,
+    };
+    let p = leaf_params("k3s", sans, &[ExtendedKeyUsagePurpose::ServerAuth])?;
+    let cert = p.signed_by(&key, issuer)?;
+    let d = DynamicCert {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+        sans: sans.to_vec(),
+    };
+    write_private(&file, d.to_json().as_bytes(), 0o600)?;
+    Ok((d.cert, d.key))
+}
+
+/// dynamiclistener's file storage, under `server/tls/`.
+pub const DYNAMIC_CERT: &str = "dynamic-cert.json";
+const CN_ANNOTATION: &str = "listener.cattle.io/cn-";
+
+/// What `dynamic-cert.json` holds: the certificate, its key and the names
+/// it was issued for (dynamiclistener's `listener.cattle.io/cn-*`
+/// annotations).
+pub struct DynamicCert {
+    pub cert: String,
+    pub key: String,
+    pub sans: Vec<String>,
+}
+
+impl DynamicCert {
+    pub fn parse(text: &str) -> Option<DynamicCert> {
+        use base64::Engine;
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let b64 = |k: &str| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v["data"][k].as_str()?)
+                .ok()?;
+            String::from_utf8(raw).ok()
+        };
+        let sans = v["metadata"]["annotations"]
+            .as_object()?
+            .iter()
+            .filter(|(k, _)| k.starts_with(CN_ANNOTATION))
+            .filter_map(|(_, v)| v.as_str().map(str::to_owned))
+            .collect::<Vec<_>>();
+        Some(DynamicCert {
+            cert: b64("tls.crt")?,
+            key: b64("tls.key")?,
+            sans,
+        })
+    }
+
+    /// The Secret as dynamiclistener encodes it (Go's JSON: bytes in base64).
+    pub fn to_json(&self) -> String {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let annotations: serde_json::Map<String, serde_json::Value> = self
+            .sans
+            .iter()
+            .map(|s| {
+                (
+                    format!("{CN_ANNOTATION}{}", s.replace(':', "_")),
+                    s.clone().into(),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "metadata": {
+                "name": "k3s-serving",
+                "namespace": "kube-system",
+                "annotations": annotations,
+            },
+            "data": {"tls.crt": b64(&self.cert), "tls.key": b64(&self.key)},
+            "type": "kubernetes.io/tls",
+        })
+        .to_string()
+    }
 }
 
 /// The admin client certificate and key (system:admin in system:masters), PEM.

@@ -52,13 +52,22 @@ fn http_status(code: u16) -> String {
 }
 
 /// The CA a joining server fetches with the server token (K3s's bootstrap data;
-/// the simulator's cluster has one CA).
+/// the simulator's cluster has one CA), and the serving key's Secret. Real K3s
+/// does not ship `k3s-serving` in the bootstrap data: each server's dynamiclistener
+/// loads it from the datastore once synced (pkg/cluster/https.go `tlsStorage`,
+/// dynamiclistener storage/kubernetes), so every server serves the same key; the
+/// simulator hands it over at the join to reach that state without a reloadable
+/// listener.
 pub fn bootstrap_data(data_dir: &std::path::Path) -> Resp {
     let tls = data_dir.join("server/tls");
     let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap_or_default();
     json_resp(
         200,
-        &json!({"server-ca.crt": read("server-ca.crt"), "server-ca.key": read("server-ca.key")}),
+        &json!({
+            "server-ca.crt": read("server-ca.crt"),
+            "server-ca.key": read("server-ca.key"),
+            "k3s-serving": read(crate::certs::DYNAMIC_CERT),
+        }),
     )
 }
 
@@ -95,9 +104,7 @@ pub async fn fetch_bootstrap(
     let local = std::fs::read_to_string(tls.join("server-ca.crt")).ok();
     if local.is_some_and(|l| Some(l.as_str()) != v["server-ca.crt"].as_str()) {
         for f in [
-            "serving-kube-apiserver.crt",
-            "serving-kube-apiserver.key",
-            "serving-kube-apiserver.sans",
+            crate::certs::DYNAMIC_CERT,
             "client-admin.crt",
             "client-admin.key",
         ] {
@@ -116,6 +123,14 @@ pub async fn fetch_bootstrap(
         v["server-ca.crt"].as_str().unwrap_or_default().as_bytes(),
         0o644,
     )?;
+    // The cluster's serving key (the shared `k3s-serving` Secret).
+    if let Some(shared) = v["k3s-serving"].as_str().filter(|s| !s.is_empty()) {
+        crate::certs::write_private(
+            &tls.join(crate::certs::DYNAMIC_CERT),
+            shared.as_bytes(),
+            0o600,
+        )?;
+    }
     Ok(secret)
 }
 

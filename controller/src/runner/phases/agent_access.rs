@@ -190,7 +190,7 @@ impl AgentAccessPhase {
         desired.agent_access = Some(AccessFiles {
             token,
             ca_pem,
-            publish_conf: publish_conf(server, name, metrics.as_ref()),
+            publish_conf: publish_conf(server, name, metrics.as_ref(), &serving_pins(run)),
         });
         Ok(Some((desired, metrics)))
     }
@@ -470,4 +470,15 @@ impl Phase for AgentAccessPhase {
         }
         Ok(())
     }
+}
+
+/// The API server's key pins: every server's, as its facts read them (HA
+/// servers share one key through K3s's `k3s-serving` Secret), sorted.
+fn serving_pins(run: &Run<'_>) -> Vec<String> {
+    let pins: std::collections::BTreeSet<String> = run
+        .nodes
+        .iter()
+        .filter_map(|n| n.facts.as_ref()?.serving_pin.clone())
+        .collect();
+    pins.into_iter().collect()
 }

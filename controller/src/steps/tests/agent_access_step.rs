@@ -15,7 +15,7 @@ fn with_access(inv: &Inventory) -> Desired {
     d.agent_access = Some(AccessFiles {
         token: Secret::new(TOKEN),
         ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-        publish_conf: publish_conf("https://10.0.0.1:6443", "s1", None),
+        publish_conf: publish_conf("https://10.0.0.1:6443", "s1", None, &[]),
     });
     d
 }

@@ -134,6 +134,7 @@ pub(super) fn converged(d: &Desired) -> Facts {
         config_dropins: Vec::new(),
         datastore: None,
         agent_ids: None,
+        serving_pin: None,
         tools_missing: Vec::new(),
         tools_taken: Vec::new(),
         data_dir_config: None,
