@@ -9,6 +9,7 @@
 pub mod agent_access;
 pub mod agent_policy;
 mod client;
+pub mod cordons;
 pub mod drain;
 #[cfg(test)]
 pub(crate) mod fake;
