@@ -80,7 +80,9 @@ fn bindings_rt() -> Option<&'static ResourceType> {
 }
 
 /// Judges a write of `rt` (`old` → `new`) made by the request this task
-/// serves, if any: `Err` is the apiserver's refusal.
+/// serves, if any: `Err` is the apiserver's refusal (a ready response, as
+/// every handler's error here).
+#[allow(clippy::result_large_err)]
 pub fn admit(
     st: &State,
     rt: &'static ResourceType,
