@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         apply_gives_each_agent_its_own_token_and_the_conditions_appear,
         agents_pin_the_api_servers_key_which_a_new_san_keeps,
         the_agents_token_cannot_patch_another_node_or_anything_else,
+        the_agents_token_changes_its_nodes_conditions_and_nothing_else,
         a_healthy_lab_makes_no_status_writes_for_a_minute,
         a_full_root_filesystem_turns_root_disk_pressure_true_with_an_event_and_back,
     ];
@@ -298,6 +299,65 @@ fn the_agents_token_cannot_patch_another_node_or_anything_else(lab: &Lab) {
         assert_eq!(code, 403, "{method} {path}: {status}");
         assert_eq!(status["message"], want.as_str(), "{method} {path}");
     }
+}
+
+/// PATCHes node2's status with node2's agent token (from node2, the token
+/// and body in files the shell writes: never in an argv).
+fn patch_own_status(lab: &Lab, body: &str) -> (u16, Value) {
+    let cmd = format!(
+        "set -e; umask 077; h=$(mktemp); b=$(mktemp); printf 'Authorization: Bearer %s\\nContent-Type: application/strategic-merge-patch+json\\n' \"$(cat /etc/pictl-agent/token)\" > $h; printf '%s' '{body}' > $b; \
+         curl -s -X PATCH -H @$h --cacert /etc/pictl-agent/ca.crt --data-binary @$b -w '\\n%{{http_code}}' https://node1:6443/api/v1/nodes/node2/status; rm -f $h $b"
+    );
+    let out = lab.ssh_ok("node2", "root", &cmd).expect("curl on node2");
+    let (body, code) = out.trim_end().rsplit_once('\n').expect("code line");
+    (
+        code.parse().expect("code"),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+fn the_agents_token_changes_its_nodes_conditions_and_nothing_else(lab: &Lab) {
+    // RBAC lets the token patch nodes/status, which on a real API server also
+    // changes metadata; the admission policy pictl applies refuses all but
+    // the agent's own conditions (issue 23, item 1).
+    let node = || -> Value {
+        serde_json::from_str(&kubectl(lab, &["get", "node", "node2", "-o", "json"])).expect("node")
+    };
+    let before = node();
+    let refused = [
+        r#"{"metadata":{"labels":{"node-restriction.kubernetes.io/x":"y"}}}"#,
+        r#"{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":"true"}}}"#,
+        r#"{"metadata":{"annotations":{"pictl.dev/cordoned":"true"}}}"#,
+        r#"{"metadata":{"annotations":{"pictl.dev/agent-metrics":"10.0.0.1:9100"}}}"#,
+        r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"Spoofed","message":"x"}]}}"#,
+        r#"{"status":{"conditions":[{"type":"Spoofed","status":"True","reason":"Spoofed","message":"x"}]}}"#,
+        r#"{"status":{"capacity":{"pods":"1000"}}}"#,
+    ];
+    for body in refused {
+        let (code, status) = patch_own_status(lab, body);
+        assert_eq!(code, 422, "{body}: {status}");
+        let message = status["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with("nodes \"node2\" is forbidden: ValidatingAdmissionPolicy 'pictl-agent-node-status' with binding 'pictl-agent-node-status' denied request: a health agent may"),
+            "{body}: {message}"
+        );
+    }
+    let after = node();
+    assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+    assert_eq!(
+        after["metadata"]["annotations"],
+        before["metadata"]["annotations"]
+    );
+    assert_eq!(after["status"]["capacity"], before["status"]["capacity"]);
+    let conditions = after["status"]["conditions"].to_string();
+    assert!(!conditions.contains("Spoofed"), "{conditions}");
+    // Its own condition, as the agent publishes it, still goes through.
+    let own = condition(lab, "node2", "ClockUnsynchronized").expect("the agent's condition");
+    let body = serde_json::json!({"status": {"conditions": [{
+        "type": "ClockUnsynchronized", "status": own["status"], "reason": own["reason"],
+        "message": "published by the lab test"}]}});
+    let (code, status) = patch_own_status(lab, &body.to_string());
+    assert_eq!(code, 200, "{status}");
 }
 
 fn a_healthy_lab_makes_no_status_writes_for_a_minute(lab: &Lab) {

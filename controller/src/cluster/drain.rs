@@ -54,30 +54,36 @@ fn api_err(what: String) -> impl FnOnce(kube::Error) -> DrainError {
     move |source| DrainError::Api { what, source }
 }
 
-/// Cordons the Node, recording that pictl did; the Node as written.
+/// Cordons the Node, recording first that pictl does (a crash between
+/// leaves a record of a schedulable Node, which nothing acts on); the Node
+/// as written.
 pub async fn cordon(
     client: &kube::Client,
     live: &KNode,
     w: &Writer,
 ) -> Result<KNode, ClusterError> {
-    let patch = |_: &KNode| {
-        json!({"metadata": {"annotations": {CORDONED_ANNOTATION: "true"}},
-            "spec": {"unschedulable": true}})
-    };
+    let name = live.metadata.name.as_deref().unwrap_or_default();
+    super::cordons::record(client, name, w).await?;
+    let patch = |_: &KNode| json!({"spec": {"unschedulable": true}});
     nodes::patch(client, live, "cordoning", patch, w).await
 }
 
-/// Uncordons the Node and drops pictl's record (only for nodes pictl cordoned).
+/// Uncordons the Node, then drops pictl's record (only for nodes pictl
+/// cordoned), and an older pictl's annotation with it.
 pub async fn uncordon(
     client: &kube::Client,
     live: &KNode,
     w: &Writer,
 ) -> Result<KNode, ClusterError> {
-    let patch = |_: &KNode| {
-        json!({"metadata": {"annotations": {CORDONED_ANNOTATION: null}},
-            "spec": {"unschedulable": null}})
+    let patch = |n: &KNode| match nodes::annotation(n, CORDONED_ANNOTATION) {
+        Some(_) => json!({"metadata": {"annotations": {CORDONED_ANNOTATION: null}},
+            "spec": {"unschedulable": null}}),
+        None => json!({"spec": {"unschedulable": null}}),
     };
-    nodes::patch(client, live, "uncordoning", patch, w).await
+    let node = nodes::patch(client, live, "uncordoning", patch, w).await?;
+    let name = live.metadata.name.as_deref().unwrap_or_default();
+    super::cordons::forget(client, name, w).await?;
+    Ok(node)
 }
 
 /// Pods kubectl drain evicts: not DaemonSet-managed, not mirror Pods, not

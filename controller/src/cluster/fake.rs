@@ -52,6 +52,8 @@ const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
     ("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", false),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", false),
 ];
 
 #[derive(Default)]

@@ -2,12 +2,14 @@
 //! once per run from the admin kubeconfig, or from a file for `status`),
 //! the Nodes (one LIST a run shares, one Ready parser, writes preconditioned
 //! on `resourceVersion`), cordon and drain, and the health agents'
-//! ServiceAccounts and roles. `kube::Api` is built here and in `workload/`
+//! ServiceAccounts, roles and admission policy. `kube::Api` is built here and in `workload/`
 //! only; every call that changes the cluster takes the run's
 //! [`crate::write::Writer`]. What goes wrong is a [`ClusterError`].
 
 pub mod agent_access;
+pub mod agent_policy;
 mod client;
+pub mod cordons;
 pub mod drain;
 #[cfg(test)]
 pub(crate) mod fake;

@@ -14,8 +14,9 @@ use serde_json::Value;
 use super::ClusterError;
 use crate::write::Writer;
 
-/// Set on a Node that pictl cordoned, so that pictl (and only pictl)
-/// uncordons it, in this run or the next.
+/// What older pictl set on a Node it cordoned. A node can write its own
+/// annotations, so pictl's record is now elsewhere ([`super::cordons`]);
+/// this one is only dropped when pictl uncordons.
 pub const CORDONED_ANNOTATION: &str = "pictl.dev/cordoned";
 
 /// Every registered Node by name, from one LIST.
@@ -81,7 +82,8 @@ pub fn annotation<'n>(n: &'n KNode, key: &str) -> Option<&'n str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeState {
     pub unschedulable: bool,
-    /// pictl's annotation is on it.
+    /// pictl's record says pictl cordoned it (read by
+    /// [`super::cordons::state`]; [`NodeState::of`] knows only the Node).
     pub cordoned_by_pictl: bool,
     pub ready: bool,
     pub kubelet_version: String,
@@ -93,7 +95,7 @@ impl NodeState {
         let info = n.status.as_ref().and_then(|s| s.node_info.as_ref());
         Self {
             unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
-            cordoned_by_pictl: annotation(n, CORDONED_ANNOTATION).is_some(),
+            cordoned_by_pictl: false,
             ready: ready(n),
             kubelet_version: info.map(|i| i.kubelet_version.clone()).unwrap_or_default(),
         }

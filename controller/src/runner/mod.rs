@@ -32,6 +32,8 @@ mod tests;
 #[cfg(test)]
 mod tests_agent_metrics;
 #[cfg(test)]
+mod tests_agent_policy;
+#[cfg(test)]
 mod tests_agent_retire;
 #[cfg(test)]
 mod tests_pi;

@@ -4,7 +4,7 @@
 
 use super::*;
 
-const AGENT_RBAC: &str = r#"
+pub(super) const AGENT_RBAC: &str = r#"
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: pictl-agent-node1, namespace: kube-system}
@@ -35,7 +35,7 @@ subjects:
 const SA_USER: &str = "system:serviceaccount:kube-system:pictl-agent-node1";
 
 /// curl with the token in a header file (never argv); status code and body.
-fn curl(
+pub(super) fn curl(
     sim: &Sim,
     token: &str,
     method: &str,
@@ -64,7 +64,7 @@ fn curl(
     (code.trim().parse().expect("code"), body.to_string())
 }
 
-fn token_of(sim: &Sim) -> String {
+pub(super) fn token_of(sim: &Sim) -> String {
     let start = Instant::now();
     loop {
         let out = sim.k(&[
@@ -110,11 +110,11 @@ fn counts(sim: &Sim) -> serde_json::Value {
     json(&String::from_utf8_lossy(&out.stdout))
 }
 
-const CONDITION: &str = r#"{"status":{"conditions":[{"type":"RootDiskPressure","status":"True",
+pub(super) const CONDITION: &str = r#"{"status":{"conditions":[{"type":"RootDiskPressure","status":"True",
  "reason":"RootFilesystemFull","message":"root filesystem / is 96.0% used",
  "lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#;
 
-const SMP: &str = "application/strategic-merge-patch+json";
+pub(super) const SMP: &str = "application/strategic-merge-patch+json";
 
 pub fn service_account_tokens_rbac_and_node_conditions_like_the_apiserver() {
     let sim = Sim::start("", &["--node-name", "node1"]);

@@ -49,6 +49,8 @@ use kubectl::{
 };
 mod health;
 use health::service_account_tokens_rbac_and_node_conditions_like_the_apiserver;
+mod admission;
+use admission::validating_admission_policies_refuse_status_patches_like_the_apiserver;
 
 /// A simulated server on loopback with its own data dir, ports and kubeconfig.
 struct Sim {
@@ -204,6 +206,7 @@ fn main() -> ExitCode {
         restarted_server_keeps_everything,
         pods_cordon_drain_and_disruption_budgets,
         service_account_tokens_rbac_and_node_conditions_like_the_apiserver,
+        validating_admission_policies_refuse_status_patches_like_the_apiserver,
         get_all_lists_the_service_and_the_hpa,
         tables_have_the_apiserver_printers_columns,
         nodes_carry_the_kubelet_conditions_beside_others,

@@ -5,6 +5,7 @@
 //! does not do.
 
 mod access_tables;
+mod admission;
 mod agent;
 mod api;
 mod apply;

@@ -275,6 +275,11 @@ pub static RESOURCES: &[ResourceType] = &[
         false,
         false
     ),
+    // ValidatingAdmissionPolicy (`admission/`): what confines the agents' tokens to conditions.
+    rt! { "admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+    "validatingadmissionpolicy", "ValidatingAdmissionPolicy", false, &[], true, true },
+    rt! { "admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+    "validatingadmissionpolicybinding", "ValidatingAdmissionPolicyBinding", false, &[], true, false },
 ];
 
 pub fn groups() -> Vec<(&'static str, &'static str)> {

@@ -1,4 +1,6 @@
-//! `agent-access`: once the API answers, each health agent gets its own
+//! `agent-access`: once the API answers, the admission policy confining
+//! every agent's token to its Node's conditions (`agent-policy`, reported on
+//! the first server: [`agent_policy`]), each health agent's own
 //! least-privilege ServiceAccount and RBAC (`agent-rbac`, through the kube
 //! client in [`crate::runner::agent_access`]), then its token, the cluster CA
 //! and its publishing configuration on the node (the `agent-access` step,
@@ -10,9 +12,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Node as KNode;
 
 use super::{Checking, Converging, Phase, Selected, Walk};
-use crate::cluster::{ClusterError, NodeList, agent_access};
+use crate::cluster::{ClusterError, NodeList, agent_access, agent_policy};
 use crate::error_chain;
-use crate::inventory::AgentMetrics;
+use crate::inventory::{AgentMetrics, Role};
 use crate::report::{Status, StepReport};
 use crate::runner::agent_metrics::{self, NodeNet};
 use crate::runner::converge::Env;
@@ -61,6 +63,8 @@ type Rbac = Result<(Vec<Change>, Option<agent_access::Token>), ClusterError>;
 /// objects of nodes that no longer have an agent (dropped from the
 /// inventory, or `[agent] enabled = false`), to remove.
 pub struct AccessPlan {
+    /// The policy's changes (`None`: agents are disabled).
+    policy: Option<Result<Vec<Change>, ClusterError>>,
     pod: PodNetwork,
     rbac: Vec<(usize, String, Rbac)>,
     retired: Vec<(String, Vec<Change>)>,
@@ -121,6 +125,23 @@ fn rbac_report(status: Status, changes: Vec<Change>, why: Option<String>) -> Ste
 
 fn failed_rbac(why: &ClusterError) -> StepReport {
     rbac_report(Status::Failed, vec![], Some(error_chain(why)))
+}
+
+/// The policy's report, on the first server (a cluster-wide object).
+fn report_policy(run: &mut Run<'_>, found: Result<Vec<Change>, ClusterError>) {
+    let report = match found {
+        Ok(c) if c.is_empty() => StepReport::new(StepId::AgentPolicy, Status::Ok, c, None),
+        Ok(c) => StepReport::new(StepId::AgentPolicy, Status::Changed, c, None),
+        Err(why) => {
+            let why = Some(error_chain(&why));
+            StepReport::new(StepId::AgentPolicy, Status::Failed, vec![], why)
+        }
+    };
+    let progress = run.opts.progress.clone();
+    let first = run.nodes.iter_mut().find(|r| r.node.role == Role::Server);
+    if let Some(node) = first {
+        node.push(progress.as_ref(), report);
+    }
 }
 
 impl AgentAccessPhase {
@@ -414,11 +435,23 @@ impl Phase for AgentAccessPhase {
         }))
         .await;
         let retired = retired(run, &existing);
-        Ok(Some(AccessPlan { pod, rbac, retired }))
+        let policy = match run.inv.agent.enabled {
+            true => Some(agent_policy::plan(client).await),
+            false => None,
+        };
+        Ok(Some(AccessPlan {
+            policy,
+            pod,
+            rbac,
+            retired,
+        }))
     }
 
     async fn show(&self, run: &mut Run<'_>, plan: Self::Plan) -> Result<(), RunError> {
         let Some(plan) = plan else { return Ok(()) };
+        if let Some(policy) = plan.policy {
+            report_policy(run, policy);
+        }
         let tokens = plan
             .rbac
             .into_iter()
@@ -442,6 +475,14 @@ impl Phase for AgentAccessPhase {
         let (Some(plan), Ok(client)) = (plan, run.api().cloned()) else {
             return Ok(());
         };
+        match plan.policy {
+            Some(Ok(c)) if !c.is_empty() => {
+                let done = agent_policy::apply(&client, w).await.map(|()| c);
+                report_policy(run, done);
+            }
+            Some(found) => report_policy(run, found),
+            None => {}
+        }
         let sem = run.sem.clone();
         let tokens = futures::future::join_all(plan.rbac.into_iter().map(|(i, name, rbac)| {
             let (client, sem) = (&client, &sem);

@@ -1,10 +1,10 @@
 //! Finishes what an interrupted upgrade left: a node pictl cordoned (its
-//! `pictl.dev/cordoned` annotation) that is Ready on the run's release is
-//! uncordoned. A node someone else cordoned carries no such annotation and
-//! is never touched.
+//! record in [`crate::cluster::cordons`], where no node can write) that is
+//! Ready on the run's release is uncordoned. A node someone else cordoned
+//! has no such record and is never touched, whatever its annotations say.
 
 use super::{Phase, Selected};
-use crate::cluster::{NodeState, drain};
+use crate::cluster::{cordons, drain};
 use crate::error_chain;
 use crate::report::{Status, StepReport};
 use crate::runner::error::RunError;
@@ -50,18 +50,31 @@ impl Phase for Uncordon {
                 return Ok(vec![]);
             }
         };
-        let leftover = |i: usize| {
-            let name = &run.nodes[i].node.name;
-            let live = list.get(name)?;
-            let s = NodeState::of(live);
-            let ours = s.unschedulable && s.cordoned_by_pictl;
-            (ours && s.ready && s.kubelet_version == run.version).then(|| Leftover {
-                node: i,
-                name: name.clone(),
-                live: Box::new(live.clone()),
-            })
+        let Ok(client) = run.api() else {
+            return Ok(vec![]);
         };
-        Ok(nodes.iter().filter_map(|&i| leftover(i)).collect())
+        let mut out = Vec::new();
+        for &i in nodes {
+            let name = &run.nodes[i].node.name;
+            let Some(live) = list.get(name) else { continue };
+            // The record is read only for a cordoned Node.
+            let s = match cordons::state(client, live).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("{}", error_chain(&e));
+                    continue;
+                }
+            };
+            let ours = s.unschedulable && s.cordoned_by_pictl;
+            if ours && s.ready && s.kubelet_version == run.version {
+                out.push(Leftover {
+                    node: i,
+                    name: name.clone(),
+                    live: Box::new(live.clone()),
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn show(&self, run: &mut Run<'_>, plan: Vec<Leftover>) -> Result<(), RunError> {

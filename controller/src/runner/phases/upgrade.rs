@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::agents::Agents;
 use super::{Checking, Converging, Phase, Selected, Walk, in_parallel};
-use crate::cluster::{ClusterError, NodeState, drain, nodes};
+use crate::cluster::{ClusterError, NodeState, cordons, drain, nodes};
 use crate::error_chain;
 use crate::inventory::Role;
 use crate::kubeconfig;
@@ -106,8 +106,12 @@ async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -
         .and_then(|f| f.k3s_version.clone())
         .unwrap_or_default();
     let state = match nodes::get(cx.client, &name).await {
-        Ok(Some(live)) => NodeState::of(&live),
+        Ok(Some(live)) => cordons::state(cx.client, &live).await,
         Ok(None) => return false,
+        Err(e) => Err(e),
+    };
+    let state = match state {
+        Ok(s) => s,
         Err(e) => {
             let why = error_chain(&e);
             report(n, cx.opts, StepId::Drain, Status::Failed, None, Some(why));
@@ -187,7 +191,13 @@ async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer)
             return true;
         }
     };
-    let state = NodeState::of(&live);
+    let state = match cordons::state(cx.client, &live).await {
+        Ok(s) => s,
+        Err(e) => {
+            fail(n, cx, format!("upgrade: {}", error_chain(&e)));
+            return true;
+        }
+    };
     if !release_verified(n, env, cx).await {
         return true;
     }

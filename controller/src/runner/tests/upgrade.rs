@@ -144,11 +144,7 @@ async fn a_drain_that_times_out_names_the_budget_and_leaves_the_node_uncordoned_
     }
     assert_eq!(rollout(&s), ["cordon s1", "uncordon s1"]);
     assert!(!unschedulable(&s, "s1"));
-    assert!(
-        s.api.node("s1")["metadata"]["annotations"]
-            .get(crate::cluster::nodes::CORDONED_ANNOTATION)
-            .is_none()
-    );
+    assert!(record(&s, "s1").is_none(), "pictl's record dropped");
     assert_eq!(running(&s, "s1").as_deref(), Some("v1.32.5+k3s1"));
     for a in ["a1", "a2"] {
         assert!(node(&report, a).failed.is_some(), "{a} went on after s1");
@@ -164,20 +160,15 @@ async fn an_interrupted_upgrade_is_finished_and_uncordoned_by_the_next_run() {
     let first = apply_(&s).await;
     assert!(first.failed());
     assert!(unschedulable(&s, "s1"));
-    assert!(
-        s.api.node("s1")["metadata"]["annotations"][crate::cluster::nodes::CORDONED_ANNOTATION]
-            .is_string()
-    );
+    // pictl's record is a ConfigMap, none on the Node (which the node can write).
+    assert_eq!(record(&s, "s1").expect("recorded")["data"]["node"], "s1");
+    assert!(s.api.node("s1")["metadata"]["annotations"].is_null());
     s.fleet.node("s1").lock().expect("node").refuse = None;
     let second = apply_(&s).await;
     assert!(!second.failed(), "{second:#?}");
     assert_eq!(running(&s, "s1").as_deref(), Some(NEW));
     assert!(!unschedulable(&s, "s1"));
-    assert!(
-        s.api.node("s1")["metadata"]
-            .get("annotations")
-            .is_none_or(|a| a.get(crate::cluster::nodes::CORDONED_ANNOTATION).is_none())
-    );
+    assert!(record(&s, "s1").is_none(), "pictl's record dropped");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -190,6 +181,13 @@ async fn a_node_pictl_left_cordoned_is_uncordoned_and_one_the_user_cordoned_is_n
         let mut n = api.node(name);
         n["spec"]["unschedulable"] = serde_json::json!(true);
         if ours {
+            let path = record_path(name);
+            let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": crate::cluster::cordons::name(name), "namespace": "kube-system"},
+                "data": {"node": name}});
+            s.api.store.put(&path, cm);
+        } else {
+            // What older pictl wrote, and what root on the node can write too.
             n["metadata"]["annotations"] =
                 serde_json::json!({crate::cluster::nodes::CORDONED_ANNOTATION: "true"});
         }
@@ -204,10 +202,11 @@ async fn a_node_pictl_left_cordoned_is_uncordoned_and_one_the_user_cordoned_is_n
     let a1: Vec<StepId> = node(&report, "a1").steps.iter().map(|r| r.step).collect();
     assert!(a1.contains(&StepId::Uncordon), "{a1:?}");
     assert!(api.node("a1")["spec"].get("unschedulable").is_none());
+    assert!(record(&s, "a1").is_none(), "a1's record dropped");
     assert_eq!(
         api.node("a2")["spec"]["unschedulable"],
         true,
-        "the user's cordon"
+        "the user's cordon, whatever the Node's annotation says"
     );
     let touched: Vec<_> = s
         .fleet
@@ -296,4 +295,17 @@ async fn a_release_that_fails_verification_leaves_every_node_uncordoned_and_undr
         "nothing cordoned or evicted"
     );
     assert_eq!(s.api.pods.lock().expect("pods").len(), 2);
+}
+
+/// Where pictl records that it cordoned `node`.
+fn record_path(node: &str) -> String {
+    format!(
+        "/api/v1/namespaces/kube-system/configmaps/{}",
+        crate::cluster::cordons::name(node)
+    )
+}
+
+/// pictl's record that it cordoned `node`, if any.
+fn record(s: &Setup, node: &str) -> Option<serde_json::Value> {
+    s.api.store.get(&record_path(node))
 }

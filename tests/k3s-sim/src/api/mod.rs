@@ -99,7 +99,16 @@ impl Api {
             namespace: target.namespace.as_deref().unwrap_or(""),
             name: target.name.as_deref().unwrap_or(""),
         };
-        let resp = self.authorized(&user, &attrs, req, &query, &target).await;
+        let request = crate::admission::Request {
+            user: user.clone(),
+            rt: target.rt,
+            subresource: target.sub.clone(),
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name: target.name.clone().unwrap_or_default(),
+            dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        };
+        let served = self.authorized(&user, &attrs, req, &query, &target);
+        let resp = crate::admission::REQUEST.scope(request, served).await;
         crate::counter::count(&attrs, resp.status().as_u16());
         resp
     }

@@ -338,6 +338,9 @@ impl Api {
         if !errs.is_empty() {
             return invalid(rt, &name, &errs);
         }
+        if let Err(refused) = crate::admission::admit(st, rt, existing.as_ref(), Some(&obj)) {
+            return refused;
+        }
         if dry {
             return json_resp(if existing.is_some() { 200 } else { 201 }, &obj);
         }
@@ -360,6 +363,11 @@ impl Api {
     pub(super) fn delete(&self, t: &Target, name: &str) -> Resp {
         let ns = t.namespace.clone().unwrap_or_default();
         let mut st = self.store.lock();
+        if let Some(old) = st.get(t.rt, &ns, name)
+            && let Err(refused) = crate::admission::admit(&st, t.rt, Some(old), None)
+        {
+            return refused;
+        }
         match st.delete(t.rt, &ns, name) {
             Ok(Some(gone)) => {
                 if t.rt.kind == "Namespace" {

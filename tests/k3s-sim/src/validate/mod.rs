@@ -93,6 +93,7 @@ pub fn finish_metadata(rt: &ResourceType, existing: Option<&Value>, obj: &mut Va
 
 pub fn defaults(rt: &ResourceType, st: &State, existing: Option<&Value>, obj: &mut Value) {
     let name = meta_str(obj, "name").to_string();
+    crate::admission::defaults(rt, obj);
     match rt.kind {
         "Namespace" => {
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
