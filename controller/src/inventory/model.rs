@@ -72,6 +72,10 @@ pub struct Cluster {
     /// Whether a channel may resolve to a release older than a node runs
     /// (`allow_downgrade = true`); refused otherwise.
     pub allow_downgrade: bool,
+    /// Give servers that run without an agent token one (`add_agent_token =
+    /// true`): each server restarts once, one at a time, and the agents move
+    /// to the `K10<hash>::node:` form. Off: such a cluster is kept as it is.
+    pub add_agent_token: bool,
     pub token: SecretSource,
     /// Address clients use for the API (kubeconfig, agents' `server:`); the
     /// first server's address when not set.

@@ -130,6 +130,11 @@ const CLUSTER: Table = Table {
             "The join token's source: { env = \"VAR\" }, { file = \"path\" } (mode 0600), or \"generate\" (the default: kept in the state directory).",
         ),
         key(
+            "add_agent_token",
+            Ty::Bool,
+            "Give servers that run without an agent token (install.sh's default) one: each restarts once, one at a time, and agents stop holding the server token.",
+        ),
+        key(
             "api_address",
             Ty::Str,
             "Address clients and agents use for the API (default: the first server's address).",

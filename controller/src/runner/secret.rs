@@ -86,8 +86,9 @@ pub fn cluster_secret(
 /// The agents' join secret. A server that has an agent token keeps it (and
 /// the state directory records it); a server that runs without one keeps
 /// running without one (agents join with the server token, and nothing
-/// restarts); a new cluster gets one, generated once into the state
-/// directory, so agents never hold the server token.
+/// restarts) unless the inventory says `add_agent_token = true`; a new
+/// cluster gets one, generated once into the state directory, so agents
+/// never hold the server token.
 pub fn agent_secret(inv: &Inventory, server: Option<&Facts>) -> Result<SecretPlan, RunError> {
     let recorded = state::recorded(inv, "agent-token")?;
     let running = server.and_then(|f| f.agent_token.as_ref());
@@ -97,7 +98,9 @@ pub fn agent_secret(inv: &Inventory, server: Option<&Facts>) -> Result<SecretPla
             SecretPlan::Record(Secret::new(secret_of(running)), "agent-token")
         }
         (Some(running), _, Some(_)) => SecretPlan::Use(Secret::new(secret_of(running))),
-        (None, Some(_), _) => SecretPlan::Without,
+        (None, Some(_), _) if !inv.cluster.add_agent_token => SecretPlan::Without,
+        (None, Some(_), Some(s)) => SecretPlan::Use(s),
+        (None, Some(_), None) => SecretPlan::Generate("agent-token"),
         (None, None, Some(s)) => SecretPlan::Use(s),
         (None, None, None) => SecretPlan::Generate("agent-token"),
     })

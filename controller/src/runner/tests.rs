@@ -71,7 +71,7 @@ async fn channel_server(release: &'static str) -> String {
 }
 
 /// As [`setup`], with `release` (the cluster's release keys) in `[cluster]`.
-async fn setup_with(servers: usize, agents: usize, release: &str) -> Setup {
+pub(super) async fn setup_with(servers: usize, agents: usize, release: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
     let mut text = format!(
         "[cluster]\nname = \"t\"\n{release}\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\nha = {}\n[ssh]\nagent = true\n[agent]\nenabled = false\n",

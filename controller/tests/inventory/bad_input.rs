@@ -193,3 +193,25 @@ fn a_duplicate_key_is_named() {
         ["inv.toml:3:1: TOML syntax: duplicate key `name`"]
     );
 }
+
+/// Issue 23 (round 3's new keys): `add_agent_token` is a boolean, and a
+/// misspelling is named rather than silently ignored.
+#[test]
+fn round_threes_keys_refuse_what_they_cannot_mean() {
+    let base = format!("{}{NODES}", cluster_ssh());
+    let with = |line: &str| base.replace("name = \"demo\"", &format!("name = \"demo\"\n{line}"));
+    assert_eq!(
+        problems(&with("add_agent_token = true")),
+        Vec::<String>::new()
+    );
+    let text = problems(&with("add_agent_token = \"yes\"")).join("\n");
+    assert!(
+        text.starts_with("inv.toml:3:19: cluster.add_agent_token:") && text.contains("a boolean"),
+        "{text}"
+    );
+    let text = problems(&with("add_agent_tokens = true")).join("\n");
+    assert!(
+        text.contains("add_agent_tokens") && text.contains("add_agent_token"),
+        "{text}"
+    );
+}

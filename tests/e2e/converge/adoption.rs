@@ -151,6 +151,48 @@ pub fn an_install_sh_cluster_matching_the_inventory_is_taken_over_without_a_rest
             "{n}'s K3s was restarted"
         );
     }
+
+    // The switch: the adopted cluster gets an agent token. The server
+    // restarts once to take it; the agents move to the `::node:` form.
+    let adopt = std::fs::read_to_string(&inv).expect("inventory");
+    let inv = lab.dir().join("inventory-adopt-agent-token.toml");
+    std::fs::write(
+        &inv,
+        adopt.replacen("[cluster]\n", "[cluster]\nadd_agent_token = true\n", 1),
+    )
+    .expect("write");
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        let changed = steps(&v, n, "changed");
+        assert!(changed.contains(&"k3s-service".to_string()), "{n}: {v:#}");
+    }
+    let config = lab
+        .ssh_ok("node1", "root", "cat /etc/rancher/k3s/config.yaml")
+        .expect("config");
+    assert!(config.contains("agent-token: "), "{config}");
+    let file = lab
+        .ssh_ok(
+            "node1",
+            "root",
+            "f=/var/lib/rancher/k3s/server/agent-token; [ ! -L $f ] && cat $f",
+        )
+        .expect("K3s wrote its agent token as a file of its own");
+    assert!(file.contains("::node:"), "{file}");
+    for n in ["node2", "node3"] {
+        let config = lab
+            .ssh_ok(n, "root", "cat /etc/rancher/k3s/config.yaml")
+            .expect("config");
+        assert!(
+            config.contains("::node:") && !config.contains("::server:"),
+            "{n} still holds the server token"
+        );
+    }
+    let (code, v, out) = apply_json(lab, &inv);
+    assert_eq!(code, 0, "{}", text(&out));
+    for n in ["node1", "node2", "node3"] {
+        assert!(steps(&v, n, "changed").is_empty(), "{n}: {v:#}");
+    }
 }
 
 /// Applies `inventory`, which must succeed without restarting `node`'s K3s

@@ -19,6 +19,7 @@ pub(super) const CLUSTER_KEYS: &[&str] = &[
     "allow_http_channel",
     "allow_downgrade",
     "token",
+    "add_agent_token",
     "api_address",
     "tls_san",
     "ha",
@@ -49,6 +50,9 @@ impl Loader<'_, '_> {
         let token = self
             .secret(t, "token", true)
             .unwrap_or(SecretSource::Generated);
+        let add_agent_token = t
+            .bool(self.sink, "add_agent_token")
+            .is_some_and(|b| b.value);
         let api_address = t.str(self.sink, "api_address").map(|a| {
             self.check(&a, rules::address(&a.value), ADDRESS_HINT);
             a.value
@@ -76,6 +80,7 @@ impl Loader<'_, '_> {
             mirror,
             channel_url,
             allow_downgrade,
+            add_agent_token,
             token,
             api_address,
             tls_san,

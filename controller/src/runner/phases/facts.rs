@@ -120,8 +120,8 @@ impl Phase for Facts {
 /// Why a cluster without an agent token is worth a warning on every run.
 const NO_AGENT_TOKEN: &str = "this cluster's servers run without an agent token (install.sh's \
 default): every agent joins with the server token, so root on any agent holds the cluster's \
-server credentials; pictl keeps it so (adding one means restarting the servers, which an \
-adoption never does)";
+server credentials; pictl keeps it so (adding one restarts each server once): set \
+add_agent_token = true in [cluster] to add one";
 
 /// Fails and warns about nodes as the findings say.
 fn record(run: &mut Run<'_>, findings: BTreeMap<usize, Finding>) {

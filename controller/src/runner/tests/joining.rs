@@ -42,7 +42,10 @@ async fn a_new_cluster_gives_agents_an_agent_token_not_the_server_token() {
 /// One server and one agent, the server started by someone else without
 /// an agent token (install.sh's default), and a state directory.
 async fn without_an_agent_token() -> Setup {
-    let s = setup(1, 1).await;
+    started_without_an_agent_token(setup(1, 1).await)
+}
+
+fn started_without_an_agent_token(s: Setup) -> Setup {
     {
         let st = s.fleet.node("s1");
         let mut st = st.lock().expect("node");
@@ -121,4 +124,35 @@ async fn agents_holding_the_server_token_are_warned_about_in_plan_and_apply() {
         !lines.iter().any(|l| l.contains("agent token")),
         "{lines:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_agent_token_gives_such_a_server_one_and_moves_the_agents_off_the_server_token() {
+    let release = "k3s_version = \"v1.32.5+k3s1\"\nadd_agent_token = true";
+    let s = started_without_an_agent_token(setup_with(1, 1, release).await);
+    let report = s.apply().await;
+    assert!(!report.failed(), "{report:#?}");
+    let config = |n: &str| {
+        let st = s.fleet.node(n);
+        let st = st.lock().expect("node");
+        String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config")).into_owned()
+    };
+    let agent_secret =
+        std::fs::read_to_string(s.dir.path().join("state").join("agent-token")).expect("generated");
+    assert!(
+        config("s1").contains(&format!("agent-token: {}", agent_secret.trim())),
+        "{}",
+        config("s1")
+    );
+    let restarted = node(&report, "s1")
+        .steps
+        .iter()
+        .any(|r| r.step == crate::report::StepId::K3sService && r.status == super::Status::Changed);
+    assert!(restarted, "the server must restart to take it: {report:#?}");
+    let agent = config("a1");
+    assert!(
+        agent.contains("::node:") && !agent.contains("::server:"),
+        "{agent}"
+    );
+    assert!(!s.apply().await.changed());
 }
