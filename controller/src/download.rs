@@ -56,7 +56,17 @@ pub fn redirect_policy() -> Policy {
 
 /// A client for downloads: connect and per-read deadlines, https kept https.
 pub fn client(connect: Duration, read: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+    client_with(connect, read, |b| b)
+}
+
+/// [`client`], with the builder `tune`d (an extra trusted CA, a resolver
+/// entry) before it is built; the redirect rule is set after, so it holds.
+pub fn client_with(
+    connect: Duration,
+    read: Duration,
+    tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> reqwest::Client {
+    tune(reqwest::Client::builder())
         .connect_timeout(connect)
         // No progress for this long on a read means a dead server.
         .read_timeout(read)
@@ -115,6 +125,10 @@ pub async fn read_limited(
     }
     Ok(body)
 }
+
+#[cfg(test)]
+#[path = "https_only_tests.rs"]
+mod https_only_tests;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -71,8 +71,16 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
+        Self::with(|b| b)
+    }
+}
+
+impl Registry {
+    /// Clients `tune`d (an extra trusted CA, a resolver entry) before the
+    /// deadlines and the redirect rule are set, so those always hold.
+    pub fn with(tune: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -> Self {
         let builder = || {
-            reqwest::Client::builder()
+            tune(reqwest::Client::builder())
                 .connect_timeout(Duration::from_secs(10))
                 .timeout(Duration::from_secs(30))
                 // Blobs redirect to a CDN: followed, but never from https to http.
