@@ -188,3 +188,62 @@ pub fn memory_flags() -> String {
         "cgroup_memory=1 cgroup_enable=memory".into()
     }
 }
+
+/// Every process's argv on a node, sampled as fast as one `grep` over
+/// `/proc/*/cmdline` goes (milliseconds a round), from [`ArgvSampler::start`]
+/// to [`ArgvSampler::stop`]: promises about secrets in argv are judged on
+/// the short-lived processes of a run, not on what is left after it.
+pub struct ArgvSampler<'l> {
+    lab: &'l Lab,
+    node: String,
+    child: std::process::Child,
+}
+
+impl<'l> ArgvSampler<'l> {
+    pub fn start(lab: &'l Lab, node: &str) -> Self {
+        let script = "rm -f /run/argv-stop; \
+            while [ ! -e /run/argv-stop ]; do grep -a -H '' /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; done \
+            | awk '!seen[$0]++' > /run/argv-samples; echo done";
+        let child = lab
+            .ssh_command(node, "root")
+            .expect("ssh")
+            .arg(script)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the sampler");
+        // The first round is under way once the file exists.
+        for _ in 0..100 {
+            if lab
+                .ssh(node, "root", "test -e /run/argv-samples")
+                .is_ok_and(|o| o.status.success())
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            lab,
+            node: node.to_owned(),
+            child,
+        }
+    }
+
+    /// Stops sampling; every distinct `/proc/PID/cmdline:argv` line seen.
+    pub fn stop(mut self) -> Vec<String> {
+        self.lab
+            .ssh_ok(&self.node, "root", "touch /run/argv-stop")
+            .expect("stop the sampler");
+        let _ = self.child.wait();
+        self.lab
+            .ssh_ok(
+                &self.node,
+                "root",
+                "cat /run/argv-samples; rm -f /run/argv-samples /run/argv-stop",
+            )
+            .expect("samples")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}

@@ -35,7 +35,10 @@ pub fn plan_on_a_fresh_lab_lists_every_change_and_exits_2(lab: &Lab) {
 
 pub fn first_apply_bootstraps_three_ready_nodes(lab: &Lab) {
     let boot_before = boot_id(lab, "node3");
+    // node1 (server) and node2 (agent) are watched while the apply runs.
+    let samplers = ["node1", "node2"].map(|n| pictl::ArgvSampler::start(lab, n));
     let (code, v, out) = apply_json(lab, &lab.inventory());
+    let samples = samplers.map(pictl::ArgvSampler::stop);
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     for n in ["node1", "node2", "node3"] {
         assert!(
@@ -109,8 +112,21 @@ pub fn first_apply_bootstraps_three_ready_nodes(lab: &Lab) {
             .mode();
         assert_eq!(m & 0o777, 0o600, "{f}");
     }
-    // The secret is in no process's argv on the node.
+    // The secret is in no process's argv on the nodes, during the run (every
+    // process sampled, pictl's sudo wrappers among them) or after it.
     let token = std::fs::read_to_string(lab.dir().join("state").join("token")).expect("token");
+    for (n, seen) in ["node1", "node2"].iter().zip(&samples) {
+        assert!(
+            seen.iter().any(|l| l.contains("pictl-sudo")),
+            "{n}: the sampler saw none of pictl's commands ({} lines)",
+            seen.len()
+        );
+        let leaked: Vec<&String> = seen.iter().filter(|l| l.contains(token.trim())).collect();
+        assert!(
+            leaked.is_empty(),
+            "{n}: the cluster secret in argv: {leaked:?}"
+        );
+    }
     let argv = lab
         .ssh_ok(
             "node1",

@@ -288,11 +288,23 @@ pub fn sudo_password_goes_through_stdin_and_repairs_drift(lab: &Lab) {
         "echo 'debug: true' >> /etc/rancher/k3s/config.yaml",
     )
     .expect("drift");
+    let sampler = pictl::ArgvSampler::start(lab, "node2");
     let out = pictl_cmd(lab, &inv, &["apply", "--output", "json"])
         .env("PICTL_TEST_SUDO", password)
         .output()
         .expect("pictl");
+    let seen = sampler.stop();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Sampled during the run: sudo ran, the password was in no argv.
+    assert!(
+        seen.iter().any(|l| l.contains("pictl-sudo")),
+        "{} lines",
+        seen.len()
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains(password)),
+        "the sudo password in a process's argv"
+    );
     assert!(
         !text(&out).contains(password),
         "the password leaked into the output"
