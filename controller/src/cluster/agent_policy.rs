@@ -24,7 +24,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicySpec, Validation,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 
 use super::ClusterError;
 use super::agent_access::{NAMESPACE, names};
@@ -238,5 +238,41 @@ pub async fn apply(client: &kube::Client, _w: &Writer) -> Result<(), ClusterErro
         .map_err(failed(
             "applying the agents' ValidatingAdmissionPolicyBinding",
         ))?;
+    Ok(())
+}
+
+/// With agents disabled, what is left of the two objects (read-only).
+pub async fn leftovers(client: &kube::Client) -> Result<Vec<Change>, ClusterError> {
+    let policies: kube::Api<ValidatingAdmissionPolicy> = kube::Api::all(client.clone());
+    let bindings: kube::Api<ValidatingAdmissionPolicyBinding> = kube::Api::all(client.clone());
+    let policy = (policies.get_opt(POLICY).await)
+        .map_err(failed("reading the agents' ValidatingAdmissionPolicy"))?;
+    let binding = (bindings.get_opt(POLICY).await).map_err(failed(
+        "reading the agents' ValidatingAdmissionPolicyBinding",
+    ))?;
+    let gone = |kind: &str| Change::new(format!("{kind} {POLICY}"), "present", "removed");
+    Ok([
+        binding.map(|_| gone("ValidatingAdmissionPolicyBinding")),
+        policy.map(|_| gone("ValidatingAdmissionPolicy")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
+}
+
+/// Deletes the binding, then the policy (either already gone is fine).
+pub async fn remove(client: &kube::Client, _w: &Writer) -> Result<(), ClusterError> {
+    let policies: kube::Api<ValidatingAdmissionPolicy> = kube::Api::all(client.clone());
+    let bindings: kube::Api<ValidatingAdmissionPolicyBinding> = kube::Api::all(client.clone());
+    let dp = DeleteParams::default();
+    let absent = |r: Result<_, kube::Error>| match r {
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    };
+    absent(bindings.delete(POLICY, &dp).await.map(|_| ())).map_err(failed(
+        "removing the agents' ValidatingAdmissionPolicyBinding",
+    ))?;
+    absent(policies.delete(POLICY, &dp).await.map(|_| ()))
+        .map_err(failed("removing the agents' ValidatingAdmissionPolicy"))?;
     Ok(())
 }

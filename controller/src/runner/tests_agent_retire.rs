@@ -2,7 +2,8 @@
 //! inventory, or of every node once `[agent] enabled = false`, are planned
 //! for removal (and not removed by a plan), removed by the next apply, and
 //! a re-run changes nothing. An unreachable node keeps its own. A disabled
-//! agent is removed from its node too (unit, binary, token).
+//! agent is removed from its node too (unit, binary, token), and the
+//! admission policy that confined the agents from the cluster.
 
 use super::tests_relay::setup_with;
 use super::*;
@@ -115,6 +116,18 @@ async fn agents_disabled_remove_every_agent_object_and_an_unreachable_node_keeps
             "{n}"
         );
     }
+    // The admission policy that confined the agents goes with them.
+    let policy =
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/pictl-agent-node-status";
+    let binding = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/pictl-agent-node-status";
+    assert!(s.api.store.get(policy).is_none() && s.api.store.get(binding).is_none());
+    let s1 = applied.nodes.iter().find(|n| n.name == "s1").expect("s1");
+    assert!(
+        s1.steps
+            .iter()
+            .any(|r| r.step == StepId::AgentPolicy && r.status == super::Status::Changed),
+        "{applied:#?}"
+    );
     let again = apply(&s.inv, &s.options(true)).await.expect("re-run");
     assert!(!again.changed(), "{again:#?}");
 }

@@ -63,7 +63,8 @@ type Rbac = Result<(Vec<Change>, Option<agent_access::Token>), ClusterError>;
 /// objects of nodes that no longer have an agent (dropped from the
 /// inventory, or `[agent] enabled = false`), to remove.
 pub struct AccessPlan {
-    /// The policy's changes (`None`: agents are disabled).
+    /// The policy's changes: what it lacks while agents are enabled, what
+    /// is left of it once they are disabled.
     policy: Option<Result<Vec<Change>, ClusterError>>,
     pod: PodNetwork,
     rbac: Vec<(usize, String, Rbac)>,
@@ -437,7 +438,7 @@ impl Phase for AgentAccessPhase {
         let retired = retired(run, &existing);
         let policy = match run.inv.agent.enabled {
             true => Some(agent_policy::plan(client).await),
-            false => None,
+            false => Some(agent_policy::leftovers(client).await),
         };
         Ok(Some(AccessPlan {
             policy,
@@ -477,8 +478,11 @@ impl Phase for AgentAccessPhase {
         };
         match plan.policy {
             Some(Ok(c)) if !c.is_empty() => {
-                let done = agent_policy::apply(&client, w).await.map(|()| c);
-                report_policy(run, done);
+                let done = match run.inv.agent.enabled {
+                    true => agent_policy::apply(&client, w).await,
+                    false => agent_policy::remove(&client, w).await,
+                };
+                report_policy(run, done.map(|()| c));
             }
             Some(found) => report_policy(run, found),
             None => {}
