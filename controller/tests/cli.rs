@@ -521,3 +521,51 @@ fn ctrl_c_during_apply_exits_130_saying_so() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("pictl: interrupted"), "{stderr}");
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_log_line_and_no_colour() {
+    // A node whose port refuses: the connect is retried, and logged.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("known_hosts"), "").expect("known_hosts");
+    let inv = dir.path().join("pictl.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[cluster]\nname = \"c\"\nk3s_version = \"v1.32.5+k3s1\"\nstate_dir = \"state\"\n\n\
+             [ssh]\nuser = \"pi\"\nport = {port}\nknown_hosts = \"known_hosts\"\nagent = true\n\n\
+             [[nodes]]\nname = \"n1\"\naddress = \"127.0.0.1\"\nrole = \"server\"\n"
+        ),
+    )
+    .expect("inventory");
+    let out = command(&[
+        "-vv",
+        "--log-format",
+        "json",
+        "plan",
+        "-i",
+        inv.to_str().expect("utf-8"),
+    ])
+    .env_remove("RUST_LOG")
+    .output()
+    .expect("run pictl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let retried = logs
+        .iter()
+        .find(|v| v["fields"]["message"] == "connect failed; retrying")
+        .unwrap_or_else(|| panic!("no retry logged:\n{stderr}"));
+    assert_eq!(retried["level"], "DEBUG", "{retried}");
+    assert_eq!(retried["fields"]["node"], "n1", "{retried}");
+    assert!(retried["timestamp"].is_string(), "{retried}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in JSON logs:\n{stderr}"
+    );
+}
