@@ -13,7 +13,9 @@
 # rewritten when their content changes. PICTL_MIRROR_PAD_TO=BYTES pads each
 # binary to that size (K3s's real size is about 70 MB, 73400320) with
 # deterministic pseudo-random bytes before its trailer, for benchmarks of the
-# artifact path; the simulator runs the same.
+# artifact path; the simulator runs the same. PICTL_MIRROR_CROSS="arm64 armhf"
+# (the default) names the arches cross-built; the amd64-only demo sets it empty
+# and gets the stamped host build for the others at once.
 set -euo pipefail
 
 usage() { echo "usage: $0 <mirror-dir>" >&2; exit 2; }
@@ -41,7 +43,10 @@ strip -o "$work/k3s.amd64" "$bin"
 # The real cross builds; an arch without one gets the stamped host build.
 for arch in arm64 armhf; do
     t0=$(date +%s)
-    if cross=$("$root/dist.sh" --build "$arch" k3s-sim k3s); then
+    if [[ " ${PICTL_MIRROR_CROSS-arm64 armhf} " != *" $arch "* ]]; then
+        echo "mirror.sh: $arch not cross-built (PICTL_MIRROR_CROSS); serving the host build stamped $arch" >&2
+        cp "$work/k3s.amd64" "$work/k3s.$arch"
+    elif cross=$("$root/dist.sh" --build "$arch" k3s-sim k3s); then
         cp "$cross" "$work/k3s.$arch"
         echo "mirror.sh: k3s-sim for $arch: $cross ($(($(date +%s) - t0)) s)" >&2
     elif [[ " ${PICTL_MIRROR_REAL_ARCHES:-} " == *" $arch "* ]]; then

@@ -112,6 +112,20 @@ pub fn mirror_layout_two_versions() {
         }
     }
     assert_ne!(amd64[0], amd64[1], "the two versions' binaries must differ");
+
+    // The amd64 demo's mirror: no cross build, the host build stamped for the
+    // other arches (an x86-64 ELF named k3s-arm64).
+    let demo = Scratch::new("mirror-demo");
+    let st = Command::new(&script)
+        .arg(&demo.0)
+        .env("PICTL_MIRROR_CROSS", "")
+        .status()
+        .expect("mirror.sh");
+    assert!(st.success(), "mirror.sh failed");
+    for f in ["k3s", "k3s-arm64", "k3s-armhf"] {
+        let elf = std::fs::read(demo.0.join("v1.32.5+k3s1").join(f)).expect("binary");
+        assert_eq!(elf[18..20], [62, 0], "{f} is not the host (x86-64) build");
+    }
 }
 
 pub fn server_writes_token_kubeconfig_and_real_tls() {
