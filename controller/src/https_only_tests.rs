@@ -158,6 +158,15 @@ fn setup() -> (
     )
 }
 
+/// The error names the refused downgrade, and the http server saw nothing.
+fn refused_unasked(text: &str, http: &str, hits: &AtomicUsize) {
+    assert!(
+        text.contains(&format!("refusing a redirect from https to {http}/plain")),
+        "{text}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the http server was asked");
+}
+
 #[tokio::test]
 async fn the_download_client_refuses_an_https_redirect_to_http_and_sends_it_nothing() {
     let (_dir, ca, port, http, hits) = setup();
@@ -170,12 +179,7 @@ async fn the_download_client_refuses_an_https_redirect_to_http_and_sends_it_noth
     let err = crate::download::get_limited(&client, &url, 1 << 20)
         .await
         .expect_err("downgrade refused");
-    let text = crate::error_chain(&err);
-    assert!(
-        text.contains(&format!("refusing a redirect from https to {http}/plain")),
-        "{text}"
-    );
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the http server was asked");
+    refused_unasked(&crate::error_chain(&err), &http, &hits);
 }
 
 #[tokio::test]
@@ -196,10 +200,5 @@ async fn the_registry_client_refuses_an_https_redirect_to_http_and_sends_it_noth
         .platforms(&image)
         .await
         .expect_err("downgrade refused");
-    let text = crate::error_chain(&err);
-    assert!(
-        text.contains(&format!("refusing a redirect from https to {http}/plain")),
-        "{text}"
-    );
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "the http server was asked");
+    refused_unasked(&crate::error_chain(&err), &http, &hits);
 }

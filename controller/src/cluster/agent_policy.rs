@@ -161,8 +161,16 @@ fn failed(what: &str) -> impl FnOnce(kube::Error) -> ClusterError {
     ClusterError::call(what)
 }
 
-/// What the two objects lack (read-only): absent, or another spec.
-pub async fn plan(client: &kube::Client) -> Result<Vec<Change>, ClusterError> {
+/// The policy and its binding as the API holds them (read-only).
+async fn current(
+    client: &kube::Client,
+) -> Result<
+    (
+        Option<ValidatingAdmissionPolicy>,
+        Option<ValidatingAdmissionPolicyBinding>,
+    ),
+    ClusterError,
+> {
     let policies: kube::Api<ValidatingAdmissionPolicy> = kube::Api::all(client.clone());
     let bindings: kube::Api<ValidatingAdmissionPolicyBinding> = kube::Api::all(client.clone());
     let policy = (policies.get_opt(POLICY).await)
@@ -170,6 +178,12 @@ pub async fn plan(client: &kube::Client) -> Result<Vec<Change>, ClusterError> {
     let binding = (bindings.get_opt(POLICY).await).map_err(failed(
         "reading the agents' ValidatingAdmissionPolicyBinding",
     ))?;
+    Ok((policy, binding))
+}
+
+/// What the two objects lack (read-only): absent, or another spec.
+pub async fn plan(client: &kube::Client) -> Result<Vec<Change>, ClusterError> {
+    let (policy, binding) = current(client).await?;
     let says = "only its Node's own conditions";
     Ok([
         drift(
@@ -243,13 +257,7 @@ pub async fn apply(client: &kube::Client, _w: &Writer) -> Result<(), ClusterErro
 
 /// With agents disabled, what is left of the two objects (read-only).
 pub async fn leftovers(client: &kube::Client) -> Result<Vec<Change>, ClusterError> {
-    let policies: kube::Api<ValidatingAdmissionPolicy> = kube::Api::all(client.clone());
-    let bindings: kube::Api<ValidatingAdmissionPolicyBinding> = kube::Api::all(client.clone());
-    let policy = (policies.get_opt(POLICY).await)
-        .map_err(failed("reading the agents' ValidatingAdmissionPolicy"))?;
-    let binding = (bindings.get_opt(POLICY).await).map_err(failed(
-        "reading the agents' ValidatingAdmissionPolicyBinding",
-    ))?;
+    let (policy, binding) = current(client).await?;
     let gone = |kind: &str| Change::new(format!("{kind} {POLICY}"), "present", "removed");
     Ok([
         binding.map(|_| gone("ValidatingAdmissionPolicyBinding")),

@@ -19,11 +19,7 @@ async fn a_reflashed_agent_refused_by_its_node_password_is_named_with_the_fix() 
 async fn a_new_cluster_gives_agents_an_agent_token_not_the_server_token() {
     let s = setup(1, 1).await;
     assert!(!s.apply().await.failed());
-    let config = |n: &str| {
-        let st = s.fleet.node(n);
-        let st = st.lock().expect("node");
-        String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config")).into_owned()
-    };
+    let config = |n: &str| config_of(&s, n);
     let agent_secret =
         std::fs::read_to_string(s.dir.path().join("state").join("agent-token")).expect("generated");
     assert!(
@@ -37,6 +33,13 @@ async fn a_new_cluster_gives_agents_an_agent_token_not_the_server_token() {
         "{agent}"
     );
     assert!(!s.apply().await.changed());
+}
+
+/// `node`'s config.yaml as the fake node holds it.
+fn config_of(s: &Setup, node: &str) -> String {
+    let st = s.fleet.node(node);
+    let st = st.lock().expect("node");
+    String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config")).into_owned()
 }
 
 /// One server and one agent, the server started by someone else without
@@ -132,11 +135,7 @@ async fn add_agent_token_gives_such_a_server_one_and_moves_the_agents_off_the_se
     let s = started_without_an_agent_token(setup_with(1, 1, release).await);
     let report = s.apply().await;
     assert!(!report.failed(), "{report:#?}");
-    let config = |n: &str| {
-        let st = s.fleet.node(n);
-        let st = st.lock().expect("node");
-        String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config")).into_owned()
-    };
+    let config = |n: &str| config_of(&s, n);
     let agent_secret =
         std::fs::read_to_string(s.dir.path().join("state").join("agent-token")).expect("generated");
     assert!(
