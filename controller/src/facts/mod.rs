@@ -15,6 +15,10 @@ use crate::arch::Arch;
 use crate::secret::Secret;
 
 pub mod paths;
+mod server;
+
+use server::serving_pin;
+pub use server::{Datastore, on_sd_card};
 
 /// One record as the script prints it: `key=value` and a NUL (a shell
 /// value cannot hold one, so no escaping is needed).
@@ -205,6 +209,13 @@ esac
 e data_dir "$v"
 dd=/var/lib/rancher/k3s
 case $v in /?*) dd=${v%/} ;; esac
+# The device under the data dir: the longest mount point above it in
+# /proc/self/mounts (the last of equals: the one on top), builtins only.
+_m=""; _d=""
+while read -r _s _p _; do
+  case $dd/ in "${_p%/}"/*) [ ${#_p} -lt ${#_m} ] || { _m=$_p; _d=$_s; } ;; esac
+done </proc/self/mounts
+e data_dev "$_d"
 e addresses "$(hostname -I 2>/dev/null)"
 # kubectl, crictl and ctr: missing (install.sh would link it: nothing at
 # /usr/local/bin/NAME, or a dangling link) or taken (no such command, but
@@ -348,26 +359,8 @@ pub struct Facts {
     /// A server's API key pin: the sha256 of the public key its API port
     /// serves (K3s's `dynamic-cert.json`), 64 hex digits.
     pub serving_pin: Option<String>,
-}
-
-/// The key pin of the first certificate in a base64 PEM (Go's JSON
-/// encoding of a Secret's `tls.crt`); `None` when it is not one.
-fn serving_pin(b64: &str) -> Option<String> {
-    use base64::Engine;
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let pem = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let leaf = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
-    pictl_agent::publish::pin::SpkiPin::of_certificate(&leaf).map(|p| p.to_string())
-}
-
-/// K3s's datastore on a server (pkg/cluster/managed.go `assignManagedDriver`:
-/// an initialized etcd, `db/etcd/member/wal`, wins over `db/state.db`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Datastore {
-    /// kine over SQLite: a single server; K3s cannot add servers to it.
-    Sqlite,
-    /// Embedded etcd (`cluster-init`, or joined with `server:`).
-    Etcd,
+    /// The device the K3s data dir lives on (`/dev/mmcblk0p2`: an SD card).
+    pub data_dev: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -459,6 +452,7 @@ impl Facts {
             },
             agent_ids: ids(&get("agent_ids")),
             serving_pin: serving_pin(&get("serving_cert")),
+            data_dev: non_empty("data_dev"),
         })
     }
 

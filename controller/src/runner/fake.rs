@@ -74,6 +74,8 @@ pub struct NodeState {
     pub pi: Option<FakePi>,
     /// `/run/pictl.lock`: the holding connection's id and the holder's words.
     pub lock: Option<(u64, String)>,
+    /// The data dir's device (`/dev/sda2` when unset).
+    pub data_dev: Option<String>,
 }
 
 /// A Pi's kernel as pictl sees it: `uname -r`, and the memory controller on
@@ -227,6 +229,7 @@ impl FakeTransport {
             ("now", &super::connect::now_epoch().to_string()),
             ("started_with", &s.started_with),
             ("addresses", &self.address),
+            ("data_dev", s.data_dev.as_deref().unwrap_or("/dev/sda2")),
         ] {
             out.push_str(&line(k, v));
         }

@@ -321,4 +321,5 @@ mod joining;
 mod labels;
 mod lock;
 mod reset;
+mod storage;
 mod upgrade;

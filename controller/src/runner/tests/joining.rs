@@ -79,7 +79,7 @@ async fn a_server_running_without_an_agent_token_keeps_running_without_one() {
 
 /// Every warning a run shows, as `[node] topic: warning detail` lines.
 #[derive(Default)]
-struct Warnings(std::sync::Mutex<Vec<String>>);
+pub(super) struct Warnings(pub(super) std::sync::Mutex<Vec<String>>);
 
 impl crate::report::Progress for Warnings {
     fn event(&self, e: &crate::report::Event<'_>) {
