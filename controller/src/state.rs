@@ -21,8 +21,8 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the cluster token variable {0} is not set")]
-    TokenEnvMissing(String),
+    #[error("the {1} variable {0} is not set")]
+    TokenEnvMissing(String, &'static str),
     #[error("{0} is readable by other users; chmod 600 it")]
     SecretFileOpen(PathBuf),
     #[error("{0} is empty")]
@@ -79,14 +79,32 @@ pub fn write_private(path: &Path, bytes: &[u8], _w: &Writer) -> Result<(), State
 /// or the one generated earlier into the state directory (`None`: none
 /// generated yet). Reads only.
 pub fn configured_secret(inv: &Inventory) -> Result<Option<Secret>, StateError> {
-    match &inv.cluster.token {
+    configured(inv, &inv.cluster.token, "token", "cluster token")
+}
+
+/// The agents' secret from `[cluster] agent_token`'s env or file; `None`
+/// when it is to be generated (or was recorded: see [`recorded`]).
+pub fn configured_agent_secret(inv: &Inventory) -> Result<Option<Secret>, StateError> {
+    match &inv.cluster.agent_token {
+        SecretSource::Generated => Ok(None),
+        source => configured(inv, source, "agent-token", "agent token"),
+    }
+}
+
+fn configured(
+    inv: &Inventory,
+    source: &SecretSource,
+    name: &str,
+    what: &'static str,
+) -> Result<Option<Secret>, StateError> {
+    match source {
         SecretSource::Env(var) => std::env::var(var)
             .ok()
             .filter(|v| !v.trim().is_empty())
             .map(|v| Some(Secret::new(v.trim())))
-            .ok_or_else(|| StateError::TokenEnvMissing(var.clone())),
+            .ok_or_else(|| StateError::TokenEnvMissing(var.clone(), what)),
         SecretSource::File(path) => read_secret_file(path).map(Some),
-        SecretSource::Generated => recorded(inv, "token"),
+        SecretSource::Generated => recorded(inv, name),
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Cluster {
     /// to the `K10<hash>::node:` form. Off: such a cluster is kept as it is.
     pub add_agent_token: bool,
     pub token: SecretSource,
+    /// The agents' join secret (`agent-token`): `{ env }`/`{ file }`, or
+    /// generated once into the state directory (the default).
+    pub agent_token: SecretSource,
     /// Address clients use for the API (kubeconfig, agents' `server:`); the
     /// first server's address when not set.
     pub api_address: Option<String>,

@@ -130,6 +130,11 @@ const CLUSTER: Table = Table {
             "The join token's source: { env = \"VAR\" }, { file = \"path\" } (mode 0600), or \"generate\" (the default: kept in the state directory).",
         ),
         key(
+            "agent_token",
+            Ty::Secret { generate: true },
+            "The agents' join secret: { env = \"VAR\" }, { file = \"path\" } (mode 0600), or \"generate\" (the default: kept in the state directory). A configured one is given to servers that run without one (each restarts once).",
+        ),
+        key(
             "add_agent_token",
             Ty::Bool,
             "Give servers that run without an agent token (install.sh's default) one: each restarts once, one at a time, and agents stop holding the server token.",

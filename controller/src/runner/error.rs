@@ -23,6 +23,12 @@ pub enum RunError {
     )]
     TokenMismatch { server: String, from: String },
     #[error(
+        "the agent token from {from} is not the one the first server runs with; pictl does not \
+         replace a running cluster's agent token (point agent_token at the current one, or leave \
+         it out to keep the running one)"
+    )]
+    AgentTokenMismatch { from: String },
+    #[error(
         "channel {channel} resolves to K3s {resolved}, older than what {} runs; pictl does not downgrade \
          K3s on a channel's answer (pin k3s_version, or set allow_downgrade = true in [cluster] to downgrade)",
         running_list(.running)

@@ -90,8 +90,21 @@ pub fn cluster_secret(
 /// cluster gets one, generated once into the state directory, so agents
 /// never hold the server token.
 pub fn agent_secret(inv: &Inventory, server: Option<&Facts>) -> Result<SecretPlan, RunError> {
-    let recorded = state::recorded(inv, "agent-token")?;
     let running = server.and_then(|f| f.agent_token.as_ref());
+    // `agent_token = { env | file }`: that one, given to a server that runs
+    // without one (a restart); a server running another is refused.
+    if let Some(configured) = state::configured_agent_secret(inv)? {
+        if running.is_some_and(|r| secret_of(r) != configured.expose()) {
+            let from = match &inv.cluster.agent_token {
+                SecretSource::Env(v) => format!("${v}"),
+                SecretSource::File(p) => p.display().to_string(),
+                SecretSource::Generated => String::new(),
+            };
+            return Err(RunError::AgentTokenMismatch { from });
+        }
+        return Ok(SecretPlan::Use(configured));
+    }
+    let recorded = state::recorded(inv, "agent-token")?;
     let server_token = server.and_then(|f| f.server_token.as_ref());
     Ok(match (running, server_token, recorded) {
         (Some(running), _, None) => {

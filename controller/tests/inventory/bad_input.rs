@@ -214,4 +214,15 @@ fn round_threes_keys_refuse_what_they_cannot_mean() {
         text.contains("add_agent_tokens") && text.contains("add_agent_token"),
         "{text}"
     );
+    // The agents' secret never sits in the file.
+    let text = problems(&with("agent_token = \"s3cret\"")).join("\n");
+    assert!(
+        text.contains("cluster.agent_token: agent_token is written in clear text in the inventory"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    assert_eq!(
+        problems(&with("agent_token = { env = \"AGENT_TOKEN\" }")),
+        Vec::<String>::new()
+    );
 }

@@ -20,6 +20,7 @@ pub(super) const CLUSTER_KEYS: &[&str] = &[
     "allow_downgrade",
     "token",
     "add_agent_token",
+    "agent_token",
     "api_address",
     "tls_san",
     "ha",
@@ -49,6 +50,9 @@ impl Loader<'_, '_> {
             .is_some_and(|b| b.value);
         let token = self
             .secret(t, "token", true)
+            .unwrap_or(SecretSource::Generated);
+        let agent_token = self
+            .secret(t, "agent_token", true)
             .unwrap_or(SecretSource::Generated);
         let add_agent_token = t
             .bool(self.sink, "add_agent_token")
@@ -81,6 +85,7 @@ impl Loader<'_, '_> {
             channel_url,
             allow_downgrade,
             add_agent_token,
+            agent_token,
             token,
             api_address,
             tls_san,

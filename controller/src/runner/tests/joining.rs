@@ -155,3 +155,67 @@ async fn add_agent_token_gives_such_a_server_one_and_moves_the_agents_off_the_se
     );
     assert!(!s.apply().await.changed());
 }
+
+/// `s` with `agent_token = { file = "agent.token" }` holding `secret`.
+fn with_agent_token_file(mut s: Setup, secret: &str) -> Setup {
+    use std::os::unix::fs::PermissionsExt;
+    let file = s.dir.path().join("agent.token");
+    std::fs::write(&file, format!("{secret}\n")).expect("token file");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = s.text.replacen(
+        "[cluster]\n",
+        "[cluster]\nagent_token = { file = \"agent.token\" }\n",
+        1,
+    );
+    s.inv = Inventory::parse(&text, "t.toml", s.dir.path()).expect("valid inventory");
+    s.text = text;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_agent_token_is_the_one_servers_and_agents_use_and_is_never_recorded() {
+    let s = with_agent_token_file(setup(1, 1).await, "agents-own-secret");
+    let report = s.apply().await;
+    assert!(!report.failed(), "{report:#?}");
+    assert!(config_of(&s, "s1").contains("agent-token: agents-own-secret"));
+    let agent = config_of(&s, "a1");
+    assert!(agent.contains("::node:agents-own-secret"), "{agent}");
+    assert!(!s.dir.path().join("state").join("agent-token").exists());
+    assert!(!s.apply().await.changed());
+
+    // A server started without one takes the configured one (a restart).
+    let s = with_agent_token_file(without_an_agent_token().await, "agents-own-secret");
+    assert!(!s.apply().await.failed());
+    assert!(config_of(&s, "s1").contains("agent-token: agents-own-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_agent_token_unlike_the_running_one_is_refused_before_any_write() {
+    let s = without_an_agent_token().await;
+    s.fleet.node("s1").lock().expect("node").agent_token = Some("K10abc::node:theirs".into());
+    let s = with_agent_token_file(s, "mine");
+    let err = super::apply(&s.inv, &s.options())
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("agent.token") && text.contains("not the one the first server runs with"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("mine") && !text.contains("theirs"),
+        "a secret in the error: {text}"
+    );
+    let writes: Vec<_> = s
+        .fleet
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| is_write(c))
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .all(|(_, c)| matches!(c, Call::Facts { record: true })),
+        "{writes:?}"
+    );
+}
