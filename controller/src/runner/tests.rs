@@ -104,6 +104,22 @@ pub(super) async fn setup_with(servers: usize, agents: usize, release: &str) -> 
 }
 
 impl Setup {
+    /// `node`'s config.yaml as the fake node holds it.
+    pub(super) fn config(&self, node: &str) -> String {
+        let state = self.fleet.node(node);
+        let st = state.lock().expect("node");
+        String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config.yaml")).into_owned()
+    }
+
+    /// The uploads and commands (not facts) since call `from`.
+    pub(super) fn writes_since(&self, from: usize) -> Vec<(String, Call)> {
+        self.fleet.calls()[from..]
+            .iter()
+            .filter(|(_, c)| matches!(c, Call::Put(_) | Call::Exec(_)))
+            .cloned()
+            .collect()
+    }
+
     fn options(&self) -> Options {
         Options {
             concurrency: 8,

@@ -46,7 +46,7 @@ impl Phase for Connect {
 
 /// A node another run holds stops the whole run before anything changes:
 /// two controllers must not converge one cluster at once.
-pub fn locked_elsewhere(run: &Run<'_>) -> Result<(), RunError> {
+fn locked_elsewhere(run: &Run<'_>) -> Result<(), RunError> {
     match run
         .nodes
         .iter()

@@ -17,20 +17,6 @@ impl Setup {
         self.inv =
             Inventory::parse(&self.text, "t.toml", self.dir.path()).expect("valid inventory");
     }
-
-    fn config(&self, node: &str) -> String {
-        let state = self.fleet.node(node);
-        let st = state.lock().expect("node");
-        String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config.yaml")).into_owned()
-    }
-
-    fn writes_since(&self, from: usize) -> Vec<(String, Call)> {
-        self.fleet.calls()[from..]
-            .iter()
-            .filter(|(_, c)| matches!(c, Call::Put(_) | Call::Exec(_)))
-            .cloned()
-            .collect()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

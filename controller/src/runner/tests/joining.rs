@@ -15,31 +15,29 @@ async fn a_reflashed_agent_refused_by_its_node_password_is_named_with_the_fix() 
     assert!(node(&report, "s1").failed.is_none(), "{report:#?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_new_cluster_gives_agents_an_agent_token_not_the_server_token() {
-    let s = setup(1, 1).await;
-    assert!(!s.apply().await.failed());
-    let config = |n: &str| config_of(&s, n);
+/// s1 runs with the agent token generated into the state directory, and
+/// a1 joins with it (`::node:`), never with the server token.
+fn agents_hold_the_generated_agent_token(s: &Setup) {
     let agent_secret =
         std::fs::read_to_string(s.dir.path().join("state").join("agent-token")).expect("generated");
+    let server = s.config("s1");
     assert!(
-        config("s1").contains(&format!("agent-token: {}", agent_secret.trim())),
-        "{}",
-        config("s1")
+        server.contains(&format!("agent-token: {}", agent_secret.trim())),
+        "{server}"
     );
-    let agent = config("a1");
+    let agent = s.config("a1");
     assert!(
         agent.contains("::node:") && !agent.contains("::server:"),
         "{agent}"
     );
-    assert!(!s.apply().await.changed());
 }
 
-/// `node`'s config.yaml as the fake node holds it.
-fn config_of(s: &Setup, node: &str) -> String {
-    let st = s.fleet.node(node);
-    let st = st.lock().expect("node");
-    String::from_utf8_lossy(st.files.get(paths::CONFIG).expect("config")).into_owned()
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_cluster_gives_agents_an_agent_token_not_the_server_token() {
+    let s = setup(1, 1).await;
+    assert!(!s.apply().await.failed());
+    agents_hold_the_generated_agent_token(&s);
+    assert!(!s.apply().await.changed());
 }
 
 /// One server and one agent, the server started by someone else without
@@ -135,24 +133,12 @@ async fn add_agent_token_gives_such_a_server_one_and_moves_the_agents_off_the_se
     let s = started_without_an_agent_token(setup_with(1, 1, release).await);
     let report = s.apply().await;
     assert!(!report.failed(), "{report:#?}");
-    let config = |n: &str| config_of(&s, n);
-    let agent_secret =
-        std::fs::read_to_string(s.dir.path().join("state").join("agent-token")).expect("generated");
-    assert!(
-        config("s1").contains(&format!("agent-token: {}", agent_secret.trim())),
-        "{}",
-        config("s1")
-    );
+    agents_hold_the_generated_agent_token(&s);
     let restarted = node(&report, "s1")
         .steps
         .iter()
         .any(|r| r.step == crate::report::StepId::K3sService && r.status == super::Status::Changed);
     assert!(restarted, "the server must restart to take it: {report:#?}");
-    let agent = config("a1");
-    assert!(
-        agent.contains("::node:") && !agent.contains("::server:"),
-        "{agent}"
-    );
     assert!(!s.apply().await.changed());
 }
 
@@ -177,8 +163,8 @@ async fn a_configured_agent_token_is_the_one_servers_and_agents_use_and_is_never
     let s = with_agent_token_file(setup(1, 1).await, "agents-own-secret");
     let report = s.apply().await;
     assert!(!report.failed(), "{report:#?}");
-    assert!(config_of(&s, "s1").contains("agent-token: agents-own-secret"));
-    let agent = config_of(&s, "a1");
+    assert!(s.config("s1").contains("agent-token: agents-own-secret"));
+    let agent = s.config("a1");
     assert!(agent.contains("::node:agents-own-secret"), "{agent}");
     assert!(!s.dir.path().join("state").join("agent-token").exists());
     assert!(!s.apply().await.changed());
@@ -186,7 +172,7 @@ async fn a_configured_agent_token_is_the_one_servers_and_agents_use_and_is_never
     // A server started without one takes the configured one (a restart).
     let s = with_agent_token_file(without_an_agent_token().await, "agents-own-secret");
     assert!(!s.apply().await.failed());
-    assert!(config_of(&s, "s1").contains("agent-token: agents-own-secret"));
+    assert!(s.config("s1").contains("agent-token: agents-own-secret"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -34,12 +34,7 @@ async fn a_node_another_run_holds_stops_apply_before_any_write_naming_the_holder
         "{text}"
     );
     assert!(text.contains("sudo kill PID"), "{text}");
-    let written: Vec<_> = s
-        .fleet
-        .calls()
-        .into_iter()
-        .filter(|(_, c)| matches!(c, Call::Put(_) | Call::Exec(_)))
-        .collect();
+    let written = s.writes_since(0);
     assert!(written.is_empty(), "{written:?}");
     assert!(
         !s.fleet
@@ -68,10 +63,8 @@ async fn reset_writes_nothing_to_a_node_another_run_holds() {
         a1.failed.as_deref().is_some_and(|f| f.contains(OTHER)),
         "{report:#?}"
     );
-    let writes: Vec<_> = s.fleet.calls()[mark..]
-        .iter()
-        .filter(|(n, c)| n == "a1" && matches!(c, Call::Put(_) | Call::Exec(_)))
-        .cloned()
+    let writes: Vec<_> = (s.writes_since(mark).into_iter())
+        .filter(|(n, _)| n == "a1")
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
     assert!(
