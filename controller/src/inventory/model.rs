@@ -69,8 +69,9 @@ pub struct Cluster {
     pub mirror: String,
     /// Where release channels are resolved (only used with `channel`).
     pub channel_url: String,
-    /// Whether a channel may resolve to a release older than a node runs
-    /// (`allow_downgrade = true`); refused otherwise.
+    /// Whether the release (pinned or a channel's answer) may be older than
+    /// a node runs (`allow_downgrade = true`); refused otherwise, as K3s does
+    /// not support downgrades.
     pub allow_downgrade: bool,
     /// Give servers that run without an agent token one (`add_agent_token =
     /// true`): each server restarts once, one at a time, and the agents move

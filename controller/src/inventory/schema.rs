@@ -122,7 +122,7 @@ const CLUSTER: Table = Table {
         key(
             "allow_downgrade",
             Ty::Bool,
-            "Let a channel resolve to a release older than a node runs.",
+            "Let k3s_version or a channel go to a release older than a node runs. K3s does not support downgrades: refused unless set.",
         ),
         key(
             "token",

@@ -30,12 +30,26 @@ pub enum RunError {
     AgentTokenMismatch { from: String },
     #[error(
         "channel {channel} resolves to K3s {resolved}, older than what {} runs; pictl does not downgrade \
-         K3s on a channel's answer (pin k3s_version, or set allow_downgrade = true in [cluster] to downgrade)",
+         K3s on a channel's answer, and K3s does not support downgrades (set allow_downgrade = true in [cluster] to force it)",
         running_list(.running)
     )]
     ChannelDowngrade {
         channel: String,
         resolved: String,
+        /// (node, the newer K3s it runs), in inventory order.
+        running: Vec<(String, String)>,
+    },
+    #[error(
+        "k3s_version {pinned} is older than what {} runs, and K3s does not support downgrades \
+         (a newer release may have migrated the datastore); nothing was changed. The way back is \
+         the snapshot pictl takes before every server upgrade (pre-upgrade-<version>, in \
+         /var/lib/rancher/k3s/server/db/snapshots on the first server), restored with K3s's \
+         `k3s server --cluster-reset --cluster-reset-restore-path=<file>`; set the running release, \
+         or allow_downgrade = true in [cluster] to force it",
+        running_list(.running)
+    )]
+    PinnedDowngrade {
+        pinned: String,
         /// (node, the newer K3s it runs), in inventory order.
         running: Vec<(String, String)>,
     },

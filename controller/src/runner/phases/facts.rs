@@ -86,7 +86,7 @@ impl Phase for Facts {
             .into_iter()
             .filter(|i| findings.get(i).is_none_or(|f| f.fails.is_none()))
             .collect();
-        no_downgrade_from_a_channel(run, &ok)?;
+        no_downgrade(run, &ok)?;
         no_servers_added_to_sqlite(run, &ok)?;
         let first = run
             .nodes
@@ -170,10 +170,7 @@ async fn settle(run: &mut Run<'_>) {
 /// moved back, or a wrong channel server) stops the run before anything is
 /// written, unless the inventory allows downgrades. A pinned `k3s_version`
 /// is the user's own choice and is not checked.
-fn no_downgrade_from_a_channel(run: &Run<'_>, alive: &[usize]) -> Result<(), RunError> {
-    let K3sRelease::Channel(channel) = &run.inv.cluster.k3s else {
-        return Ok(());
-    };
+fn no_downgrade(run: &Run<'_>, alive: &[usize]) -> Result<(), RunError> {
     if run.inv.cluster.allow_downgrade {
         return Ok(());
     }
@@ -186,14 +183,19 @@ fn no_downgrade_from_a_channel(run: &Run<'_>, alive: &[usize]) -> Result<(), Run
         })
         .collect();
     if running.is_empty() {
-        Ok(())
-    } else {
-        Err(RunError::ChannelDowngrade {
+        return Ok(());
+    }
+    Err(match &run.inv.cluster.k3s {
+        K3sRelease::Channel(channel) => RunError::ChannelDowngrade {
             channel: channel.clone(),
             resolved: run.version.clone(),
             running,
-        })
-    }
+        },
+        K3sRelease::Version(pinned) => RunError::PinnedDowngrade {
+            pinned: pinned.clone(),
+            running,
+        },
+    })
 }
 
 /// Servers cannot join a server that runs SQLite (K3s's join asks it for its

@@ -93,3 +93,41 @@ async fn allow_downgrade_lets_a_channel_answer_replace_a_newer_k3s() {
     assert!(!report.failed(), "{report:#?}");
     assert!(report.changed(), "s1's newer binary would be replaced");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_release_older_than_a_running_node_is_refused_before_any_change() {
+    // Regression (issue 25): a pinned downgrade went through, although K3s
+    // does not support downgrades.
+    let s = setup_with(1, 1, "k3s_version = \"v1.32.5+k3s1\"\n").await;
+    for (name, v) in [("s1", "v1.33.1+k3s1"), ("a1", "v1.31.0+k3s1")] {
+        let node = s.fleet.node(name);
+        let mut n = node.lock().expect("node");
+        n.files
+            .insert(paths::K3S_BIN.into(), b"another k3s".to_vec());
+        n.k3s_version = Some(v.into());
+    }
+    for result in [
+        plan(&s.inv, &s.options()).await,
+        apply(&s.inv, &s.options()).await,
+    ] {
+        let err = result.expect_err("a downgrade is refused");
+        assert!(matches!(err, RunError::PinnedDowngrade { .. }), "{err:?}");
+        let msg = err.to_string();
+        for part in [
+            "k3s_version v1.32.5+k3s1 is older than what node s1 (v1.33.1+k3s1) runs",
+            "K3s does not support downgrades",
+            "pre-upgrade-",
+            "allow_downgrade = true",
+        ] {
+            assert!(msg.contains(part), "{part:?} not in {msg}");
+        }
+        assert!(!msg.contains("a1"), "a1 runs an older release: {msg}");
+    }
+    let changes: Vec<_> = s
+        .fleet
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| matches!(c, Call::Put(_) | Call::Exec(_)))
+        .collect();
+    assert!(changes.is_empty(), "{changes:?}");
+}
