@@ -337,5 +337,6 @@ mod joining;
 mod labels;
 mod lock;
 mod reset;
+mod rollback;
 mod storage;
 mod upgrade;

@@ -480,8 +480,46 @@ impl Phase for UpgradeServers {
     }
 }
 
+/// A server left behind the run's release (its upgrade failed, or it is
+/// unreachable on an older one): its name and version. Agents are never
+/// upgraded past it, as a kubelet must not be newer than the API server.
+fn server_behind(run: &Run<'_>) -> Option<(String, String)> {
+    run.nodes.iter().enumerate().find_map(|(i, r)| {
+        if r.node.role != Role::Server {
+            return None;
+        }
+        let running = r.facts.as_ref().and_then(|f| f.k3s_version.clone());
+        let running = match running {
+            Some(v) if v != run.version => v,
+            // Not installed (the servers phase installs the release) or on it.
+            Some(_) => return None,
+            None if r.facts.is_some() => return None,
+            None => "an unknown release".to_string(),
+        };
+        let upgraded = run.upgraded.contains(&i) && r.alive();
+        (!upgraded).then(|| (r.node.name.clone(), running))
+    })
+}
+
+/// Fails every agent candidate: a server is behind the release.
+fn stop_for_server(run: &mut Run<'_>, nodes: &[usize], server: &str, runs: &str) {
+    let progress = run.opts.progress.clone();
+    let msg = format!(
+        "not upgraded: server {server} is still on {runs}, not {}, and a kubelet must not be \
+         newer than its API server (Kubernetes' version skew policy)",
+        run.version
+    );
+    for &i in nodes {
+        run.nodes[i].fail(progress.as_ref(), NodeFailure::Failed(msg.clone()));
+    }
+}
+
 impl UpgradeAgents {
     async fn walk(run: &mut Run<'_>, client: &kube::Client, nodes: &[usize], how: &impl Upgrade) {
+        if let Some((server, runs)) = server_behind(run) {
+            stop_for_server(run, nodes, &server, &runs);
+            return;
+        }
         Agents::join_configs(run, nodes);
         let per = run.opts.upgrade.max_unavailable.max(1);
         let batches: Vec<&[usize]> = nodes.chunks(per).collect();
