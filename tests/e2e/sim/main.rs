@@ -50,7 +50,12 @@ use kubectl::{
 mod health;
 use health::service_account_tokens_rbac_and_node_conditions_like_the_apiserver;
 mod admission;
+mod snapshot;
 use admission::validating_admission_policies_refuse_status_patches_like_the_apiserver;
+use snapshot::{
+    a_release_listed_as_broken_fails_at_every_start, etcd_snapshots_like_k3s,
+    sqlite_servers_have_no_etcd_snapshots,
+};
 
 /// A simulated server on loopback with its own data dir, ports and kubeconfig.
 struct Sim {
@@ -212,6 +217,9 @@ fn main() -> ExitCode {
         nodes_carry_the_kubelet_conditions_beside_others,
         imperative_creates_sent_as_protobuf_are_stored,
         protobuf_the_simulator_cannot_convert_is_refused_with_415,
+        etcd_snapshots_like_k3s,
+        sqlite_servers_have_no_etcd_snapshots,
+        a_release_listed_as_broken_fails_at_every_start,
     ];
     let lab_cases: &[Case] = pictl_e2e::cases![
         k3s_sim_under_systemd_with_k3s_units,

@@ -41,6 +41,7 @@ mod routes;
 mod schedule;
 mod select;
 mod server;
+mod snapshot;
 mod status;
 mod store;
 mod supervisor;
@@ -112,7 +113,13 @@ fn main() {
         "kubectl" | "crictl" | "ctr" | "check-config" => {
             std::process::exit(multicall::run(cmd, &args[1..]));
         }
-        "token" | "etcd-snapshot" | "secrets-encrypt" | "certificate" | "completion" => {
+        "etcd-snapshot" => {
+            if let Err(e) = snapshot::run(&args[1..]) {
+                fatal(&e);
+            }
+            return;
+        }
+        "token" | "secrets-encrypt" | "certificate" | "completion" => {
             eprintln!("k3s-sim: the '{cmd}' subcommand is not simulated");
             std::process::exit(1);
         }
@@ -126,6 +133,9 @@ fn main() {
         Err(e) => fatal(&e),
     };
     log::set_debug(settings.bool("debug"));
+    if let Some(why) = snapshot::broken_here() {
+        fatal(&anyhow::anyhow!(why));
+    }
     // cmd/k3s/main.go unpacks the bundled userspace before running the command.
     if let Err(e) = datadir::prepare(&settings.data_dir()) {
         fatal(&e);
