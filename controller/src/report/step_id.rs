@@ -26,6 +26,8 @@ pub enum StepId {
     K3sReset,
     NodeDeleted,
     Drain,
+    Snapshot,
+    Rollback,
     Uncordon,
 }
 
@@ -50,6 +52,8 @@ impl StepId {
             StepId::K3sReset => "k3s-reset",
             StepId::NodeDeleted => "node-deleted",
             StepId::Drain => "drain",
+            StepId::Snapshot => "snapshot",
+            StepId::Rollback => "rollback",
             StepId::Uncordon => "uncordon",
         }
     }

@@ -15,6 +15,11 @@ use crate::transport::{BoxFuture, Output, RemoteCommand, Transport, TransportErr
 
 pub use super::fake_api::FakeApi;
 
+#[path = "fake_guard.rs"]
+mod guard;
+#[path = "fake_relay.rs"]
+mod relay;
+
 /// One thing a node was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
@@ -76,6 +81,10 @@ pub struct NodeState {
     pub lock: Option<(u64, String)>,
     /// The data dir's device (`/dev/sda2` when unset).
     pub data_dev: Option<String>,
+    /// A release K3s fails to start with here (its restart exits 1).
+    pub broken_release: Option<String>,
+    /// The binary and version an upgrade's guard kept.
+    pub previous: Option<(Vec<u8>, Option<String>)>,
 }
 
 /// A Pi's kernel as pictl sees it: `uname -r`, and the memory controller on
@@ -332,81 +341,6 @@ impl FakeTransport {
     }
 }
 
-impl FakeTransport {
-    /// The relay's commands (see `crate::relay`): the address query, the
-    /// share server, installs from a staged file or a seed's URL, the stop.
-    fn relay(&self, cmd: &RemoteCommand, script: &str, s: &mut NodeState) -> Option<Output> {
-        let args = cmd.arguments();
-        let fail = |status: i32, why: &str| Output {
-            status,
-            stderr: why.as_bytes().to_vec(),
-            ..Output::default()
-        };
-        if script.contains("SSH_CONNECTION") {
-            return Some(ok(format!("10.0.0.254 50000 {} 22\n", self.address)));
-        }
-        if script == crate::relay::START_SCRIPT {
-            if s.share_fails {
-                return Some(fail(1, "Failed to start transient service unit"));
-            }
-            s.share_peers = args[7].split_whitespace().map(String::from).collect();
-            for pair in args[8..].chunks(2) {
-                let (path, file) = pair[1].split_once('=')?;
-                s.shares.insert(path.to_string(), file.to_string());
-            }
-            return Some(ok("4242\n".into()));
-        }
-        if script == crate::relay::STOP_SCRIPT {
-            s.shares.clear();
-            let dir = format!("{}/", args[4]);
-            s.files.retain(|p, _| !p.starts_with(&dir));
-            return Some(ok(String::new()));
-        }
-        if script != crate::relay::INSTALL_SCRIPT {
-            return None;
-        }
-        let (target, want, from) = (&args[3], &args[5], &args[6]);
-        let bytes = match from.strip_prefix("http://") {
-            Some(_) if s.no_curl => return Some(fail(87, "curl is not installed")),
-            Some(rest) => self.fetch(rest),
-            None => s.files.get(from).cloned(),
-        };
-        let Some(bytes) = bytes else {
-            return Some(fail(88, "curl: (22) The requested URL returned error: 404"));
-        };
-        if sha256_hex(&bytes) != *want {
-            return Some(fail(
-                86,
-                &format!("pictl-sha256-mismatch {}\n", sha256_hex(&bytes)),
-            ));
-        }
-        s.files.insert(target.clone(), bytes);
-        Some(ok(String::new()))
-    }
-
-    /// What the node at `addr:port/path` serves (never this node: a seed
-    /// does not fetch from itself).
-    fn fetch(&self, rest: &str) -> Option<Vec<u8>> {
-        let (host, path) = rest.split_once('/')?;
-        let addr = host.rsplit_once(':')?.0;
-        let nodes = self.fleet.nodes.lock().expect("fleet").clone();
-        let seed = self
-            .fleet
-            .addresses
-            .lock()
-            .expect("addresses")
-            .get(addr)?
-            .clone();
-        let state = nodes.get(&seed)?.lock().expect("seed");
-        // systemd's IP filter: a peer not allowed gets no answer.
-        if !state.share_peers.contains(&self.address) {
-            return None;
-        }
-        let file = state.shares.get(&format!("/{path}"))?;
-        state.files.get(file).cloned()
-    }
-}
-
 /// The value of `key` (e.g. `token:`) in the node's config.yaml.
 fn configured(s: &NodeState, key: &str) -> Option<String> {
     let config = s.files.get(paths::CONFIG)?;
@@ -452,6 +386,7 @@ impl Transport for FakeTransport {
             if let Some(out) = self.relay(cmd, &script, &mut s) {
                 return Ok(out);
             }
+
             let what = if cmd.program() == "sh" {
                 script.lines().nth(1).unwrap_or_default().to_string()
             } else {
@@ -467,6 +402,9 @@ impl Transport for FakeTransport {
                     stderr: why.clone().into_bytes(),
                     ..Output::default()
                 });
+            }
+            if let Some(out) = self.guard(cmd, &script, &mut s) {
+                return Ok(out);
             }
             if cmd
                 .argv()
@@ -487,6 +425,13 @@ impl Transport for FakeTransport {
                 s.active.remove("pictl-agent.service");
                 s.enabled.remove("pictl-agent.service");
             } else if script.contains("k3s-started-with") {
+                if s.broken_release.is_some() && s.broken_release == s.k3s_version {
+                    return Ok(Output {
+                        status: 1,
+                        stderr: b"Job for k3s.service failed".to_vec(),
+                        ..Output::default()
+                    });
+                }
                 self.start(&mut s, cmd);
             } else if script.contains("pictl-agent.service") {
                 s.active.insert("pictl-agent.service".into());

@@ -17,7 +17,7 @@ mod node;
 pub mod node_lock;
 pub mod node_meta;
 mod options;
-mod phases;
+pub(crate) mod phases;
 mod reset;
 mod run;
 mod secret;

@@ -19,6 +19,9 @@ mod reset;
 mod servers;
 mod uncordon;
 mod upgrade;
+mod upgrade_agents;
+pub(crate) mod upgrade_guard;
+mod upgrade_rollback;
 mod workload;
 
 pub use agent_access::AgentAccessPhase;
@@ -32,7 +35,8 @@ pub use relay::{Relay, RelayEnd};
 pub use reset::Reset;
 pub use servers::Servers;
 pub use uncordon::Uncordon;
-pub use upgrade::{UpgradeAgents, UpgradeServers};
+pub use upgrade::UpgradeServers;
+pub use upgrade_agents::UpgradeAgents;
 pub use workload::Workload;
 
 use std::future::Future;

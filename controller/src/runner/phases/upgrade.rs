@@ -9,11 +9,10 @@
 //! (not joined yet) are left to them.
 
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::agents::Agents;
-use super::{Checking, Converging, Phase, Selected, Walk, in_parallel};
+use super::upgrade_rollback::{guard_plan, guarded, roll_back};
+use super::{Checking, Converging, Phase, Selected, Walk};
 use crate::cluster::{ClusterError, NodeState, cordons, drain, nodes};
 use crate::error_chain;
 use crate::inventory::Role;
@@ -31,10 +30,9 @@ use crate::write::Writer;
 use k8s_openapi::api::core::v1::Node as KNode;
 
 pub struct UpgradeServers;
-pub struct UpgradeAgents;
 
 /// Alive nodes of `role` whose installed K3s is not the run's release.
-fn candidates(run: &Run<'_>, role: Role) -> Vec<usize> {
+pub(super) fn candidates(run: &Run<'_>, role: Role) -> Vec<usize> {
     run.alive(Some(role))
         .into_iter()
         .filter(|&i| {
@@ -77,13 +75,13 @@ async fn client(run: &Run<'_>) -> Result<kube::Client, ClusterError> {
 }
 
 /// What one node's upgrade needs besides the node.
-struct Cx<'a> {
-    client: &'a kube::Client,
-    opts: &'a Options,
-    version: &'a str,
+pub(super) struct Cx<'a> {
+    pub client: &'a kube::Client,
+    pub opts: &'a Options,
+    pub version: &'a str,
 }
 
-fn report(
+pub(super) fn report(
     n: &mut NodeRun<'_>,
     opts: &Options,
     step: StepId,
@@ -140,10 +138,13 @@ async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -
     } else {
         format!("cordoned, {drain}, upgraded, uncordoned")
     };
-    let changes = vec![
+    let mut changes = vec![
         Change::new("k3s version", from, format!("{} ({order})", cx.version)),
         Change::new(format!("node {name}"), before, after),
     ];
+    if let Some(guard) = guard_plan(n, cx.version) {
+        changes.extend(guard.changes());
+    }
     n.push(
         cx.opts.progress.as_ref(),
         StepReport::new(StepId::Drain, Status::Changed, changes, None),
@@ -154,13 +155,17 @@ async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -
 
 /// Polls the Node until it is Ready on `cx.version` (API errors while
 /// the server restarts are waited out); the Node as it then is.
-async fn wait_ready(cx: &Cx<'_>, name: &str) -> Result<KNode, ClusterError> {
+pub(super) async fn wait_ready(
+    cx: &Cx<'_>,
+    name: &str,
+    version: &str,
+) -> Result<KNode, ClusterError> {
     let deadline = Instant::now() + cx.opts.wait;
     loop {
         let last = match nodes::get(cx.client, name).await {
             Ok(Some(live)) => {
                 let s = NodeState::of(&live);
-                if s.ready && s.kubelet_version == cx.version {
+                if s.ready && s.kubelet_version == version {
                     return Ok(live);
                 }
                 format!("Ready={} on {}", s.ready, s.kubelet_version)
@@ -170,8 +175,7 @@ async fn wait_ready(cx: &Cx<'_>, name: &str) -> Result<KNode, ClusterError> {
         };
         if Instant::now() > deadline {
             return Err(ClusterError::Timeout(format!(
-                "node {name} not Ready on {} after {} s ({last}); left cordoned, the next run finishes it",
-                cx.version,
+                "node {name} not Ready on {version} after {} s ({last})",
                 cx.opts.wait.as_secs()
             )));
         }
@@ -224,24 +228,38 @@ async fn upgrade_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, w: &Writer)
         Some(change),
         None,
     );
-    Converging(w).steps(n, env).await;
-    if !n.alive() {
-        return true;
-    }
-    let upgraded = match wait_ready(cx, &name).await {
-        Ok(node) => node,
-        Err(why) => {
-            fail(n, cx, error_chain(&why));
-            return true;
-        }
+    let guard = match guard_plan(n, cx.version) {
+        Some(plan) => match guarded(n, cx, &plan, ours, w).await {
+            Some(taken) => Some(taken),
+            None => return true,
+        },
+        None => None,
     };
-    if ours {
-        uncordon_after(n, cx, &upgraded, w).await;
+    let t = n.transport.clone();
+    Converging(w).steps(n, env).await;
+    let outcome = if n.alive() {
+        wait_ready(cx, &name, cx.version)
+            .await
+            .map_err(|e| error_chain(&e))
+    } else {
+        Err(n.report.failed.clone().unwrap_or_default())
+    };
+    match (outcome, guard, t) {
+        (Ok(upgraded), _, _) if ours => uncordon_after(n, cx, &upgraded, w).await,
+        (Ok(_), _, _) => {}
+        (Err(why), Some(taken), Some(t)) => {
+            roll_back(n, cx, t.as_ref(), &taken, &why, ours, w).await
+        }
+        (Err(why), _, _) => fail(
+            n,
+            cx,
+            format!("{why}; left cordoned, the next run finishes it"),
+        ),
     }
     true
 }
 
-fn fail(n: &mut NodeRun<'_>, cx: &Cx<'_>, msg: String) {
+pub(super) fn fail(n: &mut NodeRun<'_>, cx: &Cx<'_>, msg: String) {
     n.fail(cx.opts.progress.as_ref(), NodeFailure::Failed(msg));
 }
 
@@ -333,7 +351,7 @@ async fn uncordon_after(n: &mut NodeRun<'_>, cx: &Cx<'_>, live: &KNode, w: &Writ
 }
 
 /// Fails `nodes` because the rollout stopped at `first`.
-fn stop_after(run: &mut Run<'_>, nodes: &[usize], first: &str) {
+pub(super) fn stop_after(run: &mut Run<'_>, nodes: &[usize], first: &str) {
     let progress = run.opts.progress.clone();
     for &i in nodes {
         let msg = format!("not upgraded: the upgrade of {first} failed before it");
@@ -347,7 +365,7 @@ pub struct UpgradePlan {
     client: Result<kube::Client, ClusterError>,
 }
 
-async fn plan(run: &Run<'_>, nodes: &[usize]) -> UpgradePlan {
+pub(super) async fn plan(run: &Run<'_>, nodes: &[usize]) -> UpgradePlan {
     UpgradePlan {
         nodes: nodes.to_vec(),
         client: client(run).await,
@@ -356,7 +374,10 @@ async fn plan(run: &Run<'_>, nodes: &[usize]) -> UpgradePlan {
 
 /// The API, or the candidates failed with why; `None` also when
 /// `--no-drain` lets the servers and agents phases upgrade without it.
-fn client_or_fail(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
+pub(super) fn client_or_fail(
+    run: &mut Run<'_>,
+    plan: UpgradePlan,
+) -> Option<(kube::Client, Vec<usize>)> {
     match plan.client {
         Ok(c) => Some((keep(run, c), plan.nodes)),
         Err(why) if !run.opts.upgrade.drain => {
@@ -385,7 +406,10 @@ fn keep(run: &mut Run<'_>, client: kube::Client) -> kube::Client {
 }
 
 /// `pictl plan` without an API: the upgrade is left to the node phases.
-fn client_or_warn(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client, Vec<usize>)> {
+pub(super) fn client_or_warn(
+    run: &mut Run<'_>,
+    plan: UpgradePlan,
+) -> Option<(kube::Client, Vec<usize>)> {
     match plan.client {
         Ok(c) => Some((keep(run, c), plan.nodes)),
         Err(why) => {
@@ -396,7 +420,7 @@ fn client_or_warn(run: &mut Run<'_>, plan: UpgradePlan) -> Option<(kube::Client,
 }
 
 /// How one node goes through its upgrade: shown, or carried out.
-trait Upgrade: Walk {
+pub(super) trait Upgrade: Walk {
     /// False when the API does not know the node.
     fn one(
         &self,
@@ -454,145 +478,6 @@ impl Phase for UpgradeServers {
 
     fn select(&self, run: &Run<'_>) -> Selected {
         Selected::Nodes(candidates(run, Role::Server))
-    }
-
-    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<UpgradePlan, RunError> {
-        Ok(plan(run, nodes).await)
-    }
-
-    async fn show(&self, run: &mut Run<'_>, plan: UpgradePlan) -> Result<(), RunError> {
-        if let Some((client, nodes)) = client_or_warn(run, plan) {
-            Self::walk(run, &client, &nodes, &Checking).await;
-        }
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        run: &mut Run<'_>,
-        plan: UpgradePlan,
-        w: &Writer,
-    ) -> Result<(), RunError> {
-        if let Some((client, nodes)) = client_or_fail(run, plan) {
-            Self::walk(run, &client, &nodes, &Converging(w)).await;
-        }
-        Ok(())
-    }
-}
-
-/// A server left behind the run's release (its upgrade failed, or it is
-/// unreachable on an older one): its name and version. Agents are never
-/// upgraded past it, as a kubelet must not be newer than the API server.
-fn server_behind(run: &Run<'_>) -> Option<(String, String)> {
-    run.nodes.iter().enumerate().find_map(|(i, r)| {
-        if r.node.role != Role::Server {
-            return None;
-        }
-        let running = r.facts.as_ref().and_then(|f| f.k3s_version.clone());
-        let running = match running {
-            Some(v) if v != run.version => v,
-            // Not installed (the servers phase installs the release) or on it.
-            Some(_) => return None,
-            None if r.facts.is_some() => return None,
-            None => "an unknown release".to_string(),
-        };
-        let upgraded = run.upgraded.contains(&i) && r.alive();
-        (!upgraded).then(|| (r.node.name.clone(), running))
-    })
-}
-
-/// Fails every agent candidate: a server is behind the release.
-fn stop_for_server(run: &mut Run<'_>, nodes: &[usize], server: &str, runs: &str) {
-    let progress = run.opts.progress.clone();
-    let msg = format!(
-        "not upgraded: server {server} is still on {runs}, not {}, and a kubelet must not be \
-         newer than its API server (Kubernetes' version skew policy)",
-        run.version
-    );
-    for &i in nodes {
-        run.nodes[i].fail(progress.as_ref(), NodeFailure::Failed(msg.clone()));
-    }
-}
-
-impl UpgradeAgents {
-    async fn walk(run: &mut Run<'_>, client: &kube::Client, nodes: &[usize], how: &impl Upgrade) {
-        if let Some((server, runs)) = server_behind(run) {
-            stop_for_server(run, nodes, &server, &runs);
-            return;
-        }
-        Agents::join_configs(run, nodes);
-        let per = run.opts.upgrade.max_unavailable.max(1);
-        let batches: Vec<&[usize]> = nodes.chunks(per).collect();
-        for (k, batch) in batches.iter().enumerate() {
-            let order = format!(
-                "agents, batch {} of {}, {per} at a time",
-                k + 1,
-                batches.len()
-            );
-            Self::batch(run, client, batch, &order, how).await;
-            if let Some(&i) = batch.iter().find(|&&i| !run.nodes[i].alive()) {
-                let first = run.nodes[i].node.name.clone();
-                let rest: Vec<usize> = batches[k + 1..]
-                    .iter()
-                    .flat_map(|b| b.iter().copied())
-                    .collect();
-                stop_after(run, &rest, &first);
-                return;
-            }
-        }
-    }
-
-    /// One batch, in parallel.
-    async fn batch(
-        run: &mut Run<'_>,
-        client: &kube::Client,
-        batch: &[usize],
-        order: &str,
-        how: &impl Upgrade,
-    ) {
-        let handled: Mutex<Vec<String>> = Mutex::new(Vec::new());
-        let cx = Cx {
-            client,
-            opts: run.opts,
-            version: &run.version,
-        };
-        let (desired, store, opts) = (&run.desired, &run.store, run.opts);
-        let (cx, handled_ref) = (&cx, &handled);
-        in_parallel(&mut run.nodes, batch, &run.sem, |n| async move {
-            let Some(desired) = desired.get(&n.node.name) else {
-                return;
-            };
-            let env = Env {
-                desired,
-                store,
-                opts,
-            };
-            if how.one(n, env, cx, order).await {
-                handled_ref
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(n.node.name.clone());
-            }
-        })
-        .await;
-        let names = handled.into_inner().unwrap_or_else(|p| p.into_inner());
-        run.upgraded.extend(
-            batch
-                .iter()
-                .filter(|&&i| names.contains(&run.nodes[i].node.name)),
-        );
-    }
-}
-
-impl Phase for UpgradeAgents {
-    const NAME: &'static str = "upgrade-agents";
-    type Plan = UpgradePlan;
-
-    fn select(&self, run: &Run<'_>) -> Selected {
-        if run.join_token.is_none() {
-            return Selected::Nothing("no join token: the agents phase reports it");
-        }
-        Selected::Nodes(candidates(run, Role::Agent))
     }
 
     async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<UpgradePlan, RunError> {

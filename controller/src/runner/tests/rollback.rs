@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::inventory::K3sRelease;
+use crate::step::StepId;
 
 const OLD: &str = "v1.32.5+k3s1";
 const NEW: &str = "v1.33.1+k3s1";
@@ -44,4 +45,101 @@ async fn agents_are_never_upgraded_past_a_server_whose_upgrade_failed() {
             assert!(why.contains(part), "{a}: {part:?} not in {why}");
         }
     }
+}
+
+/// The node's calls, as the rollout log shows them: the guard's and
+/// rollback's scripts, and the binary's upload.
+fn guard_calls(s: &Setup, name: &str) -> Vec<String> {
+    s.fleet
+        .calls()
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .filter_map(|(_, c)| match c {
+            Call::Exec(w) if w.starts_with("prev=") => Some("guard".to_string()),
+            Call::Put(p) if p == paths::K3S_BIN => Some("binary".to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn step_text(report: &RunReport, name: &str, step: StepId) -> String {
+    node(report, name)
+        .steps
+        .iter()
+        .filter(|r| r.step == step)
+        .map(|r| serde_json::to_string(r).expect("json"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_server_upgrade_starts_with_a_snapshot_and_agents_take_none() {
+    for (servers, store) in [(1, "sqlite"), (3, "etcd")] {
+        let s = upgrade_fleet(servers, 1).await;
+        let report = apply(&s.inv, &s.options()).await.expect("apply");
+        assert!(!report.failed(), "{report:#?}");
+        let snap = step_text(&report, "s1", StepId::Snapshot);
+        let path = "/var/lib/rancher/k3s/server/db/snapshots/pre-upgrade-v1.33.1+k3s1-s1-";
+        assert!(snap.contains(path), "{snap}");
+        let kept = s.fleet.node("s1").lock().expect("node").files.clone();
+        let file = kept
+            .keys()
+            .find(|k| k.starts_with(path))
+            .expect("snapshot on s1");
+        assert_eq!(
+            kept[file],
+            format!("{store} snapshot").into_bytes(),
+            "{store}"
+        );
+        // The guard before the new binary; the first upload is the guard's,
+        // the binary's comes after it.
+        assert_eq!(guard_calls(&s, "s1"), ["guard", "binary"], "{store}");
+        assert!(step_text(&report, "a1", StepId::Snapshot).is_empty());
+        assert_eq!(guard_calls(&s, "a1"), ["binary"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_not_up_on_the_new_release_is_rolled_back_and_the_rollout_stops() {
+    let s = upgrade_fleet(3, 1).await;
+    s.fleet.node("s1").lock().expect("node").broken_release = Some(NEW.into());
+    let report = apply(&s.inv, &s.options()).await.expect("apply");
+    assert!(report.failed());
+    let why = node(&report, "s1").failed.clone().unwrap_or_default();
+    for part in [
+        "K3s v1.33.1+k3s1 did not come up on s1",
+        "rolled back to v1.32.5+k3s1, Ready again; node uncordoned; the rollout stopped",
+        "The snapshot taken before: /var/lib/rancher/k3s/server/db/snapshots/pre-upgrade-v1.33.1+k3s1-s1-",
+    ] {
+        assert!(why.contains(part), "{part:?} not in {why}");
+    }
+    assert!(step_text(&report, "s1", StepId::Rollback).contains("rolled back"));
+    assert_eq!(running(&s, "s1").as_deref(), Some(OLD));
+    assert!(
+        s.api.node("s1")["spec"]["unschedulable"].is_null(),
+        "s1 left cordoned"
+    );
+    for n in ["s2", "s3", "a1"] {
+        assert_eq!(running(&s, n).as_deref(), Some(OLD), "{n} upgraded");
+        assert!(node(&report, n).failed.is_some(), "{n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_names_the_snapshot_each_server_upgrade_takes() {
+    let s = upgrade_fleet(1, 1).await;
+    let report = s.plan().await;
+    let s1 = step_text(&report, "s1", StepId::Drain);
+    assert!(
+        s1.contains("pre-upgrade-v1.33.1+k3s1 in /var/lib/rancher/k3s/server/db/snapshots"),
+        "{s1}"
+    );
+    assert!(s1.contains("kept in /var/lib/pictl/previous"), "{s1}");
+    assert!(!step_text(&report, "a1", StepId::Drain).contains("snapshot"));
+    let writes: Vec<_> = s
+        .fleet
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| is_write(c))
+        .collect();
+    assert!(writes.is_empty(), "plan wrote: {writes:?}");
 }

@@ -155,20 +155,21 @@ async fn a_drain_that_times_out_names_the_budget_and_leaves_the_node_uncordoned_
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_upgrade_is_finished_and_uncordoned_by_the_next_run() {
     let s = upgrade_fleet(1, 1).await;
-    // The restart fails: s1 stays cordoned by pictl, as after a crash.
-    s.fleet.node("s1").lock().expect("node").refuse = Some("systemctl: interrupted".into());
+    // The restart fails: a1 (an agent: no rollback) stays cordoned by
+    // pictl, as after a crash.
+    s.fleet.node("a1").lock().expect("node").refuse = Some("systemctl: interrupted".into());
     let first = apply_(&s).await;
     assert!(first.failed());
-    assert!(unschedulable(&s, "s1"));
+    assert!(unschedulable(&s, "a1"));
     // pictl's record is a ConfigMap, none on the Node (which the node can write).
-    assert_eq!(record(&s, "s1").expect("recorded")["data"]["node"], "s1");
-    assert!(s.api.node("s1")["metadata"]["annotations"].is_null());
-    s.fleet.node("s1").lock().expect("node").refuse = None;
+    assert_eq!(record(&s, "a1").expect("recorded")["data"]["node"], "a1");
+    assert!(s.api.node("a1")["metadata"]["annotations"].is_null());
+    s.fleet.node("a1").lock().expect("node").refuse = None;
     let second = apply_(&s).await;
     assert!(!second.failed(), "{second:#?}");
-    assert_eq!(running(&s, "s1").as_deref(), Some(NEW));
-    assert!(!unschedulable(&s, "s1"));
-    assert!(record(&s, "s1").is_none(), "pictl's record dropped");
+    assert_eq!(running(&s, "a1").as_deref(), Some(NEW));
+    assert!(!unschedulable(&s, "a1"));
+    assert!(record(&s, "a1").is_none(), "pictl's record dropped");
 }
 
 #[tokio::test(flavor = "multi_thread")]
