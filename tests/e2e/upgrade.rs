@@ -5,7 +5,8 @@
 //! polling the API with kubectl during the run, not taken from the
 //! simulator's own refusals. Then a budget that can never be met makes a
 //! drain time out, naming it, with the node left uncordoned and on its
-//! version.
+//! version; and a bare Pod (no controller) stops its node's drain by name
+//! and survives, until `--drain-force`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         an_upgrade_drains_one_node_at_a_time_and_never_breaks_the_budget,
         a_pinned_downgrade_is_refused_with_nothing_restarted,
         a_budget_that_can_never_be_met_times_out_the_drain_and_names_it,
+        a_bare_pod_stops_its_nodes_drain_by_name_and_survives,
     ];
     harness::run(cases, LabSpec { nodes: 3, pi: &[] })
 }
@@ -523,4 +525,87 @@ fn a_pinned_downgrade_is_refused_with_nothing_restarted(lab: &Lab) {
         assert_eq!(version, NEW, "{name}");
         assert!(!cordoned, "{name}");
     }
+}
+
+const BARE: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: bare, namespace: default}
+spec:
+  nodeName: node2
+  terminationGracePeriodSeconds: 5
+  containers: [{name: c, image: busybox}]
+";
+
+/// (kubelet version, unschedulable) of one node.
+fn node_state(lab: &Lab, name: &str) -> (String, bool) {
+    let (_, version, cordoned) = nodes(lab)
+        .into_iter()
+        .find(|n| n.0 == name)
+        .unwrap_or_else(|| panic!("{name} not in the API"));
+    (version, cordoned)
+}
+
+fn a_bare_pod_stops_its_nodes_drain_by_name_and_survives(lab: &Lab) {
+    // Every node runs v1.33.1 (the budget case stopped before changing any).
+    let f = lab.dir().join("bare.yaml");
+    std::fs::write(&f, BARE).expect("manifest");
+    kubectl(
+        lab,
+        &["apply", "--server-side", "-f", f.to_str().expect("utf8")],
+    );
+    // Back to v1.32.5, forced (pictl refuses downgrades unless told).
+    let old = inventory_with(lab, OLD, "allow_downgrade = true");
+    let plan = pictl(lab, &old, &["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("drain refused: default/bare (no controller) would be lost"),
+        "{}",
+        text(&plan)
+    );
+
+    // node1 (the server) has nothing to lose and goes; node2's drain stops.
+    let out = pictl(lab, &old, &["apply", "--output", "json"]);
+    let v = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{v:#}\n{}", text(&out));
+    let failed = |name: &str| -> String {
+        v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["name"] == name)
+            .and_then(|n| n["failed"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let why = failed("node2");
+    for part in [
+        "drain of node2 refused before evicting anything",
+        "default/bare (no controller)",
+        "--drain-force",
+        "node uncordoned and not upgraded",
+    ] {
+        assert!(why.contains(part), "{part:?} not in {why}");
+    }
+    assert!(
+        failed("node3").contains("the upgrade of node2 failed before it"),
+        "{}",
+        failed("node3")
+    );
+    let pod = json(lab, &["get", "pod", "bare", "-o", "json"]);
+    assert!(
+        pod["metadata"]["deletionTimestamp"].is_null(),
+        "the bare pod was evicted: {}",
+        pod["metadata"]
+    );
+    assert_eq!(node_state(lab, "node2"), (NEW.to_string(), false));
+    assert_eq!(node_state(lab, "node1").0, OLD);
+
+    // --drain-force: kubectl drain's --force; the bare pod is gone for good.
+    let out = pictl(lab, &old, &["apply", "--drain-force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for n in NODES {
+        assert_eq!(node_state(lab, n), (OLD.to_string(), false), "{n}");
+    }
+    let gone = kubectl_out(lab, &["get", "pod", "bare"]);
+    assert!(!gone.status.success(), "{}", text(&gone));
 }

@@ -114,6 +114,14 @@ pub struct UpgradeArgs {
     /// of that node fails (naming the budget) and the rollout stops.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub drain_timeout: u64,
+
+    /// Also evict Pods that no controller recreates (bare Pods) and Pods
+    /// with emptyDir data: kubectl drain's --force --delete-emptydir-data.
+    /// A bare Pod is then gone for good and emptyDir data is deleted.
+    /// Without it such Pods stop their node's drain before anything is
+    /// evicted, naming them; the node is uncordoned and not upgraded.
+    #[arg(long)]
+    pub drain_force: bool,
 }
 
 impl UpgradeArgs {
@@ -122,6 +130,7 @@ impl UpgradeArgs {
             max_unavailable: usize::from(self.max_unavailable),
             drain: !self.no_drain,
             drain_timeout: Duration::from_secs(self.drain_timeout),
+            drain_force: self.drain_force,
         }
     }
 }
@@ -173,7 +182,10 @@ pub enum Command {
     /// node is cordoned, drained through the Eviction API (PodDisruptionBudgets
     /// honoured, up to --drain-timeout), upgraded, waited for until Ready and
     /// uncordoned. A drain that times out names the budget that blocks and
-    /// leaves its node uncordoned and not upgraded. A node pictl left cordoned
+    /// leaves its node uncordoned and not upgraded. As kubectl drain, a Pod
+    /// no controller recreates or with emptyDir data stops its node's drain
+    /// before anything is evicted (--drain-force evicts them); a Pod left
+    /// terminating on a NotReady node counts as gone after its grace period. A node pictl left cordoned
     /// (an interrupted run) is uncordoned by the next run; one you cordoned
     /// stays cordoned.
     ///

@@ -34,6 +34,15 @@ pub struct FakeApi {
     pub pods: Arc<Mutex<Vec<(String, String, String)>>>,
     /// Every eviction is refused (a budget that can never be met).
     pub refuse_evictions: bool,
+    /// `ns/name` of Pods no controller owns (the others are a ReplicaSet's).
+    pub bare: Arc<Mutex<Vec<String>>>,
+    /// `ns/name` of Pods with an emptyDir volume.
+    pub empty_dir: Arc<Mutex<Vec<String>>>,
+    /// Nodes NotReady (no kubelet) while they run the version given; an
+    /// eviction of their Pods leaves them Terminating.
+    pub not_ready: Arc<Mutex<BTreeMap<String, String>>>,
+    /// `ns/name` of Terminating Pods and their deletionTimestamp.
+    pub terminating: Arc<Mutex<BTreeMap<String, String>>>,
     /// How many Node PATCHes still find their Node written by someone else
     /// since it was read (K3s's node controller, racing pictl).
     pub races: Arc<Mutex<usize>>,
@@ -97,13 +106,39 @@ fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
     }
 }
 
-fn pod_json(ns: &str, name: &str, node: &str) -> serde_json::Value {
-    serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
-        "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running"}})
-}
-
 impl FakeApi {
+    /// A Pod as the API has it: a ReplicaSet's unless `bare`, with the
+    /// emptyDir and deletionTimestamp the test gave it.
+    fn pod_json(&self, ns: &str, name: &str, node: &str) -> serde_json::Value {
+        let key = format!("{ns}/{name}");
+        let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
+            "spec": {"nodeName": node, "containers": []}, "status": {"phase": "Running"}});
+        if !self.bare.lock().expect("bare").contains(&key) {
+            pod["metadata"]["ownerReferences"] = serde_json::json!([{"apiVersion": "apps/v1",
+                "kind": "ReplicaSet", "name": "web", "uid": "rs-web", "controller": true}]);
+        }
+        if self.empty_dir.lock().expect("empty_dir").contains(&key) {
+            pod["spec"]["volumes"] = serde_json::json!([{"name": "scratch", "emptyDir": {}}]);
+        }
+        if let Some(at) = self.terminating.lock().expect("terminating").get(&key) {
+            pod["metadata"]["deletionTimestamp"] = serde_json::json!(at);
+            pod["metadata"]["deletionGracePeriodSeconds"] = serde_json::json!(30);
+        }
+        pod
+    }
+
+    /// Whether the node is NotReady now: its kubelet is gone while it runs
+    /// the version it was stopped on.
+    fn down(&self, name: &str) -> bool {
+        let on = self.not_ready.lock().expect("not_ready").get(name).cloned();
+        let running = self
+            .fleet
+            .as_ref()
+            .and_then(|f| f.node(name).lock().expect("node").running.clone());
+        on.is_some_and(|v| running.is_none_or(|r| r == v))
+    }
+
     /// Every node, Ready, as a Node object (patched ones as patched).
     pub fn node(&self, name: &str) -> serde_json::Value {
         let mut node = {
@@ -128,6 +163,8 @@ impl FakeApi {
                 "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "",
                 "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "osImage": "", "systemUUID": ""});
         }
+        let ready = if self.down(name) { "Unknown" } else { "True" };
+        node["status"]["conditions"] = serde_json::json!([{"type": "Ready", "status": ready}]);
         node
     }
 
@@ -157,7 +194,7 @@ impl FakeApi {
                 .expect("pods")
                 .iter()
                 .filter(|p| p.2 == node)
-                .map(|(ns, n, node)| pod_json(ns, n, node))
+                .map(|(ns, n, node)| self.pod_json(ns, n, node))
                 .collect();
             return (
                 200,
@@ -280,7 +317,7 @@ impl FakeApi {
         };
         if method != http::Method::POST {
             let (ns, n, node) = &pods[at];
-            return (200, pod_json(ns, n, node));
+            return (200, self.pod_json(ns, n, node));
         }
         if self.refuse_evictions {
             drop(pods);
@@ -292,7 +329,17 @@ impl FakeApi {
                 "message": "Cannot evict pod as it would violate the pod's disruption budget."}),
             );
         }
-        pods.remove(at);
+        // No kubelet on a NotReady node confirms the deletion: Terminating.
+        if self.down(&pods[at].2) {
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            let at = k8s_openapi::jiff::Timestamp::from_second(now + 30).unwrap_or_default();
+            let mut terminating = self.terminating.lock().expect("terminating");
+            terminating
+                .entry(format!("{ns}/{name}"))
+                .or_insert(at.to_string());
+        } else {
+            pods.remove(at);
+        }
         drop(pods);
         self.log(format!("evict {ns}/{name}"));
         (

@@ -34,6 +34,9 @@ pub struct Upgrade {
     pub drain: bool,
     /// How long a drain may wait for PodDisruptionBudgets.
     pub drain_timeout: Duration,
+    /// Evict Pods nothing recreates and Pods with emptyDir data too
+    /// (`--drain-force`); without it they stop their node's drain.
+    pub drain_force: bool,
 }
 
 impl Default for Upgrade {
@@ -42,6 +45,7 @@ impl Default for Upgrade {
             max_unavailable: 1,
             drain: true,
             drain_timeout: Duration::from_secs(300),
+            drain_force: false,
         }
     }
 }

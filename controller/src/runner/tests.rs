@@ -332,6 +332,7 @@ async fn a_plan_with_an_unreachable_node_never_says_everything_is_converged() {
 }
 
 mod channel;
+mod drain;
 mod ha;
 mod joining;
 mod labels;

@@ -39,7 +39,10 @@ use like_k3s::{
 mod systemd;
 use systemd::{k3s_sim_under_systemd_with_k3s_units, pi_node_needs_cmdline_and_reboot};
 mod pods;
-use pods::pods_cordon_drain_and_disruption_budgets;
+use pods::{
+    deleted_pods_terminate_and_stay_terminating_on_a_not_ready_node,
+    pods_cordon_drain_and_disruption_budgets,
+};
 mod kubectl;
 use kubectl::{
     get_all_lists_the_service_and_the_hpa, imperative_creates_sent_as_protobuf_are_stored,
@@ -210,6 +213,7 @@ fn main() -> ExitCode {
         multi_call_names_like_k3s,
         restarted_server_keeps_everything,
         pods_cordon_drain_and_disruption_budgets,
+        deleted_pods_terminate_and_stay_terminating_on_a_not_ready_node,
         service_account_tokens_rbac_and_node_conditions_like_the_apiserver,
         validating_admission_policies_refuse_status_patches_like_the_apiserver,
         get_all_lists_the_service_and_the_hpa,

@@ -185,3 +185,59 @@ pub fn pods_cordon_drain_and_disruption_budgets() {
     });
     drop((a1, a2));
 }
+
+const BARE: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: NAME, namespace: default}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 5
+  containers: [{name: c, image: busybox}]
+";
+
+/// Graceful deletion as K3s's apiserver and kubelet do it: a deleted Pod
+/// on a Ready node is gone once its kubelet confirms (promptly: its
+/// container honours SIGTERM); on a NotReady node it stays Terminating
+/// with its deletionTimestamp, and only a forced delete removes it.
+pub fn deleted_pods_terminate_and_stay_terminating_on_a_not_ready_node() {
+    let sim = Sim::start(
+        "kube-controller-manager-arg:\n  - node-monitor-grace-period=3s\nnode-name: srv\n",
+        &[],
+    );
+    let token = sim.token();
+    let mut a1 = sim.agent("worker1", &token, &[]);
+    a1.wait_log("k3s agent is up and running", Duration::from_secs(20));
+    for (name, node) in [("up", "srv"), ("down", "worker1")] {
+        let pod = BARE.replace("NAME", name).replace("NODE", node);
+        assert!(sim.apply(&pod, &[]).status.success());
+    }
+    wait_for("2 running pods", Duration::from_secs(10), || {
+        pods(&sim).iter().filter(|p| p.2 == "Running").count() == 2
+    });
+    // A Ready node: kubectl delete waits until the kubelet confirms.
+    sim.k(&["delete", "pod", "up", "--timeout=20s"]);
+    assert!(pods(&sim).iter().all(|p| p.0 != "up"), "{:?}", pods(&sim));
+
+    a1.stop();
+    wait_for("worker1 NotReady", Duration::from_secs(20), || {
+        sim.k(&["get", "node", "worker1", "--no-headers"])
+            .contains("NotReady")
+    });
+    sim.k(&["delete", "pod", "down", "--wait=false"]);
+    let pod = json(&sim.k(&["get", "pod", "down", "-o", "json"]));
+    let meta = &pod["metadata"];
+    assert_eq!(meta["deletionGracePeriodSeconds"], json!(5), "{meta}");
+    let at = meta["deletionTimestamp"].as_str().unwrap_or_default();
+    assert!(at.ends_with('Z'), "deletionTimestamp: {meta}");
+    // No kubelet, no removal: still Terminating after a controller pass or more.
+    let out = sim.kubectl(&["wait", "--for=delete", "pod/down", "--timeout=3s"]);
+    assert!(!out.status.success(), "a NotReady node's pod went away");
+    let row = pods(&sim);
+    assert!(
+        row.iter().any(|p| p.0 == "down" && p.2 == "Terminating"),
+        "{row:?}"
+    );
+    // A forced delete (grace 0) removes it without the kubelet.
+    sim.k(&["delete", "pod", "down", "--grace-period=0", "--force"]);
+    assert!(pods(&sim).iter().all(|p| p.0 != "down"), "{:?}", pods(&sim));
+}

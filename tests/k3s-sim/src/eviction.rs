@@ -2,8 +2,9 @@
 //! Eviction) and the disruption controller's PodDisruptionBudget status it
 //! reads. An eviction that would take a budget below its desired healthy
 //! count is refused with 429 TooManyRequests; otherwise the Pod is deleted
-//! (at once: the simulator has no graceful termination) and its ReplicaSet
-//! replaces it.
+//! gracefully (`crate::terminate`: Terminating until its kubelet confirms)
+//! and its ReplicaSet replaces it at once. A Terminating Pod is not healthy
+//! for a budget, and evicting it again ignores budgets (`canIgnorePDB`).
 //!
 //! Sources: kubernetes pkg/registry/core/pod/storage/eviction.go (`Create`,
 //! `canIgnorePDB`, `checkAndDecrement`, `createTooManyRequestsError`,
@@ -97,7 +98,12 @@ fn budget_status(st: &State, pdb: &Value) -> Value {
     disrupted.retain(|name, _| pods.iter().any(|p| meta_str(p, "name") == name));
     let healthy = pods
         .iter()
-        .filter(|p| pod_ready(p) && !disrupted.contains_key(meta_str(p, "name")))
+        // countHealthyPods: a Terminating Pod is not healthy.
+        .filter(|p| {
+            pod_ready(p)
+                && !crate::terminate::terminating(p)
+                && !disrupted.contains_key(meta_str(p, "name"))
+        })
         .count() as i64;
     let allowed = (healthy - desired).max(0);
     let (status, reason) = if allowed > 0 {
@@ -164,11 +170,11 @@ fn success() -> Resp {
     )
 }
 
-fn delete_pod(st: &mut State, ns: &str, name: &str, dry: bool) -> Resp {
+fn delete_pod(st: &mut State, ns: &str, name: &str, grace: Option<i64>, dry: bool) -> Resp {
     if dry {
         return success();
     }
-    match st.delete(rt("Pod"), ns, name) {
+    match crate::terminate::delete(st, ns, name, grace) {
         Ok(_) => {
             crate::info!("Evicted pod {ns}/{name}");
             update_budgets(st);
@@ -251,23 +257,26 @@ pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value, dry: bool) -> R
             json!({"name": name, "kind": "pods"}),
         );
     };
-    // canIgnorePDB: a Pod that is not running causes no disruption.
+    let grace = body["deleteOptions"]["gracePeriodSeconds"].as_i64();
+    // canIgnorePDB: a Pod that is not running, or already Terminating,
+    // causes no disruption.
     if matches!(
         pod["status"]["phase"].as_str(),
         Some("Pending" | "Succeeded" | "Failed")
-    ) {
-        return delete_pod(st, ns, name, dry);
+    ) || crate::terminate::terminating(&pod)
+    {
+        return delete_pod(st, ns, name, grace, dry);
     }
     let mut pdb = match budget(st, ns, &pod) {
         Ok(Some(pdb)) => pdb,
-        Ok(None) => return delete_pod(st, ns, name, dry),
+        Ok(None) => return delete_pod(st, ns, name, grace, dry),
         Err(r) => return r,
     };
     let pdb_name = meta_str(&pdb, "name").to_string();
     let s = &pdb["status"];
     let n = |k: &str| s[k].as_i64().unwrap_or(0);
     if !pod_ready(&pod) && n("currentHealthy") >= n("desiredHealthy") && n("desiredHealthy") > 0 {
-        return delete_pod(st, ns, name, dry);
+        return delete_pod(st, ns, name, grace, dry);
     }
     if n("observedGeneration") < pdb["metadata"]["generation"].as_i64().unwrap_or(0) {
         return too_many_requests(
@@ -298,5 +307,5 @@ pub fn evict(st: &mut State, ns: &str, name: &str, body: &Value, dry: bool) -> R
             Value::Null,
         );
     }
-    delete_pod(st, ns, name, false)
+    delete_pod(st, ns, name, grace, false)
 }

@@ -46,6 +46,7 @@ mod status;
 mod store;
 mod supervisor;
 mod tables;
+mod terminate;
 mod tokens;
 mod validate;
 mod version;

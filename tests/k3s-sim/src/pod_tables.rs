@@ -43,10 +43,16 @@ pub fn pods(items: &[&Value]) -> (Vec<Value>, Vec<Vec<Value>>) {
             let ready = statuses.map_or(0, |s| {
                 s.iter().filter(|c| c["ready"] == json!(true)).count()
             });
-            let status = o["status"]["reason"]
-                .as_str()
-                .or(o["status"]["phase"].as_str())
-                .unwrap_or("Unknown");
+            // printPod: a Pod with a deletionTimestamp is Terminating
+            // (Unknown when the node lifecycle controller marked it NodeLost).
+            let status = match o["status"]["reason"].as_str() {
+                _ if o["metadata"]["deletionTimestamp"].is_null() => o["status"]["reason"]
+                    .as_str()
+                    .or(o["status"]["phase"].as_str())
+                    .unwrap_or("Unknown"),
+                Some("NodeLost") => "Unknown",
+                _ => "Terminating",
+            };
             let none = |v: &Value| v.as_str().map_or_else(|| json!("<none>"), |s| json!(s));
             vec![
                 name(o),

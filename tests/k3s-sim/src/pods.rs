@@ -123,8 +123,13 @@ fn put(st: &mut State, kind: &str, obj: Value) {
     }
 }
 
+/// Deletes as the controllers do: a Pod gracefully (`crate::terminate`).
 fn delete(st: &mut State, kind: &str, ns: &str, name: &str) {
-    if let Err(e) = st.delete(rt(kind), ns, name) {
+    let done = match kind {
+        "Pod" => crate::terminate::delete(st, ns, name, None).map(|_| ()),
+        _ => st.delete(rt(kind), ns, name).map(|_| ()),
+    };
+    if let Err(e) = done {
         crate::error!("deleting {kind} {ns}/{name}: {e}");
     }
 }
@@ -230,10 +235,12 @@ fn new_pod(rs: &Value) -> Value {
 fn sync_replica_set(st: &mut State, rs: &Value) {
     let ns = meta_str(rs, "namespace").to_string();
     let uid = meta_str(rs, "uid");
+    // FilterActivePods: a Terminating Pod is already replaced.
     let mut pods: Vec<Value> = st
         .list(rt("Pod"), Some(&ns))
         .into_iter()
         .filter(|p| controller_uid(p, "ReplicaSet") == Some(uid))
+        .filter(|p| !crate::terminate::terminating(p))
         .cloned()
         .collect();
     let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
@@ -392,6 +399,7 @@ fn replica_set_status(st: &mut State, rs: &Value) {
         .list(rt("Pod"), Some(meta_str(rs, "namespace")))
         .into_iter()
         .filter(|p| controller_uid(p, "ReplicaSet") == Some(uid))
+        .filter(|p| !crate::terminate::terminating(p))
         .collect();
     let ready = pods.iter().filter(|p| pod_ready(p)).count();
     let mut status = json!({"replicas": pods.len(), "fullyLabeledReplicas": pods.len(),
@@ -436,6 +444,7 @@ pub fn deployment_counts(st: &State, dep: &Value) -> (i64, i64, i64, String) {
 /// collector parts the simulator has.
 pub fn reconcile(st: &mut State) {
     collect_garbage(st);
+    crate::terminate::finish(st);
     let deps: Vec<Value> = st
         .list(rt("Deployment"), None)
         .into_iter()
@@ -473,6 +482,9 @@ fn collect_garbage(st: &mut State) {
             let Some(uid) = controller_uid(o, owner_kind) else {
                 continue;
             };
+            if crate::terminate::terminating(o) {
+                continue;
+            }
             let ns = meta_str(o, "namespace");
             let owners = st.list(rt(owner_kind), Some(ns));
             if !owners.iter().any(|w| meta_str(w, "uid") == uid) {
@@ -484,16 +496,25 @@ fn collect_garbage(st: &mut State) {
         if let Some(node) = p["spec"]["nodeName"].as_str()
             && st.get(rt("Node"), "", node).is_none()
         {
+            // podgc's gcOrphaned deletes with grace 0.
             gone.push((
-                "Pod",
+                "PodOfGoneNode",
                 meta_str(p, "namespace").to_string(),
                 meta_str(p, "name").to_string(),
             ));
         }
     }
     for (kind, ns, name) in gone {
-        crate::info!("Garbage collecting {kind} {ns}/{name}");
-        delete(st, kind, &ns, &name);
+        let shown = kind.strip_suffix("OfGoneNode").unwrap_or(kind);
+        crate::info!("Garbage collecting {shown} {ns}/{name}");
+        match kind {
+            "PodOfGoneNode" => {
+                if let Err(e) = crate::terminate::delete(st, &ns, &name, Some(0)) {
+                    crate::error!("deleting Pod {ns}/{name}: {e}");
+                }
+            }
+            _ => delete(st, kind, &ns, &name),
+        }
     }
 }
 

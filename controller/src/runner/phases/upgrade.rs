@@ -125,11 +125,7 @@ async fn plan_one(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>, order: &str) -
         "not drained (--no-drain)".to_string()
     } else {
         match drain::pods_to_evict(cx.client, &name).await {
-            Ok(p) if p.is_empty() => "drained (no pods to evict)".to_string(),
-            Ok(p) => {
-                let names: Vec<String> = p.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
-                format!("drained (evicts {})", names.join(", "))
-            }
+            Ok(p) => drain::preview(&p, cx.opts.upgrade.drain_force),
             Err(e) => format!("drained (pods unknown: {})", error_chain(&e)),
         }
     };
@@ -309,7 +305,8 @@ async fn cordon_and_drain(
     if !cx.opts.upgrade.drain {
         return Some("not drained (--no-drain)".to_string());
     }
-    let e = match drain::drain(cx.client, &name, cx.opts.upgrade.drain_timeout, w).await {
+    let (timeout, force) = (cx.opts.upgrade.drain_timeout, cx.opts.upgrade.drain_force);
+    let e = match drain::drain(cx.client, &name, timeout, force, w).await {
         Ok(p) => return Some(format!("drained ({} pods evicted)", p.len())),
         Err(e) => e,
     };

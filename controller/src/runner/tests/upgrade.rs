@@ -6,12 +6,12 @@ use super::*;
 use crate::inventory::K3sRelease;
 use crate::step::StepId;
 
-const NEW: &str = "v1.33.1+k3s1";
+pub(super) const NEW: &str = "v1.33.1+k3s1";
 
 /// An apply, retried while the cluster lock is busy: other tests of this
 /// process fork children (`sh`) that hold a copy of the lock's file until
 /// they exec, so a lock released a moment ago can still be held.
-async fn apply_with(s: &Setup, opts: &Options) -> RunReport {
+pub(super) async fn apply_with(s: &Setup, opts: &Options) -> RunReport {
     for _ in 0..100 {
         match apply(&s.inv, opts).await {
             Err(RunError::State(crate::state::StateError::Locked { .. })) => {
@@ -23,13 +23,13 @@ async fn apply_with(s: &Setup, opts: &Options) -> RunReport {
     panic!("the cluster lock stayed busy");
 }
 
-async fn apply_(s: &Setup) -> RunReport {
+pub(super) async fn apply_(s: &Setup) -> RunReport {
     apply_with(s, &s.options()).await
 }
 
 /// A cluster converged on v1.32.5 with one pod per node, whose inventory
 /// now asks for v1.33.1 (uploaded binaries report it).
-async fn upgrade_fleet(servers: usize, agents: usize) -> Setup {
+pub(super) async fn upgrade_fleet(servers: usize, agents: usize) -> Setup {
     let mut s = setup(servers, agents).await;
     let first = apply_(&s).await;
     assert!(!first.failed(), "{first:#?}");
@@ -49,7 +49,7 @@ async fn upgrade_fleet(servers: usize, agents: usize) -> Setup {
 
 /// The rollout as it happened: `cordon N`, `evict NS/P`, `upgrade N`
 /// (its binary uploaded), `uncordon N`, in order.
-fn rollout(s: &Setup) -> Vec<String> {
+pub(super) fn rollout(s: &Setup) -> Vec<String> {
     s.fleet
         .calls()
         .into_iter()
@@ -63,11 +63,11 @@ fn rollout(s: &Setup) -> Vec<String> {
         .collect()
 }
 
-fn running(s: &Setup, name: &str) -> Option<String> {
+pub(super) fn running(s: &Setup, name: &str) -> Option<String> {
     s.fleet.node(name).lock().expect("node").running.clone()
 }
 
-fn unschedulable(s: &Setup, name: &str) -> bool {
+pub(super) fn unschedulable(s: &Setup, name: &str) -> bool {
     s.api.node(name)["spec"]["unschedulable"] == serde_json::json!(true)
 }
 
@@ -307,6 +307,6 @@ fn record_path(node: &str) -> String {
 }
 
 /// pictl's record that it cordoned `node`, if any.
-fn record(s: &Setup, node: &str) -> Option<serde_json::Value> {
+pub(super) fn record(s: &Setup, node: &str) -> Option<serde_json::Value> {
     s.api.store.get(&record_path(node))
 }

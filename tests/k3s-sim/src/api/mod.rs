@@ -191,7 +191,7 @@ impl Api {
             (Method::POST, Some(name)) if t.sub.as_deref() == Some("eviction") => {
                 self.evict(t, name, &body, &query)
             }
-            (Method::DELETE, Some(name)) if t.sub.is_none() => self.delete(t, name),
+            (Method::DELETE, Some(name)) if t.sub.is_none() => self.delete(t, name, &body, &query),
             (m, _) => status_err(
                 405,
                 "MethodNotAllowed",

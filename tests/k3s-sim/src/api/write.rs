@@ -360,13 +360,37 @@ impl Api {
         }
     }
 
-    pub(super) fn delete(&self, t: &Target, name: &str) -> Resp {
+    pub(super) fn delete(
+        &self,
+        t: &Target,
+        name: &str,
+        body: &[u8],
+        query: &HashMap<String, String>,
+    ) -> Resp {
         let ns = t.namespace.clone().unwrap_or_default();
         let mut st = self.store.lock();
         if let Some(old) = st.get(t.rt, &ns, name)
             && let Err(refused) = crate::admission::admit(&st, t.rt, Some(old), None)
         {
             return refused;
+        }
+        if t.rt.kind == "Pod" {
+            // Graceful deletion: the Pod is answered while it terminates.
+            let opts: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let grace = crate::terminate::requested(query.get("gracePeriodSeconds"), &opts);
+            match crate::terminate::delete(&mut st, &ns, name, grace) {
+                Ok(Some((pod, false))) => return json_resp(200, &pod),
+                Ok(Some((gone, true))) => return deleted(t, name, &gone),
+                Ok(None) => return not_found(t.rt, name),
+                Err(e) => {
+                    return status_err(
+                        500,
+                        "InternalError",
+                        &format!("deleting object: {e}"),
+                        Value::Null,
+                    );
+                }
+            }
         }
         match st.delete(t.rt, &ns, name) {
             Ok(Some(gone)) => {
@@ -386,12 +410,7 @@ impl Api {
                         }
                     }
                 }
-                json_resp(
-                    200,
-                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                        "details": {"name": name, "group": t.rt.group, "kind": t.rt.plural,
-                        "uid": gone["metadata"]["uid"]}}),
-                )
+                deleted(t, name, &gone)
             }
             Ok(None) => not_found(t.rt, name),
             Err(e) => status_err(
@@ -402,6 +421,16 @@ impl Api {
             ),
         }
     }
+}
+
+/// The Status a delete answers once the object is gone.
+fn deleted(t: &Target, name: &str, gone: &Value) -> Resp {
+    json_resp(
+        200,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": name, "group": t.rt.group, "kind": t.rt.plural,
+            "uid": gone["metadata"]["uid"]}}),
+    )
 }
 
 /// 409 for a write whose resourceVersion is not the stored one

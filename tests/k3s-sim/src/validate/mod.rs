@@ -53,7 +53,15 @@ pub fn finish_metadata(rt: &ResourceType, existing: Option<&Value>, obj: &mut Va
     }
     match existing {
         Some(old) => {
-            for k in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+            // A Terminating object stays so whatever a client writes.
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "resourceVersion",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
                 if let Some(v) = old["metadata"].get(k) {
                     obj["metadata"][k] = v.clone();
                 } else if let Some(m) = obj["metadata"].as_object_mut() {
