@@ -9,6 +9,7 @@ use crate::inventory::Role;
 use crate::runner::converge::Env;
 use crate::runner::desired::{self, Inputs};
 use crate::runner::error::RunError;
+use crate::runner::quorum::{self, Server};
 use crate::runner::run::Run;
 use crate::step::Desired;
 use crate::steps::K3sReset;
@@ -28,6 +29,30 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
         agent_dropin: String::new(),
     };
     desired::desired(run.inv, run.nodes[i].node, inputs)
+}
+
+/// A reset of some of an HA cluster's servers that would leave etcd
+/// without a quorum (a reset of every node takes the whole cluster).
+fn shortfall(run: &Run<'_>) -> Option<quorum::Shortfall> {
+    if !run.inv.cluster.ha || run.nodes.len() == run.inv.nodes.len() {
+        return None;
+    }
+    let servers: Vec<(&str, Server)> = run
+        .inv
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Server)
+        .map(|n| {
+            let asked = run.nodes.iter().find(|r| r.node.name == n.name);
+            let state = match asked.filter(|r| r.alive()).and_then(|r| r.facts.as_ref()) {
+                None => Server::Kept,
+                Some(f) if f.k3s_version.is_some() => Server::Reset,
+                Some(_) => Server::Absent,
+            };
+            (n.name.as_str(), state)
+        })
+        .collect();
+    quorum::check(&servers)
 }
 
 impl Reset {
@@ -76,7 +101,10 @@ impl Phase for Reset {
         Selected::Nodes(run.alive(None))
     }
 
-    async fn plan(&self, _run: &Run<'_>, nodes: &[usize]) -> Result<Vec<usize>, RunError> {
+    async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<Vec<usize>, RunError> {
+        if let Some(short) = shortfall(run) {
+            return Err(RunError::QuorumLoss(short));
+        }
         Ok(nodes.to_vec())
     }
 
