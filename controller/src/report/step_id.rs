@@ -25,6 +25,7 @@ pub enum StepId {
     NodeLabels,
     K3sReset,
     NodeDeleted,
+    EtcdMember,
     Drain,
     Uncordon,
 }
@@ -49,6 +50,7 @@ impl StepId {
             StepId::NodeLabels => "node-labels",
             StepId::K3sReset => "k3s-reset",
             StepId::NodeDeleted => "node-deleted",
+            StepId::EtcdMember => "etcd-member",
             StepId::Drain => "drain",
             StepId::Uncordon => "uncordon",
         }
