@@ -14,7 +14,7 @@ use pictl_e2e::{Case, LabSpec, harness};
 mod ha_lab;
 use ha_lab::{
     a_killed_server_is_reported_and_the_api_answers_through_the_others,
-    a_single_sqlite_server_is_refused_before_any_write,
+    a_reset_of_ha_servers_keeps_etcd_quorum, a_single_sqlite_server_is_refused_before_any_write,
     ha_bootstrap_serves_the_same_nodes_through_every_server,
 };
 
@@ -440,6 +440,7 @@ fn main() -> ExitCode {
         a_single_sqlite_server_is_refused_before_any_write,
         ha_bootstrap_serves_the_same_nodes_through_every_server,
         a_killed_server_is_reported_and_the_api_answers_through_the_others,
+        a_reset_of_ha_servers_keeps_etcd_quorum,
     ];
     // HA_SKIP_LAB=1 leaves the lab cases out while iterating on host cases (the
     // suite then fails: they did not run); ignored in CI.
