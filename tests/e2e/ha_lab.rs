@@ -298,3 +298,59 @@ pub fn a_killed_server_is_reported_and_the_api_answers_through_the_others(lab: &
     }
     assert_eq!(uid("node1"), uid("node2"));
 }
+
+/// The etcd members `via` lists at `/db/info` (server token only), by name.
+fn etcd_members(lab: &Lab, via: &str) -> String {
+    let addr = lab.address(via).expect("address");
+    on(
+        lab,
+        via,
+        &format!(
+            "t=$(cat /var/lib/rancher/k3s/server/token); curl -sfk -u \"server:${{t##*:}}\" https://{addr}:6443/db/info"
+        ),
+    )
+}
+
+pub fn a_reset_of_ha_servers_keeps_etcd_quorum(lab: &Lab) {
+    let three = inventory(lab, "ha-three.toml", &SERVERS, true);
+    let (code, v, out) = apply_json(lab, &three);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
+    let unit = |n| on(lab, n, "systemctl show -p InvocationID,ActiveState k3s");
+    let before = [unit("node2"), unit("node3")];
+    // Two of three would leave etcd one member of three: refused, untouched.
+    let out = pictl(lab, &three, &["reset", "--nodes", "node2,node3", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "resetting servers node2, node3",
+        "3 servers hold the cluster, resetting 2 leaves 1",
+        "etcd needs 2 of 3",
+        "nothing was changed",
+    ] {
+        assert!(err.contains(part), "{part:?} not in:\n{}", text(&out));
+    }
+    assert_eq!([unit("node2"), unit("node3")], before);
+    assert!(before[0].contains("ActiveState=active"), "{}", before[0]);
+    // One of three: it leaves etcd first, and the two left serve.
+    let out = pictl(lab, &three, &["reset", "--nodes", "node3", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    on(lab, "node3", "! test -e /usr/local/bin/k3s");
+    let members = etcd_members(lab, "node1");
+    assert!(
+        members.contains("node1-") && members.contains("node2-") && !members.contains("node3-"),
+        "{members}"
+    );
+    let cm = lab.dir().join("ha-after-reset.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: after-reset, namespace: default}\ndata: {a: b}\n")
+        .expect("manifest");
+    ok(kubectl_via(
+        lab,
+        "node2",
+        &["apply", "--server-side", "-f", &cm.to_string_lossy()],
+    ));
+    let names = ok(kubectl_via(lab, "node1", &["get", "nodes", "-o", "name"]));
+    assert!(
+        !names.contains("node3") && names.lines().count() == 4,
+        "{names}"
+    );
+}

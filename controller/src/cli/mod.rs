@@ -246,7 +246,10 @@ pub enum Command {
         /// Remove for real: the cluster's data is destroyed.
         #[arg(long)]
         yes: bool,
-        /// Only these nodes (comma-separated names).
+        /// Only these nodes (comma-separated names). With `ha = true`, a set
+        /// of servers whose reset would leave etcd fewer than a majority of
+        /// its members is refused before anything is touched (3 servers: at
+        /// most 1 at a time); each server leaves etcd before K3s is removed.
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
         /// Also remove the cluster's context from this kubeconfig (one

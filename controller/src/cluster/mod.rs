@@ -11,6 +11,7 @@ pub mod agent_policy;
 mod client;
 pub mod cordons;
 pub mod drain;
+pub mod etcd_member;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod nodes;

@@ -61,6 +61,13 @@ pub enum RunError {
          ha = true and {server} as the only server (pictl restarts it with cluster-init), then add the other servers"
     )]
     SqliteToHa { server: String },
+    #[error(
+        "resetting servers {} would leave etcd without a quorum: {} servers hold the cluster, resetting {} leaves {}, \
+         and etcd needs {} of {}; nothing was changed. Reset at most {} of them at a time (each leaves etcd before K3s \
+         is removed), or reset every node (`pictl reset` without --nodes) to tear the whole cluster down",
+        .0.servers.join(", "), .0.members, .0.servers.len(), .0.remaining, .0.need(), .0.members, .0.at_most()
+    )]
+    QuorumLoss(super::quorum::Shortfall),
 }
 
 /// `node s1 (v1.33.0+k3s1), node a1 (…)`.

@@ -245,6 +245,7 @@ impl FakeApi {
                 _ => self.log(format!("PATCH {path}")),
             }
             merge(&mut node, &patch);
+            Self::remove_member(&mut node);
             bump(&mut node);
             self.objects
                 .lock()
@@ -252,6 +253,33 @@ impl FakeApi {
                 .insert(name.to_string(), node.clone());
         }
         (200, node)
+    }
+
+    /// K3s's member removal controller (pkg/etcd/member_controller.go
+    /// `sync`): an etcd Node asking to be removed is marked removed.
+    fn remove_member(node: &mut serde_json::Value) {
+        use crate::cluster::etcd_member::{REMOVE, REMOVED_NODE_NAME};
+        let a = &node["metadata"]["annotations"];
+        let etcd = node["metadata"]["labels"]
+            .get("node-role.kubernetes.io/etcd")
+            .is_some();
+        if etcd && a[REMOVE] == "true" && a.get(REMOVED_NODE_NAME).is_none() {
+            let member = format!(
+                "{}-0a1b2c3d",
+                node["metadata"]["name"].as_str().unwrap_or("")
+            );
+            node["metadata"]["annotations"][REMOVED_NODE_NAME] = serde_json::json!(member);
+        }
+    }
+
+    /// An etcd server's Node (K3s labels those `node-role.kubernetes.io/etcd`).
+    pub fn etcd_node(&self, name: &str) {
+        let mut node = self.node(name);
+        node["metadata"]["labels"]["node-role.kubernetes.io/etcd"] = serde_json::json!("true");
+        self.objects
+            .lock()
+            .expect("objects")
+            .insert(name.to_string(), node);
     }
 
     /// A patch carrying a resourceVersion other than the Node's is refused

@@ -18,6 +18,7 @@ pub mod node_lock;
 pub mod node_meta;
 mod options;
 pub(crate) mod phases;
+mod quorum;
 mod reset;
 mod run;
 mod secret;

@@ -19,15 +19,7 @@ pub async fn forget(run: &mut Run<'_>, subset: bool, w: &Writer) {
         let _ = std::fs::remove_file(&path);
         return;
     }
-    let client = match std::fs::read_to_string(&path) {
-        Ok(text) => run
-            .opts
-            .api
-            .client(&Secret::new(text))
-            .await
-            .map_err(|e| error_chain(&e)),
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
-    };
+    let client = admin_client(run).await;
     let progress = run.opts.progress.clone();
     for r in run.nodes.iter_mut().filter(|r| r.alive()) {
         let name = r.node.name.clone();
@@ -45,6 +37,21 @@ pub async fn forget(run: &mut Run<'_>, subset: bool, w: &Writer) {
             }
         };
         r.push(progress.as_ref(), report);
+    }
+}
+
+/// The cluster's API client, from the admin kubeconfig in the state
+/// directory, or why there is none.
+pub async fn admin_client(run: &Run<'_>) -> Result<kube::Client, String> {
+    let path = state::kubeconfig_path(run.inv);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => run
+            .opts
+            .api
+            .client(&Secret::new(text))
+            .await
+            .map_err(|e| error_chain(&e)),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
 }
 

@@ -70,6 +70,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         arch: crate::nodes::arch().to_string(),
         server: false,
         etcd: false,
+        etcd_name: String::new(),
         password,
     };
     let body = serde_json::to_vec(&info)?;

@@ -23,6 +23,7 @@ mod healthz;
 mod host;
 mod http;
 mod log;
+mod members;
 mod multicall;
 mod node_conditions;
 mod node_password;

@@ -51,6 +51,9 @@ pub struct NodeInfo {
     /// A server running embedded etcd.
     #[serde(default)]
     pub etcd: bool,
+    /// Its etcd member's name (`<node>-<8 hex>`), empty but on etcd servers.
+    #[serde(default)]
+    pub etcd_name: String,
     pub password: String,
 }
 
@@ -207,6 +210,7 @@ impl Cluster {
         node["metadata"]["annotations"]["k3s.io/internal-ip"] = json!(info.internal_ip);
         node["metadata"]["annotations"]["k3s.io/hostname"] = json!(info.hostname);
         node["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] = json!("0");
+        crate::members::annotate(&mut node, info);
         // Taints are the kubelet's --register-with-taints: applied when the Node is
         // created, never on a later start. Labels (above) are patched on every start
         // and never removed (pkg/agent/run.go updateMutableLabels).

@@ -274,6 +274,15 @@ impl Ha {
 
     async fn tick(self: &Arc<Self>) {
         let members = self.ms.members();
+        if !members.is_empty() && !members.iter().any(|m| m.name == self.ms.me.name) {
+            // Removed from the cluster (member_controller.go): no longer a voter.
+            let mut v = self.ms.view();
+            if v.leader.take().is_some() {
+                crate::warn!("etcd: {} was removed from the cluster", self.ms.me.name);
+            }
+            v.epoch = None;
+            return;
+        }
         let mut set = tokio::task::JoinSet::new();
         for m in members
             .clone()

@@ -219,7 +219,8 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     crate::info!("Kube API server is now running");
     let (name, grace) = (own.name.clone(), own.grace);
-    register_own_node(own, &cluster, &listen, &tls, ha.is_some()).await?;
+    let member = ha.as_ref().map(|h| h.ms.me.name.clone());
+    register_own_node(own, &cluster, &listen, &tls, member).await?;
     spawn_controllers(cluster, tls.ca_pem.clone(), ha);
     crate::info!(
         "k3s is up and running (API on {bind}:{port}, node {name}, node-monitor-grace-period {grace:?})"
@@ -472,8 +473,9 @@ async fn register_own_node(
     cluster: &Arc<Cluster>,
     listen: &Listen,
     tls: &crate::certs::ClusterTls,
-    ha: bool,
+    member: Option<String>,
 ) -> Result<()> {
+    let ha = member.is_some();
     crate::cgroups::validate()?;
     if let Err(e) = crate::nodes::validate_kubelet_labels(&own.labels) {
         crate::kubelet_exited(&e);
@@ -490,6 +492,7 @@ async fn register_own_node(
         arch: crate::nodes::arch().to_string(),
         server: true,
         etcd: ha,
+        etcd_name: member.unwrap_or_default(),
         password: node_password()?,
     };
     if ha {
@@ -511,6 +514,9 @@ fn spawn_controllers(cluster: Arc<Cluster>, ca: String, ha: Option<Arc<crate::re
             if ha.as_ref().is_none_or(|h| h.ms.is_leader()) {
                 cluster.reconcile();
                 crate::tokens::reconcile(&cluster.store, &ca);
+                if let Some(ha) = &ha {
+                    crate::members::reconcile(ha).await;
+                }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -95,3 +95,76 @@ async fn resetting_one_agent_deletes_its_node_and_leaves_the_rest() {
     );
     assert!(crate::state::kubeconfig_path(&s.inv).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resetting_two_of_three_ha_servers_is_refused_before_anything_is_touched() {
+    let s = setup(3, 1).await;
+    assert!(!s.apply().await.failed());
+    let mark = s.fleet.calls().len();
+    let only = vec!["s2".to_string(), "s3".to_string()];
+    for confirmed in [false, true] {
+        let e = super::reset(&s.inv, &s.options(), &only, confirmed)
+            .await
+            .expect_err("two of three servers leave no quorum");
+        let text = e.to_string();
+        assert!(matches!(e, RunError::QuorumLoss(_)), "{e:?}");
+        for words in [
+            "resetting servers s2, s3",
+            "3 servers hold the cluster, resetting 2 leaves 1",
+            "etcd needs 2 of 3",
+            "at most 1 of them",
+        ] {
+            assert!(text.contains(words), "{words:?} not in: {text}");
+        }
+    }
+    let writes: Vec<_> = s.fleet.calls()[mark..]
+        .iter()
+        .filter(|(_, c)| is_write(c))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    for n in ["s2", "s3"] {
+        let st = s.fleet.node(n);
+        assert!(
+            st.lock().expect("node").active.contains("k3s.service"),
+            "{n}"
+        );
+    }
+    assert!(s.api.deleted.lock().expect("deleted").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_ha_server_leaves_etcd_before_its_k3s_is_removed() {
+    let mut s = setup(3, 1).await;
+    assert!(!s.apply().await.failed());
+    for n in ["s1", "s2", "s3"] {
+        s.api.etcd_node(n);
+    }
+    s.api.fleet = Some(s.fleet.clone());
+    let mark = s.fleet.calls().len();
+    let report = reset(&s, &["s3"], true).await;
+    assert!(!report.failed(), "{report:#?}");
+    let calls = s.fleet.calls();
+    let asked = calls[mark..]
+        .iter()
+        .position(|(n, c)| n == "api" && matches!(c, Call::Api(w) if w.contains("nodes/s3")))
+        .expect("the removal asked through the API");
+    let removed = calls[mark..]
+        .iter()
+        .position(|(n, c)| n == "s3" && is_write(c))
+        .expect("s3 reset");
+    assert!(asked < removed, "{:?}", &calls[mark..]);
+    let steps: Vec<_> = report.nodes[0].steps.iter().map(|r| r.step).collect();
+    assert!(
+        steps.contains(&crate::step::StepId::EtcdMember),
+        "{steps:?}"
+    );
+    for n in ["s1", "s2"] {
+        let st = s.fleet.node(n);
+        assert!(
+            st.lock().expect("node").active.contains("k3s.service"),
+            "{n}"
+        );
+    }
+    assert_eq!(*s.api.deleted.lock().expect("deleted"), ["s3"]);
+}
