@@ -9,6 +9,7 @@ pub mod adopt;
 pub mod agent_binary;
 pub mod arch;
 pub mod artifacts;
+pub mod backup_file;
 pub mod channel;
 pub mod cli;
 pub mod cluster;

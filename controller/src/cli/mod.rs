@@ -1,12 +1,12 @@
 //! Command-line interface: flags as clap parses them, and the dispatch to
 //! each command. `main.rs` only sets up logging and calls [`run`].
 
+mod commands;
 pub mod defaults;
 mod init;
 mod out;
 mod status;
 
-use crate::write::Writer;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::inventory::Inventory;
 use crate::runner::{self, Mode};
+use commands::{backup, reset, restore, write_kubeconfig};
 pub use out::{EXIT_CHANGES, EXIT_FAILURE, EXIT_UNREACHABLE};
 use out::{fail, note, print_out};
 
@@ -231,6 +232,31 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Back up the cluster's datastore to the state directory.
+    ///
+    /// Embedded etcd: K3s's own `k3s etcd-snapshot save` on the first
+    /// server, fetched. SQLite: the server/db files, copied while K3s is
+    /// briefly stopped (containers keep running). With it goes the server
+    /// token a restore needs (the file is 0600). Prints the file's path;
+    /// `<file>.sha256` lands beside it.
+    ///
+    /// Example: pictl backup -i inventory/playson.toml
+    Backup,
+    /// Restore a backup onto the running cluster (SQLite), then wait Ready.
+    ///
+    /// Refused, before any node is touched, when the file's sha256 does not
+    /// match its .sha256, it is truncated or damaged, or it belongs to another
+    /// cluster (another name, CA or token). Without --yes: what it would do,
+    /// exit 2. Run again, an interrupted restore is done again from the top.
+    ///
+    /// Example: pictl restore ~/.local/state/pictl/lab/lab-20261207T190000Z.snapshot --yes
+    Restore {
+        /// The backup file `pictl backup` wrote.
+        file: PathBuf,
+        /// Restore for real: the datastore is replaced.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Remove K3s, the health agent and pictl's records from the nodes.
     ///
     /// Agents first, then servers one at a time; K3s is stopped and removed
@@ -357,6 +383,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             converge(&cli, Mode::Apply, false, upgrade.resolve(), !*no_relay).await
         }
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
+        Command::Backup => backup(&cli).await,
+        Command::Restore { file, yes } => restore(&cli, file, *yes).await,
         Command::Status { watch } => status::status(&cli, *watch).await,
         Command::Reset {
             yes,
@@ -444,7 +472,12 @@ fn validate(cli: &Cli) -> ExitCode {
     }
 }
 
-fn options(cli: &Cli, mode: Mode, diff: bool, upgrade: runner::Upgrade) -> runner::Options {
+pub(super) fn options(
+    cli: &Cli,
+    mode: Mode,
+    diff: bool,
+    upgrade: runner::Upgrade,
+) -> runner::Options {
     runner::Options {
         concurrency: usize::from(cli.concurrency),
         connector: Arc::new(match mode {
@@ -491,7 +524,11 @@ async fn converge(
 /// Prints the report (or the error) and picks the exit code: 1 on any
 /// failure, 4 when the only trouble was unreachable nodes, 2 when a plan
 /// would change something, else 0.
-fn finish(cli: &Cli, mode: Mode, result: Result<runner::RunReport, runner::RunError>) -> ExitCode {
+pub(super) fn finish(
+    cli: &Cli,
+    mode: Mode,
+    result: Result<runner::RunReport, runner::RunError>,
+) -> ExitCode {
     let report = match result {
         Ok(r) => r,
         Err(e) => return fail(format_args!("pictl: {}", crate::error_chain(&e))),
@@ -508,72 +545,5 @@ fn finish(cli: &Cli, mode: Mode, result: Result<runner::RunReport, runner::RunEr
     match cli.output {
         OutputFormat::Human => print_out(&crate::recap::human(&report), code),
         OutputFormat::Json => print_out(&format!("{}\n", crate::recap::json(&report)), code),
-    }
-}
-
-async fn reset(
-    cli: &Cli,
-    yes: bool,
-    nodes: &[String],
-    kubeconfig: Option<&std::path::Path>,
-) -> ExitCode {
-    let inv = match load(cli) {
-        Ok(inv) => inv,
-        Err(code) => return code,
-    };
-    if let Some(unknown) = nodes
-        .iter()
-        .find(|n| !inv.nodes.iter().any(|m| &m.name == *n))
-    {
-        return fail(format_args!(
-            "pictl reset: no node named {unknown:?} in {}",
-            cli.inventory.display()
-        ));
-    }
-    let mode = if yes { Mode::Apply } else { Mode::Plan };
-    let opts = options(cli, mode, false, runner::Upgrade::default());
-    let result = runner::reset(&inv, &opts, nodes, yes).await;
-    opts.progress.finish();
-    if !yes && result.as_ref().is_ok_and(runner::RunReport::changed) {
-        note("pictl reset: nothing was removed; run again with --yes to remove what is listed");
-    }
-    if yes
-        && let Some(path) = kubeconfig
-        && let Err(e) =
-            crate::kubeconfig::forget_in_file(path, &inv.cluster.name, &Writer::for_apply())
-    {
-        return fail(format_args!("pictl reset: {}", crate::error_chain(&e)));
-    }
-    finish(cli, mode, result)
-}
-
-fn write_kubeconfig(cli: &Cli, out: Option<&std::path::Path>) -> ExitCode {
-    let inv = match load(cli) {
-        Ok(inv) => inv,
-        Err(code) => return code,
-    };
-    let ours_path = crate::state::kubeconfig_path(&inv);
-    let ours = match std::fs::read_to_string(&ours_path) {
-        Ok(k) => k,
-        Err(e) => {
-            return fail(format_args!(
-                "pictl: {}: {e} (run `pictl apply` first)",
-                ours_path.display()
-            ));
-        }
-    };
-    let Some(out) = out else {
-        return print_out(&ours, ExitCode::SUCCESS);
-    };
-    match crate::kubeconfig::merge_into_file(out, &ours, &Writer::for_apply()) {
-        Ok(()) => {
-            note(format_args!(
-                "wrote context {} to {} (0600)",
-                inv.cluster.name,
-                out.display()
-            ));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(format_args!("pictl: {}", crate::error_chain(&e))),
     }
 }

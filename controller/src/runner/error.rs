@@ -68,6 +68,9 @@ pub enum RunError {
         .0.servers.join(", "), .0.members, .0.servers.len(), .0.remaining, .0.need(), .0.members, .0.at_most()
     )]
     QuorumLoss(super::quorum::Shortfall),
+    /// `pictl backup` / `pictl restore` refused or failed, with why.
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// `node s1 (v1.33.0+k3s1), node a1 (…)`.

@@ -73,6 +73,11 @@ pub async fn apply(run: &mut Run<'_>, w: &Writer) -> Result<(), RunError> {
     all(run, Some(w)).await
 }
 
+/// Connects to the run's nodes and reads their facts (nothing recorded).
+pub async fn connect(run: &mut Run<'_>) -> Result<(), RunError> {
+    one(&phases::Connect, run, None).await
+}
+
 /// `pictl reset` without `--yes`: what would be removed, nothing written.
 pub async fn reset_plan(run: &mut Run<'_>) -> Result<(), RunError> {
     one(&phases::Connect, run, None).await?;

@@ -8,6 +8,7 @@
 //! cannot reach code that writes.
 
 mod agent_metrics;
+mod backup;
 mod connect;
 mod converge;
 mod desired;
@@ -20,6 +21,7 @@ mod options;
 pub(crate) mod phases;
 mod quorum;
 mod reset;
+mod restore;
 mod run;
 mod secret;
 mod workload;
@@ -49,9 +51,11 @@ pub use crate::report::{
     Event, NodeReport, PlaybookReport, Progress, RunReport, Stage, Status, StderrProgress,
     StepReport, Topic, WarningsOnly,
 };
+pub use backup::backup;
 pub use connect::{Connector, GatherError, SshConnector, gather, terminal_prompt};
 pub use error::{NodeFailure, RunError};
 pub use options::{Options, Upgrade};
+pub use restore::restore;
 
 use crate::artifacts::ArtifactStore;
 use crate::inventory::{Inventory, K3sRelease};

@@ -56,8 +56,8 @@ mod admission;
 mod snapshot;
 use admission::validating_admission_policies_refuse_status_patches_like_the_apiserver;
 use snapshot::{
-    a_release_listed_as_broken_fails_at_every_start, etcd_snapshots_like_k3s,
-    sqlite_servers_have_no_etcd_snapshots,
+    a_release_listed_as_broken_fails_at_every_start, cluster_reset_restores_a_snapshot_as_k3s_does,
+    etcd_snapshots_like_k3s, sqlite_servers_have_no_etcd_snapshots,
 };
 
 /// A simulated server on loopback with its own data dir, ports and kubeconfig.
@@ -224,6 +224,7 @@ fn main() -> ExitCode {
         etcd_snapshots_like_k3s,
         sqlite_servers_have_no_etcd_snapshots,
         a_release_listed_as_broken_fails_at_every_start,
+        cluster_reset_restores_a_snapshot_as_k3s_does,
     ];
     let lab_cases: &[Case] = pictl_e2e::cases![
         k3s_sim_under_systemd_with_k3s_units,

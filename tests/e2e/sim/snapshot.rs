@@ -143,3 +143,76 @@ pub fn a_release_listed_as_broken_fails_at_every_start() {
     assert!(again.log().contains("simulator fault"), "{}", again.log());
     assert!(!again.log().contains("Kube API server is now running"));
 }
+
+pub fn cluster_reset_restores_a_snapshot_as_k3s_does() {
+    let config = "token: s3cret-token\nnode-name: simserver\ncluster-init: true\n";
+    let sim = Sim::start(config, &[]);
+    sim.k(&["create", "configmap", "before", "--from-literal=a=b"]);
+    let (status, log) = save(&sim, &["--name", "drill"]);
+    assert_eq!(status, 0, "{log}");
+    let path = log
+        .split("Saving etcd snapshot to ")
+        .nth(1)
+        .and_then(|r| r.split(['"', '\n']).next())
+        .expect("path")
+        .to_string();
+    sim.k(&["create", "configmap", "after", "--from-literal=a=b"]);
+    let Sim {
+        dir,
+        port,
+        mut server,
+    } = sim;
+    server.stop();
+    let data = dir.0.join("data");
+    let cfg = dir.0.join("config.yaml");
+    let reset = |restore: &str| {
+        let port_s = port.to_string();
+        let arg = format!("--cluster-reset-restore-path={restore}");
+        let args = [
+            "server",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--https-listen-port",
+            &port_s,
+            "--bind-address",
+            "127.0.0.1",
+            "--cluster-reset",
+            &arg,
+        ];
+        let mut p = Proc::spawn(&args, &[], dir.0.join(format!("reset-{}.log", seq())));
+        let code = p.wait_exit(Duration::from_secs(30));
+        (code, p.log())
+    };
+    let (code, log) = reset("/nonexistent/snap");
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains("etcd: snapshot path does not exist: /nonexistent/snap"),
+        "{log}"
+    );
+    let (code, log) = reset(&path);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("Managed etcd cluster membership has been reset, restart without --cluster-reset flag now"),
+        "{log}"
+    );
+    let old: Vec<_> = std::fs::read_dir(data.join("server/db"))
+        .expect("db dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("etcd-old-"))
+        .collect();
+    assert_eq!(old.len(), 1, "the old etcd dir is kept aside");
+    let config = std::fs::read_to_string(&cfg).expect("config");
+    let sim = Sim::start_in(dir, port, &config, &[]);
+    assert!(
+        sim.kubectl(&["get", "configmap", "before"])
+            .status
+            .success()
+    );
+    let after = sim.kubectl(&["get", "configmap", "after"]);
+    assert!(
+        !after.status.success(),
+        "an object made after the snapshot survived"
+    );
+}

@@ -13,6 +13,7 @@ mod auth;
 mod autoscale;
 mod certs;
 mod cgroups;
+mod cluster_reset;
 mod config;
 mod counter;
 mod datadir;

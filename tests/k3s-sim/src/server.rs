@@ -169,6 +169,12 @@ pub async fn run(settings: Settings) -> Result<()> {
     let mode_bits = kubeconfig_mode(&settings)?;
     let sans = sans(&settings, &listen, &own);
     let (ds, tls, secrets) = credentials(&settings, &data_dir, &sans).await?;
+    if settings.bool("cluster-reset") {
+        let restore = settings.str("cluster-reset-restore-path");
+        let ip = &own.internal_ip;
+        crate::cluster_reset::run(&data_dir, restore.as_deref(), &own.name, ip, listen.port)?;
+        return Ok(());
+    }
     let store = open_store(ds, &data_dir)?;
     write_kubeconfig(&settings, &listen, &tls, mode_bits)?;
 
