@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use pictl_e2e::sim::{ALL_CONTROLLERS, Proc, Scratch, kubectl_with, must_succeed, node_root, seq};
 use pictl_e2e::{Case, LabSpec, harness};
 
+mod ha_backup;
 mod ha_lab;
+use ha_backup::a_backup_restores_an_ha_cluster_as_it_was;
 use ha_lab::{
     a_killed_server_is_reported_and_the_api_answers_through_the_others,
     a_reset_of_ha_servers_keeps_etcd_quorum, a_single_sqlite_server_is_refused_before_any_write,
@@ -439,6 +441,7 @@ fn main() -> ExitCode {
     let lab: &[Case] = pictl_e2e::cases![
         a_single_sqlite_server_is_refused_before_any_write,
         ha_bootstrap_serves_the_same_nodes_through_every_server,
+        a_backup_restores_an_ha_cluster_as_it_was,
         a_killed_server_is_reported_and_the_api_answers_through_the_others,
         a_reset_of_ha_servers_keeps_etcd_quorum,
     ];

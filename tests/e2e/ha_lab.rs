@@ -12,12 +12,12 @@ use pictl_e2e::Lab;
 use pictl_e2e::pictl::{self, node, steps, text};
 use serde_json::Value;
 
-const SERVERS: [&str; 3] = ["node1", "node2", "node3"];
-const ALL: [&str; 5] = ["node1", "node2", "node3", "node4", "node5"];
+pub(crate) const SERVERS: [&str; 3] = ["node1", "node2", "node3"];
+pub(crate) const ALL: [&str; 5] = ["node1", "node2", "node3", "node4", "node5"];
 /// A name the user's DNS (or VIP) would carry: only in the certificates here.
 const SAN: &str = "k3s-ha.lab.test";
 
-fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
+pub(crate) fn pictl(lab: &Lab, inventory: &Path, args: &[&str]) -> Output {
     pictl::run(lab, inventory, args)
 }
 
@@ -30,7 +30,7 @@ fn apply_json(lab: &Lab, inventory: &Path) -> (i32, Value, Output) {
 
 /// The lab's inventory with `servers` as servers (the rest agents), and
 /// `ha = true` plus a `tls_san` when `ha`.
-fn inventory(lab: &Lab, file: &str, servers: &[&str], ha: bool) -> PathBuf {
+pub(crate) fn inventory(lab: &Lab, file: &str, servers: &[&str], ha: bool) -> PathBuf {
     let base = std::fs::read_to_string(lab.inventory()).expect("inventory");
     let mut out = String::new();
     let mut current = String::new();
@@ -63,7 +63,7 @@ fn inventory(lab: &Lab, file: &str, servers: &[&str], ha: bool) -> PathBuf {
 
 /// kubectl with the controller's kubeconfig, sent to `node`'s own address
 /// and checking its certificate for the user's name (`tls_san`).
-fn kubectl_via(lab: &Lab, node: &str, args: &[&str]) -> Output {
+pub(crate) fn kubectl_via(lab: &Lab, node: &str, args: &[&str]) -> Output {
     let addr = lab.address(node).expect("address");
     Command::new(pictl::KUBECTL)
         .arg("--kubeconfig")
@@ -80,7 +80,7 @@ fn kubectl_via(lab: &Lab, node: &str, args: &[&str]) -> Output {
         .expect("kubectl")
 }
 
-fn ok(o: Output) -> String {
+pub(crate) fn ok(o: Output) -> String {
     assert!(o.status.success(), "{}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -90,7 +90,7 @@ fn on(lab: &Lab, node: &str, cmd: &str) -> String {
 }
 
 /// Ready nodes seen through `node`, NAME and ROLES, sorted.
-fn ready_nodes(lab: &Lab, via: &str) -> Vec<(String, String)> {
+pub(crate) fn ready_nodes(lab: &Lab, via: &str) -> Vec<(String, String)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = kubectl_via(lab, via, &["get", "nodes", "--no-headers"]);
@@ -300,7 +300,7 @@ pub fn a_killed_server_is_reported_and_the_api_answers_through_the_others(lab: &
 }
 
 /// The etcd members `via` lists at `/db/info` (server token only), by name.
-fn etcd_members(lab: &Lab, via: &str) -> String {
+pub(crate) fn etcd_members(lab: &Lab, via: &str) -> String {
     let addr = lab.address(via).expect("address");
     on(
         lab,

@@ -21,7 +21,6 @@ use crate::backup_file::{self, Backup, Part};
 use crate::cluster::{NodeState, nodes};
 use crate::facts::Datastore;
 use crate::inventory::Inventory;
-use crate::state;
 use crate::step::StepError;
 use crate::transport::{RemoteCommand, Transport};
 use crate::write::Writer;
@@ -115,9 +114,11 @@ pub(super) async fn exec(s: &Server, cmd: RemoteCommand, what: &str) -> Result<V
 }
 
 /// Takes a backup of the cluster's datastore; the file's path.
-pub async fn backup(inv: &Inventory, opts: &Options) -> Result<std::path::PathBuf, RunError> {
-    let w = Writer::for_apply();
-    let _lock = state::lock_cluster(inv, &w)?;
+pub(super) async fn take(
+    inv: &Inventory,
+    opts: &Options,
+    w: &Writer,
+) -> Result<std::path::PathBuf, RunError> {
     let (_run, s) = first_server(inv, opts).await?;
     let taken = backup_file::now_utc();
     let store = match s.datastore {
@@ -161,7 +162,7 @@ pub async fn backup(inv: &Inventory, opts: &Options) -> Result<std::path::PathBu
         taken,
         parts,
     };
-    backup_file::write(&inv.cluster.state_dir, &b, &w)
+    backup_file::write(&inv.cluster.state_dir, &b, w)
         .map_err(|e| RunError::Backup(crate::error_chain(&e)))
 }
 

@@ -51,11 +51,9 @@ pub use crate::report::{
     Event, NodeReport, PlaybookReport, Progress, RunReport, Stage, Status, StderrProgress,
     StepReport, Topic, WarningsOnly,
 };
-pub use backup::backup;
 pub use connect::{Connector, GatherError, SshConnector, gather, terminal_prompt};
 pub use error::{NodeFailure, RunError};
 pub use options::{Options, Upgrade};
-pub use restore::restore;
 
 use crate::artifacts::ArtifactStore;
 use crate::inventory::{Inventory, K3sRelease};
@@ -128,6 +126,34 @@ pub async fn reset(
     }
     let mode = if confirmed { Mode::Apply } else { Mode::Plan };
     Ok(report(run, mode, started))
+}
+
+/// `pictl backup`: the cluster's datastore into the state directory,
+/// holding the cluster's lock; the backup file's path.
+pub async fn backup(inv: &Inventory, opts: &Options) -> Result<std::path::PathBuf, RunError> {
+    preconditions(inv)?;
+    let w = Writer::for_apply();
+    let _lock = state::lock_cluster(inv, &w)?;
+    backup::take(inv, opts, &w).await
+}
+
+/// `pictl restore FILE`: every check, then (`confirmed`) the restore,
+/// holding the cluster's lock; what it does, in words. Without
+/// `confirmed` nothing is written anywhere.
+pub async fn restore(
+    inv: &Inventory,
+    opts: &Options,
+    file: &std::path::Path,
+    confirmed: bool,
+) -> Result<String, RunError> {
+    preconditions(inv)?;
+    if !confirmed {
+        return Ok(restore::check(inv, opts, file).await?.plan);
+    }
+    let w = Writer::for_apply();
+    let _lock = state::lock_cluster(inv, &w)?;
+    let checked = restore::check(inv, opts, file).await?;
+    restore::carry_out(checked, opts, &w).await
 }
 
 /// What must hold before anything connects.

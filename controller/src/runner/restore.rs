@@ -18,18 +18,28 @@ use super::options::Options;
 use crate::backup_file::{self, Backup};
 use crate::facts::Datastore;
 use crate::inventory::Inventory;
-use crate::state;
 use crate::transport::RemoteCommand;
 use crate::write::Writer;
 
 /// What a restore of `file` would do, after every check; `Err` when it
 /// is refused. `confirmed` carries it out.
-pub async fn restore(
-    inv: &Inventory,
-    opts: &Options,
+/// A backup checked against the running cluster, ready to be restored.
+pub(super) struct Checked<'i> {
+    run: super::run::Run<'i>,
+    all: Vec<Server>,
+    backup: Backup,
+    /// What the restore does, in words.
+    pub plan: String,
+}
+
+/// Every check a restore makes before it touches a node: the file's
+/// checksum and parts, the cluster's name, and (read from the running
+/// servers) its CA, token and datastore. Reads only.
+pub(super) async fn check<'i>(
+    inv: &'i Inventory,
+    opts: &'i Options,
     file: &std::path::Path,
-    confirmed: bool,
-) -> Result<String, RunError> {
+) -> Result<Checked<'i>, RunError> {
     let b = backup_file::read(file).map_err(|e| RunError::Backup(crate::error_chain(&e)))?;
     if b.cluster != inv.cluster.name {
         return Err(RunError::Backup(format!(
@@ -39,8 +49,6 @@ pub async fn restore(
             inv.cluster.name
         )));
     }
-    let w = Writer::for_apply();
-    let _lock = state::lock_cluster(inv, &w)?;
     let names: Vec<String> = inv.servers().map(|n| n.name.clone()).collect();
     let (run, all) = servers(inv, opts, &names).await?;
     let s = &all[0];
@@ -55,20 +63,30 @@ pub async fn restore(
         )));
     }
     let plan = plan(file, &b, &all);
-    if !confirmed {
-        return Ok(plan);
+    Ok(Checked {
+        run,
+        all,
+        backup: b,
+        plan,
+    })
+}
+
+/// Restores a checked backup, then waits for every node Ready; the plan.
+pub(super) async fn carry_out(
+    c: Checked<'_>,
+    opts: &Options,
+    w: &Writer,
+) -> Result<String, RunError> {
+    match c.backup.datastore {
+        Datastore::Sqlite => restore_sqlite(&c.all[0], &c.backup, w).await?,
+        Datastore::Etcd => restore_etcd(&c.all, &c.backup, w).await?,
     }
-    match b.datastore {
-        Datastore::Sqlite => restore_sqlite(s, &b, &w).await?,
-        Datastore::Etcd => restore_etcd(&all, &b, &w).await?,
-    }
-    wait_all_ready(&run, opts.wait).await?;
-    Ok(plan)
+    wait_all_ready(&c.run, opts.wait).await?;
+    Ok(c.plan)
 }
 
 async fn restore_sqlite(s: &Server, b: &Backup, w: &Writer) -> Result<(), RunError> {
-    let _ = w;
-    stop(s).await?;
+    stop(s, w).await?;
     let aside = RemoteCommand::script(DB_ASIDE)
         .arg(s.data_dir.as_str())
         .arg(backup_file::now_utc());
@@ -136,7 +154,7 @@ db="$1/server/db"
 mkdir -m 700 "$db"
 "#;
 
-async fn stop(s: &Server) -> Result<(), RunError> {
+async fn stop(s: &Server, _w: &Writer) -> Result<(), RunError> {
     exec(
         s,
         RemoteCommand::new("systemctl").args(["stop", "k3s"]),
@@ -146,7 +164,7 @@ async fn stop(s: &Server) -> Result<(), RunError> {
     Ok(())
 }
 
-async fn start(s: &Server) -> Result<(), RunError> {
+async fn start(s: &Server, _w: &Writer) -> Result<(), RunError> {
     exec(
         s,
         RemoteCommand::new("systemctl").args(["start", "k3s"]),
@@ -157,13 +175,12 @@ async fn start(s: &Server) -> Result<(), RunError> {
 }
 
 async fn restore_etcd(all: &[Server], b: &Backup, w: &Writer) -> Result<(), RunError> {
-    let _ = w;
     let part = b
         .parts
         .first()
         .ok_or_else(|| RunError::Backup("the backup holds no snapshot".into()))?;
     for s in all {
-        stop(s).await?;
+        stop(s, w).await?;
     }
     let first = &all[0];
     let path = format!(
@@ -187,14 +204,14 @@ async fn restore_etcd(all: &[Server], b: &Backup, w: &Writer) -> Result<(), RunE
         .arg(format!("--cluster-reset-restore-path={path}"));
     let out = exec(first, reset, "k3s server --cluster-reset").await?;
     let _ = out;
-    start(first).await?;
+    start(first, w).await?;
     let when = backup_file::now_utc();
     for s in &all[1..] {
         let aside = RemoteCommand::script(DB_ASIDE)
             .arg(s.data_dir.as_str())
             .arg(when.as_str());
         exec(s, aside, "moving server/db aside").await?;
-        start(s).await?;
+        start(s, w).await?;
     }
     Ok(())
 }
