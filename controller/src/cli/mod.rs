@@ -242,12 +242,16 @@ pub enum Command {
     ///
     /// Example: pictl backup -i inventory/playson.toml
     Backup,
-    /// Restore a backup onto the running cluster (SQLite), then wait Ready.
+    /// Restore a backup onto the running cluster, then wait for every node Ready.
     ///
     /// Refused, before any node is touched, when the file's sha256 does not
     /// match its .sha256, it is truncated or damaged, or it belongs to another
     /// cluster (another name, CA or token). Without --yes: what it would do,
-    /// exit 2. Run again, an interrupted restore is done again from the top.
+    /// exit 2. SQLite: K3s stopped, server/db moved aside, the files written,
+    /// K3s started. Embedded etcd: K3s stopped on every server, `k3s server
+    /// --cluster-reset --cluster-reset-restore-path` on the first, then the
+    /// others rejoin one at a time. Run again, an interrupted restore is done
+    /// again from the top.
     ///
     /// Example: pictl restore ~/.local/state/pictl/lab/lab-20261207T190000Z.snapshot --yes
     Restore {

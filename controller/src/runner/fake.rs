@@ -83,6 +83,8 @@ pub struct NodeState {
     pub data_dev: Option<String>,
     /// A release K3s fails to start with here (its restart exits 1).
     pub broken_release: Option<String>,
+    /// K3s's etcd snapshot fails (its etcd does not answer).
+    pub snapshot_fails: bool,
     /// The binary and version an upgrade's guard kept.
     pub previous: Option<(Vec<u8>, Option<String>)>,
 }

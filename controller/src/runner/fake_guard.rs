@@ -26,7 +26,7 @@ impl FakeTransport {
         if script == TAKE {
             let bin = s.files.get(paths::K3S_BIN)?.clone();
             s.previous = Some((bin, s.k3s_version.clone()));
-            if args[3] == "etcd" && !s.active.contains("k3s.service") {
+            if args[3] == "etcd" && (s.snapshot_fails || !s.active.contains("k3s.service")) {
                 return Some(fail("failed to check etcd status for snapshot"));
             }
             let path = format!(

@@ -143,3 +143,25 @@ async fn plan_names_the_snapshot_each_server_upgrade_takes() {
         .collect();
     assert!(writes.is_empty(), "plan wrote: {writes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_server_is_upgraded_without_its_snapshot() {
+    let s = upgrade_fleet(3, 1).await;
+    // K3s's etcd-snapshot fails on s1 (its etcd does not answer).
+    s.fleet.node("s1").lock().expect("node").snapshot_fails = true;
+    let report = apply(&s.inv, &s.options()).await.expect("apply");
+    assert!(report.failed());
+    let why = node(&report, "s1").failed.clone().unwrap_or_default();
+    for part in [
+        "no upgrade without a snapshot",
+        "failed to check etcd status for snapshot",
+        "node uncordoned",
+    ] {
+        assert!(why.contains(part), "{part:?} not in {why}");
+    }
+    assert_eq!(guard_calls(&s, "s1"), ["guard"], "the binary went up");
+    assert!(s.api.node("s1")["spec"]["unschedulable"].is_null());
+    for n in ["s1", "s2", "s3", "a1"] {
+        assert_eq!(running(&s, n).as_deref(), Some(OLD), "{n}");
+    }
+}
