@@ -122,6 +122,11 @@ pub fn upgrade_goes_server_first_and_survives_a_node_killed_mid_run(lab: &Lab) {
         .expect("version");
     assert!(version.contains(NEW), "{version}");
     assert_eq!(pictl(lab, &inv, &["plan"]).status.code(), Some(0));
+    // The later cases converge the lab's own release: back to it, forced
+    // (pictl refuses a downgrade unless told; K3s does not support them).
+    let back = super::inventory_with(lab, "allow_downgrade = true", "inventory-back.toml");
+    let (code, v, out) = apply_json(lab, &back);
+    assert_eq!(code, 0, "{v:#}\n{}", text(&out));
 }
 
 pub fn corrupted_artifact_is_refused_and_nothing_is_replaced(lab: &Lab) {
