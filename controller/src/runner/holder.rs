@@ -50,13 +50,11 @@ mod tests {
     use std::path::Path;
 
     fn inv() -> Inventory {
-        let text = format!(
-            "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nha = true\n\
+        let text = "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nha = true\n\
              [[nodes]]\nname = \"s1\"\naddress = \"10.0.0.1\"\nrole = \"server\"\n\
              [[nodes]]\nname = \"s2\"\naddress = \"10.0.0.2\"\nrole = \"server\"\n\
-             [[nodes]]\nname = \"s3\"\naddress = \"10.0.0.3\"\nrole = \"server\"\n"
-        );
-        Inventory::parse(&text, "t.toml", Path::new("/")).expect("valid")
+             [[nodes]]\nname = \"s3\"\naddress = \"10.0.0.3\"\nrole = \"server\"\n";
+        Inventory::parse(text, "t.toml", Path::new("/")).expect("valid")
     }
 
     fn facts(etcd: bool, joined: Option<&str>) -> Facts {
