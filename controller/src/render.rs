@@ -46,12 +46,50 @@ pub fn node_settings(inv: &Inventory, node: &Node) -> K3sSettings {
     out
 }
 
+/// How a server's K3s starts its datastore. K3s reads it only on a data dir
+/// without etcd (pkg/cluster/bootstrap.go `shouldBootstrapLoad`: an
+/// initialized etcd is started as the member it was, whatever the flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// No `server:`, no `cluster-init`: SQLite (`ha = false`).
+    Alone,
+    /// `cluster-init: true`: a new etcd cluster.
+    Init,
+    /// `server: <url>`: join the etcd cluster there.
+    Join(String),
+}
+
+impl Start {
+    /// As the inventory alone says: with `ha`, the first server starts etcd
+    /// and the others join the API address.
+    pub fn by_inventory(inv: &Inventory, node: &Node) -> Start {
+        let first_server = inv.servers().next().is_some_and(|s| s.name == node.name);
+        match (inv.cluster.ha, first_server) {
+            (false, _) => Start::Alone,
+            (true, true) => Start::Init,
+            (true, false) => Start::Join(api_url(inv)),
+        }
+    }
+}
+
 /// The server's config; `secret` is the cluster secret (the server derives
 /// its `K10…` token from it).
 /// `agent_secret`: the agents' join secret (`agent-token`), if the cluster has one.
 pub fn server_config(
     inv: &Inventory,
     node: &Node,
+    secret: &Secret,
+    agent_secret: Option<&Secret>,
+) -> String {
+    let start = Start::by_inventory(inv, node);
+    server_config_as(inv, node, &start, secret, agent_secret)
+}
+
+/// The server's config, starting as `start` says.
+pub fn server_config_as(
+    inv: &Inventory,
+    node: &Node,
+    start: &Start,
     secret: &Secret,
     agent_secret: Option<&Secret>,
 ) -> String {
@@ -64,20 +102,21 @@ pub fn server_config(
     if !tls_san.contains(&node.address.as_str()) {
         tls_san.push(&node.address);
     }
-    let first_server = inv.servers().next().is_some_and(|s| s.name == node.name);
     let extra = node_settings(inv, node);
     let cfg = K3sConfig {
         node_name: &node.name,
         node_ip: ip_of(node),
-        // Extra HA servers join the first one; the first one starts etcd.
-        server: (inv.cluster.ha && !first_server).then(|| api_url(inv)),
+        server: match start {
+            Start::Join(url) => Some(url.clone()),
+            Start::Alone | Start::Init => None,
+        },
         token: secret.expose(),
         agent_token: agent_secret.map(Secret::expose),
         // K3s's default is 0600 for the admin kubeconfig; the inventory may
         // set another (`server_config`), as install.sh users do.
         write_kubeconfig_mode: (!extra.contains_key("write-kubeconfig-mode")).then_some("0600"),
         tls_san,
-        cluster_init: inv.cluster.ha && first_server,
+        cluster_init: *start == Start::Init,
         extra,
     };
     to_yaml(&cfg)

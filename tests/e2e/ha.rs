@@ -16,7 +16,8 @@ mod ha_lab;
 use ha_backup::a_backup_restores_an_ha_cluster_as_it_was;
 use ha_lab::{
     a_killed_server_is_reported_and_the_api_answers_through_the_others,
-    a_reset_of_ha_servers_keeps_etcd_quorum, a_single_sqlite_server_is_refused_before_any_write,
+    a_reflashed_first_server_rejoins_its_cluster, a_reset_of_ha_servers_keeps_etcd_quorum,
+    a_single_sqlite_server_is_refused_before_any_write,
     ha_bootstrap_serves_the_same_nodes_through_every_server,
 };
 
@@ -444,6 +445,7 @@ fn main() -> ExitCode {
         a_backup_restores_an_ha_cluster_as_it_was,
         a_killed_server_is_reported_and_the_api_answers_through_the_others,
         a_reset_of_ha_servers_keeps_etcd_quorum,
+        a_reflashed_first_server_rejoins_its_cluster,
     ];
     // HA_SKIP_LAB=1 leaves the lab cases out while iterating on host cases (the
     // suite then fails: they did not run); ignored in CI.

@@ -186,6 +186,8 @@ c=/etc/rancher/k3s/config.yaml
 if [ -f "$c" ]; then
   rd t "$c"
   case $t in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
+  # The server an HA server joined (K3s reads it only without etcd data).
+  case $t in '# Managed by pictl'*"${nl}server: "*) v=${t#*"${nl}server: "}; v=${v%%"$nl"*}; e joined "$v" ;; esac
 fi
 # The value of the last `data-dir:` line of config.yaml and its drop-ins,
 # in the order K3s reads them (pkg/configfilearg: the file, then
@@ -361,6 +363,8 @@ pub struct Facts {
     pub serving_pin: Option<String>,
     /// The device the K3s data dir lives on (`/dev/mmcblk0p2`: an SD card).
     pub data_dev: Option<String>,
+    /// The `server:` pictl's config.yaml names (an HA server that joined).
+    pub joined: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -445,14 +449,11 @@ impl Facts {
             tools_taken: words(&get("tools_taken")),
             data_dir_config: non_empty("data_dir"),
             config_dropins: words(&get("dropins")),
-            datastore: match get("datastore").as_str() {
-                "etcd" => Some(Datastore::Etcd),
-                "sqlite" => Some(Datastore::Sqlite),
-                _ => None,
-            },
+            datastore: Datastore::parse(&get("datastore")),
             agent_ids: ids(&get("agent_ids")),
             serving_pin: serving_pin(&get("serving_cert")),
             data_dev: non_empty("data_dev"),
+            joined: non_empty("joined"),
         })
     }
 

@@ -21,6 +21,17 @@ pub enum Datastore {
     Etcd,
 }
 
+impl Datastore {
+    /// The script's word for it (`etcd`, `sqlite`; else none on disk).
+    pub(super) fn parse(word: &str) -> Option<Datastore> {
+        match word {
+            "etcd" => Some(Datastore::Etcd),
+            "sqlite" => Some(Datastore::Sqlite),
+            _ => None,
+        }
+    }
+}
+
 /// Whether `dev` is an SD card (the kernel's MMC block driver names them
 /// `mmcblkN`, partitions `mmcblkNpM`; a Pi's eMMC too).
 pub fn on_sd_card(dev: &str) -> bool {

@@ -548,3 +548,27 @@ fn the_data_dir_value_is_read_plain_or_quoted() {
         assert_eq!(f.data_dir_config.as_deref(), Some(want), "{line}");
     }
 }
+
+#[test]
+fn the_server_pictls_config_joined_is_reported_and_a_foreign_ones_is_not() {
+    let node = Scratch::new();
+    let config = node.path("config.yaml");
+    let script = node.script.replace("/etc/rancher/k3s/config.yaml", &config);
+    let joined = |text: &str| {
+        std::fs::write(&config, text).expect("config");
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script, "pictl", "no-secrets", "no-record"])
+            .output()
+            .expect("sh");
+        let f = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+        f.joined
+    };
+    let managed = "# Managed by pictl: edits are reverted by the next `pictl apply`.\n";
+    let url = "https://10.0.0.2:6443";
+    let text = format!("{managed}node-name: s1\nserver: {url}\ntoken: K10abc::server:x\n");
+    assert_eq!(joined(&text).as_deref(), Some(url));
+    let init = format!("{managed}node-name: s1\ntoken: x\ncluster-init: true\n");
+    assert_eq!(joined(&init), None);
+    // install.sh's or a hand-written config is adoption's business.
+    assert_eq!(joined(&format!("server: {url}\n")), None);
+}

@@ -9,6 +9,7 @@
 //! channel resolver depend on it, never the reverse. Nothing here does
 //! network I/O.
 
+pub mod critical;
 pub mod diagnostic;
 mod load;
 mod model;

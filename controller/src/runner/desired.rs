@@ -4,7 +4,7 @@
 use crate::agent_binary::{AgentBinary, AgentBinaryError};
 use crate::facts;
 use crate::inventory::{Inventory, Node, Role};
-use crate::render;
+use crate::render::{self, Start};
 use crate::secret::Secret;
 use crate::step::{Desired, DesiredConfig};
 
@@ -24,20 +24,17 @@ pub struct Inputs<'a> {
     pub agent: Option<Result<AgentBinary, AgentBinaryError>>,
     /// The agent unit's firewall drop-in ([`crate::steps::dropin`]).
     pub agent_dropin: String,
+    /// How a server starts its datastore ([`super::holder::start`]).
+    pub start: Start,
 }
 
-/// Whether `node` is an HA server that joins the first one.
-pub fn joins(inv: &Inventory, node: &Node) -> bool {
-    inv.cluster.ha
-        && node.role == Role::Server
-        && inv
-            .servers()
-            .next()
-            .is_some_and(|first| first.name != node.name)
+/// Whether a server starting as `start` joins a running one.
+pub fn joins(start: &Start) -> bool {
+    matches!(start, Start::Join(_))
 }
 
 /// Why a joining server's config is not known yet.
-pub const JOIN_PENDING: &str = "join config with the first server's full token (K10<ca-hash>: the CA pinned), read once it runs";
+pub const JOIN_PENDING: &str = "join config with the cluster's full token (K10<ca-hash>: the CA pinned), read once a server runs";
 
 /// The token an HA server joins with: the first server's full token, for
 /// the cluster's secret (parsed as K3s parses it), with the CA hash that
@@ -55,15 +52,15 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
     // An agent's join config is known only once its server runs: the
     // agents phase fills it in from the server's token.
     let config = match (role, i.secret) {
-        (Role::Server, Some(s)) if joins(inv, node) => match join_token(i.server_token, s) {
+        (Role::Server, Some(s)) if joins(&i.start) => match join_token(i.server_token, s) {
             Some(token) => {
-                let config = render::server_config(inv, node, token, i.agent_secret);
+                let config = render::server_config_as(inv, node, &i.start, token, i.agent_secret);
                 DesiredConfig::Known(Secret::new(config))
             }
             None => DesiredConfig::Pending(JOIN_PENDING),
         },
         (Role::Server, Some(s)) => {
-            let config = render::server_config(inv, node, s, i.agent_secret);
+            let config = render::server_config_as(inv, node, &i.start, s, i.agent_secret);
             DesiredConfig::Known(Secret::new(config))
         }
         (Role::Server, None) => {

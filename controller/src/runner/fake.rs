@@ -303,6 +303,13 @@ impl FakeTransport {
         if let Some(d) = s.datastore {
             out.push_str(&line("datastore", d));
         }
+        let managed = s
+            .files
+            .get(paths::CONFIG)
+            .is_some_and(|c| c.starts_with(b"# Managed"));
+        if let Some(url) = configured(s, "server:").filter(|_| managed) {
+            out.push_str(&line("joined", &url));
+        }
         // The health-agent step's unit runs as the pictl-agent user it creates.
         if s.files.contains_key(paths::HEALTH_AGENT_UNIT) {
             out.push_str(&line("agent_ids", "998 998"));

@@ -13,6 +13,7 @@ mod connect;
 mod converge;
 mod desired;
 mod error;
+mod holder;
 mod manager;
 mod node;
 pub mod node_lock;

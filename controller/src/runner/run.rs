@@ -36,6 +36,9 @@ pub struct Run<'i> {
     pub arches: BTreeMap<Arch, Vec<String>>,
     /// Each alive node's desired state, by node name.
     pub desired: BTreeMap<String, Desired>,
+    /// How each alive server starts its datastore, by node name (the
+    /// facts phase decides: [`super::holder::start`]).
+    pub starts: BTreeMap<String, crate::render::Start>,
     /// The first server's join token and admin kubeconfig, once converged.
     pub join_token: Option<Secret>,
     pub admin: Option<Secret>,
@@ -74,6 +77,7 @@ impl<'i> Run<'i> {
             agent_secret: None,
             arches: BTreeMap::new(),
             desired: BTreeMap::new(),
+            starts: BTreeMap::new(),
             join_token: None,
             admin: None,
             api: None,

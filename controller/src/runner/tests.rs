@@ -337,6 +337,7 @@ mod ha;
 mod joining;
 mod labels;
 mod lock;
+mod rejoin;
 mod reset;
 mod rollback;
 mod storage;

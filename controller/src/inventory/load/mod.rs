@@ -299,7 +299,7 @@ impl Loader<'_, '_> {
             .table(self.sink, "ssh")
             .map(|t| self.ssh(&t))
             .unwrap_or_default();
-        let nodes = self.nodes(root, &ssh_defaults, cluster.as_ref().map(|c| c.ha));
+        let nodes = self.nodes(root, &ssh_defaults, cluster.as_ref());
         let workload = root
             .table(self.sink, "workload")
             .map_or_else(Workload::default, |t| self.workload(&t));

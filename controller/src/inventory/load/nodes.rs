@@ -32,6 +32,8 @@ struct Seen {
     addresses: BTreeMap<String, Located<String>>,
     servers: Vec<Located<String>>,
     bad_roles: usize,
+    /// Each server's own K3s settings, located at its `k3s_config` (else its name).
+    server_settings: Vec<(Located<String>, crate::inventory::K3sSettings)>,
 }
 
 impl Loader<'_, '_> {
@@ -39,8 +41,9 @@ impl Loader<'_, '_> {
         &mut self,
         root: &TableReader<'_, '_>,
         defaults: &RawSsh,
-        ha: Option<bool>,
+        cluster: Option<&crate::inventory::Cluster>,
     ) -> Vec<Node> {
+        let ha = cluster.map(|c| c.ha);
         let Some((path, item)) = root.get("nodes") else {
             self.sink.report(
                 0..0,
@@ -74,7 +77,38 @@ impl Loader<'_, '_> {
         if !arr.is_empty() {
             self.server_count(&everywhere, &seen, ha);
         }
+        if let Some(c) = cluster.filter(|c| c.ha) {
+            self.critical_settings(&seen, &c.server_config);
+        }
         nodes
+    }
+
+    /// HA servers whose K3s critical settings differ: K3s would refuse the
+    /// join (see [`crate::inventory::critical`]), so the inventory does first.
+    fn critical_settings(&mut self, seen: &Seen, cluster: &crate::inventory::K3sSettings) {
+        let whole: Vec<_> = seen
+            .server_settings
+            .iter()
+            .map(|(_, own)| {
+                let mut s = cluster.clone();
+                s.extend(own.clone());
+                s
+            })
+            .collect();
+        for m in crate::inventory::critical::mismatches(&whole) {
+            let (at, first) = (
+                &seen.server_settings[m.server].0,
+                &seen.server_settings[0].0,
+            );
+            let message = format!(
+                "server {}'s {} ({}) differs from server {}'s ({}): K3s refuses a server whose \
+                 critical settings differ from the cluster's (\"critical configuration value \
+                 mismatch between servers\")",
+                at.value, m.flag, m.value, first.value, m.first
+            );
+            let hint = "set it once for every server in [cluster] server_config, or the same in each server's k3s_config";
+            self.report(at, message, Some(hint));
+        }
     }
 
     fn node(
@@ -127,6 +161,13 @@ impl Loader<'_, '_> {
             .collect();
         let k3s_config =
             self.k3s_settings(t, "k3s_config", For::Node(role.map(|r| r == Role::Server)));
+        if let (Some(Role::Server), Some(n)) = (role, &name) {
+            let at = match t.get("k3s_config") {
+                Some((path, item)) => Located::new(n.value.clone(), item.span(), path),
+                None => n.clone(),
+            };
+            seen.server_settings.push((at, k3s_config.clone()));
+        }
         let adopt_drop = t
             .str_list(self.sink, "adopt_drop")
             .unwrap_or_default()

@@ -9,9 +9,11 @@ use crate::error_chain;
 use crate::facts::Datastore;
 use crate::facts::on_sd_card;
 use crate::inventory::{Inventory, K3sRelease, K3sValue, Role};
+use crate::render::Start;
 use crate::report::{Progress, Stage, Topic};
 use crate::runner::desired::{self, Inputs};
 use crate::runner::error::{NodeFailure, RunError};
+use crate::runner::holder;
 use crate::runner::node::NodeRun;
 use crate::runner::run::Run;
 use crate::runner::secret::{self, SecretPlan};
@@ -88,10 +90,16 @@ impl Phase for Facts {
             .collect();
         no_downgrade(run, &ok)?;
         no_servers_added_to_sqlite(run, &ok)?;
+        // The server that holds the cluster gives its secrets: a first
+        // server re-flashed has none, and must not make new ones.
+        let holder = holder::holder(
+            ok.iter()
+                .map(|&i| (run.nodes[i].node, run.nodes[i].facts.as_ref())),
+        );
         let first = run
             .nodes
             .iter()
-            .position(|r| r.node.role == Role::Server)
+            .position(|r| holder.map_or(r.node.role == Role::Server, |h| h.name == r.node.name))
             .filter(|i| ok.contains(i))
             .map(|i| &run.nodes[i]);
         let running = first.and_then(|r| Some((r.node.name.as_str(), r.facts.as_ref()?)));
@@ -237,6 +245,22 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
     };
     let server_token = server_token(run);
     let agent_dropin = super::agent_access::agent_dropin(run);
+    let alive = run.alive(None);
+    let holder = holder::holder(
+        alive
+            .iter()
+            .map(|&i| (run.nodes[i].node, run.nodes[i].facts.as_ref())),
+    );
+    run.starts = alive
+        .iter()
+        .map(|&i| {
+            let (node, facts) = (run.nodes[i].node, run.nodes[i].facts.as_ref());
+            (
+                node.name.clone(),
+                holder::start(run.inv, node, facts, holder),
+            )
+        })
+        .collect();
     for i in run.alive(None) {
         let Some(Ok(arch)) = run.nodes[i].facts.as_ref().map(|f| f.arch.clone()) else {
             continue;
@@ -264,6 +288,7 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
             server_token: server_token.as_ref(),
             agent,
             agent_dropin: agent_dropin.clone(),
+            start: run.starts.get(&node.name).cloned().unwrap_or(Start::Alone),
         };
         let d = desired::desired(run.inv, node, inputs);
         run.desired.insert(node.name.clone(), d);

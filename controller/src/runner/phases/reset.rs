@@ -33,6 +33,7 @@ fn placeholder(run: &Run<'_>, i: usize) -> Desired {
         server_token: None,
         agent: None,
         agent_dropin: String::new(),
+        start: crate::render::Start::Alone,
     };
     desired::desired(run.inv, run.nodes[i].node, inputs)
 }

@@ -35,12 +35,13 @@ impl Servers {
             }
             // An HA server joins with the full token of the server converged
             // first (the CA pinned); without one its config stays pending.
-            if desired::joins(run.inv, node.node)
+            if let Some(start) = run.starts.get(&node.node.name)
+                && desired::joins(start)
                 && let (Some(d), Some(secret)) = (run.desired.get_mut(&node.node.name), &run.secret)
                 && let Some(token) = desired::join_token(first_token.as_ref(), secret)
             {
-                let cfg =
-                    render::server_config(run.inv, node.node, token, run.agent_secret.as_ref());
+                let agent = run.agent_secret.as_ref();
+                let cfg = render::server_config_as(run.inv, node.node, start, token, agent);
                 d.config = DesiredConfig::Known(Secret::new(cfg));
             }
             let Some(desired) = run.desired.get(&node.node.name) else {

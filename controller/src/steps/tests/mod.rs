@@ -135,6 +135,7 @@ pub(super) fn converged(d: &Desired) -> Facts {
         datastore: None,
         agent_ids: None,
         serving_pin: None,
+        joined: None,
         data_dev: None,
         tools_missing: Vec::new(),
         tools_taken: Vec::new(),
