@@ -53,8 +53,10 @@ use kubectl::{
 mod health;
 use health::service_account_tokens_rbac_and_node_conditions_like_the_apiserver;
 mod admission;
+mod certs;
 mod snapshot;
 use admission::validating_admission_policies_refuse_status_patches_like_the_apiserver;
+use certs::leaf_certificates_inside_k3s_renewal_window_are_renewed_at_start;
 use snapshot::{
     a_release_listed_as_broken_fails_at_every_start, cluster_reset_restores_a_snapshot_as_k3s_does,
     etcd_snapshots_like_k3s, sqlite_servers_have_no_etcd_snapshots,
@@ -75,6 +77,17 @@ impl Sim {
     }
 
     fn start_in(dir: Scratch, port: u16, config: &str, extra: &[&str]) -> Sim {
+        Sim::start_in_env(dir, port, config, extra, &[])
+    }
+
+    /// [`Sim::start_in`] with more environment for the server process.
+    fn start_in_env(
+        dir: Scratch,
+        port: u16,
+        config: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Sim {
         let d = dir.0.clone();
         std::fs::write(d.join("config.yaml"), config).expect("config");
         let hz = free_port().to_string();
@@ -100,11 +113,9 @@ impl Sim {
         args.extend(extra);
         let log = d.join(format!("server-{}.log", seq()));
         let root = node_root(&d.join("root-server"), ALL_CONTROLLERS);
-        let mut server = Proc::spawn(
-            &args,
-            &[("K3S_SIM_NODE_ROOT", root.to_str().expect("utf8"))],
-            log,
-        );
+        let mut envs = vec![("K3S_SIM_NODE_ROOT", root.to_str().expect("utf8"))];
+        envs.extend_from_slice(env);
+        let mut server = Proc::spawn(&args, &envs, log);
         server.wait_log("k3s is up and running", Duration::from_secs(30));
         Sim { dir, port, server }
     }
@@ -117,6 +128,17 @@ impl Sim {
         } = self;
         server.stop();
         Sim::start_in(dir, port, config, extra)
+    }
+
+    /// Stops the server and starts it again with `env` added.
+    fn restart_env(self, config: &str, env: &[(&str, &str)]) -> Sim {
+        let Sim {
+            dir,
+            port,
+            mut server,
+        } = self;
+        server.stop();
+        Sim::start_in_env(dir, port, config, &[], env)
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -225,6 +247,7 @@ fn main() -> ExitCode {
         sqlite_servers_have_no_etcd_snapshots,
         a_release_listed_as_broken_fails_at_every_start,
         cluster_reset_restores_a_snapshot_as_k3s_does,
+        leaf_certificates_inside_k3s_renewal_window_are_renewed_at_start,
     ];
     let lab_cases: &[Case] = pictl_e2e::cases![
         k3s_sim_under_systemd_with_k3s_units,

@@ -342,7 +342,7 @@ pub fn restarted_server_keeps_everything() {
 
 /// The API port's certificate as dynamiclistener stores it
 /// (`server/tls/dynamic-cert.json`, a Secret as JSON), written out as PEM.
-fn serving_cert(sim: &Sim) -> PathBuf {
+pub fn serving_cert(sim: &Sim) -> PathBuf {
     use base64::Engine;
     let text = std::fs::read_to_string(sim.path("data/server/tls/dynamic-cert.json"))
         .expect("dynamic-cert.json");

@@ -75,6 +75,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let body = serde_json::to_vec(&info)?;
     let registered = register(&joined, &settings, &server, &body).await;
+    let answer: serde_json::Value = serde_json::from_slice(&registered).unwrap_or_default();
+    let kubelet: crate::leaf::KubeletCerts = serde_json::from_value(answer["kubelet"].clone())
+        .map_err(|e| anyhow!("the server sent no kubelet certificates: {e}"))?;
+    crate::leaf::write_kubelet(&settings.data_dir(), &kubelet)?;
     crate::healthz::serve(&settings).await?;
     crate::info!("Annotations and labels have been set successfully on node: {name}");
     crate::info!("k3s agent is up and running: node {name} registered with {server}");

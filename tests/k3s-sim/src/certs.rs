@@ -101,7 +101,8 @@ fn ca(tls: &Path) -> Result<(String, String)> {
 }
 
 /// A leaf certificate's parameters (the serving and the peer certificate):
-/// common name `cn`, IP and DNS `sans`, valid for a year, keyed for TLS,
+/// common name `cn`, IP and DNS `sans`, valid for K3s's leaf lifetime
+/// ([`crate::leaf::validity`]), keyed for TLS,
 /// with extended key usages `usages`.
 pub fn leaf_params(
     cn: &str,
@@ -124,8 +125,8 @@ pub fn leaf_params(
         KeyUsagePurpose::KeyEncipherment,
     ];
     p.extended_key_usages = usages.to_vec();
-    p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    (p.not_before, p.not_after) = crate::leaf::bounds();
+    p.serial_number = Some(crate::leaf::serial());
     p.use_authority_key_identifier_extension = true;
     Ok(p)
 }
@@ -136,8 +137,10 @@ pub fn leaf_params(
 /// (dynamiclistener storage/file) and shared as Secret `kube-system/k3s-serving`.
 /// New SANs re-sign the certificate with the same private key (dynamiclistener
 /// factory/gen.go: `AddCN`/`Renew` go through `getPrivateKey`, which returns the
-/// stored key); only `server/tls/dynamic-cert-regenerate` (https.go
-/// `RegenerateCerts`, removed once seen) makes a new key.
+/// stored key), and so does a certificate within the renewal window
+/// (dynamiclistener's `ExpirationDaysCheck`, K3s's `CertificateRenewDays`);
+/// only `server/tls/dynamic-cert-regenerate` (https.go `RegenerateCerts`,
+/// removed once seen) makes a new key.
 fn serving(tls: &Path, sans: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
     let file = tls.join(DYNAMIC_CERT);
     let regenerate_file = tls.join("dynamic-cert-regenerate");
@@ -150,7 +153,8 @@ fn serving(tls: &Path, sans: &[String], issuer: &Issuer<'_, KeyPair>) -> Result<
     let key = match &stored {
         Some(d)
             if d.sans.iter().collect::<std::collections::BTreeSet<_>>() == wanted
-                && !regenerate =>
+                && !regenerate
+                && !crate::leaf::expiring(&d.cert) =>
         {
             return Ok((d.cert.clone(), d.key.clone()));
         }
@@ -233,12 +237,14 @@ impl DynamicCert {
     }
 }
 
-/// The admin client certificate and key (system:admin in system:masters), PEM.
+/// The admin client certificate and key (system:admin in system:masters), PEM;
+/// issued again, with a new key, when it expires within K3s's renewal window
+/// (deps.go `createClientCertKey`: `LoadOrGenerateKeyFile(keyFile, regen)`).
 fn admin(tls: &Path, issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
     let admin_crt = tls.join("client-admin.crt");
     let admin_key = tls.join("client-admin.key");
     Ok(match (read(&admin_crt), read(&admin_key)) {
-        (Some(c), Some(k)) => (c, k),
+        (Some(c), Some(k)) if !crate::leaf::expiring(&c) => (c, k),
         _ => {
             let key = KeyPair::generate()?;
             let mut p = CertificateParams::default();
@@ -251,8 +257,8 @@ fn admin(tls: &Path, issuer: &Issuer<'_, KeyPair>) -> Result<(String, String)> {
                 KeyUsagePurpose::KeyEncipherment,
             ];
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-            p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+            (p.not_before, p.not_after) = crate::leaf::bounds();
+            p.serial_number = Some(crate::leaf::serial());
             p.use_authority_key_identifier_extension = true;
             let cert = p.signed_by(&key, issuer)?;
             write_private(&admin_key, key.serialize_pem().as_bytes(), 0o600)?;

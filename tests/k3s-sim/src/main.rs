@@ -23,6 +23,7 @@ mod ha_api;
 mod healthz;
 mod host;
 mod http;
+mod leaf;
 mod log;
 mod members;
 mod multicall;

@@ -63,6 +63,8 @@ pub struct Cluster {
     pub heartbeats: Mutex<HashMap<String, (Instant, Option<Instant>)>>,
     pub grace: Duration,
     pub secrets: Vec<String>,
+    /// The server's data dir: its CA signs the agents' kubelet certificates.
+    pub data_dir: std::path::PathBuf,
 }
 
 pub fn os_image() -> String {

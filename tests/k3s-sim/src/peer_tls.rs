@@ -10,7 +10,8 @@ use std::path::Path;
 
 pub const PEER_CN: &str = "etcd-peer";
 
-/// (certificate, key) PEM, issued once per set of addresses.
+/// (certificate, key) PEM, issued once per set of addresses, and again
+/// within K3s's renewal window ([`crate::leaf::expiring`]).
 pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<(String, String)> {
     let tls = data_dir.join("server/tls");
     let dir = tls.join("etcd");
@@ -26,6 +27,7 @@ pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<(String, String)> {
     let read = |p: &Path| std::fs::read_to_string(p).ok();
     if let (Some(c), Some(k), Some(s)) = (read(&crt), read(&key), read(&sans_file))
         && s == want
+        && !crate::leaf::expiring(&c)
     {
         return Ok((c, k));
     }

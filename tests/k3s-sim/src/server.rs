@@ -177,6 +177,9 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     let store = open_store(ds, &data_dir)?;
     write_kubeconfig(&settings, &listen, &tls, mode_bits)?;
+    // The embedded agent's kubelet certificates, signed afresh at each start.
+    let kubelet = crate::leaf::sign_kubelet(&data_dir, &own.name, &own.internal_ip)?;
+    crate::leaf::write_kubelet(&data_dir, &kubelet)?;
 
     let server_cfg = Arc::new(crate::http::server_config(&tls)?);
     let (bind, port) = (&listen.bind, listen.port);
@@ -190,6 +193,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         heartbeats: Mutex::new(HashMap::new()),
         grace: own.grace,
         secrets,
+        data_dir: data_dir.clone(),
     });
     let api = Arc::new(Api {
         store: store.clone(),

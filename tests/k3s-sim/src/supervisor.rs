@@ -98,7 +98,12 @@ fn register(cluster: &Cluster, body: &[u8]) -> Response<Body> {
                 info.name,
                 info.internal_ip
             );
-            json_resp(200, &json!({"registered": info.name}))
+            // K3s's agent fetches both kubelet certificates at each start,
+            // signed then (handlers.go `ServingKubeletCert`, `ClientKubeletCert`).
+            match crate::leaf::sign_kubelet(&cluster.data_dir, &info.name, &info.internal_ip) {
+                Ok(k) => json_resp(200, &json!({"registered": info.name, "kubelet": k})),
+                Err(e) => status_err(500, "InternalError", &format!("{e:#}"), Value::Null),
+            }
         }
         Err(RegisterError::PasswordRejected) => {
             crate::error!("Node password validation failed for '{}'", info.name);
