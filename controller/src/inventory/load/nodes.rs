@@ -148,17 +148,7 @@ impl Loader<'_, '_> {
             .str(self.sink, "arch")
             .and_then(|a| self.check(&a, rules::arch(&a.value), None));
         let labels = self.labels(t);
-        let taint_hint =
-            Some("key=value:Effect with Effect one of NoSchedule, PreferNoSchedule, NoExecute");
-        let taints = t
-            .str_list(self.sink, "taints")
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|s| {
-                self.check(&s, rules::taint(&s.value), taint_hint)
-                    .map(|()| s.value)
-            })
-            .collect();
+        let taints = self.taints(t);
         let k3s_config =
             self.k3s_settings(t, "k3s_config", For::Node(role.map(|r| r == Role::Server)));
         if let (Some(Role::Server), Some(n)) = (role, &name) {
@@ -191,6 +181,20 @@ impl Loader<'_, '_> {
             k3s_config,
             adopt_drop,
         })
+    }
+
+    /// The node's `taints`, each checked as `key=value:Effect`.
+    fn taints(&mut self, t: &TableReader<'_, '_>) -> Vec<String> {
+        let taint_hint =
+            Some("key=value:Effect with Effect one of NoSchedule, PreferNoSchedule, NoExecute");
+        t.str_list(self.sink, "taints")
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| {
+                self.check(&s, rules::taint(&s.value), taint_hint)
+                    .map(|()| s.value)
+            })
+            .collect()
     }
 
     /// A server, and no more of them than the HA setting makes useful.

@@ -42,8 +42,15 @@ pub(super) async fn guarded(
     ours: bool,
     w: &Writer,
 ) -> Option<Taken> {
-    let t = n.transport.clone()?;
-    let from = n.facts.as_ref()?.k3s_version.clone()?;
+    let from = n.facts.as_ref().and_then(|f| f.k3s_version.clone());
+    let (Some(t), Some(from)) = (n.transport.clone(), from) else {
+        fail(
+            n,
+            cx,
+            "no connection or no K3s version for the pre-upgrade snapshot".into(),
+        );
+        return None;
+    };
     match upgrade_guard::take(t.as_ref(), n.node.ssh.sudo, plan, cx.opts.wait, w).await {
         Ok(snapshot) => {
             let change = Change::new("snapshot", "none", format!("{snapshot} on {}", n.node.name));
