@@ -314,7 +314,17 @@ pub async fn supervisor(ha: Arc<Ha>, cluster: Arc<Cluster>, req: Request<Incomin
         // What K3s agents learn from the apiserver endpoints for their load
         // balancer (pkg/agent/loadbalancer): every server's address.
         let servers: Vec<String> = ha.ms.members().into_iter().map(|m| m.api_url).collect();
-        return json_resp(200, &json!({"ok": true, "servers": servers}));
+        // The answer keeps what the supervisor said (a registration's
+        // kubelet certificates) with the servers added.
+        let mut answer = match resp.into_body() {
+            crate::http::Body::Full(Some(b)) => {
+                serde_json::from_slice::<Value>(&b).unwrap_or_else(|_| json!({}))
+            }
+            _ => json!({}),
+        };
+        answer["ok"] = json!(true);
+        answer["servers"] = json!(servers);
+        return json_resp(200, &answer);
     }
     resp
 }
