@@ -40,6 +40,36 @@ pub struct NodeStatus {
     pub ready: Option<String>,
     /// What the node's health agent says (`pictl-agent report`), if installed.
     pub agent: Option<pictl_agent::report::NodeReport>,
+    /// The K3s leaf certificate that ends first, when K3s has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertStatus>,
+}
+
+/// The K3s leaf certificate that ends first on a node.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertStatus {
+    pub file: String,
+    /// notAfter, unix seconds.
+    pub not_after: i64,
+    /// Whole days left by the node's clock.
+    pub days_left: i64,
+    /// Inside K3s's renewal window: `pictl apply` restarts K3s to renew it.
+    pub renew: bool,
+    /// `client-admin.crt ends 2027-01-10 (34 days left)`.
+    pub summary: String,
+}
+
+impl CertStatus {
+    fn of(f: &crate::facts::Facts) -> Option<CertStatus> {
+        let c = f.first_certificate_end()?;
+        Some(CertStatus {
+            file: c.file.clone(),
+            not_after: c.not_after,
+            days_left: c.days_left(f.node_now),
+            renew: c.in_window(f.node_now),
+            summary: c.describe(f.node_now),
+        })
+    }
 }
 
 impl NodeStatus {
@@ -130,6 +160,7 @@ async fn node_status(node: &Node, connector: &dyn Connector) -> NodeStatus {
         clock_skew_seconds: None,
         ready: None,
         agent: None,
+        certificates: None,
     };
     let t = match connector.connect(node).await {
         Ok(t) => t,
@@ -163,6 +194,7 @@ async fn node_status(node: &Node, connector: &dyn Connector) -> NodeStatus {
     });
     row.memory_cgroup = Some(f.memory_cgroup());
     row.clock_skew_seconds = Some(f.clock_skew);
+    row.certificates = CertStatus::of(&f);
     if f.file_sha(paths::HEALTH_AGENT_BIN).is_some() {
         row.agent = agent_report(t.as_ref()).await;
     }
@@ -204,7 +236,7 @@ fn arch_cell(r: &NodeStatus) -> String {
 pub fn table(rows: &[NodeStatus]) -> String {
     let header = [
         "NODE", "ROLE", "ADDRESS", "ARCH", "K3S", "SERVICE", "READY", "HEALTH", "TEMP", "MEM",
-        "DISK", "SKEW", "MODEL/OS",
+        "DISK", "SKEW", "CERTS", "MODEL/OS",
     ];
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     let dash = || "-".to_string();
@@ -227,6 +259,9 @@ pub fn table(rows: &[NodeStatus]) -> String {
             percent(a.and_then(|a| memory_used_percent(a.memory.as_ref()?))),
             percent(a.and_then(|a| Some(a.root_fs.as_ref()?.used_percent()))),
             r.clock_skew_seconds.map_or_else(dash, |s| format!("{s}s")),
+            r.certificates
+                .as_ref()
+                .map_or_else(dash, |c| format!("{}d", c.days_left)),
             a.and_then(|a| a.model.clone())
                 .or_else(|| r.pi_model.clone())
                 .or_else(|| r.os.clone())
@@ -256,6 +291,13 @@ pub fn table(rows: &[NodeStatus]) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    out.push_str(&notes(rows));
+    out
+}
+
+/// The lines under the table: errors, and what needs someone.
+fn notes(rows: &[NodeStatus]) -> String {
+    let mut out = String::new();
     for r in rows {
         if let Some(e) = &r.error {
             out.push_str(&format!("{}: {}\n", r.name, crate::escape_controls(e)));
@@ -264,6 +306,14 @@ pub fn table(rows: &[NodeStatus]) -> String {
             out.push_str(&format!(
                 "{}: the memory cgroup controller is off (K3s needs it)\n",
                 r.name
+            ));
+        }
+        if let Some(c) = r.certificates.as_ref().filter(|c| c.renew) {
+            out.push_str(&format!(
+                "{}: {}: inside K3s's {}-day renewal window; `pictl apply` renews it (a restart of K3s)\n",
+                r.name,
+                crate::escape_controls(&c.summary),
+                crate::facts::certs::RENEW_DAYS
             ));
         }
         for p in r.agent.iter().flat_map(|a| a.problems.iter()) {
@@ -296,6 +346,7 @@ mod tests {
             clock_skew_seconds: Some(skew),
             ready: Some("True".into()),
             agent: Some(agent),
+            certificates: None,
         }
     }
 
@@ -380,7 +431,30 @@ mod tests {
                 arch: a.into(),
                 ..NodeReport::default()
             }),
+            certificates: None,
         }
+    }
+
+    #[test]
+    fn certificates_show_their_days_and_a_line_inside_the_window() {
+        let mut r = row(NodeReport::default(), 0);
+        assert!(table(std::slice::from_ref(&r)).contains("CERTS"));
+        r.certificates = Some(CertStatus {
+            file: "/var/lib/rancher/k3s/server/tls/client-admin.crt".into(),
+            not_after: 0,
+            days_left: 34,
+            renew: true,
+            summary: "client-admin.crt ends 2027-01-10 (34 days left)".into(),
+        });
+        let t = table(std::slice::from_ref(&r));
+        let row_line = t.lines().nth(1).expect("row");
+        assert!(row_line.split_whitespace().any(|c| c == "34d"), "{t}");
+        assert!(
+            t.contains("n1: client-admin.crt ends 2027-01-10 (34 days left): inside K3s's 120-day renewal window; `pictl apply` renews it"),
+            "{t}"
+        );
+        r.certificates.as_mut().expect("certs").renew = false;
+        assert!(!table(std::slice::from_ref(&r)).contains("renewal window"));
     }
 
     #[test]

@@ -14,11 +14,16 @@ use serde::Serialize;
 use crate::arch::Arch;
 use crate::secret::Secret;
 
+pub mod certs;
 pub mod paths;
 mod server;
+mod unit;
 
+pub use certs::CertEnd;
 use server::serving_pin;
 pub use server::{Datastore, on_sd_card};
+pub use unit::UnitFact;
+use unit::parse_unit;
 
 /// One record as the script prints it: `key=value` and a NUL (a shell
 /// value cannot hold one, so no escaping is needed).
@@ -218,7 +223,9 @@ while read -r _s _p _; do
   case $dd/ in "${_p%/}"/*) [ ${#_p} -lt ${#_m} ] || { _m=$_p; _d=$_s; } ;; esac
 done </proc/self/mounts
 e data_dev "$_d"
-e addresses "$(hostname -I 2>/dev/null)"
+"#,
+    certs::cert_records!(),
+    r#"e addresses "$(hostname -I 2>/dev/null)"
 # kubectl, crictl and ctr: missing (install.sh would link it: nothing at
 # /usr/local/bin/NAME, or a dangling link) or taken (no such command, but
 # something that is not one is at /usr/local/bin/NAME; install.sh leaves it).
@@ -290,19 +297,6 @@ impl FileMeta {
     }
 }
 
-/// A systemd unit as found on the node.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct UnitFact {
-    pub active: bool,
-    pub active_state: String,
-    pub enabled: bool,
-    pub need_daemon_reload: bool,
-    /// systemd holds a definition of the unit (`LoadState` is anything but
-    /// `not-found`): a changed unit file needs a reload. A unit it never
-    /// loaded is read from disk when it is started.
-    pub loaded: bool,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Facts {
     pub uname_m: String,
@@ -365,6 +359,10 @@ pub struct Facts {
     pub data_dev: Option<String>,
     /// The `server:` pictl's config.yaml names (an HA server that joined).
     pub joined: Option<String>,
+    /// The ends of K3s's leaf certificates on the node (see [`certs`]).
+    pub certificates: Vec<CertEnd>,
+    /// The node's clock when it answered (K3s renews by it), unix seconds.
+    pub node_now: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -385,6 +383,7 @@ impl Facts {
             files,
             file_meta,
             units,
+            certs,
         } = scan(output)?;
         for k in ["uname", "machine_id", "hostname", "now"] {
             if !one.contains_key(k) {
@@ -454,6 +453,8 @@ impl Facts {
             serving_pin: serving_pin(&get("serving_cert")),
             data_dev: non_empty("data_dev"),
             joined: non_empty("joined"),
+            certificates: certs,
+            node_now,
         })
     }
 
@@ -465,6 +466,11 @@ impl Facts {
     /// Mode and owner of a managed file, if it exists and they were reported.
     pub fn file_meta(&self, path: &str) -> Option<FileMeta> {
         self.file_meta.get(path).copied()
+    }
+
+    /// The K3s leaf certificate that ends first, if any.
+    pub fn first_certificate_end(&self) -> Option<&CertEnd> {
+        certs::first_end(&self.certificates)
     }
 
     pub fn unit(&self, name: &str) -> UnitFact {
@@ -489,6 +495,7 @@ struct Scanned<'a> {
     files: BTreeMap<String, String>,
     file_meta: BTreeMap<String, FileMeta>,
     units: BTreeMap<String, UnitFact>,
+    certs: Vec<CertEnd>,
 }
 
 fn scan(output: &str) -> Result<Scanned<'_>, FactsError> {
@@ -497,6 +504,7 @@ fn scan(output: &str) -> Result<Scanned<'_>, FactsError> {
         files: BTreeMap::new(),
         file_meta: BTreeMap::new(),
         units: BTreeMap::new(),
+        certs: Vec::new(),
     };
     for record in output.split('\0') {
         let record = record.trim_start_matches('\n');
@@ -530,6 +538,7 @@ fn scan(output: &str) -> Result<Scanned<'_>, FactsError> {
                     s.units.insert(name.to_string(), parse_unit(props));
                 }
             }
+            "cert" => s.certs.extend(CertEnd::parse(&value)),
             _ => {
                 s.one.insert(key, value);
             }
@@ -549,27 +558,6 @@ fn foreign(one: &BTreeMap<&str, String>) -> Option<(String, crate::adopt::Foreig
     Some((unit.to_string(), found))
 }
 
-/// `systemctl show` properties of one unit.
-fn parse_unit(props: &str) -> UnitFact {
-    let mut u = UnitFact::default();
-    for kv in props.split_whitespace() {
-        let Some((k, v)) = kv.split_once('=') else {
-            continue;
-        };
-        match k {
-            "ActiveState" => {
-                u.active = v == "active";
-                u.active_state = v.to_string();
-            }
-            "UnitFileState" => u.enabled = v == "enabled",
-            "NeedDaemonReload" => u.need_daemon_reload = v == "yes",
-            "LoadState" => u.loaded = v != "not-found",
-            _ => {}
-        }
-    }
-    u
-}
-
 /// `k3s version v1.32.5+k3s1 (abcdef12)` → `v1.32.5+k3s1`.
 pub fn k3s_version_of(line: &str) -> String {
     line.split_whitespace()
@@ -580,5 +568,7 @@ pub fn k3s_version_of(line: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_certs;
 #[cfg(test)]
 mod tests_serving;

@@ -29,6 +29,7 @@ pub enum StepId {
     Drain,
     Snapshot,
     Rollback,
+    Certificates,
     Uncordon,
 }
 
@@ -56,6 +57,7 @@ impl StepId {
             StepId::Drain => "drain",
             StepId::Snapshot => "snapshot",
             StepId::Rollback => "rollback",
+            StepId::Certificates => "certificates",
             StepId::Uncordon => "uncordon",
         }
     }

@@ -87,6 +87,11 @@ pub struct NodeState {
     pub snapshot_fails: bool,
     /// The binary and version an upgrade's guard kept.
     pub previous: Option<(Vec<u8>, Option<String>)>,
+    /// K3s's leaf certificates: (days left when signed, the PEM body);
+    /// see [`NodeState::sign_certs`].
+    pub certs: Option<(i64, String)>,
+    /// K3s does not renew its certificates at a start.
+    pub keeps_certs: bool,
 }
 
 /// A Pi's kernel as pictl sees it: `uname -r`, and the memory controller on
@@ -303,6 +308,7 @@ impl FakeTransport {
         if let Some(d) = s.datastore {
             out.push_str(&line("datastore", d));
         }
+        out.push_str(&s.cert_records(self.server));
         let managed = s
             .files
             .get(paths::CONFIG)
@@ -335,6 +341,7 @@ impl FakeTransport {
                 .clone()
                 .unwrap_or_else(|| "v1.32.5+k3s1".into()),
         );
+        s.renew_certs();
         // Like K3s, the tokens are written at the first start and kept.
         if self.server && s.server_token.is_none() {
             s.server_token = Some(configured_token(s));

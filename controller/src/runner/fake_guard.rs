@@ -4,6 +4,7 @@
 
 use super::{FakeTransport, NodeState, ok};
 use crate::facts::paths;
+use crate::runner::phases::RENEW;
 use crate::runner::phases::upgrade_guard::{ROLL_BACK, TAKE};
 use crate::transport::{Output, RemoteCommand};
 
@@ -37,6 +38,10 @@ impl FakeTransport {
                 .insert(path.clone(), format!("{} snapshot", args[3]).into_bytes());
             return Some(ok(format!("{path}\n")));
         }
+        if script == RENEW {
+            s.renew_certs();
+            return Some(ok(s.cert_records(self.server)));
+        }
         if script != ROLL_BACK {
             return None;
         }
@@ -54,5 +59,49 @@ impl FakeTransport {
         );
         s.active.insert("k3s.service".into());
         Some(ok(String::new()))
+    }
+}
+
+impl NodeState {
+    /// K3s's leaf certificates signed now, ending in `days` days.
+    pub fn sign_certs(&mut self, days: i64) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::new(vec!["k3s".to_string()]).expect("params");
+        // An hour short of whole days: whole days left are `days - 1` whatever
+        // the second the facts are read in.
+        let end = crate::runner::connect::now_epoch() + days * 86_400 - 3600;
+        p.not_after = time::OffsetDateTime::from_unix_timestamp(end).expect("time");
+        let pem = p.self_signed(&key).expect("cert").pem();
+        let body = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        self.certs = Some((days, body));
+    }
+
+    /// What a K3s start does to them: signed for 365 days again when
+    /// inside the renewal window (unless this K3s keeps them).
+    pub(super) fn renew_certs(&mut self) {
+        let due = self
+            .certs
+            .as_ref()
+            .is_some_and(|(d, _)| *d <= crate::facts::certs::RENEW_DAYS);
+        if due && !self.keeps_certs {
+            self.sign_certs(365);
+        }
+    }
+
+    /// The facts script's `cert` records: a server's client certificate
+    /// and any node's kubelet one, under K3s's default data dir.
+    pub(super) fn cert_records(&self, server: bool) -> String {
+        let Some((_, body)) = &self.certs else {
+            return String::new();
+        };
+        let dd = "/var/lib/rancher/k3s";
+        let mut files = vec![format!("{dd}/agent/client-kubelet.crt")];
+        if server {
+            files.push(format!("{dd}/server/tls/client-admin.crt"));
+        }
+        files
+            .iter()
+            .map(|f| crate::facts::record("cert", &format!("{f} {body}")))
+            .collect()
     }
 }

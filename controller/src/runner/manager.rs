@@ -56,6 +56,7 @@ async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     // Whatever the rollout did, the seeds stop serving.
     one(&phases::RelayEnd, run, w).await?;
     rollout?;
+    one(&phases::RenewCertificates, run, w).await?;
     one(&phases::Readiness, run, w).await?;
     one(&phases::Uncordon, run, w).await?;
     one(&phases::NodeLabels, run, w).await?;

@@ -331,6 +331,7 @@ async fn a_plan_with_an_unreachable_node_never_says_everything_is_converged() {
     assert!(text.contains("a1: UNREACHABLE"), "{text}");
 }
 
+mod certs;
 mod channel;
 mod drain;
 mod ha;

@@ -1,6 +1,6 @@
 //! The phases of a run, one file each, in the order the manager runs them:
 //! connect → facts → relay → upgrade-servers → servers → kubeconfig →
-//! upgrade-agents → agents → relay-end → readiness → uncordon → node-labels
+//! upgrade-agents → agents → relay-end → renew-certificates → readiness → uncordon → node-labels
 //! → agent-access → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` returning a typed plan, a
@@ -15,6 +15,7 @@ mod kubeconfig;
 mod labels;
 mod readiness;
 mod relay;
+mod renew_certs;
 mod reset;
 mod servers;
 mod uncordon;
@@ -32,6 +33,9 @@ pub use kubeconfig::Kubeconfig;
 pub use labels::NodeLabels;
 pub use readiness::Readiness;
 pub use relay::{Relay, RelayEnd};
+#[cfg(test)]
+pub(crate) use renew_certs::RENEW;
+pub use renew_certs::RenewCertificates;
 pub use reset::Reset;
 pub use servers::Servers;
 pub use uncordon::Uncordon;

@@ -284,7 +284,7 @@ async fn release_verified(n: &mut NodeRun<'_>, env: Env<'_>, cx: &Cx<'_>) -> boo
 /// Cordons (unless already cordoned) and drains (unless `--no-drain`); what
 /// was done, or `None` when the node failed (uncordoned again if it was
 /// pictl's to cordon).
-async fn cordon_and_drain(
+pub(super) async fn cordon_and_drain(
     n: &mut NodeRun<'_>,
     cx: &Cx<'_>,
     live: &KNode,
@@ -329,7 +329,7 @@ async fn cordon_and_drain(
 }
 
 /// Uncordons an upgraded node pictl cordoned, as a change of its own.
-async fn uncordon_after(n: &mut NodeRun<'_>, cx: &Cx<'_>, live: &KNode, w: &Writer) {
+pub(super) async fn uncordon_after(n: &mut NodeRun<'_>, cx: &Cx<'_>, live: &KNode, w: &Writer) {
     let name = n.node.name.clone();
     match drain::uncordon(cx.client, live, w).await {
         Ok(_) => {

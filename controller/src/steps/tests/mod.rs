@@ -140,6 +140,8 @@ pub(super) fn converged(d: &Desired) -> Facts {
         tools_missing: Vec::new(),
         tools_taken: Vec::new(),
         data_dir_config: None,
+        certificates: Vec::new(),
+        node_now: 0,
     }
 }
 
