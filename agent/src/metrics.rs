@@ -59,6 +59,18 @@ pub fn render(r: &NodeReport) -> String {
             bool01(ok),
         );
     }
+    if let Some(c) = &r.k3s_certificates {
+        m.gauge(
+            "k3s_certificate_expiry_timestamp_seconds",
+            "Unix time the first K3s leaf certificate to end ends.",
+            c.not_after as f64,
+        );
+        m.gauge(
+            "k3s_certificate_days_left",
+            "Whole days until the first K3s leaf certificate ends (K3s renews it at a start within 120 days).",
+            c.days_left as f64,
+        );
+    }
     m.family("health", "Derived node health: 1 for the current state.");
     for h in Health::ALL {
         m.sample("health", &[("state", h.as_str())], bool01(r.health == h));
@@ -285,6 +297,26 @@ mod tests {
         };
         let text = render(&r);
         assert!(text.contains(r#"model="Pi \"4\"\\\nB""#), "{text}");
+    }
+
+    #[test]
+    fn k3s_certificate_end_is_exported_only_when_known() {
+        let r = NodeReport {
+            k3s_certificates: Some(crate::report::CertificateExpiry {
+                file: "/var/lib/rancher/k3s/agent/client-kubelet.crt".into(),
+                not_after: 1_708_640_090,
+                days_left: 100,
+            }),
+            ..NodeReport::default()
+        };
+        let text = render(&r);
+        assert!(
+            text.contains("\npictl_node_k3s_certificate_days_left 100\n")
+                && text
+                    .contains("\npictl_node_k3s_certificate_expiry_timestamp_seconds 1708640090\n"),
+            "{text}"
+        );
+        assert!(!render(&NodeReport::default()).contains("k3s_certificate"));
     }
 
     #[test]

@@ -72,10 +72,27 @@ pub struct NodeReport {
     /// Publishing to the Node's conditions; `None` when not configured (or
     /// from `pictl-agent report`, which does not publish).
     pub publishing: Option<Publishing>,
+    /// The K3s leaf certificate that ends first; `None` when the node has
+    /// none (K3s not installed), and left out of the JSON then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s_certificates: Option<CertificateExpiry>,
     /// The pod-network metrics listener (`metrics_listen` in publish.conf);
     /// `None`, and left out of the JSON, when not configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listener: Option<MetricsListener>,
+}
+
+/// When the node's first K3s certificate ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CertificateExpiry {
+    /// The certificate's file on the node, e.g.
+    /// `/var/lib/rancher/k3s/server/tls/client-admin.crt`.
+    pub file: String,
+    /// Its notAfter, unix seconds.
+    pub not_after: i64,
+    /// Whole days left when the report was collected (negative once expired).
+    pub days_left: i64,
 }
 
 /// The second, metrics-only listener on the node's pod-network address.
@@ -374,6 +391,11 @@ mod tests {
             ]),
             kubelet_healthy: Some(true),
             clock_synchronized: Some(false),
+            k3s_certificates: Some(CertificateExpiry {
+                file: "/var/lib/rancher/k3s/agent/client-kubelet.crt".into(),
+                not_after: 1_708_640_000,
+                days_left: 100,
+            }),
             collection_errors: vec![],
             health: Health::Failing,
             problems: vec!["under-voltage now (get_throttled 0x50005)".into()],

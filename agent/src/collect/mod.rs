@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::report::{NodeReport, REPORT_VERSION, UnitState};
 use crate::{Error, Result, error_chain};
 
+pub mod certs;
 pub mod clock;
 pub mod exec;
 pub mod hostname;
@@ -133,16 +134,21 @@ pub fn collect(src: &Sources) -> NodeReport {
     let kubelet_healthy =
         (!no_k3s).then(|| kubelet::probe(src.kubelet_healthz, src.kubelet_timeout));
     let clock_synchronized = clock::collect(src.exec.as_ref());
+    let collected_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let k3s_certificates = certs::collect(src, collected_at).unwrap_or_else(|e| {
+        keep("K3s certificates", e);
+        None
+    });
 
     let mut report = NodeReport {
         version: REPORT_VERSION,
         hostname,
         arch: crate::report::running_arch().to_owned(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-        collected_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        collected_at,
         uptime_seconds,
         load,
         memory,
@@ -154,6 +160,7 @@ pub fn collect(src: &Sources) -> NodeReport {
         units,
         kubelet_healthy,
         clock_synchronized,
+        k3s_certificates,
         collection_errors: errors,
         ..NodeReport::default()
     };

@@ -16,13 +16,17 @@ pub const PI_THROTTLED: &str = "PiThrottled";
 pub const ROOT_DISK_PRESSURE: &str = "RootDiskPressure";
 pub const CLOCK_UNSYNCHRONIZED: &str = "ClockUnsynchronized";
 pub const K3S_SERVICE_DOWN: &str = "K3sServiceDown";
+/// True when a K3s certificate is inside K3s's renewal window (it ends
+/// within 120 days): only a start of K3s renews it.
+pub const K3S_CERTIFICATES_EXPIRING: &str = "K3sCertificatesExpiring";
 /// Every condition type the agent owns.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 6] = [
     PI_UNDER_VOLTAGE,
     PI_THROTTLED,
     ROOT_DISK_PRESSURE,
     CLOCK_UNSYNCHRONIZED,
     K3S_SERVICE_DOWN,
+    K3S_CERTIFICATES_EXPIRING,
 ];
 
 /// The kubelet's default hard eviction threshold is `nodefs.available<10%`;
@@ -68,7 +72,7 @@ fn judged(kind: &'static str, status: Status, reason: &'static str, message: Str
 /// The conditions for `r`, in a fixed order. The Pi conditions appear only
 /// when the node reports firmware throttling state (a Raspberry Pi).
 pub fn judge(r: &NodeReport, disk_pressure_percent: f64) -> Vec<Judged> {
-    let mut out = Vec::with_capacity(5);
+    let mut out = Vec::with_capacity(6);
     if let Some(t) = &r.throttling {
         let raw = t.raw;
         out.push(if t.under_voltage_now {
@@ -113,7 +117,39 @@ pub fn judge(r: &NodeReport, disk_pressure_percent: f64) -> Vec<Judged> {
     out.push(root_disk(r, disk_pressure_percent));
     out.push(clock(r));
     out.push(k3s_service(r));
+    out.push(k3s_certificates(r));
     out
+}
+
+fn k3s_certificates(r: &NodeReport) -> Judged {
+    use crate::collect::certs::{RENEW_DAYS, in_renewal_window};
+    let Some(c) = &r.k3s_certificates else {
+        return judged(
+            K3S_CERTIFICATES_EXPIRING,
+            Status::Unknown,
+            "K3sCertificatesNotFound",
+            "no K3s certificate found under /var/lib/rancher/k3s".into(),
+        );
+    };
+    let when = crate::publish::rfc3339::format(u64::try_from(c.not_after).unwrap_or(0));
+    let (file, days) = (&c.file, c.days_left);
+    if in_renewal_window(c.not_after, r.collected_at) {
+        judged(
+            K3S_CERTIFICATES_EXPIRING,
+            Status::True,
+            "InRenewalWindow",
+            format!(
+                "{file} ends in {days} days ({when}), inside K3s's {RENEW_DAYS}-day renewal window: K3s renews it only when it starts; restart K3s on this node (pictl apply does, one node at a time)"
+            ),
+        )
+    } else {
+        judged(
+            K3S_CERTIFICATES_EXPIRING,
+            Status::False,
+            "CertificatesValid",
+            format!("the first K3s certificate to end, {file}, ends in {days} days ({when})"),
+        )
+    }
 }
 
 fn root_disk(r: &NodeReport, threshold: f64) -> Judged {

@@ -33,6 +33,7 @@ fn a_healthy_pi_is_all_false_even_with_past_under_voltage() {
             (ROOT_DISK_PRESSURE, "False", "RootFilesystemHasSpace"),
             (CLOCK_UNSYNCHRONIZED, "False", "ClockSynchronized"),
             (K3S_SERVICE_DOWN, "False", "K3sServiceActive"),
+            (K3S_CERTIFICATES_EXPIRING, "False", "CertificatesValid"),
         ]
     );
     assert!(
@@ -52,6 +53,7 @@ fn a_failing_pi_has_every_problem_true_with_its_figures() {
             (ROOT_DISK_PRESSURE, "True", "RootFilesystemFull"),
             (CLOCK_UNSYNCHRONIZED, "True", "NTPNotSynchronized"),
             (K3S_SERVICE_DOWN, "True", "K3sServiceNotActive"),
+            (K3S_CERTIFICATES_EXPIRING, "True", "InRenewalWindow"),
         ]
     );
     let disk = &by_kind(&js, ROOT_DISK_PRESSURE).message;
@@ -68,6 +70,24 @@ fn a_failing_pi_has_every_problem_true_with_its_figures() {
             .message
             .starts_with("CPU throttled (get_throttled 0x50005)")
     );
+    assert_eq!(
+        by_kind(&js, K3S_CERTIFICATES_EXPIRING).message,
+        "/var/lib/rancher/k3s/agent/client-kubelet.crt ends in 100 days (2024-02-22T22:14:50Z), inside K3s's 120-day renewal window: K3s renews it only when it starts; restart K3s on this node (pictl apply does, one node at a time)"
+    );
+}
+
+#[test]
+fn certificates_turn_expiring_at_k3s_120_day_window_not_before() {
+    let mut r = fixture("pi-healthy");
+    let status = |r: &NodeReport| by_kind(&judge(r, 90.0), K3S_CERTIFICATES_EXPIRING).status;
+    if let Some(c) = r.k3s_certificates.as_mut() {
+        c.not_after = r.collected_at as i64 + 120 * 86_400 + 1;
+    }
+    assert_eq!(status(&r), Status::False);
+    if let Some(c) = r.k3s_certificates.as_mut() {
+        c.not_after -= 1;
+    }
+    assert_eq!(status(&r), Status::True);
 }
 
 #[test]
@@ -79,6 +99,11 @@ fn off_a_pi_there_are_no_pi_conditions_and_what_is_unknown_says_so() {
             (ROOT_DISK_PRESSURE, "Unknown", "RootFilesystemUnknown"),
             (CLOCK_UNSYNCHRONIZED, "Unknown", "ClockStateUnknown"),
             (K3S_SERVICE_DOWN, "Unknown", "K3sServiceUnknown"),
+            (
+                K3S_CERTIFICATES_EXPIRING,
+                "Unknown",
+                "K3sCertificatesNotFound"
+            ),
         ]
     );
 }
@@ -96,7 +121,7 @@ fn the_disk_threshold_is_configurable_and_strict() {
 fn only_status_or_reason_changes_need_a_write_not_live_figures() {
     let healthy = judge(&fixture("pi-healthy"), DEFAULT_DISK_PRESSURE_PERCENT);
     let (held, first) = stamp(&healthy, &[], "2026-11-29T16:00:00Z");
-    assert_eq!(first.len(), 5, "everything is new on an empty Node");
+    assert_eq!(first.len(), 6, "everything is new on an empty Node");
     assert!(!differs(&healthy, &held));
 
     let mut fuller = fixture("pi-healthy");

@@ -47,6 +47,7 @@ fn pi_report(health: Health, problems: &[&str]) -> NodeReport {
         ]),
         kubelet_healthy: Some(true),
         clock_synchronized: Some(false),
+        k3s_certificates: None,
         collection_errors: vec![],
         health,
         problems: problems.iter().map(|p| (*p).to_owned()).collect(),
