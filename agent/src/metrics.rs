@@ -5,7 +5,8 @@
 use std::fmt::Write;
 
 use crate::report::{
-    Health, ListenerState, MetricsListener, NodeReport, PublishState, Publishing, UnitState,
+    CertificateExpiry, Health, ListenerState, MetricsListener, NodeReport, PublishState,
+    Publishing, UnitState,
 };
 
 /// The Content-Type of [`render`]'s output.
@@ -60,16 +61,7 @@ pub fn render(r: &NodeReport) -> String {
         );
     }
     if let Some(c) = &r.k3s_certificates {
-        m.gauge(
-            "k3s_certificate_expiry_timestamp_seconds",
-            "Unix time the first K3s leaf certificate to end ends.",
-            c.not_after as f64,
-        );
-        m.gauge(
-            "k3s_certificate_days_left",
-            "Whole days until the first K3s leaf certificate ends (K3s renews it at a start within 120 days).",
-            c.days_left as f64,
-        );
+        certificates(&mut m, c);
     }
     m.family("health", "Derived node health: 1 for the current state.");
     for h in Health::ALL {
@@ -283,6 +275,20 @@ fn escape_label(v: &str) -> String {
 
 fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// When the node's first K3s leaf certificate ends.
+fn certificates(m: &mut Metrics, c: &CertificateExpiry) {
+    m.gauge(
+        "k3s_certificate_expiry_timestamp_seconds",
+        "Unix time the first K3s leaf certificate to end ends.",
+        c.not_after as f64,
+    );
+    m.gauge(
+        "k3s_certificate_days_left",
+        "Whole days until the first K3s leaf certificate ends (K3s renews it at a start within 120 days).",
+        c.days_left as f64,
+    );
 }
 
 #[cfg(test)]
