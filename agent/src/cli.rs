@@ -13,6 +13,10 @@ Usage:
   pictl-agent serve [--listen ADDR] [--publish-config FILE]
                                       serve /healthz, /metrics and /v1/report
   pictl-agent report [--pretty]       collect once and print the JSON report
+  pictl-agent certificates --write FILE
+                                      note when the first K3s certificate ends
+                                      (root; K3s's unit runs it after each start
+                                      so that the daemon, unprivileged, knows)
   pictl-agent share --listen ADDR --for SECONDS [--port-file PATH] --file URLPATH=FILE...
                                       serve these files read-only for a while
                                       (pictl's node-to-node artifact copies)
@@ -42,6 +46,10 @@ pub enum Command {
     },
     Report {
         pretty: bool,
+    },
+    /// `certificates --write FILE`.
+    Certificates {
+        write: String,
     },
     Share(crate::share::ShareConfig),
     Version,
@@ -121,8 +129,26 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             Ok(Command::Report { pretty })
         }
         "share" => share(args),
+        "certificates" => certificates(args),
         _ => Err(UsageError::UnknownArgument(first)),
     }
+}
+
+/// `certificates --write FILE`.
+fn certificates(mut args: impl Iterator<Item = String>) -> Result<Command, UsageError> {
+    let mut write = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--write" => write = Some(args.next().ok_or(UsageError::MissingValue("--write"))?),
+            "-h" | "--help" => return Ok(Command::Help),
+            _ => match arg.strip_prefix("--write=") {
+                Some(v) => write = Some(v.to_owned()),
+                None => return Err(UsageError::UnknownArgument(arg)),
+            },
+        }
+    }
+    let write = write.ok_or(UsageError::MissingValue("--write"))?;
+    Ok(Command::Certificates { write })
 }
 
 /// `share --listen ADDR --for SECONDS [--port-file PATH] --file URLPATH=FILE...`
@@ -235,6 +261,27 @@ mod tests {
             p(&["serve", "--publish-config"]),
             Err(UsageError::MissingValue("--publish-config"))
         );
+    }
+
+    #[test]
+    fn certificates_needs_the_file_to_write() {
+        let want = Ok(Command::Certificates {
+            write: "/run/x.json".into(),
+        });
+        assert_eq!(p(&["certificates", "--write", "/run/x.json"]), want);
+        assert_eq!(p(&["certificates", "--write=/run/x.json"]), want);
+        assert_eq!(
+            p(&["certificates"]),
+            Err(UsageError::MissingValue("--write"))
+        );
+        assert_eq!(
+            p(&["certificates", "--write"]),
+            Err(UsageError::MissingValue("--write"))
+        );
+        assert!(matches!(
+            p(&["certificates", "-x"]),
+            Err(UsageError::UnknownArgument(_))
+        ));
     }
 
     #[test]

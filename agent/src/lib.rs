@@ -61,6 +61,12 @@ pub enum Error {
     },
     #[error("writing the report")]
     WriteReportFailed(#[source] std::io::Error),
+    #[error("writing {path}")]
+    WriteFailed {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

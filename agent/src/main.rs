@@ -33,6 +33,13 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Report { pretty } => report(pretty),
+        Command::Certificates { write } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let path = std::path::Path::new(&write);
+            pictl_agent::collect::certs::write_note(&Sources::system(), now, path)
+        }
         Command::Share(cfg) => {
             return match pictl_agent::share::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -182,6 +182,16 @@ fn apply_gives_each_agent_its_own_token_and_the_conditions_appear(lab: &Lab) {
             "RootFilesystemHasSpace"
         };
         assert_eq!(disk["reason"], want, "{disk:#}");
+        // Fresh K3s certificates (365 days) are outside the 120-day window.
+        let certs = condition(lab, n, "K3sCertificatesExpiring").expect("certificates published");
+        assert_eq!(
+            (&certs["status"], &certs["reason"]),
+            (
+                &serde_json::json!("False"),
+                &serde_json::json!("CertificatesValid")
+            ),
+            "{certs:#}"
+        );
         let p = &agent_report(lab, n)["publishing"];
         assert_eq!(p["state"], "ok", "{p:#}");
     }

@@ -7,6 +7,12 @@
 //! certificate of each file (the leaf; the CA bundle follows it), skipping
 //! the CAs (`*-ca.crt`, `*-ca.nochain.crt`: ten years, renewed by nobody on
 //! a restart). No date crate: the few DER fields needed are walked here.
+//!
+//! Those directories are root's: the agent's unprivileged daemon reads
+//! instead the note [`SNAPSHOT`] that `pictl-agent certificates --write`
+//! leaves, which K3s's unit runs after every start (pictl's drop-in
+//! `ExecStartPost=`), so the note follows every renewal, whoever restarted
+//! K3s. Run as root (`pictl-agent report` over SSH), the files are read.
 
 use rustls_ring::pki_types::CertificateDer;
 use rustls_ring::pki_types::pem::PemObject;
@@ -27,9 +33,53 @@ pub const DIRS: [&str; 3] = [
     "/var/lib/rancher/k3s/agent",
 ];
 
-/// The leaf that ends first, with its days left at `now` (unix seconds);
-/// `None` when there is no K3s certificate (K3s not installed yet).
+/// Where `pictl-agent certificates --write` leaves its note by default.
+pub const SNAPSHOT: &str = "/run/pictl-agent/k3s-certificates.json";
+
+/// The leaf that ends first, with its days left at `now`: from the
+/// certificate files when they are readable, else from the note at
+/// [`SNAPSHOT`]; `None` when there is neither (K3s not installed yet).
 pub fn collect(src: &Sources, now: u64) -> Result<Option<CertificateExpiry>> {
+    if let Some(found) = scan(src, now)? {
+        return Ok(Some(found));
+    }
+    let Some((path, text)) = src.read_optional(SNAPSHOT)? else {
+        return Ok(None);
+    };
+    let mut note: CertificateExpiry =
+        serde_json::from_str(&text).map_err(|_| parse_failed(&path, "a certificate note"))?;
+    note.days_left = days_left(note.not_after, now);
+    Ok(Some(note))
+}
+
+/// Writes the note of [`collect`]'s answer to `path` (0644, replaced
+/// atomically; its directory made 0755): only a file name and a date.
+pub fn write_note(src: &Sources, now: u64, path: &std::path::Path) -> Result<()> {
+    let failed = |source| crate::Error::WriteFailed {
+        path: path.to_path_buf(),
+        source,
+    };
+    let found = scan(src, now)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let Some(found) = found else {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(e)),
+            _ => Ok(()),
+        };
+    };
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(&found).unwrap_or_default();
+    std::fs::write(&tmp, text).map_err(failed)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(failed)
+}
+
+/// The leaf that ends first in the certificate directories that are
+/// readable; `None` when there is none.
+fn scan(src: &Sources, now: u64) -> Result<Option<CertificateExpiry>> {
     let mut earliest: Option<CertificateExpiry> = None;
     for dir in DIRS {
         let Ok(entries) = std::fs::read_dir(src.path(dir)) else {

@@ -124,3 +124,42 @@ fn utc_and_generalized_times_parse_to_unix_seconds() {
         .expect("found");
     assert_eq!(got.not_after, NOW as i64 + 40 * 365 * 86_400);
 }
+
+#[test]
+fn the_note_written_as_root_is_what_the_unprivileged_daemon_reads() {
+    let root_view = tempfile::tempdir().expect("tmp");
+    put(
+        root_view.path(),
+        "/var/lib/rancher/k3s/agent/client-kubelet.crt",
+        &leaf(90 * 86_400),
+    );
+    // The daemon's view: the note only (the certificate directories are
+    // root's); the days are counted at the daemon's own time.
+    let daemon_view = tempfile::tempdir().expect("tmp");
+    let note = daemon_view.path().join(SNAPSHOT.trim_start_matches('/'));
+    write_note(&sources(root_view.path().to_path_buf()), NOW, &note).expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&note).expect("note").permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let text = std::fs::read_to_string(&note).expect("note");
+    assert!(
+        !text.contains("PRIVATE") && text.contains("client-kubelet.crt"),
+        "{text}"
+    );
+    let got = collect(
+        &sources(daemon_view.path().to_path_buf()),
+        NOW + 10 * 86_400,
+    )
+    .expect("collect")
+    .expect("from the note");
+    assert_eq!(got.not_after, NOW as i64 + 90 * 86_400);
+    assert_eq!(got.days_left, 80);
+    // K3s gone: the note goes too.
+    std::fs::remove_dir_all(root_view.path().join("var")).expect("rm");
+    write_note(&sources(root_view.path().to_path_buf()), NOW, &note).expect("write");
+    assert!(!note.exists());
+    assert_eq!(
+        collect(&sources(daemon_view.path().to_path_buf()), NOW).expect("ok"),
+        None
+    );
+}

@@ -128,7 +128,7 @@ fn k3s_certificates(r: &NodeReport) -> Judged {
             K3S_CERTIFICATES_EXPIRING,
             Status::Unknown,
             "K3sCertificatesNotFound",
-            "no K3s certificate readable under /var/lib/rancher/k3s (none there, or not readable by the agent's user)".into(),
+            "no K3s certificate found: none readable under /var/lib/rancher/k3s and no note at /run/pictl-agent/k3s-certificates.json (K3s's drop-in writes it after each start)".into(),
         );
     };
     let when = crate::publish::rfc3339::format(u64::try_from(c.not_after).unwrap_or(0));

@@ -17,9 +17,15 @@ pub const AGENT_TOKEN: &str = "/etc/pictl-agent/token";
 pub const AGENT_CA: &str = "/etc/pictl-agent/ca.crt";
 pub const AGENT_PUBLISH: &str = "/etc/pictl-agent/publish.conf";
 pub const AGENT_DROPIN: &str = "/etc/systemd/system/pictl-agent.service.d/api.conf";
+/// The K3s unit's drop-in that has the health agent note, after each start
+/// of K3s, when its certificates end (see `steps::health_agent`).
+pub const SERVER_CERTS_HOOK: &str =
+    "/etc/systemd/system/k3s.service.d/pictl-agent-certificates.conf";
+pub const AGENT_CERTS_HOOK: &str =
+    "/etc/systemd/system/k3s-agent.service.d/pictl-agent-certificates.conf";
 pub const SERVER_UNINSTALL: &str = "/usr/local/bin/k3s-uninstall.sh";
 pub const AGENT_UNINSTALL: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
-pub const MANAGED: [&str; 13] = [
+pub const MANAGED: [&str; 15] = [
     K3S_BIN,
     CONFIG,
     SERVER_UNIT,
@@ -33,4 +39,6 @@ pub const MANAGED: [&str; 13] = [
     AGENT_CA,
     AGENT_PUBLISH,
     AGENT_DROPIN,
+    SERVER_CERTS_HOOK,
+    AGENT_CERTS_HOOK,
 ];

@@ -6,6 +6,12 @@
 //! `[agent] enabled = false`, an agent left on the node is removed: unit
 //! stopped and disabled, binary, unit, drop-in, token, CA and publishing
 //! config deleted (nothing left behind that holds a token).
+//!
+//! With the agent comes a drop-in for K3s's own unit, [`CERTS_HOOK`]: after
+//! every start of K3s (the one moment K3s renews its certificates) it runs
+//! `pictl-agent certificates --write`, as root, which notes when the first
+//! certificate ends where the unprivileged daemon reads it. Writing it
+//! reloads systemd; it restarts nothing.
 
 use std::time::Duration;
 
@@ -27,7 +33,11 @@ macro_rules! remove_agent {
     () => {
         r#"systemctl disable --now pictl-agent.service >/dev/null 2>&1 || true
 rm -f /etc/systemd/system/pictl-agent.service /usr/local/bin/pictl-agent
-rm -rf /etc/pictl-agent /etc/systemd/system/pictl-agent.service.d
+rm -rf /etc/pictl-agent /etc/systemd/system/pictl-agent.service.d /run/pictl-agent
+for u in k3s k3s-agent; do
+  rm -f /etc/systemd/system/$u.service.d/pictl-agent-certificates.conf
+  rmdir /etc/systemd/system/$u.service.d 2>/dev/null || true
+done
 systemctl daemon-reload
 id -u pictl-agent >/dev/null 2>&1 && userdel pictl-agent >/dev/null 2>&1
 "#
@@ -39,14 +49,32 @@ pub(super) use remove_agent;
 pub const REMOVE_SCRIPT: &str = concat!("set -u\n", remove_agent!());
 
 /// The agent's files pictl looks for on a node whose agent is disabled.
-pub const AGENT_FILES: [&str; 6] = [
+pub const AGENT_FILES: [&str; 8] = [
     paths::HEALTH_AGENT_BIN,
     paths::HEALTH_AGENT_UNIT,
     paths::AGENT_DROPIN,
     paths::AGENT_TOKEN,
     paths::AGENT_CA,
     paths::AGENT_PUBLISH,
+    paths::SERVER_CERTS_HOOK,
+    paths::AGENT_CERTS_HOOK,
 ];
+
+/// K3s's unit drop-in: the note written after each start of K3s (`-`: a
+/// failure of it never fails K3s).
+pub const CERTS_HOOK: &str = "# Managed by pictl: after each start of K3s (when it renews its certificates),\n\
+# the health agent notes when the first one ends, for its unprivileged daemon.\n\
+[Service]\n\
+ExecStartPost=-/usr/local/bin/pictl-agent certificates --write /run/pictl-agent/k3s-certificates.json\n";
+
+/// The drop-in's path for K3s's unit `unit` (`k3s.service`, `k3s-agent.service`).
+fn hook_path(unit: &str) -> &'static str {
+    if unit == "k3s.service" {
+        paths::SERVER_CERTS_HOOK
+    } else {
+        paths::AGENT_CERTS_HOOK
+    }
+}
 
 /// Install what differs, then reload/enable/start or restart the unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +85,9 @@ pub struct HealthAgentPlan {
     pub unit: Option<&'static str>,
     /// Replace the firewall drop-in (`Some(before)`: "absent" or "other content").
     pub dropin: Option<&'static str>,
+    /// Replace K3s's certificate drop-in at `hook_path`.
+    pub hook: Option<&'static str>,
+    pub hook_path: &'static str,
     /// Short sha256 of the binary to install.
     pub sha: String,
     /// Files whose content is right but mode or owner is not.
@@ -76,6 +107,8 @@ impl HealthAgentPlan {
             binary: None,
             unit: None,
             dropin: None,
+            hook: None,
+            hook_path: paths::SERVER_CERTS_HOOK,
             sha: String::new(),
             fixes: vec![],
             service: ServicePlan {
@@ -112,6 +145,11 @@ impl Plan for HealthAgentPlan {
         if let Some(before) = self.dropin {
             let after = "pictl's firewall drop-in";
             out.push(Change::new(paths::AGENT_DROPIN, before, after));
+        }
+        if let Some(before) = self.hook {
+            let after =
+                "pictl's drop-in (the agent notes the certificates' end after each K3s start)";
+            out.push(Change::new(self.hook_path, before, after));
         }
         out.extend(self.fixes.iter().flat_map(MetaFix::changes));
         // The unit file itself was listed above; the reload it implies is
@@ -154,6 +192,10 @@ id -u pictl-agent >/dev/null 2>&1 || useradd --system --no-create-home --home-di
 [ "$1" = no ] || systemctl enable --quiet --no-reload pictl-agent.service
 [ "$2" = no ] || systemctl daemon-reload
 if [ "$3" != none ]; then start_unit "$3" pictl-agent.service; fi
+# K3s's drop-in notes the certificates at its next start; now, the first note.
+/usr/local/bin/pictl-agent certificates --write '"#,
+    "/run/pictl-agent/k3s-certificates.json",
+    r#"' >/dev/null 2>&1 || true
 i=0
 until systemctl is-active --quiet pictl-agent.service; do
   i=$((i+1)); if [ $i -gt 50 ]; then systemctl status --no-pager --lines=5 pictl-agent.service >&2 || true; exit 1; fi
@@ -191,11 +233,19 @@ impl Step for HealthAgent {
         let unit_file = differs(cx, paths::HEALTH_AGENT_UNIT, &unit_sha, "modified");
         let dropin_sha = sha256_hex(cx.desired.agent_dropin.as_bytes());
         let dropin = differs(cx, paths::AGENT_DROPIN, &dropin_sha, "other content");
+        let hook_path = hook_path(cx.desired.unit_name);
+        let hook = differs(
+            cx,
+            hook_path,
+            &sha256_hex(CERTS_HOOK.as_bytes()),
+            "other content",
+        );
         // A file being replaced gets its mode and owner from the upload.
         let fixes: Vec<MetaFix> = [
             (binary, paths::HEALTH_AGENT_BIN, file::BINARY),
             (unit_file, paths::HEALTH_AGENT_UNIT, file::UNIT),
             (dropin, paths::AGENT_DROPIN, file::UNIT),
+            (hook, hook_path, file::UNIT),
         ]
         .into_iter()
         .filter(|(replaced, _, _)| replaced.is_none())
@@ -208,10 +258,14 @@ impl Step for HealthAgent {
         } else {
             ServiceAction::Keep
         };
+        // K3s's drop-in takes a reload (never a restart) while systemd holds K3s's unit.
+        let k3s_loaded = cx.facts.unit(cx.desired.unit_name).loaded;
         let plan = HealthAgentPlan {
             binary,
             unit: unit_file,
             dropin,
+            hook,
+            hook_path,
             sha: bin.sha256.get(..12).unwrap_or(&bin.sha256).to_string(),
             fixes,
             service: ServicePlan {
@@ -219,14 +273,14 @@ impl Step for HealthAgent {
                 daemon_reload: super::service::needs_reload(
                     &unit,
                     unit_file.is_some() || dropin.is_some() || !unit.enabled,
-                ),
+                ) || (hook.is_some() && k3s_loaded),
                 enable: !unit.enabled,
                 action: ServiceAction::start_or(&unit, restart),
             },
             from: cx.desired.agent_from.clone(),
             remove: vec![],
         };
-        if plan.service.is_empty() && binary.is_none() && plan.fixes.is_empty() {
+        if plan.service.is_empty() && binary.is_none() && hook.is_none() && plan.fixes.is_empty() {
             Check::Converged
         } else {
             Check::Change(plan)
@@ -283,6 +337,15 @@ impl Step for HealthAgent {
             t.put_file(dropin, paths::AGENT_DROPIN, file::UNIT.mode, sudo)
                 .await?;
         }
+        if plan.hook.is_some() {
+            let dir = plan.hook_path.rsplit_once('/').map_or("/", |(d, _)| d);
+            let mk = RemoteCommand::new("install")
+                .args(["-d", "-m", "0755", dir])
+                .sudo(sudo);
+            StepError::check_output("creating K3s's drop-in directory", t.exec(&mk).await?)?;
+            t.put_file(CERTS_HOOK.as_bytes(), plan.hook_path, file::UNIT.mode, sudo)
+                .await?;
+        }
         for fix in &plan.fixes {
             fix.apply(t, sudo).await?;
         }
@@ -296,5 +359,22 @@ impl Step for HealthAgent {
             .timeout(Duration::from_secs(60));
         StepError::check_output("starting pictl-agent", t.exec(&cmd).await?)?;
         Ok(Applied::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_is_written_where_the_daemon_reads_it() {
+        let note = pictl_agent::collect::certs::SNAPSHOT;
+        assert!(CERTS_HOOK.contains(&format!("certificates --write {note}\n")));
+        assert!(SCRIPT.contains(&format!("certificates --write '{note}'")));
+        assert_eq!(hook_path("k3s.service"), paths::SERVER_CERTS_HOOK);
+        assert_eq!(hook_path("k3s-agent.service"), paths::AGENT_CERTS_HOOK);
+        for p in [paths::SERVER_CERTS_HOOK, paths::AGENT_CERTS_HOOK] {
+            assert!(REMOVE_SCRIPT.contains(p.rsplit('/').next().expect("name")));
+        }
     }
 }

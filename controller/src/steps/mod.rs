@@ -22,7 +22,7 @@ pub use agent_access::{
 };
 pub use file::MetaFix;
 pub use health_agent::{
-    AGENT_FILES, HealthAgent, HealthAgentPlan, REMOVE_SCRIPT as REMOVE_AGENT_SCRIPT,
+    AGENT_FILES, CERTS_HOOK, HealthAgent, HealthAgentPlan, REMOVE_SCRIPT as REMOVE_AGENT_SCRIPT,
 };
 pub use k3s_adopt::{AdoptPlan, K3sAdopt, assess as assess_adoption};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};

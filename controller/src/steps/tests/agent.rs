@@ -61,6 +61,12 @@ fn with_agent(inv: &Inventory) -> (Desired, Facts) {
     );
     f.file_meta
         .insert(paths::AGENT_DROPIN.into(), FileMeta::root(0o644));
+    f.files.insert(
+        paths::SERVER_CERTS_HOOK.into(),
+        sha256_hex(crate::steps::CERTS_HOOK.as_bytes()),
+    );
+    f.file_meta
+        .insert(paths::SERVER_CERTS_HOOK.into(), FileMeta::root(0o644));
     let running = f.unit("k3s.service");
     f.units.insert("pictl-agent.service".into(), running);
     (d, f)
@@ -71,6 +77,31 @@ fn the_health_agent_is_left_alone_when_installed_and_running() {
     let inv = inventory();
     let (d, f) = with_agent(&inv);
     assert_eq!(check_one(&HealthAgent, &inv, &d, &f), Check::Converged);
+}
+
+/// K3s's certificate drop-in is written with a reload of systemd and
+/// nothing restarted: neither the agent nor K3s.
+#[test]
+fn k3s_certificate_drop_in_is_written_with_a_reload_and_no_restart() {
+    let inv = inventory();
+    let (d, mut f) = with_agent(&inv);
+    f.files.remove(paths::SERVER_CERTS_HOOK);
+    let Check::Change(p) = check_one(&HealthAgent, &inv, &d, &f) else {
+        panic!("expected a change")
+    };
+    assert_eq!(
+        (p.hook, p.hook_path),
+        (Some("absent"), paths::SERVER_CERTS_HOOK)
+    );
+    assert!(p.service.daemon_reload, "{p:?}");
+    assert_eq!(p.service.action, ServiceAction::Keep);
+    let shown: Vec<String> = p.changes().iter().map(Change::to_string).collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].starts_with(paths::SERVER_CERTS_HOOK), "{shown:?}");
+    assert_eq!(
+        check_one(&crate::steps::K3sService, &inv, &d, &f),
+        Check::Converged
+    );
 }
 
 #[test]
