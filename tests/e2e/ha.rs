@@ -369,6 +369,18 @@ fn a_server_annotated_for_removal_leaves_etcd_and_the_rest_keep_quorum() {
     );
 }
 
+/// The exit code of a process that must stop within 20 s.
+fn exit_code(s: &mut Server) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(st)) = s.proc.child.try_wait() {
+            return st.code();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", s.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn joins_k3s_refuses_fail_like_k3s() {
     let base = Scratch::new("ha-refuse");
     let s1 = Server::spawn(&base.0, "s1", &addr(1), "sekrit", &["--cluster-init"]).up();
@@ -376,17 +388,33 @@ fn joins_k3s_refuses_fail_like_k3s() {
     let good = s1.token();
     let wrong = format!("{}:wrong", good.rsplit_once(':').expect("token").0);
     let mut bad = Server::spawn(&base.0, "bad", &addr(4), &wrong, &["--server", &s1.url()]);
-    let start = Instant::now();
-    let code = loop {
-        if let Ok(Some(st)) = bad.proc.child.try_wait() {
-            break st.code();
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "{}", bad.log());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(code, Some(1));
+    assert_eq!(exit_code(&mut bad), Some(1));
     assert!(bad.log().contains("level=fatal"), "{}", bad.log());
     assert!(bad.log().contains("token is not valid"), "{}", bad.log());
+    // Critical settings that differ from the cluster's: refused before the
+    // join, each flag named (pkg/cluster/bootstrap.go compareConfig).
+    let odd_flags = [
+        "--server",
+        &s1.url(),
+        "--cluster-cidr",
+        "10.52.0.0/16",
+        "--flannel-backend",
+        "host-gw",
+    ];
+    let mut odd = Server::spawn(&base.0, "odd", &addr(7), &good, &odd_flags);
+    assert_eq!(exit_code(&mut odd), Some(1));
+    for line in [
+        "critical configuration mismatched: cluster-cidr",
+        "critical configuration mismatched: flannel-backend",
+        "level=fatal",
+        "failed to validate server configuration: critical configuration value mismatch between servers",
+    ] {
+        assert!(odd.log().contains(line), "{line:?} not in {}", odd.log());
+    }
+    assert!(!odd.log().contains("cluster-domain"), "{}", odd.log());
+    assert!(!odd.dir.join("data/server/db/etcd").exists());
+    let members = s1.k(&["get", "nodes", "-o", "name"]);
+    assert!(!members.contains("odd"), "{members}");
     // A server without cluster-init runs SQLite; a server joining it waits for
     // an etcd member list that never comes, and never gets up.
     let lone = Server::spawn(&base.0, "lone", &addr(5), "sekrit", &[]).up();

@@ -204,6 +204,14 @@ impl Settings {
             _ => None,
         }
     }
+    /// Any value as text: a list joined by commas, a boolean `true`/`false`.
+    pub fn text(&self, key: &str) -> Option<String> {
+        match self.values.get(key)? {
+            Val::Str(s) => Some(s.clone()).filter(|s| !s.is_empty()),
+            Val::Bool(b) => Some(b.to_string()),
+            Val::List(l) => Some(l.join(",")),
+        }
+    }
     pub fn bool(&self, key: &str) -> bool {
         matches!(self.values.get(key), Some(Val::Bool(true)))
     }

@@ -71,6 +71,36 @@ pub fn bootstrap_data(data_dir: &std::path::Path) -> Resp {
     )
 }
 
+/// pkg/cluster/bootstrap.go `compareConfig`: the critical args of the
+/// server joined (`/v1-k3s/config`, as user `node` with the agent token
+/// when set, else the token) against this one's; a config that cannot be
+/// fetched is skipped with K3s's warning.
+pub async fn compare_config(
+    server: &str,
+    raw_token: &str,
+    settings: &crate::config::Settings,
+) -> Result<()> {
+    let (url, ca_pem, secret) = crate::agent::validate_token(server, raw_token)
+        .await
+        .map_err(|e| anyhow!("failed to validate server configuration: {e:#}"))?;
+    let client = pinned_client(&ca_pem)?;
+    let auth = format!("node:{secret}");
+    let got = request(client, &url, "GET", "/v1-k3s/config", Some(&auth), b"").await;
+    let config = match got {
+        Ok(r) if r.status == 200 => serde_json::from_slice::<Value>(&r.body)?,
+        Ok(r) => {
+            let status = http_status(r.status);
+            crate::warn!("Skipping cluster configuration validation: {status}");
+            return Ok(());
+        }
+        Err(e) => {
+            crate::warn!("Skipping cluster configuration validation: {e:#}");
+            return Ok(());
+        }
+    };
+    crate::critical::compare(settings, &config)
+}
+
 /// pkg/cluster/bootstrap.go: validate the token against `server` (CA pinned as
 /// for agents), then take the cluster's CA. Any failure is fatal for a server.
 pub async fn fetch_bootstrap(

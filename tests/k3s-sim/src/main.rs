@@ -16,6 +16,7 @@ mod cgroups;
 mod cluster_reset;
 mod config;
 mod counter;
+mod critical;
 mod datadir;
 mod eviction;
 mod ha;

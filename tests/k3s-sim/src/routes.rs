@@ -46,6 +46,8 @@ pub struct Routes {
     pub ha: Option<Arc<crate::replicate::Ha>>,
     pub ca_pem: String,
     pub data_dir: PathBuf,
+    /// This server's `/v1-k3s/config` answer ([`crate::critical`]).
+    pub config: serde_json::Value,
 }
 
 impl Routes {
@@ -68,6 +70,14 @@ impl Routes {
             match &self.ha {
                 Some(ha) => crate::ha_api::db_info(ha, server_token_ok(&req, &self.cluster)),
                 None => text_resp(404, "404 page not found\n"),
+            }
+        } else if path == "/v1-k3s/config" {
+            // This server's own settings, for the node or server token.
+            match crate::supervisor::basic_auth_secret(&req) {
+                Some(s) if crate::supervisor::secret_ok(&self.cluster, &s) => {
+                    crate::api::json_resp(200, &self.config)
+                }
+                _ => unauthorized(),
             }
         } else if path.starts_with("/v1-k3s/") {
             match &self.ha {

@@ -220,6 +220,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         ha: ha.clone(),
         ca_pem: tls.ca_pem.clone(),
         data_dir: data_dir.clone(),
+        config: crate::critical::config_json(&settings),
     });
     tokio::spawn(accept(
         listener,
@@ -382,6 +383,8 @@ async fn credentials(
         join_url.is_some() && raw_token.is_some(),
     );
     if let (Datastore::Etcd(EtcdStart::Join), Some(url), Some(t)) = (ds, &join_url, &raw_token) {
+        let token = settings.str("agent-token").unwrap_or_else(|| t.clone());
+        crate::ha_api::compare_config(url, &token, settings).await?;
         crate::ha_api::fetch_bootstrap(url, t, data_dir).await?;
     }
     let tls = crate::certs::ensure(data_dir, sans)?;

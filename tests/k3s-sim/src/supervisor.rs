@@ -10,7 +10,7 @@ use hyper::{Request, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-fn basic_auth_secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
+pub(crate) fn basic_auth_secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
     use base64::Engine;
     let h = req.headers().get("authorization")?.to_str().ok()?;
     let enc = h.strip_prefix("Basic ")?;
@@ -22,7 +22,7 @@ fn basic_auth_secret(req: &Request<hyper::body::Incoming>) -> Option<String> {
     matches!(user, "node" | "server").then(|| secret.to_string())
 }
 
-fn secret_ok(cluster: &Cluster, given: &str) -> bool {
+pub(crate) fn secret_ok(cluster: &Cluster, given: &str) -> bool {
     use sha2::Digest;
     let g = sha2::Sha256::digest(given.as_bytes());
     cluster
