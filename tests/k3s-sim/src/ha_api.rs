@@ -86,6 +86,9 @@ pub async fn compare_config(
     let client = pinned_client(&ca_pem)?;
     let auth = format!("node:{secret}");
     let got = request(client, &url, "GET", "/v1-k3s/config", Some(&auth), b"").await;
+    if let Ok(r) = &got {
+        crate::debug!("cluster configuration from {server}: {}", String::from_utf8_lossy(&r.body));
+    }
     let config = match got {
         Ok(r) if r.status == 200 => serde_json::from_slice::<Value>(&r.body)?,
         Ok(r) => {
