@@ -87,7 +87,10 @@ pub async fn compare_config(
     let auth = format!("node:{secret}");
     let got = request(client, &url, "GET", "/v1-k3s/config", Some(&auth), b"").await;
     if let Ok(r) = &got {
-        crate::debug!("cluster configuration from {server}: {}", String::from_utf8_lossy(&r.body));
+        crate::debug!(
+            "cluster configuration from {server}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let config = match got {
         Ok(r) if r.status == 200 => serde_json::from_slice::<Value>(&r.body)?,
