@@ -3,7 +3,8 @@
 //! single-server (SQLite) lab: back up, delete an object and make another,
 //! restore: the first is back, the second gone, every node Ready, and the
 //! next `apply` changes nothing. A damaged backup is refused before
-//! anything on a node is stopped.
+//! anything on a node is stopped. Certificates inside K3s's renewal
+//! window are renewed by `apply`, one node at a time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
@@ -13,7 +14,10 @@ use pictl_e2e::pictl::{self, text};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 
 fn main() -> ExitCode {
-    let cases: &[Case] = pictl_e2e::cases![a_backup_restores_the_cluster_as_it_was,];
+    let cases: &[Case] = pictl_e2e::cases![
+        a_backup_restores_the_cluster_as_it_was,
+        certificates_inside_k3s_window_are_renewed_one_node_at_a_time,
+    ];
     harness::run(cases, LabSpec { nodes: 3, pi: &[] })
 }
 
@@ -148,4 +152,124 @@ fn restore(lab: &Lab, file: &Path, yes: bool) -> Output {
         args.push("--yes");
     }
     pictl(lab, &args)
+}
+
+/// When `unit`'s main process on `node` started (the host's monotonic
+/// clock, which every lab node shares), microseconds.
+fn started_at(lab: &Lab, node: &str, unit: &str) -> u64 {
+    let cmd = format!("systemctl show {unit} -p ExecMainStartTimestampMonotonic --value");
+    let out = lab.ssh_ok(node, "root", &cmd).expect("systemctl show");
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{node}: {out:?}"))
+}
+
+/// Days left on each node's first K3s certificate, as `pictl status` reads them.
+fn days_left(lab: &Lab) -> Vec<(String, i64)> {
+    let out = pictl(lab, &["status", "--output", "json"]);
+    let rows: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .map(|r| {
+            let days = r["certificates"]["days_left"].as_i64();
+            let name = r["name"].as_str().unwrap_or_default().to_string();
+            (name, days.unwrap_or_else(|| panic!("no certificates: {r}")))
+        })
+        .collect()
+}
+
+/// Days left as `node`'s health agent daemon (unprivileged) exports them,
+/// once they satisfy `want` (its report is cached for a few seconds).
+fn agent_days(lab: &Lab, node: &str, want: impl Fn(i64) -> bool) -> i64 {
+    let cmd = "curl -s http://127.0.0.1:9750/metrics | sed -n 's/^pictl_node_k3s_certificate_days_left //p'";
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = lab.ssh_ok(node, "root", cmd).unwrap_or_default();
+        match out.trim().parse::<i64>().ok() {
+            Some(d) if want(d) => return d,
+            _ if Instant::now() > deadline => panic!("{node}'s agent exports {out:?}"),
+            _ => std::thread::sleep(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
+fn certificates_inside_k3s_window_are_renewed_one_node_at_a_time(lab: &Lab) {
+    let out = pictl(lab, &["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Certificates signed for 30 days, as K3s signs them with
+    // CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS: node1's client certificate
+    // made again at its start, node2's kubelet ones at its agent's start;
+    // then the variable is gone, so the next start signs for a year.
+    let short = "mkdir -p /etc/systemd/system/k3s.service.d && \
+        printf '[Service]\\nEnvironment=CATTLE_NEW_SIGNED_CERT_EXPIRATION_DAYS=30\\n' \
+          >/etc/systemd/system/k3s.service.d/short-certs.conf && \
+        rm -f /var/lib/rancher/k3s/server/tls/client-admin.crt /var/lib/rancher/k3s/server/tls/client-admin.key && \
+        systemctl daemon-reload && systemctl restart k3s";
+    lab.ssh_ok("node1", "root", short)
+        .expect("short certificates");
+    lab.ssh_ok("node2", "root", "systemctl restart k3s-agent")
+        .expect("node2");
+    let undo = "rm /etc/systemd/system/k3s.service.d/short-certs.conf && systemctl daemon-reload";
+    lab.ssh_ok("node1", "root", undo).expect("undo");
+    let days = days_left(lab);
+    assert!(
+        days.iter().all(|(n, d)| (n == "node3") == (*d > 300)),
+        "{days:?}"
+    );
+    let node3 = started_at(lab, "node3", "k3s-agent");
+    // The agents' daemons know it too (K3s's drop-in noted it at its start).
+    agent_days(lab, "node1", |d| d < 30);
+    agent_days(lab, "node2", |d| d < 30);
+
+    let out = pictl(lab, &["status"]);
+    assert!(
+        text(&out).contains("inside K3s's 120-day renewal window"),
+        "{}",
+        text(&out)
+    );
+    let out = pictl(lab, &["plan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    for part in [
+        "renewed by a restart of K3s (node 1 of 2, servers first, one at a time)",
+        "renewed by a restart of K3s (node 2 of 2, servers first, one at a time)",
+        "(29 days left)",
+    ] {
+        assert!(text(&out).contains(part), "{part:?} not in {}", text(&out));
+    }
+
+    let started = Instant::now();
+    let out = pictl(lab, &["apply"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let days = days_left(lab);
+    assert!(days.iter().all(|(_, d)| *d > 300), "{days:?}");
+    agent_days(lab, "node1", |d| d > 300);
+    // The server first, then the agent; node3 (outside the window) untouched.
+    let (node1, node2) = (
+        started_at(lab, "node1", "k3s"),
+        started_at(lab, "node2", "k3s-agent"),
+    );
+    assert!(node1 < node2, "node2 restarted before node1");
+    assert_eq!(
+        started_at(lab, "node3", "k3s-agent"),
+        node3,
+        "node3 restarted"
+    );
+    let nodes = kubectl_ok(lab, &["get", "nodes", "--no-headers"]);
+    assert_eq!(nodes.matches(" Ready ").count(), 3, "{nodes}");
+    assert!(!nodes.contains("SchedulingDisabled"), "{nodes}");
+    // The renewed admin kubeconfig is already on the controller.
+    let out = pictl(lab, &["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        text(&out).matches("changed=0 ").count(),
+        3,
+        "{}",
+        text(&out)
+    );
+    eprintln!(
+        "certificate drill (2 of 3 nodes inside the window): renewed in {:.1} s",
+        took.as_secs_f64()
+    );
 }

@@ -48,6 +48,7 @@ async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     let rollout = async {
         one(&phases::UpgradeServers, run, w).await?;
         one(&phases::Servers, run, w).await?;
+        one(&phases::RenewCertificates, run, w).await?;
         one(&phases::Kubeconfig, run, w).await?;
         one(&phases::UpgradeAgents, run, w).await?;
         one(&phases::Agents, run, w).await
@@ -56,7 +57,6 @@ async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     // Whatever the rollout did, the seeds stop serving.
     one(&phases::RelayEnd, run, w).await?;
     rollout?;
-    one(&phases::RenewCertificates, run, w).await?;
     one(&phases::Readiness, run, w).await?;
     one(&phases::Uncordon, run, w).await?;
     one(&phases::NodeLabels, run, w).await?;

@@ -4,9 +4,14 @@
 //! this run, is restarted: one node at a time, servers first, each
 //! cordoned, drained and uncordoned as in an upgrade, and its certificates
 //! read again after the restart (a K3s that did not renew fails the node
-//! by name). The rollout stops at the first node that fails.
+//! by name). The rollout stops at the first node that fails. It runs
+//! before the kubeconfig phase: a server's renewal renews its admin
+//! kubeconfig, which the same run then writes to the controller.
 
-use super::upgrade::{Cx, cordon_and_drain, fail, report, uncordon_after, wait_ready};
+use super::upgrade::{
+    Cx, UpgradePlan, client_or_fail, client_or_warn, cordon_and_drain, fail, report,
+    uncordon_after, wait_ready,
+};
 use super::{Phase, Selected};
 use crate::cluster::{cordons, drain, nodes};
 use crate::error_chain;
@@ -16,6 +21,7 @@ use crate::report::{Status, StepReport};
 use crate::runner::error::{NodeFailure, RunError};
 use crate::runner::node::NodeRun;
 use crate::runner::run::Run;
+use crate::secret::Secret;
 use crate::step::StepError;
 use crate::step::{Change, StepId};
 use crate::transport::{RemoteCommand, Transport};
@@ -31,6 +37,7 @@ pub(crate) const RENEW: &str = concat!(
 dd=$2
 e() { printf '%s=%s\000' "$1" "$2"; }
 systemctl restart "$1"
+if [ "$1" = k3s ] && [ -f /etc/rancher/k3s/k3s.yaml ]; then e kubeconfig "$(cat /etc/rancher/k3s/k3s.yaml)"; fi
 "#,
     certs::cert_records!()
 );
@@ -61,9 +68,11 @@ fn unit_of(role: Role) -> &'static str {
     }
 }
 
-/// The nodes to renew, servers first, each with its first certificate.
+/// The nodes to renew, servers first, each with its first certificate,
+/// and the API to drain them with.
 pub struct RenewPlan {
     nodes: Vec<(usize, CertEnd)>,
+    api: UpgradePlan,
 }
 
 impl Phase for RenewCertificates {
@@ -71,7 +80,11 @@ impl Phase for RenewCertificates {
     type Plan = RenewPlan;
 
     fn select(&self, run: &Run<'_>) -> Selected {
-        Selected::with_api(run, |i| due(run, i).is_some())
+        let due = run
+            .alive(None)
+            .into_iter()
+            .filter(|&i| due(run, i).is_some());
+        Selected::Nodes(due.collect())
     }
 
     async fn plan(&self, run: &Run<'_>, nodes: &[usize]) -> Result<RenewPlan, RunError> {
@@ -80,11 +93,12 @@ impl Phase for RenewCertificates {
             .filter_map(|&i| Some((i, due(run, i)?)))
             .collect();
         due.sort_by_key(|(i, _)| (run.nodes[*i].node.role != Role::Server, *i));
-        Ok(RenewPlan { nodes: due })
+        let api = super::upgrade::plan(run, nodes).await;
+        Ok(RenewPlan { nodes: due, api })
     }
 
     async fn show(&self, run: &mut Run<'_>, plan: RenewPlan) -> Result<(), RunError> {
-        let Some(Ok(client)) = run.api.clone() else {
+        let Some((client, _)) = client_or_warn(run, plan.api) else {
             return Ok(());
         };
         let total = plan.nodes.len();
@@ -117,7 +131,7 @@ impl Phase for RenewCertificates {
     }
 
     async fn apply(&self, run: &mut Run<'_>, plan: RenewPlan, w: &Writer) -> Result<(), RunError> {
-        let Some(Ok(client)) = run.api.clone() else {
+        let Some((client, _)) = client_or_fail(run, plan.api) else {
             return Ok(());
         };
         for (k, (i, cert)) in plan.nodes.iter().enumerate() {
@@ -222,12 +236,26 @@ async fn restarted(n: &mut NodeRun<'_>, cx: &Cx<'_>, w: &Writer) -> Option<Vec<C
     let dir = crate::data_dir::on_node(f);
     let unit = unit_of(n.node.role);
     match restart(t.as_ref(), n.node.ssh.sudo, unit, &dir, cx.opts.wait, w).await {
-        Ok(after) => Some(after),
+        Ok(Restarted { certs, kubeconfig }) => {
+            if let Some(f) = n.facts.as_mut() {
+                f.certificates = certs.clone();
+                // The admin kubeconfig a server's start renewed, for the kubeconfig phase.
+                f.admin_kubeconfig = kubeconfig.or(f.admin_kubeconfig.take());
+            }
+            Some(certs)
+        }
         Err(e) => {
             fail(n, cx, format!("{}; left cordoned", error_chain(&e)));
             None
         }
     }
+}
+
+/// What a node has after its restart.
+pub struct Restarted {
+    pub certs: Vec<CertEnd>,
+    /// A server's admin kubeconfig (its client certificate renewed too).
+    pub kubeconfig: Option<Secret>,
 }
 
 /// Restarts `unit` and reads the certificates under `data_dir` again.
@@ -238,12 +266,21 @@ pub async fn restart(
     data_dir: &str,
     wait: std::time::Duration,
     _w: &Writer,
-) -> Result<Vec<CertEnd>, StepError> {
+) -> Result<Restarted, StepError> {
     let cmd = RemoteCommand::script(RENEW)
         .arg(unit)
         .arg(data_dir)
         .sudo(sudo)
         .timeout(wait.max(std::time::Duration::from_secs(120)));
     let out = StepError::check_output("the restart that renews certificates", t.exec(&cmd).await?)?;
-    Ok(certs::parse_records(&out.stdout_text()))
+    let text = Secret::new(out.stdout_text());
+    let kubeconfig = text
+        .expose()
+        .split('\0')
+        .find_map(|r| r.trim_start_matches('\n').strip_prefix("kubeconfig="))
+        .map(Secret::new);
+    Ok(Restarted {
+        certs: certs::parse_records(text.expose()),
+        kubeconfig,
+    })
 }
