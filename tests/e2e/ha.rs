@@ -400,7 +400,6 @@ fn joins_k3s_refuses_fail_like_k3s() {
         "10.52.0.0/16",
         "--flannel-backend",
         "host-gw",
-        "--debug",
     ];
     let mut odd = Server::spawn(&base.0, "odd", &addr(7), &good, &odd_flags);
     assert_eq!(exit_code(&mut odd), Some(1));

@@ -258,8 +258,8 @@ impl Step for HealthAgent {
         } else {
             ServiceAction::Keep
         };
-        // K3s's drop-in takes a reload (never a restart) while systemd holds K3s's unit.
-        let k3s_loaded = cx.facts.unit(cx.desired.unit_name).loaded;
+        // K3s's drop-in takes a reload, never a restart: always, since K3s's
+        // unit may have been loaded by this very run (a first start).
         let plan = HealthAgentPlan {
             binary,
             unit: unit_file,
@@ -273,7 +273,7 @@ impl Step for HealthAgent {
                 daemon_reload: super::service::needs_reload(
                     &unit,
                     unit_file.is_some() || dropin.is_some() || !unit.enabled,
-                ) || (hook.is_some() && k3s_loaded),
+                ) || hook.is_some(),
                 enable: !unit.enabled,
                 action: ServiceAction::start_or(&unit, restart),
             },
