@@ -77,13 +77,16 @@ pub fn write_note(src: &Sources, now: u64, path: &std::path::Path) -> Result<()>
     std::fs::rename(&tmp, path).map_err(failed)
 }
 
-/// The leaf that ends first in the certificate directories that are
-/// readable; `None` when there is none.
+/// The leaf that ends first in the certificate directories; `None` when
+/// there is none, or when some directory or certificate is not readable
+/// (the daemon's user: a partial answer could miss the first to end).
 fn scan(src: &Sources, now: u64) -> Result<Option<CertificateExpiry>> {
     let mut earliest: Option<CertificateExpiry> = None;
     for dir in DIRS {
-        let Ok(entries) = std::fs::read_dir(src.path(dir)) else {
-            continue;
+        let entries = match std::fs::read_dir(src.path(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return Ok(None),
         };
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -92,7 +95,15 @@ fn scan(src: &Sources, now: u64) -> Result<Option<CertificateExpiry>> {
         names.sort();
         for name in names {
             let rel = format!("{dir}/{name}");
-            let (path, text) = src.read(&rel)?;
+            let (path, text) = match src.read(&rel) {
+                Ok(found) => found,
+                Err(crate::Error::ReadFailed { source, .. })
+                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
             let der = CertificateDer::from_pem_slice(text.as_bytes())
                 .map_err(|_| parse_failed(&path, "a PEM certificate"))?;
             let not_after =
