@@ -123,6 +123,15 @@ pub struct UpgradeArgs {
     /// evicted, naming them; the node is uncordoned and not upgraded.
     #[arg(long)]
     pub drain_force: bool,
+
+    /// Remove from the cluster the nodes the inventory no longer names (a
+    /// board taken out): one at a time, each cordoned and drained, an etcd
+    /// server taken out of etcd first (refused when that would break the
+    /// quorum), then its Node and node-password Secret deleted. Without it
+    /// they are warned about and left. K3s still running on such a machine
+    /// registers it again: stop it (or `pictl reset` it first).
+    #[arg(long)]
+    pub prune_nodes: bool,
 }
 
 impl UpgradeArgs {
@@ -132,6 +141,7 @@ impl UpgradeArgs {
             drain: !self.no_drain,
             drain_timeout: Duration::from_secs(self.drain_timeout),
             drain_force: self.drain_force,
+            prune_nodes: self.prune_nodes,
         }
     }
 }

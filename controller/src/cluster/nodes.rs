@@ -182,6 +182,26 @@ pub async fn delete(client: &kube::Client, name: &str, _w: &Writer) -> Result<bo
     }
 }
 
+/// Deletes K3s's node-password Secret of `name` (`kube-system/<name>.node-password.k3s`,
+/// pkg/nodepassword), so that a new machine can register under that name;
+/// false when there was none.
+pub async fn delete_password(
+    client: &kube::Client,
+    name: &str,
+    _w: &Writer,
+) -> Result<bool, ClusterError> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "kube-system");
+    let secret = format!("{name}.node-password.k3s");
+    match api.delete(&secret, &Default::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(ClusterError::call(format!(
+            "deleting Secret kube-system/{secret}"
+        ))(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

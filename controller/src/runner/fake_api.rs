@@ -219,7 +219,12 @@ impl FakeApi {
             return self.other(method, path, query, body);
         }
         let Some(name) = path.strip_prefix("/api/v1/nodes/") else {
-            let items: Vec<serde_json::Value> = self.nodes.iter().map(|n| self.node(n)).collect();
+            // A deleted Node is gone from the list (its K3s is not running).
+            let deleted = self.deleted.lock().expect("deleted").clone();
+            let items: Vec<serde_json::Value> = (self.nodes.iter())
+                .filter(|n| !deleted.contains(n))
+                .map(|n| self.node(n))
+                .collect();
             return (
                 200,
                 serde_json::json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items}),

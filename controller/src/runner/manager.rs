@@ -59,6 +59,7 @@ async fn all(run: &mut Run<'_>, w: Option<&Writer>) -> Result<(), RunError> {
     rollout?;
     one(&phases::Readiness, run, w).await?;
     one(&phases::Uncordon, run, w).await?;
+    one(&phases::PruneNodes, run, w).await?;
     one(&phases::NodeLabels, run, w).await?;
     one(&phases::AgentAccessPhase, run, w).await?;
     one(&phases::Workload, run, w).await

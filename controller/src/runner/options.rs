@@ -37,6 +37,9 @@ pub struct Upgrade {
     /// Evict Pods nothing recreates and Pods with emptyDir data too
     /// (`--drain-force`); without it they stop their node's drain.
     pub drain_force: bool,
+    /// Remove from the cluster the Nodes the inventory no longer names
+    /// (`--prune-nodes`); without it they are warned about and left.
+    pub prune_nodes: bool,
 }
 
 impl Default for Upgrade {
@@ -46,6 +49,7 @@ impl Default for Upgrade {
             drain: true,
             drain_timeout: Duration::from_secs(300),
             drain_force: false,
+            prune_nodes: false,
         }
     }
 }

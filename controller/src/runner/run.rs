@@ -122,6 +122,36 @@ impl<'i> Run<'i> {
         }
     }
 
+    /// A report about a node the inventory no longer has, beside the
+    /// inventory's nodes (role `dropped`; failed when the step failed).
+    pub fn report_dropped(&mut self, name: &str, report: crate::report::StepReport) {
+        self.opts.progress.event(&crate::report::Event {
+            subject: name,
+            topic: crate::report::Topic::Step(report.step),
+            stage: crate::report::Stage::Finished(report.status),
+            detail: &report.describe(),
+        });
+        let failed = (report.status == crate::report::Status::Failed)
+            .then(|| report.message.clone().unwrap_or_default());
+        match self.dropped.iter_mut().find(|d| d.name == name) {
+            Some(d) => {
+                d.failed = d.failed.take().or(failed);
+                d.steps.push(report);
+            }
+            None => self.dropped.push(crate::report::NodeReport {
+                name: name.to_string(),
+                role: "dropped",
+                address: String::new(),
+                arch: None,
+                unreachable: None,
+                failed,
+                steps: vec![report],
+                ssh_round_trips: 0,
+                seconds: 0.0,
+            }),
+        }
+    }
+
     /// Keeps the run's list current with a Node a write answered with.
     pub fn saw(&mut self, node: k8s_openapi::api::core::v1::Node) {
         if let Some(list) = self.seen.as_mut() {

@@ -338,6 +338,7 @@ mod ha;
 mod joining;
 mod labels;
 mod lock;
+mod prune;
 mod rejoin;
 mod reset;
 mod rollback;

@@ -101,23 +101,7 @@ fn report_retired(run: &mut Run<'_>, name: &str, report: StepReport) {
         node.push(progress.as_ref(), report);
         return;
     }
-    progress.event(&crate::report::Event {
-        subject: name,
-        topic: crate::report::Topic::Step(report.step),
-        stage: crate::report::Stage::Finished(report.status),
-        detail: &report.describe(),
-    });
-    run.dropped.push(crate::report::NodeReport {
-        name: name.to_string(),
-        role: "dropped",
-        address: String::new(),
-        arch: None,
-        unreachable: None,
-        failed: None,
-        steps: vec![report],
-        ssh_round_trips: 0,
-        seconds: 0.0,
-    });
+    run.report_dropped(name, report);
 }
 
 fn rbac_report(status: Status, changes: Vec<Change>, why: Option<String>) -> StepReport {

@@ -14,6 +14,7 @@ mod connect;
 mod facts;
 mod kubeconfig;
 mod labels;
+mod prune;
 mod readiness;
 mod relay;
 mod renew_certs;
@@ -32,6 +33,7 @@ pub use connect::Connect;
 pub use facts::Facts;
 pub use kubeconfig::Kubeconfig;
 pub use labels::NodeLabels;
+pub use prune::PruneNodes;
 pub use readiness::Readiness;
 pub use relay::{Relay, RelayEnd};
 #[cfg(test)]
