@@ -1,7 +1,7 @@
 //! The phases of a run, one file each, in the order the manager runs them:
 //! connect → facts → relay → upgrade-servers → servers →
 //! renew-certificates → kubeconfig → upgrade-agents → agents → relay-end →
-//! readiness → uncordon → node-labels
+//! readiness → uncordon → prune-nodes → node-labels
 //! → agent-access → workload.
 //! Each selects the nodes it concerns (or the cluster) from what earlier
 //! phases found, and has a read-only `plan` returning a typed plan, a
