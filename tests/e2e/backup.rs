@@ -4,7 +4,8 @@
 //! restore: the first is back, the second gone, every node Ready, and the
 //! next `apply` changes nothing. A damaged backup is refused before
 //! anything on a node is stopped. Certificates inside K3s's renewal
-//! window are renewed by `apply`, one node at a time.
+//! window are renewed by `apply`, one node at a time. A board taken out
+//! (its entry deleted) is left until `apply --prune-nodes` removes it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let cases: &[Case] = pictl_e2e::cases![
         a_backup_restores_the_cluster_as_it_was,
         certificates_inside_k3s_window_are_renewed_one_node_at_a_time,
+        a_board_taken_out_is_removed_by_prune_nodes,
     ];
     harness::run(cases, LabSpec { nodes: 3, pi: &[] })
 }
@@ -270,6 +272,63 @@ fn certificates_inside_k3s_window_are_renewed_one_node_at_a_time(lab: &Lab) {
     );
     eprintln!(
         "certificate drill (2 of 3 nodes inside the window): renewed in {:.1} s",
+        took.as_secs_f64()
+    );
+}
+
+fn a_board_taken_out_is_removed_by_prune_nodes(lab: &Lab) {
+    let out = pictl(lab, &["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // node3 taken out for good: its K3s stopped, its entry deleted.
+    lab.ssh_ok("node3", "root", "systemctl stop k3s-agent")
+        .expect("stop node3");
+    let all = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let kept: Vec<&str> = all
+        .split("\n[[nodes]]")
+        .filter(|block| !block.contains("name = \"node3\""))
+        .collect();
+    let inv = lab.dir().join("without-node3.toml");
+    std::fs::write(&inv, kept.join("\n[[nodes]]")).expect("write inventory");
+    let run = |args: &[&str]| pictl::run(lab, &inv, args);
+
+    let out = run(&["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("--prune-nodes"), "{}", text(&out));
+    kubectl_ok(lab, &["get", "node", "node3"]);
+    let out = run(&["plan", "--prune-nodes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cordoned, drained, deleted"),
+        "{}",
+        text(&out)
+    );
+    kubectl_ok(lab, &["get", "node", "node3"]);
+
+    let started = Instant::now();
+    let out = run(&["apply", "--prune-nodes"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!kubectl(lab, &["get", "node", "node3"]).status.success());
+    let password = [
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "node3.node-password.k3s",
+    ];
+    assert!(!kubectl(lab, &password).status.success());
+    let nodes = kubectl_ok(lab, &["get", "nodes", "--no-headers"]);
+    assert_eq!(nodes.matches(" Ready ").count(), 2, "{nodes}");
+    let out = run(&["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        text(&out).matches("changed=0 ").count(),
+        2,
+        "{}",
+        text(&out)
+    );
+    eprintln!(
+        "scale-down drill (node3 taken out): pruned in {:.1} s",
         took.as_secs_f64()
     );
 }
