@@ -33,7 +33,7 @@ fn pruning(s: &Setup) -> Options {
     }
 }
 
-fn dropped<'r>(r: &'r RunReport) -> Option<&'r NodeReport> {
+fn dropped(r: &RunReport) -> Option<&NodeReport> {
     r.nodes
         .iter()
         .find(|n| n.name == "old" && n.role == "dropped")
