@@ -159,6 +159,16 @@ pub(super) fn is_write(c: &Call) -> bool {
     )
 }
 
+/// A node's reports of `step`, as JSON (their changes and messages).
+pub(super) fn step_text(report: &RunReport, name: &str, step: crate::step::StepId) -> String {
+    node(report, name)
+        .steps
+        .iter()
+        .filter(|r| r.step == step)
+        .map(|r| serde_json::to_string(r).expect("json"))
+        .collect()
+}
+
 pub(super) fn node<'r>(r: &'r RunReport, name: &str) -> &'r NodeReport {
     r.nodes
         .iter()

@@ -41,15 +41,6 @@ fn renewals(s: &Setup) -> Vec<String> {
         .collect()
 }
 
-fn step_text(report: &RunReport, name: &str, step: StepId) -> String {
-    node(report, name)
-        .steps
-        .iter()
-        .filter(|r| r.step == step)
-        .map(|r| serde_json::to_string(r).expect("json"))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_names_the_nodes_inside_the_window_and_apply_renews_them_one_at_a_time() {
     let s = expiring(3, 2, &["a1", "s2"]).await;

@@ -62,15 +62,6 @@ fn guard_calls(s: &Setup, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn step_text(report: &RunReport, name: &str, step: StepId) -> String {
-    node(report, name)
-        .steps
-        .iter()
-        .filter(|r| r.step == step)
-        .map(|r| serde_json::to_string(r).expect("json"))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_server_upgrade_starts_with_a_snapshot_and_agents_take_none() {
     for (servers, store) in [(1, "sqlite"), (3, "etcd")] {
