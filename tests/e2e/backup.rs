@@ -8,7 +8,7 @@
 //! (its entry deleted) is left until `apply --prune-nodes` removes it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output, Stdio};
+use std::process::{Command, ExitCode, Output};
 use std::time::Instant;
 
 use pictl_e2e::pictl::{self, text};
@@ -28,19 +28,11 @@ fn pictl(lab: &Lab, args: &[&str]) -> Output {
 }
 
 fn kubectl(lab: &Lab, args: &[&str]) -> Output {
-    Command::new(pictl::KUBECTL)
-        .arg("--kubeconfig")
-        .arg(pictl::lab_kubeconfig(lab))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl")
+    pictl::kubectl_output(&pictl::lab_kubeconfig(lab), args)
 }
 
 fn kubectl_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = kubectl(lab, args);
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    pictl::kubectl(&pictl::lab_kubeconfig(lab), args)
 }
 
 fn exists(lab: &Lab, cm: &str) -> bool {

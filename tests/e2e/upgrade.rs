@@ -9,7 +9,7 @@
 //! and survives, until `--drain-force`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output, Stdio};
+use std::process::{Command, ExitCode, Output};
 use std::time::{Duration, Instant};
 
 use pictl_e2e::pictl::{self, text};
@@ -47,19 +47,11 @@ fn report(o: &Output) -> Value {
 }
 
 fn kubectl_out(lab: &Lab, args: &[&str]) -> Output {
-    Command::new(pictl::KUBECTL)
-        .arg("--kubeconfig")
-        .arg(pictl::lab_kubeconfig(lab))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("kubectl")
+    pictl::kubectl_output(&pictl::lab_kubeconfig(lab), args)
 }
 
 fn kubectl(lab: &Lab, args: &[&str]) -> String {
-    let out = kubectl_out(lab, args);
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    pictl::kubectl(&pictl::lab_kubeconfig(lab), args)
 }
 
 fn json(lab: &Lab, args: &[&str]) -> Value {

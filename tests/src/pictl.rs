@@ -92,14 +92,20 @@ pub fn steps(report: &Value, name: &str, status: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Real kubectl through a kubeconfig; its stdout, or a panic with both streams.
-pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
+/// Real kubectl through a kubeconfig, without stdin; its output as it is.
+pub fn kubectl_output(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(KUBECTL)
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
+        .stdin(std::process::Stdio::null())
         .output()
-        .expect("kubectl");
+        .expect("kubectl")
+}
+
+/// Real kubectl through a kubeconfig; its stdout, or a panic with both streams.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = kubectl_output(kubeconfig, args);
     assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

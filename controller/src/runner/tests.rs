@@ -112,6 +112,14 @@ impl Setup {
     }
 
     /// The uploads and commands (not facts) since call `from`.
+    /// No node was written to (no upload, no command, no recorded facts):
+    /// what a plan must leave.
+    pub(super) fn assert_nothing_written(&self) {
+        let calls = self.fleet.calls().into_iter();
+        let writes: Vec<_> = calls.filter(|(_, c)| is_write(c)).collect();
+        assert!(writes.is_empty(), "plan wrote: {writes:?}");
+    }
+
     pub(super) fn writes_since(&self, from: usize) -> Vec<(String, Call)> {
         self.fleet.calls()[from..]
             .iter()
@@ -202,13 +210,7 @@ async fn plan_sends_no_command_with_side_effects_and_writes_no_state() {
     let s = setup(1, 2).await;
     let report = s.plan().await;
     assert!(report.changed() && !report.failed(), "{report:#?}");
-    let writes: Vec<_> = s
-        .fleet
-        .calls()
-        .into_iter()
-        .filter(|(_, c)| is_write(c))
-        .collect();
-    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+    s.assert_nothing_written();
     assert!(
         !s.dir.path().join("state").exists(),
         "plan created the state directory"

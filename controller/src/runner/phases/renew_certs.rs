@@ -9,7 +9,7 @@
 //! kubeconfig, which the same run then writes to the controller.
 
 use super::upgrade::{
-    Cx, UpgradePlan, client_or_fail, client_or_warn, cordon_and_drain, fail, report,
+    Cx, UpgradePlan, Work, client_or_fail, client_or_warn, cordon_and_drain, fail, report,
     uncordon_after, wait_ready,
 };
 use super::{Phase, Selected};
@@ -135,10 +135,15 @@ impl Phase for RenewCertificates {
             return Ok(());
         };
         for (k, (i, cert)) in plan.nodes.iter().enumerate() {
+            // Ready again on the release it runs.
+            let version = (run.nodes[*i].facts.as_ref())
+                .and_then(|f| f.k3s_version.clone())
+                .unwrap_or_default();
             let cx = Cx {
                 client: &client,
                 opts: run.opts,
-                version: "",
+                version: &version,
+                work: Work::Renewal,
             };
             renew_one(&mut run.nodes[*i], &cx, cert, w).await;
             if !run.nodes[*i].alive() {
@@ -194,8 +199,7 @@ async fn renew_one(n: &mut NodeRun<'_>, cx: &Cx<'_>, before: &CertEnd, w: &Write
         return;
     };
     let now = n.facts.as_ref().map_or(0, |f| f.node_now);
-    let version = n.facts.as_ref().and_then(|f| f.k3s_version.clone());
-    let ready = wait_ready(cx, &name, version.as_deref().unwrap_or_default()).await;
+    let ready = wait_ready(cx, &name, cx.version).await;
     let upgraded = match ready {
         Ok(live) => live,
         Err(e) => return fail(n, cx, format!("{}; left cordoned", error_chain(&e))),

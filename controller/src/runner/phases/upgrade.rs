@@ -78,7 +78,34 @@ async fn client(run: &Run<'_>) -> Result<kube::Client, ClusterError> {
 pub(super) struct Cx<'a> {
     pub client: &'a kube::Client,
     pub opts: &'a Options,
+    /// The release the node must be Ready on afterwards.
     pub version: &'a str,
+    /// What the node is drained for (the words of its messages).
+    pub work: Work,
+}
+
+/// Why a node is cordoned and drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Work {
+    Upgrade,
+    /// A restart that renews K3s's certificates.
+    Renewal,
+}
+
+impl Work {
+    fn name(self) -> &'static str {
+        match self {
+            Work::Upgrade => "upgrade",
+            Work::Renewal => "certificate renewal",
+        }
+    }
+
+    fn not_done(self) -> &'static str {
+        match self {
+            Work::Upgrade => "not upgraded",
+            Work::Renewal => "not restarted",
+        }
+    }
 }
 
 pub(super) fn report(
@@ -297,7 +324,7 @@ pub(super) async fn cordon_and_drain(
         match drain::cordon(cx.client, &live, w).await {
             Ok(cordoned) => live = cordoned,
             Err(e) => {
-                fail(n, cx, format!("upgrade: {}", error_chain(&e)));
+                fail(n, cx, format!("{}: {}", cx.work.name(), error_chain(&e)));
                 return None;
             }
         }
@@ -313,8 +340,8 @@ pub(super) async fn cordon_and_drain(
     let mut msg = error_chain(&e);
     match ours.then_some(drain::uncordon(cx.client, &live, w).await) {
         Some(Err(u)) => msg.push_str(&format!("; uncordoning it failed: {}", error_chain(&u))),
-        Some(Ok(_)) => msg.push_str("; node uncordoned and not upgraded"),
-        None => msg.push_str("; node not upgraded"),
+        Some(Ok(_)) => msg.push_str(&format!("; node uncordoned and {}", cx.work.not_done())),
+        None => msg.push_str(&format!("; node {}", cx.work.not_done())),
     }
     report(
         n,
@@ -446,6 +473,7 @@ impl UpgradeServers {
             client,
             opts: run.opts,
             version: &run.version,
+            work: Work::Upgrade,
         };
         for (k, &i) in nodes.iter().enumerate() {
             let Some(desired) = run.desired.get(&run.nodes[i].node.name) else {

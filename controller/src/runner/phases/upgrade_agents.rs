@@ -92,6 +92,7 @@ impl UpgradeAgents {
             client,
             opts: run.opts,
             version: &run.version,
+            work: super::upgrade::Work::Upgrade,
         };
         let (desired, store, opts) = (&run.desired, &run.store, run.opts);
         let (cx, handled_ref) = (&cx, &handled);

@@ -55,13 +55,7 @@ async fn plan_names_the_nodes_inside_the_window_and_apply_renews_them_one_at_a_t
     for n in ["s1", "s3", "a2"] {
         assert!(step_text(&plan, n, StepId::Certificates).is_empty(), "{n}");
     }
-    let writes: Vec<_> = s
-        .fleet
-        .calls()
-        .into_iter()
-        .filter(|(_, c)| is_write(c))
-        .collect();
-    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+    s.assert_nothing_written();
     assert_eq!((days(&s, "s2"), days(&s, "a1")), (30, 30));
 
     let report = s.apply().await;

@@ -126,13 +126,7 @@ async fn plan_names_the_snapshot_each_server_upgrade_takes() {
     );
     assert!(s1.contains("kept in /var/lib/pictl/previous"), "{s1}");
     assert!(!step_text(&report, "a1", StepId::Drain).contains("snapshot"));
-    let writes: Vec<_> = s
-        .fleet
-        .calls()
-        .into_iter()
-        .filter(|(_, c)| is_write(c))
-        .collect();
-    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+    s.assert_nothing_written();
 }
 
 #[tokio::test(flavor = "multi_thread")]

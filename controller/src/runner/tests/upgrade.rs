@@ -266,13 +266,7 @@ async fn plan_shows_the_upgrade_order_and_the_drains_and_writes_nothing() {
         "{}",
         drain_of("a2")
     );
-    let writes: Vec<_> = s
-        .fleet
-        .calls()
-        .into_iter()
-        .filter(|(_, c)| is_write(c))
-        .collect();
-    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+    s.assert_nothing_written();
     let requests = s.api.requests.lock().expect("requests").clone();
     assert!(
         requests.iter().all(|r| r.starts_with("GET ")),
