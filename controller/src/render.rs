@@ -139,6 +139,11 @@ pub fn agent_config(inv: &Inventory, node: &Node, join_token: &Secret) -> String
     to_yaml(&cfg)
 }
 
+/// `registries.yaml` from `[registries]` (`None`: the inventory has none).
+pub fn registries(inv: &Inventory) -> Option<String> {
+    inv.registries.as_ref().map(to_yaml)
+}
+
 pub fn api_url(inv: &Inventory) -> String {
     server_url(inv.api_address())
 }
@@ -160,8 +165,12 @@ fn ip_of(node: &Node) -> Option<&str> {
 }
 
 fn to_yaml<T: Serialize>(v: &T) -> String {
-    // Serializing plain strings, vectors and bools cannot fail.
-    let body = serde_yaml_ng::to_string(v).unwrap_or_default();
+    // Plain strings, vectors and bools cannot fail; a secret setting fails
+    // only when rendered before the run read it (plan and apply read them
+    // first: runner/resolve.rs), and then the text says so instead of
+    // holding a value.
+    let body = serde_yaml_ng::to_string(v)
+        .unwrap_or_else(|e| format!("# pictl could not render this file: {e}\n"));
     format!("{HEADER}{body}")
 }
 

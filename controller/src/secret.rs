@@ -87,6 +87,7 @@ mod token_tests {
 pub fn secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     k == "token"
+        || k == "auth"
         || k == "secret"
         || k.ends_with("-token")
         || k.ends_with("_token")

@@ -27,6 +27,8 @@ pub enum StateError {
     SecretFileOpen(PathBuf),
     #[error("{0} is empty")]
     SecretFileEmpty(PathBuf),
+    #[error("a {0} cannot be generated")]
+    NotGenerated(&'static str),
     #[error(
         "another pictl apply holds the lock for cluster {cluster} ({path}{holder}); wait for it to finish"
     )]
@@ -98,13 +100,22 @@ fn configured(
     what: &'static str,
 ) -> Result<Option<Secret>, StateError> {
     match source {
+        SecretSource::Generated => recorded(inv, name),
+        given => read_source(given, what).map(Some),
+    }
+}
+
+/// A secret from its variable or its 0600 file (a generated one is the
+/// state directory's: see [`recorded`]).
+pub fn read_source(source: &SecretSource, what: &'static str) -> Result<Secret, StateError> {
+    match source {
         SecretSource::Env(var) => std::env::var(var)
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .map(|v| Some(Secret::new(v.trim())))
+            .map(|v| Secret::new(v.trim()))
             .ok_or_else(|| StateError::TokenEnvMissing(var.clone(), what)),
-        SecretSource::File(path) => read_secret_file(path).map(Some),
-        SecretSource::Generated => recorded(inv, name),
+        SecretSource::File(path) => read_secret_file(path),
+        SecretSource::Generated => Err(StateError::NotGenerated(what)),
     }
 }
 

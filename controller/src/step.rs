@@ -67,6 +67,8 @@ pub struct Desired {
     pub binary_sha256: String,
     /// `config.yaml`.
     pub config: DesiredConfig,
+    /// `registries.yaml` as pictl renders it (`None`: not pictl's file).
+    pub registries: Option<crate::secret::Secret>,
     pub unit_name: &'static str,
     pub unit_path: &'static str,
     pub unit: String,

@@ -129,6 +129,8 @@ fn same(key: &str, have: Option<&Value>, want: &Value, view: NodeView<'_>) -> bo
         (_, Some(Value::Many(h)), Value::Many(w)) => {
             set(&Value::Many(h.clone())) == set(&Value::Many(w.clone()))
         }
+        // A secret setting the run read: equal when the node has its value.
+        (_, Some(h), w @ Value::Secret(_)) => set(h) == set(w),
         (_, Some(h), w) => h == w,
         (_, None, w) => is_default(key, w, view),
     }

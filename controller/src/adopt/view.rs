@@ -30,5 +30,10 @@ pub(super) fn set(v: &Value) -> BTreeSet<String> {
         Value::Many(items) => items.iter().cloned().collect(),
         Value::One(s) => std::iter::once(s.clone()).collect(),
         Value::Bool(b) => std::iter::once(b.to_string()).collect(),
+        // Compared, never shown: a resolved secret by its value.
+        Value::Secret(crate::inventory::SecretSetting::Value(v)) => {
+            std::iter::once(v.expose().to_string()).collect()
+        }
+        Value::Secret(s) => std::iter::once(s.to_string()).collect(),
     }
 }

@@ -2,6 +2,8 @@
 
 pub const K3S_BIN: &str = "/usr/local/bin/k3s";
 pub const CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+/// K3s's private registry config (its `--private-registry` default).
+pub const REGISTRIES: &str = "/etc/rancher/k3s/registries.yaml";
 /// The admin kubeconfig a server writes (K3s's default `write-kubeconfig`).
 pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 pub const SERVER_UNIT: &str = "/etc/systemd/system/k3s.service";
@@ -25,9 +27,10 @@ pub const AGENT_CERTS_HOOK: &str =
     "/etc/systemd/system/k3s-agent.service.d/pictl-agent-certificates.conf";
 pub const SERVER_UNINSTALL: &str = "/usr/local/bin/k3s-uninstall.sh";
 pub const AGENT_UNINSTALL: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
-pub const MANAGED: [&str; 15] = [
+pub const MANAGED: [&str; 16] = [
     K3S_BIN,
     CONFIG,
+    REGISTRIES,
     SERVER_UNIT,
     AGENT_UNIT,
     HEALTH_AGENT_BIN,

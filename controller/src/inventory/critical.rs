@@ -48,6 +48,7 @@ pub struct Mismatch {
 fn text(v: &K3sValue) -> String {
     let items: Vec<String> = match v {
         K3sValue::Bool(b) => return b.to_string(),
+        K3sValue::Secret(s) => return s.to_string(),
         K3sValue::One(s) => vec![s.clone()],
         K3sValue::Many(l) => l.clone(),
     };

@@ -27,6 +27,9 @@ pub struct Inventory {
     pub nodes: Vec<Node>,
     pub workload: Workload,
     pub agent: AgentSettings,
+    /// `[registries]`: K3s's `registries.yaml` on every node; `None`: the
+    /// file is not pictl's (left as it is).
+    pub registries: Option<Registries>,
 }
 
 /// The health agent pictl installs on every node.
@@ -188,6 +191,106 @@ pub enum K3sValue {
     Bool(bool),
     One(String),
     Many(Vec<String>),
+    /// A secret-bearing setting (`datastore-endpoint`, `etcd-s3-secret-key`,
+    /// …): where it comes from, then its value once a run read it.
+    Secret(SecretSetting),
+}
+
+/// A secret an inventory names by its source: as loaded, only the source;
+/// a run resolves it ([`crate::runner`]) before anything is rendered.
+/// Neither form ever formats the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSetting {
+    From(SecretSource),
+    Value(crate::secret::Secret),
+}
+
+impl serde::Serialize for SecretSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SecretSetting::Value(v) => s.serialize_str(v.expose()),
+            SecretSetting::From(_) => Err(serde::ser::Error::custom(
+                "a secret setting was rendered before the run read it",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SecretSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSetting::From(SecretSource::Env(v)) => write!(f, "{{ env = \"{v}\" }}"),
+            SecretSetting::From(SecretSource::File(p)) => {
+                write!(f, "{{ file = \"{}\" }}", p.display())
+            }
+            SecretSetting::From(SecretSource::Generated) => f.write_str("generate"),
+            SecretSetting::Value(_) => f.write_str(crate::secret::REDACTED),
+        }
+    }
+}
+
+/// `[registries]`: K3s's `/etc/rancher/k3s/registries.yaml`, as K3s
+/// documents it (docs.k3s.io/installation/private-registry; the shape is
+/// rancher/wharfie's `registries.Registry`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Registries {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mirrors: BTreeMap<String, Mirror>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, RegistryConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Mirror {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoint: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rewrite: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RegistryConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RegistryAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RegistryTls>,
+}
+
+/// Credentials: every secret only by `{ env }`/`{ file }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RegistryAuth {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretSetting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SecretSetting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_token: Option<SecretSetting>,
+}
+
+/// Files on the node (K3s reads them there) and the verify switch.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RegistryTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+impl Registries {
+    /// Every secret setting, to be read by a run.
+    pub fn secrets_mut(&mut self) -> impl Iterator<Item = &mut SecretSetting> {
+        self.configs
+            .values_mut()
+            .filter_map(|c| c.auth.as_mut())
+            .flat_map(|a| [&mut a.password, &mut a.auth, &mut a.identity_token])
+            .filter_map(Option::as_mut)
+    }
 }
 
 impl std::fmt::Display for K3sValue {
@@ -196,6 +299,7 @@ impl std::fmt::Display for K3sValue {
             K3sValue::Bool(b) => write!(f, "{b}"),
             K3sValue::One(s) => f.write_str(s),
             K3sValue::Many(v) => write!(f, "[{}]", v.join(", ")),
+            K3sValue::Secret(s) => write!(f, "{s}"),
         }
     }
 }
@@ -238,6 +342,7 @@ impl Cluster {
             Some(K3sValue::One(s)) => vec![s.clone()],
             Some(K3sValue::Many(v)) => v.clone(),
             Some(K3sValue::Bool(b)) => return Err(format!("cluster-cidr = {b} is not a CIDR")),
+            Some(K3sValue::Secret(_)) => return Err("cluster-cidr is not a secret".into()),
         };
         let mut out = Vec::new();
         for entry in entries.iter().flat_map(|e| e.split(',')).map(str::trim) {

@@ -185,6 +185,17 @@ fn is_dotted_decimal(s: &str) -> bool {
         })
 }
 
+/// An absolute path without `..` (a file on a node).
+pub fn absolute_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("{p:?} is not an absolute path"));
+    }
+    if p.split('/').any(|c| c == "..") || p.contains(char::is_control) {
+        return Err(format!("{p:?}: no \"..\" or control characters"));
+    }
+    Ok(())
+}
+
 pub fn unix_user(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 32

@@ -34,6 +34,8 @@ enum Ty {
     Def(&'static str),
     /// An array of tables (`[[nodes]]`).
     Tables(&'static Table),
+    /// Tables under names of the user's (registry hosts).
+    Map(&'static Table),
     /// Any key, string values (labels).
     StrMap,
     /// K3s config.yaml keys: their names and kinds are K3s's flags, checked
@@ -75,6 +77,7 @@ const ROOT: Table = Table {
         key("nodes", Ty::Tables(&NODE), NODE.doc),
         key("workload", Ty::Table(&WORKLOAD), WORKLOAD.doc),
         key("agent", Ty::Table(&AGENT), AGENT.doc),
+        key("registries", Ty::Table(&REGISTRIES), REGISTRIES.doc),
     ],
     required: &["cluster", "nodes"],
     exactly_one_of: &[],
@@ -327,6 +330,93 @@ const AGENT_BINARIES: Table = Table {
     exactly_one_of: &[],
 };
 
+const REGISTRIES: Table = Table {
+    path: "registries",
+    doc: "K3s's /etc/rancher/k3s/registries.yaml on every node (mirrors, rewrites, auth, TLS, as K3s documents them), 0600; K3s restarts only when it changes. Without this table the file is left as it is.",
+    keys: &[
+        key("mirrors", Ty::Map(&MIRROR), MIRROR.doc),
+        key("configs", Ty::Map(&REGISTRY_CONFIG), REGISTRY_CONFIG.doc),
+    ],
+    required: &[],
+    exactly_one_of: &[],
+};
+
+const MIRROR: Table = Table {
+    path: "registries.mirrors.*",
+    doc: "Mirrors of one registry (\"docker.io\", \"registry.lan:5000\", or \"*\" for all), tried in order before the registry itself.",
+    keys: &[
+        key(
+            "endpoint",
+            Ty::StrList,
+            "Endpoint URLs, e.g. [\"https://registry.lan:5000\"] (https when no scheme is given).",
+        ),
+        key(
+            "rewrite",
+            Ty::StrMap,
+            "Image-name rewrites: regular expression = replacement, e.g. { \"^rancher/(.*)\" = \"mirror/rancher/$1\" }.",
+        ),
+    ],
+    required: &[],
+    exactly_one_of: &[],
+};
+
+const REGISTRY_CONFIG: Table = Table {
+    path: "registries.configs.*",
+    doc: "Credentials and TLS for one registry host (as its endpoint names it).",
+    keys: &[
+        key("auth", Ty::Table(&REGISTRY_AUTH), REGISTRY_AUTH.doc),
+        key("tls", Ty::Table(&REGISTRY_TLS), REGISTRY_TLS.doc),
+    ],
+    required: &[],
+    exactly_one_of: &[],
+};
+
+const REGISTRY_AUTH: Table = Table {
+    path: "registries.configs.*.auth",
+    doc: "Registry credentials; secrets only as { env = \"VAR\" } or { file = \"path\" }, never shown in a plan or log.",
+    keys: &[
+        key("username", Ty::Str, "Basic-auth user name."),
+        key(
+            "password",
+            Ty::Secret { generate: false },
+            "Basic-auth password: { env = \"VAR\" } or { file = \"path\" } (mode 0600).",
+        ),
+        key(
+            "auth",
+            Ty::Secret { generate: false },
+            "A base64 user:password token instead of username/password.",
+        ),
+        key(
+            "identity_token",
+            Ty::Secret { generate: false },
+            "An OAuth identity token.",
+        ),
+    ],
+    required: &[],
+    exactly_one_of: &[],
+};
+
+const REGISTRY_TLS: Table = Table {
+    path: "registries.configs.*.tls",
+    doc: "TLS towards the registry; files are paths on the node.",
+    keys: &[
+        key(
+            "ca_file",
+            Ty::Str,
+            "CA bundle that signs the registry's certificate (absolute path on the node).",
+        ),
+        key("cert_file", Ty::Str, "Client certificate (with key_file)."),
+        key("key_file", Ty::Str, "Client key (with cert_file)."),
+        key(
+            "insecure_skip_verify",
+            Ty::Bool,
+            "Skip verifying the registry's certificate (only for a lab).",
+        ),
+    ],
+    required: &[],
+    exactly_one_of: &[],
+};
+
 /// Every table of the inventory, each once.
 pub const TABLES: &[&Table] = &[
     &ROOT,
@@ -336,6 +426,11 @@ pub const TABLES: &[&Table] = &[
     &WORKLOAD,
     &AGENT,
     &AGENT_BINARIES,
+    &REGISTRIES,
+    &MIRROR,
+    &REGISTRY_CONFIG,
+    &REGISTRY_AUTH,
+    &REGISTRY_TLS,
 ];
 
 impl Table {
@@ -425,12 +520,17 @@ fn value(ty: &Ty) -> Value {
         Ty::Table(t) => Value::Object(object(t)),
         Ty::Def(name) => json!({ "$ref": format!("#/$defs/{name}") }),
         Ty::Tables(t) => json!({ "type": "array", "items": Value::Object(object(t)) }),
+        Ty::Map(t) => json!({ "type": "object", "additionalProperties": Value::Object(object(t)) }),
         Ty::StrMap => json!({ "type": "object", "additionalProperties": { "type": "string" } }),
+        // A secret-bearing setting (datastore-endpoint, etcd-s3-secret-key,
+        // …) takes { env } / { file }.
         Ty::K3sSettings => json!({
             "type": "object",
             "additionalProperties": {
-                "type": ["boolean", "string", "integer", "array"],
+                "type": ["boolean", "string", "integer", "array", "object"],
                 "items": { "type": "string" },
+                "properties": { "env": { "type": "string" }, "file": { "type": "string" } },
+                "additionalProperties": false,
             },
         }),
     }

@@ -74,6 +74,7 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         version: i.version.to_string(),
         binary_sha256: i.binary_sha256,
         config,
+        registries: render::registries(inv).map(Secret::new),
         unit_name: render::unit_name(role),
         unit_path: match role {
             Role::Server => facts::paths::SERVER_UNIT,

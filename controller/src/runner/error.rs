@@ -13,6 +13,12 @@ pub enum RunError {
     NodeLocked { node: String, holder: String },
     #[error(transparent)]
     State(#[from] state::StateError),
+    #[error("{what}: {source}")]
+    SettingSecret {
+        what: String,
+        #[source]
+        source: state::StateError,
+    },
     #[error(transparent)]
     Channel(#[from] crate::channel::ChannelError),
     #[error("node {node}: the sudo password is not available: {why}")]

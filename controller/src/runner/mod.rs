@@ -22,6 +22,7 @@ mod options;
 pub(crate) mod phases;
 mod quorum;
 mod reset;
+mod resolve;
 mod restore;
 mod run;
 mod secret;
@@ -83,6 +84,7 @@ pub async fn plan(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError
     let started = Instant::now();
     let version = version(inv, opts).await?;
     preconditions(inv)?;
+    let inv = &resolve::resolved(inv)?;
     let store = ArtifactStore::new(&inv.cluster.mirror, &version, &opts.cache_dir, false);
     let mut run = run::Run::new(inv, opts, version, store);
     manager::plan(&mut run).await?;
@@ -94,6 +96,7 @@ pub async fn apply(inv: &Inventory, opts: &Options) -> Result<RunReport, RunErro
     let started = Instant::now();
     let version = version(inv, opts).await?;
     preconditions(inv)?;
+    let inv = &resolve::resolved(inv)?;
     // The run's one Writer: everything that writes asks for it.
     let w = Writer::for_apply();
     let _lock = state::lock_cluster(inv, &w)?;

@@ -128,7 +128,7 @@ impl Setup {
             .collect()
     }
 
-    fn options(&self) -> Options {
+    pub(super) fn options(&self) -> Options {
         Options {
             concurrency: 8,
             connector: Arc::new(self.fleet.clone()),
@@ -146,7 +146,7 @@ impl Setup {
         apply(&self.inv, &self.options()).await.expect("apply runs")
     }
 
-    async fn plan(&self) -> RunReport {
+    pub(super) async fn plan(&self) -> RunReport {
         plan(&self.inv, &self.options()).await.expect("plan runs")
     }
 
@@ -351,6 +351,7 @@ mod joining;
 mod labels;
 mod lock;
 mod prune;
+mod registries;
 mod rejoin;
 mod reset;
 mod rollback;

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 
-use super::{HealthAgent, K3sConfig, K3sConfigPlan, K3sUnit, K3sUnitPlan};
+use super::{
+    HealthAgent, K3sConfig, K3sConfigPlan, K3sRegistries, K3sUnit, K3sUnitPlan, RegistriesPlan,
+};
 use crate::error_chain;
 use crate::facts::paths;
 use crate::step::{Check, DesiredConfig, NodeCx, Step, StepError, StepId};
@@ -46,6 +48,16 @@ fn rewrites(cx: &NodeCx<'_>) -> Vec<Rewrite> {
             path: paths::CONFIG,
             want: c.expose().to_string(),
             present: present(paths::CONFIG),
+        });
+    }
+    if let (Check::Change(RegistriesPlan::Write { .. }), Some(r)) =
+        (K3sRegistries.check(cx), &cx.desired.registries)
+    {
+        out.push(Rewrite {
+            step: StepId::K3sRegistries,
+            path: paths::REGISTRIES,
+            want: r.expose().to_string(),
+            present: present(paths::REGISTRIES),
         });
     }
     if let Check::Change(K3sUnitPlan::Write { path, was_present }) = K3sUnit.check(cx) {

@@ -22,7 +22,12 @@ use crate::transport::RemoteCommand;
 pub struct K3sService;
 
 /// The steps whose changes K3s only picks up when restarted.
-const INPUT_STEPS: [StepId; 3] = [StepId::K3sBinary, StepId::K3sConfig, StepId::K3sUnit];
+const INPUT_STEPS: [StepId; 4] = [
+    StepId::K3sBinary,
+    StepId::K3sConfig,
+    StepId::K3sRegistries,
+    StepId::K3sUnit,
+];
 
 impl Plan for ServicePlan {
     fn changes(&self) -> Vec<Change> {
@@ -111,8 +116,14 @@ mv /var/lib/pictl/k3s-started-with.tmp /var/lib/pictl/k3s-started-with
 );
 
 impl K3sService {
-    fn inputs(cx: &NodeCx<'_>) -> [&'static str; 3] {
-        [paths::K3S_BIN, paths::CONFIG, cx.desired.unit_path]
+    /// The files K3s reads at start that pictl writes (registries.yaml
+    /// only when the inventory has `[registries]`).
+    fn inputs(cx: &NodeCx<'_>) -> Vec<&'static str> {
+        let mut files = vec![paths::K3S_BIN, paths::CONFIG, cx.desired.unit_path];
+        if cx.desired.registries.is_some() {
+            files.push(paths::REGISTRIES);
+        }
+        files
     }
 
     fn restart_reason(cx: &NodeCx<'_>) -> Option<RestartReason> {

@@ -9,6 +9,7 @@ mod health_agent;
 mod k3s_adopt;
 mod k3s_binary;
 mod k3s_config;
+mod k3s_registries;
 mod k3s_reset;
 mod k3s_service;
 pub(crate) mod k3s_tools;
@@ -27,6 +28,7 @@ pub use health_agent::{
 pub use k3s_adopt::{AdoptPlan, K3sAdopt, assess as assess_adoption};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
 pub use k3s_config::{K3sConfig, K3sConfigPlan};
+pub use k3s_registries::{K3sRegistries, RegistriesPlan};
 pub use k3s_reset::{K3sReset, ResetPlan};
 pub use k3s_service::K3sService;
 pub use k3s_tools::{K3sTools, ToolsPlan, uninstall_path};
@@ -54,6 +56,7 @@ pub async fn visit<V: StepVisitor + Send>(v: &mut V) -> ControlFlow<()> {
     v.visit(&K3sBinary).await?;
     v.visit(&K3sTools).await?;
     v.visit(&K3sConfig).await?;
+    v.visit(&K3sRegistries).await?;
     v.visit(&K3sUnit).await?;
     v.visit(&K3sService).await?;
     v.visit(&HealthAgent).await

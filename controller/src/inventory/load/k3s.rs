@@ -6,9 +6,10 @@
 use toml::de::DeValue;
 
 use super::Loader;
-use crate::inventory::model::{K3sSettings, K3sValue};
+use crate::inventory::model::{K3sSettings, K3sValue, SecretSetting};
 use crate::inventory::reader::{self, Located, TableReader};
 use crate::k3s_flags::{self, Kind};
+use crate::secret;
 
 /// config.yaml keys pictl writes from other inventory keys.
 pub const OWNED: &[&str] = &[
@@ -57,7 +58,12 @@ impl Loader<'_, '_> {
                 continue;
             };
             let value_at = Located::new((), v.span(), at.path.clone());
-            let Some(value) = self.k3s_value(&value_at, kind, v.get_ref()) else {
+            let value = if secret_setting(name) {
+                self.k3s_secret(&value_at, name, v.get_ref())
+            } else {
+                self.k3s_value(&value_at, kind, v.get_ref())
+            };
+            let Some(value) = value else {
                 continue;
             };
             if name == "write-kubeconfig-mode" && !is_file_mode(&value) {
@@ -103,6 +109,39 @@ impl Loader<'_, '_> {
         }
     }
 
+    /// A secret-bearing setting: `{ env }`/`{ file }`; a string only where
+    /// it holds no secret (a `datastore-endpoint` without a password).
+    fn k3s_secret(&mut self, at: &Located<()>, name: &str, v: &DeValue<'_>) -> Option<K3sValue> {
+        match v {
+            DeValue::Table(inner) => {
+                let r = TableReader::new(at.path.clone(), at.span.clone(), inner);
+                let source = self.secret_table(&r, at, name)?;
+                Some(K3sValue::Secret(SecretSetting::From(source)))
+            }
+            DeValue::String(s) if !secret::secret_key(name) && !holds_password(s) => {
+                Some(K3sValue::One(s.to_string()))
+            }
+            DeValue::String(_) => {
+                let hint = format!(
+                    "\"{name}\" = {{ env = \"VAR\" }} or {{ file = \"path\" }} (mode 0600): the value is read when a run starts and written only into K3s's 0600 config"
+                );
+                self.report(
+                    at,
+                    format!("{name} is written in clear text in the inventory"),
+                    Some(&hint),
+                );
+                None
+            }
+            other => {
+                let found = reader::kind_name(other);
+                let msg =
+                    format!("expected {{ env = \"VAR\" }} or {{ file = \"path\" }}, found {found}");
+                self.report(at, msg, None);
+                None
+            }
+        }
+    }
+
     fn k3s_value(&mut self, at: &Located<()>, kind: Kind, v: &DeValue<'_>) -> Option<K3sValue> {
         let expected = match kind {
             Kind::Bool => "true or false",
@@ -130,6 +169,18 @@ impl Loader<'_, '_> {
         }
         value
     }
+}
+
+/// K3s settings whose value is (or may hold) a secret: taken only from
+/// `{ env }`/`{ file }` and redacted everywhere.
+pub fn secret_setting(name: &str) -> bool {
+    secret::secret_key(name) || matches!(name, "datastore-endpoint" | "vpn-auth")
+}
+
+/// A URL or DSN with a password in it (`postgres://u:p@h/db`,
+/// `mysql://u:p@tcp(h)/db`), or `vpn-auth`'s `joinKey=…`.
+fn holds_password(value: &str) -> bool {
+    secret::redact_word(value).is_some() || value.contains("joinKey=")
 }
 
 /// Three or four octal digits (K3s: `strconv.ParseInt(mode, 8, 0)`).

@@ -11,6 +11,7 @@
 mod cluster;
 mod k3s;
 mod nodes;
+mod registries;
 mod secret;
 mod ssh;
 mod workload;
@@ -28,7 +29,7 @@ use super::model::{AgentSettings, Inventory, MAX_INVENTORY_BYTES, Workload};
 use super::reader::{self, Located, TableReader};
 use super::rules::Violation;
 
-const ROOT_KEYS: &[&str] = &["cluster", "ssh", "nodes", "workload", "agent"];
+const ROOT_KEYS: &[&str] = &["cluster", "ssh", "nodes", "workload", "agent", "registries"];
 
 /// The keys each table may hold, by the table's key path (`nodes[]` for
 /// every node): what the JSON Schema ([`super::schema`]) must agree with.
@@ -42,6 +43,11 @@ pub(super) fn key_lists() -> Vec<(&'static str, Vec<&'static str>)> {
         ("workload", workload::WORKLOAD_KEYS.to_vec()),
         ("agent", workload::AGENT_KEYS.to_vec()),
         ("agent.binaries", workload::agent_binary_keys()),
+        ("registries", registries::REGISTRIES_KEYS.to_vec()),
+        ("registries.mirrors.*", registries::MIRROR_KEYS.to_vec()),
+        ("registries.configs.*", registries::CONFIG_KEYS.to_vec()),
+        ("registries.configs.*.auth", registries::AUTH_KEYS.to_vec()),
+        ("registries.configs.*.tls", registries::TLS_KEYS.to_vec()),
     ]
 }
 
@@ -306,12 +312,16 @@ impl Loader<'_, '_> {
         let agent = root
             .table(self.sink, "agent")
             .map_or_else(AgentSettings::default, |t| self.agent(&t, cluster.as_ref()));
+        let registries = root
+            .table(self.sink, "registries")
+            .map(|t| self.registries(&t));
         Some(Inventory {
             source: PathBuf::new(),
             cluster: cluster?,
             nodes,
             workload,
             agent,
+            registries,
         })
     }
 }

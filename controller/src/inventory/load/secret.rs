@@ -61,7 +61,7 @@ impl Loader<'_, '_> {
         }
     }
 
-    fn secret_table(
+    pub(super) fn secret_table(
         &mut self,
         r: &TableReader<'_, '_>,
         here: &Located<()>,

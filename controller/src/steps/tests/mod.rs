@@ -53,6 +53,7 @@ pub(super) fn desired(inv: &Inventory) -> Desired {
             &Secret::new("sec"),
             None,
         ))),
+        registries: render::registries(inv).map(Secret::new),
         unit_name: "k3s.service",
         unit_path: paths::SERVER_UNIT,
         unit: render::unit_file(node.role),
