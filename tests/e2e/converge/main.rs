@@ -48,6 +48,11 @@ use adoption::{
     an_install_sh_server_with_extra_names_labels_and_mode_loses_nothing,
     the_uninstall_script_removes_k3s_and_apply_puts_the_node_back,
 };
+mod registries;
+use registries::{
+    a_registry_endpoint_k3s_would_skip_is_refused_by_validate_with_its_line,
+    registries_reach_k3s_with_a_restart_only_when_changed,
+};
 mod reset;
 use reset::{
     a_dangling_kubectl_link_is_replaced_and_a_file_not_k3s_is_left,
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
         plan_diff_shows_config_drift_with_the_token_redacted,
         stopped_service_is_planned_and_repaired,
         label_and_taint_changes_reach_the_node_without_a_restart,
+        registries_reach_k3s_with_a_restart_only_when_changed,
+        a_registry_endpoint_k3s_would_skip_is_refused_by_validate_with_its_line,
         a_second_concurrent_apply_is_refused_by_the_lock,
         a_node_another_controller_holds_stops_apply_before_any_change,
         sudo_password_goes_through_stdin_and_repairs_drift,

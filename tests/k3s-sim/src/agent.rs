@@ -28,6 +28,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         crate::info!("Using config file {}", f.display());
     }
     crate::cgroups::validate()?;
+    crate::registries::setup(&settings)?;
     let name = crate::server::node_name(&settings);
     let labels = crate::server::node_labels(&settings)?;
     let taints = settings.list("node-taint");

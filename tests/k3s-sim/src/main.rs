@@ -40,6 +40,7 @@ mod policy_tables;
 mod proto;
 mod quota;
 mod rbac;
+mod registries;
 mod replicate;
 mod routes;
 mod schedule;

@@ -231,6 +231,8 @@ pub async fn run(settings: Settings) -> Result<()> {
     crate::info!("Kube API server is now running");
     let (name, grace) = (own.name.clone(), own.grace);
     let member = ha.as_ref().map(|h| h.ms.me.name.clone());
+    // The embedded agent sets up containerd (its registries) before its kubelet.
+    crate::registries::setup(&settings)?;
     register_own_node(own, &cluster, &listen, &tls, member).await?;
     spawn_controllers(cluster, tls.ca_pem.clone(), ha);
     crate::info!(
