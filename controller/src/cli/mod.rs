@@ -134,6 +134,17 @@ pub struct UpgradeArgs {
     pub prune_nodes: bool,
 }
 
+/// `--nodes` of plan and apply.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodesArg {
+    /// Only these nodes (comma-separated names), as Ansible's --limit.
+    /// Servers a selected agent needs are still checked, never changed
+    /// unless named; other agents are not contacted; the workload and
+    /// --prune-nodes are left to a run of the whole cluster.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub nodes: Vec<String>,
+}
+
 impl UpgradeArgs {
     fn resolve(&self) -> runner::Upgrade {
         runner::Upgrade {
@@ -181,6 +192,8 @@ pub enum Command {
         diff: bool,
         #[command(flatten)]
         upgrade: UpgradeArgs,
+        #[command(flatten)]
+        limit: NodesArg,
     },
     /// Converge every node: install or upgrade K3s, join agents, fetch kubeconfig.
     ///
@@ -216,6 +229,8 @@ pub enum Command {
         /// (no node-to-node copies).
         #[arg(long)]
         no_relay: bool,
+        #[command(flatten)]
+        limit: NodesArg,
     },
     /// Show every node's state in one table (read-only).
     ///
@@ -390,11 +405,24 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
     match &cli.command {
         Command::Validate => validate(&cli),
-        Command::Plan { diff, upgrade } => {
-            converge(&cli, Mode::Plan, *diff, upgrade.resolve(), true).await
-        }
-        Command::Apply { upgrade, no_relay } => {
-            converge(&cli, Mode::Apply, false, upgrade.resolve(), !*no_relay).await
+        Command::Plan {
+            diff,
+            upgrade,
+            limit,
+        } => converge(&cli, Mode::Plan, *diff, upgrade.resolve(), (true, limit)).await,
+        Command::Apply {
+            upgrade,
+            no_relay,
+            limit,
+        } => {
+            converge(
+                &cli,
+                Mode::Apply,
+                false,
+                upgrade.resolve(),
+                (!*no_relay, limit),
+            )
+            .await
         }
         Command::Kubeconfig { out } => write_kubeconfig(&cli, out.as_deref()),
         Command::Backup => backup(&cli).await,
@@ -509,6 +537,7 @@ pub(super) fn options(
         diff,
         upgrade,
         relay: true,
+        only: Vec::new(),
     }
 }
 
@@ -517,7 +546,7 @@ async fn converge(
     mode: Mode,
     diff: bool,
     upgrade: runner::Upgrade,
-    relay: bool,
+    (relay, limit): (bool, &NodesArg),
 ) -> ExitCode {
     let inv = match load(cli) {
         Ok(inv) => inv,
@@ -525,6 +554,7 @@ async fn converge(
     };
     let opts = runner::Options {
         relay,
+        only: limit.nodes.clone(),
         ..options(cli, mode, diff, upgrade)
     };
     let result = match mode {

@@ -54,6 +54,28 @@ pub struct Checking;
 /// Checks and applies every step with the run's Writer.
 pub struct Converging<'w>(pub &'w Writer);
 
+/// A server outside `--nodes`: its steps are checked (a selected agent
+/// needs it running) and what would change is reported as skipped, never
+/// applied, in `plan` as in `apply`.
+pub struct Holding;
+
+/// Why a held node's change was not made.
+pub const HELD: &str = "not in --nodes: checked, left as it is";
+
+impl Walk for Holding {
+    async fn steps(&self, run: &mut NodeRun<'_>, env: Env<'_>) {
+        let mut v = Converger::new(run, env);
+        v.held = true;
+        let _ = steps::visit(&mut v).await;
+    }
+
+    async fn single<S: Step>(&self, run: &mut NodeRun<'_>, env: Env<'_>, step: &S) {
+        let mut v = Converger::new(run, env);
+        v.held = true;
+        let _ = v.visit(step).await;
+    }
+}
+
 impl Walk for Checking {
     async fn steps(&self, run: &mut NodeRun<'_>, env: Env<'_>) {
         let mut v = Converger::new(run, env);
@@ -128,6 +150,8 @@ struct Converger<'r, 'i> {
     pending: BTreeSet<StepId>,
     /// Whether any step had something to do.
     changed: bool,
+    /// Outside `--nodes`: changes are reported as skipped ([`Holding`]).
+    held: bool,
     /// The node's adoption assessment on its current facts, made once.
     adoption: Option<Arc<Assessment>>,
 }
@@ -149,6 +173,7 @@ impl<'r, 'i> Converger<'r, 'i> {
             writer: None,
             pending: BTreeSet::new(),
             changed: false,
+            held: false,
             adoption,
         }
     }
@@ -255,6 +280,11 @@ impl Converger<'_, '_> {
             Check::Change(plan) => plan,
         };
         let changes = plan.changes();
+        if self.held {
+            let r = StepReport::new(S::ID, Status::Skipped, changes, Some(HELD.into()));
+            self.run.push(progress, r);
+            return ControlFlow::Continue(());
+        }
         if let Some(w) = self.writer
             && let Err(failure) = self.apply_one(step, &cx, &plan, w).await
         {

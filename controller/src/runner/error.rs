@@ -13,6 +13,8 @@ pub enum RunError {
     NodeLocked { node: String, holder: String },
     #[error(transparent)]
     State(#[from] state::StateError),
+    #[error("--nodes: no node named {0:?} in the inventory")]
+    NoSuchNode(String),
     #[error("{what}: {source}")]
     SettingSecret {
         what: String,

@@ -82,11 +82,12 @@ async fn version(inv: &Inventory, opts: &Options) -> Result<String, RunError> {
 /// Checks every node and playbook; changes nothing anywhere.
 pub async fn plan(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError> {
     let started = Instant::now();
+    known_nodes(inv, opts)?;
     let version = version(inv, opts).await?;
     preconditions(inv)?;
     let inv = &resolve::resolved(inv)?;
     let store = ArtifactStore::new(&inv.cluster.mirror, &version, &opts.cache_dir, false);
-    let mut run = run::Run::new(inv, opts, version, store);
+    let mut run = run::Run::new(inv, opts, version, store).limit(&opts.only);
     manager::plan(&mut run).await?;
     Ok(report(run, Mode::Plan, started))
 }
@@ -94,6 +95,7 @@ pub async fn plan(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError
 /// Converges every node and playbook, holding the cluster's lock.
 pub async fn apply(inv: &Inventory, opts: &Options) -> Result<RunReport, RunError> {
     let started = Instant::now();
+    known_nodes(inv, opts)?;
     let version = version(inv, opts).await?;
     preconditions(inv)?;
     let inv = &resolve::resolved(inv)?;
@@ -101,7 +103,7 @@ pub async fn apply(inv: &Inventory, opts: &Options) -> Result<RunReport, RunErro
     let w = Writer::for_apply();
     let _lock = state::lock_cluster(inv, &w)?;
     let store = ArtifactStore::new(&inv.cluster.mirror, &version, &opts.cache_dir, true);
-    let mut run = run::Run::new(inv, opts, version, store);
+    let mut run = run::Run::new(inv, opts, version, store).limit(&opts.only);
     manager::apply(&mut run, &w).await?;
     Ok(report(run, Mode::Apply, started))
 }
@@ -158,6 +160,18 @@ pub async fn restore(
     let _lock = state::lock_cluster(inv, &w)?;
     let checked = restore::check(inv, opts, file).await?;
     restore::carry_out(checked, opts, &w).await
+}
+
+/// `--nodes` names only nodes of the inventory.
+fn known_nodes(inv: &Inventory, opts: &Options) -> Result<(), RunError> {
+    match opts
+        .only
+        .iter()
+        .find(|n| !inv.nodes.iter().any(|m| &m.name == *n))
+    {
+        Some(name) => Err(RunError::NoSuchNode(name.clone())),
+        None => Ok(()),
+    }
 }
 
 /// What must hold before anything connects.

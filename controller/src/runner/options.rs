@@ -23,6 +23,8 @@ pub struct Options {
     pub relay: bool,
     /// How a K3s version change rolls through the nodes.
     pub upgrade: Upgrade,
+    /// `--nodes` of plan and apply: converge only these (empty: all).
+    pub only: Vec<String>,
 }
 
 /// How a K3s version change rolls through nodes already in the cluster.

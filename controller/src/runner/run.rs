@@ -57,6 +57,8 @@ pub struct Run<'i> {
     /// What was done for nodes no longer in the inventory (their agents'
     /// API objects removed), reported beside the inventory's nodes.
     pub dropped: Vec<crate::report::NodeReport>,
+    /// `--nodes`: the nodes converged (`None`: all).
+    pub limit: Option<std::collections::BTreeSet<String>>,
 }
 
 impl<'i> Run<'i> {
@@ -86,7 +88,28 @@ impl<'i> Run<'i> {
             shares: Vec::new(),
             upgraded: Default::default(),
             dropped: Vec::new(),
+            limit: None,
         }
+    }
+
+    /// `--nodes` of plan and apply: only the named nodes are converged
+    /// (all when `names` is empty). Agents outside it are left out of the
+    /// run; servers outside it stay in it, checked and never changed
+    /// ([`super::converge::Holding`]): a selected agent needs them.
+    pub fn limit(mut self, names: &[String]) -> Self {
+        if !names.is_empty() {
+            self.nodes
+                .retain(|r| r.node.role == Role::Server || names.contains(&r.node.name));
+            self.limit = Some(names.iter().cloned().collect());
+        }
+        self
+    }
+
+    /// Whether node `i` is converged (not held by `--nodes`).
+    pub fn selected(&self, i: usize) -> bool {
+        self.limit
+            .as_ref()
+            .is_none_or(|l| l.contains(&self.nodes[i].node.name))
     }
 
     /// Keeps only the nodes named in `only` (all when it is empty).

@@ -139,6 +139,7 @@ impl Setup {
             diff: false,
             relay: true,
             upgrade: Upgrade::default(),
+            only: Vec::new(),
         }
     }
 
@@ -349,6 +350,7 @@ mod drain;
 mod ha;
 mod joining;
 mod labels;
+mod limit;
 mod lock;
 mod prune;
 mod registries;

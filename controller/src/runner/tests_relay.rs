@@ -114,6 +114,7 @@ impl Setup {
             diff: false,
             relay,
             upgrade: Default::default(),
+            only: Vec::new(),
         }
     }
 

@@ -48,7 +48,7 @@ pub use workload::Workload;
 
 use std::future::Future;
 
-pub use super::converge::{Checking, Converging, Walk};
+pub use super::converge::{Checking, Converging, Holding, Walk};
 use super::error::RunError;
 use super::run::Run;
 use crate::write::Writer;
@@ -70,7 +70,8 @@ impl Selected {
     pub fn with_api(run: &Run<'_>, keep: impl Fn(usize) -> bool) -> Selected {
         match &run.api {
             Some(Ok(_)) => {
-                Selected::Nodes(run.alive(None).into_iter().filter(|&i| keep(i)).collect())
+                let nodes = run.alive(None).into_iter();
+                Selected::Nodes(nodes.filter(|&i| run.selected(i) && keep(i)).collect())
             }
             _ => Selected::Nothing("no API"),
         }

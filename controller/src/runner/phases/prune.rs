@@ -60,6 +60,9 @@ impl Phase for PruneNodes {
     type Plan = PrunePlan;
 
     fn select(&self, run: &Run<'_>) -> Selected {
+        if run.limit.is_some() {
+            return Selected::Nothing("--nodes: a run of some nodes removes none");
+        }
         match (&run.api, &run.seen) {
             (Some(Ok(_)), Some(_)) => Selected::Cluster,
             _ => Selected::Nothing("no API"),

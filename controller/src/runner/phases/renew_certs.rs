@@ -83,7 +83,7 @@ impl Phase for RenewCertificates {
         let due = run
             .alive(None)
             .into_iter()
-            .filter(|&i| due(run, i).is_some());
+            .filter(|&i| run.selected(i) && due(run, i).is_some());
         Selected::Nodes(due.collect())
     }
 

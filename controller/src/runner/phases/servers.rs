@@ -8,7 +8,7 @@
 
 use tracing::Instrument;
 
-use super::{Checking, Converging, Phase, Selected, Walk};
+use super::{Checking, Converging, Holding, Phase, Selected, Walk};
 use crate::inventory::Role;
 use crate::render;
 use crate::runner::converge::Env;
@@ -27,6 +27,7 @@ impl Servers {
         let mut broken: Option<String> = None;
         let mut first_token: Option<Secret> = None;
         for &i in nodes {
+            let held = !run.selected(i);
             let node = &mut run.nodes[i];
             if let Some(first) = &broken {
                 let msg = format!("not converged: server {first} failed before it");
@@ -53,7 +54,11 @@ impl Servers {
                 opts: run.opts,
             };
             let span = tracing::info_span!("node", name = %node.node.name);
-            how.steps(node, env).instrument(span).await;
+            if held {
+                Holding.steps(node, env).instrument(span).await;
+            } else {
+                how.steps(node, env).instrument(span).await;
+            }
             if !node.alive() {
                 broken = Some(node.node.name.clone());
             } else if first_token.is_none() {

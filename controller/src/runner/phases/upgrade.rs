@@ -35,6 +35,7 @@ pub struct UpgradeServers;
 pub(super) fn candidates(run: &Run<'_>, role: Role) -> Vec<usize> {
     run.alive(Some(role))
         .into_iter()
+        .filter(|&i| run.selected(i))
         .filter(|&i| {
             run.nodes[i]
                 .facts

@@ -16,6 +16,8 @@ impl Phase for Workload {
     fn select(&self, run: &Run<'_>) -> Selected {
         if run.inv.workload.playbooks.is_empty() {
             Selected::Nothing("no playbooks")
+        } else if run.limit.is_some() {
+            Selected::Nothing("--nodes: the workload is the whole cluster's")
         } else {
             Selected::Cluster
         }
