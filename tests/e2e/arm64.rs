@@ -17,6 +17,8 @@ use serde_json::Value;
 
 mod arm64_pi;
 use arm64_pi::a_pi_with_memory_on_and_no_cgroup_flags_is_left_untouched;
+mod arm64_quickstart;
+use arm64_quickstart::the_readme_quick_start_from_a_fresh_clone_gives_every_arch_its_agent;
 
 const VERSION: &str = "v1.32.5+k3s1";
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let cases: &[Case] = pictl_e2e::cases![
         arm64_node_runs_real_aarch64_userland_with_working_sudo,
         mirror_serves_real_arm64_and_armhf_simulators_with_their_checksums,
+        the_readme_quick_start_from_a_fresh_clone_gives_every_arch_its_agent,
         apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent,
         kubectl_shows_node3_as_arm64,
         second_apply_on_the_mixed_lab_changes_nothing,
