@@ -5,9 +5,10 @@
 //! with `proxy_jump` in the inventory bootstraps them through node1 and a
 //! second run changes nothing; an ssh_config with a Host alias and
 //! `ProxyJump` reaches them the same way; a bastion whose key does not match
-//! known_hosts is refused, and the error names the jump host.
+//! known_hosts is refused, and the error names the jump host; a node down
+//! behind the bastion is unreachable through it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Once;
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         apply_through_proxy_jump_bootstraps_and_a_rerun_changes_nothing,
         an_ssh_config_alias_with_proxy_jump_reaches_the_nodes,
         a_bastion_whose_key_does_not_match_is_refused_naming_it,
+        a_node_down_behind_the_bastion_is_unreachable_through_it,
     ];
     harness::run(cases, LabSpec { nodes: 3, pi: &[] })
 }
@@ -70,9 +72,9 @@ fn bastion(lab: &Lab) -> &str {
     lab.address("node1").expect("node1")
 }
 
-/// An ssh_config beside the lab's inventory: the agents' addresses go
+/// An inventory whose `ssh_config` (beside it) sends the agents' addresses
 /// through `Host bastion` (node1), whose key is checked in `known_hosts`.
-fn ssh_config(lab: &Lab, name: &str, known_hosts: &str) -> String {
+fn ssh_config_inventory(lab: &Lab, name: &str, known_hosts: &str) -> PathBuf {
     let agents: Vec<&str> = BEHIND
         .iter()
         .map(|n| lab.address(n).expect("addr"))
@@ -85,20 +87,22 @@ fn ssh_config(lab: &Lab, name: &str, known_hosts: &str) -> String {
         lab.key().display(),
         lab.dir().join(known_hosts).display(),
     );
-    std::fs::write(lab.dir().join(name), text).expect("write ssh_config");
-    name.to_owned()
+    let config = format!("{name}-ssh_config");
+    std::fs::write(lab.dir().join(&config), text).expect("write ssh_config");
+    let ssh = format!("ssh_config = \"{config}\"");
+    inventory(lab, &format!("{name}.toml"), &ssh, "")
 }
 
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}\n{}", text(out)))
 }
 
-fn apply(lab: &Lab, inv: &PathBuf) -> (i32, Value, std::process::Output) {
+fn apply(lab: &Lab, inv: &Path) -> (i32, Value, std::process::Output) {
     pictl::apply_json(pictl::lab_command(lab, inv, &[]))
 }
 
 /// Every node reached, nothing failed, nothing left to change.
-fn assert_converged_without_changes(lab: &Lab, inv: &PathBuf) {
+fn assert_converged_without_changes(lab: &Lab, inv: &Path) {
     let (code, v, out) = apply(lab, inv);
     assert_eq!(code, 0, "{v:#}\n{}", text(&out));
     for n in NODES {
@@ -145,13 +149,7 @@ fn apply_through_proxy_jump_bootstraps_and_a_rerun_changes_nothing(lab: &Lab) {
 
 fn an_ssh_config_alias_with_proxy_jump_reaches_the_nodes(lab: &Lab) {
     wall_off(lab);
-    let config = ssh_config(lab, "jump-ssh_config", "known_hosts");
-    let inv = inventory(
-        lab,
-        "jump-ssh-config.toml",
-        &format!("ssh_config = \"{config}\""),
-        "",
-    );
+    let inv = ssh_config_inventory(lab, "jump-alias", "known_hosts");
     assert_converged_without_changes(lab, &inv);
 }
 
@@ -168,13 +166,7 @@ fn a_bastion_whose_key_does_not_match_is_refused_naming_it(lab: &Lab) {
     };
     let wrong = format!("{} {}\n", bastion(lab), key_of("node2"));
     std::fs::write(lab.dir().join("jump-wrong_known_hosts"), wrong).expect("write");
-    let config = ssh_config(lab, "jump-wrong-ssh_config", "jump-wrong_known_hosts");
-    let inv = inventory(
-        lab,
-        "jump-wrong.toml",
-        &format!("ssh_config = \"{config}\""),
-        "",
-    );
+    let inv = ssh_config_inventory(lab, "jump-wrong", "jump-wrong_known_hosts");
     let out = pictl::run(lab, &inv, &["plan", "--output", "json"]);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     let v = json(&out);
@@ -185,4 +177,27 @@ fn a_bastion_whose_key_does_not_match_is_refused_naming_it(lab: &Lab) {
         assert!(entry.contains("HAS CHANGED"), "{n}: {v:#}");
     }
     assert!(node(&v, "node1")["unreachable"].is_null(), "{v:#}");
+}
+
+/// Last: node3 stays stopped. The bastion cannot open a connection to it,
+/// so node3 is unreachable (not failed), named with the jump host.
+fn a_node_down_behind_the_bastion_is_unreachable_through_it(lab: &Lab) {
+    wall_off(lab);
+    lab.stop("node3").expect("stop node3");
+    let hop = format!("proxy_jump = \"lab@{}:22\"", bastion(lab));
+    let inv = inventory(lab, "jump-inventory.toml", "ssh_config = \"none\"", &hop);
+    let out = pictl::run(lab, &inv, &["plan", "--output", "json"]);
+    let v = json(&out);
+    let why = node(&v, "node3")["unreachable"]
+        .as_str()
+        .unwrap_or_default();
+    let via = format!("jump host {0} ({0}:22)", bastion(lab));
+    assert!(why.contains(&via), "{v:#}");
+    assert!(
+        why.contains("could not open a connection to node3"),
+        "{v:#}"
+    );
+    for n in ["node1", "node2"] {
+        assert!(node(&v, n)["unreachable"].is_null(), "{n}: {v:#}");
+    }
 }

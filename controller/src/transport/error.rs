@@ -35,8 +35,9 @@ pub enum TransportError {
         address: String,
         /// The jump host asked, as "jump host NAME (ADDRESS:PORT)".
         jump: String,
+        /// Boxed: three names already make this the largest variant.
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
 
     #[error("SSH handshake with {host} failed")]

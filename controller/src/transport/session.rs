@@ -163,7 +163,54 @@ async fn stream(
             host: target.name.clone(),
             address: address.to_owned(),
             jump: jump_name.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(Box::new(channel.into_stream()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jump() -> Jump {
+        Jump {
+            name: "bastion".into(),
+            address: "10.0.0.9".into(),
+            port: 2222,
+            user: "admin".into(),
+            auth: auth::Auth::Agent,
+            known_hosts: "/hop/known_hosts".into(),
+        }
+    }
+
+    #[test]
+    fn a_hop_is_checked_with_its_own_known_hosts_under_the_nodes_policy() {
+        let mut node = SshTarget::new("n", "10.0.0.2", "pi", auth::Auth::Agent, "/kh");
+        node.policy = HostKeyPolicy::AcceptNew;
+        node.record_new_keys = false;
+        let hop = hop_target(&node, &jump());
+        assert_eq!(hop.name, "jump host bastion (10.0.0.9:2222)");
+        assert_eq!((hop.address.as_str(), hop.port), ("10.0.0.9", 2222));
+        assert_eq!(hop.user, "admin");
+        assert_eq!(
+            hop.known_hosts,
+            std::path::PathBuf::from("/hop/known_hosts")
+        );
+        assert_eq!(hop.policy, HostKeyPolicy::AcceptNew);
+        assert!(
+            !hop.record_new_keys,
+            "a read-only run records no hop key either"
+        );
+        assert!(matches!(hop.sudo, super::super::SudoMode::None));
+    }
+
+    #[test]
+    fn a_key_confirmed_for_the_node_does_not_let_a_new_hop_key_in() {
+        let mut node = SshTarget::new("n", "10.0.0.2", "pi", auth::Auth::Agent, "/kh");
+        node.policy = HostKeyPolicy::AcceptNew;
+        node.confirmed_new_key = Some("SHA256:node".into());
+        let hop = hop_target(&node, &jump());
+        assert_eq!(hop.policy, HostKeyPolicy::Strict);
+        assert_eq!(hop.confirmed_new_key, None);
+    }
 }

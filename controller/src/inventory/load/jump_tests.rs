@@ -55,7 +55,7 @@ fn bad_chains_are_refused_with_the_hop_named() {
         assert!(e.message.contains("is not a jump host"), "{bad}: {e:?}");
         assert!(e.hint.is_some());
     }
-    let long = vec!["h"; MAX_HOPS + 1].join(",");
+    let long = ["h"; MAX_HOPS + 1].join(",");
     assert!(parse_chain(&long).is_err());
 }
 
