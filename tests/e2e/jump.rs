@@ -53,6 +53,12 @@ fn wall_off(lab: &Lab) {
 /// relative paths (key, known_hosts, state) stay the lab's.
 fn inventory(lab: &Lab, name: &str, ssh: &str, agents: &str) -> PathBuf {
     let text = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    // The lab's own `ssh_config = "none"` gives way to the case's.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ssh_config"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let text = text
         .replacen(
             "[ssh]\n",
