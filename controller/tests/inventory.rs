@@ -137,7 +137,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             "unknown_ssh_key_without_near_match",
             full.replace("agent = true", "agent = true\nfrobnicate = 1"),
             vec![
-                "inv.toml:8:1: ssh.frobnicate: unknown key (known keys: user, port, identity_file, agent, passphrase_env, known_hosts, host_key_policy, sudo, sudo_password, connect_timeout)",
+                "inv.toml:8:1: ssh.frobnicate: unknown key (known keys: user, port, identity_file, agent, passphrase_env, known_hosts, host_key_policy, sudo, sudo_password, connect_timeout, proxy_jump, ssh_config)",
             ],
         ),
         (

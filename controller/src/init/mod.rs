@@ -232,6 +232,8 @@ fn probe_node(opts: &InitOptions, address: &str) -> Node {
             sudo: opts.user != "root",
             sudo_password: None,
             connect_timeout: opts.connect_timeout,
+            host_name: None,
+            proxy_jump: Vec::new(),
         },
         arch: None,
         labels: Default::default(),
@@ -293,6 +295,7 @@ async fn connect(opts: &InitOptions, node: &Node) -> Result<SshTransport, InitEr
         );
         t.port = s.port;
         t.connect_timeout = s.connect_timeout;
+        t.jumps = s.proxy_jump.clone();
         t.policy = policy;
         t.record_new_keys = true;
         t.passphrase_prompt = opts.passphrase_prompt.0.clone();

@@ -21,8 +21,8 @@ pub mod schema;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::{
     AgentMetrics, AgentSettings, Cluster, DEFAULT_CHANNEL_URL, DEFAULT_MIRROR, HostKeyPolicy,
-    ImageArchCheck, Inventory, K3sRelease, K3sSettings, K3sValue, MAX_INVENTORY_BYTES, Mirror,
-    Node, Registries, RegistryAuth, RegistryConfig, RegistryTls, Role, SecretSetting, SecretSource,
-    SshAuth, SshSettings, Workload,
+    ImageArchCheck, Inventory, JumpHost, K3sRelease, K3sSettings, K3sValue, MAX_INVENTORY_BYTES,
+    Mirror, Node, Registries, RegistryAuth, RegistryConfig, RegistryTls, Role, SecretSetting,
+    SecretSource, SshAuth, SshSettings, Workload,
 };
 pub use paths::{default_state_dir, resolve_path};

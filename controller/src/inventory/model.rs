@@ -165,6 +165,27 @@ pub struct SshSettings {
     pub sudo: bool,
     pub sudo_password: Option<SecretSource>,
     pub connect_timeout: Duration,
+    /// Where SSH connects when ssh_config's `HostName` names another place
+    /// for the node's `address` (which K3s and the other nodes still use).
+    pub host_name: Option<String>,
+    /// The jump hosts to go through, first hop first (`proxy_jump`, or
+    /// ssh_config's `ProxyJump`); empty: the node is reached directly.
+    pub proxy_jump: Vec<JumpHost>,
+}
+
+/// One jump host (OpenSSH's `ProxyJump`), settled: its host key is checked
+/// against `known_hosts` under the node's policy, as a node's is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    /// As written in `proxy_jump` (an ssh_config alias or an address), for messages.
+    pub name: String,
+    /// Where to connect (ssh_config's `HostName`, else `name`); also the
+    /// known_hosts lookup name.
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub auth: SshAuth,
+    pub known_hosts: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -232,6 +232,16 @@ const SSH: Table = Table {
             Ty::Int { min: 1, max: 600 },
             "Seconds to wait for a connection (default 10).",
         ),
+        key(
+            "proxy_jump",
+            Ty::Str,
+            "Jump hosts to reach the node through, as OpenSSH's ProxyJump: \"[user@]host[:port]\", comma-separated, first hop first; \"none\" switches off an inherited one. Each hop's host key is checked like a node's.",
+        ),
+        key(
+            "ssh_config",
+            Ty::Str,
+            "The ssh_config file read for Host aliases (HostName, User, Port, IdentityFile, ProxyJump, UserKnownHostsFile) where the inventory sets nothing (default ~/.ssh/config when it exists); \"none\" reads none.",
+        ),
     ],
     required: &[],
     exactly_one_of: &[],

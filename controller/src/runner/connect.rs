@@ -81,7 +81,7 @@ impl Connector for SshConnector {
             let s = &node.ssh;
             let mut target = SshTarget::new(
                 &node.name,
-                &node.address,
+                s.host_name.as_deref().unwrap_or(&node.address),
                 &s.user,
                 s.auth.clone(),
                 &s.known_hosts,
@@ -91,6 +91,7 @@ impl Connector for SshConnector {
             target.connect_timeout = s.connect_timeout;
             target.policy = s.host_key_policy;
             target.record_new_keys = !self.read_only;
+            target.jumps = s.proxy_jump.clone();
             target.sudo = match (&s.sudo_password, s.sudo) {
                 (_, false) => SudoMode::None,
                 (None, true) => SudoMode::Passwordless,

@@ -29,6 +29,17 @@ pub enum TransportError {
         after: Duration,
     },
 
+    #[error("{jump} could not open a connection to {host} at {address}")]
+    JumpForward {
+        host: String,
+        address: String,
+        /// The jump host asked, as "jump host NAME (ADDRESS:PORT)".
+        jump: String,
+        /// Boxed: three names already make this the largest variant.
+        #[source]
+        source: Box<russh::Error>,
+    },
+
     #[error("SSH handshake with {host} failed")]
     Handshake {
         host: String,
@@ -198,7 +209,8 @@ impl TransportError {
         match self {
             TransportError::Connect { .. }
             | TransportError::ConnectTimeout { .. }
-            | TransportError::ConnectionLost { .. } => true,
+            | TransportError::ConnectionLost { .. }
+            | TransportError::JumpForward { .. } => true,
             TransportError::Handshake { source, .. } | TransportError::Channel { source, .. } => {
                 is_connection_error(source)
             }

@@ -18,6 +18,7 @@ mod handshake;
 mod hold;
 pub mod known_hosts;
 pub mod quote;
+mod session;
 mod ssh;
 pub mod sudo;
 mod target;
@@ -33,7 +34,7 @@ pub use hold::Holding;
 pub use known_hosts::HostKeyPolicy;
 pub use ssh::SshTransport;
 pub use sudo::SudoMode;
-pub use target::SshTarget;
+pub use target::{Jump, SshTarget};
 
 /// The future type of [`Transport`] methods: boxed so the trait stays
 /// dyn-compatible (`Arc<dyn Transport>`).

@@ -5,25 +5,24 @@
 //! exec or upload is one SSH channel on that session (so they may run
 //! concurrently). stdin is streamed in window-sized chunks, so a 60 MB
 //! binary never sits in argv or in base64.
-//! The edge: what to connect to is [`super::target`], building command
+//! The edge: what to connect to is [`super::target`], opening the session
+//! (through jump hosts too) is [`super::session`], building command
 //! lines is [`super::command`]/[`super::sudo`], the file scripts are
 //! [`super::upload`], host-key rules are [`super::known_hosts`].
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
-use tokio::net::TcpStream;
 
-use super::auth;
 use super::command::{KILL_AFTER, RemoteCommand, TIMEOUT_STATUSES};
 use super::error::{TransportError, is_connection_error};
-use super::handshake::{CheckError, HostKeyCheck, client_config, load_known_hosts};
+use super::handshake::HostKeyCheck;
 use super::hold::{self, Holding};
 use super::known_hosts;
+use super::session;
 use super::sudo::{self, Refusal, SudoMode, WireCommand};
 use super::target::{MIN_UPLOAD_RATE, SshTarget};
 use super::upload;
@@ -35,6 +34,8 @@ pub struct SshTransport {
     user: String,
     sudo: SudoMode,
     handle: Handle<HostKeyCheck>,
+    /// The jump hosts' sessions `handle` runs over, first hop first.
+    jumps: Vec<Handle<HostKeyCheck>>,
     round_trips: AtomicU64,
     /// sudo refused the password once: it is not sent again.
     sudo_refused: AtomicBool,
@@ -58,62 +59,19 @@ impl fmt::Debug for SshTransport {
 }
 
 impl SshTransport {
+    /// Connects (through the target's jump hosts, if any), checks the host
+    /// key of every hop and the node, and authenticates.
     pub async fn connect(target: SshTarget) -> Result<Self, TransportError> {
-        let credentials = auth::load(&target.auth, target.passphrase_prompt.as_ref()).await?;
-        let lookup = known_hosts::lookup_name(&target.address, target.port);
-        let known = load_known_hosts(&target)?;
-        let config = Arc::new(client_config(&target, &known, &lookup));
-        let unrecorded = Arc::new(std::sync::Mutex::new(None));
-        let check = HostKeyCheck {
-            host: target.name.clone(),
-            lookup,
-            principal: target.address.to_ascii_lowercase(),
-            path: target.known_hosts.clone(),
-            policy: target.policy,
-            record: target.record_new_keys,
-            confirmed: target.confirmed_new_key.clone(),
-            known,
-            unrecorded: unrecorded.clone(),
-        };
-        let address = format!("{}:{}", target.address, target.port);
-        let session = async {
-            let stream = TcpStream::connect((target.address.as_str(), target.port))
-                .await
-                .map_err(|source| TransportError::Connect {
-                    host: target.name.clone(),
-                    address: address.clone(),
-                    source,
-                })?;
-            // Commands are small request/response exchanges: Nagle plus
-            // delayed ACKs would add tens of milliseconds to each.
-            let _ = stream.set_nodelay(true);
-            let mut handle = client::connect_stream(config, stream, check)
-                .await
-                .map_err(|e| match e {
-                    CheckError::Rejected(e) => *e,
-                    CheckError::Ssh(source) => TransportError::Handshake {
-                        host: target.name.clone(),
-                        source,
-                    },
-                })?;
-            auth::authenticate(&mut handle, &target.name, &target.user, &credentials).await?;
-            Ok(handle)
-        };
-        let handle = tokio::time::timeout(target.connect_timeout, session)
-            .await
-            .map_err(|_| TransportError::ConnectTimeout {
-                host: target.name.clone(),
-                address: address.clone(),
-                after: target.connect_timeout,
-            })??;
+        let chain = session::connect(&target).await?;
         Ok(Self {
             name: target.name,
             user: target.user,
             sudo: target.sudo,
-            handle,
+            handle: chain.node,
+            jumps: chain.jumps,
             round_trips: AtomicU64::new(0),
             sudo_refused: AtomicBool::new(false),
-            unrecorded_key: unrecorded.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            unrecorded_key: chain.unrecorded,
             known_hosts: target.known_hosts,
             upload_timeout: target.upload_timeout,
             untimed_deadline: target.untimed_deadline,
@@ -124,10 +82,11 @@ impl SshTransport {
     /// Say goodbye to the server (dropping the transport also ends the
     /// session, less politely).
     pub async fn close(&self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await;
+        for handle in std::iter::once(&self.handle).chain(self.jumps.iter().rev()) {
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        }
     }
 
     fn wire(&self, cmd: &RemoteCommand, what: &str) -> Result<WireCommand, TransportError> {

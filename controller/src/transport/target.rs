@@ -10,6 +10,8 @@ use std::time::Duration;
 use super::auth::{Auth, PassphrasePrompt};
 use super::known_hosts::{self, HostKeyPolicy};
 use super::sudo::SudoMode;
+/// A jump host on the way to the node: the inventory's, taken as it is.
+pub use crate::inventory::JumpHost as Jump;
 
 /// The slowest link an upload is expected to survive (a Pi on poor Wi-Fi):
 /// its deadline grows by one second per this many bytes.
@@ -54,6 +56,9 @@ pub struct SshTarget {
     pub upload_timeout: Duration,
     /// Local deadline of a command that sets no `timeout` of its own.
     pub untimed_deadline: Duration,
+    /// Jump hosts to go through, first hop first (none: straight over TCP).
+    /// Each is checked under `policy` against its own known_hosts file.
+    pub jumps: Vec<Jump>,
 }
 
 impl SshTarget {
@@ -85,6 +90,7 @@ impl SshTarget {
             keepalive: Duration::from_secs(15),
             upload_timeout: Duration::from_secs(60),
             untimed_deadline: Duration::from_secs(600),
+            jumps: Vec::new(),
         }
     }
 }
@@ -106,6 +112,7 @@ impl fmt::Debug for SshTarget {
             .field("keepalive", &self.keepalive)
             .field("upload_timeout", &self.upload_timeout)
             .field("untimed_deadline", &self.untimed_deadline)
+            .field("jumps", &self.jumps)
             .finish()
     }
 }

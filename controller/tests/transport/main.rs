@@ -359,5 +359,6 @@ mod auth;
 mod exec;
 mod hold;
 mod host_keys;
+mod jump;
 mod put_file;
 mod unreachable;

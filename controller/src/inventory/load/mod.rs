@@ -9,6 +9,7 @@
 //! of the files the inventory names; nothing else.
 
 mod cluster;
+mod jump;
 mod k3s;
 mod nodes;
 mod registries;
@@ -104,6 +105,7 @@ impl Inventory {
         let inv = Loader {
             sink: &mut sink,
             base_dir,
+            ssh_configs: BTreeMap::new(),
         }
         .load(&root);
         if sink.is_empty() {
@@ -215,6 +217,8 @@ fn refuse_non_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), Violatio
 struct Loader<'s, 'a> {
     sink: &'s mut Sink<'a>,
     base_dir: &'s Path,
+    /// Each ssh_config file parsed once (`None`: unusable, already reported).
+    ssh_configs: BTreeMap<PathBuf, Option<std::rc::Rc<ssh2_config::SshConfig>>>,
 }
 
 impl Loader<'_, '_> {

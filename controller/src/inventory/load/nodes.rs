@@ -170,11 +170,13 @@ impl Loader<'_, '_> {
             .unwrap_or_default()
             .merged_over(defaults);
         self.check_known_hosts(&ssh);
+        let address = address?;
+        let ssh = self.settle_ssh(ssh, &address);
         Some(Node {
             name: name?.value,
-            address: address?.value,
+            address: address.value,
             role: role?,
-            ssh: ssh.settle(),
+            ssh,
             arch,
             labels,
             taints,

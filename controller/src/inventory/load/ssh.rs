@@ -2,14 +2,18 @@
 //! [`SshSettings`] with pictl's defaults.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
+use ssh2_config::SshConfig;
+
 use super::Loader;
+use super::jump::{self, Hop, HostEntry};
 use super::secret::Holds;
 use crate::inventory::model::{HostKeyPolicy, SecretSource, SshAuth, SshSettings};
 use crate::inventory::paths::resolve_path;
 use crate::inventory::reader::{Located, TableReader};
-use crate::inventory::rules;
+use crate::inventory::rules::{self, Violation};
 
 pub(super) const SSH_KEYS: &[&str] = &[
     "user",
@@ -22,6 +26,8 @@ pub(super) const SSH_KEYS: &[&str] = &[
     "sudo",
     "sudo_password",
     "connect_timeout",
+    "proxy_jump",
+    "ssh_config",
 ];
 
 /// Raw `[ssh]` or `[nodes.ssh]` values before merging.
@@ -38,6 +44,10 @@ pub(super) struct RawSsh {
     sudo: Option<bool>,
     sudo_password: Option<SecretSource>,
     connect_timeout: Option<Duration>,
+    /// `Some(empty)`: `"none"`, an inherited chain switched off.
+    proxy_jump: Option<Vec<Hop>>,
+    /// `Some(None)`: `"none"`, no ssh_config read.
+    ssh_config: Option<Located<Option<PathBuf>>>,
 }
 
 impl RawSsh {
@@ -71,6 +81,8 @@ impl RawSsh {
                 .clone()
                 .or_else(|| base.sudo_password.clone()),
             connect_timeout: self.connect_timeout.or(base.connect_timeout),
+            proxy_jump: self.proxy_jump.clone().or_else(|| base.proxy_jump.clone()),
+            ssh_config: self.ssh_config.clone().or_else(|| base.ssh_config.clone()),
         }
     }
 
@@ -83,10 +95,20 @@ impl RawSsh {
             .filter(|k| strict && !k.value.exists())
     }
 
-    pub(super) fn settle(self) -> SshSettings {
-        let user = self.user.unwrap_or_else(|| "root".to_string());
+    /// The settings with what ssh_config says about the node (`config`)
+    /// filling what the inventory leaves unset, then pictl's defaults; no
+    /// jump hosts yet (they are settled from these).
+    pub(super) fn settle(self, config: &HostEntry) -> SshSettings {
+        let user = self
+            .user
+            .or_else(|| config.user.clone())
+            .unwrap_or_else(|| "root".to_string());
         let sudo = self.sudo.unwrap_or(user != "root");
-        let auth = match self.identity_file {
+        let identity_file = match self.agent {
+            Some(true) => None,
+            _ => self.identity_file.or_else(|| config.identity_file.clone()),
+        };
+        let auth = match identity_file {
             Some(path) => SshAuth::Key {
                 path,
                 passphrase_env: self.passphrase_env,
@@ -94,17 +116,20 @@ impl RawSsh {
             None => SshAuth::Agent,
         };
         SshSettings {
-            port: self.port.unwrap_or(22),
+            port: self.port.or(config.port).unwrap_or(22),
             auth,
-            known_hosts: self.known_hosts.map_or_else(
-                || resolve_path(Path::new("/"), "~/.ssh/known_hosts"),
-                |k| k.value,
-            ),
+            known_hosts: self
+                .known_hosts
+                .map(|k| k.value)
+                .or_else(|| config.known_hosts.clone())
+                .unwrap_or_else(|| resolve_path(Path::new("/"), "~/.ssh/known_hosts")),
             host_key_policy: self.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
             sudo,
             sudo_password: self.sudo_password,
             connect_timeout: self.connect_timeout.unwrap_or(Duration::from_secs(10)),
             user,
+            host_name: config.host_name.clone(),
+            proxy_jump: Vec::new(),
         }
     }
 }
@@ -136,6 +161,14 @@ impl Loader<'_, '_> {
             .int(self.sink, "connect_timeout", 1, 600)
             .and_then(|s| u64::try_from(s.value).ok())
             .map(Duration::from_secs);
+        raw.proxy_jump = t
+            .str(self.sink, "proxy_jump")
+            .and_then(|p| self.check(&p, jump::parse_chain(&p.value), None));
+        raw.ssh_config = t.str(self.sink, "ssh_config").map(|c| {
+            let path = (!c.value.eq_ignore_ascii_case("none"))
+                .then(|| resolve_path(self.base_dir, &c.value));
+            Located::new(path, c.span, c.path)
+        });
         raw
     }
 
@@ -176,5 +209,74 @@ impl Loader<'_, '_> {
                         or use host_key_policy = \"accept-new\" for a first contact";
             self.report(k, message, Some(hint));
         }
+    }
+}
+
+impl Loader<'_, '_> {
+    /// A node's settings: the inventory's, then what ssh_config says about
+    /// its `address` as a `Host`, then pictl's defaults; then its jump hosts.
+    pub(super) fn settle_ssh(&mut self, raw: RawSsh, address: &Located<String>) -> SshSettings {
+        let config = self.ssh_config(raw.ssh_config.as_ref());
+        let mut found = |rule: Result<HostEntry, Violation>| self.check(address, rule, None);
+        let entry = config
+            .as_deref()
+            .and_then(|c| found(jump::entry(c, &address.value)))
+            .unwrap_or_default();
+        if raw.known_hosts.is_none() {
+            self.check(
+                address,
+                jump::refuse_no_known_hosts(&entry, &address.value),
+                None,
+            );
+        }
+        let from_config = |pj: &String| {
+            jump::parse_chain(pj).map_err(|v| Violation {
+                message: format!(
+                    "ssh_config's ProxyJump for {}: {}",
+                    address.value, v.message
+                ),
+                hint: v.hint,
+            })
+        };
+        let chain = match (&raw.proxy_jump, &entry.proxy_jump) {
+            (Some(chain), _) => Some(chain.clone()),
+            (None, Some(pj)) => self.check(address, from_config(pj), None),
+            (None, None) => None,
+        };
+        let mut settings = raw.settle(&entry);
+        let hops = jump::settle_hops(chain.unwrap_or_default(), &settings, config.as_deref());
+        settings.proxy_jump = self.check(address, hops, None).unwrap_or_default();
+        settings
+    }
+
+    /// The ssh_config the inventory names (read once per file), else
+    /// `~/.ssh/config` when there is one; `None` for `"none"`. A named file
+    /// that cannot be read is an error; the default one is skipped with a
+    /// warning (pictl works without it).
+    fn ssh_config(&mut self, choice: Option<&Located<Option<PathBuf>>>) -> Option<Rc<SshConfig>> {
+        let (path, named) = match choice {
+            Some(c) => (c.value.clone()?, Some(c)),
+            None => (resolve_path(Path::new("/"), "~/.ssh/config"), None),
+        };
+        if named.is_none() && !path.exists() {
+            return None;
+        }
+        if let Some(cached) = self.ssh_configs.get(&path) {
+            return cached.clone();
+        }
+        let parsed = match (jump::read_config(&path), named) {
+            (Ok(c), _) => Some(Rc::new(c)),
+            (Err(why), Some(at)) => {
+                let hint = "fix the file, or set ssh_config = \"none\"";
+                self.report(at, format!("{}: {why}", path.display()), Some(hint));
+                None
+            }
+            (Err(why), None) => {
+                tracing::warn!(file = %path.display(), %why, "ssh_config not used");
+                None
+            }
+        };
+        self.ssh_configs.insert(path, parsed.clone());
+        parsed
     }
 }
