@@ -129,7 +129,8 @@ fn a_healthy_node_is_written_once_then_never_again() {
         (s.state, s.writes, s.last_write_at),
         (PublishState::Ok, 1, Some(1000))
     );
-    assert_eq!(s.conditions.len(), 4);
+    // Root disk, clock, K3s's unit, its certificates and its disk for etcd.
+    assert_eq!(s.conditions.len(), 5);
 }
 
 #[test]
