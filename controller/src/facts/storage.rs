@@ -20,7 +20,10 @@ use serde::Serialize;
 /// etcd recipe: 2300-byte writes, each followed by a sync): 20 of them with
 /// `dd oflag=dsync`, in the data dir (or the nearest directory above it
 /// that exists), its file removed, bounded to 2 s by `timeout`. Only
-/// servers with etcd pay for it.
+/// servers with etcd pay for it, once per boot: `apply` records the figure
+/// in `/var/lib/pictl/fsync` under the boot id and data dir, and later runs
+/// read it (~0.1 s saved per run on a lab node; the health agent measures
+/// every 5 minutes for the disk's later decline).
 macro_rules! storage_records {
     () => {
         r#"_m=""; _d=""; _n=""
@@ -41,7 +44,10 @@ fi
 [ -z "$_dn" ] || _d=/dev/$_dn
 e data_dev "$_d"
 [ -z "$_k" ] || e data_disk "$_k $_r"
-if [ "$secrets" = secrets ] && { [ -n "$etcd" ] || [ -d "$db/etcd" ]; }; then
+_c=/var/lib/pictl/fsync; rd _o "$_c"; rd _bi /proc/sys/kernel/random/boot_id
+if [ "$secrets" != secrets ] || { [ -z "$etcd" ] && [ ! -d "$db/etcd" ]; }; then :
+elif [ "${_o%" "*" "*" "*}" = "$_bi $dd" ]; then e fsync "${_o#"$_bi $dd "}"
+else
   _p=$dd
   while [ ! -d "$_p" ]; do _p=${_p%/*}; [ -n "$_p" ] || _p=/; done
   _f=${_p%/}/.pictl-fsync-probe
@@ -49,7 +55,9 @@ if [ "$secrets" = secrets ] && { [ -n "$etcd" ] || [ -d "$db/etcd" ]; }; then
   timeout 2 dd if=/dev/zero of="$_f" bs=2300 count=20 oflag=dsync 2>/dev/null; _rc=$?
   _t1=$(date +%s%N)
   rm -f "$_f"
-  e fsync "$_rc 20 $(( (_t1 - _t0) / 1000 ))"
+  _v="$_rc 20 $(( (_t1 - _t0) / 1000 ))"
+  e fsync "$_v"
+  case $record.$_rc in record.0|record.124) printf '%s\n' "$_bi $dd $_v" >"$_c" ;; esac
 fi
 "#
     };

@@ -105,8 +105,23 @@ impl Node {
         Node { scratch }
     }
 
+    /// A node, its SSD's mount point (made), and pictl's config.yaml for
+    /// the first server of an HA cluster with its data dir on the SSD.
+    fn first_ha_server() -> (Node, String, String) {
+        let node = Node::new();
+        let ssd = node.scratch.path("ssd");
+        std::fs::create_dir_all(&ssd).expect("ssd");
+        let config = format!("# Managed by pictl\ndata-dir: {ssd}/k3s\ncluster-init: true\n");
+        (node, ssd, config)
+    }
+
     /// The facts of a server whose config.yaml is `config`.
     fn facts(&self, config: &str) -> Facts {
+        self.facts_as(config, "no-record")
+    }
+
+    /// [`Node::facts`], by `apply` (`record`) or a read-only command.
+    fn facts_as(&self, config: &str, record: &str) -> Facts {
         let p = |s: &str| self.scratch.path(s);
         std::fs::write(p("config.yaml"), config).expect("config");
         let script = self
@@ -116,7 +131,7 @@ impl Node {
             .replace("/proc/self/mountinfo", &p("mountinfo"))
             .replace("/sys/dev/block", &p("sys-dev-block"));
         let out = Command::new("/bin/sh")
-            .args(["-c", &script, "pictl", "secrets", "no-record"])
+            .args(["-c", &script, "pictl", "secrets", record])
             .output()
             .expect("sh");
         Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts")
@@ -157,12 +172,9 @@ fn a_data_dir_on_the_ssd_is_the_ssds_and_the_deepest_mount_wins() {
 
 #[test]
 fn etcd_servers_probe_fsync_in_the_data_dir_and_leave_no_file() {
-    let node = Node::new();
-    let ssd = node.scratch.path("ssd");
-    std::fs::create_dir_all(&ssd).expect("ssd");
-    // pictl's config for the first server of an HA cluster; the data dir
-    // itself does not exist yet: the nearest directory above it is probed.
-    let config = format!("# Managed by pictl\ndata-dir: {ssd}/k3s\ncluster-init: true\n");
+    // The data dir itself does not exist yet: the nearest directory above
+    // it is probed.
+    let (node, ssd, config) = Node::first_ha_server();
     let probe = node.facts(&config).storage.and_then(|s| s.fsync);
     let probe = probe.expect("probed");
     assert_eq!(probe.writes, 20);
@@ -175,4 +187,34 @@ fn etcd_servers_probe_fsync_in_the_data_dir_and_leave_no_file() {
     // etcd on disk (a server joined before pictl managed it) is.
     std::fs::create_dir_all(format!("{ssd}/k3s/server/db/etcd")).expect("etcd");
     assert!(node.facts(&single).storage.and_then(|s| s.fsync).is_some());
+}
+
+#[test]
+fn apply_keeps_the_probes_figure_for_the_boot_and_a_new_boot_measures_again() {
+    let (node, ssd, config) = Node::first_ha_server();
+    let fsync = |record| node.facts_as(&config, record).storage.and_then(|s| s.fsync);
+    // A read-only run records nothing.
+    assert!(fsync("no-record").is_some());
+    let cache = node.scratch.path("lib/fsync");
+    assert!(std::fs::metadata(&cache).is_err(), "plan wrote {cache}");
+    let first = fsync("record").expect("probed");
+    let kept = std::fs::read_to_string(&cache).expect("recorded");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    assert_eq!(
+        kept,
+        format!("{} {ssd}/k3s 0 20 {}\n", boot.trim(), first.elapsed_us)
+    );
+    // The same boot reads the figure back instead of writing again.
+    let marked = format!("{} {ssd}/k3s 0 20 12345\n", boot.trim());
+    std::fs::write(&cache, marked).expect("mark");
+    assert_eq!(fsync("no-record").map(|p| p.elapsed_us), Some(12345));
+    // A figure from another boot is measured again (20 synced writes take
+    // more than 1 µs).
+    std::fs::write(&cache, format!("other-boot {ssd}/k3s 0 20 1\n")).expect("mark");
+    assert_ne!(fsync("record").map(|p| p.elapsed_us), Some(1));
+    assert!(
+        !std::fs::read_to_string(&cache)
+            .expect("cache")
+            .starts_with("other-boot")
+    );
 }
