@@ -218,3 +218,43 @@ fn apply_keeps_the_probes_figure_for_the_boot_and_a_new_boot_measures_again() {
             .starts_with("other-boot")
     );
 }
+
+/// The script against this machine's own mount table and sysfs: the device
+/// it names for K3s's default data dir is the one whose major:minor the
+/// nearest existing directory above that dir lives on.
+#[test]
+fn the_machines_own_mount_table_names_the_device_the_data_dir_is_on() {
+    use std::os::unix::fs::MetadataExt;
+    let node = Scratch::new();
+    let config = node.path("config.yaml");
+    std::fs::write(&config, "").expect("config");
+    let script = node.script.replace("/etc/rancher/k3s/config.yaml", &config);
+    let out = Command::new("/bin/sh")
+        .args(["-c", &script, "pictl", "no-secrets", "no-record"])
+        .output()
+        .expect("sh");
+    let facts = Facts::parse(&String::from_utf8_lossy(&out.stdout), 0).expect("facts");
+    let dev = std::path::Path::new("/var/lib/rancher/k3s")
+        .ancestors()
+        .find_map(|d| std::fs::metadata(d).ok())
+        .expect("/ exists")
+        .dev();
+    let (major, minor) = (
+        (dev >> 8) & 0xfff | (dev >> 32) & !0xfff,
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"));
+    let storage = facts.storage.expect("a device");
+    match uevent {
+        Ok(text) => {
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("DEVNAME="))
+                .expect("DEVNAME");
+            assert_eq!(storage.device, format!("/dev/{name}"));
+            assert_ne!(storage.kind, DiskKind::Unknown, "{storage:?}");
+        }
+        // No block device (overlayfs in a container): the mount's source.
+        Err(_) => assert_eq!(storage.kind, DiskKind::Unknown, "{storage:?}"),
+    }
+}
