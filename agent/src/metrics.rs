@@ -424,6 +424,7 @@ mod tests {
             data_dir_fsync: Some(DataDirFsync {
                 probe_dir: "/var/lib/pictl-agent".into(),
                 same_filesystem: true,
+                etcd: false,
                 writes: 8,
                 slow_writes: 3,
                 max_seconds: 0.045,

@@ -94,6 +94,9 @@ pub struct DataDirFsync {
     pub probe_dir: String,
     /// Whether that directory is on the filesystem of K3s's data dir.
     pub same_filesystem: bool,
+    /// Whether embedded etcd runs here (something listens on etcd's peer
+    /// port 2380; K3s on SQLite does not): only then is the disk judged.
+    pub etcd: bool,
     /// Writes made, each followed by `fdatasync`.
     pub writes: u32,
     /// Of those, the writes that took longer than etcd's 10 ms.
@@ -430,6 +433,7 @@ mod tests {
             data_dir_fsync: Some(DataDirFsync {
                 probe_dir: "/var/lib/pictl-agent".into(),
                 same_filesystem: true,
+                etcd: true,
                 writes: 8,
                 slow_writes: 1,
                 max_seconds: 0.0125,

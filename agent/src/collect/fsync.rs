@@ -9,7 +9,9 @@
 //! whether that is on the data dir's filesystem (the same `st_dev` as
 //! [`DATA_DIR`], or the nearest directory above it that exists). When it is
 //! not (a data dir on an SSD mounted elsewhere), the figure is reported as
-//! another filesystem's and judged by nobody.
+//! another filesystem's and `EtcdDiskSlow` is `Unknown`. Whether embedded
+//! etcd runs here at all (only then is the disk judged) is read from the
+//! kernel's socket table: a listener on etcd's peer port.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -86,7 +88,37 @@ pub fn collect(
     if !server {
         return Ok(None);
     }
-    src.fsync.sample(src)
+    let Some(mut m) = src.fsync.sample(src)? else {
+        return Ok(None);
+    };
+    m.etcd = etcd_listening(src)?;
+    Ok(Some(m))
+}
+
+/// etcd's peer port, which K3s's embedded etcd listens on (kine's SQLite
+/// listens on a unix socket).
+pub const ETCD_PEER_PORT: u16 = 2380;
+
+/// Whether a socket listens on [`ETCD_PEER_PORT`] in `/proc/net/tcp` or
+/// `tcp6` (the kernel's table: `local_address` as `HEXADDR:HEXPORT`, state
+/// `0A` is LISTEN); readable by any user, no process list needed.
+pub fn etcd_listening(src: &Sources) -> Result<bool> {
+    let port = format!(":{ETCD_PEER_PORT:04X}");
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Some((_, text)) = src.read_optional(table)? else {
+            continue;
+        };
+        let listening = text.lines().skip(1).any(|l| {
+            let mut f = l.split_whitespace().skip(1);
+            let local = f.next().unwrap_or_default();
+            let state = f.nth(1).unwrap_or_default();
+            local.ends_with(&port) && state == "0A"
+        });
+        if listening {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Up to `writes` synced writes in a file in `dir`, stopping once `budget`
@@ -204,13 +236,34 @@ mod tests {
         assert!(!same_filesystem(&dir.path().join("absent"), dir.path()));
     }
 
-    #[test]
-    fn a_fresh_measurement_is_reused_and_a_missing_directory_is_none() {
+    /// Sources under an empty temporary root (kept alive by the caller).
+    fn scratch() -> (tempfile::TempDir, Sources) {
         let root = tempfile::tempdir().expect("tmp");
         let src = Sources {
             root: root.path().to_owned(),
             ..Sources::system()
         };
+        (root, src)
+    }
+
+    #[test]
+    fn etcd_is_what_listens_on_its_peer_port() {
+        let (_root, src) = scratch();
+        std::fs::create_dir_all(src.path("/proc/net")).expect("mkdir");
+        let head = "  sl  local_address rem_address   st tx_queue rx_queue\n";
+        let table = |rows: &str| format!("{head}{rows}");
+        // 6443 listening, and a connection to a remote 2380 (state 01).
+        let other = "   0: 00000000:192B 00000000:0000 0A 00000000:00000000\n   1: 0A000001:9C40 0A000002:094C 01 00000000:00000000\n";
+        std::fs::write(src.path("/proc/net/tcp"), table(other)).expect("tcp");
+        assert!(!etcd_listening(&src).expect("read"));
+        let etcd6 = "   0: 00000000000000000000000001000000:094C 00000000000000000000000000000000:0000 0A 00000000:00000000\n";
+        std::fs::write(src.path("/proc/net/tcp6"), table(etcd6)).expect("tcp6");
+        assert!(etcd_listening(&src).expect("read"));
+    }
+
+    #[test]
+    fn a_fresh_measurement_is_reused_and_a_missing_directory_is_none() {
+        let (_root, src) = scratch();
         let probe = Probe::new(Duration::from_secs(3600));
         assert_eq!(probe.sample(&src).expect("sample"), None);
         std::fs::create_dir_all(src.path(PROBE_DIR)).expect("mkdir");

@@ -20,7 +20,7 @@ pub const K3S_SERVICE_DOWN: &str = "K3sServiceDown";
 /// within 120 days): only a start of K3s renews it.
 pub const K3S_CERTIFICATES_EXPIRING: &str = "K3sCertificatesExpiring";
 /// True when synced writes on the data dir's filesystem miss etcd's figure
-/// (a server's; see [`crate::collect::fsync`]).
+/// (on servers running embedded etcd; see [`crate::collect::fsync`]).
 pub const ETCD_DISK_SLOW: &str = "EtcdDiskSlow";
 /// Every condition type the agent owns.
 pub const ALL: [&str; 7] = [
@@ -126,23 +126,12 @@ pub fn judge(r: &NodeReport, disk_pressure_percent: f64) -> Vec<Judged> {
     out
 }
 
-/// On servers (`k3s.service`) only: whether the data dir's disk keeps
-/// etcd's figure. With 8 writes, one over 10 ms can be the 1 in 100 etcd
-/// allows (8% of probes of a disk that meets it); two or more is what a
-/// disk that meets it shows in under 0.3% of probes, so that is the rule.
+/// On servers running embedded etcd only: whether the data dir's disk
+/// keeps etcd's figure. With 8 writes, one over 10 ms can be the 1 in 100
+/// etcd allows (8% of probes of a disk that meets it); two or more is what
+/// a disk that meets it shows in under 0.3% of probes, so that is the rule.
 fn etcd_disk(r: &NodeReport) -> Option<Judged> {
-    r.units.get("k3s.service").filter(|s| s.is_loaded())?;
-    let Some(f) = &r.data_dir_fsync else {
-        return Some(judged(
-            ETCD_DISK_SLOW,
-            Status::Unknown,
-            "NotMeasured",
-            format!(
-                "no fsync probe: the agent's state directory {} is missing",
-                crate::collect::fsync::PROBE_DIR
-            ),
-        ));
-    };
+    let f = r.data_dir_fsync.as_ref().filter(|f| f.etcd)?;
     let (dir, max, mean) = (&f.probe_dir, f.max_seconds * 1e3, f.mean_seconds * 1e3);
     let figures = format!(
         "{} of {} synced 2300-byte writes in {dir} took over 10 ms (slowest {max:.1} ms, mean {mean:.1} ms{})",

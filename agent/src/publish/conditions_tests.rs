@@ -34,7 +34,6 @@ fn a_healthy_pi_is_all_false_even_with_past_under_voltage() {
             (CLOCK_UNSYNCHRONIZED, "False", "ClockSynchronized"),
             (K3S_SERVICE_DOWN, "False", "K3sServiceActive"),
             (K3S_CERTIFICATES_EXPIRING, "False", "CertificatesValid"),
-            (ETCD_DISK_SLOW, "Unknown", "NotMeasured"),
         ]
     );
     assert!(
@@ -122,7 +121,7 @@ fn the_disk_threshold_is_configurable_and_strict() {
 fn only_status_or_reason_changes_need_a_write_not_live_figures() {
     let healthy = judge(&fixture("pi-healthy"), DEFAULT_DISK_PRESSURE_PERCENT);
     let (held, first) = stamp(&healthy, &[], "2026-11-29T16:00:00Z");
-    assert_eq!(first.len(), 7, "everything is new on an empty Node");
+    assert_eq!(first.len(), 6, "everything is new on an empty Node");
     assert!(!differs(&healthy, &held));
 
     let mut fuller = fixture("pi-healthy");
@@ -170,6 +169,7 @@ fn server_probed(slow: u32, same_filesystem: bool) -> NodeReport {
     r.data_dir_fsync = Some(crate::report::DataDirFsync {
         probe_dir: "/var/lib/pictl-agent".into(),
         same_filesystem,
+        etcd: true,
         writes: 8,
         slow_writes: slow,
         max_seconds: if slow > 0 { 0.045 } else { 0.002 },
@@ -203,8 +203,15 @@ fn a_servers_disk_is_slow_for_etcd_when_two_synced_writes_miss_10_ms() {
 }
 
 #[test]
-fn nodes_without_a_k3s_server_have_no_etcd_disk_condition() {
-    // pi-failing runs k3s-agent only.
+fn nodes_without_embedded_etcd_have_no_etcd_disk_condition() {
+    // pi-failing runs k3s-agent only: nothing probed.
     let js = judge(&fixture("pi-failing"), DEFAULT_DISK_PRESSURE_PERCENT);
+    assert!(js.iter().all(|j| j.kind != ETCD_DISK_SLOW), "{js:?}");
+    // A single server on SQLite: probed, but no etcd to judge it for.
+    let mut sqlite = server_probed(5, true);
+    if let Some(f) = sqlite.data_dir_fsync.as_mut() {
+        f.etcd = false;
+    }
+    let js = judge(&sqlite, DEFAULT_DISK_PRESSURE_PERCENT);
     assert!(js.iter().all(|j| j.kind != ETCD_DISK_SLOW), "{js:?}");
 }

@@ -129,8 +129,7 @@ fn a_healthy_node_is_written_once_then_never_again() {
         (s.state, s.writes, s.last_write_at),
         (PublishState::Ok, 1, Some(1000))
     );
-    // Root disk, clock, K3s's unit, its certificates and its disk for etcd.
-    assert_eq!(s.conditions.len(), 5);
+    assert_eq!(s.conditions.len(), 4);
 }
 
 #[test]
