@@ -7,8 +7,8 @@
 //! K3s's data dir is root's and the daemon is not: it writes instead in its
 //! own state directory ([`PROBE_DIR`], systemd's `StateDirectory=`), and says
 //! whether that is on the data dir's filesystem (the same `st_dev` as
-//! [`DATA_DIR`], or the nearest directory above it that exists). When it is
-//! not (a data dir on an SSD mounted elsewhere), the figure is reported as
+//! [`DATA_DIR`]). When it is not, or K3s keeps its data dir elsewhere
+//! (`data-dir` on an SSD: nothing at the default path), the figure is reported as
 //! another filesystem's and `EtcdDiskSlow` is `Unknown`. Whether embedded
 //! etcd runs here at all (only then is the disk judged) is read from the
 //! kernel's socket table: a listener on etcd's peer port.
@@ -177,16 +177,14 @@ pub fn summarize(times: &[Duration], asked: u32) -> DataDirFsync {
     }
 }
 
-/// Whether `probe` is on the filesystem of `data_dir`, or of the nearest
-/// directory above it that exists (K3s not installed yet).
+/// Whether `probe` is on the filesystem of `data_dir`. A data dir that
+/// does not exist at its default path on a server is elsewhere (`data-dir`
+/// set): the probe then measured another disk, whatever its parents say.
 fn same_filesystem(probe: &Path, data_dir: &Path) -> bool {
-    let Ok(dev) = std::fs::metadata(probe).map(|m| m.dev()) else {
-        return false;
-    };
-    data_dir
-        .ancestors()
-        .find_map(|d| std::fs::metadata(d).ok())
-        .is_some_and(|m| m.dev() == dev)
+    match (std::fs::metadata(probe), std::fs::metadata(data_dir)) {
+        (Ok(p), Ok(d)) => p.dev() == d.dev(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -225,12 +223,15 @@ mod tests {
     }
 
     #[test]
-    fn the_filesystem_is_the_data_dirs_or_its_nearest_existing_parents() {
+    fn the_filesystem_is_compared_with_the_data_dirs_own() {
         let dir = tempfile::tempdir().expect("tmp");
         let probe = dir.path().join("state");
         std::fs::create_dir(&probe).expect("mkdir");
-        // K3s not installed yet: its parent's filesystem.
-        assert!(same_filesystem(&probe, &dir.path().join("rancher/k3s")));
+        let data = dir.path().join("rancher/k3s");
+        // No data dir at the default path: K3s keeps it elsewhere.
+        assert!(!same_filesystem(&probe, &data));
+        std::fs::create_dir_all(&data).expect("mkdir");
+        assert!(same_filesystem(&probe, &data));
         // /proc is another filesystem.
         assert!(!same_filesystem(&probe, Path::new("/proc/self")));
         assert!(!same_filesystem(&dir.path().join("absent"), dir.path()));
@@ -267,6 +268,7 @@ mod tests {
         let probe = Probe::new(Duration::from_secs(3600));
         assert_eq!(probe.sample(&src).expect("sample"), None);
         std::fs::create_dir_all(src.path(PROBE_DIR)).expect("mkdir");
+        std::fs::create_dir_all(src.path(DATA_DIR)).expect("mkdir");
         let first = probe.sample(&src).expect("sample").expect("measured");
         assert_eq!(
             (first.writes, first.probe_dir.as_str()),

@@ -149,7 +149,7 @@ fn etcd_disk(r: &NodeReport) -> Option<Judged> {
             Status::Unknown,
             "DataDirOnAnotherFilesystem",
             format!(
-                "{dir} is not on the filesystem of {}: {figures}",
+                "{dir} is not on the filesystem of {} (or K3s keeps its data dir elsewhere): {figures}",
                 crate::collect::fsync::DATA_DIR
             ),
         ));
