@@ -20,7 +20,9 @@ use serde::Serialize;
 /// etcd recipe: 2300-byte writes, each followed by a sync): 20 of them with
 /// `dd oflag=dsync`, in the data dir (or the nearest directory above it
 /// that exists), its file removed, bounded to 2 s by `timeout`. Only
-/// servers with etcd pay for it, once per boot: `apply` records the figure
+/// `apply` probes (plan and status write nothing on a node: they show the
+/// figure an apply recorded, or none), and only on servers with etcd, once
+/// per boot: `apply` records the figure
 /// in `/var/lib/pictl/fsync` under the boot id and data dir, and later runs
 /// read it (~0.1 s saved per run on a lab node; the health agent measures
 /// every 5 minutes for the disk's later decline).
@@ -47,6 +49,7 @@ e data_dev "$_d"
 _c=/var/lib/pictl/fsync; rd _o "$_c"; rd _bi /proc/sys/kernel/random/boot_id
 if [ "$secrets" != secrets ] || { [ -z "$etcd" ] && [ ! -d "$db/etcd" ]; }; then :
 elif [ "${_o%" "*" "*" "*}" = "$_bi $dd" ]; then e fsync "${_o#"$_bi $dd "}"
+elif [ "$record" != record ]; then :
 else
   _p=$dd
   while [ ! -d "$_p" ]; do _p=${_p%/*}; [ -n "$_p" ] || _p=/; done

@@ -116,8 +116,9 @@ impl Node {
     }
 
     /// The facts of a server whose config.yaml is `config`.
+    /// The facts as `apply` gathers them (the only run that probes).
     fn facts(&self, config: &str) -> Facts {
-        self.facts_as(config, "no-record")
+        self.facts_as(config, "record")
     }
 
     /// [`Node::facts`], by `apply` (`record`) or a read-only command.
@@ -193,10 +194,12 @@ fn etcd_servers_probe_fsync_in_the_data_dir_and_leave_no_file() {
 fn apply_keeps_the_probes_figure_for_the_boot_and_a_new_boot_measures_again() {
     let (node, ssd, config) = Node::first_ha_server();
     let fsync = |record| node.facts_as(&config, record).storage.and_then(|s| s.fsync);
-    // A read-only run records nothing.
-    assert!(fsync("no-record").is_some());
+    // A read-only run (plan, status) neither probes nor records.
+    assert_eq!(fsync("no-record"), None);
     let cache = node.scratch.path("lib/fsync");
     assert!(std::fs::metadata(&cache).is_err(), "plan wrote {cache}");
+    let left: Vec<_> = std::fs::read_dir(&ssd).expect("ls").flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|f| f.to_string_lossy().contains("fsync-probe")), "{left:?}");
     let first = fsync("record").expect("probed");
     let kept = std::fs::read_to_string(&cache).expect("recorded");
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
