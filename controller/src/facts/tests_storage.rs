@@ -198,8 +198,17 @@ fn apply_keeps_the_probes_figure_for_the_boot_and_a_new_boot_measures_again() {
     assert_eq!(fsync("no-record"), None);
     let cache = node.scratch.path("lib/fsync");
     assert!(std::fs::metadata(&cache).is_err(), "plan wrote {cache}");
-    let left: Vec<_> = std::fs::read_dir(&ssd).expect("ls").flatten().map(|e| e.file_name()).collect();
-    assert!(!left.iter().any(|f| f.to_string_lossy().contains("fsync-probe")), "{left:?}");
+    let left: Vec<_> = std::fs::read_dir(&ssd)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.to_string_lossy().contains("fsync-probe")),
+        "{left:?}"
+    );
     let first = fsync("record").expect("probed");
     let kept = std::fs::read_to_string(&cache).expect("recorded");
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
