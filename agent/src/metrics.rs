@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use crate::report::{
-    CertificateExpiry, Health, ListenerState, MetricsListener, NodeReport, PublishState,
-    Publishing, UnitState,
+    CertificateExpiry, DataDirFsync, Health, ListenerState, MetricsListener, NodeReport,
+    PublishState, Publishing, UnitState,
 };
 
 /// The Content-Type of [`render`]'s output.
@@ -62,6 +62,9 @@ pub fn render(r: &NodeReport) -> String {
     }
     if let Some(c) = &r.k3s_certificates {
         certificates(&mut m, c);
+    }
+    if let Some(f) = &r.data_dir_fsync {
+        data_dir_fsync(&mut m, f);
     }
     m.family("health", "Derived node health: 1 for the current state.");
     for h in Health::ALL {
@@ -291,6 +294,26 @@ fn certificates(m: &mut Metrics, c: &CertificateExpiry) {
     );
 }
 
+/// The data dir's fsync probe (servers only).
+fn data_dir_fsync(m: &mut Metrics, f: &DataDirFsync) {
+    m.family(
+        "datadir_fsync_seconds",
+        "Seconds a synced 2300-byte write took in the last probe of the K3s data dir's filesystem (etcd wants its WAL fsyncs' 99th percentile under 0.01).",
+    );
+    m.sample("datadir_fsync_seconds", &[("stat", "max")], f.max_seconds);
+    m.sample("datadir_fsync_seconds", &[("stat", "mean")], f.mean_seconds);
+    m.gauge(
+        "datadir_fsync_slow_writes",
+        "Writes of the last probe that took over 10 ms.",
+        f64::from(f.slow_writes),
+    );
+    m.gauge(
+        "datadir_fsync_same_filesystem",
+        "1 when the probe wrote on the filesystem of K3s's data dir.",
+        bool01(f.same_filesystem),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +416,33 @@ mod tests {
             text.contains("pictl_node_health{state=\"ok\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_data_dirs_fsync_is_exported_only_when_probed() {
+        let r = NodeReport {
+            data_dir_fsync: Some(DataDirFsync {
+                probe_dir: "/var/lib/pictl-agent".into(),
+                same_filesystem: true,
+                etcd: false,
+                writes: 8,
+                slow_writes: 3,
+                max_seconds: 0.045,
+                mean_seconds: 0.0125,
+                timed_out: false,
+            }),
+            ..NodeReport::default()
+        };
+        let text = render(&r);
+        for line in [
+            "# TYPE pictl_node_datadir_fsync_seconds gauge\n",
+            "pictl_node_datadir_fsync_seconds{stat=\"max\"} 0.045\n",
+            "pictl_node_datadir_fsync_seconds{stat=\"mean\"} 0.0125\n",
+            "pictl_node_datadir_fsync_slow_writes 3\n",
+            "pictl_node_datadir_fsync_same_filesystem 1\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert!(!render(&NodeReport::default()).contains("datadir_fsync"));
     }
 }

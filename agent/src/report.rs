@@ -80,6 +80,31 @@ pub struct NodeReport {
     /// `None`, and left out of the JSON, when not configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listener: Option<MetricsListener>,
+    /// Synced writes on the filesystem of K3s's data dir (servers only);
+    /// `None`, and left out of the JSON, when not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir_fsync: Option<DataDirFsync>,
+}
+
+/// One probe of synced 2300-byte writes (see `collect::fsync`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataDirFsync {
+    /// The directory written in.
+    pub probe_dir: String,
+    /// Whether that directory is on the filesystem of K3s's data dir.
+    pub same_filesystem: bool,
+    /// Whether embedded etcd runs here (something listens on etcd's peer
+    /// port 2380; K3s on SQLite does not): only then is the disk judged.
+    pub etcd: bool,
+    /// Writes made, each followed by `fdatasync`.
+    pub writes: u32,
+    /// Of those, the writes that took longer than etcd's 10 ms.
+    pub slow_writes: u32,
+    pub max_seconds: f64,
+    pub mean_seconds: f64,
+    /// The probe's time budget ran out before all its writes were made.
+    pub timed_out: bool,
 }
 
 /// When the node's first K3s certificate ends.
@@ -405,6 +430,16 @@ mod tests {
                 state: ListenerState::Waiting,
                 error: Some("Cannot assign requested address (os error 99)".into()),
             }),
+            data_dir_fsync: Some(DataDirFsync {
+                probe_dir: "/var/lib/pictl-agent".into(),
+                same_filesystem: true,
+                etcd: true,
+                writes: 8,
+                slow_writes: 1,
+                max_seconds: 0.0125,
+                mean_seconds: 0.003,
+                timed_out: false,
+            }),
         }
     }
 
@@ -417,6 +452,7 @@ mod tests {
         assert!(json.contains("\"soc_temperature_celsius\":51.2"), "{json}");
         assert!(json.contains("\"k3s.service\":\"active\""), "{json}");
         assert!(json.contains("\"health\":\"failing\""), "{json}");
+        assert!(json.contains("\"slow_writes\":1"), "{json}");
         assert!(
             json.contains(r#""metrics_listener":{"address":"10.42.1.1:9750","state":"waiting","#),
             "{json}"

@@ -12,6 +12,10 @@ use pictl_e2e::pictl::{self, text};
 use pictl_e2e::{Case, Lab, LabSpec, harness};
 use serde_json::Value;
 
+#[path = "health_storage.rs"]
+mod storage;
+use storage::the_servers_agent_times_synced_writes_on_the_data_dirs_disk_and_an_agents_does_not;
+
 /// The agents' interval in the timed cases (agent config, see `fast_agents`).
 const INTERVAL: u64 = 5;
 
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
         the_agents_token_changes_its_nodes_conditions_and_nothing_else,
         a_healthy_lab_makes_no_status_writes_for_a_minute,
         a_full_root_filesystem_turns_root_disk_pressure_true_with_an_event_and_back,
+        the_servers_agent_times_synced_writes_on_the_data_dirs_disk_and_an_agents_does_not,
     ];
     harness::run(cases, LabSpec { nodes: 2, pi: &[] })
 }

@@ -14,6 +14,7 @@ use crate::{Error, Result, error_chain};
 pub mod certs;
 pub mod clock;
 pub mod exec;
+pub mod fsync;
 pub mod hostname;
 pub mod kubelet;
 pub mod loadavg;
@@ -42,6 +43,8 @@ pub struct Sources {
     pub kubelet_timeout: Duration,
     /// Runs `systemctl`, `timedatectl`, `vcgencmd`.
     pub exec: Box<dyn Exec>,
+    /// The data dir's fsync probe and its last figures.
+    pub fsync: fsync::Probe,
 }
 
 impl std::fmt::Debug for Sources {
@@ -61,6 +64,7 @@ impl Sources {
             kubelet_healthz: KUBELET_HEALTHZ,
             kubelet_timeout: Duration::from_secs(1),
             exec: Box::new(SystemExec::default()),
+            fsync: fsync::Probe::new(fsync::INTERVAL),
         }
     }
 
@@ -134,6 +138,10 @@ pub fn collect(src: &Sources) -> NodeReport {
     let kubelet_healthy =
         (!no_k3s).then(|| kubelet::probe(src.kubelet_healthz, src.kubelet_timeout));
     let clock_synchronized = clock::collect(src.exec.as_ref());
+    let data_dir_fsync = fsync::collect(src, &units).unwrap_or_else(|e| {
+        keep("data dir fsync", e);
+        None
+    });
     let collected_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -161,6 +169,7 @@ pub fn collect(src: &Sources) -> NodeReport {
         kubelet_healthy,
         clock_synchronized,
         k3s_certificates,
+        data_dir_fsync,
         collection_errors: errors,
         ..NodeReport::default()
     };

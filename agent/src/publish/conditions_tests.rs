@@ -162,3 +162,56 @@ fn stamping_keeps_transition_times_of_unchanged_statuses() {
         assert_eq!(c.last_transition_time, want, "{c:?}");
     }
 }
+
+/// A server whose probe made `slow` of 8 writes over 10 ms.
+fn server_probed(slow: u32, same_filesystem: bool) -> NodeReport {
+    let mut r = fixture("pi-healthy");
+    r.data_dir_fsync = Some(crate::report::DataDirFsync {
+        probe_dir: "/var/lib/pictl-agent".into(),
+        same_filesystem,
+        etcd: true,
+        writes: 8,
+        slow_writes: slow,
+        max_seconds: if slow > 0 { 0.045 } else { 0.002 },
+        mean_seconds: 0.0125,
+        timed_out: false,
+    });
+    r
+}
+
+#[test]
+fn a_servers_disk_is_slow_for_etcd_when_two_synced_writes_miss_10_ms() {
+    let judge_one =
+        |r: &NodeReport| by_kind(&judge(r, DEFAULT_DISK_PRESSURE_PERCENT), ETCD_DISK_SLOW).clone();
+    let slow = judge_one(&server_probed(2, true));
+    assert_eq!((slow.status, slow.reason), (Status::True, "SlowFsync"));
+    assert!(
+        slow.message.contains("2 of 8") && slow.message.contains("45.0 ms"),
+        "{slow:?}"
+    );
+    assert!(slow.message.contains("SSD") && slow.message.contains("etcd-arg"));
+    // One write over 10 ms is within what etcd's 99th percentile allows.
+    let once = judge_one(&server_probed(1, true));
+    assert_eq!((once.status, once.reason), (Status::False, "FsyncFast"));
+    assert_eq!(judge_one(&server_probed(0, true)).status, Status::False);
+    // Measured on another filesystem than the data dir's: not judged.
+    let other = judge_one(&server_probed(5, false));
+    assert_eq!(
+        (other.status, other.reason),
+        (Status::Unknown, "DataDirOnAnotherFilesystem")
+    );
+}
+
+#[test]
+fn nodes_without_embedded_etcd_have_no_etcd_disk_condition() {
+    // pi-failing runs k3s-agent only: nothing probed.
+    let js = judge(&fixture("pi-failing"), DEFAULT_DISK_PRESSURE_PERCENT);
+    assert!(js.iter().all(|j| j.kind != ETCD_DISK_SLOW), "{js:?}");
+    // A single server on SQLite: probed, but no etcd to judge it for.
+    let mut sqlite = server_probed(5, true);
+    if let Some(f) = sqlite.data_dir_fsync.as_mut() {
+        f.etcd = false;
+    }
+    let js = judge(&sqlite, DEFAULT_DISK_PRESSURE_PERCENT);
+    assert!(js.iter().all(|j| j.kind != ETCD_DISK_SLOW), "{js:?}");
+}

@@ -53,6 +53,7 @@ fn pi_report(health: Health, problems: &[&str]) -> NodeReport {
         problems: problems.iter().map(|p| (*p).to_owned()).collect(),
         publishing: None,
         metrics_listener: None,
+        data_dir_fsync: None,
     }
 }
 

@@ -72,6 +72,7 @@ pub fn sources(root: &Path, exec: FakeExec, kubelet: SocketAddr) -> Sources {
         kubelet_healthz: kubelet,
         kubelet_timeout: Duration::from_secs(1),
         exec: Box::new(exec),
+        fsync: pictl_agent::collect::fsync::Probe::new(Duration::ZERO),
     }
 }
 

@@ -17,11 +17,13 @@ use crate::secret::Secret;
 pub mod certs;
 pub mod paths;
 mod server;
+pub mod storage;
 mod unit;
 
 pub use certs::CertEnd;
+pub use server::Datastore;
 use server::serving_pin;
-pub use server::{Datastore, on_sd_card};
+pub use storage::{DiskKind, FsyncProbe, Storage, on_sd_card};
 pub use unit::UnitFact;
 use unit::parse_unit;
 
@@ -188,9 +190,12 @@ for u in k3s.service k3s-agent.service; do
   break
 done
 c=/etc/rancher/k3s/config.yaml
+etcd=""
 if [ -f "$c" ]; then
   rd t "$c"
   case $t in '# Managed by pictl'*) ;; *) e foreign_config "$t" ;; esac
+  # pictl set K3s up for embedded etcd (started or joining).
+  case $t in '# Managed by pictl'*"${nl}cluster-init: true"*|'# Managed by pictl'*"${nl}server: "*) etcd=1 ;; esac
   # The server an HA server joined (K3s reads it only without etcd data).
   case $t in '# Managed by pictl'*"${nl}server: "*) v=${t#*"${nl}server: "}; v=${v%%"$nl"*}; e joined "$v" ;; esac
 fi
@@ -216,14 +221,11 @@ esac
 e data_dir "$v"
 dd=/var/lib/rancher/k3s
 case $v in /?*) dd=${v%/} ;; esac
-# The device under the data dir: the longest mount point above it in
-# /proc/self/mounts (the last of equals: the one on top), builtins only.
-_m=""; _d=""
-while read -r _s _p _; do
-  case $dd/ in "${_p%/}"/*) [ ${#_p} -lt ${#_m} ] || { _m=$_p; _d=$_s; } ;; esac
-done </proc/self/mounts
-e data_dev "$_d"
+db=$dd/server/db
+# The device under the data dir: the longest mount point above it (the
+# last of equals: the one on top), and on etcd servers its fsync probe.
 "#,
+    storage::storage_records!(),
     certs::cert_records!(),
     r#"e addresses "$(hostname -I 2>/dev/null)"
 # kubectl, crictl and ctr: missing (install.sh would link it: nothing at
@@ -249,7 +251,6 @@ while IFS=: read -r n _ u g _; do
 done </etc/passwd
 e agent_ids "$t"
 # K3s's datastore: embedded etcd once db/etcd/member/wal exists, else SQLite.
-db=$dd/server/db
 if [ -d $db/etcd/member/wal ]; then e datastore etcd; elif [ -f $db/state.db ]; then e datastore sqlite; fi
 if [ "$secrets" = secrets ]; then
   if [ -f "$dd/server/token" ]; then rd t "$dd/server/token"; e token "$t"; fi
@@ -355,8 +356,9 @@ pub struct Facts {
     /// A server's API key pin: the sha256 of the public key its API port
     /// serves (K3s's `dynamic-cert.json`), 64 hex digits.
     pub serving_pin: Option<String>,
-    /// The device the K3s data dir lives on (`/dev/mmcblk0p2`: an SD card).
-    pub data_dev: Option<String>,
+    /// The device the K3s data dir lives on (`/dev/mmcblk0p2`: an SD
+    /// card) and, on etcd servers, how fast it syncs.
+    pub storage: Option<Storage>,
     /// The `server:` pictl's config.yaml names (an HA server that joined).
     pub joined: Option<String>,
     /// The ends of K3s's leaf certificates on the node (see [`certs`]).
@@ -451,7 +453,7 @@ impl Facts {
             datastore: Datastore::parse(&get("datastore")),
             agent_ids: ids(&get("agent_ids")),
             serving_pin: serving_pin(&get("serving_cert")),
-            data_dev: non_empty("data_dev"),
+            storage: Storage::parse(&get("data_dev"), &get("data_disk"), &get("fsync")),
             joined: non_empty("joined"),
             certificates: certs,
             node_now,

@@ -1,5 +1,4 @@
-//! What a server's facts add: its datastore, the key its API port serves,
-//! and whether its data dir is on an SD card.
+//! What a server's facts add: its datastore and the key its API port serves.
 
 /// The key pin of the first certificate in a base64 PEM (Go's JSON
 /// encoding of a Secret's `tls.crt`); `None` when it is not one.
@@ -28,32 +27,6 @@ impl Datastore {
             "etcd" => Some(Datastore::Etcd),
             "sqlite" => Some(Datastore::Sqlite),
             _ => None,
-        }
-    }
-}
-
-/// Whether `dev` is an SD card (the kernel's MMC block driver names them
-/// `mmcblkN`, partitions `mmcblkNpM`; a Pi's eMMC too).
-pub fn on_sd_card(dev: &str) -> bool {
-    dev.strip_prefix("/dev/mmcblk")
-        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sd_cards_are_mmcblk_devices_and_nothing_else() {
-        for dev in ["/dev/mmcblk0p2", "/dev/mmcblk1", "/dev/mmcblk0"] {
-            assert!(super::on_sd_card(dev), "{dev}");
-        }
-        for dev in [
-            "/dev/sda2",
-            "/dev/nvme0n1p2",
-            "overlay",
-            "/dev/mmcblkboot0",
-            "",
-        ] {
-            assert!(!super::on_sd_card(dev), "{dev}");
         }
     }
 }

@@ -84,38 +84,3 @@ fn a_servers_facts_pin_the_key_its_api_port_serves_and_never_carry_the_private_k
     std::fs::write(format!("{data_dir}/server/tls/dynamic-cert.json"), "{}\n").expect("write");
     assert_eq!(run("secrets").1.serving_pin, None);
 }
-
-#[test]
-fn the_data_dirs_device_is_the_longest_mount_above_it() {
-    let node = Scratch::new();
-    let mounts = node.path("mounts");
-    let run = |config: &str, table: &str| {
-        std::fs::write(node.path("config.yaml"), config).expect("config");
-        std::fs::write(&mounts, table).expect("mounts");
-        let script = node
-            .script
-            .replace("/etc/rancher/k3s/config.yaml", &node.path("config.yaml"))
-            .replace("/proc/self/mounts", &mounts);
-        let out = Command::new("/bin/sh")
-            .args(["-c", &script, "pictl", "secrets", "no-record"])
-            .output()
-            .expect("sh");
-        Facts::parse(&String::from_utf8_lossy(&out.stdout), 0)
-            .expect("facts")
-            .data_dev
-    };
-    let table = "/dev/mmcblk0p2 / ext4 rw 0 0\n/dev/mmcblk0p1 /boot/firmware vfat rw 0 0\n\
-                 /dev/sda1 /mnt/ssd ext4 rw 0 0\n/dev/sdb1 /mnt/ssd-old ext4 rw 0 0\n";
-    // K3s's default data dir on a Pi booted from its SD card.
-    assert_eq!(run("", table).as_deref(), Some("/dev/mmcblk0p2"));
-    // data-dir on the SSD: its mount wins over `/` (and /mnt/ssd-old is no parent).
-    let ssd = run("data-dir: /mnt/ssd/k3s\n", table);
-    assert_eq!(ssd.as_deref(), Some("/dev/sda1"));
-    assert!(!super::on_sd_card(&ssd.expect("device")));
-    // Mounted over: the last one is what the data dir sees.
-    let over = format!("{table}/dev/sdc1 /mnt/ssd ext4 rw 0 0\n");
-    assert_eq!(
-        run("data-dir: /mnt/ssd/k3s\n", &over).as_deref(),
-        Some("/dev/sdc1")
-    );
-}

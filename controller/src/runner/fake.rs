@@ -79,8 +79,13 @@ pub struct NodeState {
     pub pi: Option<FakePi>,
     /// `/run/pictl.lock`: the holding connection's id and the holder's words.
     pub lock: Option<(u64, String)>,
-    /// The data dir's device (`/dev/sda2` when unset).
+    /// The data dir's device (`/dev/sda2` when unset), its disk and
+    /// `queue/rotational` (`sda 0` when unset), and the fsync probe's
+    /// microseconds for its 20 writes (reported when set, as the script
+    /// reports it on etcd servers).
     pub data_dev: Option<String>,
+    pub data_disk: Option<String>,
+    pub fsync_us: Option<u64>,
     /// A release K3s fails to start with here (its restart exits 1).
     pub broken_release: Option<String>,
     /// K3s's etcd snapshot fails (its etcd does not answer).
@@ -246,8 +251,12 @@ impl FakeTransport {
             ("started_with", &s.started_with),
             ("addresses", &self.address),
             ("data_dev", s.data_dev.as_deref().unwrap_or("/dev/sda2")),
+            ("data_disk", s.data_disk.as_deref().unwrap_or("sda 0")),
         ] {
             out.push_str(&line(k, v));
+        }
+        if let Some(us) = s.fsync_us {
+            out.push_str(&line("fsync", &format!("0 20 {us}")));
         }
         match &s.pi {
             Some(pi) => {

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use super::{Phase, Selected};
 use crate::error_chain;
 use crate::facts::Datastore;
-use crate::facts::on_sd_card;
 use crate::inventory::{Inventory, K3sRelease, K3sValue, Role};
 use crate::render::Start;
 use crate::report::{Progress, Stage, Topic};
@@ -55,22 +54,11 @@ fn findings(run: &Run<'_>) -> BTreeMap<usize, Finding> {
         let facts = run.nodes[i].facts.as_ref();
         f.fails = facts.and_then(|x| vxlan_problem(backend, &x.kernel, x.vxlan));
         let etcd = run.inv.cluster.ha && run.nodes[i].node.role == Role::Server;
-        let dev = facts.and_then(|x| x.data_dev.as_deref());
+        let storage = facts.and_then(|x| x.storage.as_ref()).filter(|_| etcd);
         f.warns
-            .extend(dev.filter(|d| etcd && on_sd_card(d)).map(sd_card_warning));
+            .extend(storage.and_then(super::storage::etcd_storage_warning));
     }
     out
-}
-
-/// Why embedded etcd on an SD card is worth a warning on every run.
-fn sd_card_warning(dev: &str) -> String {
-    format!(
-        "K3s's data dir, with embedded etcd (ha = true), is on an SD card ({dev}): etcd waits \
-         on a disk sync for every write (etcd's hardware guidance: a 99th-percentile WAL fsync \
-         under 10 ms), and SD cards stall for far longer, so leader elections are lost and K3s \
-         restarts (k3s-io/k3s#1850, #2938, #6654); boot this server from an SSD or USB disk, or \
-         set data-dir to one, else raise etcd's heartbeat-interval and election-timeout (etcd-arg)"
-    )
 }
 
 impl Phase for Facts {

@@ -20,6 +20,7 @@ mod relay;
 mod renew_certs;
 mod reset;
 mod servers;
+mod storage;
 mod uncordon;
 mod upgrade;
 mod upgrade_agents;

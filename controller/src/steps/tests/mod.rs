@@ -137,7 +137,7 @@ pub(super) fn converged(d: &Desired) -> Facts {
         agent_ids: None,
         serving_pin: None,
         joined: None,
-        data_dev: None,
+        storage: None,
         tools_missing: Vec::new(),
         tools_taken: Vec::new(),
         data_dir_config: None,
