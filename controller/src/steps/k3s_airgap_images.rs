@@ -78,17 +78,11 @@ impl Step for K3sAirgapImages {
         plan: &AirgapImagesPlan,
     ) -> Result<Applied, StepError> {
         let AirgapImagesPlan::Install { path, from, .. } = plan;
-        let (Some(want), Ok(arch)) = (&cx.desired.airgap, cx.facts.arch.clone()) else {
+        let Some(want) = &cx.desired.airgap else {
             return Ok(Applied::Done);
         };
         let target = (path.as_str(), MODE, want.sha256.as_str());
-        if super::relay::try_install(cx, io, Self::ID, from, target).await? {
-            return Ok(Applied::Done);
-        }
-        // Verified against the release checksum before a byte is sent.
-        let archive = io.store.asset(arch, Kind::AirgapImages).await?;
-        io.transport
-            .put_file(&archive.bytes, path, MODE, cx.node.ssh.sudo)
+        super::relay::install_release_asset(cx, io, Self::ID, from, target, Kind::AirgapImages)
             .await?;
         Ok(Applied::Done)
     }
