@@ -4,10 +4,7 @@
 # tool, times its first bootstrap, then a no-op re-run (changed=0 expected
 # from both). Prints every figure, the medians and the ratios.
 #   bench/ansible/compare.sh [--rounds 3] [--nodes 3] [--id K] [--debug | --pictl BIN]   (as root)
-# Needs the internet once, through the ordinary clients: ansible-core from
-# PyPI into a venv, and python3's Debian packages (apt-get download on this
-# host; the lab's nodes have no internet, so the packages are installed into
-# them from here). Both are cached in /var/cache/pictl-bench. Not part of CI.
+# Needs the internet once (see tools.sh). Not part of CI.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -26,8 +23,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 export PICTL_LAB_ID=$id
-cache=/var/cache/pictl-bench
-ANSIBLE_CORE='ansible-core>=2.17,<2.18'
+# shellcheck source=bench/ansible/tools.sh
+. "$here/tools.sh"
 lab=tests/lab/lab
 trap '$lab down >/dev/null 2>&1 || true' EXIT
 
@@ -42,27 +39,7 @@ else
     cargo build --quiet -p pictl -p pictl-agent
     pictl=$target/debug/pictl
 fi
-venv=$cache/ansible-venv
-if [ ! -x "$venv/bin/ansible-playbook" ]; then
-    echo "== ansible-core from PyPI into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "$ANSIBLE_CORE"
-fi
-v=$("$venv/bin/ansible-playbook" --version)
-echo "== ${v%%$'\n'*}"
-debs=$cache/python3-debs
-if [ ! -f "$debs/.complete" ]; then
-    echo "== python3 and its dependencies as Debian packages, into $debs"
-    mkdir -p "$debs"
-    # Exactly what apt would install on a node: resolved against the lab's
-    # base image's dpkg status (the nodes' own), downloaded here.
-    base=$(ls -d "$(dirname "${PICTL_LAB_CACHE:-/var/cache/pictl-lab/bookworm-base.tar}")"/bookworm-base.rootfs-* 2>/dev/null | head -n1)
-    [ -n "$base" ] || { echo "compare.sh: no unpacked lab base image (run tests/lab/lab up once)" >&2; exit 1; }
-    mkdir -p "$debs/partial"
-    apt-get install -y -qq --download-only --no-install-recommends \
-        -o Dir::State::status="$base/var/lib/dpkg/status" -o Dir::Cache::archives="$debs" python3 >/dev/null
-    touch "$debs/.complete"
-fi
+ansible_tools
 
 dir=$($lab env | sed -n 's/^LAB_DIR=//p' | tr -d "'\"")
 export PICTL_CACHE_DIR=$dir/bench-cache
@@ -77,35 +54,11 @@ fresh_lab() {
     $lab down >/dev/null 2>&1 || true
     $lab up "$nodes" >/dev/null 2>&1
     rm -rf "$dir/state" "$dir/ansible-cache"
-    local i pids=()
-    for i in $(seq 1 "$nodes"); do
-        # (Not /tmp: a node mounts its own tmpfs there.)
-        mkdir -p "$dir/nodes/node$i/root/var/tmp/pictl-debs"
-        cp "$debs"/*.deb "$dir/nodes/node$i/root/var/tmp/pictl-debs/"
-        $lab ssh "node$i" 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends /var/tmp/pictl-debs/*.deb >/dev/null && rm -rf /var/tmp/pictl-debs' &
-        pids+=($!)
-    done
-    for i in "${pids[@]}"; do wait "$i"; done
-    $lab ssh node1 python3 --version >/dev/null
+    nodes_python "$lab" "$dir" "$nodes"
 }
 
-hosts_ini() {
-    local i
-    {
-        echo "[servers]"
-        echo "node1 ansible_host=10.77.$id.11"
-        echo "[agents]"
-        for i in $(seq 2 "$nodes"); do echo "node$i ansible_host=10.77.$id.$((10 + i))"; done
-        echo "[all:vars]"
-        echo "ansible_user=lab"
-        echo "ansible_ssh_private_key_file=$dir/id_ed25519"
-        echo "ansible_ssh_common_args='-F /dev/null -o IdentitiesOnly=yes -o UserKnownHostsFile=$dir/known_hosts -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes'"
-        echo "mirror=http://10.77.$id.1:8099"
-        echo "k3s_version=v1.32.5+k3s1"
-        echo "cache_dir=$dir/ansible-cache"
-        echo "agent_binary=$(dirname "$pictl")/pictl-agent"
-        echo "agent_unit=$root/agent/pictl-agent.service"
-    } >"$here/hosts.ini"
+write_hosts() {
+    hosts_ini "$here/hosts.ini" "$id" "$dir" "$nodes" "$(dirname "$pictl")/pictl-agent" "$root/agent/pictl-agent.service"
 }
 
 now() { date +%s.%N; }
@@ -116,7 +69,7 @@ results=$dir/compare.txt
 run_ansible() {
     local t0 t1 out
     fresh_lab
-    hosts_ini
+    write_hosts
     t0=$(now)
     out=$(cd "$here" && "$venv/bin/ansible-playbook" site.yml 2>&1) || { echo "$out" | tail -n 30 >&2; return 1; }
     t1=$(now)
@@ -143,7 +96,7 @@ run_pictl() {
 echo "== $rounds rounds, $nodes nodes, interleaved (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 # The artifact caches of both are filled once, unmeasured.
 fresh_lab
-hosts_ini
+write_hosts
 (cd "$here" && "$venv/bin/ansible-playbook" site.yml >/dev/null 2>&1) || true
 "$pictl" apply -i "$dir/inventory.toml" >/dev/null 2>&1 || true
 for r in $(seq 1 "$rounds"); do

@@ -34,6 +34,16 @@ impl Arch {
         }
     }
 
+    /// The release asset of K3s's own images for this arch (listed in the
+    /// same checksum file; K3s calls armhf `arm` there).
+    pub fn airgap_asset(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "k3s-airgap-images-amd64.tar.zst",
+            Arch::Arm64 => "k3s-airgap-images-arm64.tar.zst",
+            Arch::Armhf => "k3s-airgap-images-arm.tar.zst",
+        }
+    }
+
     /// The release's checksum file covering [`Arch::k3s_asset`].
     pub fn checksum_asset(self) -> &'static str {
         match self {

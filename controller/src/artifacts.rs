@@ -25,6 +25,8 @@ use crate::download::{self, DownloadError};
 const CHECKSUM_LIMIT: u64 = 1 << 20;
 /// K3s binaries are ~70 MB; allow growth, refuse the absurd.
 const BINARY_LIMIT: u64 = 512 << 20;
+/// The airgap image archives are a few hundred MB at most.
+const IMAGES_LIMIT: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
@@ -79,7 +81,30 @@ pub struct ArtifactStore {
     persist: bool,
     client: reqwest::Client,
     sums: Mutex<HashMap<Arch, String>>,
-    bins: Mutex<HashMap<Arch, Arc<Artifact>>>,
+    bins: Mutex<HashMap<(Arch, Kind), Arc<Artifact>>>,
+}
+
+/// Which release asset of an arch: the binary or K3s's image archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Binary,
+    AirgapImages,
+}
+
+impl Kind {
+    fn asset(self, arch: Arch) -> &'static str {
+        match self {
+            Kind::Binary => arch.k3s_asset(),
+            Kind::AirgapImages => arch.airgap_asset(),
+        }
+    }
+
+    fn limit(self) -> u64 {
+        match self {
+            Kind::Binary => BINARY_LIMIT,
+            Kind::AirgapImages => IMAGES_LIMIT,
+        }
+    }
 }
 
 /// `$PICTL_CACHE_DIR`, else `$XDG_CACHE_HOME/pictl`, else `~/.cache/pictl`.
@@ -179,16 +204,24 @@ impl ArtifactStore {
 
     /// The release's sha256 for this arch's binary.
     pub async fn expected_sha256(&self, arch: Arch) -> Result<String, ArtifactError> {
+        self.expected(arch, Kind::Binary).await
+    }
+
+    /// The release's sha256 for this arch's `kind` of asset, from its
+    /// checksum file (fetched once per run and arch).
+    pub async fn expected(&self, arch: Arch, kind: Kind) -> Result<String, ArtifactError> {
         let mut sums = self.sums.lock().await;
-        if let Some(s) = sums.get(&arch) {
-            return Ok(s.clone());
-        }
         let file = arch.checksum_asset();
-        // Never from the cache: a cached checksum file would vouch for a
-        // cached binary with nothing from the mirror to confirm either.
-        let text = self.fetch(file, CHECKSUM_LIMIT).await?;
-        let text = String::from_utf8_lossy(&text);
-        let asset = arch.k3s_asset();
+        let text = match sums.entry(arch) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                // Never from the cache: a cached checksum file would vouch for a
+                // cached binary with nothing from the mirror to confirm either.
+                let text = self.fetch(file, CHECKSUM_LIMIT).await?;
+                e.insert(String::from_utf8_lossy(&text).into_owned())
+            }
+        };
+        let asset = kind.asset(arch);
         let sha = text
             .lines()
             .filter_map(|l| {
@@ -202,25 +235,29 @@ impl ArtifactStore {
                 file: file.to_string(),
                 asset: asset.to_string(),
             })?;
-        sums.insert(arch, sha.clone());
         Ok(sha)
     }
 
     /// The verified binary for `arch`, downloaded at most once.
     pub async fn binary(&self, arch: Arch) -> Result<Arc<Artifact>, ArtifactError> {
-        let expected = self.expected_sha256(arch).await?;
+        self.asset(arch, Kind::Binary).await
+    }
+
+    /// The verified `kind` of asset for `arch`, downloaded at most once.
+    pub async fn asset(&self, arch: Arch, kind: Kind) -> Result<Arc<Artifact>, ArtifactError> {
+        let expected = self.expected(arch, kind).await?;
         let mut bins = self.bins.lock().await;
-        if let Some(a) = bins.get(&arch) {
+        if let Some(a) = bins.get(&(arch, kind)) {
             return Ok(a.clone());
         }
-        let asset = arch.k3s_asset();
+        let asset = kind.asset(arch);
         let cached = std::fs::read(self.cache_dir.join(asset))
             .ok()
             .filter(|b| tokio::task::block_in_place(|| sha256_hex(b)) == expected);
         let bytes = match cached {
             Some(b) => b,
             None => {
-                let b = self.fetch(asset, BINARY_LIMIT).await?;
+                let b = self.fetch(asset, kind.limit()).await?;
                 let actual = tokio::task::block_in_place(|| sha256_hex(&b));
                 if actual != expected {
                     return Err(ArtifactError::ChecksumMismatch {
@@ -239,7 +276,7 @@ impl ArtifactStore {
             sha256: expected,
             bytes,
         });
-        bins.insert(arch, a.clone());
+        bins.insert((arch, kind), a.clone());
         Ok(a)
     }
 }
@@ -353,6 +390,26 @@ mod tests {
             "{err}"
         );
         assert!(!store.cache_dir().join("k3s").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn airgap_images_are_verified_against_the_same_checksum_file() {
+        let cache = tempfile::tempdir().expect("tmp");
+        let images = b"k3s's images".to_vec();
+        let sums = format!(
+            "{}  k3s-arm64\n{}  k3s-airgap-images-arm64.tar.zst\n",
+            "1".repeat(64),
+            sha256_hex(&images)
+        );
+        let mirror = serve(vec![ok(sums.as_bytes()), ok(&images)]).await;
+        let store = ArtifactStore::new(&mirror, VERSION, cache.path(), true);
+        let got = store.asset(Arch::Arm64, Kind::AirgapImages).await;
+        assert_eq!(got.expect("images").bytes, images);
+        let tampered = serve(vec![ok(sums.as_bytes()), ok(b"other images")]).await;
+        let other = tempfile::tempdir().expect("tmp");
+        let store = ArtifactStore::new(&tampered, VERSION, other.path(), true);
+        let err = store.asset(Arch::Arm64, Kind::AirgapImages).await;
+        assert!(matches!(err, Err(ArtifactError::ChecksumMismatch { .. })));
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -88,6 +88,8 @@ impl Source {
 pub enum Artifact {
     K3s,
     Agent,
+    /// K3s's image archive for the arch (`[cluster] airgap_images`).
+    AirgapImages,
 }
 
 impl Artifact {
@@ -95,6 +97,7 @@ impl Artifact {
         match self {
             Artifact::K3s => "k3s",
             Artifact::Agent => "pictl-agent",
+            Artifact::AirgapImages => "k3s-airgap-images.tar.zst",
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct Need {
     pub arch: Arch,
     pub k3s: bool,
     pub agent: bool,
+    /// Whether it needs K3s's image archive.
+    pub images: bool,
     /// Whether the arch has a health agent binary (it runs the server).
     pub agent_available: bool,
 }
@@ -115,17 +120,23 @@ pub struct Need {
 pub struct ArchRelay {
     pub arch: Arch,
     pub seed: String,
+    /// What the seed stages: the one upload of each from the controller.
+    pub staged: Vec<Artifact>,
     /// Nodes that fetch K3s from the seed.
     pub k3s: Vec<String>,
     /// Nodes that fetch the agent from the seed.
     pub agent: Vec<String>,
+    /// Nodes that fetch K3s's image archive from the seed.
+    pub images: Vec<String>,
 }
 
 /// Seeds per arch: an arch is relayed when at least two of its nodes need
-/// the K3s binary and it has an agent binary to serve with. The seed is
-/// the first such node in inventory order (servers converge first, so in
-/// a usual inventory it is a server); the others fetch K3s from it, and
-/// the agent too when they need it. Everything else is uploaded directly.
+/// the K3s binary or the image archive, and it has an agent binary to
+/// serve with. The seed is the first node in inventory order that needs
+/// either (servers converge first, so in a usual inventory it is a
+/// server); it stages what any of its arch's nodes needs (and the agent,
+/// which serves), and the others fetch from it. Everything else is
+/// uploaded directly.
 pub fn choose(needs: &[Need]) -> Vec<ArchRelay> {
     let mut arches: Vec<Arch> = needs.iter().map(|n| n.arch).collect();
     arches.sort();
@@ -133,21 +144,35 @@ pub fn choose(needs: &[Need]) -> Vec<ArchRelay> {
     let mut out = Vec::new();
     for arch in arches {
         let mine: Vec<&Need> = needs.iter().filter(|n| n.arch == arch).collect();
-        let k3s: Vec<&&Need> = mine.iter().filter(|n| n.k3s).collect();
-        if k3s.len() < 2 || !mine.iter().all(|n| n.agent_available) {
+        let count = |f: fn(&Need) -> bool| mine.iter().filter(|n| f(n)).count();
+        let (k3s, images) = (count(|n| n.k3s), count(|n| n.images));
+        if (k3s < 2 && images < 2) || !mine.iter().all(|n| n.agent_available) {
             continue;
         }
-        let seed = k3s[0].node.clone();
+        let Some(first) = mine.iter().find(|n| n.k3s || n.images) else {
+            continue;
+        };
+        let seed = first.node.clone();
         let others = |f: fn(&Need) -> bool| -> Vec<String> {
             mine.iter()
                 .filter(|n| f(n) && n.node != seed)
                 .map(|n| n.node.clone())
                 .collect()
         };
+        let mut staged = Vec::new();
+        if k3s > 0 {
+            staged.push(Artifact::K3s);
+        }
+        staged.push(Artifact::Agent);
+        if images > 0 {
+            staged.push(Artifact::AirgapImages);
+        }
         out.push(ArchRelay {
             arch,
+            staged,
             k3s: others(|n| n.k3s),
             agent: others(|n| n.agent),
+            images: others(|n| n.images),
             seed,
         });
     }

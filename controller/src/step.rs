@@ -59,6 +59,15 @@ pub enum DesiredConfig {
     Pending(&'static str),
 }
 
+/// The release's image archive a node should hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AirgapImages {
+    /// `<data-dir>/agent/images/k3s-airgap-images-<arch>.tar.zst`.
+    pub path: String,
+    /// Its sha256 in the release's checksum file.
+    pub sha256: String,
+}
+
 /// What the desired state of one node is, computed once per run.
 #[derive(Debug, Clone)]
 pub struct Desired {
@@ -80,6 +89,10 @@ pub struct Desired {
     /// sets them; the controller by default).
     pub k3s_from: crate::relay::Source,
     pub agent_from: crate::relay::Source,
+    /// K3s's image archive for the node's arch (`[cluster] airgap_images`),
+    /// and where its copy comes from (the relay phase sets that).
+    pub airgap: Option<AirgapImages>,
+    pub images_from: crate::relay::Source,
     /// The agent unit's firewall drop-in (the API server's addresses, and
     /// the pod CIDRs with pod-network metrics), installed with the agent so
     /// systemd reloads once.

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         a_fresh_lab_installs_everywhere_with_one_upload_per_artifact,
         without_the_relay_every_node_gets_its_own_upload,
         a_tampered_seed_copy_is_refused_and_each_node_falls_back_to_an_upload,
+        airgap_images_reach_every_node_once_per_arch,
     ];
     harness::run(cases, LabSpec { nodes: 3, pi: &[] })
 }
@@ -125,6 +126,12 @@ fn a_fresh_lab_installs_everywhere_with_one_upload_per_artifact(lab: &Lab) {
     let artifacts =
         size(&release_k3s(lab)) + size(&pictl::target_dir().join("debug").join("pictl-agent"));
     eprintln!("controller sent {sent} bytes; K3s + agent are {artifacts} bytes");
+    assert_one_copy_crossed(sent, artifacts);
+}
+
+/// `sent` bytes over the controller's link carried `artifacts` bytes of
+/// artifacts once: at least one copy, and well under two.
+fn assert_one_copy_crossed(sent: u64, artifacts: u64) {
     assert!(
         sent >= artifacts,
         "{sent} < {artifacts}: not even one copy was counted"
@@ -217,4 +224,80 @@ fn tempfile_dir(lab: &Lab) -> PathBuf {
     let dir = lab.dir().join("relay-test");
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir
+}
+
+/// Where K3s imports archives from, and the lab's (amd64) archive there.
+const IMAGES: &str = "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst";
+/// The archive's size for this case: large enough that a second copy over
+/// the controller's link would show in its byte count.
+const IMAGES_PAD: u64 = 32 << 20;
+
+/// Lays the mirror out again with the image archive padded to `IMAGES_PAD`
+/// (the binaries stay as they are: mirror.sh rewrites only what changed).
+fn pad_the_mirrors_images(lab: &Lab) {
+    let script = pictl_e2e::lab::repo_root().join("tests/k3s-sim/mirror.sh");
+    let status = Command::new(script)
+        .arg(lab.mirror_dir())
+        .env("PICTL_MIRROR_AIRGAP_PAD_TO", IMAGES_PAD.to_string())
+        .stdin(Stdio::null())
+        .status()
+        .expect("mirror.sh");
+    assert!(status.success(), "mirror.sh failed: {status}");
+}
+
+fn airgap_images_reach_every_node_once_per_arch(lab: &Lab) {
+    pictl(lab, &["validate"]); // builds pictl and fills the mirror first
+    reset(lab);
+    pad_the_mirrors_images(lab);
+    let release_images = lab
+        .mirror_dir()
+        .join(VERSION)
+        .join("k3s-airgap-images-amd64.tar.zst");
+    let body = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let inv = lab.dir().join("inventory-airgap.toml");
+    let body = body.replacen("[cluster]\n", "[cluster]\nairgap_images = true\n", 1);
+    std::fs::write(&inv, body).expect("write inventory");
+    let run = |args: &[&str]| {
+        pictl::command(pictl::build(), lab, &inv, args)
+            .output()
+            .expect("run pictl")
+    };
+
+    let before = controller_bytes(lab);
+    let out = run(&["apply", "-v"]);
+    let sent = controller_bytes(lab) - before;
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("node2, node3 the agent, node2, node3 K3s's images (serving on"),
+        "{}",
+        text(&out)
+    );
+    assert!(!stderr.contains("warning"), "{}", text(&out));
+    assert_installed_everywhere_and_nothing_left(lab);
+    let want = sha256_file(&release_images);
+    for n in NODES {
+        assert_eq!(node_sha(lab, n, IMAGES), want, "{n}");
+        // The simulator imported it when K3s started, as K3s does.
+        let listed = lab
+            .ssh_ok(n, "root", "k3s crictl images")
+            .expect("crictl images");
+        assert!(
+            listed.contains("docker.io/rancher/mirrored-pause") && listed.contains("3.6"),
+            "{n}: {listed}"
+        );
+    }
+    let artifacts = size(&release_k3s(lab))
+        + size(&pictl::target_dir().join("debug").join("pictl-agent"))
+        + size(&release_images);
+    eprintln!("controller sent {sent} bytes; K3s + agent + images are {artifacts} bytes");
+    assert_one_copy_crossed(sent, artifacts);
+
+    let again = run(&["plan"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "a re-run would change: {}",
+        text(&again)
+    );
 }

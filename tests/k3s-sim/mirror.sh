@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lays out a K3s release mirror for the lab from the simulator:
-#   <dir>/<version>/{k3s,k3s-arm64,k3s-armhf,sha256sum-amd64.txt,sha256sum-arm64.txt,sha256sum-arm.txt}
+#   <dir>/<version>/{k3s,k3s-arm64,k3s-armhf,sha256sum-amd64.txt,sha256sum-arm64.txt,sha256sum-arm.txt,
+#                    k3s-airgap-images-{amd64,arm64,arm}.tar.zst}
 # for two versions whose binaries differ and report their own version. The
 # simulator is built once per architecture; each file is a stripped copy with a
 # trailer naming its version and architecture (the binary reads the trailer from
@@ -68,6 +69,39 @@ pad_to() {
         head -c "$((want - have))" >>"$1"
 }
 
+# airgap_archive VERSION ARCH OUT: K3s's k3s-airgap-images-<arch>.tar.zst
+# stand-in, a `docker save` archive (manifest.json with RepoTags, a config,
+# a layer per image) of a few of the images a real one carries, zstd
+# compressed; different per version and arch, and the same bytes every run.
+# PICTL_MIRROR_AIRGAP_PAD_TO=BYTES adds a layer of incompressible bytes so
+# the archive is about that size (a real amd64 one is on the order of
+# 150-170 MB; measure the release you compare with).
+airgap_archive() {
+    local v=$1 arch=$2 out=$3 t i img
+    t=$(mktemp -d "$work/airgap.XXXXXX")
+    local imgs=(rancher/mirrored-pause:3.6 rancher/mirrored-coredns-coredns:1.12.1
+        rancher/mirrored-metrics-server:v0.7.2 rancher/local-path-provisioner:v0.0.31)
+    printf '[' >"$t/manifest.json"
+    for i in "${!imgs[@]}"; do
+        img=${imgs[$i]}
+        printf '{"architecture":"%s","k3s":"%s","image":"%s"}' "$arch" "$v" "$img" >"$t/cfg$i.json"
+        mkdir -p "$t/l$i"
+        printf 'layer of %s for %s %s\n' "$img" "$arch" "$v" >"$t/l$i/layer.tar"
+        [ "$i" = 0 ] || printf ',' >>"$t/manifest.json"
+        printf '{"Config":"cfg%s.json","RepoTags":["%s"],"Layers":["l%s/layer.tar"]}' "$i" "$img" "$i" >>"$t/manifest.json"
+    done
+    printf ']' >>"$t/manifest.json"
+    local want=${PICTL_MIRROR_AIRGAP_PAD_TO:-0}
+    if [ "$want" -gt 0 ]; then
+        mkdir -p "$t/pad"
+        { openssl enc -aes-128-ctr -K 01 -iv 00 -nosalt </dev/zero 2>/dev/null || true; } |
+            head -c "$want" >"$t/pad/layer.tar"
+    fi
+    tar --format=ustar --owner=0 --group=0 --numeric-owner --mtime=@0 --sort=name \
+        -C "$t" -cf - . | zstd -q -3 -c >"$out"
+    rm -rf "$t"
+}
+
 # install_if_changed SRC DEST: atomic, and untouched when identical.
 install_if_changed() {
     if [ -f "$2" ] && cmp -s "$1" "$2"; then
@@ -91,7 +125,10 @@ for v in "${versions[@]}"; do
         pad_to "$work/$file"
         printf '\n#K3S-SIM-ARCH=%s\n#K3S-SIM-VERSION=%s\n' "$sums" "$v" >>"$work/$file"
         install_if_changed "$work/$file" "$d/$file" 0755
-        (cd "$d" && sha256sum "$file") >"$work/sha256sum-$sums.txt"
+        images=k3s-airgap-images-$sums.tar.zst
+        airgap_archive "$v" "$sums" "$work/$images"
+        install_if_changed "$work/$images" "$d/$images" 0644
+        (cd "$d" && sha256sum "$file" "$images") >"$work/sha256sum-$sums.txt"
         install_if_changed "$work/sha256sum-$sums.txt" "$d/sha256sum-$sums.txt" 0644
     done
 done

@@ -240,6 +240,7 @@ fn probe_node(opts: &InitOptions, address: &str) -> Node {
         taints: Vec::new(),
         k3s_config: Default::default(),
         adopt_drop: Vec::new(),
+        airgap_images: None,
     }
 }
 

@@ -80,6 +80,10 @@ pub struct Cluster {
     /// true`): each server restarts once, one at a time, and the agents move
     /// to the `K10<hash>::node:` form. Off: such a cluster is kept as it is.
     pub add_agent_token: bool,
+    /// Install the release's `k3s-airgap-images-<arch>.tar.zst` on every
+    /// node (`airgap_images = true`), so K3s starts its system pods
+    /// without pulling from a registry.
+    pub airgap_images: bool,
     pub token: SecretSource,
     /// The agents' join secret (`agent-token`): `{ env }`/`{ file }`, or
     /// generated once into the state directory (the default).
@@ -203,6 +207,9 @@ pub struct Node {
     /// Settings found on the node (from install.sh) that pictl may drop
     /// when it takes the node over.
     pub adopt_drop: Vec<String>,
+    /// Where K3s imports image archives from on this node
+    /// (`<data-dir>/agent/images`), when `[cluster] airgap_images` is on.
+    pub airgap_images: Option<String>,
 }
 
 /// A K3s setting's value, typed by its flag (`config.yaml` shape).

@@ -143,6 +143,11 @@ const CLUSTER: Table = Table {
             "Give servers that run without an agent token (install.sh's default) one: each restarts once, one at a time, and agents stop holding the server token.",
         ),
         key(
+            "airgap_images",
+            Ty::Bool,
+            "Install the release's k3s-airgap-images-<arch>.tar.zst (verified against its sha256sum-<arch>.txt) in <data-dir>/agent/images on every node before K3s first starts, one transfer per arch over the controller's link: K3s imports K3s's own images (pause, coredns, metrics-server, ...) from it instead of pulling them. A changed archive is imported by K3s's image watcher without a restart; turning this off leaves the file.",
+        ),
+        key(
             "api_address",
             Ty::Str,
             "Address clients and agents use for the API (default: the first server's address).",

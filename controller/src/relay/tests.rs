@@ -6,6 +6,7 @@ fn need(node: &str, arch: Arch, k3s: bool, agent: bool) -> Need {
         arch,
         k3s,
         agent,
+        images: false,
         agent_available: true,
     }
 }
@@ -27,17 +28,45 @@ fn one_seed_per_arch_the_first_node_that_needs_k3s() {
             ArchRelay {
                 arch: Arch::Amd64,
                 seed: "a2".into(),
+                staged: vec![Artifact::K3s, Artifact::Agent],
                 k3s: vec!["a4".into()],
                 agent: vec!["a4".into()],
+                images: vec![],
             },
             ArchRelay {
                 arch: Arch::Arm64,
                 seed: "a1".into(),
+                staged: vec![Artifact::K3s, Artifact::Agent],
                 k3s: vec!["a3".into()],
                 agent: vec![],
+                images: vec![],
             },
         ],
         "armhf has one node: a direct upload"
+    );
+}
+
+#[test]
+fn an_arch_whose_nodes_need_only_the_image_archive_is_relayed_without_k3s() {
+    let mut needs = vec![
+        need("s1", Arch::Arm64, false, false),
+        need("a1", Arch::Arm64, false, false),
+        need("a2", Arch::Arm64, false, false),
+    ];
+    for n in &mut needs[1..] {
+        n.images = true;
+    }
+    assert_eq!(
+        choose(&needs),
+        vec![ArchRelay {
+            arch: Arch::Arm64,
+            seed: "a1".into(),
+            staged: vec![Artifact::Agent, Artifact::AirgapImages],
+            k3s: vec![],
+            agent: vec![],
+            images: vec!["a2".into()],
+        }],
+        "K3s is converged everywhere: nothing of it crosses the link"
     );
 }
 

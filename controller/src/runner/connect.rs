@@ -217,10 +217,17 @@ fn facts_command(node: &Node, record: &str) -> RemoteCommand {
     } else {
         "no-secrets"
     };
+    // The image archive's name depends on the arch this run finds out:
+    // every arch's is hashed (only the one that exists costs anything).
+    let images = node
+        .airgap_images
+        .iter()
+        .flat_map(|dir| crate::arch::Arch::ALL.map(|a| format!("{dir}/{}", a.airgap_asset())));
     RemoteCommand::script(facts::SCRIPT)
         .arg(secrets)
         .arg(record)
         .args(facts::paths::MANAGED)
+        .args(images)
         .sudo(node.ssh.sudo)
         .timeout(Duration::from_secs(60))
 }

@@ -85,6 +85,8 @@ pub fn desired(inv: &Inventory, node: &Node, i: Inputs<'_>) -> Desired {
         agent_dropin: i.agent_dropin,
         k3s_from: Default::default(),
         agent_from: Default::default(),
+        airgap: None,
+        images_from: Default::default(),
         agent_access: None,
         k3s_settings: render::node_settings(inv, node),
     }

@@ -285,6 +285,12 @@ impl FakeTransport {
                 out.push_str(&line("file", &format!("{path} {}", sha256_hex(bytes))));
             }
         }
+        // The image archives the facts command names beside MANAGED.
+        for (path, bytes) in &s.files {
+            if path.contains("/agent/images/k3s-airgap-images-") {
+                out.push_str(&line("file", &format!("{path} {}", sha256_hex(bytes))));
+            }
+        }
         for unit in ["k3s.service", "k3s-agent.service", "pictl-agent.service"] {
             let active = if s.active.contains(unit) {
                 "active"

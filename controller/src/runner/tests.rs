@@ -13,6 +13,8 @@ use crate::facts::paths;
 use crate::inventory::Inventory;
 
 const BINARY: &[u8] = b"k3s for the fake fleet";
+/// The release's `k3s-airgap-images-amd64.tar.zst` on the fake mirror.
+pub(super) const IMAGES: &[u8] = b"k3s's images for the fake fleet";
 
 /// A loopback mirror serving one release's checksum file and binary.
 async fn mirror() -> String {
@@ -25,7 +27,14 @@ async fn mirror() -> String {
             [BINARY, release.as_bytes()].concat()
         };
         if head.contains("sha256sum-amd64.txt") {
-            format!("{}  k3s\n", sha256_hex(&binary)).into_bytes()
+            let images = sha256_hex(IMAGES);
+            format!(
+                "{}  k3s\n{images}  k3s-airgap-images-amd64.tar.zst\n",
+                sha256_hex(&binary)
+            )
+            .into_bytes()
+        } else if head.contains("k3s-airgap-images-amd64.tar.zst") {
+            IMAGES.to_vec()
         } else if release.starts_with("v1.33.9") {
             // A release whose binary does not match its checksum file.
             b"corrupted in transit".to_vec()
@@ -344,6 +353,7 @@ async fn a_plan_with_an_unreachable_node_never_says_everything_is_converged() {
     assert!(text.contains("a1: UNREACHABLE"), "{text}");
 }
 
+mod airgap;
 mod certs;
 mod channel;
 mod drain;

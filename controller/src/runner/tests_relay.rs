@@ -13,15 +13,33 @@ use crate::inventory::Inventory;
 
 const AMD64: &[u8] = b"k3s amd64 for the fake fleet";
 const ARM64: &[u8] = b"k3s arm64 for the fake fleet";
+const AMD64_IMAGES: &[u8] = b"k3s's amd64 images for the fake fleet";
+const ARM64_IMAGES: &[u8] = b"k3s's arm64 images for the fake fleet";
 
 /// A loopback mirror serving the amd64 and arm64 binaries and checksums.
 async fn mirror() -> String {
     super::fake::serve_http(|head| {
         let path = head.split(' ').nth(1).unwrap_or_default();
+        let images =
+            |a: &str, b: &[u8]| format!("{}  k3s-airgap-images-{a}.tar.zst\n", sha256_hex(b));
         if path.ends_with("sha256sum-amd64.txt") {
-            format!("{}  k3s\n", sha256_hex(AMD64)).into_bytes()
+            let sums = format!(
+                "{}  k3s\n{}",
+                sha256_hex(AMD64),
+                images("amd64", AMD64_IMAGES)
+            );
+            sums.into_bytes()
         } else if path.ends_with("sha256sum-arm64.txt") {
-            format!("{}  k3s-arm64\n", sha256_hex(ARM64)).into_bytes()
+            let sums = format!(
+                "{}  k3s-arm64\n{}",
+                sha256_hex(ARM64),
+                images("arm64", ARM64_IMAGES)
+            );
+            sums.into_bytes()
+        } else if path.ends_with("/k3s-airgap-images-amd64.tar.zst") {
+            AMD64_IMAGES.to_vec()
+        } else if path.ends_with("/k3s-airgap-images-arm64.tar.zst") {
+            ARM64_IMAGES.to_vec()
         } else if path.ends_with("/k3s-arm64") {
             ARM64.to_vec()
         } else {
@@ -72,11 +90,16 @@ async fn setup(nodes: &[(&str, &str, &str)]) -> Setup {
 
 /// As [`setup`], with `agent` appended to the inventory's `[agent]` table.
 pub(super) async fn setup_with(nodes: &[(&str, &str, &str)], agent: &str) -> Setup {
+    setup_cluster(nodes, "", agent).await
+}
+
+/// As [`setup_with`], with `cluster` appended to `[cluster]`.
+async fn setup_cluster(nodes: &[(&str, &str, &str)], cluster: &str, agent: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("agent-amd64"), elf(62)).expect("agent");
     std::fs::write(dir.path().join("agent-arm64"), elf(183)).expect("agent");
     let mut text = format!(
-        "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\n[ssh]\nagent = true\n[agent]\nbinaries = {{ amd64 = \"agent-amd64\", arm64 = \"agent-arm64\" }}\n{agent}",
+        "[cluster]\nname = \"t\"\nk3s_version = \"v1.32.5+k3s1\"\nmirror = \"{}\"\nallow_http_mirror = true\nstate_dir = \"{}\"\n{cluster}\n[ssh]\nagent = true\n[agent]\nbinaries = {{ amd64 = \"agent-amd64\", arm64 = \"agent-arm64\" }}\n{agent}",
         mirror().await,
         dir.path().join("state").display(),
     );
@@ -314,4 +337,39 @@ async fn a_tampered_seed_copy_or_a_missing_curl_is_refused_and_uploaded_directly
         ),
         "{lines:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn airgap_images_cross_the_controllers_link_once_per_arch() {
+    let s = setup_cluster(&MIXED, "airgap_images = true", "").await;
+    let report = apply(&s.inv, &s.options(true)).await.expect("apply runs");
+    assert!(!report.failed(), "{report:#?}");
+    let dir = "/var/lib/rancher/k3s/agent/images";
+    assert!(s.puts(dir).is_empty(), "no direct upload of an archive");
+    let staged: Vec<(String, String)> = (s.fleet.calls().into_iter())
+        .filter_map(|(n, c)| match c {
+            Call::Put(p) if p.starts_with(crate::relay::STAGE_ROOT) => Some((n, p)),
+            _ => None,
+        })
+        .filter(|(_, p)| p.ends_with("/k3s-airgap-images.tar.zst"))
+        .collect();
+    let seeds: Vec<&str> = staged.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(seeds, ["s1", "a1"], "one upload of the archive per arch");
+    for (n, want, arch) in [
+        ("s1", AMD64_IMAGES, "amd64"),
+        ("a2", AMD64_IMAGES, "amd64"),
+        ("a4", AMD64_IMAGES, "amd64"),
+        ("a1", ARM64_IMAGES, "arm64"),
+        ("a3", ARM64_IMAGES, "arm64"),
+    ] {
+        let path = format!("{dir}/k3s-airgap-images-{arch}.tar.zst");
+        assert_eq!(s.file(n, &path).as_deref(), Some(want), "{n}");
+    }
+    assert!(
+        s.lines().iter().any(|l| l.contains("a2, a4 K3s's images")),
+        "{:#?}",
+        s.lines()
+    );
+    let again = plan(&s.inv, &s.options(true)).await.expect("plan runs");
+    assert!(!again.changed(), "{again:#?}");
 }

@@ -90,10 +90,6 @@ impl Step for K3sBinary {
             fix.apply(io.transport, cx.node.ssh.sudo).await?;
             return Ok(Applied::Done);
         }
-        // The facts phase has failed nodes whose arch K3s does not ship.
-        let Ok(arch) = cx.facts.arch.clone() else {
-            return Ok(Applied::Done);
-        };
         let want = (
             paths::K3S_BIN,
             file::BINARY.mode,
@@ -103,19 +99,8 @@ impl Step for K3sBinary {
             K3sBinaryPlan::Install { from, .. } => from,
             K3sBinaryPlan::Fix(_) => &crate::relay::Source::Controller,
         };
-        if super::relay::try_install(cx, io, Self::ID, from, want).await? {
-            return Ok(Applied::Done);
-        }
-        // Verified against the release checksum before a byte is sent.
-        let artifact = io.store.binary(arch).await?;
-        io.transport
-            .put_file(
-                &artifact.bytes,
-                paths::K3S_BIN,
-                file::BINARY.mode,
-                cx.node.ssh.sudo,
-            )
-            .await?;
+        let kind = crate::artifacts::Kind::Binary;
+        super::relay::install_release_asset(cx, io, Self::ID, from, want, kind).await?;
         Ok(Applied::Done)
     }
 }

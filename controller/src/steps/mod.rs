@@ -7,6 +7,7 @@ pub mod diff;
 mod file;
 mod health_agent;
 mod k3s_adopt;
+mod k3s_airgap_images;
 mod k3s_binary;
 mod k3s_config;
 mod k3s_registries;
@@ -26,6 +27,7 @@ pub use health_agent::{
     AGENT_FILES, CERTS_HOOK, HealthAgent, HealthAgentPlan, REMOVE_SCRIPT as REMOVE_AGENT_SCRIPT,
 };
 pub use k3s_adopt::{AdoptPlan, K3sAdopt, assess as assess_adoption};
+pub use k3s_airgap_images::{AirgapImagesPlan, K3sAirgapImages};
 pub use k3s_binary::{K3sBinary, K3sBinaryPlan};
 pub use k3s_config::{K3sConfig, K3sConfigPlan};
 pub use k3s_registries::{K3sRegistries, RegistriesPlan};
@@ -48,8 +50,9 @@ pub trait StepVisitor {
     ) -> impl std::future::Future<Output = ControlFlow<()>> + Send;
 }
 
-/// Every node step, in order: preflight, adoption, binary, tools, config, unit, service,
-/// health agent.
+/// Every node step, in order: preflight, adoption, binary, tools, config,
+/// registries, K3s's image archive (before K3s first starts), unit,
+/// service, health agent.
 pub async fn visit<V: StepVisitor + Send>(v: &mut V) -> ControlFlow<()> {
     v.visit(&PiCgroups).await?;
     v.visit(&K3sAdopt).await?;
@@ -57,6 +60,7 @@ pub async fn visit<V: StepVisitor + Send>(v: &mut V) -> ControlFlow<()> {
     v.visit(&K3sTools).await?;
     v.visit(&K3sConfig).await?;
     v.visit(&K3sRegistries).await?;
+    v.visit(&K3sAirgapImages).await?;
     v.visit(&K3sUnit).await?;
     v.visit(&K3sService).await?;
     v.visit(&HealthAgent).await

@@ -44,3 +44,28 @@ pub async fn try_install(
         }
     }
 }
+
+/// Installs a release asset at `target`: from `from` when another node
+/// serves it, else (and after any failure) uploaded from the controller,
+/// verified against the release checksum before a byte is sent.
+pub async fn install_release_asset(
+    cx: &NodeCx<'_>,
+    io: StepIo<'_>,
+    step: StepId,
+    from: &Source,
+    (path, mode, sha256): (&str, u32, &str),
+    kind: crate::artifacts::Kind,
+) -> Result<(), StepError> {
+    // The facts phase has failed nodes whose arch K3s does not ship.
+    let Ok(arch) = cx.facts.arch.clone() else {
+        return Ok(());
+    };
+    if try_install(cx, io, step, from, (path, mode, sha256)).await? {
+        return Ok(());
+    }
+    let asset = io.store.asset(arch, kind).await?;
+    io.transport
+        .put_file(&asset.bytes, path, mode, cx.node.ssh.sudo)
+        .await?;
+    Ok(())
+}

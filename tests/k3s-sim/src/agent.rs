@@ -29,6 +29,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     crate::cgroups::validate()?;
     crate::registries::setup(&settings)?;
+    crate::images::start(&settings.data_dir());
     let name = crate::server::node_name(&settings);
     let labels = crate::server::node_labels(&settings)?;
     let taints = settings.list("node-taint");

@@ -24,6 +24,7 @@ mod ha_api;
 mod healthz;
 mod host;
 mod http;
+mod images;
 mod leaf;
 mod log;
 mod members;

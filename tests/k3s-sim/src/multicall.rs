@@ -1,7 +1,8 @@
 //! K3s is a multi-call binary (cmd/k3s/main.go): run as `kubectl`, `crictl` or `ctr`
 //! (a symlink, as install.sh makes them) it is that tool, and `k3s kubectl|crictl|ctr|
 //! check-config ...` runs the same tools as subcommands. The simulator has no
-//! containers, so `crictl` and `ctr` can only say so; `kubectl` runs a real kubectl
+//! containers, so `crictl` and `ctr` can only say so, except `crictl images`,
+//! which lists what the agent imported from its image dir (see `images`); `kubectl` runs a real kubectl
 //! (K3S_SIM_KUBECTL, else the first other `kubectl` on PATH) with K3s's default
 //! kubeconfig, as pkg/kubectl/main.go does; `check-config` reports the cgroup part
 //! of contrib/util/check-config.sh from the same checks the server and agent run.
@@ -26,6 +27,18 @@ pub fn run(tool: &str, args: &[String]) -> i32 {
     match tool {
         "kubectl" => kubectl(args),
         "check-config" => check_config(),
+        "crictl" if args.first().is_some_and(|a| a == "images" || a == "img") => {
+            match crate::images::crictl_images() {
+                Ok(table) => {
+                    print!("{table}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("crictl: {e}");
+                    1
+                }
+            }
+        }
         other => {
             eprintln!(
                 "k3s-sim: {other} {}: the simulator runs no containers (no containerd socket at /run/k3s/containerd/containerd.sock)",

@@ -233,6 +233,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let member = ha.as_ref().map(|h| h.ms.me.name.clone());
     // The embedded agent sets up containerd (its registries) before its kubelet.
     crate::registries::setup(&settings)?;
+    crate::images::start(&settings.data_dir());
     register_own_node(own, &cluster, &listen, &tls, member).await?;
     spawn_controllers(cluster, tls.ca_pem.clone(), ha);
     crate::info!(

@@ -20,6 +20,7 @@ pub(super) const CLUSTER_KEYS: &[&str] = &[
     "allow_downgrade",
     "token",
     "add_agent_token",
+    "airgap_images",
     "agent_token",
     "api_address",
     "tls_san",
@@ -57,6 +58,7 @@ impl Loader<'_, '_> {
         let add_agent_token = t
             .bool(self.sink, "add_agent_token")
             .is_some_and(|b| b.value);
+        let airgap_images = t.bool(self.sink, "airgap_images").is_some_and(|b| b.value);
         let api_address = t.str(self.sink, "api_address").map(|a| {
             self.check(&a, rules::address(&a.value), ADDRESS_HINT);
             a.value
@@ -85,6 +87,7 @@ impl Loader<'_, '_> {
             channel_url,
             allow_downgrade,
             add_agent_token,
+            airgap_images,
             agent_token,
             token,
             api_address,

@@ -80,6 +80,11 @@ impl Loader<'_, '_> {
         if let Some(c) = cluster.filter(|c| c.ha) {
             self.critical_settings(&seen, &c.server_config);
         }
+        if let Some(c) = cluster.filter(|c| c.airgap_images) {
+            for n in &mut nodes {
+                n.airgap_images = Some(images_dir(c, n));
+            }
+        }
         nodes
     }
 
@@ -182,6 +187,7 @@ impl Loader<'_, '_> {
             taints,
             k3s_config,
             adopt_drop,
+            airgap_images: None,
         })
     }
 
@@ -260,4 +266,16 @@ impl Loader<'_, '_> {
         }
         out
     }
+}
+
+/// `<data-dir>/agent/images` for the data dir the node's config.yaml sets
+/// (its role's settings, then its own), where K3s imports archives from.
+fn images_dir(c: &crate::inventory::Cluster, n: &Node) -> String {
+    let mut settings = match n.role {
+        Role::Server => c.server_config.clone(),
+        Role::Agent => c.agent_config.clone(),
+    };
+    settings.extend(n.k3s_config.clone());
+    let dir = crate::data_dir::desired(&settings);
+    format!("{}/agent/images", dir.trim_end_matches('/'))
 }

@@ -278,8 +278,39 @@ async fn desire(run: &mut Run<'_>, progress: &dyn Progress) {
             agent_dropin: agent_dropin.clone(),
             start: run.starts.get(&node.name).cloned().unwrap_or(Start::Alone),
         };
-        let d = desired::desired(run.inv, node, inputs);
+        let mut d = desired::desired(run.inv, node, inputs);
+        match airgap(run, node, arch).await {
+            Ok(a) => d.airgap = a,
+            Err(msg) => {
+                run.nodes[i].fail(progress, NodeFailure::Failed(msg));
+                continue;
+            }
+        }
         run.desired.insert(node.name.clone(), d);
+    }
+}
+
+/// The image archive `node` should hold, when the inventory asks for one:
+/// its place under the node's data dir and the release's sha256 for it.
+async fn airgap(
+    run: &Run<'_>,
+    node: &crate::inventory::Node,
+    arch: crate::arch::Arch,
+) -> Result<Option<crate::step::AirgapImages>, String> {
+    let Some(dir) = &node.airgap_images else {
+        return Ok(None);
+    };
+    let kind = crate::artifacts::Kind::AirgapImages;
+    match run.store.expected(arch, kind).await {
+        Ok(sha256) => Ok(Some(crate::step::AirgapImages {
+            path: format!("{dir}/{}", arch.airgap_asset()),
+            sha256,
+        })),
+        Err(e) => Err(format!(
+            "K3s {} images for {arch}: {}",
+            run.version,
+            error_chain(&e)
+        )),
     }
 }
 

@@ -7,7 +7,7 @@
 //! reported, and its arch's nodes get their copies from the controller.
 
 use super::{Phase, Selected};
-use crate::artifacts::ArtifactError;
+use crate::artifacts::{ArtifactError, Kind};
 use crate::error_chain;
 use crate::facts::paths;
 use crate::relay::{self, ArchRelay, Artifact, Need, Share, Source};
@@ -39,6 +39,7 @@ fn needs(run: &Run<'_>) -> Vec<Need> {
             arch,
             k3s: facts.file_sha(paths::K3S_BIN) != Some(d.binary_sha256.as_str()),
             agent: agent.unwrap_or(false),
+            images: (d.airgap.as_ref()).is_some_and(|a| facts.file_sha(&a.path) != Some(&a.sha256)),
             agent_available: agent.is_some(),
         });
     }
@@ -61,17 +62,27 @@ fn mark(run: &mut Run<'_>, plan: &ArchRelay, served: Option<&Served<'_>>) {
         seed: plan.seed.clone(),
         url: served.map(|s| s.share.url(s.ip, s.port, a)),
     };
-    if let Some(d) = run.desired.get_mut(&plan.seed) {
-        d.k3s_from = staged(Artifact::K3s);
-        d.agent_from = staged(Artifact::Agent);
+    fn from(d: &mut crate::step::Desired, a: Artifact) -> &mut Source {
+        match a {
+            Artifact::K3s => &mut d.k3s_from,
+            Artifact::Agent => &mut d.agent_from,
+            Artifact::AirgapImages => &mut d.images_from,
+        }
     }
-    for (names, a) in [(&plan.k3s, Artifact::K3s), (&plan.agent, Artifact::Agent)] {
+    if let Some(d) = run.desired.get_mut(&plan.seed) {
+        for &a in &plan.staged {
+            *from(d, a) = staged(a);
+        }
+    }
+    let fetching = [
+        (&plan.k3s, Artifact::K3s),
+        (&plan.agent, Artifact::Agent),
+        (&plan.images, Artifact::AirgapImages),
+    ];
+    for (names, a) in fetching {
         for name in names {
             if let Some(d) = run.desired.get_mut(name) {
-                match a {
-                    Artifact::K3s => d.k3s_from = fetched(a),
-                    Artifact::Agent => d.agent_from = fetched(a),
-                }
+                *from(d, a) = fetched(a);
             }
         }
     }
@@ -88,16 +99,20 @@ fn event(run: &Run<'_>, subject: &str, stage: Stage<'_>, detail: &str) {
 
 /// "node2, node3 fetch K3s from it (…)", for the run's output.
 fn describe(plan: &ArchRelay) -> String {
-    format!(
-        "seed for {}: {} fetch K3s from it{}",
-        plan.arch,
-        plan.k3s.join(", "),
-        if plan.agent.is_empty() {
-            String::new()
-        } else {
-            format!(", {} the agent", plan.agent.join(", "))
-        }
-    )
+    let parts: Vec<String> = [
+        (&plan.k3s, "K3s"),
+        (&plan.agent, "the agent"),
+        (&plan.images, "K3s's images"),
+    ]
+    .into_iter()
+    .filter(|(names, _)| !names.is_empty())
+    .enumerate()
+    .map(|(i, (names, what))| match i {
+        0 => format!("{} fetch {what} from it", names.join(", ")),
+        _ => format!("{} {what}", names.join(", ")),
+    })
+    .collect();
+    format!("seed for {}: {}", plan.arch, parts.join(", "))
 }
 
 /// Why a seed cannot serve its arch's artifacts.
@@ -123,7 +138,12 @@ enum ServeError {
 /// The addresses of the nodes that fetch from `plan`'s seed (their facts'
 /// own addresses): the only peers its server answers.
 fn fetchers(run: &Run<'_>, plan: &ArchRelay) -> Vec<std::net::IpAddr> {
-    let names: std::collections::BTreeSet<&String> = plan.k3s.iter().chain(&plan.agent).collect();
+    let names: std::collections::BTreeSet<&String> = plan
+        .k3s
+        .iter()
+        .chain(&plan.agent)
+        .chain(&plan.images)
+        .collect();
     let mut out: Vec<std::net::IpAddr> = (run.nodes.iter())
         .filter(|r| names.contains(&r.node.name))
         .filter_map(|r| r.facts.as_ref())
@@ -152,16 +172,22 @@ async fn serve(
     let Some(Ok(agent)) = &desired.agent else {
         return Err(ServeError::NoAgent);
     };
-    let k3s = run.store.binary(arch).await?;
-    let staged = |a| share.staged(a);
-    t.put_file(&k3s.bytes, &staged(Artifact::K3s), 0o644, sudo)
-        .await?;
-    t.put_file(&agent.bytes, &staged(Artifact::Agent), 0o755, sudo)
-        .await?;
+    for &a in &plan.staged {
+        let (bytes, mode) = match a {
+            Artifact::K3s => (run.store.binary(arch).await?, 0o644),
+            Artifact::AirgapImages => (run.store.asset(arch, Kind::AirgapImages).await?, 0o644),
+            Artifact::Agent => {
+                t.put_file(&agent.bytes, &share.staged(a), 0o755, sudo)
+                    .await?;
+                continue;
+            }
+        };
+        t.put_file(&bytes.bytes, &share.staged(a), mode, sudo)
+            .await?;
+    }
     let out = t.exec(&relay::address_command()).await?;
     let ip = relay::parse_address(&out).ok_or(ServeError::NoAddress)?;
-    let artifacts = [Artifact::K3s, Artifact::Agent];
-    let cmd = relay::start_command(share, ip, &artifacts, &fetchers(run, plan), sudo);
+    let cmd = relay::start_command(share, ip, &plan.staged, &fetchers(run, plan), sudo);
     let out = t.exec(&cmd).await?;
     relay::parse_port(&out)
         .map(|port| (ip, port))

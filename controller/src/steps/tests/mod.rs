@@ -61,6 +61,8 @@ pub(super) fn desired(inv: &Inventory) -> Desired {
         agent_dropin: dropin(&["10.0.0.1".into()], &[]),
         k3s_from: Default::default(),
         agent_from: Default::default(),
+        airgap: None,
+        images_from: Default::default(),
         agent_access: None,
         k3s_settings: render::node_settings(inv, node),
     }
