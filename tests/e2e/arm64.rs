@@ -27,7 +27,6 @@ fn main() -> ExitCode {
     let cases: &[Case] = pictl_e2e::cases![
         arm64_node_runs_real_aarch64_userland_with_working_sudo,
         mirror_serves_real_arm64_and_armhf_simulators_with_their_checksums,
-        the_readme_quick_start_from_a_fresh_clone_gives_every_arch_its_agent,
         apply_detects_arm64_and_installs_k3s_arm64_and_the_arm64_agent,
         kubectl_shows_node3_as_arm64,
         second_apply_on_the_mixed_lab_changes_nothing,
@@ -37,6 +36,9 @@ fn main() -> ExitCode {
         a_pictl_without_an_arm64_agent_skips_it_naming_how_to_build_it,
         arm64_node_survives_reboot_stop_and_start,
         up_refuses_an_unknown_arch_or_node_and_leaves_the_lab_running,
+        // Last: it starts by resetting the suite's cluster, and the Pi's
+        // cmdline.txt flag it leaves would change the first apply above.
+        the_readme_quick_start_from_a_fresh_clone_gives_every_arch_its_agent,
     ];
     harness::run_arch(
         cases,
