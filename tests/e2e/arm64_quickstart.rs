@@ -84,6 +84,9 @@ pub fn the_readme_quick_start_from_a_fresh_clone_gives_every_arch_its_agent(lab:
     assert!(out.status.success(), "{}", text(&out));
     populate_mirror(lab);
     let work = lab.dir().join("quickstart");
+    // A new user's first run: no host keys or state from an earlier lab.
+    let _ = std::fs::remove_file(work.join("known_hosts"));
+    let _ = std::fs::remove_dir_all(work.join("state"));
     std::fs::create_dir_all(&work).expect("mkdir");
     let bin = install_from_a_fresh_clone(&work);
     let pictl_bin = bin.join("pictl");
