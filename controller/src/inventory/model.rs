@@ -311,13 +311,22 @@ pub struct RegistryTls {
 }
 
 impl Registries {
-    /// Every secret setting, to be read by a run.
-    pub fn secrets_mut(&mut self) -> impl Iterator<Item = &mut SecretSetting> {
-        self.configs
-            .values_mut()
-            .filter_map(|c| c.auth.as_mut())
-            .flat_map(|a| [&mut a.password, &mut a.auth, &mut a.identity_token])
-            .filter_map(Option::as_mut)
+    /// Every secret setting with where it is (`"host" password`), to be
+    /// read by a run.
+    pub fn secrets_mut(&mut self) -> impl Iterator<Item = (String, &mut SecretSetting)> {
+        self.configs.iter_mut().flat_map(|(host, c)| {
+            let fields = c.auth.as_mut().map(|a| {
+                [
+                    ("password", &mut a.password),
+                    ("auth", &mut a.auth),
+                    ("identity_token", &mut a.identity_token),
+                ]
+            });
+            fields
+                .into_iter()
+                .flatten()
+                .filter_map(move |(k, v)| Some((format!("\"{host}\" {k}"), v.as_mut()?)))
+        })
     }
 }
 

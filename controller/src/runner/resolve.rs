@@ -17,8 +17,8 @@ pub fn resolved(inv: &Inventory) -> Result<Inventory, RunError> {
         settings(&mut node.k3s_config, &at)?;
     }
     if let Some(r) = &mut out.registries {
-        for s in r.secrets_mut() {
-            read(s, "[registries] configs auth")?;
+        for (at, s) in r.secrets_mut() {
+            read(s, &format!("[registries.configs] {at}"))?;
         }
     }
     Ok(out)

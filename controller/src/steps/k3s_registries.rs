@@ -72,20 +72,17 @@ impl Step for K3sRegistries {
         plan: &RegistriesPlan,
     ) -> Result<Applied, StepError> {
         let sudo = cx.node.ssh.sudo;
-        let (RegistriesPlan::Write { .. }, Some(text)) = (plan, &cx.desired.registries) else {
-            if let RegistriesPlan::Fix(fix) = plan {
-                fix.apply(io.transport, sudo).await?;
+        match (plan, &cx.desired.registries) {
+            (RegistriesPlan::Fix(fix), _) => fix.apply(io.transport, sudo).await?,
+            (RegistriesPlan::Write { .. }, Some(text)) => {
+                let bytes = text.expose().as_bytes();
+                (io.transport)
+                    .put_file(bytes, paths::REGISTRIES, file::SECRET.mode, sudo)
+                    .await?;
             }
-            return Ok(Applied::Done);
-        };
-        io.transport
-            .put_file(
-                text.expose().as_bytes(),
-                paths::REGISTRIES,
-                file::SECRET.mode,
-                sudo,
-            )
-            .await?;
+            // `check` plans a write only for a file pictl renders.
+            (RegistriesPlan::Write { .. }, None) => {}
+        }
         Ok(Applied::Done)
     }
 }

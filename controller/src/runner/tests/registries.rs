@@ -116,4 +116,15 @@ async fn an_unset_secret_stops_the_run_naming_the_setting_before_any_node_is_tou
         "{msg}"
     );
     assert!(s.fleet.calls().is_empty(), "{:?}", s.fleet.calls());
+    // With the S3 secret set, the registry's password is named by its host.
+    let text = text
+        .replace("{ env = \"PICTL_TEST_UNSET_S3\" }", "\"x\"")
+        .replace("server_config = { \"etcd-s3-secret-key\" = \"x\" }\n", "");
+    s.inv = Inventory::parse(&text, "t.toml", s.dir.path()).expect("valid inventory");
+    let err = plan(&s.inv, &s.options()).await.expect_err("refused");
+    let msg = crate::error_chain(&err);
+    assert!(
+        msg.contains("[registries.configs] \"registry.lan\" password"),
+        "{msg}"
+    );
 }
